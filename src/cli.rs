@@ -1,0 +1,168 @@
+//! The raw command line: what the user typed or exported, before any validation.
+//!
+//! Owns the clap definition of every flag and its `HMR_PROXY_*` environment variable. Every value
+//! is an `Option` so "not given" stays distinguishable from "given the default": the config file
+//! sits *below* flags and environment, and only `config::Config::load` decides what wins. Nothing
+//! here parses URLs, paths or durations; that happens once, in `config`, with errors that name the
+//! flag. Flags that take an optional value (`--poll[=MS]`, `--no-inject[=BOOL]`) require `=` so
+//! that `--poll http://localhost:8000` never swallows the upstream.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser};
+
+/// Live reload and hot module replacement in front of any development server.
+#[derive(Debug, Parser)]
+#[command(name = "hmr-proxy", version, about, max_term_width = 100)]
+#[command(
+    after_help = "Every option can also be set in the environment (HMR_PROXY_<OPTION>, \
+    e.g. HMR_PROXY_LISTEN) or in the config file (./hmr-proxy.toml, or --config).\n\
+    Precedence: flags > environment > config file > defaults."
+)]
+pub struct Cli {
+    /// Development server to front, e.g. http://localhost:8000 (no upstream: serve a folder).
+    #[arg(value_name = "UPSTREAM", env = "HMR_PROXY_UPSTREAM")]
+    pub upstream: Option<String>,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
+
+    #[command(flatten)]
+    pub watch: WatchArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Where the proxy listens and what it serves itself.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Server")]
+pub struct ServerArgs {
+    /// Address to listen on [default: 127.0.0.1:3000]; a bare port means 127.0.0.1:PORT.
+    #[arg(short, long, value_name = "ADDR", env = "HMR_PROXY_LISTEN")]
+    pub listen: Option<String>,
+
+    /// No upstream: serve static files from DIR.
+    #[arg(long, value_name = "DIR", env = "HMR_PROXY_SERVE")]
+    pub serve: Option<PathBuf>,
+
+    /// Path of the live-reload event stream [default: /changes].
+    #[arg(long, value_name = "PATH", env = "HMR_PROXY_CHANGES_PATH")]
+    pub changes_path: Option<String>,
+
+    /// Do not inject the browser client into HTML pages (the client is still served).
+    #[arg(long, value_name = "BOOL", env = "HMR_PROXY_NO_INJECT", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_inject: Option<bool>,
+
+    /// How long in-flight requests may run after Ctrl-C or SIGTERM [default: 5s].
+    #[arg(long, value_name = "DURATION", env = "HMR_PROXY_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<String>,
+
+    /// TOML config file [default: ./hmr-proxy.toml when present].
+    #[arg(short, long, value_name = "FILE", env = "HMR_PROXY_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// How requests reach the upstream.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Proxy")]
+pub struct ProxyArgs {
+    /// Send the browser's Host header upstream instead of the upstream's own.
+    #[arg(long, value_name = "BOOL", env = "HMR_PROXY_KEEP_HOST", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub keep_host: Option<bool>,
+
+    /// Give up connecting to the upstream after this long, e.g. 3s or 500ms [default: 3s].
+    #[arg(long, value_name = "DURATION", env = "HMR_PROXY_CONNECT_TIMEOUT")]
+    pub connect_timeout: Option<String>,
+
+    /// Give up waiting for the upstream's response headers after this long [default: 120s].
+    #[arg(long, value_name = "DURATION", env = "HMR_PROXY_RESPONSE_TIMEOUT")]
+    pub response_timeout: Option<String>,
+}
+
+/// What is watched for changes.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Watch")]
+pub struct WatchArgs {
+    /// Directory to watch, optionally mapped to a URL prefix (static=/assets); repeatable.
+    #[arg(
+        short,
+        long,
+        value_name = "DIR[=URL]",
+        env = "HMR_PROXY_WATCH",
+        value_delimiter = ','
+    )]
+    pub watch: Option<Vec<String>>,
+
+    /// Glob of paths to ignore; repeatable.
+    #[arg(
+        long,
+        value_name = "GLOB",
+        env = "HMR_PROXY_IGNORE",
+        value_delimiter = ','
+    )]
+    pub ignore: Option<Vec<String>>,
+
+    /// Quiet time that ends a burst of changes, in milliseconds [default: 30].
+    #[arg(long, value_name = "MS", env = "HMR_PROXY_DEBOUNCE")]
+    pub debounce: Option<String>,
+
+    /// Poll the file system instead of OS events (bind mounts), every MS [default: 250].
+    #[arg(long, value_name = "MS", env = "HMR_PROXY_POLL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub poll: Option<String>,
+}
+
+/// How much is logged.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
+    /// Log more (-v debug, -vv trace).
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Log less (-q warnings only, -qq errors only).
+    #[arg(short, long, action = ArgAction::Count)]
+    pub quiet: u8,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn optional_values_need_equals_so_the_upstream_is_not_swallowed() {
+        let cli = Cli::try_parse_from(["hmr-proxy", "--poll", "http://localhost:8000"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cli.watch.poll.as_deref(), Some("true"));
+        assert_eq!(cli.upstream.as_deref(), Some("http://localhost:8000"));
+
+        let cli = Cli::try_parse_from(["hmr-proxy", "--no-inject", "http://localhost:8000"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cli.server.no_inject, Some(true));
+        assert_eq!(cli.upstream.as_deref(), Some("http://localhost:8000"));
+    }
+
+    #[test]
+    fn repeated_and_comma_separated_watch_dirs() {
+        let cli = Cli::try_parse_from(["hmr-proxy", "-w", "a,b=/x", "--watch", "c"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cli.watch.watch,
+            Some(vec!["a".to_string(), "b=/x".to_string(), "c".to_string()])
+        );
+    }
+}

@@ -1,0 +1,910 @@
+//! The resolved configuration, and the one place where layers are merged and values validated.
+//!
+//! # Layers
+//!
+//! A setting can come from four places. From strongest to weakest:
+//!
+//! 1. a command-line flag (`--listen 127.0.0.1:4000`),
+//! 2. its environment variable (`HMR_PROXY_LISTEN`), which clap reads for us,
+//! 3. the config file (`--config FILE`, else `./hmr-proxy.toml` when present),
+//! 4. the built-in default.
+//!
+//! clap already resolves 1 over 2 and tells us which of the two supplied a value
+//! ([`clap::parser::ValueSource`]), so each raw value here carries its [`Origin`]. The file is merged
+//! below that, key by key, by destructuring the CLI struct exhaustively: a new flag that is not wired
+//! into [`Config::load`] is a compile error. Lists (`watch`, `ignore`) are replaced, not appended, by
+//! a stronger layer, so `HMR_PROXY_WATCH` fully describes what is watched.
+//!
+//! # Validation
+//!
+//! Every value is parsed here, once, at start-up: URLs, addresses, durations, directories, globs.
+//! Errors name the origin (`--listen`, `HMR_PROXY_LISTEN`, `hmr-proxy.toml: key listen`) and the
+//! fix. After [`Config::load`] nothing downstream sees an `Option` that means "not given".
+//!
+//! This module does not bind sockets or touch the network: a port in use is found by `lib::bind`.
+
+mod error;
+pub mod file;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory};
+
+use crate::cli::{Cli, OutputArgs, ProxyArgs, ServerArgs, WatchArgs};
+pub use error::{ConfigError, Origin};
+use file::FileConfig;
+
+/// Port used when `--listen` is not given; 3000 is what browser-sync and most peers use.
+pub const DEFAULT_PORT: u16 = 3000;
+/// Connecting to a dev server on loopback or a compose network takes milliseconds; three seconds
+/// means the server is not there, and the user should see the error page rather than wait.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// First requests to Next.js, Vite (dependency optimisation) or Phoenix (compilation) can take tens
+/// of seconds before headers arrive; two minutes leaves room for a slow cold build.
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
+/// `docker stop` sends SIGKILL after ten seconds; five leaves room to exit cleanly before it.
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Editors save in bursts of a few events within ~10 ms; 30 ms of quiet catches a burst without
+/// adding noticeable save-to-reload latency.
+const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(30);
+/// A poll walks every watched file; 250 ms is chokidar's order of magnitude, quick enough to feel
+/// live and cheap on a typical source tree.
+const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// The event-stream path users and the client agree on by default.
+const DEFAULT_CHANGES_PATH: &str = "/changes";
+/// The proxy's own URL namespace; nothing under it is forwarded.
+pub const OWN_PREFIX: &str = "/__hmr/";
+
+/// Everything the proxy needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Where `listen` came from, so a port in use can name the setting to change.
+    pub listen_origin: Option<Origin>,
+    /// Forward to an upstream, or serve a folder.
+    pub backend: Backend,
+    /// How requests are forwarded.
+    pub proxy: ProxySettings,
+    /// What is watched (used by the watcher; validated here).
+    pub watch: WatchSettings,
+    /// Path of the event stream.
+    pub changes_path: String,
+    /// Whether HTML pages get the client tag.
+    pub inject: bool,
+    /// How long in-flight work may continue after a shutdown signal.
+    pub shutdown_grace: Duration,
+    /// The config file that was read, if any.
+    pub file: Option<PathBuf>,
+}
+
+/// What answers requests that are not the proxy's own.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// Forward to this dev server.
+    Upstream(Upstream),
+    /// Serve files from this directory (canonical path).
+    Static {
+        root: PathBuf,
+        /// True when neither an upstream nor `--serve` was given and the working directory is
+        /// served by default (start-up says so).
+        implicit: bool,
+    },
+}
+
+/// A validated upstream origin: `http://host:port`, no path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// The host as written (`localhost`, `app`, `127.0.0.1`, `[::1]`).
+    pub host: String,
+    /// The port (80 when omitted).
+    pub port: u16,
+    /// `host:port` as sent in `Host` and used to connect.
+    pub authority: http::uri::Authority,
+}
+
+impl Upstream {
+    /// `http://host:port`, the base every forwarded request URI is built on.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.authority)
+    }
+}
+
+/// Forwarding behaviour.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub keep_host: bool,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+/// What to watch, and how.
+#[derive(Debug, Clone)]
+pub struct WatchSettings {
+    pub roots: Vec<WatchRoot>,
+    /// Extra ignore globs, validated.
+    pub ignore: Vec<String>,
+    pub debounce: Duration,
+    /// `Some(interval)` to poll instead of using OS events.
+    pub poll: Option<Duration>,
+}
+
+/// One watched directory and the URL prefix its files are served under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchRoot {
+    /// Canonical directory path.
+    pub dir: PathBuf,
+    /// URL prefix, starting and ending with `/`.
+    pub url: String,
+    /// Ignore globs for this root only.
+    pub ignore: Vec<String>,
+}
+
+/// A raw value and where it came from.
+struct Raw<T> {
+    value: T,
+    origin: Origin,
+}
+
+/// The layers as given: parsed flags (with clap's knowledge of flag vs environment) and the file.
+struct Layers<'a> {
+    matches: &'a ArgMatches,
+    command: clap::Command,
+    file: FileConfig,
+    file_path: Option<PathBuf>,
+}
+
+impl Layers<'_> {
+    /// Where clap found the argument `id`: a flag (or the positional) or its environment variable.
+    fn cli_origin(&self, id: &str) -> Origin {
+        let arg = self.command.get_arguments().find(|a| a.get_id() == id);
+        let from_env = self.matches.value_source(id) == Some(ValueSource::EnvVariable);
+        match arg {
+            Some(arg) if from_env => Origin::Env(
+                arg.get_env()
+                    .map(|e| e.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            ),
+            Some(arg) => Origin::Flag(match arg.get_long() {
+                Some(long) => format!("--{long}"),
+                None => id.to_uppercase(),
+            }),
+            None => Origin::Flag(id.to_string()),
+        }
+    }
+
+    fn file_origin(&self, key: &'static str) -> Origin {
+        Origin::File {
+            path: self.file_path.clone().unwrap_or_default(),
+            key,
+        }
+    }
+
+    /// The flag/env value when given, else the file's, each tagged with its origin.
+    fn pick<T>(
+        &self,
+        cli: Option<T>,
+        id: &str,
+        file: Option<T>,
+        key: &'static str,
+    ) -> Option<Raw<T>> {
+        match cli {
+            Some(value) => Some(Raw {
+                value,
+                origin: self.cli_origin(id),
+            }),
+            None => file.map(|value| Raw {
+                value,
+                origin: self.file_origin(key),
+            }),
+        }
+    }
+}
+
+impl Config {
+    /// Parse the process's arguments (and, through clap, its environment). Returns clap's error for
+    /// `--help`, `--version` and malformed flags so the caller can let clap print it.
+    pub fn parse_args<I, T>(args: I) -> Result<(Cli, ArgMatches), clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::FromArgMatches;
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let cli = Cli::from_arg_matches(&matches)?;
+        Ok((cli, matches))
+    }
+
+    /// Merge flags, environment, config file and defaults; validate everything. `cwd` is where
+    /// relative paths and `./hmr-proxy.toml` are resolved.
+    pub fn load(cli: Cli, matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
+        // Exhaustive on purpose: a flag added to `Cli` must be wired here or this fails to compile.
+        let Cli {
+            upstream,
+            server:
+                ServerArgs {
+                    listen,
+                    serve,
+                    changes_path,
+                    no_inject,
+                    shutdown_grace,
+                    config,
+                },
+            proxy:
+                ProxyArgs {
+                    keep_host,
+                    connect_timeout,
+                    response_timeout,
+                },
+            watch:
+                WatchArgs {
+                    watch,
+                    ignore,
+                    debounce,
+                    poll,
+                },
+            output: OutputArgs { .. },
+        } = cli;
+
+        let file_path = file::locate(config.as_deref(), cwd);
+        let file = match &file_path {
+            Some(path) => file::read(path)?,
+            None => FileConfig::default(),
+        };
+        let layers = Layers {
+            matches,
+            command: Cli::command(),
+            file_path,
+            file,
+        };
+        let f = &layers.file;
+
+        let listen_raw = layers.pick(listen, "listen", f.listen.clone(), "listen");
+        let listen_addr = match &listen_raw {
+            Some(raw) => parse_listen(&raw.value).map_err(|problem| {
+                ConfigError::invalid(
+                    raw.origin.clone(),
+                    problem,
+                    "write an address like 127.0.0.1:3000 or 0.0.0.0:3000, or just a port like 3000",
+                )
+            })?,
+            None => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT),
+        };
+
+        let upstream_raw = layers.pick(upstream, "upstream", f.upstream.clone(), "upstream");
+        let serve_raw = layers.pick(serve, "serve", f.serve.clone(), "serve");
+        let backend = match (upstream_raw, serve_raw) {
+            (Some(up), Some(dir)) => {
+                return Err(ConfigError::Conflict {
+                    first: up.origin,
+                    second: dir.origin,
+                    fix: "front a dev server (UPSTREAM) or serve a folder (--serve), not both"
+                        .to_string(),
+                });
+            }
+            (Some(up), None) => Backend::Upstream(
+                parse_upstream(&up.value)
+                    .map_err(|(problem, fix)| ConfigError::invalid(up.origin, problem, fix))?,
+            ),
+            (None, Some(dir)) => Backend::Static {
+                root: existing_dir(cwd, &dir.value, &dir.origin)?,
+                implicit: false,
+            },
+            (None, None) => Backend::Static {
+                root: existing_dir(cwd, Path::new("."), &Origin::Flag("--serve".into()))?,
+                implicit: true,
+            },
+        };
+
+        let proxy = ProxySettings {
+            keep_host: layers
+                .pick(keep_host, "keep_host", f.keep_host, "keep_host")
+                .is_some_and(|raw| raw.value),
+            connect_timeout: duration_setting(
+                layers.pick(
+                    connect_timeout,
+                    "connect_timeout",
+                    f.connect_timeout.clone(),
+                    "connect_timeout",
+                ),
+                DEFAULT_CONNECT_TIMEOUT,
+            )?,
+            response_timeout: duration_setting(
+                layers.pick(
+                    response_timeout,
+                    "response_timeout",
+                    f.response_timeout.clone(),
+                    "response_timeout",
+                ),
+                DEFAULT_RESPONSE_TIMEOUT,
+            )?,
+        };
+
+        let watch = resolve_watch(&layers, cwd, &backend, watch, ignore, debounce, poll)?;
+
+        let changes_path = match layers.pick(
+            changes_path,
+            "changes_path",
+            f.changes_path.clone(),
+            "changes_path",
+        ) {
+            Some(raw) => validate_changes_path(raw)?,
+            None => DEFAULT_CHANGES_PATH.to_string(),
+        };
+
+        // `--no-inject` in flags/env, `inject = false` in the file: one meaning, two spellings.
+        let inject = match no_inject {
+            Some(no) => !no,
+            None => f.inject.unwrap_or(true),
+        };
+
+        let shutdown_grace = duration_setting(
+            layers.pick(
+                shutdown_grace,
+                "shutdown_grace",
+                f.shutdown_grace.clone(),
+                "shutdown_grace",
+            ),
+            DEFAULT_SHUTDOWN_GRACE,
+        )?;
+
+        Ok(Config {
+            listen: listen_addr,
+            listen_origin: listen_raw.map(|raw| raw.origin),
+            backend,
+            proxy,
+            watch,
+            changes_path,
+            inject,
+            shutdown_grace,
+            file: layers.file_path,
+        })
+    }
+}
+
+fn resolve_watch(
+    layers: &Layers<'_>,
+    cwd: &Path,
+    backend: &Backend,
+    watch: Option<Vec<String>>,
+    ignore: Option<Vec<String>>,
+    debounce: Option<String>,
+    poll: Option<String>,
+) -> Result<WatchSettings, ConfigError> {
+    let f = &layers.file;
+    let mut roots = Vec::new();
+    if let Some(specs) = watch {
+        let origin = layers.cli_origin("watch");
+        for spec in specs.iter().filter(|s| !s.trim().is_empty()) {
+            let (dir, url) = match spec.split_once('=') {
+                Some((dir, url)) => (dir, Some(url)),
+                None => (spec.as_str(), None),
+            };
+            roots.push(watch_root(cwd, Path::new(dir), url, Vec::new(), &origin)?);
+        }
+    } else if let Some(tables) = &f.watch {
+        let origin = layers.file_origin("watch");
+        for table in tables {
+            check_globs(&table.ignore, &origin)?;
+            roots.push(watch_root(
+                cwd,
+                &table.dir,
+                table.url.as_deref(),
+                table.ignore.clone(),
+                &origin,
+            )?);
+        }
+    }
+    if roots.is_empty() {
+        // Nothing named: watch what is served, or the project the proxy was started in.
+        let dir = match backend {
+            Backend::Static { root, .. } => root.clone(),
+            Backend::Upstream(_) => cwd.to_path_buf(),
+        };
+        roots.push(watch_root(
+            cwd,
+            &dir,
+            None,
+            Vec::new(),
+            &Origin::Flag("--watch".into()),
+        )?);
+    }
+
+    let ignore = match layers.pick(ignore, "ignore", f.ignore.clone(), "ignore") {
+        Some(raw) => {
+            check_globs(&raw.value, &raw.origin)?;
+            raw.value
+        }
+        None => Vec::new(),
+    };
+
+    let debounce_raw = layers.pick(
+        debounce,
+        "debounce",
+        f.debounce.map(|ms| ms.to_string()),
+        "debounce",
+    );
+    let debounce = match debounce_raw {
+        Some(raw) => parse_millis(&raw.value).map_err(|problem| {
+            ConfigError::invalid(raw.origin, problem, "give milliseconds, e.g. --debounce 50")
+        })?,
+        None => DEFAULT_DEBOUNCE,
+    };
+
+    let poll = match poll {
+        Some(value) => parse_poll(&value).map_err(|problem| {
+            ConfigError::invalid(
+                layers.cli_origin("poll"),
+                problem,
+                "write --poll, --poll=500 (milliseconds) or --poll=false",
+            )
+        })?,
+        // In the file, `poll_interval` alone turns polling on; `poll = false` wins over it.
+        None => match (f.poll, f.poll_interval) {
+            (Some(false), _) | (None, None) => None,
+            (Some(true), None) => Some(DEFAULT_POLL_INTERVAL),
+            (_, Some(0)) => {
+                return Err(ConfigError::invalid(
+                    layers.file_origin("poll_interval"),
+                    "0 ms is not an interval",
+                    "give a positive number of milliseconds, e.g. 250",
+                ));
+            }
+            (_, Some(ms)) => Some(Duration::from_millis(ms)),
+        },
+    };
+
+    Ok(WatchSettings {
+        roots,
+        ignore,
+        debounce,
+        poll,
+    })
+}
+
+fn watch_root(
+    cwd: &Path,
+    dir: &Path,
+    url: Option<&str>,
+    ignore: Vec<String>,
+    origin: &Origin,
+) -> Result<WatchRoot, ConfigError> {
+    let dir = existing_dir(cwd, dir, origin)?;
+    let url = match url {
+        None => "/".to_string(),
+        Some(url) if url.starts_with('/') && !url.contains(['?', '#']) => {
+            format!("{}/", url.trim_end_matches('/'))
+        }
+        Some(url) => {
+            return Err(ConfigError::invalid(
+                origin.clone(),
+                format!("URL prefix `{url}` must be a path starting with /"),
+                "write DIR=/prefix, e.g. static=/assets",
+            ));
+        }
+    };
+    Ok(WatchRoot { dir, url, ignore })
+}
+
+/// A directory that exists, made absolute and canonical (symlinks resolved once, here).
+fn existing_dir(cwd: &Path, dir: &Path, origin: &Origin) -> Result<PathBuf, ConfigError> {
+    let path = cwd.join(dir);
+    match path.canonicalize() {
+        Ok(canonical) if canonical.is_dir() => Ok(canonical),
+        Ok(_) => Err(ConfigError::invalid(
+            origin.clone(),
+            format!("`{}` is a file, not a directory", dir.display()),
+            "name a directory",
+        )),
+        Err(err) => Err(ConfigError::invalid(
+            origin.clone(),
+            format!("directory `{}` cannot be used ({err})", dir.display()),
+            "create it or fix the path (relative paths start at the working directory)",
+        )),
+    }
+}
+
+fn check_globs(globs: &[String], origin: &Origin) -> Result<(), ConfigError> {
+    for glob in globs {
+        if let Err(err) = globset::Glob::new(glob) {
+            return Err(ConfigError::invalid(
+                origin.clone(),
+                format!("`{glob}` is not a valid glob ({})", err.kind()),
+                "write a glob like `*.log` or `dist/**`",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_changes_path(raw: Raw<String>) -> Result<String, ConfigError> {
+    let path = raw.value;
+    if !path.starts_with('/') || path.contains(['?', '#', ' ']) || path.len() < 2 {
+        return Err(ConfigError::invalid(
+            raw.origin,
+            format!("`{path}` is not a URL path"),
+            "write a path like /changes",
+        ));
+    }
+    if path.starts_with(OWN_PREFIX) {
+        return Err(ConfigError::invalid(
+            raw.origin,
+            format!("`{path}` is inside the proxy's own {OWN_PREFIX} namespace"),
+            "pick a path outside it, like /changes",
+        ));
+    }
+    Ok(path)
+}
+
+fn duration_setting(raw: Option<Raw<String>>, default: Duration) -> Result<Duration, ConfigError> {
+    match raw {
+        Some(raw) => parse_duration(&raw.value).map_err(|problem| {
+            ConfigError::invalid(raw.origin, problem, "write a duration like 3s, 500ms or 2m")
+        }),
+        None => Ok(default),
+    }
+}
+
+/// `ADDR:PORT`, `localhost:PORT` or a bare `PORT`.
+fn parse_listen(value: &str) -> Result<SocketAddr, String> {
+    let value = value.trim();
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Ok(port) = value.parse::<u16>() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    if let Some(port) = value.strip_prefix("localhost:")
+        && let Ok(port) = port.parse::<u16>()
+    {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    Err(format!("`{value}` is not an address to listen on"))
+}
+
+/// Validate an upstream URL; on error returns (problem, fix).
+fn parse_upstream(value: &str) -> Result<Upstream, (String, String)> {
+    let value = value.trim();
+    let uri: http::Uri = value.parse().map_err(|_| {
+        (
+            format!("`{value}` is not a URL"),
+            "write the dev server's URL, e.g. http://localhost:8000".to_string(),
+        )
+    })?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err((
+                format!("`{value}` is an https URL; the proxy speaks plain HTTP to its upstream"),
+                "point it at the dev server's http:// address".to_string(),
+            ));
+        }
+        Some(other) => {
+            return Err((
+                format!("`{value}` has scheme `{other}`"),
+                "use an http:// URL, e.g. http://localhost:8000".to_string(),
+            ));
+        }
+        None => {
+            // `localhost:8000` parses as an authority; `8000` as a path. Suggest the URL meant.
+            let guess = if value.chars().all(|c| c.is_ascii_digit()) {
+                format!("http://localhost:{value}")
+            } else {
+                format!("http://{}", value.trim_start_matches('/'))
+            };
+            return Err((format!("`{value}` has no scheme"), format!("write {guess}")));
+        }
+    }
+    let Some(authority) = uri.authority().cloned() else {
+        return Err((
+            format!("`{value}` has no host"),
+            "write e.g. http://localhost:8000".to_string(),
+        ));
+    };
+    if authority.as_str().contains('@') {
+        return Err((
+            format!("`{value}` carries credentials"),
+            "remove the user:password@ part".to_string(),
+        ));
+    }
+    if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+        return Err((
+            format!("`{value}` has a path; the upstream is an origin"),
+            format!("write http://{authority} (requests keep their own paths)"),
+        ));
+    }
+    let host = authority.host().to_string();
+    let port = authority.port_u16().unwrap_or(80);
+    let authority = if authority.port_u16().is_some() {
+        authority
+    } else {
+        // Always carry the port so `Host` and redirects compare the same way.
+        format!("{host}:{port}").parse().map_err(|_| {
+            (
+                format!("`{value}` has an unusable host"),
+                "write e.g. http://localhost:8000".to_string(),
+            )
+        })?
+    };
+    Ok(Upstream {
+        host,
+        port,
+        authority,
+    })
+}
+
+/// `500ms`, `3s`, `2m`.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{value}` is not a duration"))?;
+    let duration = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "" => return Err(format!("`{value}` has no unit")),
+        other => return Err(format!("`{value}` has unknown unit `{other}`")),
+    };
+    if duration.is_zero() {
+        return Err(format!("`{value}` is zero"));
+    }
+    Ok(duration)
+}
+
+/// Milliseconds, bare (`50`) or with the unit (`50ms`).
+fn parse_millis(value: &str) -> Result<Duration, String> {
+    let digits = value.trim().trim_end_matches("ms");
+    digits
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("`{value}` is not a number of milliseconds"))
+}
+
+/// `--poll` (on, default interval), `--poll=500`, `--poll=false`.
+fn parse_poll(value: &str) -> Result<Option<Duration>, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "true" | "on" | "yes" | "1" => Ok(Some(DEFAULT_POLL_INTERVAL)),
+        "false" | "off" | "no" | "0" => Ok(None),
+        other => match parse_millis(other) {
+            Ok(d) if !d.is_zero() => Ok(Some(d)),
+            _ => Err(format!("`{value}` is not a poll interval")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_in(dir: &Path, args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["hmr-proxy"];
+        argv.extend_from_slice(args);
+        let (cli, matches) = Config::parse_args(argv).map_err(|e| e.to_string())?;
+        Config::load(cli, &matches, dir).map_err(|e| e.to_string())
+    }
+
+    fn tmp() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"))
+    }
+
+    #[test]
+    fn defaults_serve_the_working_directory() {
+        let dir = tmp();
+        let cfg = load_in(dir.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cfg.listen,
+            "127.0.0.1:3000".parse().unwrap_or_else(|e| panic!("{e}"))
+        );
+        assert!(matches!(
+            cfg.backend,
+            Backend::Static { implicit: true, .. }
+        ));
+        assert_eq!(cfg.changes_path, "/changes");
+        assert!(cfg.inject);
+        assert_eq!(cfg.watch.roots.len(), 1);
+        assert_eq!(cfg.watch.debounce, DEFAULT_DEBOUNCE);
+        assert_eq!(cfg.watch.poll, None);
+    }
+
+    #[test]
+    fn upstream_without_scheme_suggests_the_url() {
+        let err = load_in(tmp().path(), &["localhost:8000"])
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            err,
+            "UPSTREAM: `localhost:8000` has no scheme; write http://localhost:8000"
+        );
+        let err = load_in(tmp().path(), &["8000"]).err().unwrap_or_default();
+        assert!(err.ends_with("write http://localhost:8000"), "{err}");
+    }
+
+    #[test]
+    fn upstream_forms() {
+        let cfg = load_in(tmp().path(), &["http://app"]).unwrap_or_else(|e| panic!("{e}"));
+        let Backend::Upstream(up) = cfg.backend else {
+            panic!("not an upstream")
+        };
+        assert_eq!(up.origin(), "http://app:80");
+        for bad in ["https://x:1", "ftp://x", "http://x:1/app", "http://u:p@x:1"] {
+            assert!(load_in(tmp().path(), &[bad]).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn listen_forms_and_errors() {
+        let dir = tmp();
+        let cfg = load_in(dir.path(), &["-l", "4000"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.listen.port(), 4000);
+        let cfg = load_in(dir.path(), &["-l", "0.0.0.0:80"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(cfg.listen.ip().is_unspecified());
+        let err = load_in(dir.path(), &["--listen", "nowhere"])
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("--listen: `nowhere` is not an address"),
+            "{err}"
+        );
+        assert!(err.contains("127.0.0.1:3000"), "{err}");
+    }
+
+    #[test]
+    fn missing_directories_name_the_flag() {
+        let dir = tmp();
+        let err = load_in(dir.path(), &["--serve", "nope"])
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("--serve: directory `nope` cannot be used"),
+            "{err}"
+        );
+        let err = load_in(dir.path(), &["-w", "nope=/x"])
+            .err()
+            .unwrap_or_default();
+        assert!(err.starts_with("--watch: directory `nope`"), "{err}");
+    }
+
+    #[test]
+    fn upstream_and_serve_conflict() {
+        let err = load_in(tmp().path(), &["--serve", ".", "http://localhost:1"])
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("UPSTREAM and --serve cannot be used together"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn watch_prefixes_and_globs() {
+        let dir = tmp();
+        std::fs::create_dir(dir.path().join("static")).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = load_in(dir.path(), &["-w", "static=/assets", "-w", "."])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.watch.roots[0].url, "/assets/");
+        assert_eq!(cfg.watch.roots[1].url, "/");
+        let err = load_in(dir.path(), &["-w", "static=assets"])
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("must be a path starting with /"), "{err}");
+        let err = load_in(dir.path(), &["--ignore", "a[b"])
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("--ignore: `a[b` is not a valid glob"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn durations_poll_debounce_changes_path() {
+        let dir = tmp();
+        let cfg = load_in(
+            dir.path(),
+            &[
+                "--poll=500",
+                "--debounce",
+                "80",
+                "--connect-timeout",
+                "500ms",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.watch.poll, Some(Duration::from_millis(500)));
+        assert_eq!(cfg.watch.debounce, Duration::from_millis(80));
+        assert_eq!(cfg.proxy.connect_timeout, Duration::from_millis(500));
+        let cfg = load_in(dir.path(), &["--poll"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.watch.poll, Some(DEFAULT_POLL_INTERVAL));
+        for (args, needle) in [
+            (
+                &["--poll=soon"][..],
+                "--poll: `soon` is not a poll interval",
+            ),
+            (
+                &["--debounce", "fast"][..],
+                "--debounce: `fast` is not a number",
+            ),
+            (
+                &["--response-timeout", "10"][..],
+                "--response-timeout: `10` has no unit",
+            ),
+            (
+                &["--changes-path", "changes"][..],
+                "--changes-path: `changes` is not a URL path",
+            ),
+            (&["--changes-path", "/__hmr/x"][..], "own /__hmr/ namespace"),
+        ] {
+            let err = load_in(dir.path(), args).err().unwrap_or_default();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn file_layer_sits_below_flags() {
+        let dir = tmp();
+        std::fs::write(
+            dir.path().join("hmr-proxy.toml"),
+            "upstream = \"http://localhost:9999\"\nlisten = \"4100\"\ninject = false\n\
+             debounce = 70\npoll_interval = 600\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let cfg = load_in(dir.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.listen.port(), 4100);
+        assert!(!cfg.inject);
+        assert_eq!(cfg.watch.debounce, Duration::from_millis(70));
+        assert_eq!(cfg.watch.poll, Some(Duration::from_millis(600)));
+        assert!(matches!(cfg.backend, Backend::Upstream(ref u) if u.port == 9999));
+
+        let cfg = load_in(
+            dir.path(),
+            &["-l", "4200", "--no-inject=false", "http://x:1"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.listen.port(), 4200);
+        assert!(cfg.inject);
+        assert!(matches!(cfg.backend, Backend::Upstream(ref u) if u.port == 1));
+    }
+
+    #[test]
+    fn bad_file_value_names_file_and_key() {
+        let dir = tmp();
+        std::fs::write(dir.path().join("hmr-proxy.toml"), "listen = \"here\"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = load_in(dir.path(), &[]).err().unwrap_or_default();
+        assert!(
+            err.contains("hmr-proxy.toml: key `listen`: `here` is not an address"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn explicit_config_file_must_exist() {
+        let err = load_in(tmp().path(), &["-c", "missing.toml"])
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("missing.toml"), "{err}");
+        assert!(err.contains("--config"), "{err}");
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../../config/hmr-proxy.toml");
+        file::parse(Path::new("config/hmr-proxy.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn duration_parser() {
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("3h").is_err());
+    }
+}

@@ -1,0 +1,50 @@
+//! Errors that stop the process before or while it starts, each naming what failed and the fix.
+//!
+//! Owns [`StartupError`] and its exit codes. Per-request failures never come here: they become
+//! HTTP responses where they happen (the proxy's 502/504 page, the router's 4xx answers).
+
+use std::net::SocketAddr;
+
+use crate::config::{ConfigError, Origin};
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    #[error("{addr} is already in use by another program; stop it, or pick another port with {}", fix_flag(.origin, *.addr))]
+    PortInUse {
+        addr: SocketAddr,
+        origin: Option<Origin>,
+    },
+
+    #[error("cannot listen on {addr}: {source}; pick another address with --listen")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StartupError {
+    /// Exit code: 2 for anything the user can fix in their input, as clap does for bad flags.
+    pub fn exit_code(&self) -> u8 {
+        2
+    }
+}
+
+/// "--listen 127.0.0.1:3001" phrased for wherever the address came from.
+fn fix_flag(origin: &Option<Origin>, addr: SocketAddr) -> String {
+    let next = SocketAddr::new(addr.ip(), addr.port().wrapping_add(1).max(1));
+    match origin {
+        Some(Origin::Env(var)) => format!("{var}={next}"),
+        Some(Origin::File { path, .. }) => {
+            format!(
+                "listen = \"{next}\" in {} (or --listen {next})",
+                path.display()
+            )
+        }
+        Some(Origin::Flag(_)) | None => format!("--listen {next}"),
+    }
+}

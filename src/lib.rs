@@ -1,0 +1,98 @@
+//! hmr-proxy: live reload and hot module replacement in front of any development server.
+//!
+//! Data flows one way: configuration → server → router → { proxy | static files }. `lib.rs` is
+//! the only module that knows all of them; it binds the socket and wires the pieces in [`run`].
+//!
+//! # Layout
+//!
+//! - [`cli`]: the raw command line (clap), every value optional, with its environment variable.
+//! - [`config`]: merges flags, environment, config file and defaults into a validated [`Config`].
+//! - [`logging`]: the tracing subscriber and `-v`/`-q`.
+//! - [`error`]: [`StartupError`], what stops the process before it serves, with the fix.
+//! - [`shutdown`]: the [`Shutdown`] handle every long-lived task watches, and signal handling.
+//! - [`server`]: the accept loop, hyper connections, graceful draining.
+//! - [`router`]: own endpoints under `/__hmr/`, then the proxy or the folder.
+//! - [`guard`]: refuses CONNECT and forward-proxy request targets.
+//! - [`proxy`]: forwarding to the upstream, header rewriting, WebSocket tunnels, the 502 page.
+//! - [`static_files`]: serving a folder when there is no upstream.
+//! - [`body`]: the one boxed body type responses are carried in.
+
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod guard;
+pub mod logging;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod shutdown;
+pub mod static_files;
+
+pub use config::Config;
+pub use error::StartupError;
+pub use shutdown::Shutdown;
+
+use tokio::net::TcpListener;
+
+use config::Backend;
+use router::Router;
+
+/// Bind the configured address, turning "in use" into an error that says how to pick another.
+pub async fn bind(config: &Config) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::AddrInUse => StartupError::PortInUse {
+                addr: config.listen,
+                origin: config.listen_origin.clone(),
+            },
+            _ => StartupError::Bind {
+                addr: config.listen,
+                source,
+            },
+        })
+}
+
+/// Serve until `shutdown` triggers and in-flight work has drained (or the grace period ran out).
+pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
+    let local = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(_) => config.listen,
+    };
+    announce(&config, local);
+    let router = Router::new(&config, local, shutdown.clone());
+    server::serve(listener, router, shutdown, config.shutdown_grace).await;
+    tracing::info!("stopped");
+}
+
+/// The start-up lines: where to browse, what is served, what is watched.
+fn announce(config: &Config, local: std::net::SocketAddr) {
+    let url = server::browse_url(local);
+    match &config.backend {
+        Backend::Upstream(upstream) => {
+            tracing::info!("listening on {url} → {}", upstream.origin());
+        }
+        Backend::Static { root, implicit } => {
+            tracing::info!("listening on {url} → files in {}", root.display());
+            if *implicit {
+                tracing::info!(
+                    "no upstream given: serving the working directory (try `hmr-proxy http://localhost:8000`)"
+                );
+            }
+        }
+    }
+    if local.ip().is_unspecified() {
+        tracing::warn!("listening on all interfaces: anyone on your network can reach {url}");
+    }
+    let roots: Vec<String> = config
+        .watch
+        .roots
+        .iter()
+        .map(|r| format!("{} (as {})", r.dir.display(), r.url))
+        .collect();
+    tracing::info!("watching {}", roots.join(", "));
+    if let Some(file) = &config.file {
+        tracing::info!("config from {}", file.display());
+    }
+}

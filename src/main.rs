@@ -1,0 +1,44 @@
+//! The `hmr-proxy` binary: parse, configure, bind, run, and turn errors into exit codes.
+
+use std::process::ExitCode;
+
+use hmr_proxy::{Config, Shutdown, logging};
+
+fn main() -> ExitCode {
+    let (cli, matches) = match Config::parse_args(std::env::args_os()) {
+        Ok(parsed) => parsed,
+        Err(err) => err.exit(),
+    };
+    logging::init(cli.output.verbose, cli.output.quiet);
+    let cwd = match std::env::current_dir() {
+        Ok(cwd) => cwd,
+        Err(err) => return fail(&format!("cannot read the working directory: {err}"), 2),
+    };
+    let config = match Config::load(cli, &matches, &cwd) {
+        Ok(config) => config,
+        Err(err) => return fail(&err.to_string(), 2),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&format!("cannot start the async runtime: {err}"), 1),
+    };
+    runtime.block_on(async {
+        let listener = match hmr_proxy::bind(&config).await {
+            Ok(listener) => listener,
+            Err(err) => return fail(&err.to_string(), err.exit_code()),
+        };
+        let shutdown = Shutdown::new();
+        shutdown.trigger_on_signals();
+        hmr_proxy::run(config, listener, shutdown).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Print one `error:` line (not through tracing: `-q` must not hide why the process stopped).
+fn fail(message: &str, code: u8) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(code)
+}

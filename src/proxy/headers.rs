@@ -1,0 +1,454 @@
+//! Header rewriting for forwarded requests and responses: pure functions, table-tested.
+//!
+//! Owns what a reverse proxy must change in headers and nothing else: hop-by-hop removal (RFC 9110
+//! §7.6.1, including fields named in `Connection`), `X-Forwarded-*` and `Via`, the `Host` sent
+//! upstream, and the response headers that point back at the upstream's origin (`Location`,
+//! `Content-Location`, `Refresh`, the `Domain` of `Set-Cookie`). It performs no I/O and does not
+//! decide *where* a request goes; `proxy::mod` does.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Connection-specific fields that never cross a proxy (RFC 9110 §7.6.1, plus the proxy-auth pair,
+/// which is addressed to a proxy, and the non-standard `Proxy-Connection`).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const REFRESH: HeaderName = HeaderName::from_static("refresh");
+
+/// What stripping found that the caller must carry across the hop itself.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Hop {
+    /// `Upgrade: websocket` with `Connection: upgrade`: the value to re-add on the other side.
+    /// Other upgrades (notably `h2c`, a smuggling vector) are dropped.
+    pub websocket: Option<HeaderValue>,
+    /// `TE: trailers` was sent: the upstream may send trailers, so say it again upstream.
+    pub te_trailers: bool,
+}
+
+/// Remove hop-by-hop headers and every field `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Hop {
+    let mut hop = Hop::default();
+    let mut upgrade_requested = false;
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| {
+            let token = token.trim();
+            upgrade_requested |= token.eq_ignore_ascii_case("upgrade");
+            HeaderName::from_bytes(token.as_bytes()).ok()
+        })
+        .collect();
+    if upgrade_requested
+        && let Some(value) = headers.get(header::UPGRADE)
+        && value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+        })
+    {
+        hop.websocket = Some(value.clone());
+    }
+    hop.te_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    hop
+}
+
+/// Facts about one incoming request needed to rewrite its headers for the upstream.
+pub struct Forwarding<'a> {
+    /// The browser's address (appended to `X-Forwarded-For`).
+    pub client_ip: IpAddr,
+    /// The `Host` the browser used (or the HTTP/2 `:authority`), read before stripping.
+    pub host: Option<HeaderValue>,
+    /// `host:port` of the upstream.
+    pub upstream_authority: &'a str,
+    /// Send the browser's `Host` instead of the upstream's.
+    pub keep_host: bool,
+    /// This proxy's `Via` entry.
+    pub via: &'a HeaderValue,
+}
+
+/// Turn a browser's request headers into the upstream's. Returns the hop facts.
+pub fn prepare_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> Hop {
+    let hop = strip_hop_by_hop(headers);
+    // The proxy has already answered (or will) `Expect: 100-continue` itself: hyper sends the
+    // interim 100 when the body is first polled, so the upstream must not be asked again.
+    headers.remove(header::EXPECT);
+    if hop.te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+
+    let upstream_host = HeaderValue::from_str(fwd.upstream_authority).ok();
+    let host = match (&fwd.host, fwd.keep_host) {
+        (Some(incoming), true) => Some(incoming.clone()),
+        _ => upstream_host,
+    };
+    if let Some(host) = host {
+        headers.insert(header::HOST, host);
+    }
+
+    let mut xff = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !xff.is_empty() {
+        xff.push_str(", ");
+    }
+    xff.push_str(&fwd.client_ip.to_string());
+    if let Ok(value) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    match &fwd.host {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
+    headers.append(header::VIA, fwd.via.clone());
+
+    if let Some(upgrade) = &hop.websocket {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, upgrade.clone());
+    }
+    hop
+}
+
+/// Whether a request already passed through this very proxy instance (it was pointed at itself).
+pub fn is_loop(headers: &HeaderMap, via: &HeaderValue) -> bool {
+    let ours = via.as_bytes();
+    headers.get_all(header::VIA).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|entry| entry.trim_ascii() == ours)
+    })
+}
+
+/// The upstream's origin under each name it may use for itself in absolute URLs.
+#[derive(Debug, Clone)]
+pub struct UpstreamNames {
+    /// Lower-case `//host:port` forms (plus `//host` on port 80, and every loopback spelling when
+    /// the upstream is on loopback, since dev servers mix `localhost` and `127.0.0.1` freely).
+    authorities: Vec<String>,
+    /// Lower-case host names, for cookie `Domain` attributes.
+    hosts: Vec<String>,
+}
+
+impl UpstreamNames {
+    pub fn new(host: &str, port: u16) -> Self {
+        let host = host.to_ascii_lowercase();
+        let loopback = ["localhost", "127.0.0.1", "[::1]", "0.0.0.0"];
+        let hosts: Vec<String> = if loopback.contains(&host.as_str()) {
+            loopback.iter().map(|h| h.to_string()).collect()
+        } else {
+            vec![host]
+        };
+        let mut authorities = Vec::new();
+        for h in &hosts {
+            authorities.push(format!("//{h}:{port}"));
+            if port == 80 {
+                authorities.push(format!("//{h}"));
+            }
+        }
+        // Longest first, so `//host:80` is tried before its prefix `//host`.
+        authorities.sort_by_key(|a| std::cmp::Reverse(a.len()));
+        let hosts = hosts
+            .into_iter()
+            .map(|h| h.trim_matches(['[', ']']).to_string())
+            .collect();
+        UpstreamNames { authorities, hosts }
+    }
+
+    /// `value` re-pointed at `proxy_origin` (`http://host:port`) when it is an absolute or
+    /// scheme-relative URL on the upstream's origin; `None` when it is anything else.
+    pub fn rewrite_url(&self, value: &str, proxy_origin: &str) -> Option<String> {
+        let rest = match value.get(..5) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("http:") => &value[5..],
+            _ if value.starts_with("//") => value,
+            _ => return None,
+        };
+        self.authorities.iter().find_map(|authority| {
+            let head = rest.get(..authority.len())?;
+            let tail = &rest[authority.len()..];
+            (head.eq_ignore_ascii_case(authority)
+                && (tail.is_empty() || tail.starts_with(['/', '?', '#'])))
+            .then(|| format!("{proxy_origin}{tail}"))
+        })
+    }
+
+    /// A `Refresh` value (`5; url=http://upstream/x`) with its URL re-pointed, when it needs it.
+    fn rewrite_refresh(&self, value: &str, proxy_origin: &str) -> Option<String> {
+        let lower = value.to_ascii_lowercase();
+        let at = lower.find("url=")? + 4;
+        let url = &value[at..];
+        let quote = url.chars().next().filter(|c| *c == '\'' || *c == '"');
+        let inner = match quote {
+            Some(q) => url[1..].trim_end_matches(q),
+            None => url.trim(),
+        };
+        let rewritten = self.rewrite_url(inner, proxy_origin)?;
+        let q = quote.map(String::from).unwrap_or_default();
+        Some(format!("{}{q}{rewritten}{q}", &value[..at]))
+    }
+
+    /// A `Set-Cookie` value without a `Domain` attribute naming the upstream, so the browser keeps
+    /// the cookie for the proxy's host; `None` when nothing needs to change.
+    fn rewrite_cookie(&self, value: &str) -> Option<String> {
+        let mut changed = false;
+        let kept: Vec<&str> = value
+            .split(';')
+            .enumerate()
+            .filter(|(i, attr)| {
+                let drop = *i > 0
+                    && attr.trim().split_once('=').is_some_and(|(k, v)| {
+                        k.trim().eq_ignore_ascii_case("domain")
+                            && self
+                                .hosts
+                                .iter()
+                                .any(|h| v.trim().trim_start_matches('.').eq_ignore_ascii_case(h))
+                    });
+                changed |= drop;
+                !drop
+            })
+            .map(|(_, attr)| attr)
+            .collect();
+        changed.then(|| kept.join(";"))
+    }
+}
+
+/// Turn the upstream's response headers into the browser's. `proxy_origin` is computed only when a
+/// header actually points at the upstream (rare), so the common path allocates nothing.
+pub fn prepare_response(
+    headers: &mut HeaderMap,
+    names: &UpstreamNames,
+    proxy_origin: impl Fn() -> String,
+    upgraded: Option<&HeaderValue>,
+) {
+    strip_hop_by_hop(headers);
+    if let Some(upgrade) = upgraded {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, upgrade.clone());
+    }
+    for name in [header::LOCATION, header::CONTENT_LOCATION, REFRESH] {
+        let Some(value) = headers.get(&name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        let rewritten = if name == REFRESH {
+            names.rewrite_refresh(value, &proxy_origin())
+        } else {
+            names.rewrite_url(value, &proxy_origin())
+        };
+        if let Some(value) = rewritten.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert(name, value);
+        }
+    }
+    if headers.contains_key(header::SET_COOKIE) {
+        let cookies: Vec<HeaderValue> = headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(|s| names.rewrite_cookie(s))
+                    .and_then(|s| HeaderValue::from_str(&s).ok())
+                    .unwrap_or_else(|| v.clone())
+            })
+            .collect();
+        headers.remove(header::SET_COOKIE);
+        for cookie in cookies {
+            headers.append(header::SET_COOKIE, cookie);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap_or_else(|e| panic!("{e}")),
+                HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")),
+            );
+        }
+        h
+    }
+
+    fn via() -> HeaderValue {
+        HeaderValue::from_static("1.1 hmr-proxy-test")
+    }
+
+    fn forward(pairs: &[(&str, &str)], keep_host: bool) -> (HeaderMap, Hop) {
+        let mut h = map(pairs);
+        let via = via();
+        let fwd = Forwarding {
+            client_ip: "127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}")),
+            host: h.get("host").cloned(),
+            upstream_authority: "localhost:8000",
+            keep_host,
+            via: &via,
+        };
+        let hop = prepare_request(&mut h, &fwd);
+        (h, hop)
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_fields_go() {
+        let (h, hop) = forward(
+            &[
+                ("host", "127.0.0.1:3000"),
+                ("connection", "keep-alive, X-Secret, x-forwarded-for"),
+                ("keep-alive", "timeout=5"),
+                ("x-secret", "1"),
+                ("proxy-authorization", "Basic x"),
+                ("transfer-encoding", "chunked"),
+                ("upgrade", "h2c"),
+                ("te", "gzip"),
+                ("x-forwarded-for", "10.0.0.1"),
+                ("expect", "100-continue"),
+                ("accept", "text/html"),
+            ],
+            false,
+        );
+        for gone in [
+            "connection",
+            "keep-alive",
+            "x-secret",
+            "proxy-authorization",
+            "transfer-encoding",
+            "upgrade",
+            "te",
+            "expect",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} survived");
+        }
+        assert_eq!(hop, Hop::default());
+        assert_eq!(h["accept"], "text/html");
+        // Named in Connection, yet the proxy's own forwarding header is set after stripping.
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(h["host"], "localhost:8000");
+        assert_eq!(h["x-forwarded-host"], "127.0.0.1:3000");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["via"], "1.1 hmr-proxy-test");
+    }
+
+    #[test]
+    fn forwarded_for_appends_and_host_can_be_kept() {
+        let (h, _) = forward(
+            &[
+                ("host", "localhost:3000"),
+                ("x-forwarded-for", "10.0.0.1"),
+                ("x-forwarded-for", "10.0.0.2"),
+            ],
+            true,
+        );
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.1");
+        assert_eq!(h["host"], "localhost:3000");
+    }
+
+    #[test]
+    fn websocket_upgrade_survives_and_te_trailers_is_kept() {
+        let (h, hop) = forward(
+            &[
+                ("connection", "Upgrade"),
+                ("upgrade", "websocket"),
+                ("te", "trailers"),
+            ],
+            false,
+        );
+        assert_eq!(hop.websocket, Some(HeaderValue::from_static("websocket")));
+        assert!(hop.te_trailers);
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn loop_detection() {
+        let h = map(&[("via", "1.0 nginx, 1.1 hmr-proxy-test")]);
+        assert!(is_loop(&h, &via()));
+        let h = map(&[("via", "1.1 hmr-proxy-other")]);
+        assert!(!is_loop(&h, &via()));
+    }
+
+    #[test]
+    fn urls_on_the_upstream_origin_are_repointed() {
+        let names = UpstreamNames::new("localhost", 8000);
+        let to = "http://127.0.0.1:3000";
+        for (from, want) in [
+            (
+                "http://localhost:8000/a?b#c",
+                Some("http://127.0.0.1:3000/a?b#c"),
+            ),
+            ("HTTP://LOCALHOST:8000", Some("http://127.0.0.1:3000")),
+            ("http://127.0.0.1:8000/x", Some("http://127.0.0.1:3000/x")),
+            ("http://[::1]:8000/x", Some("http://127.0.0.1:3000/x")),
+            ("//localhost:8000/x", Some("http://127.0.0.1:3000/x")),
+            ("http://localhost:80001/x", None),
+            ("http://localhost:8000.evil/x", None),
+            ("https://accounts.example.com/o/oauth", None),
+            ("/relative", None),
+            ("http://localhost:9000/", None),
+        ] {
+            assert_eq!(names.rewrite_url(from, to).as_deref(), want, "{from}");
+        }
+        let names = UpstreamNames::new("app", 80);
+        assert_eq!(
+            names.rewrite_url("http://app/x", to).as_deref(),
+            Some("http://127.0.0.1:3000/x")
+        );
+        assert_eq!(
+            names.rewrite_url("http://app:80/x", to).as_deref(),
+            Some("http://127.0.0.1:3000/x")
+        );
+    }
+
+    #[test]
+    fn response_headers() {
+        let names = UpstreamNames::new("app", 8080);
+        let mut h = map(&[
+            ("location", "http://app:8080/login"),
+            ("content-location", "http://app:8080/doc"),
+            ("refresh", "3; url='http://app:8080/next'"),
+            ("set-cookie", "sid=1; Path=/; Domain=app; HttpOnly"),
+            ("set-cookie", "other=2; Domain=example.com"),
+            ("connection", "close"),
+            ("keep-alive", "timeout=5"),
+        ]);
+        prepare_response(&mut h, &names, || "http://localhost:3000".into(), None);
+        assert_eq!(h["location"], "http://localhost:3000/login");
+        assert_eq!(h["content-location"], "http://localhost:3000/doc");
+        assert_eq!(h["refresh"], "3; url='http://localhost:3000/next'");
+        let cookies: Vec<_> = h.get_all("set-cookie").iter().collect();
+        assert_eq!(
+            cookies,
+            ["sid=1; Path=/; HttpOnly", "other=2; Domain=example.com"]
+        );
+        assert!(!h.contains_key("connection"));
+        assert!(!h.contains_key("keep-alive"));
+    }
+}

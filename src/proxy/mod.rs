@@ -1,0 +1,254 @@
+//! Forwarding to the one configured upstream: pooled connections, bodies streamed both ways.
+//!
+//! Owns [`Proxy::forward`]: building the upstream request from the configured origin plus the
+//! browser's path (never from the request's own authority, so the proxy cannot be turned into an
+//! open proxy), sending it with connect and response-header timeouts, retrying a bodiless idempotent
+//! request once when a pooled connection turns out to be dead, and handing back the response with
+//! its headers rewritten. Header rules live in [`headers`], the WebSocket tunnel in [`upgrade`], the
+//! upstream-down answer in [`unavailable`]. It does not decide which requests reach it (`router`)
+//! and does not touch response bodies beyond boxing them: bytes stream through as they arrive.
+
+pub mod headers;
+pub mod unavailable;
+pub mod upgrade;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::body::{self, Body};
+use crate::config::{ProxySettings, Upstream};
+use crate::shutdown::Shutdown;
+use headers::{Forwarding, UpstreamNames};
+use unavailable::Failure;
+
+/// Idle pooled connections are closed after this long. Node's HTTP server closes idle keep-alive
+/// connections after 5 s; keeping ours shorter means we never send a request on a socket the
+/// upstream is just closing ("connection closed before message completed").
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The forwarding half of the proxy. Cheap to clone.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Pooled keep-alive client; lives as long as the proxy. Only ever given URIs built from
+    /// `origin`.
+    client: Client<HttpConnector, Body>,
+    /// `http://host:port` of the upstream.
+    origin: String,
+    /// `host:port`, for `Host`.
+    authority: String,
+    /// The names the upstream may call itself in redirects and cookies.
+    names: UpstreamNames,
+    settings: ProxySettings,
+    /// This process's `Via` entry; seeing it on an incoming request means a forwarding loop.
+    via: HeaderValue,
+    /// The address the proxy listens on, for the origin in rewritten redirects when the browser
+    /// sent no `Host` (HTTP/1.0).
+    local: SocketAddr,
+    /// Tunnels register here so shutdown can close them.
+    shutdown: Shutdown,
+}
+
+impl Proxy {
+    pub fn new(
+        upstream: &Upstream,
+        settings: ProxySettings,
+        local: SocketAddr,
+        shutdown: Shutdown,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .set_host(false)
+            .build(connector);
+        // A per-process token: two proxies chained on purpose still work, a proxy pointed at
+        // itself is caught.
+        let via = HeaderValue::from_str(&format!("1.1 hmr-proxy-{:x}", instance_id()))
+            .unwrap_or_else(|_| HeaderValue::from_static("1.1 hmr-proxy"));
+        Proxy {
+            inner: Arc::new(Inner {
+                client,
+                origin: upstream.origin(),
+                authority: upstream.authority.to_string(),
+                names: UpstreamNames::new(&upstream.host, upstream.port),
+                settings,
+                via,
+                local,
+                shutdown,
+            }),
+        }
+    }
+
+    /// The upstream's origin, for logs and status.
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    /// Forward one request and return the upstream's response (or the proxy's error answer).
+    pub async fn forward(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let this = &*self.inner;
+        let started = Instant::now();
+        if headers::is_loop(req.headers(), &this.via) {
+            tracing::warn!(
+                "request loop: the upstream {} is this proxy itself; point UPSTREAM at the dev server",
+                this.origin
+            );
+            return body::plain(
+                StatusCode::LOOP_DETECTED,
+                format!(
+                    "hmr-proxy: the upstream {} forwards back to this proxy",
+                    this.origin
+                ),
+            );
+        }
+
+        let (mut parts, incoming) = req.into_parts();
+        let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let Ok(uri) = format!("{}{}", this.origin, path_and_query).parse::<Uri>() else {
+            return body::plain(
+                StatusCode::BAD_REQUEST,
+                "hmr-proxy: unusable request target",
+            );
+        };
+        let browser_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let hop = headers::prepare_request(
+            &mut parts.headers,
+            &Forwarding {
+                client_ip: peer.ip(),
+                host: browser_host.clone(),
+                upstream_authority: &this.authority,
+                keep_host: this.settings.keep_host,
+                via: &this.via,
+            },
+        );
+        let client_upgrade = match hop.websocket {
+            Some(_) => parts.extensions.remove::<OnUpgrade>(),
+            None => None,
+        };
+        let path = parts.uri.path().to_string();
+        let method = parts.method.clone();
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+
+        // A request without a body can be sent again if a pooled connection dies under it; one
+        // with a body cannot (its bytes are streamed, not kept).
+        let replay = (incoming.is_end_stream() && is_idempotent(&method)).then(|| {
+            (
+                parts.method.clone(),
+                parts.uri.clone(),
+                parts.headers.clone(),
+            )
+        });
+        let request_headers = parts.headers.clone();
+        let request = Request::from_parts(parts, body::boxed(incoming));
+
+        let mut result = self.send(request).await;
+        if let (Err(Failure::Exchange(reason)), Some((method, uri, headers))) = (&result, replay) {
+            tracing::debug!("retrying {method} {path} once: {reason}");
+            let mut again = Request::new(body::empty());
+            *again.method_mut() = method;
+            *again.uri_mut() = uri;
+            *again.headers_mut() = headers;
+            result = self.send(again).await;
+        }
+        let response = match result {
+            Ok(response) => response,
+            Err(failure) => {
+                tracing::warn!("{method} {path}: {}", failure.summary(&this.origin));
+                return unavailable::response(&failure, &this.origin, &request_headers);
+            }
+        };
+
+        let (mut parts, incoming) = response.into_parts();
+        // The browser talks to this proxy, not to the upstream: an HTTP/1.0 dev server (Python's
+        // http.server) must not downgrade the browser's connection.
+        parts.version = Version::HTTP_11;
+        let upgraded = if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+            let upstream_upgrade = parts.extensions.remove::<OnUpgrade>();
+            match (client_upgrade, upstream_upgrade) {
+                (Some(client), Some(upstream)) => {
+                    let value = parts
+                        .headers
+                        .get(header::UPGRADE)
+                        .cloned()
+                        .unwrap_or_else(|| HeaderValue::from_static("websocket"));
+                    upgrade::spawn_tunnel(client, upstream, this.shutdown.clone(), path.clone());
+                    Some(value)
+                }
+                _ => {
+                    tracing::warn!("{method} {path}: upstream switched protocols unasked");
+                    return body::plain(
+                        StatusCode::BAD_GATEWAY,
+                        "hmr-proxy: the upstream switched protocols without being asked",
+                    );
+                }
+            }
+        } else {
+            None
+        };
+        headers::prepare_response(
+            &mut parts.headers,
+            &this.names,
+            || match &browser_host {
+                Some(host) => format!("http://{}", String::from_utf8_lossy(host.as_bytes())),
+                None => format!("http://{}", this.local),
+            },
+            upgraded.as_ref(),
+        );
+        tracing::debug!(
+            "{method} {path} → {} in {:.1?}",
+            parts.status.as_u16(),
+            started.elapsed()
+        );
+        Response::from_parts(parts, body::boxed(incoming))
+    }
+
+    /// One exchange with the upstream, bounded by the response-header timeout.
+    async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, Failure> {
+        let this = &*self.inner;
+        let timeout = this.settings.response_timeout;
+        match tokio::time::timeout(timeout, this.client.request(request)).await {
+            Err(_) => Err(Failure::ResponseTimeout(timeout)),
+            Ok(Err(err)) => Err(Failure::classify(&err, this.settings.connect_timeout)),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// A number that differs between processes (and between proxies in one test process).
+fn instance_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.finish()
+}

@@ -1,0 +1,239 @@
+//! The answer when the upstream cannot be reached: a helpful page for people, a line for tools.
+//!
+//! Owns the classification of a failed upstream exchange ([`Failure`]), its status (502 or 504)
+//! and the response body. Browsers asking for HTML get a page that says which upstream, what failed
+//! and what to check, and that reloads itself once the upstream answers again (it polls with `HEAD`
+//! and stops polling as soon as a response lacks the [`MARKER`] header). Everything else gets short
+//! plain text. Error text is HTML-escaped: it can contain anything the network said.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+
+use crate::body::{self, Body};
+
+/// Header on every response this module makes, so the waiting page can tell "still down" (this
+/// proxy's 502) from an upstream's own 502.
+pub const MARKER: &str = "x-hmr-proxy-unavailable";
+
+/// Why the upstream exchange failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// Nothing listens at the upstream's address.
+    Refused,
+    /// The upstream's host name does not resolve.
+    Unresolved,
+    /// The TCP connection was not established in time.
+    ConnectTimeout(Duration),
+    /// Another connection error.
+    Connect(String),
+    /// Connected, but no response headers arrived in time.
+    ResponseTimeout(Duration),
+    /// The connection broke or the upstream answered with something that is not HTTP.
+    Exchange(String),
+}
+
+impl Failure {
+    /// Classify a client error by what lies at the bottom of its source chain.
+    pub fn classify(err: &hyper_util::client::legacy::Error, connect_timeout: Duration) -> Self {
+        let chain = chain_text(err);
+        if err.is_connect() {
+            let mut io_kind = None;
+            let mut source = err.source();
+            while let Some(e) = source {
+                if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                    io_kind = Some(io.kind());
+                    break;
+                }
+                source = e.source();
+            }
+            match io_kind {
+                Some(std::io::ErrorKind::ConnectionRefused) => Failure::Refused,
+                Some(std::io::ErrorKind::TimedOut) => Failure::ConnectTimeout(connect_timeout),
+                _ if chain.contains("dns error") || chain.contains("lookup address") => {
+                    Failure::Unresolved
+                }
+                _ => Failure::Connect(chain),
+            }
+        } else {
+            Failure::Exchange(chain)
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Failure::ConnectTimeout(_) | Failure::ResponseTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// One sentence: what went wrong.
+    pub fn summary(&self, upstream: &str) -> String {
+        match self {
+            Failure::Refused => format!("nothing is listening at {upstream} (connection refused)"),
+            Failure::Unresolved => format!("the host name in {upstream} does not resolve"),
+            Failure::ConnectTimeout(d) => {
+                format!("connecting to {upstream} timed out after {}", human(*d))
+            }
+            Failure::Connect(e) => format!("cannot connect to {upstream}: {e}"),
+            Failure::ResponseTimeout(d) => {
+                format!("{upstream} sent no response within {}", human(*d))
+            }
+            Failure::Exchange(e) => format!("the exchange with {upstream} failed: {e}"),
+        }
+    }
+
+    /// What the developer should check, most likely first.
+    fn hints(&self) -> &'static [&'static str] {
+        match self {
+            Failure::Refused => &[
+                "Is the dev server running? It may be restarting after a change.",
+                "Is it listening on this port? Check the URL given to hmr-proxy.",
+                "In Docker, the dev server must listen on 0.0.0.0 and the upstream must name its service.",
+            ],
+            Failure::Unresolved => &[
+                "Check the host name given to hmr-proxy for typos.",
+                "In Docker compose, use the service name of the app container.",
+            ],
+            Failure::ConnectTimeout(_) | Failure::Connect(_) => &[
+                "Is the host reachable from where hmr-proxy runs?",
+                "A firewall or a wrong network may drop the connection; raise --connect-timeout if it is just slow.",
+            ],
+            Failure::ResponseTimeout(_) => &[
+                "The dev server accepted the request but is still working (a first compile can be slow).",
+                "Raise --response-timeout if this is expected.",
+            ],
+            Failure::Exchange(_) => &[
+                "The dev server closed the connection or did not answer with HTTP; check its log.",
+            ],
+        }
+    }
+}
+
+fn chain_text(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+fn human(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+/// The response for a failed exchange. `request_headers` decide between the page and plain text.
+pub fn response(failure: &Failure, upstream: &str, request_headers: &HeaderMap) -> Response<Body> {
+    let wants_html = request_headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    let summary = failure.summary(upstream);
+    let mut res = if wants_html {
+        let mut res = Response::new(body::full(page(failure, upstream, &summary)));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        *res.status_mut() = failure.status();
+        res
+    } else {
+        body::plain(failure.status(), format!("hmr-proxy: {summary}"))
+    };
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res.headers_mut()
+        .insert(MARKER, HeaderValue::from_static("1"));
+    res
+}
+
+fn page(failure: &Failure, upstream: &str, summary: &str) -> String {
+    let hints: String = failure
+        .hints()
+        .iter()
+        .map(|h| format!("<li>{}</li>", escape(h)))
+        .collect();
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{status} · waiting for {upstream_e}</title>
+<style>
+body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 4rem auto; padding: 0 1rem; color: #222; }}
+h1 {{ font-size: 1.4rem; }} code {{ background: #f3f3f3; padding: 0 .25em; border-radius: 3px; }}
+.wait {{ color: #666; }}
+</style>
+</head>
+<body>
+<h1>hmr-proxy cannot reach the dev server</h1>
+<p>{summary_e}.</p>
+<p>Upstream: <code>{upstream_e}</code> · status {status}</p>
+<ul>{hints}</ul>
+<p class="wait">This page reloads by itself as soon as the dev server answers.</p>
+<script>
+(function poll(delay) {{
+  setTimeout(function () {{
+    fetch(location.href, {{ method: "HEAD", cache: "no-store" }}).then(function (r) {{
+      if (!r.headers.has("{MARKER}")) location.reload(); else poll(Math.min(delay * 1.5, 3000));
+    }}, function () {{ poll(Math.min(delay * 1.5, 3000)); }});
+  }}, delay);
+}})(300);
+</script>
+</body>
+</html>
+"#,
+        status = failure.status().as_u16(),
+        upstream_e = escape(upstream),
+        summary_e = escape(summary),
+    )
+}
+
+/// Minimal HTML escaping for text and double-quoted attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_is_escaped() {
+        let f = Failure::Exchange("<script>alert(1)</script>".into());
+        let html = page(&f, "http://x:1", &f.summary("http://x:1"));
+        assert!(!html.contains("<script>alert"));
+        assert!(html.contains("&lt;script&gt;alert(1)"));
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(Failure::Refused.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            Failure::ResponseTimeout(Duration::from_secs(1)).status(),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+    }
+}

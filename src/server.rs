@@ -1,0 +1,96 @@
+//! The accept loop: HTTP connections in, router calls out, graceful shutdown.
+//!
+//! Owns connection handling and nothing about routes: each accepted TCP connection is served by
+//! hyper-util's auto builder (HTTP/1.1, or HTTP/2 when the client opens with the h2c preface) with
+//! upgrades enabled, a header-read timeout (hyper's timeouts need a timer, which is set here) and
+//! `GracefulShutdown`. On shutdown the listener closes at once, in-flight requests get the grace
+//! period, tracked long-lived tasks (tunnels) are told to stop, and whatever remains is dropped.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::router::Router;
+use crate::shutdown::Shutdown;
+
+/// A client gets this long to send a request's headers, and a keep-alive connection may sit idle
+/// this long (hyper ≥ 1.6 applies it to both). Short enough to shed slowloris connections, long
+/// enough for any real browser.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// After `accept` fails (e.g. out of file descriptors), wait this long before trying again rather
+/// than spinning or giving up.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serve `listener` until `shutdown` triggers, then drain within `grace`.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, grace: Duration) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::warn!("accepting a connection failed: {err}");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = service_fn(move |req| {
+            let router = router.clone();
+            async move { Ok::<_, std::convert::Infallible>(router.handle(req, peer).await) }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                tracing::debug!("connection from {peer} ended: {err}");
+            }
+        });
+    }
+    drop(listener);
+    drain(graceful, shutdown, grace).await;
+}
+
+async fn drain(graceful: GracefulShutdown, shutdown: Shutdown, grace: Duration) {
+    let open = graceful.count();
+    if open > 0 {
+        tracing::debug!("waiting up to {grace:?} for {open} open connections");
+    }
+    let connections = tokio::time::timeout(grace, graceful.shutdown());
+    let tasks = shutdown.wait_for_tasks(grace);
+    let (connections, stuck_tasks) = tokio::join!(connections, tasks);
+    if connections.is_err() || stuck_tasks > 0 {
+        tracing::warn!("grace period of {grace:?} over: closing what is still open");
+    }
+}
+
+/// The address to tell people to browse to: `0.0.0.0`/`::` are not browsable, loopback is.
+pub fn browse_url(local: SocketAddr) -> String {
+    let ip = match local.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+        ip if ip.is_unspecified() => "[::1]".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{ip}:{}", local.port())
+}

@@ -1,0 +1,100 @@
+//! The process-wide shutdown signal and the registry of long-lived tasks it ends.
+//!
+//! Owns one [`Shutdown`] handle, cloned into everything that lives longer than a request: the
+//! accept loop, WebSocket tunnels and (later) event streams. hyper's graceful shutdown only stops
+//! keep-alive; a tunnel or an endless stream never finishes by itself, so each such task must
+//! `select!` on [`Shutdown::cancelled`] and is spawned through [`Shutdown::spawn`] so the server can
+//! wait for it within the grace period. It does not own signal *policy* beyond SIGINT/SIGTERM.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::task::TaskTracker;
+
+/// A cloneable handle: trigger it once, and every clone sees it.
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown {
+    /// Cancelled exactly once, by a signal or by a test; never reset.
+    token: CancellationToken,
+    /// Tasks that outlive the request that started them (tunnels, streams). Closed and awaited by
+    /// [`Shutdown::wait_for_tasks`] after the listener stops.
+    tasks: TaskTracker,
+}
+
+impl Shutdown {
+    /// A fresh, untriggered handle.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ask everything to stop. Idempotent.
+    pub fn trigger(&self) {
+        self.token.cancel();
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_triggered(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Resolves once shutdown has begun.
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.token.cancelled()
+    }
+
+    /// Spawn a long-lived task the shutdown sequence waits for. The task itself must watch
+    /// [`Shutdown::cancelled`]; this only tracks it.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
+    /// Number of tracked tasks still running.
+    pub fn tasks_alive(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Wait up to `grace` for the tracked tasks; returns how many were still running.
+    pub async fn wait_for_tasks(&self, grace: Duration) -> usize {
+        self.tasks.close();
+        match tokio::time::timeout(grace, self.tasks.wait()).await {
+            Ok(()) => 0,
+            Err(_) => self.tasks.len(),
+        }
+    }
+
+    /// Trigger this handle on Ctrl-C or SIGTERM (Docker's `stop`; as PID 1 nothing else would).
+    pub fn trigger_on_signals(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            this.trigger();
+        });
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(err) => {
+            tracing::warn!("cannot listen for SIGTERM ({err}); only Ctrl-C stops the proxy");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
