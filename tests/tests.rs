@@ -1,1 +1,11 @@
+//! The one integration-test crate (see `autotests = false` in Cargo.toml): real sockets, a real
+//! upstream, the real proxy.
 
+// A panic in a test or its fixtures is a failed assertion, not a crash on user input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+/// Fixtures: the upstream server, the in-process proxy, the binary runner, raw HTTP helpers.
+mod support;
+
+/// Forwarding, headers, streaming, upgrades, refusals, upstream failures, shutdown.
+mod proxy;

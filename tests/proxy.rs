@@ -1,0 +1,461 @@
+//! Forwarding through the real proxy to a real upstream: bodies, streaming, headers, redirects,
+//! cookies, WebSockets, refusals, upstream failures and graceful shutdown.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::{self, Proxy, Upstream, get, raw, read_until, within};
+
+fn json(body: &Bytes) -> serde_json::Value {
+    serde_json::from_slice(body).expect("json body")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn methods_and_bodies_round_trip_byte_exact() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &[]).await;
+    let payload: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    for method in ["POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PURGE"] {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(proxy.url("/echo"))
+            .body(Full::new(Bytes::from(payload.clone())))
+            .unwrap();
+        let res = within("echo", support::client().request(req))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{method}");
+        assert_eq!(res.headers()["x-echo-method"], method);
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body.as_ref(), payload.as_slice(), "{method} body changed");
+    }
+    let (status, _, body) = get(&proxy.url("/some/path?q=1&r=%20"), &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, "upstream saw /some/path");
+    let (_, _, body) = get(&proxy.url("/headers?q=1&r=%20"), &[]).await;
+    assert_eq!(json(&body)["uri"], "/headers?q=1&r=%20");
+}
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_stream_both_ways_in_bounded_memory() {
+    const SIZE: u64 = 256 * 1024 * 1024;
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &[]).await;
+    let before = peak_rss_kib();
+
+    // Download: count bytes as they arrive, keep none.
+    let res = within(
+        "download",
+        support::client().request(
+            http::Request::get(proxy.url(&format!("/bytes/{SIZE}")))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    let mut body = res.into_body();
+    let mut total = 0u64;
+    within("download body", async {
+        while let Some(frame) = body.frame().await {
+            total += frame.unwrap().data_ref().map_or(0, |d| d.len() as u64);
+        }
+    })
+    .await;
+    assert_eq!(total, SIZE);
+
+    // Upload: a generated stream of unknown length (chunked), counted by the upstream.
+    let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
+    let chunks = (SIZE / chunk.len() as u64) as usize;
+    let frames = futures_util::stream::iter(
+        std::iter::repeat_n(chunk, chunks).map(|c| Ok::<_, std::io::Error>(Frame::data(c))),
+    );
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let req = http::Request::post(proxy.url("/count"))
+        .body(StreamBody::new(frames))
+        .unwrap();
+    let res = within("upload", client.request(req)).await.unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, SIZE.to_string());
+
+    let grown_mib = peak_rss_kib().saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 96,
+        "peak memory grew by {grown_mib} MiB while moving 2 × 256 MiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_events_arrive_one_by_one() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &[]).await;
+    let req = http::Request::get(proxy.url("/events"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = within("events", support::client().request(req))
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let mut body = res.into_body();
+    for n in 1..=3 {
+        if n > 1 {
+            // The upstream sends event n only now: it can only arrive if nothing buffers.
+            upstream.release("events");
+        }
+        let frame = within("event", body.frame()).await.unwrap().unwrap();
+        let data = frame.into_data().unwrap();
+        assert_eq!(data, format!("data: event {n}\n\n"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_headers_go_and_forwarding_headers_come() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &[]).await;
+    let (_, _, body) = get(
+        &proxy.url("/headers"),
+        &[
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "do not forward"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("x-forwarded-for", "10.1.2.3"),
+            ("te", "gzip"),
+            ("x-app", "kept"),
+        ],
+    )
+    .await;
+    let seen = json(&body);
+    let headers = &seen["headers"];
+    for gone in ["x-secret", "keep-alive", "proxy-authorization", "te"] {
+        assert!(
+            headers.get(gone).is_none(),
+            "{gone} reached the upstream: {seen}"
+        );
+    }
+    assert_eq!(headers["x-app"][0], "kept");
+    assert_eq!(headers["x-forwarded-for"][0], "10.1.2.3, 127.0.0.1");
+    assert_eq!(headers["x-forwarded-proto"][0], "http");
+    assert_eq!(headers["x-forwarded-host"][0], proxy.addr.to_string());
+    assert_eq!(headers["host"][0], upstream.addr.to_string());
+    assert!(headers["via"][0].as_str().unwrap().contains("hmr-proxy"));
+    assert_eq!(seen["version"], "HTTP/1.1");
+
+    let (_, headers, _) = get(&proxy.url("/hop"), &[]).await;
+    assert!(headers.get("x-private").is_none(), "{headers:?}");
+    assert!(headers.get("keep-alive").is_none(), "{headers:?}");
+    assert_eq!(headers["x-public"], "kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_host_sends_the_browsers_host() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &["--keep-host"]).await;
+    let (_, _, body) = get(&proxy.url("/headers"), &[]).await;
+    assert_eq!(json(&body)["headers"]["host"][0], proxy.addr.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_and_cookies_keep_the_browser_on_the_proxy() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &[]).await;
+    let (status, headers, _) = get(&proxy.url("/redirect"), &[]).await;
+    assert_eq!(status, 302);
+    assert_eq!(headers["location"], format!("http://{}/target", proxy.addr));
+
+    // Through a browser-like Host name the rewritten origin follows what the browser used.
+    let (_, headers, _) = get(
+        &proxy.url("/redirect"),
+        &[("host", &format!("localhost:{}", proxy.addr.port()))],
+    )
+    .await;
+    assert_eq!(
+        headers["location"],
+        format!("http://localhost:{}/target", proxy.addr.port())
+    );
+
+    let (_, headers, _) = get(&proxy.url("/cookie"), &[]).await;
+    assert_eq!(headers["set-cookie"], "sid=abc; Path=/; HttpOnly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_echo_through_the_proxy() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &[]).await;
+    let (mut ws, res) = within(
+        "websocket handshake",
+        tokio_tungstenite::connect_async(format!("ws://{}/ws", proxy.addr)),
+    )
+    .await
+    .expect("handshake through the proxy");
+    assert_eq!(res.status(), 101);
+    for msg in [
+        Message::text("hello through the proxy"),
+        Message::binary(vec![0u8, 1, 2, 255]),
+    ] {
+        ws.send(msg.clone()).await.unwrap();
+        let echoed = within("echo", ws.next()).await.unwrap().unwrap();
+        assert_eq!(echoed, msg);
+    }
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_proxy_attempts_are_refused() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &[]).await;
+    for target in [
+        "http://example.com/".to_string(),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        format!("http://{}/headers", upstream.addr),
+    ] {
+        let reply = raw(
+            proxy.addr,
+            format!("GET {target} HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+            None,
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.1 400"), "{target}: {reply}");
+        assert!(reply.contains("not a forward proxy"), "{reply}");
+    }
+    let reply = raw(
+        proxy.addr,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        Some("\r\n\r\n"),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 405"), "{reply}");
+
+    // Absolute-form naming the proxy itself is ordinary HTTP and is served.
+    let reply = raw(
+        proxy.addr,
+        format!(
+            "GET http://{}/ok HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            proxy.addr, proxy.addr
+        )
+        .as_bytes(),
+        None,
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.ends_with("upstream saw /ok"), "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_down_gives_a_helpful_502_then_recovers() {
+    let addr = support::dead_addr().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{addr}");
+    let proxy = Proxy::start_in(dir.path(), &[&url]).await;
+
+    let (status, headers, body) = get(&proxy.url("/"), &[("accept", "text/html,*/*")]).await;
+    assert_eq!(status, 502);
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains(&url), "{page}");
+    assert!(page.contains("connection refused"), "{page}");
+    assert!(page.contains("reloads by itself"), "{page}");
+    assert!(headers.contains_key("x-hmr-proxy-unavailable"));
+
+    let (status, headers, body) = get(&proxy.url("/api"), &[("accept", "application/json")]).await;
+    assert_eq!(status, 502);
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(
+        body,
+        format!("hmr-proxy: nothing is listening at {url} (connection refused)\n")
+    );
+
+    // The upstream comes back on the same address: the next request goes through.
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
+    let _upstream = Upstream::serve(listener);
+    let (status, headers, body) = get(&proxy.url("/back"), &[("accept", "text/html")]).await;
+    assert_eq!(status, 200);
+    assert!(!headers.contains_key("x-hmr-proxy-unavailable"));
+    assert_eq!(body, "upstream saw /back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_upstream_gives_504_after_the_response_timeout() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &["--response-timeout", "300ms"]).await;
+    let (status, _, body) = get(&proxy.url("/hang"), &[]).await;
+    assert_eq!(status, 504);
+    assert!(
+        String::from_utf8_lossy(&body).contains("sent no response within 300 ms"),
+        "{body:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_204_304_follow_http() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &[]).await;
+    let req = http::Request::head(proxy.url("/status/200"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = within("head", support::client().request(req))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty()
+    );
+
+    for code in [204u16, 304] {
+        let (status, headers, body) = get(&proxy.url(&format!("/status/{code}")), &[]).await;
+        assert_eq!(status.as_u16(), code);
+        assert!(body.is_empty());
+        assert_eq!(headers["etag"], "\"v1\"");
+    }
+    let (status, _, body) = get(&proxy.url("/status/500"), &[]).await;
+    assert_eq!(status, 500);
+    assert_eq!(body, "status 500");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_and_trailers() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &[]).await;
+
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let interim = read_until(&mut stream, Some("\r\n\r\n")).await;
+    assert!(interim.starts_with("HTTP/1.1 100 Continue"), "{interim}");
+    stream.write_all(b"hello").await.unwrap();
+    let reply = read_until(&mut stream, Some("hello")).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+
+    let reply = raw(
+        proxy.addr,
+        b"GET /trailers HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+        None,
+    )
+    .await;
+    let lower = reply.to_ascii_lowercase();
+    assert!(lower.contains("transfer-encoding: chunked"), "{reply}");
+    assert!(
+        lower.contains("\r\n0\r\nx-checksum: abc\r\n\r\n"),
+        "{reply}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_pointed_at_itself_answers_508() {
+    let addr = support::dead_addr().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listen = addr.to_string();
+    let url = format!("http://{addr}");
+    let proxy = Proxy::start_in(dir.path(), &["--listen", &listen, &url]).await;
+    let (status, _, body) = get(&proxy.url("/"), &[]).await;
+    assert_eq!(status, 508);
+    assert!(String::from_utf8_lossy(&body).contains("forwards back to this proxy"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_prior_knowledge_is_served() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &[]).await;
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let req = http::Request::get(proxy.url("/headers"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = within("h2c", client.request(req)).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let seen = json(&body);
+    assert_eq!(seen["version"], "HTTP/1.1");
+    assert_eq!(
+        seen["headers"]["x-forwarded-host"][0],
+        proxy.addr.to_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_an_in_flight_request() {
+    let upstream = Upstream::start().await;
+    let (mut proxy, _dir) = Proxy::front(&upstream, &[]).await;
+    let url = proxy.url("/slow");
+    let in_flight = tokio::spawn(async move { get(&url, &[]).await });
+    within("request at upstream", upstream.wait_for_requests("slow", 1)).await;
+
+    proxy.shutdown.trigger();
+    let run = proxy.take_task();
+    // New connections are no longer accepted once the listener is closed…
+    within("listener closed", async {
+        loop {
+            if TcpStream::connect(proxy.addr).await.is_err() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        !run.is_finished(),
+        "run returned while a request was in flight"
+    );
+
+    // …while the request in flight completes.
+    upstream.release("slow");
+    let (status, _, body) = within("in-flight response", in_flight).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, "finished");
+    within("run to return", run).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_websocket_tunnels_within_the_grace_period() {
+    let upstream = Upstream::start().await;
+    let (mut proxy, _dir) = Proxy::front(&upstream, &["--shutdown-grace", "20s"]).await;
+    let (mut ws, _) = within(
+        "websocket handshake",
+        tokio_tungstenite::connect_async(format!("ws://{}/ws", proxy.addr)),
+    )
+    .await
+    .unwrap();
+    ws.send(Message::text("ping")).await.unwrap();
+    within("echo", ws.next()).await.unwrap().unwrap();
+
+    proxy.shutdown.trigger();
+    let started = std::time::Instant::now();
+    within("run to return", proxy.take_task()).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown waited for the tunnel instead of closing it"
+    );
+    // The browser side sees the tunnel end.
+    let end = within("tunnel end", ws.next()).await;
+    assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
+}
