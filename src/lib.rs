@@ -15,13 +15,17 @@
 //! - [`guard`]: refuses CONNECT and forward-proxy request targets.
 //! - [`proxy`]: forwarding to the upstream, header rewriting, WebSocket tunnels, the 502 page.
 //! - [`static_files`]: serving a folder when there is no upstream.
+//! - [`inject`]: decides which responses are pages for a tab and puts the client tag into them.
+//! - [`client`]: the embedded browser client, served at `/__hmr/client.js`, and its tag.
 //! - [`body`]: the one boxed body type responses are carried in.
 
 pub mod body;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod guard;
+pub mod inject;
 pub mod logging;
 pub mod proxy;
 pub mod router;

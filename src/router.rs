@@ -12,10 +12,11 @@ use hyper::body::Incoming;
 
 use crate::body::{self, Body};
 use crate::config::{Backend, Config, OWN_PREFIX};
-use crate::guard;
+use crate::inject::Injector;
 use crate::proxy::Proxy;
 use crate::shutdown::Shutdown;
 use crate::static_files::StaticFiles;
+use crate::{client, guard};
 
 /// Routes requests. Cheap to clone: one per connection.
 #[derive(Clone)]
@@ -36,11 +37,18 @@ enum Target {
 
 impl Router {
     pub fn new(config: &Config, local: SocketAddr, shutdown: Shutdown) -> Self {
+        let injector = Injector::new(config.inject);
         let target = match &config.backend {
-            Backend::Upstream(upstream) => {
-                Target::Proxy(Proxy::new(upstream, config.proxy.clone(), local, shutdown))
+            Backend::Upstream(upstream) => Target::Proxy(Proxy::new(
+                upstream,
+                config.proxy.clone(),
+                local,
+                shutdown,
+                injector,
+            )),
+            Backend::Static { root, .. } => {
+                Target::Static(StaticFiles::new(root.clone(), injector))
             }
-            Backend::Static { root, .. } => Target::Static(StaticFiles::new(root.clone())),
         };
         Router {
             inner: Arc::new(Inner { target, local }),
@@ -59,7 +67,7 @@ impl Router {
             return refusal;
         }
         if let Some(own) = req.uri().path().strip_prefix(OWN_PREFIX) {
-            return own_endpoint(own);
+            return own_endpoint(own, &req);
         }
         match &self.inner.target {
             Target::Proxy(proxy) => proxy.forward(req, peer).await,
@@ -69,8 +77,9 @@ impl Router {
 }
 
 /// `/__hmr/<name>`: the proxy's own endpoints.
-fn own_endpoint(name: &str) -> Response<Body> {
+fn own_endpoint<B>(name: &str, req: &Request<B>) -> Response<Body> {
     match name {
+        "client.js" => client::response(req.method()),
         // Answers without touching the upstream, so a container health check passes while the
         // app is still starting.
         "health" => body::plain(StatusCode::OK, "ok"),

@@ -17,6 +17,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
 use crate::body::{self, Body};
+use crate::inject::{Injector, RequestFacts};
 
 /// Serves one directory. Cheap to clone.
 #[derive(Clone)]
@@ -24,15 +25,18 @@ pub struct StaticFiles {
     /// Canonical root; every served file's canonical path must start with it.
     root: Arc<PathBuf>,
     serve: ServeDir,
+    /// HTML files get the client like proxied pages do.
+    injector: Injector,
 }
 
 impl StaticFiles {
     /// `root` must be canonical (config makes it so).
-    pub fn new(root: PathBuf) -> Self {
+    pub fn new(root: PathBuf, injector: Injector) -> Self {
         let serve = ServeDir::new(&root).append_index_html_on_directories(true);
         StaticFiles {
             root: Arc::new(root),
             serve,
+            injector,
         }
     }
 
@@ -54,6 +58,7 @@ impl StaticFiles {
         if leaves_root(&self.root, req.uri().path()).await {
             return body::plain(StatusCode::NOT_FOUND, "not found");
         }
+        let facts = RequestFacts::of(&req);
         let req = req.map(|_| Empty::<Bytes>::new());
         let res: Result<_, Infallible> = self.serve.clone().oneshot(req).await;
         let mut res = match res {
@@ -62,7 +67,7 @@ impl StaticFiles {
         };
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        res
+        self.injector.apply(&facts, res)
     }
 }
 

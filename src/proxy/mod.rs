@@ -26,6 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{self, Body};
 use crate::config::{ProxySettings, Upstream};
+use crate::inject::{Injector, RequestFacts};
 use crate::shutdown::Shutdown;
 use headers::{Forwarding, UpstreamNames};
 use unavailable::Failure;
@@ -59,6 +60,8 @@ struct Inner {
     local: SocketAddr,
     /// Tunnels register here so shutdown can close them.
     shutdown: Shutdown,
+    /// Puts the client into HTML pages on their way back.
+    injector: Injector,
 }
 
 impl Proxy {
@@ -67,6 +70,7 @@ impl Proxy {
         settings: ProxySettings,
         local: SocketAddr,
         shutdown: Shutdown,
+        injector: Injector,
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(settings.connect_timeout));
@@ -90,6 +94,7 @@ impl Proxy {
                 via,
                 local,
                 shutdown,
+                injector,
             }),
         }
     }
@@ -117,6 +122,7 @@ impl Proxy {
             );
         }
 
+        let facts = RequestFacts::of(&req);
         let (mut parts, incoming) = req.into_parts();
         let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let Ok(uri) = format!("{}{}", this.origin, path_and_query).parse::<Uri>() else {
@@ -145,6 +151,7 @@ impl Proxy {
             Some(_) => parts.extensions.remove::<OnUpgrade>(),
             None => None,
         };
+        this.injector.prepare_request(&facts, &mut parts.headers);
         let path = parts.uri.path().to_string();
         let method = parts.method.clone();
         parts.uri = uri;
@@ -220,7 +227,11 @@ impl Proxy {
             parts.status.as_u16(),
             started.elapsed()
         );
-        Response::from_parts(parts, body::boxed(incoming))
+        let response = Response::from_parts(parts, body::boxed(incoming));
+        if upgraded.is_some() {
+            return response;
+        }
+        this.injector.apply(&facts, response)
     }
 
     /// One exchange with the upstream, bounded by the response-header timeout.
