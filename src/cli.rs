@@ -53,6 +53,10 @@ pub struct ServerArgs {
     #[arg(long, value_name = "PATH", env = "HMR_PROXY_CHANGES_PATH")]
     pub changes_path: Option<String>,
 
+    /// Comment sent on idle event streams to keep them open [default: 15s].
+    #[arg(long, value_name = "DURATION", env = "HMR_PROXY_HEARTBEAT")]
+    pub heartbeat: Option<String>,
+
     /// Do not inject the browser client into HTML pages (the client is still served).
     #[arg(long, value_name = "BOOL", env = "HMR_PROXY_NO_INJECT", num_args = 0..=1,
           require_equals = true, default_missing_value = "true",

@@ -4,8 +4,10 @@
 //! an HTTP/1 absolute-form target (`GET http://elsewhere/ HTTP/1.1`) is accepted only when it names
 //! this proxy itself, and targets that are not paths (`OPTIONS *`, authority-form) are refused. The
 //! upstream URI is always rebuilt from configuration (see `proxy`), so these checks are about
-//! answering honestly, not the only line of defence. Host allow-listing (DNS rebinding) is not
-//! here yet.
+//! answering honestly, not the only line of defence. It also owns who may use the proxy's own
+//! endpoints: the change stream refuses other sites' pages, the control endpoint refuses
+//! non-loopback callers and cross-site browser requests. Host allow-listing (DNS rebinding) is
+//! not here yet.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -50,6 +52,55 @@ pub fn refusal<B>(req: &Request<B>, local: SocketAddr) -> Option<Response<Body>>
     None
 }
 
+/// A refusal when a browser request comes from a page on another origin: `Sec-Fetch-Site` when
+/// the browser sends it, else `Origin` compared with `Host`. Requests from tools (no `Origin`, no
+/// `Sec-Fetch-Site`) pass.
+pub fn cross_site_refusal<B>(req: &Request<B>) -> Option<Response<Body>> {
+    let headers = req.headers();
+    let refuse = || {
+        Some(body::plain(
+            StatusCode::FORBIDDEN,
+            "hmr-proxy: refused a request from another site",
+        ))
+    };
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return match site.as_bytes() {
+            b"same-origin" | b"none" => None,
+            _ => refuse(),
+        };
+    }
+    let origin = headers.get(header::ORIGIN)?;
+    let host = headers
+        .get(header::HOST)
+        .map(HeaderValue::as_bytes)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()));
+    let origin_authority = origin
+        .as_bytes()
+        .strip_prefix(b"http://")
+        .or_else(|| origin.as_bytes().strip_prefix(b"https://"));
+    match (origin_authority, host) {
+        (Some(o), Some(h)) if o.eq_ignore_ascii_case(h) => None,
+        _ => refuse(),
+    }
+}
+
+/// A refusal for the control endpoint: loopback callers only, and no cross-site browser request.
+pub fn control_refusal<B>(req: &Request<B>, peer: SocketAddr) -> Option<Response<Body>> {
+    let loopback = match peer.ip() {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        IpAddr::V4(v4) => v4.is_loopback(),
+    };
+    if !loopback {
+        return Some(body::plain(
+            StatusCode::FORBIDDEN,
+            "hmr-proxy: the control endpoint answers callers on this machine only",
+        ));
+    }
+    cross_site_refusal(req)
+}
+
 /// Whether an absolute-form authority addresses this proxy: its port, and a loopback name, or the
 /// listening IP itself.
 fn names_this_proxy(authority: &http::uri::Authority, local: SocketAddr) -> bool {
@@ -83,6 +134,53 @@ mod tests {
     fn status(r: &Request<()>) -> Option<StatusCode> {
         let local: SocketAddr = "127.0.0.1:3000".parse().unwrap_or_else(|e| panic!("{e}"));
         refusal(r, local).map(|res| res.status())
+    }
+
+    #[test]
+    fn cross_site_checks() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut r = req(Method::POST, "/__hmr/reload");
+            for (k, v) in pairs {
+                r.headers_mut().insert(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap_or_else(|e| panic!("{e}")),
+                    HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")),
+                );
+            }
+            cross_site_refusal(&r).map(|res| res.status())
+        };
+        assert_eq!(with(&[]), None);
+        assert_eq!(with(&[("sec-fetch-site", "same-origin")]), None);
+        assert_eq!(
+            with(&[("sec-fetch-site", "cross-site")]),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            with(&[("sec-fetch-site", "same-site")]),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            with(&[
+                ("host", "localhost:3000"),
+                ("origin", "http://localhost:3000")
+            ]),
+            None
+        );
+        assert_eq!(
+            with(&[
+                ("host", "localhost:3000"),
+                ("origin", "http://evil.example")
+            ]),
+            Some(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(with(&[("origin", "null")]), Some(StatusCode::FORBIDDEN));
+        let r = req(Method::POST, "/__hmr/reload");
+        let lan: SocketAddr = "192.168.1.5:5000".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            control_refusal(&r, lan).map(|x| x.status()),
+            Some(StatusCode::FORBIDDEN)
+        );
+        let me: SocketAddr = "127.0.0.1:5000".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(control_refusal(&r, me).map(|x| x.status()), None);
     }
 
     #[test]

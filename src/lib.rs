@@ -1,7 +1,8 @@
 //! hmr-proxy: live reload and hot module replacement in front of any development server.
 //!
-//! Data flows one way: configuration → server → router → { proxy | static files }. `lib.rs` is
-//! the only module that knows all of them; it binds the socket and wires the pieces in [`run`].
+//! Data flows one way: configuration → server → router → { proxy → inject | static files ,
+//! sse ← watch }. `lib.rs` is the only module that knows all of them; it binds the socket and
+//! wires the pieces in [`run`].
 //!
 //! # Layout
 //!
@@ -12,7 +13,11 @@
 //! - [`shutdown`]: the [`Shutdown`] handle every long-lived task watches, and signal handling.
 //! - [`server`]: the accept loop, hyper connections, graceful draining.
 //! - [`router`]: own endpoints under `/__hmr/`, then the proxy or the folder.
-//! - [`guard`]: refuses CONNECT and forward-proxy request targets.
+//! - [`guard`]: refuses CONNECT and forward-proxy request targets, and cross-site or remote
+//!   callers of the proxy's own endpoints.
+//! - [`watch`]: the one file watcher; turns bursts of saves into change batches.
+//! - [`sse`]: the change hub and the `/changes` event stream every tab subscribes to.
+//! - [`control`]: `/__hmr/status` and `/__hmr/reload`.
 //! - [`proxy`]: forwarding to the upstream, header rewriting, WebSocket tunnels, the 502 page.
 //! - [`static_files`]: serving a folder when there is no upstream.
 //! - [`inject`]: decides which responses are pages for a tab and puts the client tag into them.
@@ -23,6 +28,7 @@ pub mod body;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod guard;
 pub mod inject;
@@ -31,7 +37,9 @@ pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod shutdown;
+pub mod sse;
 pub mod static_files;
+pub mod watch;
 
 pub use config::Config;
 pub use error::StartupError;
@@ -40,7 +48,10 @@ pub use shutdown::Shutdown;
 use tokio::net::TcpListener;
 
 use config::Backend;
-use router::Router;
+use proxy::health::{Health, Reach};
+use router::{Parts, Router};
+use sse::Hub;
+use watch::ChangeBatch;
 
 /// Bind the configured address, turning "in use" into an error that says how to pick another.
 pub async fn bind(config: &Config) -> Result<TcpListener, StartupError> {
@@ -65,9 +76,58 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
         Err(_) => config.listen,
     };
     announce(&config, local);
-    let router = Router::new(&config, local, shutdown.clone());
+    let hub = Hub::new(config.heartbeat, shutdown.clone());
+    match watch::spawn(&config.watch, shutdown.clone()) {
+        Ok(batches) => hub.feed(batches),
+        Err(err) => tracing::error!("{err}; live reload is off"),
+    }
+    let health = Health::new();
+    if let Backend::Upstream(upstream) = &config.backend {
+        let clients = hub.clone();
+        health.spawn_probe(
+            upstream.authority.to_string(),
+            config.proxy.connect_timeout,
+            move || clients.clients() > 0,
+            shutdown.clone(),
+        );
+        reload_when_upstream_returns(&health, &hub, upstream.origin());
+    }
+    let router = Router::new(
+        &config,
+        Parts {
+            local,
+            shutdown: shutdown.clone(),
+            hub,
+            health,
+        },
+    );
     server::serve(listener, router, shutdown, config.shutdown_grace).await;
     tracing::info!("stopped");
+}
+
+/// A backend that restarts (after a rebuild) comes back with new code: reload every tab once it
+/// answers again.
+fn reload_when_upstream_returns(health: &Health, hub: &Hub, origin: String) {
+    let mut reach = health.subscribe();
+    let hub = hub.clone();
+    tokio::spawn(async move {
+        let mut last = *reach.borrow();
+        while reach.changed().await.is_ok() {
+            let now = *reach.borrow_and_update();
+            match (last, now) {
+                (Reach::Up, Reach::Down) => tracing::warn!("upstream {origin} is down"),
+                (Reach::Down, Reach::Up) => {
+                    tracing::info!("upstream {origin} is back");
+                    hub.publish(&ChangeBatch {
+                        changes: Vec::new(),
+                        reload: true,
+                    });
+                }
+                _ => {}
+            }
+            last = now;
+        }
+    });
 }
 
 /// The start-up lines: where to browse, what is served, what is watched.

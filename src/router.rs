@@ -1,20 +1,24 @@
 //! The one table of what answers which request.
 //!
-//! Owns routing: the target policy first (`guard`), then the proxy's own endpoints under
-//! `/__hmr/`, then everything else to the backend: the upstream (`proxy`) or a folder
-//! (`static_files`). It knows no HTTP connection details (`server`) and no forwarding details.
+//! Owns routing: the target policy first (`guard`), then the change stream (at the configured
+//! path), then the proxy's own endpoints under `/__hmr/`, then everything else to the backend: the
+//! upstream (`proxy`) or a folder (`static_files`). It knows no HTTP connection details
+//! (`server`) and no forwarding details.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use crate::body::{self, Body};
 use crate::config::{Backend, Config, OWN_PREFIX};
+use crate::control::Control;
 use crate::inject::Injector;
 use crate::proxy::Proxy;
+use crate::proxy::health::Health;
 use crate::shutdown::Shutdown;
+use crate::sse::Hub;
 use crate::static_files::StaticFiles;
 use crate::{client, guard};
 
@@ -28,6 +32,10 @@ struct Inner {
     target: Target,
     /// The bound address, for the absolute-form check.
     local: SocketAddr,
+    /// Where tabs subscribe to changes.
+    changes_path: String,
+    hub: Hub,
+    control: Control,
 }
 
 enum Target {
@@ -35,8 +43,22 @@ enum Target {
     Static(StaticFiles),
 }
 
+/// What the router is built from besides configuration: the long-lived shared pieces `lib` owns.
+pub struct Parts {
+    pub local: SocketAddr,
+    pub shutdown: Shutdown,
+    pub hub: Hub,
+    pub health: Health,
+}
+
 impl Router {
-    pub fn new(config: &Config, local: SocketAddr, shutdown: Shutdown) -> Self {
+    pub fn new(config: &Config, parts: Parts) -> Self {
+        let Parts {
+            local,
+            shutdown,
+            hub,
+            health,
+        } = parts;
         let injector = Injector::new(config.inject);
         let target = match &config.backend {
             Backend::Upstream(upstream) => Target::Proxy(Proxy::new(
@@ -45,19 +67,27 @@ impl Router {
                 local,
                 shutdown,
                 injector,
+                health.clone(),
             )),
             Backend::Static { root, .. } => {
                 Target::Static(StaticFiles::new(root.clone(), injector))
             }
         };
         Router {
-            inner: Arc::new(Inner { target, local }),
+            inner: Arc::new(Inner {
+                target,
+                local,
+                changes_path: config.changes_path.clone(),
+                control: Control::new(config, hub.clone(), health),
+                hub,
+            }),
         }
     }
 
     /// Answer one request. Never fails: every problem becomes a response.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-        if let Some(refusal) = guard::refusal(&req, self.inner.local) {
+        let this = &*self.inner;
+        if let Some(refusal) = guard::refusal(&req, this.local) {
             tracing::debug!(
                 "refused {} {}: {}",
                 req.method(),
@@ -66,23 +96,72 @@ impl Router {
             );
             return refusal;
         }
-        if let Some(own) = req.uri().path().strip_prefix(OWN_PREFIX) {
-            return own_endpoint(own, &req);
+        let path = req.uri().path();
+        if path == this.changes_path {
+            return self.changes(&req);
         }
-        match &self.inner.target {
+        if let Some(own) = path.strip_prefix(OWN_PREFIX) {
+            return self.own_endpoint(own.to_string(), req, peer).await;
+        }
+        match &this.target {
             Target::Proxy(proxy) => proxy.forward(req, peer).await,
             Target::Static(files) => files.serve(req).await,
         }
     }
+
+    fn changes<B>(&self, req: &Request<B>) -> Response<Body> {
+        if req.method() != Method::GET {
+            return method_not_allowed("GET");
+        }
+        if let Some(refusal) = guard::cross_site_refusal(req) {
+            return refusal;
+        }
+        let last = req
+            .headers()
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok());
+        self.inner.hub.subscribe(last)
+    }
+
+    /// `/__hmr/<name>`: the proxy's own endpoints.
+    async fn own_endpoint(
+        &self,
+        name: String,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let this = &*self.inner;
+        let method = req.method();
+        match name.as_str() {
+            "client.js" | "health" | "status"
+                if method != Method::GET && method != Method::HEAD =>
+            {
+                method_not_allowed("GET, HEAD")
+            }
+            "client.js" => client::response(req.method()),
+            // Answers without touching the upstream, so a container health check passes while
+            // the app is still starting.
+            "health" => body::plain(StatusCode::OK, "ok"),
+            "status" => match guard::cross_site_refusal(&req) {
+                Some(refusal) => refusal,
+                None => this.control.status(),
+            },
+            "reload" if method != Method::POST => method_not_allowed("POST"),
+            "reload" => match guard::control_refusal(&req, peer) {
+                Some(refusal) => refusal,
+                None => this.control.reload(req).await,
+            },
+            _ => body::plain(StatusCode::NOT_FOUND, "hmr-proxy: no such endpoint"),
+        }
+    }
 }
 
-/// `/__hmr/<name>`: the proxy's own endpoints.
-fn own_endpoint<B>(name: &str, req: &Request<B>) -> Response<Body> {
-    match name {
-        "client.js" => client::response(req.method()),
-        // Answers without touching the upstream, so a container health check passes while the
-        // app is still starting.
-        "health" => body::plain(StatusCode::OK, "ok"),
-        _ => body::plain(StatusCode::NOT_FOUND, "hmr-proxy: no such endpoint"),
-    }
+fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut res = body::plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("hmr-proxy: use {allow}"),
+    );
+    res.headers_mut()
+        .insert(header::ALLOW, http::HeaderValue::from_static(allow));
+    res
 }

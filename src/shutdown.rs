@@ -69,32 +69,62 @@ impl Shutdown {
     /// Trigger this handle on Ctrl-C or SIGTERM (Docker's `stop`; as PID 1 nothing else would).
     pub fn trigger_on_signals(&self) {
         let this = self.clone();
+        let signals = Signals::register();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signals.recv().await;
             tracing::info!("shutting down: finishing in-flight requests");
             this.trigger();
         });
     }
 }
 
+/// SIGINT and SIGTERM handlers, installed when this is built (not when first polled), so a signal
+/// that arrives right after start-up is already caught.
 #[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+struct Signals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn register() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let int = signal(SignalKind::interrupt())
+            .map_err(|err| tracing::warn!("cannot listen for SIGINT ({err})"))
+            .ok();
+        let term = signal(SignalKind::terminate())
+            .map_err(|err| tracing::warn!("cannot listen for SIGTERM ({err})"))
+            .ok();
+        Signals { int, term }
+    }
+
+    async fn recv(mut self) {
+        async fn next(sig: &mut Option<tokio::signal::unix::Signal>) {
+            match sig {
+                Some(sig) => {
+                    sig.recv().await;
+                }
+                None => std::future::pending().await,
             }
         }
-        Err(err) => {
-            tracing::warn!("cannot listen for SIGTERM ({err}); only Ctrl-C stops the proxy");
-            let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = next(&mut self.int) => {}
+            _ = next(&mut self.term) => {}
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn register() -> Self {
+        Signals
+    }
+
+    async fn recv(self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

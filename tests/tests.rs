@@ -7,5 +7,14 @@
 /// Fixtures: the upstream server, the in-process proxy, the binary runner, raw HTTP helpers.
 mod support;
 
+/// File saves to `/changes` events, replay, lagging and many tabs, control endpoints.
+mod changes;
+
 /// Forwarding, headers, streaming, upgrades, refusals, upstream failures, shutdown.
 mod proxy;
+
+/// The real binary: errors, precedence, help, start-up, SIGTERM.
+mod cli;
+
+/// Static mode: serving a folder.
+mod static_files;

@@ -22,6 +22,7 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub serve: Option<PathBuf>,
     pub changes_path: Option<String>,
+    pub heartbeat: Option<String>,
     pub inject: Option<bool>,
     pub shutdown_grace: Option<String>,
     pub keep_host: Option<bool>,

@@ -53,6 +53,9 @@ const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(30);
 /// A poll walks every watched file; 250 ms is chokidar's order of magnitude, quick enough to feel
 /// live and cheap on a typical source tree.
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Browsers and intermediaries drop idle connections after a minute or two; a comment every 15 s
+/// (the WHATWG recommendation) keeps the stream open and detects dead peers.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 /// The event-stream path users and the client agree on by default.
 const DEFAULT_CHANGES_PATH: &str = "/changes";
 /// The proxy's own URL namespace; nothing under it is forwarded.
@@ -73,6 +76,8 @@ pub struct Config {
     pub watch: WatchSettings,
     /// Path of the event stream.
     pub changes_path: String,
+    /// Interval of the event stream's keep-alive comments.
+    pub heartbeat: Duration,
     /// Whether HTML pages get the client tag.
     pub inject: bool,
     /// How long in-flight work may continue after a shutdown signal.
@@ -229,6 +234,7 @@ impl Config {
                     listen,
                     serve,
                     changes_path,
+                    heartbeat,
                     no_inject,
                     shutdown_grace,
                     config,
@@ -335,6 +341,11 @@ impl Config {
             None => DEFAULT_CHANGES_PATH.to_string(),
         };
 
+        let heartbeat = duration_setting(
+            layers.pick(heartbeat, "heartbeat", f.heartbeat.clone(), "heartbeat"),
+            DEFAULT_HEARTBEAT,
+        )?;
+
         // `--no-inject` in flags/env, `inject = false` in the file: one meaning, two spellings.
         let inject = match no_inject {
             Some(no) => !no,
@@ -358,6 +369,7 @@ impl Config {
             proxy,
             watch,
             changes_path,
+            heartbeat,
             inject,
             shutdown_grace,
             file: layers.file_path,

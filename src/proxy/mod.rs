@@ -9,6 +9,7 @@
 //! and does not touch response bodies beyond boxing them: bytes stream through as they arrive.
 
 pub mod headers;
+pub mod health;
 pub mod unavailable;
 pub mod upgrade;
 
@@ -29,6 +30,7 @@ use crate::config::{ProxySettings, Upstream};
 use crate::inject::{Injector, RequestFacts};
 use crate::shutdown::Shutdown;
 use headers::{Forwarding, UpstreamNames};
+use health::Health;
 use unavailable::Failure;
 
 /// Idle pooled connections are closed after this long. Node's HTTP server closes idle keep-alive
@@ -62,6 +64,8 @@ struct Inner {
     shutdown: Shutdown,
     /// Puts the client into HTML pages on their way back.
     injector: Injector,
+    /// Every exchange reports whether the upstream answered.
+    health: Health,
 }
 
 impl Proxy {
@@ -71,6 +75,7 @@ impl Proxy {
         local: SocketAddr,
         shutdown: Shutdown,
         injector: Injector,
+        health: Health,
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(settings.connect_timeout));
@@ -95,6 +100,7 @@ impl Proxy {
                 local,
                 shutdown,
                 injector,
+                health,
             }),
         }
     }
@@ -238,11 +244,17 @@ impl Proxy {
     async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, Failure> {
         let this = &*self.inner;
         let timeout = this.settings.response_timeout;
-        match tokio::time::timeout(timeout, this.client.request(request)).await {
+        let result = match tokio::time::timeout(timeout, this.client.request(request)).await {
             Err(_) => Err(Failure::ResponseTimeout(timeout)),
             Ok(Err(err)) => Err(Failure::classify(&err, this.settings.connect_timeout)),
             Ok(Ok(response)) => Ok(response),
+        };
+        match &result {
+            Ok(_) => this.health.report(true),
+            Err(failure) if failure.is_unreachable() => this.health.report(false),
+            Err(_) => {}
         }
+        result
     }
 }
 

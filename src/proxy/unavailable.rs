@@ -61,6 +61,17 @@ impl Failure {
         }
     }
 
+    /// The upstream is not there at all (as opposed to slow or misbehaving).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Failure::Refused
+                | Failure::Unresolved
+                | Failure::ConnectTimeout(_)
+                | Failure::Connect(_)
+        )
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Failure::ConnectTimeout(_) | Failure::ResponseTimeout(_) => StatusCode::GATEWAY_TIMEOUT,

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod bin;
+pub mod sse;
 pub mod upstream;
 
 use std::net::SocketAddr;

@@ -1,0 +1,233 @@
+//! The change hub: one producer (the watcher, the control endpoint, the upstream monitor), any
+//! number of browser tabs.
+//!
+//! Owns [`Hub`]: it numbers batches (ids are monotonic across proxy restarts: they start at the
+//! boot time in milliseconds), encodes each once ([`wire`]), keeps the last few in a ring for
+//! tabs that reconnect with `Last-Event-ID`, and broadcasts the shared bytes. A tab that falls
+//! behind the broadcast buffer, or asks for batches the ring no longer holds, gets one `reload`
+//! batch instead: memory stays bounded and nothing is silently lost. Per-tab streaming lives in
+//! [`stream`]. It does not watch files and does not route requests.
+
+mod stream;
+pub mod wire;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::body::Body;
+use crate::shutdown::Shutdown;
+use crate::watch::ChangeBatch;
+
+/// Batches kept for reconnecting tabs: a tab that was away for a few saves catches up exactly;
+/// one away for longer reloads.
+const RING: usize = 64;
+
+/// Batches buffered per tab before it counts as lagging. Small on purpose: a tab that cannot keep
+/// up with 32 batches is better served by one reload.
+const BROADCAST: usize = 32;
+
+/// The hub. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Ids and the ring change together under this lock, and tabs subscribe under it, so a tab
+    /// never misses or doubles a batch between its replay and its live stream.
+    state: Mutex<State>,
+    tx: broadcast::Sender<Published>,
+    /// Open streams right now (each stream holds a guard).
+    clients: AtomicUsize,
+    /// Batches published since start.
+    batches: AtomicU64,
+    heartbeat: Duration,
+    shutdown: Shutdown,
+}
+
+struct State {
+    next_id: u64,
+    ring: VecDeque<Published>,
+}
+
+/// One encoded batch.
+#[derive(Clone, Debug)]
+struct Published {
+    id: u64,
+    bytes: Bytes,
+}
+
+impl Hub {
+    pub fn new(heartbeat: Duration, shutdown: Shutdown) -> Hub {
+        let boot_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis() as u64);
+        let (tx, _) = broadcast::channel(BROADCAST);
+        Hub {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    next_id: boot_ms,
+                    ring: VecDeque::with_capacity(RING),
+                }),
+                tx,
+                clients: AtomicUsize::new(0),
+                batches: AtomicU64::new(0),
+                heartbeat,
+                shutdown,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the ring half-updated in a way that
+        // matters (worst case one batch is missing), so poisoning is ignored.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Number of open `/changes` streams.
+    pub fn clients(&self) -> usize {
+        self.inner.clients.load(Ordering::Relaxed)
+    }
+
+    /// Number of batches published since start.
+    pub fn batches_sent(&self) -> u64 {
+        self.inner.batches.load(Ordering::Relaxed)
+    }
+
+    /// Publish a batch to every tab; returns its id.
+    pub fn publish(&self, batch: &ChangeBatch) -> u64 {
+        let paths: Vec<String> = batch.changes.iter().map(|c| c.path.clone()).collect();
+        let urls: Vec<String> = batch.changes.iter().map(|c| c.url.clone()).collect();
+        let mut state = self.state();
+        let id = state.next_id;
+        state.next_id += 1;
+        let bytes = wire::batch(&wire::Message {
+            id,
+            paths: &paths,
+            urls: &urls,
+            reload: batch.reload,
+        });
+        let published = Published { id, bytes };
+        if state.ring.len() == RING {
+            state.ring.pop_front();
+        }
+        state.ring.push_back(published.clone());
+        // No receivers is fine: nobody is looking.
+        let tabs = self.inner.tx.send(published).unwrap_or(0);
+        drop(state);
+        self.inner.batches.fetch_add(1, Ordering::Relaxed);
+        log_batch(batch, tabs);
+        id
+    }
+
+    /// Publish every batch from the watcher until it stops.
+    pub fn feed(&self, mut batches: mpsc::Receiver<ChangeBatch>) {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            while let Some(batch) = batches.recv().await {
+                hub.publish(&batch);
+            }
+        });
+    }
+
+    /// A `reload` batch for a tab that cannot be caught up, carrying the latest id.
+    fn reload_bytes(latest: u64) -> Bytes {
+        wire::batch(&wire::Message {
+            id: latest,
+            paths: &[],
+            urls: &[],
+            reload: true,
+        })
+    }
+
+    /// Open a stream for one tab. `last_event_id` is the tab's `Last-Event-ID` on reconnect.
+    pub fn subscribe(&self, last_event_id: Option<&str>) -> Response<Body> {
+        let (rx, catch_up) = {
+            let state = self.state();
+            let rx = self.inner.tx.subscribe();
+            let latest = state.next_id - 1;
+            let catch_up: Vec<Bytes> = match last_event_id.map(|v| v.trim().parse::<u64>()) {
+                None => Vec::new(),
+                Some(Ok(last)) if last == latest => Vec::new(),
+                Some(Ok(last))
+                    if last < latest && state.ring.front().is_some_and(|p| p.id <= last + 1) =>
+                {
+                    state
+                        .ring
+                        .iter()
+                        .filter(|p| p.id > last)
+                        .map(|p| p.bytes.clone())
+                        .collect()
+                }
+                // Gone from the ring, from another proxy run, or unreadable: start afresh.
+                Some(_) => vec![Self::reload_bytes(latest)],
+            };
+            (rx, catch_up)
+        };
+        let mut first = wire::preamble().to_vec();
+        for bytes in catch_up {
+            first.extend_from_slice(&bytes);
+        }
+        let body = stream::body(
+            self.clone(),
+            rx,
+            Bytes::from(first),
+            self.inner.heartbeat,
+            self.inner.shutdown.clone(),
+        );
+        let mut res = Response::new(body);
+        *res.status_mut() = StatusCode::OK;
+        let h = res.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, no-transform"),
+        );
+        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+        res
+    }
+
+    /// The id of the newest batch (for a lagging tab's reload).
+    fn latest(&self) -> u64 {
+        self.state().next_id - 1
+    }
+}
+
+/// `3 files changed (css/site.css, …) → 2 tabs`
+fn log_batch(batch: &ChangeBatch, tabs: usize) {
+    let tabs = match tabs {
+        1 => "1 tab".to_string(),
+        n => format!("{n} tabs"),
+    };
+    let n = batch.changes.len();
+    let mut names: Vec<&str> = batch
+        .changes
+        .iter()
+        .take(3)
+        .map(|c| c.path.as_str())
+        .collect();
+    if n > 3 {
+        names.push("…");
+    }
+    match (n, batch.reload) {
+        (0, _) => tracing::info!("full reload → {tabs}"),
+        (1, false) => tracing::info!("{} changed → {tabs}", names.join("")),
+        (_, false) => tracing::info!("{n} files changed ({}) → {tabs}", names.join(", ")),
+        (_, true) => tracing::info!(
+            "{n} files changed ({}), full reload → {tabs}",
+            names.join(", ")
+        ),
+    }
+}

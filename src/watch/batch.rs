@@ -1,0 +1,177 @@
+//! Turning a burst of file-system events into one batch.
+//!
+//! Owns the batching window and the pending set. A batch opens with the first event, stays open
+//! while events keep arriving within the debounce interval of each other, and closes when the
+//! quiet interval passes or the window cap (measured from the first event) runs out, so a
+//! constant stream still flushes. Paths are de-duplicated in arrival order; a file that was both
+//! created and gone again within one batch (an editor's temp file in an atomic save) is dropped.
+//! It knows nothing of notify or of the event stream.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// The longest a batch stays open, as a multiple of the debounce interval, with a floor: long
+/// enough for a `git checkout` of hundreds of files to land in one batch, short enough that a
+/// file written continuously still reaches the browser a few times a second.
+const CAP_FACTOR: u32 = 10;
+const CAP_FLOOR: Duration = Duration::from_millis(300);
+
+/// The batch window cap for a debounce interval.
+pub fn window_cap(debounce: Duration) -> Duration {
+    (debounce * CAP_FACTOR).max(CAP_FLOOR)
+}
+
+/// Receive the rest of a burst that began with an event already taken: call `absorb` for each
+/// event until `debounce` passes without one or `cap` has passed since `opened`. Returns false
+/// when the channel closed (the watcher is gone).
+pub async fn collect<T>(
+    rx: &mut mpsc::Receiver<T>,
+    opened: Instant,
+    debounce: Duration,
+    cap: Duration,
+    mut absorb: impl FnMut(T),
+) -> bool {
+    loop {
+        let left = cap.saturating_sub(opened.elapsed());
+        let wait = debounce.min(left);
+        if wait.is_zero() {
+            return true;
+        }
+        match tokio::time::timeout(wait, rx.recv()).await {
+            Ok(Some(event)) => absorb(event),
+            Ok(None) => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// What a path went through within one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Created (or renamed into place) during this batch.
+    Created,
+    /// Changed or removed, existing before the batch.
+    Changed,
+}
+
+/// The paths of the open batch.
+#[derive(Debug, Default)]
+pub struct Pending {
+    order: Vec<PathBuf>,
+    seen: HashMap<PathBuf, Seen>,
+    /// Something was lost or unknowable (queue overflow, rescan, removed root): reload fully.
+    pub reload: bool,
+}
+
+impl Pending {
+    pub fn add(&mut self, path: PathBuf, how: Seen) {
+        match self.seen.get_mut(&path) {
+            Some(_) => {} // first sighting decides whether it was born in this batch
+            None => {
+                self.seen.insert(path.clone(), how);
+                self.order.push(path);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty() && !self.reload
+    }
+
+    /// The batch's paths in arrival order, minus files born and gone within it and minus
+    /// directories (their files are reported themselves). `exists` answers for the file system
+    /// at flush time: `Some(is_dir)` or `None` when gone.
+    pub fn finish(self, exists: impl Fn(&PathBuf) -> Option<bool>) -> (Vec<PathBuf>, bool) {
+        let seen = self.seen;
+        let paths = self
+            .order
+            .into_iter()
+            .filter(|path| {
+                !matches!(
+                    (exists(path), seen.get(path)),
+                    (None, Some(Seen::Created)) | (Some(true), _)
+                )
+            })
+            .collect();
+        (paths, self.reload)
+    }
+}
+
+/// Helper for tests of [`collect`]: send events with given gaps on a paused clock.
+#[cfg(test)]
+async fn feed(tx: mpsc::Sender<u32>, gaps_ms: Vec<u64>) {
+    for (i, gap) in gaps_ms.into_iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(gap)).await;
+        if tx.send(i as u32).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn batches(gaps_ms: Vec<u64>, debounce_ms: u64) -> Vec<Vec<u32>> {
+        let (tx, mut rx) = mpsc::channel(1024);
+        tokio::spawn(feed(tx, gaps_ms));
+        let debounce = Duration::from_millis(debounce_ms);
+        let mut out = Vec::new();
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            let open = collect(
+                &mut rx,
+                Instant::now(),
+                debounce,
+                window_cap(debounce),
+                |e| batch.push(e),
+            )
+            .await;
+            out.push(batch);
+            if !open {
+                break;
+            }
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_is_one_batch_and_quiet_splits() {
+        // 5 events 5 ms apart, 100 ms of quiet, 2 more.
+        let got = batches(vec![0, 5, 5, 5, 5, 100, 5], 30).await;
+        assert_eq!(got, vec![vec![0, 1, 2, 3, 4], vec![5, 6]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_constant_stream_still_flushes_at_the_cap() {
+        // An event every 10 ms for 1 s with a 30 ms debounce: capped at 300 ms windows.
+        let got = batches(vec![10; 100], 30).await;
+        assert!(got.len() >= 3, "{} batches", got.len());
+        assert!(got.iter().all(|b| b.len() <= 31), "{got:?}");
+        assert_eq!(got.iter().map(Vec::len).sum::<usize>(), 100);
+    }
+
+    #[test]
+    fn temp_files_and_directories_drop_out() {
+        let mut p = Pending::default();
+        p.add("/p/.a.css.tmp123".into(), Seen::Created);
+        p.add("/p/a.css".into(), Seen::Created);
+        p.add("/p/a.css".into(), Seen::Changed);
+        p.add("/p/old.css".into(), Seen::Changed);
+        p.add("/p/dir".into(), Seen::Created);
+        let (paths, reload) = p.finish(|path| match path.to_str() {
+            Some("/p/a.css") => Some(false),
+            Some("/p/dir") => Some(true),
+            _ => None,
+        });
+        assert_eq!(
+            paths,
+            vec![PathBuf::from("/p/a.css"), PathBuf::from("/p/old.css")]
+        );
+        assert!(!reload);
+    }
+}

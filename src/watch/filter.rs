@@ -1,0 +1,332 @@
+//! Which paths under the watched roots matter: built-in ignores, `.gitignore`/`.ignore` files and
+//! user globs, applied both when directories are registered (so ignored trees are never watched)
+//! and to every event (so ignored files never reach a batch).
+//!
+//! Owns [`Filter`]: mapping an absolute path to its root and URL, and the ignore decision. It does
+//! no watching and no batching. Paths outside every root are treated as ignored, never passed to
+//! the `ignore` crate (whose matcher panics on them).
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+
+use crate::config::WatchRoot;
+
+/// Directories never worth watching: version control, dependencies, build output, caches. A
+/// `node_modules` alone can hold hundreds of thousands of entries and exhaust inotify's watches.
+const IGNORED_DIRS: &[&str] = &[
+    ".git",
+    ".hg",
+    ".svn",
+    "node_modules",
+    "target",
+    "__pycache__",
+    ".venv",
+    ".mypy_cache",
+    ".pytest_cache",
+];
+
+/// Editor swap, backup and temporary files: vim (`.swp`, `4913` probe, `~`), Emacs (`.#x`),
+/// JetBrains safe-write, GNOME's gio, and generic `.tmp`.
+const IGNORED_FILES: &[&str] = &[
+    "*.swp",
+    "*.swx",
+    "*.swo",
+    "*~",
+    ".#*",
+    "4913",
+    "*.tmp",
+    "*___jb_tmp___",
+    "*___jb_old___",
+    ".goutputstream-*",
+    ".DS_Store",
+];
+
+/// Names of ignore files honoured in every watched directory.
+pub const IGNORE_FILES: [&str; 2] = [".gitignore", ".ignore"];
+
+/// A glob failed to compile (config validates globs first, so this is a bug or a race).
+#[derive(Debug, thiserror::Error)]
+#[error("ignore glob `{glob}`: {source}")]
+pub struct FilterError {
+    glob: String,
+    #[source]
+    source: globset::Error,
+}
+
+/// One watched root as the filter sees it.
+#[derive(Debug)]
+struct Root {
+    dir: PathBuf,
+    url: String,
+    /// User globs (global `--ignore` plus this root's own), matched against the relative path.
+    globs: GlobSet,
+}
+
+/// The ignore rules for all roots.
+#[derive(Debug)]
+pub struct Filter {
+    roots: Vec<Root>,
+    files: GlobSet,
+    /// `.gitignore`/`.ignore` matchers by the directory that holds them; refreshed when one changes.
+    ignore_files: HashMap<PathBuf, Gitignore>,
+}
+
+/// Where a path sits: its root's index, its path relative to the root with `/` separators, and
+/// its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub root: usize,
+    pub rel: String,
+    pub url: String,
+}
+
+impl Filter {
+    pub fn new(roots: &[WatchRoot], global: &[String]) -> Result<Filter, FilterError> {
+        let mut built = Vec::new();
+        for root in roots {
+            let globs = glob_set(global.iter().chain(root.ignore.iter()))?;
+            built.push(Root {
+                dir: root.dir.clone(),
+                url: root.url.clone(),
+                globs,
+            });
+        }
+        Ok(Filter {
+            roots: built,
+            files: glob_set(IGNORED_FILES.iter())?,
+            ignore_files: HashMap::new(),
+        })
+    }
+
+    /// The root directories, in configuration order.
+    pub fn root_dirs(&self) -> impl Iterator<Item = &Path> {
+        self.roots.iter().map(|r| r.dir.as_path())
+    }
+
+    /// Read (or re-read) the ignore files in `dir`.
+    pub fn load_ignore_files(&mut self, dir: &Path) {
+        let present: Vec<PathBuf> = IGNORE_FILES
+            .iter()
+            .map(|name| dir.join(name))
+            .filter(|p| p.is_file())
+            .collect();
+        if present.is_empty() {
+            self.ignore_files.remove(dir);
+            return;
+        }
+        let mut builder = GitignoreBuilder::new(dir);
+        for file in &present {
+            if let Some(err) = builder.add(file) {
+                tracing::warn!("{}: {err}", file.display());
+            }
+        }
+        match builder.build() {
+            Ok(matcher) => {
+                self.ignore_files.insert(dir.to_path_buf(), matcher);
+            }
+            Err(err) => tracing::warn!("ignore rules in {}: {err}", dir.display()),
+        }
+    }
+
+    /// Which root `path` belongs to (the deepest one when roots nest), with its relative path and
+    /// URL; `None` outside every root.
+    pub fn locate(&self, path: &Path) -> Option<Located> {
+        let (index, root) = self
+            .roots
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| path.starts_with(&r.dir))
+            .max_by_key(|(_, r)| r.dir.as_os_str().len())?;
+        let rel_path = path.strip_prefix(&root.dir).ok()?;
+        let mut parts = Vec::new();
+        for component in rel_path.components() {
+            match component {
+                Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+                _ => return None,
+            }
+        }
+        let rel = parts.join("/");
+        let url = format!("{}{}", root.url, encode_path(&rel));
+        Some(Located {
+            root: index,
+            rel,
+            url,
+        })
+    }
+
+    /// Whether `path` (absolute) is ignored. `is_dir` matters for directory-only rules (`dist/`).
+    pub fn is_ignored(&self, path: &Path, is_dir: bool) -> bool {
+        let Some(located) = self.locate(path) else {
+            return true;
+        };
+        if located.rel.is_empty() {
+            return false; // a root itself is never ignored
+        }
+        let root = &self.roots[located.root];
+        let rel = Path::new(&located.rel);
+        let mut components = rel.components().peekable();
+        while let Some(Component::Normal(part)) = components.next() {
+            let last = components.peek().is_none();
+            let name = part.to_string_lossy();
+            if (!last || is_dir) && IGNORED_DIRS.contains(&name.as_ref()) {
+                return true;
+            }
+            if last && !is_dir && self.files.is_match(name.as_ref()) {
+                return true;
+            }
+        }
+        if root.globs.is_match(rel) {
+            return true;
+        }
+        // Deepest ignore file first: a nested `!keep.css` overrides an ancestor's `*.css`.
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if !d.starts_with(&root.dir) {
+                break;
+            }
+            if let Some(matcher) = self.ignore_files.get(d) {
+                let m = matcher.matched(path.strip_prefix(d).unwrap_or(path), is_dir);
+                if m.is_ignore() {
+                    return true;
+                }
+                if m.is_whitelist() {
+                    return false;
+                }
+                // Directory rules (`dist/`) must also hide files inside that directory.
+                let parents = path.strip_prefix(d).ok().map(|rel| {
+                    rel.ancestors()
+                        .skip(1)
+                        .filter(|a| !a.as_os_str().is_empty())
+                });
+                if let Some(mut parents) = parents
+                    && parents.any(|p| matcher.matched(p, true).is_ignore())
+                {
+                    return true;
+                }
+            }
+            dir = d.parent();
+        }
+        false
+    }
+}
+
+fn glob_set<'a>(globs: impl Iterator<Item = impl AsRef<str> + 'a>) -> Result<GlobSet, FilterError> {
+    let mut builder = GlobSetBuilder::new();
+    for glob in globs {
+        let glob = glob.as_ref();
+        builder.add(Glob::new(glob).map_err(|source| FilterError {
+            glob: glob.to_string(),
+            source,
+        })?);
+    }
+    builder.build().map_err(|source| FilterError {
+        glob: String::new(),
+        source,
+    })
+}
+
+/// Percent-encode what cannot stand in a URL path (spaces, `#`, `?`, `%`, non-ASCII), keeping `/`.
+fn encode_path(rel: &str) -> String {
+    use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+    const PATH: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}');
+    utf8_percent_encode(rel, PATH).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(dir: &Path, global: &[&str]) -> Filter {
+        let roots = vec![
+            WatchRoot {
+                dir: dir.to_path_buf(),
+                url: "/".into(),
+                ignore: vec![],
+            },
+            WatchRoot {
+                dir: dir.join("static"),
+                url: "/assets/".into(),
+                ignore: vec!["*.map".into()],
+            },
+        ];
+        let global: Vec<String> = global.iter().map(|s| s.to_string()).collect();
+        Filter::new(&roots, &global).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn locate_maps_paths_to_urls() {
+        let f = filter(Path::new("/p"), &[]);
+        assert_eq!(
+            f.locate(Path::new("/p/static/css/a b.css")),
+            Some(Located {
+                root: 1,
+                rel: "css/a b.css".into(),
+                url: "/assets/css/a%20b.css".into()
+            })
+        );
+        assert_eq!(
+            f.locate(Path::new("/p/index.html")).map(|l| l.url),
+            Some("/index.html".into())
+        );
+        assert_eq!(f.locate(Path::new("/elsewhere/x")), None);
+        assert_eq!(f.locate(Path::new("/pp/x")), None);
+    }
+
+    #[test]
+    fn builtins_globs_and_outside_paths() {
+        let f = filter(Path::new("/p"), &["*.log", "dist/**"]);
+        for (path, is_dir, ignored) in [
+            ("/p/src/app.js", false, false),
+            ("/p/node_modules", true, true),
+            ("/p/node_modules/x/index.js", false, true),
+            ("/p/.git/index", false, true),
+            ("/p/a/target/debug/x", false, true),
+            ("/p/target.css", false, false),
+            ("/p/src/.app.js.swp", false, true),
+            ("/p/src/app.js~", false, true),
+            ("/p/src/4913", false, true),
+            ("/p/src/.#app.js", false, true),
+            ("/p/src/x.tmp", false, true),
+            ("/p/server.log", false, true),
+            ("/p/sub/server.log", false, true),
+            ("/p/dist/app.js", false, true),
+            ("/p/static/app.js.map", false, true),
+            ("/p/app.js.map", false, false),
+            ("/outside/x", false, true),
+        ] {
+            assert_eq!(f.is_ignored(Path::new(path), is_dir), ignored, "{path}");
+        }
+    }
+
+    #[test]
+    fn gitignore_files_are_honoured_with_nesting() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(root.join("web/build")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(root.join(".gitignore"), "build/\n*.gen.css\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(root.join("web/.ignore"), "!keep.gen.css\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut f = filter(&root, &[]);
+        f.load_ignore_files(&root);
+        f.load_ignore_files(&root.join("web"));
+        assert!(f.is_ignored(&root.join("web/build"), true));
+        assert!(f.is_ignored(&root.join("web/build/app.js"), false));
+        assert!(f.is_ignored(&root.join("a.gen.css"), false));
+        assert!(!f.is_ignored(&root.join("web/keep.gen.css"), false));
+        assert!(!f.is_ignored(&root.join("web/site.css"), false));
+    }
+}

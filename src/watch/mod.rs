@@ -1,0 +1,395 @@
+//! The one file watcher of the process, and the batches of changes it produces.
+//!
+//! Owns a single notify watcher (OS events, or polling for bind mounts and network file systems)
+//! and the task that turns its events into [`ChangeBatch`]es on a channel. Directories are watched
+//! one by one (non-recursively) after the filter has had its say, so ignored trees such as
+//! `node_modules` cost no watches; new directories are registered as they appear, and their files
+//! reported, since they can be written before the watch lands. The notify callback only converts
+//! and `try_send`s: notify's thread must never block, and a full queue becomes a reload rather
+//! than back-pressure. A root that disappears is re-armed when it comes back. It knows nothing of
+//! HTTP or of the event stream (`sse`).
+
+mod batch;
+mod filter;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use notify::event::{EventKind, MetadataKind, ModifyKind};
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::WatchSettings;
+use crate::shutdown::Shutdown;
+use batch::{Pending, Seen};
+pub use filter::{Filter, FilterError, Located};
+
+/// Raw events buffered between notify's thread and the batching task. A `git checkout` of a few
+/// thousand files fits; beyond it the batch becomes a full reload (nothing is lost that matters).
+const RAW_QUEUE: usize = 8192;
+
+/// How often a vanished root is checked for its return.
+const REARM_INTERVAL: Duration = Duration::from_millis(500);
+
+/// One file that changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Relative to its watch root, `/`-separated.
+    pub path: String,
+    /// The URL it is served under (root prefix + path, percent-encoded).
+    pub url: String,
+}
+
+/// What one burst of saves changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeBatch {
+    pub changes: Vec<Change>,
+    /// The browser cannot patch this: reload the page.
+    pub reload: bool,
+}
+
+/// Why watching could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error("cannot start the file watcher: {0}; try --poll")]
+    Start(#[source] notify::Error),
+}
+
+/// Start watching. Batches arrive on the returned channel until shutdown.
+pub fn spawn(
+    settings: &WatchSettings,
+    shutdown: Shutdown,
+) -> Result<mpsc::Receiver<ChangeBatch>, WatchError> {
+    let filter = Filter::new(&settings.roots, &settings.ignore)?;
+    let (raw_tx, raw_rx) = mpsc::channel(RAW_QUEUE);
+    let overflow = Arc::new(AtomicBool::new(false));
+    let handler = {
+        let overflow = overflow.clone();
+        move |result: notify::Result<notify::Event>| {
+            let raw = match result {
+                Ok(event) => match convert(event) {
+                    Some(raw) => raw,
+                    None => return,
+                },
+                Err(err) => Raw::Failed(err),
+            };
+            // Never block notify's thread: a full queue means "too much at once", which the
+            // batch turns into a full reload.
+            if raw_tx.try_send(raw).is_err() {
+                overflow.store(true, Ordering::Relaxed);
+            }
+        }
+    };
+    let watcher: Box<dyn Watcher + Send> = match settings.poll {
+        Some(interval) => Box::new(
+            notify::PollWatcher::new(
+                handler,
+                notify::Config::default()
+                    .with_poll_interval(interval)
+                    .with_follow_symlinks(false),
+            )
+            .map_err(WatchError::Start)?,
+        ),
+        None => Box::new(
+            notify::RecommendedWatcher::new(
+                handler,
+                notify::Config::default().with_follow_symlinks(false),
+            )
+            .map_err(WatchError::Start)?,
+        ),
+    };
+    let mut state = Watching {
+        watcher,
+        filter,
+        watched: HashSet::new(),
+        missing: Vec::new(),
+        limit_reported: false,
+    };
+    let roots: Vec<PathBuf> = state.filter.root_dirs().map(Path::to_path_buf).collect();
+    for root in &roots {
+        state.register_tree(root, None);
+    }
+    tracing::debug!("watching {} directories", state.watched.len());
+
+    let (tx, rx) = mpsc::channel(16);
+    let debounce = settings.debounce;
+    tokio::spawn(run(state, raw_rx, tx, overflow, debounce, shutdown));
+    Ok(rx)
+}
+
+/// What the notify callback forwards.
+#[derive(Debug)]
+enum Raw {
+    Changed(Kind, Vec<PathBuf>),
+    /// The OS lost events (inotify queue overflow): rescan and reload.
+    Rescan,
+    Failed(notify::Error),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Created,
+    Modified,
+    Removed,
+    Renamed,
+}
+
+/// Keep what changes content or existence; drop reads (`IN_OPEN` would make every template render
+/// a reload) and permission/ownership changes.
+fn convert(event: notify::Event) -> Option<Raw> {
+    if event.need_rescan() {
+        return Some(Raw::Rescan);
+    }
+    let kind = match event.kind {
+        EventKind::Create(_) => Kind::Created,
+        EventKind::Remove(_) => Kind::Removed,
+        EventKind::Modify(ModifyKind::Name(_)) => Kind::Renamed,
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::WriteTime | MetadataKind::Any)) => {
+            Kind::Modified
+        }
+        EventKind::Modify(ModifyKind::Metadata(_)) => return None,
+        EventKind::Modify(_) => Kind::Modified,
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => return None,
+    };
+    Some(Raw::Changed(kind, event.paths))
+}
+
+/// The watcher and what it knows about the tree.
+struct Watching {
+    /// The one notify watcher; dropped (stopping its thread) when the task ends.
+    watcher: Box<dyn Watcher + Send>,
+    filter: Filter,
+    /// Directories with a watch, to avoid double registration and to forget removed ones.
+    watched: HashSet<PathBuf>,
+    /// Roots that vanished; re-armed when they exist again.
+    missing: Vec<PathBuf>,
+    /// The watch-limit error is explained once, not once per directory.
+    limit_reported: bool,
+}
+
+impl Watching {
+    /// Watch `dir` and every non-ignored directory below it. When `found` is given, files met on
+    /// the way are pushed to it (a directory that appeared may already hold files).
+    fn register_tree(&mut self, dir: &Path, mut found: Option<&mut Vec<PathBuf>>) {
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            if self.watched.contains(&dir) {
+                continue;
+            }
+            if let Err(err) = self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                self.report_watch_error(&dir, err);
+                continue;
+            }
+            self.watched.insert(dir.clone());
+            self.filter.load_ignore_files(&dir);
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(file_type) = entry.file_type() else {
+                    continue;
+                };
+                let path = entry.path();
+                if file_type.is_dir() {
+                    if !self.filter.is_ignored(&path, true) {
+                        stack.push(path);
+                    }
+                } else if let Some(found) = found.as_deref_mut()
+                    && !self.filter.is_ignored(&path, false)
+                {
+                    found.push(path);
+                }
+            }
+        }
+    }
+
+    fn report_watch_error(&mut self, dir: &Path, err: notify::Error) {
+        let limit = matches!(err.kind, notify::ErrorKind::MaxFilesWatch)
+            || matches!(&err.kind, notify::ErrorKind::Io(io) if io.raw_os_error() == Some(28));
+        let handles =
+            matches!(&err.kind, notify::ErrorKind::Io(io) if io.raw_os_error() == Some(24));
+        if limit || handles {
+            if !self.limit_reported {
+                self.limit_reported = true;
+                let what = if limit {
+                    "the inotify watch limit is reached (fs.inotify.max_user_watches); raise it with \
+                     `sudo sysctl fs.inotify.max_user_watches=524288`"
+                } else {
+                    "too many open files or inotify instances (fs.inotify.max_user_instances, ulimit -n); \
+                     raise the limit"
+                };
+                tracing::error!(
+                    "cannot watch {}: {what}, ignore large folders with --ignore, or use --poll",
+                    dir.display()
+                );
+            }
+        } else {
+            tracing::warn!("cannot watch {}: {err}", dir.display());
+        }
+    }
+
+    /// Fold one raw event into the pending batch.
+    fn absorb(&mut self, raw: Raw, pending: &mut Pending) {
+        let (kind, paths) = match raw {
+            Raw::Changed(kind, paths) => (kind, paths),
+            Raw::Rescan => {
+                tracing::warn!("the file watcher lost events; reloading");
+                pending.reload = true;
+                return;
+            }
+            Raw::Failed(err) => {
+                tracing::warn!("file watcher: {err}");
+                return;
+            }
+        };
+        for path in paths {
+            let is_dir = std::fs::symlink_metadata(&path).map(|m| m.is_dir());
+            match is_dir {
+                Ok(true) => {
+                    if matches!(kind, Kind::Created | Kind::Renamed)
+                        && !self.filter.is_ignored(&path, true)
+                    {
+                        let mut found = Vec::new();
+                        self.register_tree(&path, Some(&mut found));
+                        for file in found {
+                            pending.add(file, Seen::Created);
+                        }
+                    }
+                }
+                Ok(false) => {
+                    if self.filter.is_ignored(&path, false) {
+                        continue;
+                    }
+                    if filter::IGNORE_FILES.iter().any(|n| path.ends_with(n))
+                        && let Some(dir) = path.parent()
+                    {
+                        self.filter.load_ignore_files(dir);
+                    }
+                    let how = match kind {
+                        Kind::Created | Kind::Renamed => Seen::Created,
+                        Kind::Modified | Kind::Removed => Seen::Changed,
+                    };
+                    pending.add(path, how);
+                }
+                Err(_) => {
+                    // Gone: a deleted file, a renamed-away name, or a removed directory. Created
+                    // and already gone is an editor's temp file, which the batch drops.
+                    self.forget(&path, pending);
+                    if !self.filter.is_ignored(&path, false) {
+                        let how = match kind {
+                            Kind::Created => Seen::Created,
+                            _ => Seen::Changed,
+                        };
+                        pending.add(path, how);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drop watches at or below a path that no longer exists; a vanished root is re-armed later.
+    fn forget(&mut self, gone: &Path, pending: &mut Pending) {
+        let before = self.watched.len();
+        self.watched.retain(|dir| !dir.starts_with(gone));
+        if self.watched.len() == before {
+            return;
+        }
+        let _ = self.watcher.unwatch(gone);
+        let roots: Vec<PathBuf> = self.filter.root_dirs().map(Path::to_path_buf).collect();
+        for root in roots {
+            if root.starts_with(gone) && !self.missing.contains(&root) {
+                tracing::warn!(
+                    "watched directory {} was removed; watching again when it comes back",
+                    root.display()
+                );
+                self.missing.push(root);
+                pending.reload = true;
+            }
+        }
+    }
+
+    /// Re-arm roots that exist again; true when any came back.
+    fn rearm(&mut self) -> bool {
+        let back: Vec<PathBuf> = self
+            .missing
+            .iter()
+            .filter(|root| root.is_dir())
+            .cloned()
+            .collect();
+        for root in &back {
+            tracing::info!("watched directory {} is back", root.display());
+            self.register_tree(root, None);
+        }
+        self.missing.retain(|root| !back.contains(root));
+        !back.is_empty()
+    }
+
+    /// The pending batch as changes with URLs.
+    fn finish(&self, pending: Pending) -> ChangeBatch {
+        let (paths, reload) =
+            pending.finish(|path| std::fs::symlink_metadata(path).ok().map(|m| m.is_dir()));
+        let changes = paths
+            .iter()
+            .filter_map(|path| self.filter.locate(path))
+            .filter(|located| !located.rel.is_empty())
+            .map(|Located { rel, url, .. }| Change { path: rel, url })
+            .collect();
+        ChangeBatch { changes, reload }
+    }
+}
+
+async fn run(
+    mut state: Watching,
+    mut raw_rx: mpsc::Receiver<Raw>,
+    tx: mpsc::Sender<ChangeBatch>,
+    overflow: Arc<AtomicBool>,
+    debounce: Duration,
+    shutdown: Shutdown,
+) {
+    let cap = batch::window_cap(debounce);
+    let mut rearm = tokio::time::interval(REARM_INTERVAL);
+    rearm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut pending = Pending::default();
+        let first = tokio::select! {
+            raw = raw_rx.recv() => match raw {
+                Some(raw) => raw,
+                None => break,
+            },
+            _ = rearm.tick(), if !state.missing.is_empty() => {
+                if state.rearm() {
+                    pending.reload = true;
+                    if tx.send(state.finish(pending)).await.is_err() {
+                        break;
+                    }
+                }
+                continue;
+            }
+            _ = shutdown.cancelled() => break,
+        };
+        state.absorb(first, &mut pending);
+        let open = batch::collect(&mut raw_rx, Instant::now(), debounce, cap, |raw| {
+            state.absorb(raw, &mut pending)
+        })
+        .await;
+        if overflow.swap(false, Ordering::Relaxed) {
+            tracing::warn!("too many file events at once; reloading");
+            pending.reload = true;
+        }
+        if !pending.is_empty() {
+            let batch = state.finish(pending);
+            if (!batch.changes.is_empty() || batch.reload) && tx.send(batch).await.is_err() {
+                break;
+            }
+        }
+        if !open {
+            break;
+        }
+    }
+}

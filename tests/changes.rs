@@ -1,0 +1,462 @@
+//! File saves to `/changes` events, with real files in temp dirs and a real event-stream client:
+//! one batch per save or burst, atomic saves, ignores, URL prefixes, polling, replay, lagging
+//! tabs, many tabs, heartbeats, the control endpoint, and the upstream coming back.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::sse::{SseClient, paths};
+use crate::support::{Proxy, Upstream, get, within};
+
+/// A project folder with a canonical path (so event paths compare equal).
+fn project() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::create_dir_all(root.join("css")).unwrap();
+    std::fs::write(root.join("css/site.css"), "body {}\n").unwrap();
+    std::fs::write(root.join("index.html"), "<!doctype html><title>x</title>\n").unwrap();
+    (dir, root)
+}
+
+async fn serve(root: &Path, extra: &[&str]) -> Proxy {
+    let mut args = vec!["--serve", "."];
+    args.extend_from_slice(extra);
+    Proxy::start_in(root, &args).await
+}
+
+fn write(path: &Path, text: &str) {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_is_one_event_with_path_and_url_plus_a_plain_message() {
+    let (_dir, root) = project();
+    let proxy = serve(&root, &[]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    assert_eq!(tab.headers["content-type"], "text/event-stream");
+    assert_eq!(tab.headers["cache-control"], "no-cache, no-transform");
+    assert_eq!(tab.headers["x-accel-buffering"], "no");
+    assert!(tab.headers.get("access-control-allow-origin").is_none());
+
+    write(&root.join("css/site.css"), "body { color: red }\n");
+    let change = tab.next_message().await.unwrap();
+    assert_eq!(change.event.as_deref(), Some("change"));
+    let json: serde_json::Value = serde_json::from_str(change.data.as_deref().unwrap()).unwrap();
+    assert_eq!(json["paths"], serde_json::json!(["css/site.css"]));
+    assert_eq!(json["urls"], serde_json::json!(["/css/site.css"]));
+    assert_eq!(json["reload"], false);
+    assert_eq!(json["id"].to_string(), change.id.clone().unwrap());
+    let plain = tab.next_message().await.unwrap();
+    assert_eq!(plain.event, None);
+    assert_eq!(plain.data.as_deref(), Some("\"css/site.css\""));
+
+    // Exactly one event: the next one is the next save, not an echo of the first.
+    write(
+        &root.join("index.html"),
+        "<!doctype html><title>y</title>\n",
+    );
+    let next = tab.next_batch().await;
+    assert_eq!(paths(&next), ["index.html"]);
+    let first_id: u64 = change.id.unwrap().parse().unwrap();
+    assert_eq!(next["id"].as_u64().unwrap(), first_id + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_atomic_save_reports_the_saved_file_once() {
+    let (_dir, root) = project();
+    // Quiet long enough that a descheduled test thread cannot split the write from the rename.
+    let proxy = serve(&root, &["--debounce", "300"]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    // What editors do: write a temp file beside the target, then rename it over the target.
+    let tmp = root.join("css/.site.css.3f2a1");
+    std::fs::write(&tmp, "body { color: blue }\n").unwrap();
+    std::fs::rename(&tmp, root.join("css/site.css")).unwrap();
+    // vim's probe file comes and goes too.
+    std::fs::write(root.join("css/4913"), "").unwrap();
+    std::fs::remove_file(root.join("css/4913")).unwrap();
+    let batch = tab.next_batch().await;
+    assert_eq!(paths(&batch), ["css/site.css"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_500_files_is_one_batch() {
+    let (_dir, root) = project();
+    // A long quiet interval so a loaded machine's pauses between writes cannot split the burst.
+    let proxy = serve(&root, &["--debounce", "1000"]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    // A new directory and its files in one go, as in a `git checkout`: files written before the
+    // directory's watch lands are found by the scan that follows it.
+    std::fs::create_dir(root.join("gen")).unwrap();
+    for i in 0..500 {
+        std::fs::write(root.join(format!("gen/file{i:03}.js")), format!("// {i}\n")).unwrap();
+    }
+    let batch = tab.next_batch().await;
+    let got = paths(&batch);
+    assert_eq!(got.len(), 500, "{} paths in the first batch", got.len());
+    assert_eq!(got[0], "gen/file000.js");
+    assert_eq!(batch["reload"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_paths_never_appear() {
+    let (_dir, root) = project();
+    write(&root.join(".gitignore"), "dist/\n*.gen.css\n");
+    std::fs::create_dir_all(root.join("node_modules/pkg")).unwrap();
+    std::fs::create_dir_all(root.join("dist")).unwrap();
+    let proxy = serve(&root, &["--ignore", "*.log"]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    for ignored in [
+        "node_modules/pkg/index.js",
+        ".git/index",
+        "target/debug/app",
+        "__pycache__/x.pyc",
+        "css/.site.css.swp",
+        "css/site.css~",
+        "server.log",
+        "logs/deep/server.log",
+        "dist/app.js",
+        "css/theme.gen.css",
+    ] {
+        write(&root.join(ignored), "x");
+    }
+    write(&root.join("css/site.css"), "sentinel");
+    let mut seen = Vec::new();
+    within("the sentinel", async {
+        while !seen.iter().any(|p| p == "css/site.css") {
+            seen.extend(paths(&tab.next_batch().await));
+        }
+    })
+    .await;
+    assert_eq!(seen, ["css/site.css"], "ignored paths reached the stream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_roots_map_to_their_url_prefixes() {
+    let (_dir, root) = project();
+    write(&root.join("static/css/a.css"), "a");
+    write(&root.join("templates/page.html"), "p");
+    let proxy = Proxy::start_in(
+        &root,
+        &["-w", "static=/assets", "-w", "templates", "--serve", "."],
+    )
+    .await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    write(&root.join("static/css/a.css"), "a2");
+    let batch = tab.next_batch().await;
+    assert_eq!(batch["paths"], serde_json::json!(["css/a.css"]));
+    assert_eq!(batch["urls"], serde_json::json!(["/assets/css/a.css"]));
+    write(&root.join("templates/page.html"), "p2");
+    let batch = tab.next_batch().await;
+    assert_eq!(batch["urls"], serde_json::json!(["/page.html"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_mode_sees_saves() {
+    let (_dir, root) = project();
+    // Polling compares modification times; make the first save's time differ from creation's
+    // even on file systems with coarse timestamps.
+    let past = std::time::SystemTime::now() - Duration::from_secs(10);
+    std::fs::File::options()
+        .write(true)
+        .open(root.join("css/site.css"))
+        .unwrap()
+        .set_modified(past)
+        .unwrap();
+    let proxy = serve(&root, &["--poll=50"]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    write(
+        &root.join("css/site.css"),
+        "body { margin: 0; padding: 1px }\n",
+    );
+    let batch = tab.next_batch().await;
+    assert_eq!(paths(&batch), ["css/site.css"]);
+    // A directory created after start is picked up too.
+    write(&root.join("new/app.js"), "x");
+    let mut seen = Vec::new();
+    within("the new directory's file", async {
+        while !seen.iter().any(|p| p == "new/app.js") {
+            seen.extend(paths(&tab.next_batch().await));
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_tab_gets_what_it_missed_or_a_reload() {
+    let (_dir, root) = project();
+    let proxy = serve(&root, &[]).await;
+    let mut watcher = SseClient::open(proxy.addr, &[]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    write(&root.join("css/site.css"), "1");
+    let first = tab.next_batch().await;
+    watcher.next_batch().await;
+    let last_id = first["_event_id"].as_str().unwrap().to_string();
+    drop(tab);
+
+    write(&root.join("index.html"), "2");
+    watcher.next_batch().await;
+    write(&root.join("css/site.css"), "3");
+    watcher.next_batch().await;
+
+    let mut back = SseClient::open(proxy.addr, &[("last-event-id", &last_id)]).await;
+    let missed = [back.next_batch().await, back.next_batch().await];
+    assert_eq!(paths(&missed[0]), ["index.html"]);
+    assert_eq!(paths(&missed[1]), ["css/site.css"]);
+
+    // Ids from long ago (or another proxy run) cannot be replayed: one reload instead.
+    let old = (last_id.parse::<u64>().unwrap() - 1000).to_string();
+    let mut stale = SseClient::open(proxy.addr, &[("last-event-id", &old)]).await;
+    let reload = stale.next_batch().await;
+    assert_eq!(reload["reload"], true);
+    assert_eq!(reload["paths"], serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_that_stops_reading_gets_a_reload_not_a_backlog() {
+    let (_dir, root) = project();
+    let proxy = serve(&root, &[]).await;
+    // A socket with a tiny receive buffer that the test does not read from.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = socket.connect(proxy.addr).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    slow.write_all(b"GET /changes HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut watcher = SseClient::open(proxy.addr, &[]).await;
+    within("slow tab counted", async {
+        loop {
+            let (_, _, body) = get(&proxy.url("/__hmr/status"), &[]).await;
+            let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            if status["clients"] == 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    // 300 batches of ~8 KiB each: far more than the socket buffers and the per-tab queue hold.
+    let long: Vec<String> = (0..80)
+        .map(|i| format!("{}/{i}.css", "d".repeat(90)))
+        .collect();
+    let body = serde_json::json!({ "paths": long }).to_string();
+    let client = crate::support::client();
+    for _ in 0..300 {
+        let req = http::Request::post(proxy.url("/__hmr/reload"))
+            .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))
+            .unwrap();
+        let res = within("reload post", client.request(req)).await.unwrap();
+        assert_eq!(res.status(), 202);
+        watcher.next_batch().await;
+    }
+
+    // Now read the slow tab: it must see a reload batch and far fewer than 300 batches.
+    let mut text = String::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    use tokio::io::AsyncReadExt;
+    let saw_reload = within("reload for the slow tab", async {
+        loop {
+            let n = slow.read(&mut buf).await.unwrap();
+            assert!(n > 0, "stream closed");
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if text.contains("\"reload\":true") {
+                return true;
+            }
+        }
+    })
+    .await;
+    assert!(saw_reload);
+    let delivered = text.matches("event: change").count();
+    assert!(
+        delivered < 300,
+        "the slow tab got all {delivered} batches queued"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_tabs_all_get_the_batch_and_leave_cleanly() {
+    rlimit::increase_nofile_limit(8192).unwrap();
+    let (_dir, root) = project();
+    let proxy = serve(&root, &[]).await;
+    let mut tabs = Vec::new();
+    for _ in 0..1000 {
+        tabs.push(SseClient::open(proxy.addr, &[]).await);
+    }
+    let status =
+        |body: bytes::Bytes| -> serde_json::Value { serde_json::from_slice(&body).unwrap() };
+    let (_, _, body) = get(&proxy.url("/__hmr/status"), &[]).await;
+    assert_eq!(status(body)["clients"], 1000);
+
+    write(&root.join("css/site.css"), "all");
+    let receivers = tabs.into_iter().map(|mut tab| {
+        tokio::spawn(async move {
+            let batch = tab.next_batch().await;
+            (paths(&batch), tab)
+        })
+    });
+    let mut tabs = Vec::new();
+    for handle in receivers {
+        let (got, tab) = within("a tab's batch", handle).await.unwrap();
+        assert_eq!(got, ["css/site.css"]);
+        tabs.push(tab);
+    }
+    drop(tabs);
+    within("all tabs gone", async {
+        loop {
+            let (_, _, body) = get(&proxy.url("/__hmr/status"), &[]).await;
+            if status(body)["clients"] == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_idle_streams_alive() {
+    let (_dir, root) = project();
+    let proxy = serve(&root, &["--heartbeat", "100ms"]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    let ping = tab.next_message().await.unwrap();
+    assert_eq!(ping.comments, ["ping"]);
+    assert_eq!(ping.data, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_sites_cannot_open_the_stream_or_use_the_control_endpoint() {
+    let (_dir, root) = project();
+    let proxy = serve(&root, &[]).await;
+    let host = proxy.addr.to_string();
+    let same = format!("http://{host}");
+    for headers in [
+        vec![("origin", "http://evil.example")],
+        vec![("sec-fetch-site", "cross-site")],
+    ] {
+        let tab = SseClient::connect(proxy.addr, "/changes", &headers).await;
+        assert_eq!(tab.status, 403, "{headers:?}");
+    }
+    let tab = SseClient::connect(proxy.addr, "/changes", &[("origin", &same)]).await;
+    assert_eq!(tab.status, 200);
+
+    let client = crate::support::client();
+    for (origin, fetch_site, want) in [
+        (Some("http://evil.example"), None, 403),
+        (None, Some("cross-site"), 403),
+        (None, Some("same-site"), 403),
+        (Some(same.as_str()), Some("same-origin"), 202),
+        (None, None, 202),
+    ] {
+        let mut req = http::Request::post(proxy.url("/__hmr/reload"));
+        if let Some(origin) = origin {
+            req = req.header("origin", origin);
+        }
+        if let Some(site) = fetch_site {
+            req = req.header("sec-fetch-site", site);
+        }
+        let res = within(
+            "reload",
+            client.request(
+                req.body(http_body_util::Full::new(bytes::Bytes::new()))
+                    .unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), want, "{origin:?} {fetch_site:?}");
+    }
+    let (status, _, _) = get(&proxy.url("/__hmr/reload"), &[]).await;
+    assert_eq!(status, 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_endpoint_broadcasts_paths_or_a_reload() {
+    let (_dir, root) = project();
+    let proxy = serve(&root, &[]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    let client = crate::support::client();
+    for (body, want_paths, want_reload) in [
+        ("", serde_json::json!([]), true),
+        (
+            r#"{"paths":["css/site.css","/static/x.js"]}"#,
+            serde_json::json!(["css/site.css", "static/x.js"]),
+            false,
+        ),
+    ] {
+        let req = http::Request::post(proxy.url("/__hmr/reload"))
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        let res = within("reload", client.request(req)).await.unwrap();
+        assert_eq!(res.status(), 202);
+        let batch = tab.next_batch().await;
+        assert_eq!(batch["paths"], want_paths);
+        assert_eq!(batch["reload"], want_reload);
+    }
+    let req = http::Request::post(proxy.url("/__hmr/reload"))
+        .body(http_body_util::Full::new(bytes::Bytes::from("{not json")))
+        .unwrap();
+    let res = within("bad reload", client.request(req)).await.unwrap();
+    assert_eq!(res.status(), 400);
+
+    let (_, _, body) = get(&proxy.url("/__hmr/status"), &[]).await;
+    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status["batches_sent"], 2);
+    assert_eq!(status["clients"], 1);
+    assert_eq!(status["watching"][0]["dir"], root.display().to_string());
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_restarts_triggers_one_reload() {
+    let upstream = Upstream::start().await;
+    let addr = upstream.addr;
+    let (dir, root) = project();
+    let url = upstream.url();
+    let proxy = Proxy::start_in(&root, &[&url]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    let reachable = |proxy_url: String| async move {
+        let (_, _, body) = get(&proxy_url, &[]).await;
+        let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        status["upstream"]["reachable"].clone()
+    };
+    let (status, _, _) = get(&proxy.url("/"), &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(reachable(proxy.url("/__hmr/status")).await, true);
+
+    drop(upstream);
+    within("the proxy to see the upstream go", async {
+        while reachable(proxy.url("/__hmr/status")).await != false {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let listener = within("rebind", async {
+        loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => return listener,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await;
+    let _back = Upstream::serve(listener);
+    let batch = tab.next_batch().await;
+    assert_eq!(batch["reload"], true);
+    drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_streams() {
+    let (_dir, root) = project();
+    let mut proxy = serve(&root, &["--shutdown-grace", "20s"]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    proxy.shutdown.trigger();
+    let started = std::time::Instant::now();
+    within("run to return", proxy.take_task()).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(tab.next_message().await, None);
+}

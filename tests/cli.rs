@@ -1,0 +1,436 @@
+//! The real binary: one-line `error:` messages with exit code 2 for bad input, precedence of
+//! flags over environment over config file, `--help`, the no-argument start, and graceful
+//! shutdown on SIGTERM.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{oneshot, watch};
+
+use crate::support::bin::{self, Running, run_to_exit};
+use crate::support::{raw, within};
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+/// Assert the process stopped on bad input the documented way: exit code 2, nothing on stdout,
+/// exactly one line on stderr, starting with `error: `. Returns that line.
+fn error_line(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "exit status {}; stderr:\n{stderr}",
+        out.status
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one line on stderr, got:\n{stderr}"
+    );
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    lines[0].to_string()
+}
+
+fn assert_mentions(line: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(line.contains(needle), "{needle:?} missing from: {line}");
+    }
+}
+
+/// `N` distinct ports that were free a moment ago (all bound at once, then released).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("addr").port())
+}
+
+fn write_config(dir: &Path, text: &str) {
+    std::fs::write(dir.join("hmr-proxy.toml"), text).expect("write hmr-proxy.toml");
+}
+
+#[test]
+fn upstream_without_scheme_suggests_the_url() {
+    let dir = tempdir();
+    let line = error_line(&run_to_exit(&["localhost:8000"], &[], dir.path()));
+    assert_eq!(
+        line,
+        "error: UPSTREAM: `localhost:8000` has no scheme; write http://localhost:8000"
+    );
+
+    let line = error_line(&run_to_exit(
+        &[],
+        &[("HMR_PROXY_UPSTREAM", "localhost:8000")],
+        dir.path(),
+    ));
+    assert_mentions(
+        &line,
+        &["HMR_PROXY_UPSTREAM", "write http://localhost:8000"],
+    );
+}
+
+#[test]
+fn unknown_config_key_names_file_key_and_line() {
+    let dir = tempdir();
+    write_config(dir.path(), "# comment\nlisen = \"127.0.0.1:4000\"\n");
+    let line = error_line(&run_to_exit(&[], &[], dir.path()));
+    assert_mentions(
+        &line,
+        &[
+            "hmr-proxy.toml line 2",
+            "unknown field `lisen`",
+            "`listen`",
+            "fix the key's spelling or remove it",
+        ],
+    );
+}
+
+#[test]
+fn bad_config_value_names_file_and_key() {
+    let dir = tempdir();
+    write_config(dir.path(), "listen = \"here\"\n");
+    let line = error_line(&run_to_exit(&[], &[], dir.path()));
+    assert_mentions(
+        &line,
+        &["hmr-proxy.toml: key `listen`", "`here`", "127.0.0.1:3000"],
+    );
+}
+
+#[test]
+fn bad_environment_values_name_the_variable() {
+    let dir = tempdir();
+    for (var, value, fix) in [
+        ("HMR_PROXY_LISTEN", "nowhere", "127.0.0.1:3000"),
+        ("HMR_PROXY_CONNECT_TIMEOUT", "10", "3s, 500ms or 2m"),
+        ("HMR_PROXY_DEBOUNCE", "fast", "give milliseconds"),
+        (
+            "HMR_PROXY_SERVE",
+            "missing-dir",
+            "create it or fix the path",
+        ),
+    ] {
+        let line = error_line(&run_to_exit(&[], &[(var, value)], dir.path()));
+        assert_mentions(&line, &[&format!("environment variable {var}"), value, fix]);
+    }
+}
+
+#[test]
+fn missing_serve_directory_names_the_flag() {
+    let dir = tempdir();
+    let line = error_line(&run_to_exit(&["--serve", "no-such-dir"], &[], dir.path()));
+    assert_mentions(
+        &line,
+        &["--serve", "`no-such-dir`", "create it or fix the path"],
+    );
+}
+
+#[test]
+fn port_in_use_names_the_address_and_the_setting_to_change() {
+    let dir = tempdir();
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let next = SocketAddr::new(addr.ip(), addr.port().wrapping_add(1).max(1));
+
+    let line = error_line(&run_to_exit(
+        &["--listen", &addr.to_string()],
+        &[],
+        dir.path(),
+    ));
+    assert_mentions(
+        &line,
+        &[
+            &format!("{addr} is already in use"),
+            &format!("--listen {next}"),
+        ],
+    );
+
+    let line = error_line(&run_to_exit(
+        &[],
+        &[("HMR_PROXY_LISTEN", &addr.to_string())],
+        dir.path(),
+    ));
+    assert_mentions(
+        &line,
+        &[
+            &format!("{addr} is already in use"),
+            &format!("HMR_PROXY_LISTEN={next}"),
+        ],
+    );
+
+    write_config(dir.path(), &format!("listen = \"{addr}\"\n"));
+    let line = error_line(&run_to_exit(&[], &[], dir.path()));
+    assert_mentions(
+        &line,
+        &[
+            &format!("{addr} is already in use"),
+            &format!("listen = \"{next}\""),
+            "hmr-proxy.toml",
+        ],
+    );
+    drop(taken);
+}
+
+#[test]
+fn unknown_flag_exits_2() {
+    let dir = tempdir();
+    let out = run_to_exit(&["--bogus"], &[], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
+    assert!(stderr.starts_with("error:"), "{stderr}");
+    assert!(stderr.contains("--bogus"), "{stderr}");
+}
+
+#[test]
+fn help_lists_the_options_and_their_environment_variables() {
+    let dir = tempdir();
+    let out = run_to_exit(&["--help"], &[], dir.path());
+    assert!(out.status.success(), "{}", out.status);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert_mentions(
+        &help,
+        &[
+            "UPSTREAM",
+            "--listen",
+            "--serve",
+            "--watch",
+            "--ignore",
+            "--debounce",
+            "--poll",
+            "--changes-path",
+            "--no-inject",
+            "--keep-host",
+            "--connect-timeout",
+            "--response-timeout",
+            "--shutdown-grace",
+            "--config",
+            "--verbose",
+            "--quiet",
+            "HMR_PROXY_LISTEN",
+            "HMR_PROXY_UPSTREAM",
+            "Precedence: flags > environment > config file > defaults",
+        ],
+    );
+}
+
+#[test]
+fn listen_precedence_is_flag_over_environment_over_file() {
+    // (in the file, in the environment, as a flag) → which one is used.
+    let cases: [(bool, bool, bool, usize); 5] = [
+        (true, false, false, 0),
+        (true, true, false, 1),
+        (true, false, true, 2),
+        (true, true, true, 2),
+        (false, true, true, 2),
+    ];
+    for (in_file, in_env, as_flag, winner) in cases {
+        let dir = tempdir();
+        let ports = free_ports::<3>();
+        let addrs = ports.map(|p| format!("127.0.0.1:{p}"));
+        if in_file {
+            write_config(dir.path(), &format!("listen = \"{}\"\n", addrs[0]));
+        }
+        let mut envs = Vec::new();
+        if in_env {
+            envs.push(("HMR_PROXY_LISTEN", addrs[1].as_str()));
+        }
+        let mut args = Vec::new();
+        if as_flag {
+            args.extend(["--listen", addrs[2].as_str()]);
+        }
+        let running = Running::start_as_given(&args, &envs, dir.path());
+        assert_eq!(
+            running.addr.port(),
+            ports[winner],
+            "file {in_file}, env {in_env}, flag {as_flag}: {}",
+            running.listening_line
+        );
+    }
+}
+
+#[test]
+fn upstream_precedence_is_flag_over_environment_over_file() {
+    let cases: [(bool, bool, bool, &str); 5] = [
+        (true, false, false, "http://from-file:8000"),
+        (true, true, false, "http://from-env:8000"),
+        (true, false, true, "http://from-flag:8000"),
+        (true, true, true, "http://from-flag:8000"),
+        (false, true, true, "http://from-flag:8000"),
+    ];
+    for (in_file, in_env, as_flag, expected) in cases {
+        let dir = tempdir();
+        if in_file {
+            write_config(dir.path(), "upstream = \"http://from-file:8000\"\n");
+        }
+        let mut envs = Vec::new();
+        if in_env {
+            envs.push(("HMR_PROXY_UPSTREAM", "http://from-env:8000"));
+        }
+        let mut args = Vec::new();
+        if as_flag {
+            args.push("http://from-flag:8000");
+        }
+        let running = Running::start(&args, &envs, dir.path());
+        assert_eq!(
+            running.target(),
+            expected,
+            "file {in_file}, env {in_env}, flag {as_flag}: {}",
+            running.listening_line
+        );
+    }
+}
+
+#[test]
+fn no_arguments_serve_the_working_directory() {
+    let dir = tempdir();
+    let canonical = dir.path().canonicalize().expect("canonical tempdir");
+    // No arguments at all; the port comes from the environment so the test needs no fixed port.
+    let running = Running::start_as_given(&[], &[("HMR_PROXY_LISTEN", "127.0.0.1:0")], dir.path());
+    assert_eq!(
+        running.target(),
+        format!("files in {}", canonical.display()),
+        "{}",
+        running.listening_line
+    );
+    running.wait_for_log("serving the working directory");
+}
+
+/// An upstream that reports the first request head it receives and answers every request
+/// `finished` only once released. (Knowing the request reached the upstream is what makes it "in
+/// flight" at the proxy when SIGTERM is sent.) Connections that send nothing, such as the
+/// proxy's reachability probes, are ignored.
+struct GatedUpstream {
+    addr: SocketAddr,
+    arrived: oneshot::Receiver<String>,
+    release: watch::Sender<bool>,
+}
+
+impl GatedUpstream {
+    async fn start() -> GatedUpstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        let (arrived_tx, arrived) = oneshot::channel();
+        let arrived_tx = Arc::new(Mutex::new(Some(arrived_tx)));
+        let (release, released) = watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let arrived_tx = arrived_tx.clone();
+                let mut released = released.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let first = arrived_tx.lock().expect("lock").take();
+                    if let Some(tx) = first {
+                        let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
+                    }
+                    if released.wait_for(|r| *r).await.is_ok() {
+                        let response: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\
+                            connection: close\r\n\r\nfinished";
+                        let _ = stream.write_all(response).await;
+                    }
+                });
+            }
+        });
+        GatedUpstream {
+            addr,
+            arrived,
+            release,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
+    let grace = Duration::from_secs(10);
+    let upstream = GatedUpstream::start().await;
+    let dir = tempdir();
+    let cwd = dir.path().to_path_buf();
+    let url = format!("http://{}", upstream.addr);
+    // `-v`: the debug line "waiting up to … for N open connections" is logged once the listener
+    // is closed, which is what the refused-connection check below waits for.
+    let running = bin::blocking("hmr-proxy to listen", move || {
+        Running::start(&["-v", "--shutdown-grace", "10s", &url], &[], &cwd)
+    })
+    .await;
+    let addr = running.addr;
+
+    let request = tokio::spawn(async move {
+        raw(
+            addr,
+            b"GET /slow HTTP/1.1\r\nHost: example.test\r\n\r\n",
+            Some("finished"),
+        )
+        .await
+    });
+    let head = within("the request to reach the upstream", upstream.arrived)
+        .await
+        .expect("upstream got the request");
+    assert!(head.starts_with("GET /slow HTTP/1.1\r\n"), "{head}");
+
+    running.terminate();
+    let running = bin::blocking("the listener to close", move || {
+        running.wait_for_log("shutting down: finishing in-flight requests");
+        running.wait_for_log("open connections");
+        running
+    })
+    .await;
+
+    let refused = within(
+        "connect after SIGTERM",
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await;
+    match refused {
+        Err(err) => assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}"),
+        Ok(_) => panic!("a new connection was accepted after SIGTERM"),
+    }
+
+    upstream.release.send_replace(true);
+    let response = within("the in-flight response", request)
+        .await
+        .expect("request task");
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(response.ends_with("\r\n\r\nfinished"), "{response}");
+
+    let mut running = running;
+    let (status, log) = bin::blocking("hmr-proxy to exit", move || {
+        let status = running.wait_exit(grace);
+        // Everything before the last line is in the log once the last line is.
+        running.wait_for_log("stopped");
+        (status, running.log())
+    })
+    .await;
+    assert!(status.success(), "exit status {status}; log:\n{log}");
+    assert!(!log.contains("grace period"), "{log}");
+}
+
+/// SIGTERM right after the `listening on` line must already be handled (exit 0, not death by the
+/// signal): the handlers have to be installed before the proxy says it is ready.
+#[test]
+fn sigterm_when_idle_exits_0() {
+    let dir = tempdir();
+    let mut running = Running::start(&[], &[], dir.path());
+    running.terminate();
+    let status = running.wait_exit(Duration::from_secs(5));
+    assert!(status.success(), "{status}; log:\n{}", running.log());
+    running.wait_for_log("stopped");
+}

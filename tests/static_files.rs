@@ -1,0 +1,304 @@
+//! Static mode (`--serve DIR`) through the in-process proxy: index files, content types, 404s,
+//! traversal and symlink escapes, conditional and range requests, methods, caching headers, and
+//! the README's demo.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use http::{StatusCode, header};
+use http_body_util::{BodyExt, Full};
+
+use crate::support::{Proxy, client, get, raw, within};
+
+const SECRET: &str = "top secret: outside the served folder";
+
+/// A project directory holding `site/` (the served folder) and, next to it, files that must
+/// never be reachable: `secret.txt` and `private/secret.txt`.
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |rel: &str, text: &str| {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    };
+    write("secret.txt", SECRET);
+    write("private/secret.txt", SECRET);
+    write("site/index.html", "<!doctype html><title>home</title>");
+    write("site/docs/index.html", "<!doctype html><title>docs</title>");
+    write("site/page.html", "<!doctype html><title>page</title>");
+    write("site/style.css", "body { color: red }");
+    write("site/app.js", "console.log('app');");
+    write(
+        "site/logo.svg",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"></svg>",
+    );
+    write("site/data.txt", "0123456789");
+    dir
+}
+
+async fn serve(dir: &Path) -> Proxy {
+    Proxy::start_in(dir, &["--serve", "site"]).await
+}
+
+/// The body as text. HTML pages are compared by a marker they contain, not byte for byte: the
+/// proxy may add its client tag to them.
+fn text(body: &Bytes) -> String {
+    String::from_utf8_lossy(body).into_owned()
+}
+
+fn content_type(headers: &http::HeaderMap) -> &str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_html_for_the_root_and_subdirectories() {
+    let dir = project();
+    let proxy = serve(dir.path()).await;
+
+    let (status, headers, body) = get(&proxy.url("/"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        content_type(&headers).starts_with("text/html"),
+        "{headers:?}"
+    );
+    assert!(
+        text(&body).contains("<title>home</title>"),
+        "{}",
+        text(&body)
+    );
+
+    let (status, _, body) = get(&proxy.url("/docs/"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text(&body).contains("<title>docs</title>"),
+        "{}",
+        text(&body)
+    );
+
+    // Without the slash, relative links would resolve against the parent: redirect to add it.
+    let (status, headers, _) = get(&proxy.url("/docs"), &[]).await;
+    assert!(status.is_redirection(), "{status}");
+    assert_eq!(
+        headers.get(header::LOCATION).map(|v| v.as_bytes()),
+        Some(&b"/docs/"[..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_types_by_extension() {
+    let dir = project();
+    let proxy = serve(dir.path()).await;
+    for (path, expected) in [
+        ("/style.css", "text/css"),
+        ("/app.js", "javascript"),
+        ("/logo.svg", "image/svg+xml"),
+        ("/page.html", "text/html"),
+        ("/data.txt", "text/plain"),
+    ] {
+        let (status, headers, _) = get(&proxy.url(path), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(
+            content_type(&headers).contains(expected),
+            "{path}: {:?}",
+            headers.get(header::CONTENT_TYPE)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_file_is_404() {
+    let dir = project();
+    let proxy = serve(dir.path()).await;
+    for path in ["/nope.html", "/docs/nope.css", "/missing/dir/"] {
+        let (status, _, _) = get(&proxy.url(path), &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traversal_never_leaves_the_folder() {
+    let dir = project();
+    let proxy = serve(dir.path()).await;
+    for target in [
+        "/../secret.txt",
+        "/docs/../../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E/secret.txt",
+        "/.%2e/secret.txt",
+        "/%2e%2e%2fsecret.txt",
+        "/..%2fsecret.txt",
+        "/..%2Fsecret.txt",
+        "/%2F../secret.txt",
+        "/docs/%2F..%2F..%2Fsecret.txt",
+        "/%2F..%2F..%2Fsecret.txt",
+        "/..%5csecret.txt",
+        "/%2e%2e/private/secret.txt",
+        "/%2Fetc%2Fpasswd",
+        "//etc/passwd",
+    ] {
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let response = raw(proxy.addr, request.as_bytes(), None).await;
+        let status_line = response.lines().next().unwrap_or_default();
+        assert!(
+            status_line.starts_with("HTTP/1.1 404") || status_line.starts_with("HTTP/1.1 400"),
+            "{target}: {response}"
+        );
+        assert!(!response.contains(SECRET), "{target} leaked the secret");
+        assert!(!response.contains("root:"), "{target} leaked /etc/passwd");
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlinks_are_followed_only_inside_the_folder() {
+    use std::os::unix::fs::symlink;
+
+    let dir = project();
+    let site = dir.path().join("site");
+    symlink(dir.path().join("secret.txt"), site.join("leak.txt")).expect("symlink");
+    symlink(dir.path().join("private"), site.join("leakdir")).expect("symlink");
+    symlink("../secret.txt", site.join("relative-leak.txt")).expect("symlink");
+    symlink(site.join("data.txt"), site.join("alias.txt")).expect("symlink");
+    symlink("docs", site.join("manual")).expect("symlink");
+    let proxy = serve(dir.path()).await;
+
+    for path in ["/leak.txt", "/leakdir/secret.txt", "/relative-leak.txt"] {
+        let (status, _, body) = get(&proxy.url(path), &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(!text(&body).contains(SECRET), "{path} leaked the secret");
+    }
+
+    let (status, _, body) = get(&proxy.url("/alias.txt"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(text(&body), "0123456789");
+
+    let (status, _, body) = get(&proxy.url("/manual/"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text(&body).contains("<title>docs</title>"),
+        "{}",
+        text(&body)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_modified_since_gives_304() {
+    let dir = project();
+    let proxy = serve(dir.path()).await;
+    let (status, headers, _) = get(&proxy.url("/style.css"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let last_modified = headers
+        .get(header::LAST_MODIFIED)
+        .expect("Last-Modified")
+        .to_str()
+        .expect("ascii")
+        .to_string();
+
+    let (status, _, body) = get(
+        &proxy.url("/style.css"),
+        &[("if-modified-since", &last_modified)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert!(body.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn range_request_gives_206() {
+    let dir = project();
+    let proxy = serve(dir.path()).await;
+    let (status, headers, body) = get(&proxy.url("/data.txt"), &[("range", "bytes=0-3")]).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&body[..], b"0123");
+    assert_eq!(
+        headers.get(header::CONTENT_RANGE).map(|v| v.as_bytes()),
+        Some(&b"bytes 0-3/10"[..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_get_and_head_are_allowed() {
+    let dir = project();
+    let proxy = serve(dir.path()).await;
+    for method in ["POST", "PUT", "DELETE"] {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(proxy.url("/data.txt"))
+            .body(Full::new(Bytes::from_static(b"payload")))
+            .expect("request");
+        let res = within("response", client().request(req))
+            .await
+            .expect("response");
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(
+            res.headers().get(header::ALLOW).map(|v| v.as_bytes()),
+            Some(&b"GET, HEAD"[..]),
+            "{method}"
+        );
+        within("body", res.into_body().collect())
+            .await
+            .expect("body");
+    }
+
+    let req = http::Request::head(proxy.url("/data.txt"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let res = within("response", client().request(req))
+        .await
+        .expect("response");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()
+            .get(header::CONTENT_LENGTH)
+            .map(|v| v.as_bytes()),
+        Some(&b"10"[..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_revalidated_every_time() {
+    let dir = project();
+    let proxy = serve(dir.path()).await;
+    for path in ["/", "/style.css", "/app.js"] {
+        let (status, headers, _) = get(&proxy.url(path), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(
+            headers.get(header::CACHE_CONTROL).map(|v| v.as_bytes()),
+            Some(&b"no-cache"[..]),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_demo_is_served() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let proxy = Proxy::start_in(repo, &["--serve", "examples/demo"]).await;
+
+    let (status, headers, body) = get(&proxy.url("/"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        content_type(&headers).starts_with("text/html"),
+        "{headers:?}"
+    );
+    let page = text(&body);
+    assert!(page.contains("<title>hmr-proxy demo</title>"), "{page}");
+    assert!(page.contains("href=\"/css/site.css\""), "{page}");
+
+    for (path, expected) in [
+        ("/css/site.css", "text/css"),
+        ("/js/app.js", "javascript"),
+        ("/img/logo.svg", "image/svg+xml"),
+    ] {
+        let (status, headers, _) = get(&proxy.url(path), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(
+            content_type(&headers).contains(expected),
+            "{path}: {headers:?}"
+        );
+    }
+}
