@@ -49,6 +49,8 @@ struct Inner {
     batches: AtomicU64,
     heartbeat: Duration,
     shutdown: Shutdown,
+    /// Names this run of the proxy in every stream's `hello` event.
+    instance: String,
 }
 
 struct State {
@@ -80,6 +82,7 @@ impl Hub {
                 batches: AtomicU64::new(0),
                 heartbeat,
                 shutdown,
+                instance: format!("{boot_ms:x}"),
             }),
         }
     }
@@ -173,7 +176,7 @@ impl Hub {
             };
             (rx, catch_up)
         };
-        let mut first = wire::preamble().to_vec();
+        let mut first = wire::preamble(&self.inner.instance).to_vec();
         for bytes in catch_up {
             first.extend_from_slice(&bytes);
         }

@@ -3,7 +3,8 @@
 //! Owns SSE framing and the JSON payload shared with `client/` (documented in `client/README.md`).
 //! Each batch is one `change` event carrying `{"id","paths","urls","reload"}`, followed by one
 //! plain `data:` message per path holding the path as a JSON string, so the smallest possible
-//! client (`onmessage` + `JSON.parse`) works too. Encoding happens once per batch; the bytes are
+//! client (`onmessage` + `JSON.parse`) works too. A stream opens with a `hello` event carrying
+//! the proxy's instance id. Encoding happens once per batch; the bytes are
 //! shared by every tab.
 
 use bytes::Bytes;
@@ -23,9 +24,14 @@ pub struct Message<'a> {
 }
 
 /// The first bytes of every stream: the retry interval and a comment, so the browser sees the
-/// stream open at once (and intermediaries do not wait for a first event).
-pub fn preamble() -> Bytes {
-    Bytes::from(format!("retry: {RETRY_MS}\n: connected\n\n"))
+/// stream open at once (and intermediaries do not wait for a first event), then a `hello` event
+/// naming this proxy instance: a tab that reconnects and meets another instance knows the proxy
+/// restarted and reloads.
+pub fn preamble(instance: &str) -> Bytes {
+    let hello = serde_json::json!({ "instance": instance }).to_string();
+    Bytes::from(format!(
+        "retry: {RETRY_MS}\n: connected\n\nevent: hello\ndata: {hello}\n\n"
+    ))
 }
 
 /// A comment that keeps idle connections (and intermediaries) alive and detects dead peers.

@@ -26,6 +26,8 @@ pub struct SseClient {
     pub headers: http::HeaderMap,
     body: Incoming,
     buf: String,
+    /// The proxy instance named by the stream's `hello` event (set by [`SseClient::open`]).
+    pub instance: String,
 }
 
 impl SseClient {
@@ -48,6 +50,7 @@ impl SseClient {
             headers: parts.headers,
             body,
             buf: String::new(),
+            instance: String::new(),
         }
     }
 
@@ -57,6 +60,14 @@ impl SseClient {
         assert_eq!(client.status, 200);
         let first = client.next_message().await.expect("preamble");
         assert_eq!(first.retry.as_deref(), Some("1000"), "{first:?}");
+        let hello = client.next_message().await.expect("hello");
+        assert_eq!(hello.event.as_deref(), Some("hello"), "{hello:?}");
+        client.instance =
+            serde_json::from_str::<serde_json::Value>(&hello.data.unwrap_or_default())
+                .expect("hello json")["instance"]
+                .as_str()
+                .expect("instance")
+                .to_string();
         client
     }
 
