@@ -116,10 +116,18 @@ impl Router {
         if let Some(refusal) = guard::cross_site_refusal(req) {
             return refusal;
         }
+        // The header is what a reconnecting EventSource sends; the query parameter is how a
+        // fresh EventSource (a tab taking over as leader) says where the previous one stopped.
         let last = req
             .headers()
             .get("last-event-id")
-            .and_then(|v| v.to_str().ok());
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| {
+                req.uri()
+                    .query()?
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("lastEventId="))
+            });
         self.inner.hub.subscribe(last)
     }
 

@@ -206,6 +206,14 @@ async fn a_reconnecting_tab_gets_what_it_missed_or_a_reload() {
     assert_eq!(paths(&missed[0]), ["index.html"]);
     assert_eq!(paths(&missed[1]), ["css/site.css"]);
 
+    // A fresh EventSource (a tab taking over as leader) says where to resume in the query.
+    let mut leader =
+        SseClient::connect(proxy.addr, &format!("/changes?lastEventId={last_id}"), &[]).await;
+    assert_eq!(leader.status, 200);
+    let replayed = [leader.next_batch().await, leader.next_batch().await];
+    assert_eq!(paths(&replayed[0]), ["index.html"]);
+    assert_eq!(paths(&replayed[1]), ["css/site.css"]);
+
     // Ids from long ago (or another proxy run) cannot be replayed: one reload instead.
     let old = (last_id.parse::<u64>().unwrap() - 1000).to_string();
     let mut stale = SseClient::open(proxy.addr, &[("last-event-id", &old)]).await;
