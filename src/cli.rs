@@ -67,6 +67,11 @@ pub struct ServerArgs {
     #[arg(long, value_name = "DURATION", env = "HMR_PROXY_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
 
+    /// Ask the proxy listening at --listen whether it is up, then exit: 0 if it answers, 1 if
+    /// not (for container health checks; needs no curl).
+    #[arg(long)]
+    pub health_check: bool,
+
     /// TOML config file [default: ./hmr-proxy.toml when present].
     #[arg(short, long, value_name = "FILE", env = "HMR_PROXY_CONFIG")]
     pub config: Option<PathBuf>,
@@ -76,6 +81,15 @@ pub struct ServerArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Proxy")]
 pub struct ProxyArgs {
+    /// Send paths under PATH to another dev server (longest prefix wins); repeatable.
+    #[arg(
+        long,
+        value_name = "PATH=URL",
+        env = "HMR_PROXY_ROUTE",
+        value_delimiter = ','
+    )]
+    pub route: Option<Vec<String>>,
+
     /// Send the browser's Host header upstream instead of the upstream's own.
     #[arg(long, value_name = "BOOL", env = "HMR_PROXY_KEEP_HOST", num_args = 0..=1,
           require_equals = true, default_missing_value = "true",

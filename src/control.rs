@@ -11,7 +11,9 @@ use http_body_util::{BodyExt, Limited};
 use serde::{Deserialize, Serialize};
 
 use crate::body::{self, Body};
-use crate::config::{Backend, Config};
+use std::collections::HashMap;
+
+use crate::config::{Backend, Config, Route, Upstream};
 use crate::proxy::health::{Health, Reach};
 use crate::sse::Hub;
 use crate::watch::{Change, ChangeBatch};
@@ -22,8 +24,11 @@ const MAX_RELOAD_BODY: usize = 64 * 1024;
 /// State the control endpoints read.
 pub struct Control {
     hub: Hub,
-    health: Health,
-    upstream: Option<String>,
+    /// Reachability by upstream authority.
+    health: HashMap<String, Health>,
+    /// The default upstream (`None` when serving a folder).
+    upstream: Option<Upstream>,
+    routes: Vec<Route>,
     roots: Vec<RootStatus>,
 }
 
@@ -36,15 +41,23 @@ struct RootStatus {
 #[derive(Serialize)]
 struct Status<'a> {
     version: &'static str,
-    upstream: Option<UpstreamStatus<'a>>,
+    upstream: Option<UpstreamStatus>,
+    routes: Vec<RouteStatus<'a>>,
     watching: &'a [RootStatus],
     clients: usize,
     batches_sent: u64,
 }
 
 #[derive(Serialize)]
-struct UpstreamStatus<'a> {
-    url: &'a str,
+struct RouteStatus<'a> {
+    path: &'a str,
+    #[serde(flatten)]
+    upstream: UpstreamStatus,
+}
+
+#[derive(Serialize)]
+struct UpstreamStatus {
+    url: String,
     /// `null` until the first request or probe.
     reachable: Option<bool>,
 }
@@ -57,9 +70,9 @@ struct ReloadRequest {
 }
 
 impl Control {
-    pub fn new(config: &Config, hub: Hub, health: Health) -> Control {
+    pub fn new(config: &Config, hub: Hub, health: HashMap<String, Health>) -> Control {
         let upstream = match &config.backend {
-            Backend::Upstream(up) => Some(up.origin()),
+            Backend::Upstream(up) => Some(up.clone()),
             Backend::Static { .. } => None,
         };
         let roots = config
@@ -75,6 +88,7 @@ impl Control {
             hub,
             health,
             upstream,
+            routes: config.routes.clone(),
             roots,
         }
     }
@@ -82,14 +96,15 @@ impl Control {
     pub fn status(&self) -> Response<Body> {
         let status = Status {
             version: env!("CARGO_PKG_VERSION"),
-            upstream: self.upstream.as_deref().map(|url| UpstreamStatus {
-                url,
-                reachable: match self.health.current() {
-                    Reach::Unknown => None,
-                    Reach::Up => Some(true),
-                    Reach::Down => Some(false),
-                },
-            }),
+            upstream: self.upstream.as_ref().map(|up| self.upstream_status(up)),
+            routes: self
+                .routes
+                .iter()
+                .map(|route| RouteStatus {
+                    path: &route.prefix,
+                    upstream: self.upstream_status(&route.upstream),
+                })
+                .collect(),
             watching: &self.roots,
             clients: self.hub.clients(),
             batches_sent: self.hub.batches_sent(),
@@ -98,6 +113,21 @@ impl Control {
             StatusCode::OK,
             serde_json::to_vec(&status).unwrap_or_default(),
         )
+    }
+
+    fn upstream_status(&self, upstream: &Upstream) -> UpstreamStatus {
+        let reach = self
+            .health
+            .get(upstream.authority.as_str())
+            .map_or(Reach::Unknown, Health::current);
+        UpstreamStatus {
+            url: upstream.origin(),
+            reachable: match reach {
+                Reach::Unknown => None,
+                Reach::Up => Some(true),
+                Reach::Down => Some(false),
+            },
+        }
     }
 
     /// Broadcast a full reload (empty body) or the given paths as one batch.

@@ -23,6 +23,7 @@
 //! - [`inject`]: decides which responses are pages for a tab and puts the client tag into them.
 //! - [`client`]: the embedded browser client, served at `/__hmr/client.js`, and its tag.
 //! - [`body`]: the one boxed body type responses are carried in.
+//! - [`healthcheck`]: `--health-check`, the client side of a container health check.
 
 pub mod body;
 pub mod cli;
@@ -31,6 +32,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod guard;
+pub mod healthcheck;
 pub mod inject;
 pub mod logging;
 pub mod proxy;
@@ -81,16 +83,18 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
         Ok(batches) => hub.feed(batches),
         Err(err) => tracing::error!("{err}; live reload is off"),
     }
-    let health = Health::new();
-    if let Backend::Upstream(upstream) = &config.backend {
+    let mut health = std::collections::HashMap::new();
+    for upstream in config.upstreams() {
+        let probe = Health::new();
         let clients = hub.clone();
-        health.spawn_probe(
+        probe.spawn_probe(
             upstream.authority.to_string(),
             config.proxy.connect_timeout,
             move || clients.clients() > 0,
             shutdown.clone(),
         );
-        reload_when_upstream_returns(&health, &hub, upstream.origin());
+        reload_when_upstream_returns(&probe, &hub, upstream.origin());
+        health.insert(upstream.authority.to_string(), probe);
     }
     let router = Router::new(
         &config,
@@ -145,6 +149,13 @@ fn announce(config: &Config, local: std::net::SocketAddr) {
                 );
             }
         }
+    }
+    for route in &config.routes {
+        tracing::info!(
+            "  {}/… → {}",
+            route.prefix.trim_end_matches('/'),
+            route.upstream.origin()
+        );
     }
     if local.ip().is_unspecified() {
         tracing::warn!("listening on all interfaces: anyone on your network can reach {url}");

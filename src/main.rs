@@ -10,6 +10,7 @@ fn main() -> ExitCode {
         Err(err) => err.exit(),
     };
     logging::init(cli.output.verbose, cli.output.quiet);
+    let health_check = cli.server.health_check;
     let cwd = match std::env::current_dir() {
         Ok(cwd) => cwd,
         Err(err) => return fail(&format!("cannot read the working directory: {err}"), 2),
@@ -18,6 +19,12 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(&err.to_string(), 2),
     };
+    if health_check {
+        return match hmr_proxy::healthcheck::check(config.listen) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => fail(&err.to_string(), 1),
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,6 +5,7 @@
 //! upstream (`proxy`) or a folder (`static_files`). It knows no HTTP connection details
 //! (`server`) and no forwarding details.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -12,11 +13,11 @@ use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use crate::body::{self, Body};
-use crate::config::{Backend, Config, OWN_PREFIX};
+use crate::config::{Backend, Config, OWN_PREFIX, Route, Upstream};
 use crate::control::Control;
 use crate::inject::Injector;
-use crate::proxy::Proxy;
 use crate::proxy::health::Health;
+use crate::proxy::{self, Proxy};
 use crate::shutdown::Shutdown;
 use crate::sse::Hub;
 use crate::static_files::StaticFiles;
@@ -29,6 +30,8 @@ pub struct Router {
 }
 
 struct Inner {
+    /// Path prefixes served by other upstreams, longest first; tried before `target`.
+    routes: Vec<(Route, Proxy)>,
     target: Target,
     /// The bound address, for the absolute-form check.
     local: SocketAddr,
@@ -48,7 +51,8 @@ pub struct Parts {
     pub local: SocketAddr,
     pub shutdown: Shutdown,
     pub hub: Hub,
-    pub health: Health,
+    /// Reachability of each upstream, by authority (`host:port`).
+    pub health: HashMap<String, Health>,
 }
 
 impl Router {
@@ -60,21 +64,35 @@ impl Router {
             health,
         } = parts;
         let injector = Injector::new(config.inject);
-        let target = match &config.backend {
-            Backend::Upstream(upstream) => Target::Proxy(Proxy::new(
+        let client = proxy::client(&config.proxy);
+        let proxy_for = |upstream: &Upstream| {
+            Proxy::new(
                 upstream,
                 config.proxy.clone(),
+                client.clone(),
                 local,
-                shutdown,
-                injector,
-                health.clone(),
-            )),
+                shutdown.clone(),
+                injector.clone(),
+                health
+                    .get(upstream.authority.as_str())
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+        };
+        let routes = config
+            .routes
+            .iter()
+            .map(|route| (route.clone(), proxy_for(&route.upstream)))
+            .collect();
+        let target = match &config.backend {
+            Backend::Upstream(upstream) => Target::Proxy(proxy_for(upstream)),
             Backend::Static { root, .. } => {
-                Target::Static(StaticFiles::new(root.clone(), injector))
+                Target::Static(StaticFiles::new(root.clone(), injector.clone()))
             }
         };
         Router {
             inner: Arc::new(Inner {
+                routes,
                 target,
                 local,
                 changes_path: config.changes_path.clone(),
@@ -102,6 +120,9 @@ impl Router {
         }
         if let Some(own) = path.strip_prefix(OWN_PREFIX) {
             return self.own_endpoint(own.to_string(), req, peer).await;
+        }
+        if let Some((_, proxy)) = this.routes.iter().find(|(route, _)| route.matches(path)) {
+            return proxy.forward(req, peer).await;
         }
         match &this.target {
             Target::Proxy(proxy) => proxy.forward(req, peer).await,

@@ -434,3 +434,32 @@ fn sigterm_when_idle_exits_0() {
     assert!(status.success(), "{status}; log:\n{}", running.log());
     running.wait_for_log("stopped");
 }
+
+/// `--health-check` (the container health check) exits 0 while a proxy answers at the listen
+/// address given in the environment, as in the compose file, and 1 with a reason once it is gone.
+#[test]
+fn health_check_reports_whether_the_proxy_answers() {
+    let dir = tempdir();
+    let mut running = Running::start(&[], &[], dir.path());
+    // Asked on the wildcard address, as inside a container: the check goes to loopback.
+    let listen = format!("0.0.0.0:{}", running.addr.port());
+    let out = run_to_exit(
+        &["--health-check"],
+        &[("HMR_PROXY_LISTEN", &listen)],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    running.terminate();
+    assert!(running.wait_exit(Duration::from_secs(10)).success());
+    let out = run_to_exit(
+        &["--health-check"],
+        &[("HMR_PROXY_LISTEN", &listen)],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: no answer from 127.0.0.1:"),
+        "{stderr}"
+    );
+}

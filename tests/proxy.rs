@@ -464,3 +464,50 @@ async fn shutdown_closes_websocket_tunnels_within_the_grace_period() {
     let end = within("tunnel end", ws.next()).await;
     assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_send_path_prefixes_to_their_own_upstreams() {
+    // The default upstream is down: whatever answers under /api can only be the API upstream.
+    let front = format!("http://{}", support::dead_addr().await);
+    let api = Upstream::start().await;
+    let route = format!("/api={}", api.url());
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_in(dir.path(), &["--route", &route, &front]).await;
+
+    let (status, _, body) = get(&proxy.url("/api/users?x=1"), &[]).await;
+    assert_eq!(
+        (status.as_u16(), body),
+        (200, Bytes::from("upstream saw /api/users"))
+    );
+    let (status, _, body) = get(&proxy.url("/api"), &[]).await;
+    assert_eq!(
+        (status.as_u16(), body),
+        (200, Bytes::from("upstream saw /api"))
+    );
+    // `/apix` is not under `/api`: it goes to the (down) default upstream.
+    let (status, _, _) = get(&proxy.url("/apix"), &[]).await;
+    assert_eq!(status, 502);
+    let (status, _, _) = get(&proxy.url("/"), &[]).await;
+    assert_eq!(status, 502);
+
+    // WebSocket upgrades follow the routes.
+    let (mut ws, _) = within(
+        "websocket through a route",
+        tokio_tungstenite::connect_async(format!("ws://{}/api/ws", proxy.addr)),
+    )
+    .await
+    .expect("handshake");
+    ws.send(Message::text("routed")).await.unwrap();
+    assert_eq!(
+        within("echo", ws.next()).await.unwrap().unwrap(),
+        Message::text("routed")
+    );
+
+    let (_, _, body) = get(&proxy.url("/__hmr/status"), &[]).await;
+    let status = json(&body);
+    assert_eq!(status["routes"][0]["path"], "/api");
+    assert_eq!(status["routes"][0]["url"], api.url());
+    assert_eq!(status["routes"][0]["reachable"], true);
+    assert_eq!(status["upstream"]["url"], front);
+    assert_eq!(status["upstream"]["reachable"], false);
+}

@@ -7,14 +7,17 @@
 /// Fixtures: the upstream server, the in-process proxy, the binary runner, raw HTTP helpers.
 mod support;
 
-/// File saves to `/changes` events, replay, lagging and many tabs, control endpoints.
-mod changes;
-
 /// Forwarding, headers, streaming, upgrades, refusals, upstream failures, shutdown.
 mod proxy;
 
+/// File saves to `/changes` events, replay, lagging and many tabs, control endpoints.
+mod changes;
+
 /// The real binary: errors, precedence, help, start-up, SIGTERM.
 mod cli;
+
+/// The compose sidecar's environment, run for real in poll mode.
+mod docker;
 
 /// Static mode: serving a folder.
 mod static_files;

@@ -29,6 +29,7 @@ pub struct FileConfig {
     pub connect_timeout: Option<String>,
     pub response_timeout: Option<String>,
     pub watch: Option<Vec<WatchTable>>,
+    pub route: Option<Vec<RouteTable>>,
     pub ignore: Option<Vec<String>>,
     pub debounce: Option<u64>,
     pub poll: Option<bool>,
@@ -43,6 +44,14 @@ pub struct WatchTable {
     pub url: Option<String>,
     #[serde(default)]
     pub ignore: Vec<String>,
+}
+
+/// One `[[route]]` table: requests under `path` go to `upstream`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTable {
+    pub path: String,
+    pub upstream: String,
 }
 
 /// The config file to read: the one named explicitly (which must exist), else `./hmr-proxy.toml`

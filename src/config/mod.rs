@@ -70,6 +70,8 @@ pub struct Config {
     pub listen_origin: Option<Origin>,
     /// Forward to an upstream, or serve a folder.
     pub backend: Backend,
+    /// Path prefixes sent to other upstreams, longest first; checked before `backend`.
+    pub routes: Vec<Route>,
     /// How requests are forwarded.
     pub proxy: ProxySettings,
     /// What is watched (used by the watcher; validated here).
@@ -98,6 +100,40 @@ pub enum Backend {
         /// served by default (start-up says so).
         implicit: bool,
     },
+}
+
+/// Requests whose path is `prefix` or lies below it go to `upstream`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Starts with `/`, no trailing `/` (except the root itself).
+    pub prefix: String,
+    pub upstream: Upstream,
+}
+
+impl Route {
+    /// Whether `path` falls under this route: `/api` matches `/api` and `/api/x`, not `/apix`.
+    pub fn matches(&self, path: &str) -> bool {
+        match path.strip_prefix(self.prefix.as_str()) {
+            Some(rest) => rest.is_empty() || rest.starts_with('/') || self.prefix == "/",
+            None => false,
+        }
+    }
+}
+
+impl Config {
+    /// Every distinct upstream: the default one first, then the routes' (by authority).
+    pub fn upstreams(&self) -> Vec<&Upstream> {
+        let mut all: Vec<&Upstream> = Vec::new();
+        if let Backend::Upstream(up) = &self.backend {
+            all.push(up);
+        }
+        for route in &self.routes {
+            if !all.iter().any(|u| u.authority == route.upstream.authority) {
+                all.push(&route.upstream);
+            }
+        }
+        all
+    }
 }
 
 /// A validated upstream origin: `http://host:port`, no path.
@@ -238,9 +274,12 @@ impl Config {
                     no_inject,
                     shutdown_grace,
                     config,
+                    // An action, not a setting: `main` acts on it after loading.
+                    health_check: _,
                 },
             proxy:
                 ProxyArgs {
+                    route,
                     keep_host,
                     connect_timeout,
                     response_timeout,
@@ -305,6 +344,8 @@ impl Config {
             },
         };
 
+        let routes = resolve_routes(&layers, route)?;
+
         let proxy = ProxySettings {
             keep_host: layers
                 .pick(keep_host, "keep_host", f.keep_host, "keep_host")
@@ -362,10 +403,19 @@ impl Config {
             DEFAULT_SHUTDOWN_GRACE,
         )?;
 
+        if let Some(route) = routes.iter().find(|r| r.prefix == changes_path) {
+            return Err(ConfigError::invalid(
+                layers.cli_origin("route"),
+                format!("route `{}` is the change stream's path", route.prefix),
+                "pick another --changes-path or route prefix",
+            ));
+        }
+
         Ok(Config {
             listen: listen_addr,
             listen_origin: listen_raw.map(|raw| raw.origin),
             backend,
+            routes,
             proxy,
             watch,
             changes_path,
@@ -375,6 +425,80 @@ impl Config {
             file: layers.file_path,
         })
     }
+}
+
+/// `--route PATH=URL` entries or `[[route]]` tables, validated and sorted longest prefix first.
+fn resolve_routes(
+    layers: &Layers<'_>,
+    cli: Option<Vec<String>>,
+) -> Result<Vec<Route>, ConfigError> {
+    let entries: Vec<(String, String, Origin)> = match cli {
+        Some(specs) => {
+            let origin = layers.cli_origin("route");
+            let mut entries = Vec::new();
+            for spec in specs.iter().filter(|s| !s.trim().is_empty()) {
+                let Some((path, url)) = spec.split_once('=') else {
+                    return Err(ConfigError::invalid(
+                        origin,
+                        format!("`{spec}` is not PATH=URL"),
+                        "write e.g. --route /api=http://localhost:8080",
+                    ));
+                };
+                entries.push((
+                    path.trim().to_string(),
+                    url.trim().to_string(),
+                    origin.clone(),
+                ));
+            }
+            entries
+        }
+        None => layers
+            .file
+            .route
+            .iter()
+            .flatten()
+            .map(|t| {
+                (
+                    t.path.clone(),
+                    t.upstream.clone(),
+                    layers.file_origin("route"),
+                )
+            })
+            .collect(),
+    };
+    let mut routes = Vec::new();
+    for (path, url, origin) in entries {
+        if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+            return Err(ConfigError::invalid(
+                origin,
+                format!("route path `{path}` is not a URL path"),
+                "write a path like /api",
+            ));
+        }
+        if path.starts_with(OWN_PREFIX) || format!("{path}/") == OWN_PREFIX {
+            return Err(ConfigError::invalid(
+                origin,
+                format!("route path `{path}` is inside the proxy's own {OWN_PREFIX} namespace"),
+                "pick a path outside it",
+            ));
+        }
+        let upstream = parse_upstream(&url)
+            .map_err(|(problem, fix)| ConfigError::invalid(origin.clone(), problem, fix))?;
+        let prefix = match path.trim_end_matches('/') {
+            "" => "/".to_string(),
+            trimmed => trimmed.to_string(),
+        };
+        if routes.iter().any(|r: &Route| r.prefix == prefix) {
+            return Err(ConfigError::invalid(
+                origin,
+                format!("route path `{prefix}` is given twice"),
+                "keep one upstream per path",
+            ));
+        }
+        routes.push(Route { prefix, upstream });
+    }
+    routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+    Ok(routes)
 }
 
 fn resolve_watch(
@@ -910,6 +1034,60 @@ mod tests {
     fn example_config_parses() {
         let text = include_str!("../../config/hmr-proxy.toml");
         file::parse(Path::new("config/hmr-proxy.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn routes_from_flags_and_file() {
+        let dir = tmp();
+        let cfg = load_in(
+            dir.path(),
+            &[
+                "--route",
+                "/api=http://localhost:8080",
+                "--route",
+                "/api/v2/=http://localhost:8081",
+                "http://localhost:5173",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let prefixes: Vec<&str> = cfg.routes.iter().map(|r| r.prefix.as_str()).collect();
+        assert_eq!(prefixes, ["/api/v2", "/api"]);
+        assert!(cfg.routes[1].matches("/api"));
+        assert!(cfg.routes[1].matches("/api/users?x=1"));
+        assert!(!cfg.routes[1].matches("/apix"));
+        assert_eq!(cfg.upstreams().len(), 3);
+
+        std::fs::write(
+            dir.path().join("hmr-proxy.toml"),
+            "[[route]]\npath = \"/api\"\nupstream = \"http://localhost:8080\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let cfg = load_in(dir.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.routes.len(), 1);
+        assert!(matches!(cfg.backend, Backend::Static { .. }));
+
+        for (args, needle) in [
+            (
+                &["--route", "api=http://x:1"][..],
+                "--route: route path `api` is not a URL path",
+            ),
+            (&["--route", "/api"][..], "--route: `/api` is not PATH=URL"),
+            (
+                &["--route", "/api=localhost:1"][..],
+                "--route: `localhost:1` has no scheme",
+            ),
+            (
+                &["--route", "/__hmr/x=http://x:1"][..],
+                "own /__hmr/ namespace",
+            ),
+            (
+                &["--route", "/changes=http://x:1"][..],
+                "change stream's path",
+            ),
+        ] {
+            let err = load_in(dir.path(), args).err().unwrap_or_default();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
     }
 
     #[test]

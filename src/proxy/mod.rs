@@ -38,16 +38,31 @@ use unavailable::Failure;
 /// upstream is just closing ("connection closed before message completed").
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The forwarding half of the proxy. Cheap to clone.
+/// The pooled client every [`Proxy`] sends through (pools are per upstream authority inside it).
+pub type UpstreamClient = Client<HttpConnector, Body>;
+
+/// Build the one pooled client for all upstreams.
+pub fn client(settings: &ProxySettings) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(settings.connect_timeout));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .set_host(false)
+        .build(connector)
+}
+
+/// Forwarding to one upstream. Cheap to clone.
 #[derive(Clone)]
 pub struct Proxy {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    /// Pooled keep-alive client; lives as long as the proxy. Only ever given URIs built from
-    /// `origin`.
-    client: Client<HttpConnector, Body>,
+    /// Pooled keep-alive client, shared by every upstream; lives as long as the proxy. This
+    /// `Proxy` only ever gives it URIs built from `origin`.
+    client: UpstreamClient,
     /// `http://host:port` of the upstream.
     origin: String,
     /// `host:port`, for `Host`.
@@ -72,19 +87,12 @@ impl Proxy {
     pub fn new(
         upstream: &Upstream,
         settings: ProxySettings,
+        client: UpstreamClient,
         local: SocketAddr,
         shutdown: Shutdown,
         injector: Injector,
         health: Health,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .set_host(false)
-            .build(connector);
         // A per-process token: two proxies chained on purpose still work, a proxy pointed at
         // itself is caught.
         let via = HeaderValue::from_str(&format!("1.1 hmr-proxy-{:x}", instance_id()))

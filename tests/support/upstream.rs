@@ -12,7 +12,7 @@
 //! - `/status/N`: that status (with a body unless the status forbids one).
 //! - `/trailers`: a chunked body with a `x-checksum` trailer.
 //! - `/hang`: never answers.
-//! - `/ws`: a WebSocket echo server.
+//! - `/ws` (or any path ending in `/ws`): a WebSocket echo server.
 //! - anything else: `200 upstream saw <path>`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -288,7 +288,7 @@ async fn route(mut req: Request<Incoming>, me: SocketAddr, gates: Arc<Gates>) ->
             std::future::pending::<()>().await;
             respond(500, full("unreachable"))
         }
-        ["ws"] => {
+        [.., "ws"] => {
             let key = req
                 .headers()
                 .get("sec-websocket-key")
