@@ -67,6 +67,21 @@ pub struct ServerArgs {
     #[arg(long, value_name = "DURATION", env = "HMR_PROXY_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
 
+    /// Also accept requests for this host name (DNS-rebinding protection allows localhost,
+    /// *.localhost and IP addresses); `.example.test` allows a domain and its subdomains; `all`
+    /// turns the check off. Repeatable.
+    #[arg(
+        long,
+        value_name = "HOST",
+        env = "HMR_PROXY_ALLOWED_HOST",
+        value_delimiter = ','
+    )]
+    pub allowed_host: Option<Vec<String>>,
+
+    /// Most connections served at once; more wait until one closes [default: 16384].
+    #[arg(long, value_name = "N", env = "HMR_PROXY_MAX_CONNECTIONS")]
+    pub max_connections: Option<String>,
+
     /// Ask the proxy listening at --listen whether it is up, then exit: 0 if it answers, 1 if
     /// not (for container health checks; needs no curl).
     #[arg(long)]

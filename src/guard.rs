@@ -6,14 +6,15 @@
 //! upstream URI is always rebuilt from configuration (see `proxy`), so these checks are about
 //! answering honestly, not the only line of defence. It also owns who may use the proxy's own
 //! endpoints: the change stream refuses other sites' pages, the control endpoint refuses
-//! non-loopback callers and cross-site browser requests. Host allow-listing (DNS rebinding) is
-//! not here yet.
+//! non-loopback callers and cross-site browser requests. And it owns the `Host` check that stops
+//! DNS rebinding: only loopback names, IP literals and the names given with `--allowed-host`.
 
 use std::net::{IpAddr, SocketAddr};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 
 use crate::body::{self, Body};
+use crate::config::AllowedHosts;
 
 /// The refusal to send, or `None` when the request may be routed.
 pub fn refusal<B>(req: &Request<B>, local: SocketAddr) -> Option<Response<Body>> {
@@ -50,6 +51,91 @@ pub fn refusal<B>(req: &Request<B>, local: SocketAddr) -> Option<Response<Body>>
         ));
     }
     None
+}
+
+/// A refusal unless the request's `Host` (or HTTP/2 authority) is one the proxy answers to:
+/// `localhost`, `*.localhost`, an IP literal, or an allowed name. Malformed or missing (in
+/// HTTP/1.1) host → 400; an unknown name → 403 naming the flag that allows it.
+pub fn host_refusal<B>(req: &Request<B>, allowed: &AllowedHosts) -> Option<Response<Body>> {
+    let value = match req.headers().get(header::HOST) {
+        Some(value) => value.as_bytes(),
+        None => match req.uri().authority() {
+            Some(authority) => authority.as_str().as_bytes(),
+            None if req.version() == Version::HTTP_10 => return None,
+            None => {
+                return Some(body::plain(
+                    StatusCode::BAD_REQUEST,
+                    "hmr-proxy: the request has no Host header",
+                ));
+            }
+        },
+    };
+    let Some(host) = host_name(value) else {
+        return Some(body::plain(
+            StatusCode::BAD_REQUEST,
+            "hmr-proxy: the Host header is malformed",
+        ));
+    };
+    if host_allowed(&host, allowed) {
+        return None;
+    }
+    tracing::warn!("refused a request for host `{host}`: allow it with --allowed-host {host}");
+    Some(body::plain(
+        StatusCode::FORBIDDEN,
+        format!(
+            "hmr-proxy refuses requests for host `{host}` (protection against DNS rebinding).\n\
+             If you reach the proxy by this name, start it with --allowed-host {host} \
+             (or HMR_PROXY_ALLOWED_HOST={host}); --allowed-host all turns the check off."
+        ),
+    ))
+}
+
+/// The host part of a `Host` value, lower-cased, without port or trailing dot; `None` when it
+/// is not a plausible host (userinfo, spaces, empty, bad port).
+fn host_name(value: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    if text.is_empty() || text.contains(['@', '/', ' ', '\\', '?', '#']) {
+        return None;
+    }
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        inside.parse::<std::net::Ipv6Addr>().ok()?;
+        (&text[..inside.len() + 2], after.strip_prefix(':'))
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    if let Some(port) = port
+        && port.parse::<u16>().is_err()
+    {
+        return None;
+    }
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
+}
+
+fn host_allowed(host: &str, allowed: &AllowedHosts) -> bool {
+    // Rebinding needs a name: an address typed into the browser cannot be rebound.
+    if host.parse::<std::net::Ipv4Addr>().is_ok()
+        || host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
+    {
+        return true;
+    }
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    match allowed {
+        AllowedHosts::All => true,
+        AllowedHosts::Names(names) => names.iter().any(|name| match name.strip_prefix('.') {
+            Some(domain) => host == domain || host.ends_with(name.as_str()),
+            None => host == name,
+        }),
+    }
 }
 
 /// A refusal when a browser request comes from a page on another origin: `Sec-Fetch-Site` when
@@ -134,6 +220,52 @@ mod tests {
     fn status(r: &Request<()>) -> Option<StatusCode> {
         let local: SocketAddr = "127.0.0.1:3000".parse().unwrap_or_else(|e| panic!("{e}"));
         refusal(r, local).map(|res| res.status())
+    }
+
+    #[test]
+    fn host_checks() {
+        let names = AllowedHosts::Names(vec!["app.test".into(), ".example.test".into()]);
+        let status = |host: &str, allowed: &AllowedHosts| {
+            let mut r = req(Method::GET, "/");
+            r.headers_mut().insert(
+                header::HOST,
+                HeaderValue::from_str(host).unwrap_or_else(|e| panic!("{e}")),
+            );
+            host_refusal(&r, allowed).map(|res| res.status())
+        };
+        for (host, want) in [
+            ("localhost:3000", None),
+            ("LOCALHOST", None),
+            ("localhost.:3000", None),
+            ("app.localhost:3000", None),
+            ("127.0.0.1:3000", None),
+            ("10.0.0.5:3000", None),
+            ("[::1]:3000", None),
+            ("app.test:3000", None),
+            ("app.test", None),
+            ("example.test", None),
+            ("www.example.test:8080", None),
+            ("evil.example", Some(StatusCode::FORBIDDEN)),
+            ("localhost.evil.example", Some(StatusCode::FORBIDDEN)),
+            ("app.test.evil", Some(StatusCode::FORBIDDEN)),
+            ("notexample.test", Some(StatusCode::FORBIDDEN)),
+            ("evil.com@127.0.0.1", Some(StatusCode::BAD_REQUEST)),
+            ("localhost:99999", Some(StatusCode::BAD_REQUEST)),
+            ("[::1", Some(StatusCode::BAD_REQUEST)),
+            ("[zz]:1", Some(StatusCode::BAD_REQUEST)),
+            ("", Some(StatusCode::BAD_REQUEST)),
+        ] {
+            assert_eq!(status(host, &names), want, "{host:?}");
+        }
+        assert_eq!(status("evil.example", &AllowedHosts::All), None);
+        let mut bare = req(Method::GET, "/");
+        *bare.version_mut() = Version::HTTP_11;
+        assert_eq!(
+            host_refusal(&bare, &names).map(|r| r.status()),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        *bare.version_mut() = Version::HTTP_10;
+        assert_eq!(host_refusal(&bare, &names).map(|r| r.status()), None);
     }
 
     #[test]

@@ -105,7 +105,14 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
             health,
         },
     );
-    server::serve(listener, router, shutdown, config.shutdown_grace).await;
+    server::serve(
+        listener,
+        router,
+        shutdown,
+        config.shutdown_grace,
+        config.max_connections,
+    )
+    .await;
     tracing::info!("stopped");
 }
 

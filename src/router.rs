@@ -13,7 +13,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use crate::body::{self, Body};
-use crate::config::{Backend, Config, OWN_PREFIX, Route, Upstream};
+use crate::config::{AllowedHosts, Backend, Config, OWN_PREFIX, Route, Upstream};
 use crate::control::Control;
 use crate::inject::Injector;
 use crate::proxy::health::Health;
@@ -30,6 +30,8 @@ pub struct Router {
 }
 
 struct Inner {
+    /// Host names requests may carry (DNS-rebinding protection).
+    allowed_hosts: AllowedHosts,
     /// Path prefixes served by other upstreams, longest first; tried before `target`.
     routes: Vec<(Route, Proxy)>,
     target: Target,
@@ -92,6 +94,7 @@ impl Router {
         };
         Router {
             inner: Arc::new(Inner {
+                allowed_hosts: config.allowed_hosts.clone(),
                 routes,
                 target,
                 local,
@@ -105,6 +108,8 @@ impl Router {
     /// Answer one request. Never fails: every problem becomes a response.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let this = &*self.inner;
+        // The target first: an absolute-form target overrides `Host` (RFC 9112 §3.2.2), so a
+        // forward-proxy request is refused for what it is before its Host is judged.
         if let Some(refusal) = guard::refusal(&req, this.local) {
             tracing::debug!(
                 "refused {} {}: {}",
@@ -112,6 +117,9 @@ impl Router {
                 req.uri(),
                 refusal.status()
             );
+            return refusal;
+        }
+        if let Some(refusal) = guard::host_refusal(&req, &this.allowed_hosts) {
             return refusal;
         }
         let path = req.uri().path();

@@ -7,6 +7,7 @@
 //! period, tracked long-lived tasks (tunnels) are told to stop, and whatever remains is dropped.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -14,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::router::Router;
 use crate::shutdown::Shutdown;
@@ -27,8 +29,16 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
 /// than spinning or giving up.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serve `listener` until `shutdown` triggers, then drain within `grace`.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, grace: Duration) {
+/// Serve `listener` until `shutdown` triggers, then drain within `grace`. At most
+/// `max_connections` are served at once; past that, new ones wait in the listen backlog.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+    grace: Duration,
+    max_connections: usize,
+) {
+    let permits = Arc::new(Semaphore::new(max_connections));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -39,6 +49,15 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, gr
     let graceful = GracefulShutdown::new();
 
     loop {
+        // Take a permit before accepting: existing connections keep working, new ones queue.
+        let permit = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
         let (stream, peer) = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -65,6 +84,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, gr
             if let Err(err) = conn.await {
                 tracing::debug!("connection from {peer} ended: {err}");
             }
+            drop(permit);
         });
     }
     drop(listener);

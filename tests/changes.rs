@@ -231,7 +231,7 @@ async fn a_tab_that_stops_reading_gets_a_reload_not_a_backlog() {
     socket.set_recv_buffer_size(4096).unwrap();
     let mut slow = socket.connect(proxy.addr).await.unwrap();
     use tokio::io::AsyncWriteExt;
-    slow.write_all(b"GET /changes HTTP/1.1\r\nHost: x\r\n\r\n")
+    slow.write_all(b"GET /changes HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     let mut watcher = SseClient::open(proxy.addr, &[]).await;

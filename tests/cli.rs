@@ -376,7 +376,7 @@ async fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
     let request = tokio::spawn(async move {
         raw(
             addr,
-            b"GET /slow HTTP/1.1\r\nHost: example.test\r\n\r\n",
+            b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n",
             Some("finished"),
         )
         .await

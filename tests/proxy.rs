@@ -346,7 +346,7 @@ async fn expect_100_continue_and_trailers() {
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
     stream
         .write_all(
-            b"POST /count HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+            b"POST /count HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
         )
         .await
         .unwrap();
@@ -361,7 +361,7 @@ async fn expect_100_continue_and_trailers() {
 
     let reply = raw(
         proxy.addr,
-        b"GET /trailers HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+        b"GET /trailers HTTP/1.1\r\nHost: localhost\r\nTE: trailers\r\nConnection: close\r\n\r\n",
         None,
     )
     .await;
@@ -510,4 +510,75 @@ async fn routes_send_path_prefixes_to_their_own_upstreams() {
     assert_eq!(status["routes"][0]["reachable"], true);
     assert_eq!(status["upstream"]["url"], front);
     assert_eq!(status["upstream"]["reachable"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_loopback_names_ip_literals_and_allowed_hosts_are_answered() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &["--allowed-host", "app.test"]).await;
+    let port = proxy.addr.port();
+    for (host, want) in [
+        (format!("localhost:{port}"), 200),
+        (format!("app.localhost:{port}"), 200),
+        (format!("127.0.0.1:{port}"), 200),
+        (format!("app.test:{port}"), 200),
+        (format!("evil.example:{port}"), 403),
+        (format!("localhost.evil.example:{port}"), 403),
+        ("evil.com@127.0.0.1".to_string(), 400),
+    ] {
+        for path in ["/page", "/changes", "/__hmr/client.js"] {
+            let reply = raw(
+                proxy.addr,
+                format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+                Some("\r\n"),
+            )
+            .await;
+            assert!(
+                reply.starts_with(&format!("HTTP/1.1 {want}")),
+                "{host} {path}: {reply}"
+            );
+        }
+    }
+    let (status, _, body) = get(&proxy.url("/"), &[("host", "rebound.example")]).await;
+    assert_eq!(status, 403);
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("--allowed-host rebound.example"), "{text}");
+
+    let (open, _dir2) = Proxy::front(&upstream, &["--allowed-host", "all"]).await;
+    let (status, _, _) = get(&open.url("/"), &[("host", "anything.example")]).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_connection_cap_new_connections_wait_and_existing_ones_work() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &["--max-connections", "2"]).await;
+    let first = crate::support::sse::SseClient::open(proxy.addr, &[]).await;
+    // The second connection is served, and keeps working for more requests.
+    let mut second = TcpStream::connect(proxy.addr).await.unwrap();
+    for _ in 0..2 {
+        second
+            .write_all(b"GET /ok HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let reply = read_until(&mut second, Some("upstream saw /ok")).await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    }
+    // A third waits: it is not answered while both slots are held…
+    let url = proxy.url("/third");
+    let mut third = tokio::spawn(async move { get(&url, &[]).await });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut third)
+            .await
+            .is_err(),
+        "a connection past the cap was served"
+    );
+    // …and is served as soon as one closes.
+    drop(first);
+    let (status, _, body) = within("the waiting connection", third).await.unwrap();
+    assert_eq!(
+        (status.as_u16(), body),
+        (200, Bytes::from("upstream saw /third"))
+    );
 }

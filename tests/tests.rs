@@ -21,3 +21,6 @@ mod docker;
 
 /// Static mode: serving a folder.
 mod static_files;
+
+/// Injection: the fixture corpus in every coding, streaming, pass-through, CSP in Chromium.
+mod inject;

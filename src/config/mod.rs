@@ -84,6 +84,10 @@ pub struct Config {
     pub inject: bool,
     /// How long in-flight work may continue after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Which `Host` names requests may carry.
+    pub allowed_hosts: AllowedHosts,
+    /// Connections served at once.
+    pub max_connections: usize,
     /// The config file that was read, if any.
     pub file: Option<PathBuf>,
 }
@@ -153,6 +157,24 @@ impl Upstream {
         format!("http://{}", self.authority)
     }
 }
+
+/// Host names requests may use, beyond the always-allowed loopback names and IP literals.
+///
+/// A page on `http://evil.example` whose DNS is rebound to 127.0.0.1 would otherwise read the
+/// proxy (and the dev server behind it) as same-origin; checking `Host` is what Vite's
+/// `server.allowedHosts` and webpack-dev-server's `allowedHosts` do since their CVEs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedHosts {
+    /// The check is off (`--allowed-host all`).
+    All,
+    /// Exact names, and `.domain` entries allowing a domain and its subdomains (lower case).
+    Names(Vec<String>),
+}
+
+/// More simultaneous connections than a dev proxy ever needs (ten thousand tabs' streams fit),
+/// yet a bound: past it, new connections wait in the listen backlog instead of exhausting
+/// file descriptors.
+const DEFAULT_MAX_CONNECTIONS: usize = 16384;
 
 /// Forwarding behaviour.
 #[derive(Debug, Clone)]
@@ -273,6 +295,8 @@ impl Config {
                     heartbeat,
                     no_inject,
                     shutdown_grace,
+                    allowed_host,
+                    max_connections,
                     config,
                     // An action, not a setting: `main` acts on it after loading.
                     health_check: _,
@@ -411,6 +435,34 @@ impl Config {
             ));
         }
 
+        let allowed_hosts = match layers.pick(
+            allowed_host,
+            "allowed_host",
+            f.allowed_hosts.clone(),
+            "allowed_hosts",
+        ) {
+            None => AllowedHosts::Names(Vec::new()),
+            Some(raw) => parse_allowed_hosts(raw)?,
+        };
+        let max_connections = match layers.pick(
+            max_connections,
+            "max_connections",
+            f.max_connections.map(|n| n.to_string()),
+            "max_connections",
+        ) {
+            None => DEFAULT_MAX_CONNECTIONS,
+            Some(raw) => match raw.value.trim().parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(ConfigError::invalid(
+                        raw.origin,
+                        format!("`{}` is not a positive number of connections", raw.value),
+                        "give a number like 1024",
+                    ));
+                }
+            },
+        };
+
         Ok(Config {
             listen: listen_addr,
             listen_origin: listen_raw.map(|raw| raw.origin),
@@ -422,9 +474,39 @@ impl Config {
             heartbeat,
             inject,
             shutdown_grace,
+            allowed_hosts,
+            max_connections,
             file: layers.file_path,
         })
     }
+}
+
+/// `--allowed-host` names: host names (no scheme, no port), `.domain` for a domain and its
+/// subdomains, or `all`.
+fn parse_allowed_hosts(raw: Raw<Vec<String>>) -> Result<AllowedHosts, ConfigError> {
+    let mut names = Vec::new();
+    for name in raw.value.iter().map(|n| n.trim().to_ascii_lowercase()) {
+        if name.is_empty() {
+            continue;
+        }
+        if name == "all" {
+            return Ok(AllowedHosts::All);
+        }
+        let bare = name.trim_start_matches('.');
+        let valid = !bare.is_empty()
+            && bare
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+        if !valid {
+            return Err(ConfigError::invalid(
+                raw.origin,
+                format!("`{name}` is not a host name"),
+                "give a bare name like app.test (no scheme, no port), .example.test for a whole domain, or all",
+            ));
+        }
+        names.push(name);
+    }
+    Ok(AllowedHosts::Names(names))
 }
 
 /// `--route PATH=URL` entries or `[[route]]` tables, validated and sorted longest prefix first.
@@ -1088,6 +1170,34 @@ mod tests {
             let err = load_in(dir.path(), args).err().unwrap_or_default();
             assert!(err.contains(needle), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn allowed_hosts_and_max_connections() {
+        let dir = tmp();
+        let cfg = load_in(dir.path(), &["--allowed-host", "App.Test,.example.test"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cfg.allowed_hosts,
+            AllowedHosts::Names(vec!["app.test".into(), ".example.test".into()])
+        );
+        let cfg = load_in(dir.path(), &["--allowed-host", "all"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.allowed_hosts, AllowedHosts::All);
+        assert_eq!(
+            load_in(dir.path(), &[]).map(|c| c.max_connections),
+            Ok(DEFAULT_MAX_CONNECTIONS)
+        );
+        let err = load_in(dir.path(), &["--allowed-host", "http://app.test:3000"])
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("--allowed-host: `http://app.test:3000` is not a host name"),
+            "{err}"
+        );
+        let err = load_in(dir.path(), &["--max-connections", "0"])
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("--max-connections"), "{err}");
     }
 
     #[test]

@@ -1,27 +1,59 @@
-//! When (not) to inject the client into a response, and the streaming rewrite that does it.
+//! Putting the client into every HTML page a browser tab loads, streaming, and nowhere else.
 //!
-//! Owns the decision (HTML with a body, a real navigation, a full document) and the response
-//! transformation. The proxy and the static server call [`Injector::apply`] on every response they
-//! produce; everything that is not a page going to a browser tab passes through untouched.
-//! (Interface in place; the rewrite lands with the injection work.)
+//! Owns the injector's two entry points, called by the proxy and the static server for every
+//! request: [`Injector::prepare_request`] (narrow `Accept-Encoding` for navigations to codings
+//! the proxy can undo) and [`Injector::apply`] (decide, fix the headers, wrap the body). The
+//! work is split by concern:
+//!
+//! - [`decide`]: which requests come from a tab and which responses are rewritable HTML;
+//! - [`decode`]: undoing `Content-Encoding` before rewriting;
+//! - [`charset`]: which encoding the page is parsed in (or that it cannot be);
+//! - [`csp`]: letting the client through the page's Content-Security-Policy, minimally;
+//! - [`rewrite`]: the streaming lol_html adapter that puts the tag in exactly once.
+//!
+//! It does not serve the client (`client`) or choose which responses reach it (`router`,
+//! `proxy`): everything that is not a page for a tab comes back out unchanged.
 
-use http::{HeaderMap, Method, Request, Response};
+mod charset;
+mod csp;
+mod decide;
+mod decode;
+mod rewrite;
+
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header};
+use http_body::Body as _;
 
 use crate::body::Body;
+use decide::{Reader, Skip};
 
 /// What the injector needs to know about the request a response answers, captured before the
-/// request is moved into the upstream call.
+/// request is moved into the upstream call. Built for every request, so it copies only a few
+/// cheap values (a `Uri` and a `HeaderValue` clone are reference-counted), never the headers.
 #[derive(Debug, Clone)]
 pub struct RequestFacts {
     pub method: Method,
-    pub headers: HeaderMap,
+    /// For log lines.
+    uri: Uri,
+    /// Whether the response may be read by a tab (see [`decide::Reader`]).
+    reader: Reader,
+    /// The origin the page is served from, for CSP host-sources.
+    host: Option<HeaderValue>,
 }
 
 impl RequestFacts {
     pub fn of<B>(req: &Request<B>) -> Self {
+        let headers = req.headers();
+        let host = headers.get(header::HOST).cloned().or_else(|| {
+            // HTTP/2 carries the host in the `:authority` pseudo-header, which is the URI's.
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         RequestFacts {
             method: req.method().clone(),
-            headers: HeaderMap::new(),
+            uri: req.uri().clone(),
+            reader: Reader::of(req.method(), headers),
+            host,
         }
     }
 }
@@ -37,13 +69,81 @@ impl Injector {
         Injector { enabled }
     }
 
-    /// Adjust the request headers sent upstream (e.g. which encodings the proxy can decode).
-    pub fn prepare_request(&self, _facts: &RequestFacts, _headers: &mut HeaderMap) {
-        let _ = self.enabled;
+    /// Adjust the request headers sent upstream: a navigation may only be answered in a content
+    /// coding the proxy can decode, or its page would come back without the client.
+    pub fn prepare_request(&self, facts: &RequestFacts, headers: &mut HeaderMap) {
+        if self.enabled && facts.reader == Reader::Page {
+            decode::narrow_accept_encoding(headers);
+        }
     }
 
     /// The response with the client injected when it is a page for a browser tab, else unchanged.
-    pub fn apply(&self, _facts: &RequestFacts, response: Response<Body>) -> Response<Body> {
-        response
+    pub fn apply(&self, facts: &RequestFacts, response: Response<Body>) -> Response<Body> {
+        if !self.enabled {
+            return response;
+        }
+        let body_is_empty = response.body().is_end_stream()
+            || response.body().size_hint().exact() == Some(0)
+            || response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() == b"0");
+        let plan = match decide::decide(
+            facts.reader,
+            response.status(),
+            response.headers(),
+            body_is_empty,
+        ) {
+            Ok(plan) => plan,
+            Err(Skip::NotForUs(why)) => {
+                tracing::trace!("{} {}: not injecting ({why})", facts.method, facts.uri);
+                return response;
+            }
+            Err(Skip::Undecodable(why)) => {
+                tracing::warn!(
+                    "{} {}: passing the page through without the client: {why}",
+                    facts.method,
+                    facts.uri.path()
+                );
+                return response;
+            }
+        };
+        let (mut parts, body) = response.into_parts();
+        let mut csp = csp::Csp::new(facts.host.as_ref());
+        csp.edit_headers(&mut parts.headers);
+        for_rewritten_body(&mut parts.headers);
+        let body = rewrite::rewrite(decode::decode(body, plan.coding), plan.charset, csp);
+        Response::from_parts(parts, body)
     }
 }
+
+/// Headers that describe the upstream's bytes, not the rewritten ones. The body goes out
+/// identity-encoded, streamed (hyper chunks it), and a different representation: byte ranges and
+/// digests no longer apply, and a strong validator would claim byte equality. A weak `ETag`
+/// still lets the upstream answer a revalidation with 304 (weak comparison), and the browser
+/// then reuses its injected copy. `Vary` stays: it is still true.
+fn for_rewritten_body(headers: &mut HeaderMap) {
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::CONTENT_ENCODING);
+    headers.remove(header::ACCEPT_RANGES);
+    for name in ["content-md5", "digest", "content-digest", "repr-digest"] {
+        headers.remove(name);
+    }
+    if let Some(etag) = headers.get(header::ETAG)
+        && !etag.as_bytes().starts_with(b"W/")
+    {
+        let mut weak = b"W/".to_vec();
+        weak.extend_from_slice(etag.as_bytes());
+        match HeaderValue::from_bytes(&weak) {
+            Ok(weak) => {
+                headers.insert(header::ETAG, weak);
+            }
+            Err(_) => {
+                headers.remove(header::ETAG);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

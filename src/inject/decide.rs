@@ -1,0 +1,327 @@
+//! When to inject: which requests come from a browser tab, and which responses are HTML documents
+//! the injector can safely rewrite.
+//!
+//! Owns the two decisions, as pure functions over methods, statuses and headers so they can be
+//! table-tested: [`Reader::of`] classifies the request (captured before it goes upstream, so it
+//! must stay cheap and copy nothing), and [`decide`] looks at the response head. It does not
+//! look at the body: whether the body is a full document or a fragment is found out while it
+//! streams (`rewrite`), and how it is decoded lives in `decode` and `charset`.
+
+use http::{HeaderMap, Method, StatusCode, header};
+
+use super::charset::{self, HeaderCharset};
+use super::decode::{self, Coding};
+
+/// Who will read the response, as far as the request tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reader {
+    /// A tab or frame navigating, or a request that does not say (no `Sec-Fetch-Dest`, as over
+    /// `http://192.168.…` where browsers omit it) and accepts HTML.
+    Page,
+    /// A subresource, a `fetch`/XHR, or a fragment request from htmx, Turbo, Datastar or Unpoly:
+    /// the response is swapped into a page that already has the client, or is not HTML at all.
+    NotAPage(&'static str),
+}
+
+impl Reader {
+    /// Classify a request from its method and headers. Runs on every request: header lookups
+    /// only, no allocation.
+    pub(crate) fn of(method: &Method, headers: &HeaderMap) -> Reader {
+        if method == Method::HEAD {
+            return Reader::NotAPage("HEAD has no body");
+        }
+        // Fragment requests first: they are the commonest non-page HTML, and some of them
+        // (Turbo Drive, boosted htmx) look like navigations otherwise.
+        for (name, why) in [
+            ("hx-request", "htmx request"),
+            ("turbo-frame", "Turbo frame request"),
+            ("datastar-request", "Datastar request"),
+            ("x-up-target", "Unpoly fragment request"),
+        ] {
+            if headers.contains_key(name) {
+                return Reader::NotAPage(why);
+            }
+        }
+        if headers
+            .get("x-requested-with")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"))
+        {
+            return Reader::NotAPage("XMLHttpRequest");
+        }
+        match headers.get("sec-fetch-dest") {
+            Some(dest) => {
+                let dest = dest.as_bytes();
+                if [&b"document"[..], b"iframe", b"frame"]
+                    .iter()
+                    .any(|d| dest.eq_ignore_ascii_case(d))
+                {
+                    Reader::Page
+                } else {
+                    Reader::NotAPage("Sec-Fetch-Dest is not a document")
+                }
+            }
+            // Without fetch metadata, an explicit Accept that rules out HTML (`application/json`)
+            // is the remaining hint. Navigations always list text/html; fetch() sends `*/*`.
+            None => match headers.get(header::ACCEPT).map(|v| v.as_bytes()) {
+                Some(accept) if !accepts_html(accept) => Reader::NotAPage("Accept rules out HTML"),
+                _ => Reader::Page,
+            },
+        }
+    }
+}
+
+/// Whether an `Accept` value admits an HTML document (any HTML type, `text/*` or `*/*`).
+fn accepts_html(accept: &[u8]) -> bool {
+    accept.split(|&b| b == b',').any(|range| {
+        let media = range
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or(&[])
+            .trim_ascii();
+        [
+            &b"text/html"[..],
+            b"application/xhtml+xml",
+            b"text/*",
+            b"*/*",
+            b"*",
+        ]
+        .iter()
+        .any(|html| media.eq_ignore_ascii_case(html))
+    })
+}
+
+/// How to rewrite a response the injector takes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// The content coding to undo before rewriting.
+    pub coding: Coding,
+    /// The charset the `Content-Type` header declares, if it names one the rewriter can parse.
+    pub charset: Option<&'static encoding_rs::Encoding>,
+}
+
+/// Why a response passes through untouched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Skip {
+    /// The ordinary case (not HTML, not a page, no body…); logged at trace level only.
+    NotForUs(&'static str),
+    /// HTML the injector would have rewritten but cannot decode: worth one warning, because the
+    /// page will not reload by itself.
+    Undecodable(String),
+}
+
+/// Decide from the request and the response head whether to inject, and how.
+pub(crate) fn decide(
+    reader: Reader,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body_is_empty: bool,
+) -> Result<Plan, Skip> {
+    if let Reader::NotAPage(why) = reader {
+        return Err(Skip::NotForUs(why));
+    }
+    // 1xx, 204, 205 and 304 have no body; 206 and anything with Content-Range is a slice of a
+    // representation, which cannot be rewritten on its own.
+    if status.is_informational()
+        || matches!(
+            status,
+            StatusCode::NO_CONTENT
+                | StatusCode::RESET_CONTENT
+                | StatusCode::NOT_MODIFIED
+                | StatusCode::PARTIAL_CONTENT
+        )
+    {
+        return Err(Skip::NotForUs("status without a full body"));
+    }
+    if headers.contains_key(header::CONTENT_RANGE) {
+        return Err(Skip::NotForUs("Content-Range"));
+    }
+    if !is_html(headers) {
+        return Err(Skip::NotForUs("not HTML"));
+    }
+    if is_attachment(headers) {
+        return Err(Skip::NotForUs("Content-Disposition: attachment"));
+    }
+    if body_is_empty {
+        return Err(Skip::NotForUs("empty body"));
+    }
+    let coding = decode::content_coding(headers).map_err(|value| {
+        Skip::Undecodable(format!(
+            "Content-Encoding `{value}` is not one the proxy decodes"
+        ))
+    })?;
+    let charset = match charset::from_content_type(headers) {
+        HeaderCharset::None => None,
+        HeaderCharset::Parsable(encoding) => Some(encoding),
+        HeaderCharset::Unparsable(encoding) => {
+            return Err(Skip::Undecodable(format!(
+                "charset {} is not ASCII-compatible",
+                encoding.name()
+            )));
+        }
+    };
+    Ok(Plan { coding, charset })
+}
+
+/// `text/html` or `application/xhtml+xml`, parameters ignored.
+fn is_html(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    let essence = value.as_bytes().split(|&b| b == b';').next().unwrap_or(&[]);
+    let essence = essence.trim_ascii();
+    essence.eq_ignore_ascii_case(b"text/html")
+        || essence.eq_ignore_ascii_case(b"application/xhtml+xml")
+}
+
+/// `Content-Disposition: attachment` means a download, not a page.
+fn is_attachment(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_DISPOSITION).is_some_and(|v| {
+        v.as_bytes()
+            .split(|&b| b == b';')
+            .next()
+            .is_some_and(|kind| kind.trim_ascii().eq_ignore_ascii_case(b"attachment"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn readers() {
+        /// Method, request headers, whether the response may be a page.
+        type Case = (Method, &'static [(&'static str, &'static str)], bool);
+        let cases: &[Case] = &[
+            (Method::GET, &[], true),
+            (Method::POST, &[("sec-fetch-dest", "document")], true),
+            (Method::GET, &[("sec-fetch-dest", "iframe")], true),
+            (Method::GET, &[("sec-fetch-dest", "frame")], true),
+            (Method::GET, &[("sec-fetch-dest", "Document")], true),
+            (Method::HEAD, &[("sec-fetch-dest", "document")], false),
+            (Method::GET, &[("sec-fetch-dest", "empty")], false),
+            (Method::GET, &[("sec-fetch-dest", "script")], false),
+            (Method::GET, &[("sec-fetch-dest", "style")], false),
+            (
+                Method::GET,
+                &[("sec-fetch-dest", "document"), ("hx-request", "true")],
+                false,
+            ),
+            (Method::GET, &[("turbo-frame", "main")], false),
+            (Method::GET, &[("datastar-request", "true")], false),
+            (Method::GET, &[("x-up-target", "#main")], false),
+            (
+                Method::GET,
+                &[("x-requested-with", "xmlhttprequest")],
+                false,
+            ),
+            (
+                Method::GET,
+                &[("x-requested-with", "com.example.app")],
+                true,
+            ),
+            (Method::GET, &[("accept", "application/json")], false),
+            (Method::GET, &[("accept", "*/*")], true),
+            (
+                Method::GET,
+                &[("accept", "application/json, TEXT/HTML;q=0.1")],
+                true,
+            ),
+            (
+                Method::GET,
+                &[("accept", "text/html,application/xhtml+xml;q=0.9")],
+                true,
+            ),
+            // Fetch metadata wins over Accept.
+            (
+                Method::GET,
+                &[
+                    ("accept", "application/json"),
+                    ("sec-fetch-dest", "document"),
+                ],
+                true,
+            ),
+        ];
+        for (method, pairs, page) in cases {
+            let map = headers(pairs);
+            let got = Reader::of(method, &map);
+            assert_eq!(got == Reader::Page, *page, "{method} {pairs:?}: {got:?}");
+        }
+    }
+
+    fn html(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = headers(&[("content-type", "text/html; charset=utf-8")]);
+        for (k, v) in pairs {
+            map.insert(*k, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn responses() {
+        let ok = |status: u16, map: &HeaderMap| {
+            decide(
+                Reader::Page,
+                StatusCode::from_u16(status).unwrap(),
+                map,
+                false,
+            )
+        };
+        assert!(ok(200, &html(&[])).is_ok());
+        assert!(ok(404, &html(&[])).is_ok());
+        assert!(ok(500, &html(&[])).is_ok());
+        assert!(ok(200, &html(&[("content-type", "application/xhtml+xml")])).is_ok());
+        assert!(ok(200, &html(&[("content-type", "TEXT/HTML")])).is_ok());
+        for status in [101, 204, 205, 304, 206] {
+            assert!(ok(status, &html(&[])).is_err(), "{status}");
+        }
+        assert!(ok(200, &html(&[("content-range", "bytes 0-1/2")])).is_err());
+        assert!(ok(200, &html(&[("content-type", "text/plain")])).is_err());
+        assert!(ok(200, &html(&[("content-type", "text/htmlx")])).is_err());
+        assert!(ok(200, &HeaderMap::new()).is_err());
+        assert!(
+            ok(
+                200,
+                &html(&[("content-disposition", "attachment; filename=a.html")])
+            )
+            .is_err()
+        );
+        assert!(ok(200, &html(&[("content-disposition", "inline")])).is_ok());
+        assert_eq!(
+            ok(200, &html(&[("content-encoding", "gzip")])).map(|p| p.coding),
+            Ok(Coding::Gzip)
+        );
+        assert!(matches!(
+            ok(200, &html(&[("content-encoding", "gzip, br")])),
+            Err(Skip::Undecodable(_))
+        ));
+        assert!(matches!(
+            ok(
+                200,
+                &html(&[("content-type", "text/html; charset=utf-16le")])
+            ),
+            Err(Skip::Undecodable(_))
+        ));
+        assert_eq!(
+            ok(
+                200,
+                &html(&[("content-type", "text/html; charset=shift_jis")])
+            )
+            .map(|p| p.charset.map(|e| e.name())),
+            Ok(Some("Shift_JIS"))
+        );
+        assert!(
+            decide(Reader::Page, StatusCode::OK, &html(&[]), true).is_err(),
+            "empty body"
+        );
+        assert!(decide(Reader::NotAPage("test"), StatusCode::OK, &html(&[]), false).is_err());
+    }
+}

@@ -1,0 +1,642 @@
+//! Unit tests of the injector as a whole: placement, byte-exactness, streaming and bail-outs,
+//! on hand-written cases, generated and hostile HTML (proptest), and the html5lib corpus.
+//! Sockets, real upstreams and fixtures are in `tests/inject.rs`.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body::{Body as _, Frame};
+use http_body_util::BodyExt;
+use proptest::prelude::*;
+use tokio::sync::mpsc;
+
+use super::rewrite::{HOLD_LIMIT, rewrite};
+use super::*;
+use crate::body::{self, BoxError};
+use crate::client::TAG;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+/// A body of `input` in frames of `chunk` bytes.
+fn chunked(input: &[u8], chunk: usize) -> Body {
+    let frames: Vec<Result<Frame<Bytes>, BoxError>> = input
+        .chunks(chunk.max(1))
+        .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+        .collect();
+    body::boxed(http_body_util::StreamBody::new(futures_util::stream::iter(
+        frames,
+    )))
+}
+
+/// Run the rewriter alone (no headers) over `input` cut into `chunk`-byte frames.
+fn run(rt: &tokio::runtime::Runtime, input: &[u8], chunk: usize) -> Vec<u8> {
+    let body = rewrite(chunked(input, chunk), None, csp::Csp::new(None));
+    rt.block_on(body.collect()).unwrap().to_bytes().to_vec()
+}
+
+/// Where the tag went: `Ok(None)` when output == input, `Ok(Some(at))` when output is input with
+/// exactly one tag inserted at `at`, `Err` otherwise.
+fn tag_position(input: &[u8], output: &[u8], tag: &[u8]) -> Result<Option<usize>, String> {
+    if output == input {
+        return Ok(None);
+    }
+    if output.len() != input.len() + tag.len() {
+        return Err(format!(
+            "output is {} bytes, input {} + tag {}",
+            output.len(),
+            input.len(),
+            tag.len()
+        ));
+    }
+    let prefix = input.iter().zip(output).take_while(|(a, b)| a == b).count();
+    let suffix = input
+        .iter()
+        .rev()
+        .zip(output.iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let lowest = input.len().saturating_sub(suffix);
+    (lowest..=prefix.min(input.len()))
+        .find(|&at| &output[at..at + tag.len()] == tag)
+        .map(Some)
+        .ok_or_else(|| "output is not input plus one tag".to_string())
+}
+
+/// `input` with `@` replaced by nothing, and where the `@` was: the expected tag position.
+fn marked(case: &str) -> (Vec<u8>, Option<usize>) {
+    let at = case.find('@');
+    (case.replace('@', "").into_bytes(), at)
+}
+
+#[test]
+fn placement() {
+    let rt = runtime();
+    // `@` marks where the tag must go; no `@`: the page must come out unchanged.
+    let cases = [
+        // End of head.
+        "<!doctype html><html><head><title>t</title>@</head><body>x</body></html>",
+        "<html><head>@</head><body></body></html>",
+        "<HEAD><meta charset=utf-8>@</HEAD><BODY>",
+        // Several heads and bodies: the first that counts.
+        "<!doctype html><head>@</head><head></head><body><body>",
+        // Start of body when there is no head end tag.
+        "<!doctype html><html><head><title>t</title><body>@<p>x",
+        "<!doctype html><body class=\"a\">@<p>x</p></body>",
+        "<body/>@<p>self-closing syntax kept as written",
+        "<html><body>@</body></html>",
+        // Tag-like text that must not match.
+        "<!doctype html><!-- <head></head> <body> --><head>@</head>",
+        "<!doctype html><head><script>var s = '</head><body>';</script>@</head>",
+        "<!doctype html><head><noscript><style>a{}</style></head><body></noscript>@</head>",
+        "<!doctype html><head><title></head><body></title>@</head>",
+        "<!doctype html><body>@<textarea></head><body></textarea>",
+        "<!doctype html><head><template><head></head><body></body></template>@</head>",
+        "<!doctype html><head><template><template></template><body></template>@</head>",
+        "<!doctype html><head><style>/* </head> */</style>@</head>",
+        // No head end, no body: after the doctype, else before <html>, else after <head>.
+        "<!doctype html>@<html><title>t</title><p>x</p></html>",
+        "<!-- generated --><!DOCTYPE html>@<title>t</title><p>x",
+        "<!doctype html>@<p>only a doctype",
+        "<!-- c -->@<html><title>t</title></html>",
+        "<head>@<title>t</title><p>x",
+        "\u{feff}<!doctype html>@<title>BOM stays first</title>",
+        // Fragments: no doctype, no html/head/body: untouched.
+        "<div class=\"card\"><p>hello</p></div>",
+        "<tr><td>1</td></tr>",
+        "plain text",
+        "",
+        "<template><head></head><body></body></template>",
+        "<!-- <html><head></head><body> -->",
+        "<script>document.write('<body>')</script>",
+        // SVG's own <template> is not inert; `<body>` inside foreign content is HTML again.
+        "<svg><template></template></svg><body>@",
+    ];
+    for case in cases {
+        let (input, at) = marked(case);
+        for chunk in [1, 2, 3, 5, 16, usize::MAX] {
+            let output = run(&rt, &input, chunk);
+            let got = tag_position(&input, &output, TAG.as_bytes());
+            assert_eq!(
+                got,
+                Ok(at),
+                "{case:?} in chunks of {chunk}: {:?}",
+                String::from_utf8_lossy(&output)
+            );
+        }
+    }
+}
+
+#[test]
+fn non_utf8_bytes_survive_in_every_ascii_compatible_encoding() {
+    let rt = runtime();
+    let body: &[u8] = b"\x82\xa0\x83\x65\x83\x58\x83\x67 \x93\xfa\x96\x7b\xe9\xe8\xff\x00\x80";
+    for (charset, meta) in [
+        (None, "<meta charset=\"shift_jis\">"),
+        (
+            None,
+            "<meta http-equiv=\"Content-Type\" content=\"text/html; charset=euc-jp\">",
+        ),
+        (Some(encoding_rs::WINDOWS_1252), ""),
+        (Some(encoding_rs::GBK), ""),
+        (Some(encoding_rs::ISO_8859_2), ""),
+        (Some(encoding_rs::SHIFT_JIS), "<meta charset=\"utf-8\">"),
+    ] {
+        let mut input = format!("<!doctype html><html><head>{meta}<title>").into_bytes();
+        input.extend_from_slice(body);
+        input.extend_from_slice(b"</title></head><body>");
+        input.extend_from_slice(body);
+        input.extend_from_slice(b"</body></html>");
+        for chunk in [1, 7, usize::MAX] {
+            let out = rt
+                .block_on(rewrite(chunked(&input, chunk), charset, csp::Csp::new(None)).collect())
+                .unwrap()
+                .to_bytes();
+            let at = tag_position(&input, &out, TAG.as_bytes()).unwrap();
+            let head_end = input.windows(7).position(|w| w == b"</head>").unwrap();
+            assert_eq!(at, Some(head_end), "{charset:?} {meta} chunk {chunk}");
+        }
+    }
+}
+
+#[test]
+fn tags_across_the_slices_of_a_big_chunk() {
+    let rt = runtime();
+    // `</head>` (or `<body>`) straddling every position around the 2 KiB slice boundaries.
+    for pad in (2020..2070).chain(4070..4110) {
+        for (end_of_head, marker) in [("</style></head>", "</head>"), ("</style><body>", "")] {
+            let mut doc = b"<!doctype html><html><head><style>".to_vec();
+            doc.resize(pad, b'a');
+            doc.extend_from_slice(end_of_head.as_bytes());
+            doc.extend(std::iter::repeat_n(b'x', 10_000));
+            let want = match marker {
+                "" => doc.windows(6).position(|w| w == b"<body>").map(|i| i + 6),
+                m => doc.windows(m.len()).position(|w| w == m.as_bytes()),
+            };
+            for chunk in [usize::MAX, 5000, 2048] {
+                let out = run(&rt, &doc, chunk);
+                assert_eq!(
+                    tag_position(&doc, &out, TAG.as_bytes()),
+                    Ok(want),
+                    "pad {pad}, {end_of_head}, chunk {chunk}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn utf16_with_bom_passes_through() {
+    let rt = runtime();
+    for bom in [&[0xFF, 0xFE][..], &[0xFE, 0xFF][..]] {
+        let mut input = bom.to_vec();
+        for unit in "<html><head></head><body>x</body></html>".encode_utf16() {
+            let bytes = if bom[0] == 0xFF {
+                unit.to_le_bytes()
+            } else {
+                unit.to_be_bytes()
+            };
+            input.extend_from_slice(&bytes);
+        }
+        for chunk in [1, 2, usize::MAX] {
+            assert_eq!(run(&rt, &input, chunk), input);
+        }
+    }
+}
+
+/// A body fed by the test one frame at a time, to watch what comes out between frames.
+struct Feed {
+    rx: mpsc::UnboundedReceiver<Result<Bytes, BoxError>>,
+}
+
+impl http_body::Body for Feed {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.rx.poll_recv(cx).map(|f| f.map(|r| r.map(Frame::data)))
+    }
+}
+
+/// Everything the body yields without waiting for more input.
+fn available(body: &mut Body) -> Vec<u8> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut out = Vec::new();
+    while let Poll::Ready(Some(frame)) = Pin::new(&mut *body).poll_frame(&mut cx) {
+        if let Ok(data) = frame.unwrap().into_data() {
+            out.extend_from_slice(&data);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_head_goes_out_before_the_rest_arrives() {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut body = rewrite(body::boxed(Feed { rx }), None, csp::Csp::new(None));
+    let head = "<!doctype html><html><head><title>t</title></head>";
+    tx.send(Ok(Bytes::from(head))).unwrap();
+    let first = String::from_utf8(available(&mut body)).unwrap();
+    assert_eq!(
+        first,
+        head.replace("</head>", &format!("{TAG}</head>")),
+        "the head, tag included, is out while the upstream stalls"
+    );
+    // From here on, frames pass through as they come.
+    tx.send(Ok(Bytes::from("<body>one"))).unwrap();
+    assert_eq!(available(&mut body), b"<body>one");
+    tx.send(Ok(Bytes::from("two</body>"))).unwrap();
+    assert_eq!(available(&mut body), b"two</body>");
+    drop(tx);
+    assert!(available(&mut body).is_empty());
+    assert!(body.is_end_stream());
+}
+
+#[test]
+fn body_start_goes_out_at_once() {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut body = rewrite(body::boxed(Feed { rx }), None, csp::Csp::new(None));
+    tx.send(Ok(Bytes::from("<html><body><p>first"))).unwrap();
+    assert_eq!(
+        String::from_utf8(available(&mut body)).unwrap(),
+        format!("<html><body>{TAG}<p>first")
+    );
+}
+
+#[test]
+fn fragments_stream_without_holding() {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut body = rewrite(body::boxed(Feed { rx }), None, csp::Csp::new(None));
+    tx.send(Ok(Bytes::from("<div><p>first</p>"))).unwrap();
+    assert_eq!(available(&mut body), b"<div><p>first</p>");
+}
+
+#[test]
+fn a_document_without_head_or_body_is_held_only_up_to_the_limit() {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut body = rewrite(body::boxed(Feed { rx }), None, csp::Csp::new(None));
+    let start = "<!doctype html><html lang=en><title>t</title>";
+    tx.send(Ok(Bytes::from(start))).unwrap();
+    assert_eq!(
+        available(&mut body),
+        b"<!doctype html>",
+        "up to the anchor only"
+    );
+    let paragraph = Bytes::from("<p>a paragraph of the page</p>\n".repeat(1024));
+    let mut sent = start.len();
+    let mut out = Vec::new();
+    while out.is_empty() {
+        assert!(sent < 2 * HOLD_LIMIT, "output held past the limit");
+        tx.send(Ok(paragraph.clone())).unwrap();
+        sent += paragraph.len();
+        out = available(&mut body);
+    }
+    assert!(sent > HOLD_LIMIT);
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.starts_with(&format!("{TAG}<html lang=en>")),
+        "{}",
+        &out[..80]
+    );
+    // Then frames pass through.
+    tx.send(Ok(paragraph.clone())).unwrap();
+    assert_eq!(available(&mut body), paragraph);
+
+    // One frame far bigger than the limit: the same, within that frame.
+    let mut doc = start.as_bytes().to_vec();
+    doc.extend(std::iter::repeat_n(b'x', 3 * HOLD_LIMIT));
+    let out = run(&runtime(), &doc, usize::MAX);
+    assert_eq!(
+        tag_position(&doc, &out, TAG.as_bytes()),
+        Ok(Some("<!doctype html>".len()))
+    );
+}
+
+#[test]
+fn upstream_errors_end_the_body_with_an_error() {
+    let rt = runtime();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let body = rewrite(body::boxed(Feed { rx }), None, csp::Csp::new(None));
+    tx.send(Ok(Bytes::from("<!doctype html><html><head>")))
+        .unwrap();
+    tx.send(Err("upstream reset".into())).unwrap();
+    let err = rt.block_on(body.collect()).unwrap_err();
+    assert_eq!(err.to_string(), "upstream reset");
+}
+
+#[test]
+fn memory_limit_bails_out_gracefully() {
+    let rt = runtime();
+    // A start tag lol_html has to buffer whole, bigger than its memory budget.
+    let mut input = b"<!doctype html><html><head><meta content=\"".to_vec();
+    input.extend(std::iter::repeat_n(b'a', 9 * 1024 * 1024));
+    input.extend_from_slice(b"\"></head><body>x</body></html>");
+    let output = run(&rt, &input, 64 * 1024);
+    let at = tag_position(&input, &output, TAG.as_bytes()).unwrap();
+    assert_eq!(at, Some("<!doctype html>".len()), "tag at the anchor");
+}
+
+#[test]
+fn csp_meta_is_edited_and_the_nonce_reused() {
+    let rt = runtime();
+    let input = "<!doctype html><head>\
+        <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'nonce-pg1'\">\
+        </head><body>";
+    let out = rt
+        .block_on(rewrite(chunked(input.as_bytes(), 7), None, csp::Csp::new(None)).collect())
+        .unwrap()
+        .to_bytes();
+    let out = String::from_utf8(out.to_vec()).unwrap();
+    assert_eq!(
+        out,
+        format!(
+            "<!doctype html><head>\
+            <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'nonce-pg1'; connect-src 'self'\">\
+            {}</head><body>",
+            crate::client::tag_with_nonce("pg1")
+        )
+    );
+}
+
+fn request(headers: &[(&str, &str)]) -> RequestFacts {
+    let mut req = Request::get("http://localhost:3000/page");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    RequestFacts::of(&req.body(()).unwrap())
+}
+
+fn html_response(body: &'static str, headers: &[(&'static str, &'static str)]) -> Response<Body> {
+    let mut res = Response::new(body::full(body));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    res.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    for (k, v) in headers {
+        res.headers_mut().insert(*k, HeaderValue::from_static(v));
+    }
+    res
+}
+
+#[test]
+fn apply_rewrites_headers_of_rewritten_pages_only() {
+    let rt = runtime();
+    let page = "<html><head></head><body></body></html>";
+    let injector = Injector::new(true);
+    let res = injector.apply(
+        &request(&[("sec-fetch-dest", "document")]),
+        html_response(
+            page,
+            &[
+                ("etag", "\"v1\""),
+                ("accept-ranges", "bytes"),
+                ("vary", "Accept-Encoding"),
+                ("content-security-policy", "default-src 'self'"),
+            ],
+        ),
+    );
+    let h = res.headers().clone();
+    assert!(h.get(header::CONTENT_LENGTH).is_none());
+    assert!(h.get(header::ACCEPT_RANGES).is_none());
+    assert_eq!(h.get(header::ETAG).unwrap(), "W/\"v1\"");
+    assert_eq!(h.get(header::VARY).unwrap(), "Accept-Encoding");
+    assert_eq!(
+        h.get(header::CONTENT_SECURITY_POLICY).unwrap(),
+        "default-src 'self'"
+    );
+    let body = rt.block_on(res.into_body().collect()).unwrap().to_bytes();
+    assert_eq!(
+        body,
+        format!("<html><head>{TAG}</head><body></body></html>")
+    );
+
+    // Not a page: untouched, Content-Length included.
+    let res = injector.apply(
+        &request(&[("sec-fetch-dest", "empty")]),
+        html_response(page, &[("etag", "\"v1\"")]),
+    );
+    assert_eq!(res.headers().get(header::ETAG).unwrap(), "\"v1\"");
+    assert!(res.headers().get(header::CONTENT_LENGTH).is_some());
+
+    // Turned off: untouched.
+    let res = Injector::new(false).apply(&request(&[]), html_response(page, &[]));
+    assert!(res.headers().get(header::CONTENT_LENGTH).is_some());
+
+    // Undecodable: untouched.
+    let res = injector.apply(
+        &request(&[]),
+        html_response(page, &[("content-encoding", "compress")]),
+    );
+    assert!(res.headers().get(header::CONTENT_LENGTH).is_some());
+
+    // Error pages get the client too.
+    let mut res = html_response(page, &[]);
+    *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    let res = injector.apply(&request(&[]), res);
+    let body = rt.block_on(res.into_body().collect()).unwrap().to_bytes();
+    assert!(body.windows(TAG.len()).any(|w| w == TAG.as_bytes()));
+}
+
+#[test]
+fn prepare_request_narrows_accept_encoding_for_pages_only() {
+    let injector = Injector::new(true);
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("gzip, compress"),
+    );
+    injector.prepare_request(&request(&[("sec-fetch-dest", "script")]), &mut headers);
+    assert_eq!(
+        headers.get(header::ACCEPT_ENCODING).unwrap(),
+        "gzip, compress"
+    );
+    injector.prepare_request(&request(&[("sec-fetch-dest", "document")]), &mut headers);
+    assert_eq!(headers.get(header::ACCEPT_ENCODING).unwrap(), "gzip");
+}
+
+/// Every `#data` section of the html5lib tree-construction and encoding tests (in `../shared`,
+/// which every checkout of the project has beside it).
+fn html5lib_documents() -> Vec<(String, Vec<u8>)> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/html5lib-tests");
+    let mut docs = Vec::new();
+    for dir in [
+        "tree-construction",
+        "tree-construction/scripted",
+        "encoding",
+        "encoding/scripted",
+    ] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "dat") {
+                continue;
+            }
+            let text = std::fs::read(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let mut current: Option<Vec<u8>> = None;
+            let mut index = 0;
+            for line in text.split_inclusive(|&b| b == b'\n') {
+                if line.starts_with(b"#") && !line.starts_with(b"#data") && current.is_some() {
+                    let mut doc = current.take().unwrap();
+                    // The format puts a newline after the data that is not part of it.
+                    if doc.last() == Some(&b'\n') {
+                        doc.pop();
+                    }
+                    docs.push((format!("{name}#{index}"), doc));
+                    index += 1;
+                }
+                if line.starts_with(b"#data") {
+                    current = Some(Vec::new());
+                } else if let Some(doc) = current.as_mut() {
+                    doc.extend_from_slice(line);
+                }
+            }
+        }
+    }
+    docs
+}
+
+#[test]
+fn html5lib_corpus_never_loses_a_byte() {
+    let docs = html5lib_documents();
+    assert!(
+        docs.len() > 1500,
+        "expected the html5lib tests in ../shared/html5lib-tests, found {} documents",
+        docs.len()
+    );
+    let rt = runtime();
+    let mut injected = 0;
+    for (name, doc) in &docs {
+        let whole = run(&rt, doc, usize::MAX);
+        let at = tag_position(doc, &whole, TAG.as_bytes())
+            .unwrap_or_else(|e| panic!("{name}: {e}: {:?}", String::from_utf8_lossy(doc)));
+        injected += usize::from(at.is_some());
+        for chunk in [1, 7] {
+            assert_eq!(
+                run(&rt, doc, chunk),
+                whole,
+                "{name} in chunks of {chunk}: {:?}",
+                String::from_utf8_lossy(doc)
+            );
+        }
+    }
+    // Most of the corpus are documents (doctype or html/head/body tags); many are fragments.
+    assert!(injected > docs.len() / 3, "{injected} of {}", docs.len());
+}
+
+/// Pieces hostile HTML is made of: every tag and text mode that changes where a tag may go.
+fn piece() -> impl Strategy<Value = Vec<u8>> {
+    let fixed = prop::sample::select(vec![
+        "<!doctype html>",
+        "<!DOCTYPE html PUBLIC \"-//W3C//DTD XHTML 1.0//EN\">",
+        "<html>",
+        "<html lang=en>",
+        "</html>",
+        "<head>",
+        "<head/>",
+        "</head>",
+        "<body>",
+        "<body/>",
+        "<body onload='x()'>",
+        "</body>",
+        "<!-- <head></head><body> -->",
+        "<!--",
+        "-->",
+        "<script>",
+        "</script>",
+        "<style>",
+        "</style>",
+        "<template>",
+        "</template>",
+        "<textarea>",
+        "</textarea>",
+        "<title>",
+        "</title>",
+        "<noscript>",
+        "</noscript>",
+        "<svg>",
+        "</svg>",
+        "<math>",
+        "<![CDATA[",
+        "]]>",
+        "<plaintext>",
+        "<xmp>",
+        "<select>",
+        "<iframe>",
+        "<frameset>",
+        "<meta charset=shift_jis>",
+        "<meta charset=utf-16>",
+        "<meta charset=\"windows-1252\">",
+        "<p>",
+        "</p>",
+        "<",
+        ">",
+        "</",
+        "<!",
+        "<?xml version=\"1.0\"?>",
+        "\u{feff}",
+        "&amp;",
+        "'",
+        "\"",
+        " ",
+        "\n",
+        "text",
+    ])
+    .prop_map(|s| s.as_bytes().to_vec());
+    prop_oneof![
+        8 => fixed,
+        2 => prop::collection::vec(any::<u8>(), 0..12),
+        2 => "[a-z<>/!\\- =\"']{0,12}".prop_map(String::into_bytes),
+        // Long runs carry tags across the rewriter's 2 KiB slices of a chunk.
+        1 => (0usize..6000).prop_map(|n| vec![b' '; n]),
+    ]
+}
+
+fn document() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(piece(), 0..40).prop_map(|pieces| pieces.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn output_is_input_plus_at_most_one_tag(doc in document(), chunk in 1usize..64) {
+        let rt = runtime();
+        let whole = run(&rt, &doc, usize::MAX);
+        let at = tag_position(&doc, &whole, TAG.as_bytes());
+        prop_assert!(at.is_ok(), "{:?}: {:?}", String::from_utf8_lossy(&doc), at);
+        prop_assert_eq!(run(&rt, &doc, chunk), whole);
+    }
+
+    #[test]
+    fn random_bytes_never_break_anything(doc in prop::collection::vec(any::<u8>(), 0..512), chunk in 1usize..32) {
+        let rt = runtime();
+        let out = run(&rt, &doc, chunk);
+        prop_assert!(tag_position(&doc, &out, TAG.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_head_end_always_gets_the_tag(
+        title in "[^<]{0,40}",
+        after in "[a-z <>=\"/]{0,40}",
+    ) {
+        // A plain document around arbitrary text: the tag is always right before `</head>`.
+        let doc = format!("<!doctype html><html><head><title>{title}</title></head><body>{after}");
+        let rt = runtime();
+        let out = run(&rt, doc.as_bytes(), 5);
+        let at = tag_position(doc.as_bytes(), &out, TAG.as_bytes()).unwrap();
+        prop_assert_eq!(at, doc.find("</head>"));
+    }
+}
