@@ -67,6 +67,11 @@ pub struct ServerArgs {
     #[arg(long, value_name = "DURATION", env = "HMR_PROXY_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
 
+    /// Close a connection that takes longer than this to send a request's headers, or sits idle
+    /// between requests [default: 20s].
+    #[arg(long, value_name = "DURATION", env = "HMR_PROXY_HEADER_TIMEOUT")]
+    pub header_timeout: Option<String>,
+
     /// Also accept requests for this host name (DNS-rebinding protection allows localhost,
     /// *.localhost and IP addresses); `.example.test` allows a domain and its subdomains; `all`
     /// turns the check off. Repeatable.

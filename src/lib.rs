@@ -105,14 +105,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
             health,
         },
     );
-    server::serve(
-        listener,
-        router,
-        shutdown,
-        config.shutdown_grace,
-        config.max_connections,
-    )
-    .await;
+    let limits = server::Limits {
+        grace: config.shutdown_grace,
+        max_connections: config.max_connections,
+        header_timeout: config.header_timeout,
+    };
+    server::serve(listener, router, shutdown, limits).await;
     tracing::info!("stopped");
 }
 

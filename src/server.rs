@@ -20,30 +20,30 @@ use tokio::sync::Semaphore;
 use crate::router::Router;
 use crate::shutdown::Shutdown;
 
-/// A client gets this long to send a request's headers, and a keep-alive connection may sit idle
-/// this long (hyper ≥ 1.6 applies it to both). Short enough to shed slowloris connections, long
-/// enough for any real browser.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
-
 /// After `accept` fails (e.g. out of file descriptors), wait this long before trying again rather
 /// than spinning or giving up.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serve `listener` until `shutdown` triggers, then drain within `grace`. At most
-/// `max_connections` are served at once; past that, new ones wait in the listen backlog.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: Shutdown,
-    grace: Duration,
-    max_connections: usize,
-) {
-    let permits = Arc::new(Semaphore::new(max_connections));
+/// Connection handling settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long in-flight requests get after shutdown begins.
+    pub grace: Duration,
+    /// Connections served at once; past that, new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time a client has to send request headers, and may idle between requests. hyper enforces
+    /// it only because a timer is set below.
+    pub header_timeout: Duration,
+}
+
+/// Serve `listener` until `shutdown` triggers, then drain within `limits.grace`.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, limits: Limits) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
@@ -88,7 +88,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    drain(graceful, shutdown, grace).await;
+    drain(graceful, shutdown, limits.grace).await;
 }
 
 async fn drain(graceful: GracefulShutdown, shutdown: Shutdown, grace: Duration) {

@@ -25,6 +25,7 @@ pub struct FileConfig {
     pub heartbeat: Option<String>,
     pub inject: Option<bool>,
     pub shutdown_grace: Option<String>,
+    pub header_timeout: Option<String>,
     pub allowed_hosts: Option<Vec<String>>,
     pub max_connections: Option<usize>,
     pub keep_host: Option<bool>,

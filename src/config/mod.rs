@@ -56,6 +56,10 @@ const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Browsers and intermediaries drop idle connections after a minute or two; a comment every 15 s
 /// (the WHATWG recommendation) keeps the stream open and detects dead peers.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+/// A client gets this long to send a request's headers, and a keep-alive connection may sit idle
+/// this long (hyper ≥ 1.6 applies it to both). Short enough to shed slowloris connections, long
+/// enough for any real browser.
+const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(20);
 /// The event-stream path users and the client agree on by default.
 const DEFAULT_CHANGES_PATH: &str = "/changes";
 /// The proxy's own URL namespace; nothing under it is forwarded.
@@ -84,6 +88,8 @@ pub struct Config {
     pub inject: bool,
     /// How long in-flight work may continue after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// How long a client may take to send request headers (and idle between requests).
+    pub header_timeout: Duration,
     /// Which `Host` names requests may carry.
     pub allowed_hosts: AllowedHosts,
     /// Connections served at once.
@@ -295,6 +301,7 @@ impl Config {
                     heartbeat,
                     no_inject,
                     shutdown_grace,
+                    header_timeout,
                     allowed_host,
                     max_connections,
                     config,
@@ -435,6 +442,15 @@ impl Config {
             ));
         }
 
+        let header_timeout = duration_setting(
+            layers.pick(
+                header_timeout,
+                "header_timeout",
+                f.header_timeout.clone(),
+                "header_timeout",
+            ),
+            DEFAULT_HEADER_TIMEOUT,
+        )?;
         let allowed_hosts = match layers.pick(
             allowed_host,
             "allowed_host",
@@ -474,6 +490,7 @@ impl Config {
             heartbeat,
             inject,
             shutdown_grace,
+            header_timeout,
             allowed_hosts,
             max_connections,
             file: layers.file_path,
