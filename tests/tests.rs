@@ -24,3 +24,6 @@ mod static_files;
 
 /// Injection: the fixture corpus in every coding, streaming, pass-through, CSP in Chromium.
 mod inject;
+
+/// The real binary in front of dev servers we did not write: http.server, Flask, PHP, Vite.
+mod polyglot;

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 pub use upstream::Upstream;
 
 /// Generous upper bound for anything a test awaits, so a bug fails the test instead of hanging CI.
-pub const PATIENCE: Duration = Duration::from_secs(30);
+pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Await `fut`, failing the test if it takes longer than [`PATIENCE`].
 pub async fn within<F: std::future::Future>(what: &str, fut: F) -> F::Output {
