@@ -1,9 +1,509 @@
-// hmr-proxy browser client (placeholder until the full client lands): one EventSource on the
-// proxy's change stream, a full reload on every change batch.
-const changesPath = new URL(import.meta.url).searchParams.get('changes') || '/changes';
+// hmr-proxy's browser client: served by the proxy at /__hmr/client.js and loaded by the tag it
+// injects into HTML pages. A plain ES module without dependencies; the wire protocol and the
+// container API are documented in client/README.md.
+//
+// On each change batch from the proxy's event stream:
+//   a <link rel=stylesheet> (or a sheet it @imports)  -> swapped for a cache-busted copy
+//   <img>/<source> src and srcset, CSS url() values    -> cache-busted in place
+//   modules registered with container()               -> re-imported, update(c) called once
+//   anything else, or `reload: true`                  -> one full reload
+//
+// One stream per browser and origin: the tab holding a Web Lock opens the EventSource and relays
+// what it hears to the other tabs and frames over a BroadcastChannel. When it closes, the next tab
+// in the lock's queue takes over and resumes after the last batch it saw, so nothing is lost.
 
-if (!window.__hmrProxy) {
-  window.__hmrProxy = true;
-  const source = new EventSource(changesPath);
-  source.addEventListener('change', () => location.reload());
+const KEY = Symbol.for('hmr-proxy');
+
+/**
+ * Register swappable modules. `map` says which module fills which property of the container
+ * (module URL → property name, URLs resolved against the page); `update(c)` is called once all
+ * are imported, then again after every change batch that touched one of them — once per batch,
+ * with only the changed modules re-imported. Returns a promise of the container after the first
+ * update. Each property holds the module's namespace object.
+ *
+ *   container({ '/js/view.js': 'view' }, (c) => c.view.render(state));
+ */
+export function container(map, update) {
+  return client.container(map, update);
 }
+
+function start(selfUrl) {
+  /** A stream the browser gave up on (a non-200 answer) is reopened after this, doubling. */
+  const RETRY_MIN_MS = 1000;
+  const RETRY_MAX_MS = 10000;
+
+  /** The proxy serves this file with its --changes-path here. */
+  const CHANGES_PATH = '/changes';
+  const changes = new URL(new URL(selfUrl).searchParams.get('changes') || CHANGES_PATH, selfUrl);
+  const name = `hmr-proxy ${changes.pathname}`;
+  /** For debugging and tests (not an API): role is leader, follower, frame or solo. */
+  const state = { role: 'none', instance: null, lastId: null, connected: false };
+  /** One per container() call: its module entries, the container object, the update function. */
+  const boxes = [];
+  /** Batches are applied one after the other (module imports are asynchronous). */
+  let queue = Promise.resolve();
+  let reloading = false;
+  let retryMs = RETRY_MIN_MS;
+  let channel = null;
+
+  window.__hmrProxy = true;
+
+  // ---- Who holds the connection ---------------------------------------------------------------
+
+  if (typeof BroadcastChannel === 'function') {
+    channel = new BroadcastChannel(name);
+    channel.onmessage = (event) => heard(event.data);
+  }
+  if (window.top !== window) {
+    // Frames never open a stream: a tab relays to them.
+    state.role = 'frame';
+    channel?.postMessage({ type: 'ask' });
+  } else if (channel && navigator.locks) {
+    state.role = 'follower';
+    channel.postMessage({ type: 'ask' });
+    navigator.locks
+      .request(name, () => {
+        state.role = 'leader';
+        connect();
+        return new Promise(() => {}); // held until this page goes away
+      })
+      .catch(solo);
+  } else {
+    solo(); // no Web Locks (an insecure origin) or no BroadcastChannel: a stream per tab
+  }
+
+  function solo() {
+    state.role = 'solo';
+    connect();
+  }
+
+  function connect() {
+    const url = new URL(changes);
+    // A new EventSource cannot send Last-Event-ID; the proxy reads it from the query as well.
+    if (state.lastId !== null) url.searchParams.set('lastEventId', String(state.lastId));
+    const source = new EventSource(url);
+    source.addEventListener('hello', (event) => {
+      const { instance, last } = JSON.parse(event.data);
+      if (state.instance === null) log(`connected to ${changes.pathname} (${state.role})`);
+      state.connected = true;
+      retryMs = RETRY_MIN_MS;
+      hello(instance, last);
+      relay({ type: 'hello', instance, last: state.lastId });
+    });
+    source.addEventListener('change', (event) => {
+      const batch = JSON.parse(event.data);
+      relay({ type: 'change', batch });
+      receive(batch);
+    });
+    source.addEventListener('error', () => {
+      state.connected = false;
+      // CONNECTING: the browser retries by itself (the stream's `retry`, Last-Event-ID).
+      // CLOSED: it gave up, e.g. on a 502 from something in front; open a new one, later.
+      if (source.readyState !== EventSource.CLOSED) return;
+      log(`stream closed; retrying in ${retryMs / 1000} s`);
+      setTimeout(connect, retryMs);
+      retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+    });
+  }
+
+  function relay(message) {
+    if (state.role === 'leader') channel.postMessage(message);
+  }
+
+  function heard(message) {
+    if (message.type === 'ask') {
+      // A tab or frame just started: tell it which proxy run this is and where we are.
+      if (state.role === 'leader' && state.connected) {
+        channel.postMessage({ type: 'hello', instance: state.instance, last: state.lastId });
+      }
+    } else if (message.type === 'hello') {
+      hello(message.instance, message.last);
+    } else if (message.type === 'change') {
+      receive(message.batch);
+    }
+  }
+
+  function hello(instance, last) {
+    if (state.instance !== null && instance !== state.instance) {
+      reload('the proxy restarted');
+      return;
+    }
+    state.instance = instance;
+    // Only a page that has seen no batch adopts another's position: one that has seen some keeps
+    // its own, so a replay of what it missed is not taken for duplicates.
+    if (state.lastId === null && typeof last === 'number') state.lastId = last;
+  }
+
+  function receive(batch) {
+    if (state.lastId !== null && batch.id <= state.lastId) return; // seen it already
+    state.lastId = batch.id;
+    queue = queue.then(() => apply(batch)).catch((err) => console.error('[hmr]', err));
+  }
+
+  function reload(reason) {
+    if (reloading) return;
+    reloading = true;
+    log(`reloading: ${reason}`);
+    location.reload();
+  }
+
+  // ---- One batch ------------------------------------------------------------------------------
+
+  async function apply(batch) {
+    if (reloading) return;
+    if (batch.reload) {
+      reload(batch.paths.length ? `${batch.paths.join(', ')} changed` : 'the proxy asked for it');
+      return;
+    }
+    const changed = new Map(batch.urls.map((u) => [key(new URL(u, location.href)), u]));
+    const claimed = new Set();
+    /** Is `url` one of the changed ones? Marks it as handled. */
+    const hit = (url) => {
+      const k = key(url);
+      if (!changed.has(k)) return false;
+      claimed.add(k);
+      return true;
+    };
+
+    const links = stylesheetLinks().filter((link) => hit(new URL(link.href)));
+    const imports = [...document.styleSheets].flatMap((sheet) => importRules(sheet, hit));
+    const modules = boxes
+      .map((box) => ({ box, entries: box.entries.filter((e) => hit(e.url)) }))
+      .filter((m) => m.entries.length);
+    // Reading every rule is the costly part: skipped when only sheets and modules changed.
+    const images = claimed.size < changed.size ? [...imageAttributes(hit), ...cssUrls(hit)] : [];
+
+    const rest = [...changed.keys()].filter((k) => !claimed.has(k)).map((k) => changed.get(k));
+    if (rest.length) {
+      reload(`${rest.join(', ')} changed`);
+      return;
+    }
+
+    // Whatever is swapped in under a cache-busting URL is also fetched again under its own URL,
+    // so the next full reload cannot take a stale copy from the HTTP cache (dev servers often
+    // send no caching headers, and browsers then cache heuristically).
+    const refresh = new Set();
+    for (const link of links) {
+      swapStylesheet(link, batch.id, hit);
+      refresh.add(link.href);
+      log(`css swapped: ${path(link.href)}`);
+    }
+    for (const { rule, url } of imports) {
+      const owner = ownerNode(rule.parentStyleSheet);
+      if (links.includes(owner) || owner?.dataset?.hmrReplaced) continue; // done in the copy
+      if (!replaceImport(rule, url, batch.id)) return;
+      refresh.add(url.href);
+      const importer = path(rule.parentStyleSheet.href || location.href);
+      log(`css swapped: ${url.pathname} (imported by ${importer})`);
+    }
+    for (const image of images) {
+      image.set(batch.id);
+      refresh.add(image.url);
+    }
+    for (const url of new Set(images.map((i) => path(i.url)))) log(`image updated: ${url}`);
+    for (const { box, entries } of modules) {
+      for (const e of entries) refresh.add(e.url.href);
+      await load(box, entries, batch.id);
+    }
+    for (const url of refresh) fetch(unbust(url), { cache: 'reload' }).catch(() => {});
+  }
+
+  // ---- Stylesheets ----------------------------------------------------------------------------
+
+  function stylesheetLinks() {
+    return [...document.querySelectorAll('link[rel~="stylesheet" i][href]')].filter(
+      (link) => !link.dataset.hmrReplaced,
+    );
+  }
+
+  /** The @import rules below `sheet`, at any depth, whose URL `test` accepts. */
+  function importRules(sheet, test) {
+    const found = [];
+    for (const rule of rules(sheet)) {
+      if (!(rule instanceof CSSImportRule)) continue;
+      const url = new URL(rule.href, sheet.href || document.baseURI);
+      if (test(url)) found.push({ rule, url });
+      found.push(...importRules(rule.styleSheet, test));
+    }
+    return found;
+  }
+
+  /**
+   * A changed stylesheet's link: a copy goes in right after it, and the original leaves once the
+   * copy has loaded (or failed), so the page is never unstyled. Changed sheets the copy @imports
+   * are then replaced in it, as the browser took them from its cache.
+   */
+  function swapStylesheet(link, id, hit) {
+    const copy = link.cloneNode();
+    copy.href = bust(link.href, id);
+    link.dataset.hmrReplaced = 'true';
+    const done = (event) => {
+      link.remove();
+      if (event.type !== 'load') return;
+      for (const { rule, url } of importRules(copy.sheet, hit)) replaceImport(rule, url, id);
+    };
+    copy.addEventListener('load', done, { once: true });
+    copy.addEventListener('error', done, { once: true });
+    link.after(copy);
+  }
+
+  /**
+   * A changed @imported sheet: a cache-busted @import goes in right after the rule, which is
+   * deleted once the new sheet has loaded (the owning <link> or <style> fires `load` again; a
+   * timer covers browsers that do not). Swapping the top-level link instead would not do: the
+   * browser reuses the imported sheet from its memory cache under the unchanged URL.
+   */
+  function replaceImport(rule, url, id) {
+    const sheet = rule.parentStyleSheet;
+    const text = rule.cssText.replace(IMPORT_URL, `@import url("${bust(url, id)}")`);
+    try {
+      sheet.insertRule(text, [...sheet.cssRules].indexOf(rule) + 1);
+    } catch (err) {
+      reload(`cannot replace ${url.pathname}: ${err}`);
+      return false;
+    }
+    const done = () => {
+      const index = [...sheet.cssRules].indexOf(rule);
+      if (index >= 0) sheet.deleteRule(index);
+    };
+    const node = ownerNode(sheet);
+    node?.addEventListener('load', done, { once: true });
+    node?.addEventListener('error', done, { once: true });
+    setTimeout(done, IMPORT_FALLBACK_MS);
+    return true;
+  }
+
+  // ---- Images ---------------------------------------------------------------------------------
+
+  /** `<img src>` and `<img>`/`<source>` `srcset` candidates naming a changed URL. */
+  function imageAttributes(hit) {
+    const found = [];
+    for (const el of document.querySelectorAll('img[src], img[srcset], source[srcset]')) {
+      const src = el.tagName === 'IMG' && el.getAttribute('src');
+      if (src && hit(new URL(src, document.baseURI))) {
+        found.push({ url: el.src, set: (id) => (el.src = bust(el.src, id)) });
+      }
+      const srcset = el.getAttribute('srcset');
+      if (!srcset) continue;
+      const candidates = srcset.split(/,\s+/).map((c) => c.trim().split(/\s+/));
+      for (const candidate of candidates) {
+        const url = new URL(candidate[0], document.baseURI);
+        if (!hit(url)) continue;
+        found.push({
+          url: url.href,
+          set: (id) => {
+            candidate[0] = bust(url, id);
+            el.srcset = candidates.map((c) => c.join(' ')).join(', ');
+          },
+        });
+      }
+    }
+    return found;
+  }
+
+  /**
+   * `url()` values naming a changed URL, in inline styles and in the style rules of every readable
+   * sheet; rewritten through the CSSOM, so a background image changes without a sheet swap.
+   */
+  function cssUrls(hit) {
+    const found = [];
+    const scan = (style, base) => {
+      for (const prop of [...style]) {
+        const value = style.getPropertyValue(prop);
+        if (!value.includes('url(')) continue;
+        const urls = [...value.matchAll(URL_IN_CSS)].map((m) => new URL(m[2], base));
+        const hits = urls.filter(hit);
+        if (!hits.length) continue;
+        const keys = new Set(hits.map(key));
+        const priority = style.getPropertyPriority(prop);
+        found.push({
+          url: hits[0].href,
+          set: (id) => {
+            const next = value.replace(URL_IN_CSS, (all, quote, raw) => {
+              const url = new URL(raw, base);
+              return keys.has(key(url)) ? `url("${bust(url, id)}")` : all;
+            });
+            style.setProperty(prop, next, priority);
+          },
+        });
+      }
+    };
+    const walk = (group, base) => {
+      for (const rule of rules(group)) {
+        if (rule instanceof CSSImportRule) walk(rule.styleSheet, rule.styleSheet?.href || base);
+        else if (rule instanceof CSSStyleRule) scan(rule.style, base);
+        if (rule.cssRules) walk(rule, base); // @media, @supports, @layer, nesting
+      }
+    };
+    for (const el of document.querySelectorAll('[style*="url("]')) scan(el.style, document.baseURI);
+    for (const sheet of document.styleSheets) walk(sheet, sheet.href || document.baseURI);
+    return found;
+  }
+
+  // ---- Modules --------------------------------------------------------------------------------
+
+  function container(map, update) {
+    let first;
+    const box = {
+      entries: Object.entries(map).map(([url, prop]) => ({
+        url: new URL(url, document.baseURI),
+        prop,
+      })),
+      update,
+      c: {},
+      ready: new Promise((resolve) => (first = resolve)),
+    };
+    box.first = first;
+    boxes.push(box);
+    queue = queue.then(() => load(box, box.entries, null));
+    return box.ready;
+  }
+
+  /** Import `entries` (cache-busted with the batch id, if any), then update if all are in. */
+  async function load(box, entries, id) {
+    const results = await Promise.allSettled(
+      entries.map((e) => import(id === null ? e.url.href : bust(e.url, id))),
+    );
+    let failed = false;
+    results.forEach((result, i) => {
+      const { url, prop } = entries[i];
+      if (result.status === 'fulfilled') {
+        box.c[prop] = result.value;
+      } else {
+        failed = true;
+        showError(`${url.pathname} failed to load`, result.reason);
+      }
+    });
+    if (failed || !box.entries.every((e) => e.prop in box.c)) return;
+    try {
+      await box.update(box.c);
+    } catch (err) {
+      showError('the update function threw', err);
+      return;
+    }
+    if (id !== null) log(`modules updated: ${entries.map((e) => e.url.pathname).join(', ')}`);
+    hideError();
+    box.first(box.c);
+  }
+
+  // ---- The error overlay (built node by node: no innerHTML, so CSP and Trusted Types hold) ----
+
+  function showError(title, err) {
+    console.error(`[hmr] ${title}:`, err);
+    hideError();
+    const host = element('div', {
+      position: 'fixed',
+      right: '1rem',
+      bottom: '1rem',
+      zIndex: '2147483647',
+      maxWidth: 'min(40rem, calc(100vw - 2rem))',
+    });
+    host.id = 'hmr-proxy-overlay';
+    const panel = element('div', {
+      background: '#fff5f5',
+      color: '#611',
+      border: '1px solid #d33',
+      borderRadius: '6px',
+      boxShadow: '0 4px 16px rgba(0, 0, 0, .2)',
+      padding: '.75rem 1rem',
+      font: '14px/1.4 system-ui, sans-serif',
+    });
+    const head = element('div', { display: 'flex', gap: '1rem', alignItems: 'baseline' });
+    const close = element('button', { font: 'inherit', border: '0', background: 'none' }, '×');
+    close.type = 'button';
+    close.title = 'Dismiss';
+    close.addEventListener('click', () => host.remove());
+    head.append(element('strong', { flex: '1' }, `hmr-proxy: ${title}`), close);
+    const detail = element(
+      'pre',
+      { margin: '.5rem 0 0', whiteSpace: 'pre-wrap', font: '12px/1.4 ui-monospace, monospace' },
+      describe(err),
+    );
+    panel.append(head, detail);
+    // A shadow root keeps the page's CSS off the overlay.
+    host.attachShadow({ mode: 'open' }).append(panel);
+    (document.body || document.documentElement).append(host);
+  }
+
+  function hideError() {
+    document.getElementById('hmr-proxy-overlay')?.remove();
+  }
+
+  return { container, state };
+}
+
+// ---- Helpers ----------------------------------------------------------------------------------
+
+const URL_IN_CSS = /url\(\s*(['"]?)([^'")]+)\1\s*\)/g;
+
+/** The URL at the start of an @import rule's text, quoted or in url(). */
+const IMPORT_URL =
+  /^@import\s+(?:url\((?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^)]*)\)|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')/;
+
+/** How long a replaced @import waits for its owner's `load` before the old rule goes anyway. */
+const IMPORT_FALLBACK_MS = 3000;
+
+function log(text) {
+  console.info(`[hmr] ${text}`);
+}
+
+/** What changed URLs and URLs in the page are compared by: origin and path, no query or hash. */
+function key(url) {
+  try {
+    return url.origin + decodeURIComponent(url.pathname);
+  } catch {
+    return url.origin + url.pathname;
+  }
+}
+
+function path(href) {
+  return new URL(href, location.href).pathname;
+}
+
+/** `url` with `t=<id>`: an address the browser has not cached. */
+function bust(url, id) {
+  const u = new URL(url, location.href);
+  u.searchParams.set('t', String(id));
+  return u.href;
+}
+
+/** `url` without the `t` parameter: the address a reload asks for. */
+function unbust(url) {
+  const u = new URL(url, location.href);
+  u.searchParams.delete('t');
+  return u.href;
+}
+
+/** The <link> or <style> element a sheet (or the sheet importing it) belongs to. */
+function ownerNode(sheet) {
+  while (sheet.parentStyleSheet) sheet = sheet.parentStyleSheet;
+  return sheet.ownerNode;
+}
+
+/** The rules of a sheet or group; none when cross-origin (SecurityError) or not loaded yet. */
+function rules(sheet) {
+  try {
+    return sheet?.cssRules ? [...sheet.cssRules] : [];
+  } catch {
+    return [];
+  }
+}
+
+function element(tag, style, text) {
+  const node = document.createElement(tag);
+  Object.assign(node.style, style);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** An error as text: its message, then the stack (which, outside Chromium, lacks the message). */
+function describe(err) {
+  if (!(err instanceof Error)) return String(err);
+  const stack = String(err.stack || '').replace(String(err), '').trim();
+  return stack ? `${err}\n${stack}` : String(err);
+}
+
+// One client per page, however often this file runs: the injected tag and an app's own import
+// share the module instance when the URLs match, and this global catches the rest (a tag with a
+// query string, a script re-run by hx-boost or Turbo).
+const client = (globalThis[KEY] ||= start(import.meta.url));

@@ -1,15 +1,33 @@
 //! The browser client: embedded in the binary, served at `/__hmr/client.js`, loaded by one tag.
 //!
 //! Owns the client's bytes (`client/hmr-client.js`, embedded with `include_str!` so the binary is
-//! self-contained), the response that serves them, and the `<script>` tag the injector puts into
+//! self-contained, with the configured change-stream path written in), the response that serves them, and the `<script>` tag the injector puts into
 //! pages. It does not decide where the tag goes (`inject`) or what the client does (`client/`).
 
+use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 
 use crate::body::{self, Body};
 
 /// The client source, as shipped.
 pub const SOURCE: &str = include_str!("../client/hmr-client.js");
+
+/// The line in the client that names the change stream's path; served with the configured path.
+const CHANGES_PATH_LINE: &str = "const CHANGES_PATH = '/changes';";
+
+/// The client as served: [`SOURCE`] with the configured change-stream path, rendered once.
+pub fn render(changes_path: &str) -> Bytes {
+    if changes_path == "/changes" {
+        return Bytes::from_static(SOURCE.as_bytes());
+    }
+    // The path was validated at start-up (a URL path without quotes); JSON quoting is JS quoting.
+    let quoted = serde_json::to_string(changes_path).unwrap_or_else(|_| "\"/changes\"".into());
+    Bytes::from(SOURCE.replacen(
+        CHANGES_PATH_LINE,
+        &format!("const CHANGES_PATH = {quoted};"),
+        1,
+    ))
+}
 
 /// Where the client is served, inside the proxy's own namespace.
 pub const PATH: &str = "/__hmr/client.js";
@@ -25,11 +43,11 @@ pub fn tag_with_nonce(nonce: &str) -> String {
 
 /// Serve the client. `no-cache` makes the browser revalidate, so a new proxy version is picked up;
 /// `nosniff` and a same-origin resource policy stop other sites from including it (XSSI).
-pub fn response(method: &Method) -> Response<Body> {
+pub fn response(method: &Method, source: &Bytes) -> Response<Body> {
     let body = if method == Method::HEAD {
         body::empty()
     } else {
-        body::full(SOURCE)
+        body::full(source.clone())
     };
     let mut res = Response::new(body);
     *res.status_mut() = StatusCode::OK;
@@ -47,6 +65,23 @@ pub fn response(method: &Method) -> Response<Body> {
         "cross-origin-resource-policy",
         HeaderValue::from_static("same-origin"),
     );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(SOURCE.len()));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(source.len()));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configured_change_path_is_served() {
+        assert!(
+            SOURCE.contains(CHANGES_PATH_LINE),
+            "the client lost its path line"
+        );
+        let served = render("/__events");
+        let text = String::from_utf8_lossy(&served);
+        assert!(text.contains("const CHANGES_PATH = \"/__events\";"));
+        assert!(!text.contains(CHANGES_PATH_LINE));
+    }
 }

@@ -39,6 +39,8 @@ struct Inner {
     local: SocketAddr,
     /// Where tabs subscribe to changes.
     changes_path: String,
+    /// The client script as served (with `changes_path` written in).
+    client: bytes::Bytes,
     hub: Hub,
     control: Control,
 }
@@ -99,6 +101,7 @@ impl Router {
                 target,
                 local,
                 changes_path: config.changes_path.clone(),
+                client: client::render(&config.changes_path),
                 control: Control::new(config, hub.clone(), health),
                 hub,
             }),
@@ -175,7 +178,7 @@ impl Router {
             {
                 method_not_allowed("GET, HEAD")
             }
-            "client.js" => client::response(req.method()),
+            "client.js" => client::response(req.method(), &this.client),
             // Answers without touching the upstream, so a container health check passes while
             // the app is still starting.
             "health" => body::plain(StatusCode::OK, "ok"),

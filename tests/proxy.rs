@@ -582,3 +582,16 @@ async fn past_the_connection_cap_new_connections_wait_and_existing_ones_work() {
         (200, Bytes::from("upstream saw /third"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_without_caching_headers_are_revalidated() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &[]).await;
+    let (_, headers, _) = get(&proxy.url("/plain"), &[]).await;
+    assert_eq!(headers["cache-control"], "no-cache");
+    let (_, headers, _) = get(&proxy.url("/status/200"), &[]).await;
+    assert_eq!(headers["cache-control"], "no-cache");
+    assert_eq!(headers["etag"], "\"v1\"");
+    let (_, headers, _) = get(&proxy.url("/cached"), &[]).await;
+    assert_eq!(headers["cache-control"], "max-age=60");
+}

@@ -27,3 +27,7 @@ mod inject;
 
 /// The real binary in front of dev servers we did not write: http.server, Flask, PHP, Vite.
 mod polyglot;
+
+/// The browser client in headless Chromium: CSS and image swaps, container updates, the error
+/// overlay, full reloads, one stream for many tabs, leader hand-over, proxy restarts.
+mod client;

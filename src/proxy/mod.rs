@@ -15,10 +15,12 @@ pub mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body as _;
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
@@ -181,6 +183,14 @@ impl Proxy {
             )
         });
         let request_headers = parts.headers.clone();
+        // A request body that breaks (malformed chunks, the browser gone) fails the exchange:
+        // that is the browser's fault, not the upstream's.
+        let body_failed = Arc::new(AtomicBool::new(false));
+        let failed = body_failed.clone();
+        let incoming = incoming.map_err(move |err| {
+            failed.store(true, Ordering::Relaxed);
+            err
+        });
         let request = Request::from_parts(parts, body::boxed(incoming));
 
         let mut result = self.send(request).await;
@@ -194,6 +204,13 @@ impl Proxy {
         }
         let response = match result {
             Ok(response) => response,
+            Err(_) if body_failed.load(Ordering::Relaxed) => {
+                tracing::debug!("{method} {path}: the request body broke off");
+                return body::plain(
+                    StatusCode::BAD_REQUEST,
+                    "hmr-proxy: the request body is malformed or was cut off",
+                );
+            }
             Err(failure) => {
                 tracing::warn!("{method} {path}: {}", failure.summary(&this.origin));
                 return unavailable::response(&failure, &this.origin, &request_headers);
@@ -241,6 +258,26 @@ impl Proxy {
             parts.status.as_u16(),
             started.elapsed()
         );
+        // Headers are gone; a body that breaks off now reaches the browser truncated (hyper
+        // aborts the message), so this line is the only trace of it.
+        let origin = this.origin.clone();
+        let incoming = incoming.map_err(move |err| {
+            tracing::warn!(
+                "{method} {path}: the response from {origin} broke off: {}",
+                unavailable::chain_text(&err)
+            );
+            err
+        });
+        // Dev servers often send no caching headers at all; browsers then cache heuristically
+        // (a tenth of the file's age) and a reload can show a stale script or stylesheet. A dev
+        // proxy means "revalidate every time"; validators still make that a cheap 304.
+        if !parts.headers.contains_key(header::CACHE_CONTROL)
+            && !parts.headers.contains_key(header::EXPIRES)
+        {
+            parts
+                .headers
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        }
         let response = Response::from_parts(parts, body::boxed(incoming));
         if upgraded.is_some() {
             return response;

@@ -122,7 +122,7 @@ impl Failure {
     }
 }
 
-fn chain_text(err: &dyn std::error::Error) -> String {
+pub(super) fn chain_text(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(e) = source {

@@ -154,7 +154,7 @@ impl Hub {
 
     /// Open a stream for one tab. `last_event_id` is the tab's `Last-Event-ID` on reconnect.
     pub fn subscribe(&self, last_event_id: Option<&str>) -> Response<Body> {
-        let (rx, catch_up) = {
+        let (rx, catch_up, latest) = {
             let state = self.state();
             let rx = self.inner.tx.subscribe();
             let latest = state.next_id - 1;
@@ -174,9 +174,9 @@ impl Hub {
                 // Gone from the ring, from another proxy run, or unreadable: start afresh.
                 Some(_) => vec![Self::reload_bytes(latest)],
             };
-            (rx, catch_up)
+            (rx, catch_up, latest)
         };
-        let mut first = wire::preamble(&self.inner.instance).to_vec();
+        let mut first = wire::preamble(&self.inner.instance, latest).to_vec();
         for bytes in catch_up {
             first.extend_from_slice(&bytes);
         }

@@ -4,7 +4,7 @@
 //! Each batch is one `change` event carrying `{"id","paths","urls","reload"}`, followed by one
 //! plain `data:` message per path holding the path as a JSON string, so the smallest possible
 //! client (`onmessage` + `JSON.parse`) works too. A stream opens with a `hello` event carrying
-//! the proxy's instance id. Encoding happens once per batch; the bytes are
+//! the proxy's instance id and the newest batch id. Encoding happens once per batch; the bytes are
 //! shared by every tab.
 
 use bytes::Bytes;
@@ -27,8 +27,11 @@ pub struct Message<'a> {
 /// stream open at once (and intermediaries do not wait for a first event), then a `hello` event
 /// naming this proxy instance: a tab that reconnects and meets another instance knows the proxy
 /// restarted and reloads.
-pub fn preamble(instance: &str) -> Bytes {
-    let hello = serde_json::json!({ "instance": instance }).to_string();
+///
+/// `last` is the newest batch id when the stream opened: a tab that has seen no batch yet can
+/// resume from it (`?lastEventId=`) if it reconnects, so nothing published in between is lost.
+pub fn preamble(instance: &str, last: u64) -> Bytes {
+    let hello = serde_json::json!({ "instance": instance, "last": last }).to_string();
     Bytes::from(format!(
         "retry: {RETRY_MS}\n: connected\n\nevent: hello\ndata: {hello}\n\n"
     ))

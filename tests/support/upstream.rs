@@ -11,6 +11,7 @@
 //! - `/slow`: answers only after [`Upstream::release`]("slow"); [`Upstream::wait_for_requests`] sees it arrive.
 //! - `/status/N`: that status (with a body unless the status forbids one).
 //! - `/trailers`: a chunked body with a `x-checksum` trailer.
+//! - `/cached`: a response with its own `Cache-Control`.
 //! - `/hang`: never answers.
 //! - `/ws` (or any path ending in `/ws`): a WebSocket echo server.
 //! - anything else: `200 upstream saw <path>`.
@@ -282,6 +283,12 @@ async fn route(mut req: Request<Incoming>, me: SocketAddr, gates: Arc<Gates>) ->
             let mut res = respond(200, StreamBody::new(frames).boxed_unsync());
             res.headers_mut()
                 .insert("trailer", HeaderValue::from_static("x-checksum"));
+            res
+        }
+        ["cached"] => {
+            let mut res = respond(200, full("cached"));
+            res.headers_mut()
+                .insert("cache-control", HeaderValue::from_static("max-age=60"));
             res
         }
         ["hang"] => {

@@ -1,0 +1,544 @@
+// The browser client (client/hmr-client.js) in headless Chromium, through the real proxy: edits
+// files in the served site and checks what every open tab does about it.
+//
+// Run by tests/client.rs:  node tests/browser/client.mjs <proxy-origin> <site-dir>
+// The site is a copy of examples/container; this script adds its extras/ pages. Files are changed
+// atomically (written beside the site, then renamed into it), as many editors do. For the restart
+// scenario it prints `@@restart` and waits for one line on stdin: the caller restarts the proxy on
+// the same port in between. ONLY=css,html runs a subset. Prints `ok <name> (<ms> ms)` or
+// `FAIL <name>: …` (with the tabs' console) per scenario; exits 1 if any failed.
+//
+// Every wait is on an event or a condition in the page, bounded by WAIT_MS; nothing sleeps.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+const [origin, site] = process.argv.slice(2);
+if (!origin || !site) {
+  console.error('usage: node client.mjs <proxy-origin> <site-dir>');
+  process.exit(2);
+}
+
+/** Budget for one wait: generous for a loaded 2-core CI box; a healthy run needs milliseconds. */
+const WAIT_MS = 15_000;
+
+const scratch = fs.mkdtempSync(path.join(path.dirname(path.resolve(site)), 'scratch-'));
+let serial = 0;
+/** Console lines of every tab (and page errors), printed when a scenario fails. */
+let transcript = [];
+
+// ---- Files ---------------------------------------------------------------------------------------
+
+function read(rel) {
+  return fs.readFileSync(path.join(site, rel), 'utf8');
+}
+
+/** Replace `rel` in one step: written outside the watched tree, renamed into it. */
+function write(rel, text) {
+  const tmp = path.join(scratch, `f${++serial}`);
+  fs.writeFileSync(tmp, text);
+  fs.mkdirSync(path.dirname(path.join(site, rel)), { recursive: true });
+  fs.renameSync(tmp, path.join(site, rel));
+}
+
+function svg(size, fill) {
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${size}" height="${size}" viewBox="0 0 ${size} ${size}"><rect width="${size}" height="${size}" fill="${fill}"/></svg>\n`;
+}
+
+/** A colour no earlier edit used, as getComputedStyle spells it. */
+function freshColor() {
+  serial += 1;
+  return `rgb(${serial % 256}, ${Math.floor(serial / 256) % 256}, 77)`;
+}
+
+// ---- The proxy's own endpoints -------------------------------------------------------------------
+
+async function status() {
+  const res = await fetch(`${origin}/__hmr/status`);
+  return res.json();
+}
+
+/** Poll the status endpoint until `pred` holds (the server side has no event to wait on). */
+async function statusUntil(what, pred) {
+  const deadline = Date.now() + WAIT_MS;
+  for (;;) {
+    const s = await status();
+    if (pred(s)) return s;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; status: ${JSON.stringify(s)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A `/changes` stream read by this script: resolves waits on the batches it sees. */
+async function changeStream() {
+  const abort = new AbortController();
+  const res = await fetch(`${origin}/changes`, { signal: abort.signal });
+  assert.equal(res.status, 200);
+  const batches = [];
+  const waiters = new Set();
+  (async () => {
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = block.match(/^data: (.*)$/m);
+        if (/^event: change$/m.test(block) && data) {
+          batches.push(JSON.parse(data[1]));
+          for (const w of waiters) w();
+        }
+      }
+    }
+  })().catch(() => {});
+  return {
+    /** Wait for a batch satisfying `pred`. */
+    until(what, pred) {
+      return within(what, new Promise((resolve) => {
+        const check = () => {
+          const found = batches.find(pred);
+          if (found) {
+            waiters.delete(check);
+            resolve(found);
+          }
+        };
+        waiters.add(check);
+        check();
+      }));
+    },
+    close: () => abort.abort(),
+  };
+}
+
+function within(what, promise) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), WAIT_MS);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+// ---- Tabs ----------------------------------------------------------------------------------------
+
+let browser;
+
+async function newContext() {
+  const context = await browser.newContext();
+  // Counts documents loaded in each tab (frames share the tab's sessionStorage, so they do not
+  // count): a reload shows up as 2.
+  await context.addInitScript(() => {
+    if (window === window.top) sessionStorage.loads = String(Number(sessionStorage.loads || 0) + 1);
+  });
+  return context;
+}
+
+let tabNumber = 0;
+
+async function openTab(context, urlPath = '/') {
+  const page = await context.newPage();
+  const name = `tab${++tabNumber}`;
+  page.setDefaultTimeout(WAIT_MS);
+  page.on('console', (msg) => transcript.push(`${name} ${msg.type()}: ${msg.text()}`));
+  page.on('pageerror', (err) => transcript.push(`${name} PAGE ERROR: ${err.message}`));
+  const res = await page.goto(origin + urlPath);
+  assert.equal(res.status(), 200, `${urlPath} status`);
+  await connected(page);
+  return page;
+}
+
+/** The client knows the proxy instance: it is on the stream, or hears the tab that is. */
+function connected(page) {
+  return page.waitForFunction(() => window[Symbol.for('hmr-proxy')]?.state.instance != null);
+}
+
+function clientState(page) {
+  return page.evaluate(() => ({ ...window[Symbol.for('hmr-proxy')].state }));
+}
+
+function loads(page) {
+  return page.evaluate(() => Number(sessionStorage.loads));
+}
+
+function logged(text) {
+  return transcript.some((line) => line.includes(text));
+}
+
+/** Give <h1> a new colour in css/app.css and wait until every page shows it. */
+async function cssProbe(pages) {
+  const color = freshColor();
+  write('css/app.css', `${read('css/app.css')}h1 { color: ${color}; }\n`);
+  await Promise.all(pages.map((page) => h1Color(page, color)));
+  return color;
+}
+
+function h1Color(page, color) {
+  return page.waitForFunction(
+    (c) => getComputedStyle(document.querySelector('h1')).color === c,
+    color,
+  );
+}
+
+// ---- Scenarios -----------------------------------------------------------------------------------
+
+/** CSS change: the new rule applies, nothing reloads, page state survives. */
+async function css() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context);
+    await page.fill('#notes', 'typed before the swap');
+    await page.evaluate(() => {
+      window.kept = 'yes';
+      document.body.style.minHeight = '400vh';
+      window.scrollTo(0, 700);
+    });
+    await cssProbe([page]);
+    await page.waitForFunction(() => document.querySelectorAll('link[rel=stylesheet]').length === 1);
+    assert.match(await page.getAttribute('link[rel=stylesheet]', 'href'), /\/css\/app\.css\?t=\d+$/);
+    assert.equal(await page.evaluate(() => window.kept), 'yes', 'window variable kept');
+    assert.equal(await page.evaluate(() => window.scrollY), 700, 'scroll position kept');
+    assert.equal(await page.inputValue('#notes'), 'typed before the swap', 'form input kept');
+    assert.equal(await loads(page), 1, 'no reload');
+    assert.ok(logged('[hmr] css swapped: /css/app.css'), 'console says css swapped');
+  } finally {
+    await context.close();
+  }
+}
+
+/** Image change: the <img> gets a cache-busted src and the new picture, without a reload. */
+async function image() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context);
+    await page.evaluate(() => (window.kept = 'yes'));
+    const before = await page.$eval('#logo', (img) => img.naturalWidth);
+    const after = before === 64 ? 32 : 64;
+    write('img/logo.svg', svg(after, '#c33'));
+    await page.waitForFunction(
+      (w) => {
+        const img = document.getElementById('logo');
+        return img.complete && img.naturalWidth === w && /[?&]t=\d+/.test(img.src);
+      },
+      after,
+    );
+    assert.equal(await page.evaluate(() => window.kept), 'yes', 'window variable kept');
+    assert.equal(await loads(page), 1, 'no reload');
+    assert.ok(logged('[hmr] image updated: /img/logo.svg'), 'console says image updated');
+  } finally {
+    await context.close();
+  }
+}
+
+/** Container modules: update runs with the new module, once per batch; app state stays. */
+async function modules() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context);
+    await page.waitForFunction(() => window.app?.updates === 1);
+    await page.click('#step');
+    await page.click('#step');
+    assert.equal(await page.evaluate(() => window.app.count), 2);
+
+    // One module.
+    const label = `Count (v${++serial}):`;
+    write('js/view.js', read('js/view.js').replace(/Count[^:`]*:/, label));
+    await page.waitForFunction((l) => document.getElementById('view').textContent.startsWith(l), label);
+    assert.equal(await page.textContent('#view'), `${label} 2. Updates so far: 2.`);
+    assert.ok(logged('[hmr] modules updated: /js/view.js'), 'console says modules updated');
+
+    // Both modules at once: update runs once per batch that touched them (a save of two files
+    // is usually one batch, but the watcher may split it; the console says which).
+    const modelIn = page.waitForEvent('console', (m) => /modules updated: .*\/js\/model\.js/.test(m.text()));
+    const label2 = `Count (v${++serial}):`;
+    write('js/view.js', read('js/view.js').replace(/Count[^:`]*:/, label2));
+    write('js/model.js', read('js/model.js').replace(/count \+ \d+/, 'count + 10'));
+    await modelIn;
+    await page.waitForFunction((l) => document.getElementById('view').textContent.startsWith(l), label2);
+    await page.click('#step');
+    assert.equal(await page.evaluate(() => window.app.count), 12, 'the new model steps by 10');
+    const batches = transcript.filter((l) => l.includes('[hmr] modules updated')).length - 1;
+    assert.equal(await page.evaluate(() => window.app.updates), 2 + batches, 'one update per batch');
+    assert.equal(await loads(page), 1, 'no reload');
+
+    // A reload now gets the new modules, not the copies the browser cached before the swap.
+    await page.reload();
+    await page.waitForFunction(() => window.app?.updates === 1);
+    assert.ok((await page.textContent('#view')).startsWith(label2), 'the new view after a reload');
+    await page.click('#step');
+    assert.equal(await page.evaluate(() => window.app.count), 10, 'the new model after a reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/** A broken module or update: an overlay, no reload; dismissible; the next good save clears it. */
+async function errors() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context);
+    await page.waitForFunction(() => window.app?.updates === 1);
+    const good = read('js/view.js');
+
+    write('js/view.js', 'export function describe(state {\n');
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'visible' });
+    assert.match(await page.textContent('#hmr-proxy-overlay strong'), /\/js\/view\.js failed to load/);
+    assert.ok(transcript.some((l) => l.includes('error: [hmr] /js/view.js failed to load')), 'console error');
+    await page.click('#hmr-proxy-overlay button');
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'detached' });
+
+    write('js/view.js', 'export function describe() { throw new Error("view exploded"); }\n');
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'visible' });
+    assert.match(await page.textContent('#hmr-proxy-overlay strong'), /update function threw/);
+    assert.match(await page.textContent('#hmr-proxy-overlay pre'), /view exploded/);
+
+    const label = `Count (v${++serial}):`;
+    write('js/view.js', good.replace(/Count[^:`]*:/, label));
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'detached' });
+    await page.waitForFunction((l) => document.getElementById('view').textContent.startsWith(l), label);
+    // The throwing update counted as a call; the broken import did not call it.
+    assert.equal(await page.evaluate(() => window.app.updates), 3);
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/** An @imported sheet swaps its importer; url() images in sheets and inline styles get busted. */
+async function extras() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/');
+    await page.evaluate(() => (window.kept = 'yes'));
+    const color = freshColor();
+    write('extras/theme.css', `#box { color: ${color}; }\n`);
+    await page.waitForFunction(
+      (c) => getComputedStyle(document.getElementById('box')).color === c,
+      color,
+    );
+    assert.ok(logged('[hmr] css swapped: /extras/theme.css (imported by /extras/main.css)'));
+
+    write('extras/dot.svg', svg(8, '#3c3'));
+    await page.waitForFunction(() =>
+      ['bg', 'inline'].every((id) =>
+        /dot\.svg\?t=\d+/.test(getComputedStyle(document.getElementById(id)).backgroundImage),
+      ),
+    );
+    assert.equal(await page.evaluate(() => window.kept), 'yes', 'window variable kept');
+    assert.equal(await loads(page), 1, 'no reload');
+
+    // A reload now gets the new imported sheet, not the one cached before the swap.
+    await page.reload();
+    assert.equal(await page.$eval('#box', (el) => getComputedStyle(el).color), color);
+  } finally {
+    await context.close();
+  }
+}
+
+/** HTML change: exactly one full reload, after which the page is live again. */
+async function html() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context);
+    const version = String(++serial);
+    const reloaded = page.waitForEvent('load');
+    write('index.html', read('index.html').replace(/<main[^>]*>/, `<main data-version="${version}">`));
+    await reloaded;
+    await connected(page);
+    assert.equal(await page.getAttribute('main', 'data-version'), version);
+    assert.equal(await loads(page), 2, 'one reload');
+    await cssProbe([page]);
+    assert.equal(await loads(page), 2, 'still one reload');
+    assert.ok(logged('[hmr] reloading: /index.html changed'));
+  } finally {
+    await context.close();
+  }
+}
+
+/** Eight tabs share one stream and all react; a ninth still loads; closing the leader loses nothing. */
+async function tabs() {
+  const context = await newContext();
+  try {
+    const pages = await Promise.all(Array.from({ length: 8 }, () => openTab(context)));
+    await statusUntil('one /changes stream for eight tabs', (s) => s.clients === 1);
+    await cssProbe(pages);
+
+    // A ninth tab and its subresources load: the connection pool is not exhausted.
+    const ninth = await openTab(context);
+    await ninth.waitForFunction(() => document.getElementById('logo').complete && window.app?.updates === 1);
+    pages.push(ninth);
+    for (const page of pages) assert.equal(await loads(page), 1, 'no reload');
+
+    // The leader goes away while a batch is published; the next leader's stream is held back
+    // until the batch is out, so it can only arrive by replay after the last seen id.
+    const roles = await Promise.all(pages.map((p) => clientState(p).then((s) => s.role)));
+    assert.equal(roles.filter((r) => r === 'leader').length, 1, `one leader: ${roles}`);
+    const leader = pages[roles.indexOf('leader')];
+    const rest = pages.filter((p) => p !== leader);
+    const lastId = (await clientState(rest[0])).lastId;
+    let release;
+    const gate = new Promise((r) => (release = r));
+    let reconnect;
+    const reconnecting = new Promise((r) => (reconnect = r));
+    await context.route(
+      (url) => url.pathname === '/changes',
+      async (route) => {
+        reconnect(route.request().url());
+        await gate;
+        await route.continue();
+      },
+    );
+    const stream = await changeStream();
+    await leader.close();
+    const url = await within('a new leader to open the stream', reconnecting);
+    assert.equal(new URL(url).searchParams.get('lastEventId'), String(lastId), url);
+    const color = freshColor();
+    write('css/app.css', `${read('css/app.css')}h1 { color: ${color}; }\n`);
+    await stream.until('the batch for css/app.css', (b) => b.id > lastId);
+    stream.close();
+    release();
+    await Promise.all(rest.map((page) => h1Color(page, color)));
+    const after = await Promise.all(rest.map((p) => clientState(p).then((s) => s.role)));
+    assert.equal(after.filter((r) => r === 'leader').length, 1, `one new leader: ${after}`);
+    await context.unrouteAll();
+    await statusUntil('one stream again', (s) => s.clients === 1);
+    for (const page of rest) assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/** A frame never opens a stream: it hears its tab's, and swaps all the same. */
+async function frames() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/frame.html');
+    const frame = page.frames().find((f) => f !== page.mainFrame());
+    await connected(frame);
+    assert.equal((await clientState(page)).role, 'leader');
+    assert.equal((await clientState(frame)).role, 'frame');
+    await statusUntil('one stream for a tab and its frame', (s) => s.clients === 1);
+    await cssProbe([page, frame]);
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * Without Web Locks (an insecure origin) every tab has its own stream; a stream refused with a
+ * 502 (by something in front of the proxy) is opened again.
+ */
+async function fallback() {
+  const context = await newContext();
+  try {
+    await context.addInitScript(() => delete Navigator.prototype.locks);
+    let requests = 0;
+    await context.route(
+      (url) => url.pathname === '/changes',
+      (route) => (requests++ === 0 ? route.fulfill({ status: 502, body: 'down' }) : route.continue()),
+    );
+    const pages = [await openTab(context), await openTab(context)];
+    for (const page of pages) assert.equal((await clientState(page)).role, 'solo');
+    assert.ok(logged('[hmr] stream closed; retrying in 1 s'), 'the refused stream is retried');
+    await statusUntil('a stream per tab', (s) => s.clients === 2);
+    await cssProbe(pages);
+    for (const page of pages) assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/** The proxy restarts: the tabs reconnect, see a new instance, and reload once. */
+async function restart() {
+  const context = await newContext();
+  try {
+    const pages = [await openTab(context), await openTab(context)];
+    const before = (await clientState(pages[0])).instance;
+    const reloaded = pages.map((page) => page.waitForEvent('load', { timeout: 2 * WAIT_MS }));
+    console.log('@@restart');
+    const answer = await within('the proxy to restart (a line on stdin)', stdinLines.next());
+    assert.equal(answer.value, 'restarted');
+    await Promise.all(reloaded);
+    await Promise.all(pages.map(connected));
+    const now = (await clientState(pages[0])).instance;
+    assert.notEqual(now, before, 'a new proxy instance');
+    await cssProbe(pages);
+    for (const page of pages) assert.equal(await loads(page), 2, 'exactly one reload');
+    assert.ok(logged('[hmr] reloading: the proxy restarted'));
+  } finally {
+    await context.close();
+  }
+}
+
+// ---- Run -----------------------------------------------------------------------------------------
+
+const stdinLines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+
+/** Extra pages for the @import and background-image checks, published before any tab opens. */
+async function prepare() {
+  const stream = await changeStream();
+  write('extras/theme.css', '#box { color: rgb(1, 2, 3); }\n');
+  write(
+    'extras/main.css',
+    '@import url("theme.css");\n#bg { width: 8px; height: 8px; background-image: url(dot.svg); }\n',
+  );
+  write('extras/dot.svg', svg(8, '#33c'));
+  write(
+    'extras/index.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>extras</title>\n' +
+      '<link rel="stylesheet" href="main.css"></head>\n<body><p id="box">box</p><div id="bg"></div>\n' +
+      '<div id="inline" style="width: 8px; height: 8px; background-image: url(\'/extras/dot.svg\')"></div>\n' +
+      '</body></html>\n',
+  );
+  // Files last changed two days ago: a server without caching headers (Python's) lets the
+  // browser cache them heuristically for hours, which a swap must not fall for.
+  const past = new Date(Date.now() - 2 * 24 * 3600 * 1000);
+  for (const entry of fs.readdirSync(site, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) fs.utimesSync(path.join(entry.parentPath ?? entry.path, entry.name), past, past);
+  }
+  write(
+    'extras/frame.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>frame host</title>\n' +
+      '<link rel="stylesheet" href="/css/app.css"></head>\n' +
+      '<body><h1>frame host</h1><iframe src="/"></iframe></body></html>\n',
+  );
+  write('extras/ready.txt', 'ready\n');
+  await stream.until('the prepared files to be published', (b) => b.urls.includes('/extras/ready.txt'));
+  stream.close();
+}
+
+const all = { css, image, modules, errors, extras, html, tabs, frames, fallback, restart };
+const only = process.env.ONLY ? process.env.ONLY.split(',') : Object.keys(all);
+let failed = 0;
+const started = Date.now();
+try {
+  await prepare();
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking'],
+  });
+  for (const name of only) {
+    transcript = [];
+    const t0 = Date.now();
+    try {
+      await all[name]();
+      console.log(`ok ${name} (${Date.now() - t0} ms)`);
+    } catch (err) {
+      failed += 1;
+      console.log(`FAIL ${name} (${Date.now() - t0} ms): ${err.stack || err}`);
+      console.log(transcript.map((l) => `    ${l}`).join('\n'));
+    }
+  }
+} finally {
+  await browser?.close();
+  fs.rmSync(scratch, { recursive: true, force: true });
+}
+console.log(`${failed ? 'FAILED' : 'passed'}: ${only.length - failed}/${only.length} in ${Date.now() - started} ms`);
+process.exit(failed ? 1 : 0);
