@@ -1,8 +1,9 @@
 //! The browser client: embedded in the binary, served at `/__hmr/client.js`, loaded by one tag.
 //!
 //! Owns the client's bytes (`client/hmr-client.js`, embedded with `include_str!` so the binary is
-//! self-contained, with the configured change-stream path written in), the response that serves them, and the `<script>` tag the injector puts into
-//! pages. It does not decide where the tag goes (`inject`) or what the client does (`client/`).
+//! self-contained, served with the configured change-stream path written in), the response that
+//! serves them, and the `<script>` tag the injector puts into pages. It does not decide where the
+//! tag goes (`inject`) or what the client does (`client/`).
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
