@@ -148,7 +148,7 @@ pub struct WatchArgs {
     )]
     pub ignore: Option<Vec<String>>,
 
-    /// Quiet time that ends a burst of changes, in milliseconds [default: 30].
+    /// Quiet time that ends a burst of changes, in milliseconds [default: 10].
     #[arg(long, value_name = "MS", env = "HMR_PROXY_DEBOUNCE")]
     pub debounce: Option<String>,
 

@@ -182,7 +182,8 @@ impl Proxy {
                 parts.headers.clone(),
             )
         });
-        let request_headers = parts.headers.clone();
+        // Decided now, not by cloning the headers: the request moves into the upstream call.
+        let wants_html = unavailable::wants_html(&parts.headers);
         // A request body that breaks (malformed chunks, the browser gone) fails the exchange:
         // that is the browser's fault, not the upstream's.
         let body_failed = Arc::new(AtomicBool::new(false));
@@ -213,7 +214,7 @@ impl Proxy {
             }
             Err(failure) => {
                 tracing::warn!("{method} {path}: {}", failure.summary(&this.origin));
-                return unavailable::response(&failure, &this.origin, &request_headers);
+                return unavailable::response(&failure, &this.origin, wants_html);
             }
         };
 

@@ -141,12 +141,16 @@ fn human(d: Duration) -> String {
     }
 }
 
-/// The response for a failed exchange. `request_headers` decide between the page and plain text.
-pub fn response(failure: &Failure, upstream: &str, request_headers: &HeaderMap) -> Response<Body> {
-    let wants_html = request_headers
+/// Whether a request asked for HTML (a browser navigation gets the page, anything else text).
+pub fn wants_html(request_headers: &HeaderMap) -> bool {
+    request_headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"));
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// The response for a failed exchange: the page when `wants_html`, else plain text.
+pub fn response(failure: &Failure, upstream: &str, wants_html: bool) -> Response<Body> {
     let summary = failure.summary(upstream);
     let mut res = if wants_html {
         let mut res = Response::new(body::full(page(failure, upstream, &summary)));
