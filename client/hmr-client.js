@@ -107,7 +107,9 @@ function start(selfUrl) {
   }
 
   function relay(message) {
-    if (state.role === 'leader') channel.postMessage(message);
+    // A page on its way out (reloading) speaks for the stream no more: a batch it still receives
+    // (the proxy's catch-up reload after a restart) would reach tabs that have already reloaded.
+    if (state.role === 'leader' && !reloading) channel.postMessage(message);
   }
 
   function heard(message) {

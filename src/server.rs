@@ -76,12 +76,29 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
             let router = router.clone();
             async move { Ok::<_, std::convert::Infallible>(router.handle(req, peer).await) }
         });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let (shutdown, header_timeout) = (shutdown.clone(), limits.header_timeout);
         tokio::spawn(async move {
-            if let Err(err) = conn.await {
+            // hyper's header timeout starts only once the auto builder has read enough to tell
+            // HTTP/1 from HTTP/2, so a client that connects and sends nothing would hold its
+            // permit for ever: it gets the header timeout for its first byte.
+            let mut first = [0u8; 1];
+            let spoke = tokio::select! {
+                _ = shutdown.cancelled() => false,
+                peeked = tokio::time::timeout(header_timeout, stream.peek(&mut first)) => {
+                    matches!(peeked, Ok(Ok(n)) if n > 0)
+                }
+            };
+            if !spoke {
+                tracing::debug!("connection from {peer} sent nothing; closed");
+                drop(permit);
+                return;
+            }
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(err) = watcher.watch(conn).await {
                 tracing::debug!("connection from {peer} ended: {err}");
             }
             drop(permit);

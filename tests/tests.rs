@@ -31,3 +31,7 @@ mod polyglot;
 /// The browser client in headless Chromium: CSS and image swaps, container updates, the error
 /// overlay, full reloads, one stream for many tabs, leader hand-over, proxy restarts.
 mod client;
+
+/// Hostile clients and faulty upstreams: limits, slowloris, smuggling, garbage, upstreams that
+/// die, lie or hang, clients that leave.
+mod hostile;

@@ -145,5 +145,50 @@ fn for_rewritten_body(headers: &mut HeaderMap) {
     }
 }
 
+/// For the fuzz target (`fuzz/fuzz_targets/inject.rs`) and property tests, not for the proxy:
+/// the streaming rewrite of a page served as `text/html; charset=<charset>` (no CSP header),
+/// delivered in chunks of `chunk_sizes` bytes (cycled; 0 counts as 1, none means one chunk).
+/// Returns what the browser would get; a charset the rewriter cannot parse passes the page
+/// through, as [`Injector::apply`] does.
+#[doc(hidden)]
+pub fn rewrite_in_chunks(input: &[u8], chunk_sizes: &[usize], charset: Option<&str>) -> Vec<u8> {
+    use std::task::{Context, Poll};
+
+    let mut headers = HeaderMap::new();
+    if let Some(value) =
+        charset.and_then(|label| HeaderValue::from_str(&format!("text/html; charset={label}")).ok())
+    {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    let header_charset = match charset::from_content_type(&headers) {
+        charset::HeaderCharset::None => None,
+        charset::HeaderCharset::Parsable(encoding) => Some(encoding),
+        charset::HeaderCharset::Unparsable(_) => return input.to_vec(),
+    };
+    let mut chunks = Vec::new();
+    let mut rest = input;
+    let mut sizes = chunk_sizes.iter().cycle();
+    while !rest.is_empty() {
+        let n = sizes.next().map_or(rest.len(), |&n| n.clamp(1, rest.len()));
+        chunks.push(http_body::Frame::data(bytes::Bytes::copy_from_slice(
+            &rest[..n],
+        )));
+        rest = &rest[n..];
+    }
+    let upstream = crate::body::boxed(http_body_util::StreamBody::new(futures_util::stream::iter(
+        chunks.into_iter().map(Ok::<_, crate::body::BoxError>),
+    )));
+    let mut body = rewrite::rewrite(upstream, header_charset, csp::Csp::new(None));
+    // Every upstream frame is ready at once, so the body never waits.
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut out = Vec::new();
+    while let Poll::Ready(Some(Ok(frame))) = std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
+        if let Ok(data) = frame.into_data() {
+            out.extend_from_slice(&data);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests;
