@@ -66,7 +66,8 @@ struct Inner {
     /// `Proxy` only ever gives it URIs built from `origin`.
     client: UpstreamClient,
     /// `http://host:port` of the upstream.
-    origin: String,
+    /// Shared, because every response's error-logging closure holds it (a refcount, not a copy).
+    origin: Arc<str>,
     /// `host:port`, for `Host`.
     authority: String,
     /// The names the upstream may call itself in redirects and cookies.
@@ -102,7 +103,7 @@ impl Proxy {
         Proxy {
             inner: Arc::new(Inner {
                 client,
-                origin: upstream.origin(),
+                origin: upstream.origin().into(),
                 authority: upstream.authority.to_string(),
                 names: UpstreamNames::new(&upstream.host, upstream.port),
                 settings,
