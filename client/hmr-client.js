@@ -85,9 +85,10 @@ function start(selfUrl) {
     source.addEventListener('hello', (event) => {
       const { instance, last } = JSON.parse(event.data);
       if (state.instance === null) log(`connected to ${changes.pathname} (${state.role})`);
-      state.connected = true;
       retryMs = RETRY_MIN_MS;
       hello(instance, last);
+      if (reloading) return; // a new proxy run: this page is going, and speaks for it no more
+      state.connected = true;
       relay({ type: 'hello', instance, last: state.lastId });
     });
     source.addEventListener('change', (event) => {
@@ -113,6 +114,10 @@ function start(selfUrl) {
   }
 
   function heard(message) {
+    // A page on its way out neither answers nor acts: its instance may be the previous proxy
+    // run's, and a starting tab that adopted it would reload again as soon as it connected —
+    // two tabs reloading after a restart would then take turns reloading each other.
+    if (reloading) return;
     if (message.type === 'ask') {
       // A tab or frame just started: tell it which proxy run this is and where we are.
       if (state.role === 'leader' && state.connected) {
