@@ -72,7 +72,7 @@ CHROMIUM = os.environ.get("BENCH_CHROMIUM", "/usr/bin/chromium")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(HERE, "results"))
 PIDFILE = os.environ.get("BENCH_PIDFILE")
-DEFAULT_DEBOUNCE_MS = 30  # hmr-proxy's default (README, Options)
+DEFAULT_DEBOUNCE_MS = 10  # hmr-proxy's default (README, Options)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -976,7 +976,7 @@ def render(res):
         T = lat["targets"]
         L.append(f"Save → browser, ms (p50 / p95 of {lat['samples']} samples; headless Chromium).")
         L.append("")
-        L.append("| measurement | hmr-proxy (debounce 30 ms) | browser-sync (defaults) | ÷ | hmr-proxy --debounce 0 | browser-sync reloadDebounce 0 | ÷ |")
+        L.append(f"| measurement | hmr-proxy (debounce {DEFAULT_DEBOUNCE_MS} ms) | browser-sync (defaults) | ÷ | hmr-proxy --debounce 0 | browser-sync reloadDebounce 0 | ÷ |")
         L.append("|---|---:|---:|---:|---:|---:|---:|")
         names = {"event": "event in the page", "css": "stylesheet's new rule computed", "reload": "reloaded 2 KB page's load event"}
         for kind, label in names.items():

@@ -303,7 +303,7 @@ def main():
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--count", type=int, default=10)
     p.add_argument("--gap-ms", type=int, default=400)
-    p.add_argument("--debounce-ms", type=int, default=30)
+    p.add_argument("--debounce-ms", type=int, default=10)
     p.add_argument("--touch", help="file to write")
     p.add_argument("--command", help="burst: shell command that changes the files")
     p.add_argument("--quiet-ms", type=int, default=1500)
