@@ -103,7 +103,11 @@ fn bench(c: &mut Criterion) {
     let off = Injector::new(false);
 
     let mut group = c.benchmark_group("inject");
-    for (label, size) in [("100KB", 100 * 1024), ("5MB", 5 * 1024 * 1024)] {
+    for (label, size) in [
+        ("2KB", 2 * 1024),
+        ("100KB", 100 * 1024),
+        ("5MB", 5 * 1024 * 1024),
+    ] {
         let page = page(size);
         let page_frames = frames(&page);
         let fragment_frames = frames(&fragment(size));
