@@ -434,16 +434,16 @@ async fn route(
 /// An encoder that can flush mid-stream (gzip's sync flush), for the stalled page.
 enum Streamer {
     Identity,
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Gzip(Box<flate2::write::GzEncoder<Vec<u8>>>),
 }
 
 impl Streamer {
     fn new(coding: Coding) -> Streamer {
         match coding {
-            Coding::Gzip => Streamer::Gzip(flate2::write::GzEncoder::new(
+            Coding::Gzip => Streamer::Gzip(Box::new(flate2::write::GzEncoder::new(
                 Vec::new(),
                 flate2::Compression::default(),
-            )),
+            ))),
             _ => Streamer::Identity,
         }
     }

@@ -143,7 +143,7 @@ pub(crate) fn decode(body: Body, coding: Coding) -> Body {
     };
     let stage = match coding {
         Coding::Deflate => Stage::SniffDeflate(reader),
-        other => Stage::Decoding(Decoder::new(other, reader)),
+        other => Stage::Decoding(Box::new(Decoder::new(other, reader))),
     };
     body::boxed(Decoded {
         coding,
@@ -303,7 +303,8 @@ impl Decoder {
 enum Stage {
     /// `deflate` before its first two bytes are known: zlib header or raw deflate.
     SniffDeflate(BodyReader),
-    Decoding(Decoder),
+    /// Boxed: zlib-rs's inflate state makes a decoder several times the size of the rest.
+    Decoding(Box<Decoder>),
     Done,
 }
 
@@ -351,11 +352,11 @@ impl http_body::Body for Decoded {
                     else {
                         return Poll::Ready(None);
                     };
-                    this.stage = Stage::Decoding(if zlib {
+                    this.stage = Stage::Decoding(Box::new(if zlib {
                         Decoder::Zlib(ZlibDecoder::new(reader))
                     } else {
                         Decoder::RawDeflate(DeflateDecoder::new(reader))
-                    });
+                    }));
                 }
                 Stage::Decoding(decoder) => {
                     if this.buf.len() < DECODED_FRAME {
