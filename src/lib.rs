@@ -12,6 +12,7 @@
 //! - [`error`]: [`StartupError`], what stops the process before it serves, with the fix.
 //! - [`shutdown`]: the [`Shutdown`] handle every long-lived task watches, and signal handling.
 //! - [`server`]: the accept loop, hyper connections, graceful draining.
+//! - [`raw_stream`]: connections opened for the change stream, served without hyper.
 //! - [`router`]: own endpoints under `/__hmr/`, then the proxy or the folder.
 //! - [`guard`]: refuses CONNECT and forward-proxy request targets, and cross-site or remote
 //!   callers of the proxy's own endpoints.
@@ -36,6 +37,7 @@ pub mod healthcheck;
 pub mod inject;
 pub mod logging;
 pub mod proxy;
+pub mod raw_stream;
 pub mod router;
 pub mod server;
 pub mod shutdown;

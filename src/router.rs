@@ -111,18 +111,7 @@ impl Router {
     /// Answer one request. Never fails: every problem becomes a response.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let this = &*self.inner;
-        // The target first: an absolute-form target overrides `Host` (RFC 9112 §3.2.2), so a
-        // forward-proxy request is refused for what it is before its Host is judged.
-        if let Some(refusal) = guard::refusal(&req, this.local) {
-            tracing::debug!(
-                "refused {} {}: {}",
-                req.method(),
-                req.uri(),
-                refusal.status()
-            );
-            return refusal;
-        }
-        if let Some(refusal) = guard::host_refusal(&req, &this.allowed_hosts) {
+        if let Some(refusal) = self.refusal(&req) {
             return refusal;
         }
         let path = req.uri().path();
@@ -139,6 +128,34 @@ impl Router {
             Target::Proxy(proxy) => proxy.forward(req, peer).await,
             Target::Static(files) => files.serve(req).await,
         }
+    }
+
+    /// The change stream's path.
+    pub fn changes_path(&self) -> &str {
+        &self.inner.changes_path
+    }
+
+    /// Answer a request for the change stream that the server took without hyper (see
+    /// `raw_stream`): the same checks and the same answer as [`Router::handle`] gives it.
+    pub fn handle_changes<B>(&self, req: &Request<B>) -> Response<Body> {
+        self.refusal(req).unwrap_or_else(|| self.changes(req))
+    }
+
+    /// The checks every request passes first.
+    fn refusal<B>(&self, req: &Request<B>) -> Option<Response<Body>> {
+        let this = &*self.inner;
+        // The target first: an absolute-form target overrides `Host` (RFC 9112 §3.2.2), so a
+        // forward-proxy request is refused for what it is before its Host is judged.
+        if let Some(refusal) = guard::refusal(req, this.local) {
+            tracing::debug!(
+                "refused {} {}: {}",
+                req.method(),
+                req.uri(),
+                refusal.status()
+            );
+            return Some(refusal);
+        }
+        guard::host_refusal(req, &this.allowed_hosts)
     }
 
     fn changes<B>(&self, req: &Request<B>) -> Response<Body> {

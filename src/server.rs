@@ -1,7 +1,8 @@
 //! The accept loop: HTTP connections in, router calls out, graceful shutdown.
 //!
 //! Owns connection handling and nothing about routes: each accepted TCP connection is served by
-//! hyper-util's auto builder (HTTP/1.1, or HTTP/2 when the client opens with the h2c preface) with
+//! `raw_stream` when it opens with a request for the change stream, else by hyper-util's auto
+//! builder (HTTP/1.1, or HTTP/2 when the client opens with the h2c preface) with
 //! upgrades enabled, a header-read timeout (hyper's timeouts need a timer, which is set here) and
 //! `GracefulShutdown`. On shutdown the listener closes at once, in-flight requests get the grace
 //! period, tracked long-lived tasks (tunnels) are told to stop, and whatever remains is dropped.
@@ -17,6 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::raw_stream;
 use crate::router::Router;
 use crate::shutdown::Shutdown;
 
@@ -72,10 +74,6 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let service = service_fn(move |req| {
-            let router = router.clone();
-            async move { Ok::<_, std::convert::Infallible>(router.handle(req, peer).await) }
-        });
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let (shutdown, header_timeout) = (shutdown.clone(), limits.header_timeout);
@@ -95,6 +93,21 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
                 drop(permit);
                 return;
             }
+            // A connection opened for the change stream lives as long as its tab: served
+            // without hyper's per-connection buffers (see `raw_stream`).
+            if first[0] == b'G'
+                && let Some((req, head_len)) =
+                    raw_stream::peek_request(&stream, router.changes_path()).await
+            {
+                let response = router.handle_changes(&req);
+                raw_stream::serve(stream, head_len, response).await;
+                drop(permit);
+                return;
+            }
+            let service = service_fn(move |req| {
+                let router = router.clone();
+                async move { Ok::<_, std::convert::Infallible>(router.handle(req, peer).await) }
+            });
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();

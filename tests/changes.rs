@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::sse::{SseClient, paths};
-use crate::support::{Proxy, Upstream, get, within};
+use crate::support::{Proxy, Upstream, get, read_until, within};
 
 /// A project folder with a canonical path (so event paths compare equal).
 fn project() -> (tempfile::TempDir, PathBuf) {
@@ -22,6 +22,13 @@ async fn serve(root: &Path, extra: &[&str]) -> Proxy {
     let mut args = vec!["--serve", "."];
     args.extend_from_slice(extra);
     Proxy::start_in(root, &args).await
+}
+
+/// The open streams `/__hmr/status` counts.
+async fn clients(proxy: &Proxy) -> u64 {
+    let (_, _, body) = get(&proxy.url("/__hmr/status"), &[]).await;
+    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    status["clients"].as_u64().unwrap()
 }
 
 fn write(path: &Path, text: &str) {
@@ -321,6 +328,63 @@ async fn a_thousand_tabs_all_get_the_batch_and_leave_cleanly() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+/// A stream asked for on a fresh connection is served outside hyper (`Connection: close`, the
+/// body delimited by closing); one asked for on a keep-alive connection that carried another
+/// request first stays with hyper (chunked). Both deliver, count as tabs, and stop counting
+/// when their client goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_on_fresh_and_on_reused_connections_both_deliver() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let (_dir, root) = project();
+    let proxy = serve(&root, &[]).await;
+    let request = b"GET /changes HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+    let mut fresh = TcpStream::connect(proxy.addr).await.unwrap();
+    fresh.write_all(request).await.unwrap();
+    let head = read_until(&mut fresh, Some("event: hello"))
+        .await
+        .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+    assert!(
+        head.contains("\r\ncontent-type: text/event-stream\r\n"),
+        "{head}"
+    );
+    assert!(!head.contains("transfer-encoding"), "{head}");
+
+    let mut reused = TcpStream::connect(proxy.addr).await.unwrap();
+    reused
+        .write_all(b"GET /__hmr/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let health = read_until(&mut reused, Some("ok\n")).await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    reused.write_all(request).await.unwrap();
+    let head = read_until(&mut reused, Some("event: hello"))
+        .await
+        .to_ascii_lowercase();
+    assert!(
+        head.contains("\r\ntransfer-encoding: chunked\r\n"),
+        "{head}"
+    );
+
+    assert_eq!(clients(&proxy).await, 2);
+    write(&root.join("css/site.css"), "body { color: blue }\n");
+    for tab in [&mut fresh, &mut reused] {
+        let text = read_until(tab, Some(r#""paths":["css/site.css"]"#)).await;
+        assert!(text.contains("event: change"), "{text}");
+    }
+
+    drop((fresh, reused));
+    within("both tabs gone", async {
+        while clients(&proxy).await != 0 {
+            tokio::task::yield_now().await;
         }
     })
     .await;

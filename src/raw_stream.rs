@@ -1,0 +1,181 @@
+//! Change-stream connections served without hyper.
+//!
+//! Owns one shortcut: a connection whose first request is a plain HTTP/1.1 `GET` of the change
+//! stream's path is answered here, by writing the response head and then the stream's bytes
+//! straight to the socket. Why: an event stream lives as long as its tab, and a hyper HTTP/1
+//! connection keeps about 22 KiB for its whole life (a read buffer that has grown to 16 KiB, an
+//! 8 KiB write buffer, the slot for the request future, the task); served here a stream keeps
+//! its body, the socket and a small task, so 10,000 streams take tens of megabytes, not 220.
+//!
+//! The request head is only `peek`ed: anything this module does not take — another path or
+//! method, HTTP/1.0, a body, a head split across packets or larger than [`MAX_HEAD`], HTTP/2 —
+//! stays on the socket untouched for hyper, which then serves it as before. What to answer
+//! (checks, refusals, the stream itself) is the router's ([`Router::handle_changes`]), the same
+//! as for a stream that comes through hyper; this module knows only the HTTP/1.1 framing: the
+//! head with `Connection: close`, the body delimited by closing the connection, which every
+//! `EventSource` accepts. A stream requested on a connection that already carried other requests
+//! (a browser reusing a keep-alive connection) stays with hyper.
+//!
+//! [`Router::handle_changes`]: crate::router::Router::handle_changes
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, Response, Uri, Version, header};
+use http_body_util::BodyExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::body::Body;
+
+/// The largest request head taken here (browsers send cookies for `localhost` from every app
+/// that ever ran there); a larger one goes to hyper, whose limits then apply.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// More header fields than this: hyper's business.
+const MAX_HEADERS: usize = 64;
+
+/// The request on `stream`, if its first request is a complete, bodiless HTTP/1.1 `GET` of
+/// `changes_path` (with or without a query); with the length of its head. Reads nothing.
+pub(crate) async fn peek_request(
+    stream: &TcpStream,
+    changes_path: &str,
+) -> Option<(Request<()>, usize)> {
+    let mut buf = vec![0u8; MAX_HEAD];
+    let n = stream.peek(&mut buf).await.ok()?;
+    parse(&buf[..n], changes_path)
+}
+
+/// See [`peek_request`].
+fn parse(bytes: &[u8], changes_path: &str) -> Option<(Request<()>, usize)> {
+    // Most connections are not streams: a prefix test before parsing anything.
+    let target = bytes.strip_prefix(b"GET ")?;
+    let after = target.strip_prefix(changes_path.as_bytes())?;
+    if !matches!(after.first(), Some(b' ' | b'?')) {
+        return None;
+    }
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut fields);
+    let httparse::Status::Complete(head_len) = parsed.parse(bytes).ok()? else {
+        return None;
+    };
+    if parsed.version != Some(1) {
+        return None;
+    }
+    let uri: Uri = parsed.path?.parse().ok()?;
+    let mut req = Request::new(());
+    *req.method_mut() = Method::GET;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    let headers = req.headers_mut();
+    for field in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes()).ok()?;
+        let value = HeaderValue::from_bytes(field.value).ok()?;
+        headers.append(name, value);
+    }
+    // A body (or a framing question) is hyper's to read and judge.
+    let bodiless = !headers.contains_key(header::TRANSFER_ENCODING)
+        && headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .all(|v| v.as_bytes() == b"0");
+    bodiless.then_some((req, head_len))
+}
+
+/// Answer the peeked request (`head_len` bytes, still on the socket) with `response`, streaming
+/// its body until it ends or the client goes away, then close.
+pub(crate) async fn serve(mut stream: TcpStream, head_len: usize, response: Response<Body>) {
+    let mut head = vec![0u8; head_len];
+    if stream.read_exact(&mut head).await.is_err() {
+        return;
+    }
+    let (parts, mut body) = response.into_parts();
+    let out = response_head(&parts);
+    if stream.write_all(&out).await.is_err() {
+        return;
+    }
+    drop((head, out));
+    // The client has nothing more to say; reading only tells when it has gone.
+    let mut gone = [0u8; 64];
+    loop {
+        let data: Bytes = tokio::select! {
+            frame = body.frame() => match frame {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue, // trailers: no place for them in this framing
+                },
+                Some(Err(_)) | None => break,
+            },
+            read = stream.read(&mut gone) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            },
+        };
+        if stream.write_all(&data).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// Status line and header fields, with `Connection: close` as the body's framing.
+fn response_head(parts: &http::response::Parts) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if name == header::CONNECTION || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"connection: close\r\n\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    fn taken(head: &str) -> bool {
+        parse(head.as_bytes(), "/changes").is_some()
+    }
+
+    #[test]
+    fn a_plain_stream_request_is_taken_with_its_head_length() {
+        let head = "GET /changes?lastEventId=4 HTTP/1.1\r\nHost: localhost:3000\r\n\
+                    Last-Event-ID: 3\r\nAccept: text/event-stream\r\n\r\n";
+        let (req, len) = parse(format!("{head}GET / HTTP/1.1\r\n").as_bytes(), "/changes")
+            .unwrap_or_else(|| panic!("not taken"));
+        assert_eq!(len, head.len());
+        assert_eq!(req.uri().query(), Some("lastEventId=4"));
+        assert_eq!(req.headers()["last-event-id"], "3");
+        assert_eq!(req.headers()["host"], "localhost:3000");
+    }
+
+    #[test]
+    fn everything_else_is_left_to_hyper() {
+        for head in [
+            "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /changesx HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /changes/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "HEAD /changes HTTP/1.1\r\nHost: a\r\n\r\n",
+            "POST /changes HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+            "GET /changes HTTP/1.0\r\nHost: a\r\n\r\n",
+            "GET /changes HTTP/1.1\r\nHost: a\r\n",
+            "GET /changes HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+            "GET /changes HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "GET /changes HTTP/1.1\r\nHo st: a\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET http://evil.example/changes HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert!(!taken(head), "{head:?}");
+        }
+        let many: String = (0..100).map(|i| format!("X-{i}: y\r\n")).collect();
+        assert!(!taken(&format!("GET /changes HTTP/1.1\r\n{many}\r\n")));
+    }
+}
