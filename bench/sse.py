@@ -3,7 +3,8 @@
 
 Three measurements, each printing one JSON object on stdout when run as a script:
 
-  fanout  K clients on /changes; per round, the time from one file write until each client's
+  fanout  K clients on /changes (each on a fresh connection, or with --reused on one that
+          carried a request first); per round, the time from one file write until each client's
           socket is readable with the `change` event (stamped when epoll reports it, with
           EPOLLONESHOT so no client's bytes are read on the hot path), and the proxy's RSS.
   saves   one client; N saves of one file, each timed until its event arrives.
@@ -32,6 +33,10 @@ REQUEST = (
     "GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n"
     "Cache-Control: no-cache\r\nUser-Agent: hmr-bench\r\n\r\n"
 )
+
+# With --reused, sent first on the same connection (pipelined): the stream then rides a
+# keep-alive connection that already carried a request, as a browser's may.
+FIRST_REQUEST = "GET /__hmr/health HTTP/1.1\r\nHost: {host}\r\nUser-Agent: hmr-bench\r\n\r\n"
 
 
 def raise_fd_limit(want):
@@ -84,12 +89,15 @@ def pct(values, p):
 class Clients:
     """K open /changes streams, each past its `hello` event."""
 
-    def __init__(self, host, port, path, count, connect_parallel=256, deadline_s=120):
+    def __init__(self, host, port, path, count, reused=False, connect_parallel=256, deadline_s=120):
         self.host, self.port = host, port
         self.ep = select.epoll()
         self.socks = {}
         self.bufs = {}
-        req = REQUEST.format(path=path, host=f"{host}:{port}").encode()
+        req = REQUEST.format(path=path, host=f"{host}:{port}")
+        if reused:
+            req = FIRST_REQUEST.format(host=f"{host}:{port}") + req
+        req = req.encode()
         deadline = time.monotonic() + deadline_s
         pending = 0
         made = 0
@@ -198,10 +206,10 @@ def touch(path, i):
 
 def cmd_fanout(a):
     raise_fd_limit(a.clients + 1024)
-    out = {"clients": a.clients, "rounds": [], "debounce_ms": a.debounce_ms}
+    out = {"clients": a.clients, "reused": a.reused, "rounds": [], "debounce_ms": a.debounce_ms}
     out["rss_kb_before"] = rss_kb(a.pid)
     t = time.perf_counter()
-    clients = Clients(a.host, a.port, a.path, a.clients)
+    clients = Clients(a.host, a.port, a.path, a.clients, reused=a.reused)
     out["open_s"] = time.perf_counter() - t
     st = status(a.host, a.port)
     out["server_clients"] = st.get("clients")
@@ -300,6 +308,8 @@ def main():
     p.add_argument("--path", default="/changes")
     p.add_argument("--pid", type=int, default=0, help="the proxy's pid, for RSS")
     p.add_argument("--clients", type=int, default=1000)
+    p.add_argument("--reused", action="store_true",
+                   help="fanout: each stream on a connection that carried a request before")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--count", type=int, default=10)
     p.add_argument("--gap-ms", type=int, default=400)
