@@ -1,8 +1,8 @@
 //! Putting the client into every HTML page a browser tab loads, streaming, and nowhere else.
 //!
 //! Owns the injector's two entry points, called by the proxy and the static server for every
-//! request: [`Injector::prepare_request`] (narrow `Accept-Encoding` for navigations to codings
-//! the proxy can undo) and [`Injector::apply`] (decide, fix the headers, wrap the body). The
+//! request: [`Injector::prepare_request`] (navigations ask for uncompressed pages) and
+//! [`Injector::apply`] (decide, fix the headers, wrap the body). The
 //! work is split by concern:
 //!
 //! - [`decide`]: which requests come from a tab and which responses are rewritable HTML;
@@ -69,11 +69,11 @@ impl Injector {
         Injector { enabled }
     }
 
-    /// Adjust the request headers sent upstream: a navigation may only be answered in a content
-    /// coding the proxy can decode, or its page would come back without the client.
+    /// Adjust the request headers sent upstream: a navigation asks for the page uncompressed
+    /// (see [`decode::ask_for_identity`]).
     pub fn prepare_request(&self, facts: &RequestFacts, headers: &mut HeaderMap) {
         if self.enabled && facts.reader == Reader::Page {
-            decode::narrow_accept_encoding(headers);
+            decode::ask_for_identity(headers);
         }
     }
 
