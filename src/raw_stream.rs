@@ -18,8 +18,11 @@
 //!
 //! [`Router::handle_changes`]: crate::router::Router::handle_changes
 
+use std::time::SystemTime;
+
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Response, Uri, Version, header};
+use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -88,13 +91,14 @@ pub(crate) async fn serve(mut stream: TcpStream, head_len: usize, response: Resp
         return;
     }
     let (parts, mut body) = response.into_parts();
-    let out = response_head(&parts);
+    let out = response_head(&parts, body.size_hint().exact());
     if stream.write_all(&out).await.is_err() {
         return;
     }
     drop((head, out));
-    // The client has nothing more to say; reading only tells when it has gone.
-    let mut gone = [0u8; 64];
+    // The response says `Connection: close`: reading only tells when the client has gone, and
+    // anything it still sends (a pipelined request) ends the stream rather than piling up.
+    let mut gone = [0u8; 1];
     loop {
         let data: Bytes = tokio::select! {
             frame = body.frame() => match frame {
@@ -104,10 +108,7 @@ pub(crate) async fn serve(mut stream: TcpStream, head_len: usize, response: Resp
                 },
                 Some(Err(_)) | None => break,
             },
-            read = stream.read(&mut gone) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(_) => continue,
-            },
+            _ = stream.read(&mut gone) => break,
         };
         if stream.write_all(&data).await.is_err() {
             break;
@@ -116,24 +117,40 @@ pub(crate) async fn serve(mut stream: TcpStream, head_len: usize, response: Resp
     let _ = stream.shutdown().await;
 }
 
-/// Status line and header fields, with `Connection: close` as the body's framing.
-fn response_head(parts: &http::response::Parts) -> Vec<u8> {
+/// Status line and header fields, with `Connection: close` as the body's framing, plus what
+/// hyper would add: `Date`, and `Content-Length` for a body of known length (a refusal).
+fn response_head(parts: &http::response::Parts, length: Option<u64>) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(parts.status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let mut field = |name: &[u8], value: &[u8]| {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    };
     for (name, value) in &parts.headers {
-        if name == header::CONNECTION || name == header::TRANSFER_ENCODING {
+        if name == header::CONNECTION
+            || name == header::TRANSFER_ENCODING
+            || name == header::CONTENT_LENGTH
+            || name == header::DATE
+        {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        field(name.as_str().as_bytes(), value.as_bytes());
     }
-    out.extend_from_slice(b"connection: close\r\n\r\n");
+    field(
+        b"date",
+        httpdate::fmt_http_date(SystemTime::now()).as_bytes(),
+    );
+    if let Some(length) = length {
+        field(b"content-length", length.to_string().as_bytes());
+    }
+    field(b"connection", b"close");
+    out.extend_from_slice(b"\r\n");
     out
 }
 
@@ -158,6 +175,13 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_content_length_is_no_body() {
+        assert!(taken(
+            "GET /changes HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+        ));
+    }
+
+    #[test]
     fn everything_else_is_left_to_hyper() {
         for head in [
             "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -168,6 +192,7 @@ mod tests {
             "GET /changes HTTP/1.0\r\nHost: a\r\n\r\n",
             "GET /changes HTTP/1.1\r\nHost: a\r\n",
             "GET /changes HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+            "GET /changes HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: 1\r\n\r\n",
             "GET /changes HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             "GET /changes HTTP/1.1\r\nHo st: a\r\n\r\n",
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",

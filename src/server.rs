@@ -6,6 +6,7 @@
 //! upgrades enabled, a header-read timeout (hyper's timeouts need a timer, which is set here) and
 //! `GracefulShutdown`. On shutdown the listener closes at once, in-flight requests get the grace
 //! period, tracked long-lived tasks (tunnels) are told to stop, and whatever remains is dropped.
+//! Streams served by `raw_stream` are not counted: their bodies end on shutdown by themselves.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -104,14 +105,19 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
                 drop(permit);
                 return;
             }
-            let service = service_fn(move |req| {
-                let router = router.clone();
-                async move { Ok::<_, std::convert::Infallible>(router.handle(req, peer).await) }
+            // Boxed: a task is allocated at the size of its largest state, and hyper's connection
+            // state would otherwise make every stream task above that size too.
+            let conn = Box::pin(async move {
+                let service = service_fn(move |req| {
+                    let router = router.clone();
+                    async move { Ok::<_, std::convert::Infallible>(router.handle(req, peer).await) }
+                });
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                watcher.watch(conn).await
             });
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(err) = watcher.watch(conn).await {
+            if let Err(err) = conn.await {
                 tracing::debug!("connection from {peer} ended: {err}");
             }
             drop(permit);

@@ -384,10 +384,33 @@ async fn streams_on_fresh_and_on_reused_connections_both_deliver() {
     drop((fresh, reused));
     within("both tabs gone", async {
         while clients(&proxy).await != 0 {
-            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await;
+
+    // Served outside hyper, the stream still refuses other hosts (DNS rebinding) and other
+    // sites, with a complete answer.
+    for (header, body) in [
+        ("Host: evil.example", "hmr-proxy"),
+        (
+            "Host: localhost\r\nOrigin: http://evil.example",
+            "another site",
+        ),
+    ] {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(format!("GET /changes HTTP/1.1\r\n{header}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let answer = read_until(&mut s, None).await;
+        let lower = answer.to_ascii_lowercase();
+        assert!(lower.starts_with("http/1.1 403 forbidden\r\n"), "{answer}");
+        assert!(lower.contains("\r\nconnection: close\r\n"), "{answer}");
+        assert!(lower.contains("\r\ncontent-length: "), "{answer}");
+        assert!(lower.contains("\r\ndate: "), "{answer}");
+        assert!(answer.contains(body), "{answer}");
+    }
+    assert_eq!(clients(&proxy).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

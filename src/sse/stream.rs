@@ -1,7 +1,8 @@
 //! One tab's `/changes` stream: catch-up bytes, then live batches and heartbeats until the tab
 //! goes away or the proxy shuts down.
 //!
-//! Owns the per-tab body and its client-count guard. The body is pulled by hyper: a tab that stops
+//! Owns the per-tab body and its client-count guard. The body is pulled by the connection (hyper's,
+//! or `raw_stream`'s loop), only as fast as the socket takes it: a tab that stops
 //! reading stops being polled, its broadcast receiver falls behind, and on the next poll it gets a
 //! `reload` batch instead of the backlog. Dropping the body (tab closed, connection reset) drops
 //! the receiver and the guard; nothing else is held per tab.
