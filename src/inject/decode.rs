@@ -98,7 +98,7 @@ fn joined(headers: &HeaderMap) -> String {
 /// page before rewriting it and sends it on identity-encoded anyway, so compression between a dev
 /// server and the proxy (loopback, or a container network) only costs CPU at both ends: a 100 KB
 /// gzip page cost ~36 µs to decode and inject against ~7 µs uncompressed (`cargo bench --bench
-/// inject`). Servers that compress regardless (or `identity;q=0`) still get decoded.
+/// inject`). A page from a server that compresses regardless is still decoded.
 pub(crate) fn ask_for_identity(headers: &mut HeaderMap) {
     headers.insert(
         header::ACCEPT_ENCODING,
