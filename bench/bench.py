@@ -68,6 +68,8 @@ SCENARIOS_WANTED = env_list("BENCH_SCENARIOS", [])
 NGINX_WORKERS = os.environ.get("BENCH_NGINX_WORKERS", "1")
 NGINX_PROXY_WORKERS = os.environ.get("BENCH_NGINX_PROXY_WORKERS", "auto")
 HMR_BIN = os.environ.get("BENCH_HMR_BIN") or os.path.join(REPO, "target", "release", "hmr-proxy")
+# The least a proxy on hmr-proxy's stack (hyper, hyper-util, tokio) can do: bench/floor.rs.
+FLOOR_BIN = os.environ.get("BENCH_FLOOR_BIN") or os.path.join(REPO, "target", "release", "examples", "hyper-floor")
 CHROMIUM = os.environ.get("BENCH_CHROMIUM", "/usr/bin/chromium")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(HERE, "results"))
@@ -439,6 +441,12 @@ def start_hmr(work, name, port, args):
     return p
 
 
+def start_floor(work, port, upstream_port):
+    p = PROCS.start("hyper-floor", [FLOOR_BIN, str(port), str(upstream_port)], f"{work}/hyper-floor.log")
+    wait_http(f"http://127.0.0.1:{port}/page-2k.html", p)
+    return p
+
+
 def start_bs(work, name, port, upstream_port, watch_dir=None, debounce=None):
     argv = ["node", os.path.join(HERE, "bs.mjs"), f"http://127.0.0.1:{upstream_port}", str(port)]
     if watch_dir:
@@ -510,7 +518,7 @@ SCENARIOS = [
     ("bin-1m", "/blob-1m.bin", FETCH_HEADERS, False),
 ]
 
-CONFIGS = ["direct", "hmr-proxy", "nginx-proxy", "browser-sync"]
+CONFIGS = ["direct", "hmr-proxy", "hyper-floor", "nginx-proxy", "browser-sync"]
 
 
 def fetch(url, headers):
@@ -544,6 +552,7 @@ def part_load(ctx):
     pids = {
         "direct": proc_tree(ctx["procs"]["upstream"].pid),
         "hmr-proxy": [ctx["procs"]["hmr-proxy"].pid],
+        "hyper-floor": [ctx["procs"]["hyper-floor"].pid],
         "nginx-proxy": proc_tree(ctx["procs"]["nginx-proxy"].pid),
         "browser-sync": proc_tree(ctx["procs"]["browser-sync"].pid),
     }
@@ -878,8 +887,15 @@ def evaluate(res):
     """The issue's targets, each with what was measured and PASS/FAIL (None: not measured)."""
     t = []
 
-    def add(name, measured, ok):
-        t.append({"target": name, "measured": measured, "pass": ok})
+    def add(name, measured, ok, floor=None):
+        t.append({"target": name, "measured": measured, "pass": ok, "floor_pass": floor})
+
+    def floor_note(rows, values, ok):
+        """Where the hyper floor (bench/floor.rs) misses the same bar, the stack is what limits it."""
+        missed = [f"{r['scenario']}/c{r['conns']} {fmt_ratio(x)}" for r, x in zip(rows, values) if not ok(x)]
+        if not missed:
+            return "; the hyper floor meets it everywhere", True
+        return "; the hyper floor misses it too: " + ", ".join(missed), False
 
     load = res.get("load")
     if load:
@@ -889,18 +905,28 @@ def evaluate(res):
         html = [r for r in rows if r["html"]]
         if non_html:
             rr = [ratio(r["hmr-proxy"]["rps"], r["nginx-proxy"]["rps"]) for r in non_html]
+            fr = [ratio(r["hyper-floor"]["rps"], r["nginx-proxy"]["rps"]) for r in non_html]
+            note, floor_ok = floor_note(non_html, fr, lambda x: x >= 0.9)
             add("non-HTML req/s ≥ 0.9× nginx-as-proxy", "min " + fmt_ratio(min(rr)) + " (" + ", ".join(
-                f"{r['scenario']}/c{r['conns']} {fmt_ratio(x)}" for r, x in zip(non_html, rr)) + ")", min(rr) >= 0.9)
+                f"{r['scenario']}/c{r['conns']} {fmt_ratio(x)}" for r, x in zip(non_html, rr)) + ")" + note,
+                min(rr) >= 0.9, floor_ok)
             cr = [ratio(r["hmr-proxy"]["cpu_ms_per_1k"], r["nginx-proxy"]["cpu_ms_per_1k"]) for r in non_html]
+            fc = [ratio(r["hyper-floor"]["cpu_ms_per_1k"], r["nginx-proxy"]["cpu_ms_per_1k"]) for r in non_html]
+            note, floor_ok = floor_note(non_html, fc, lambda x: x <= 1.2)
             add("non-HTML CPU/request ≤ 1.2× nginx-as-proxy", "max " + fmt_ratio(max(cr)) + " (" + ", ".join(
-                f"{r['scenario']}/c{r['conns']} {fmt_ratio(x)}" for r, x in zip(non_html, cr)) + ")", max(cr) <= 1.2)
+                f"{r['scenario']}/c{r['conns']} {fmt_ratio(x)}" for r, x in zip(non_html, cr)) + ")" + note,
+                max(cr) <= 1.2, floor_ok)
             br = [ratio(r["hmr-proxy"]["rps"], r["browser-sync"]["rps"]) for r in non_html]
             add("non-HTML req/s ≥ 10× browser-sync", "min " + fmt_ratio(min(br), 1), min(br) >= 10)
         if html:
             rr = [ratio(r["hmr-proxy"]["rps"], r["nginx-proxy"]["rps"]) for r in html]
             inj = " (injecting)" if load["injecting"] else " (NOT injecting: injection not in this build)"
+            # The floor injects nothing: where even it misses the bar, injecting cannot meet it.
+            fr = [ratio(r["hyper-floor"]["rps"], r["nginx-proxy"]["rps"]) for r in html]
+            note, floor_ok = floor_note(html, fr, lambda x: x >= 0.7)
             add("HTML req/s ≥ 0.7× nginx-as-proxy" + inj, "min " + fmt_ratio(min(rr)) + " (" + ", ".join(
-                f"{r['scenario']}/c{r['conns']} {fmt_ratio(x)}" for r, x in zip(html, rr)) + ")", min(rr) >= 0.7)
+                f"{r['scenario']}/c{r['conns']} {fmt_ratio(x)}" for r, x in zip(html, rr)) + ")" + note,
+                min(rr) >= 0.7, floor_ok)
             br = [ratio(r["hmr-proxy"]["rps"], r["browser-sync"]["rps"]) for r in html]
             add("HTML req/s ≥ 10× browser-sync", "min " + fmt_ratio(min(br), 1), min(br) >= 10)
         c1 = [r for r in rows if r["conns"] == 1]
@@ -963,24 +989,29 @@ def render(res):
         L.append("Requests/s (median of rounds); ratios are hmr-proxy's. Injecting: "
                  + ("yes" if load["injecting"] else "**no** (the injector did not add the client in this build)"))
         L.append("")
-        L.append("| scenario | conns | direct | hmr-proxy | nginx proxy | browser-sync | ÷ nginx proxy | ÷ browser-sync | ÷ direct |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        L.append("| scenario | conns | direct | hmr-proxy | hyper floor | nginx proxy | browser-sync | ÷ nginx proxy | "
+                 "floor ÷ nginx proxy | ÷ floor | ÷ browser-sync | ÷ direct |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for row in load["summary"].values():
-            h, n, b, d = (row[c]["rps"] for c in ("hmr-proxy", "nginx-proxy", "browser-sync", "direct"))
-            L.append(f"| {row['scenario']} | {row['conns']} | {fmt(d)} | {fmt(h)} | {fmt(n)} | {fmt(b)} | "
-                     f"{fmt_ratio(ratio(h, n))} | {fmt_ratio(ratio(h, b), 1)} | {fmt_ratio(ratio(h, d))} |")
+            h, f, n, b, d = (row[c]["rps"] for c in ("hmr-proxy", "hyper-floor", "nginx-proxy", "browser-sync", "direct"))
+            L.append(f"| {row['scenario']} | {row['conns']} | {fmt(d)} | {fmt(h)} | {fmt(f)} | {fmt(n)} | {fmt(b)} | "
+                     f"{fmt_ratio(ratio(h, n))} | {fmt_ratio(ratio(f, n))} | {fmt_ratio(ratio(h, f))} | "
+                     f"{fmt_ratio(ratio(h, b), 1)} | {fmt_ratio(ratio(h, d))} |")
         L.append("")
         L.append("Latency p50 / p99 (ms) and the proxy's CPU per 1,000 requests (ms; for *direct*, nginx's own).")
         L.append("")
-        L.append("| scenario | conns | direct | hmr-proxy | nginx proxy | browser-sync | hmr p99 − direct | CPU hmr | CPU nginx proxy | CPU browser-sync | CPU ÷ nginx |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        L.append("| scenario | conns | direct | hmr-proxy | hyper floor | nginx proxy | browser-sync | hmr p99 − direct | "
+                 "CPU hmr | CPU floor | CPU nginx proxy | CPU browser-sync | CPU ÷ nginx | floor CPU ÷ nginx |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for row in load["summary"].values():
             lat = lambda c: f"{fmt(row[c]['p50_ms'], 2)} / {fmt(row[c]['p99_ms'], 2)}"  # noqa: E731
             added = row["hmr-proxy"]["p99_ms"] - row["direct"]["p99_ms"]
-            L.append(f"| {row['scenario']} | {row['conns']} | {lat('direct')} | {lat('hmr-proxy')} | {lat('nginx-proxy')} | "
-                     f"{lat('browser-sync')} | {added:+.2f} | {fmt(row['hmr-proxy']['cpu_ms_per_1k'], 1)} | "
-                     f"{fmt(row['nginx-proxy']['cpu_ms_per_1k'], 1)} | {fmt(row['browser-sync']['cpu_ms_per_1k'], 1)} | "
-                     f"{fmt_ratio(ratio(row['hmr-proxy']['cpu_ms_per_1k'], row['nginx-proxy']['cpu_ms_per_1k']))} |")
+            cpu = lambda c: row[c]["cpu_ms_per_1k"]  # noqa: E731
+            L.append(f"| {row['scenario']} | {row['conns']} | {lat('direct')} | {lat('hmr-proxy')} | {lat('hyper-floor')} | "
+                     f"{lat('nginx-proxy')} | {lat('browser-sync')} | {added:+.2f} | {fmt(cpu('hmr-proxy'), 1)} | "
+                     f"{fmt(cpu('hyper-floor'), 1)} | {fmt(cpu('nginx-proxy'), 1)} | {fmt(cpu('browser-sync'), 1)} | "
+                     f"{fmt_ratio(ratio(cpu('hmr-proxy'), cpu('nginx-proxy')))} | "
+                     f"{fmt_ratio(ratio(cpu('hyper-floor'), cpu('nginx-proxy')))} |")
         errs = {f"{r['scenario']}/c{r['conns']}": {c: r[c]["errors"] for c in CONFIGS if r[c]["errors"]}
                 for r in load["summary"].values()}
         errs = {k: v for k, v in errs.items() if v}
@@ -1065,6 +1096,8 @@ def render(res):
         L.append("|---|---|---|")
         for t in targets:
             mark = "PASS" if t["pass"] else ("FAIL" if t["pass"] is False else "—")
+            if t["pass"] is False and t.get("floor_pass") is False:
+                mark = "FAIL (so does the hyper floor)"
             L.append(f"| {t['target']} | {t['measured']} | {mark} |")
     return "\n".join(L) + "\n"
 
@@ -1075,6 +1108,8 @@ def render(res):
 def main():
     if not os.access(HMR_BIN, os.X_OK):
         sys.exit(f"no hmr-proxy binary at {HMR_BIN}: run bench/run (it builds one) or set BENCH_HMR_BIN")
+    if not os.access(FLOOR_BIN, os.X_OK):
+        sys.exit(f"no hyper-floor binary at {FLOOR_BIN}: run bench/run (it builds one) or set BENCH_FLOOR_BIN")
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -1103,11 +1138,13 @@ def main():
     ctx = {"work": work, "www": www, "ports": {}, "procs": {}}
     if "load" in PARTS or "latency" in PARTS:
         ports = ctx["ports"]
-        for name in ("direct", "hmr-proxy", "hmr-proxy-d0", "nginx-proxy", "browser-sync", "browser-sync-d0"):
+        for name in ("direct", "hmr-proxy", "hmr-proxy-d0", "hyper-floor", "nginx-proxy", "browser-sync",
+                     "browser-sync-d0"):
             ports[name] = free_port()
         up = ports["direct"]
-        log("starting nginx (upstream and proxy), hmr-proxy ×2, browser-sync ×2 …")
+        log("starting nginx (upstream and proxy), hmr-proxy ×2, the hyper floor, browser-sync ×2 …")
         ctx["procs"]["upstream"] = start_upstream(work, www, up)
+        ctx["procs"]["hyper-floor"] = start_floor(work, ports["hyper-floor"], up)
         ctx["procs"]["nginx-proxy"] = start_nginx_proxy(work, ports["nginx-proxy"], up)
         origin = f"http://127.0.0.1:{up}"
         ctx["procs"]["hmr-proxy"] = start_hmr(work, "hmr-proxy", ports["hmr-proxy"],
