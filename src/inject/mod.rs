@@ -9,7 +9,8 @@
 //! - [`decode`]: undoing `Content-Encoding` before rewriting;
 //! - [`charset`]: which encoding the page is parsed in (or that it cannot be);
 //! - [`csp`]: letting the client through the page's Content-Security-Policy, minimally;
-//! - [`rewrite`]: the streaming lol_html adapter that puts the tag in exactly once.
+//! - [`rewrite`]: the streaming lol_html adapter that puts the tag in exactly once;
+//! - [`head_scan`]: its fast path, for a page whose head is plain.
 //!
 //! It does not serve the client (`client`) or choose which responses reach it (`router`,
 //! `proxy`): everything that is not a page for a tab comes back out unchanged.
@@ -18,6 +19,7 @@ mod charset;
 mod csp;
 mod decide;
 mod decode;
+mod head_scan;
 mod rewrite;
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header};

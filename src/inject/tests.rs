@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use proptest::prelude::*;
 use tokio::sync::mpsc;
 
-use super::rewrite::{HOLD_LIMIT, rewrite};
+use super::rewrite::{HOLD_LIMIT, rewrite, rewrite_with};
 use super::*;
 use crate::body::{self, BoxError};
 use crate::client::TAG;
@@ -38,6 +38,17 @@ fn chunked(input: &[u8], chunk: usize) -> Body {
 /// Run the rewriter alone (no headers) over `input` cut into `chunk`-byte frames.
 fn run(rt: &tokio::runtime::Runtime, input: &[u8], chunk: usize) -> Vec<u8> {
     let body = rewrite(chunked(input, chunk), None, csp::Csp::new(None));
+    rt.block_on(body.collect()).unwrap().to_bytes().to_vec()
+}
+
+/// The whole of `input` in one frame, with or without the plain-head fast path.
+fn run_scanning(rt: &tokio::runtime::Runtime, input: &[u8], scan_head: bool) -> Vec<u8> {
+    let body = rewrite_with(
+        chunked(input, usize::MAX),
+        None,
+        csp::Csp::new(None),
+        scan_head,
+    );
     rt.block_on(body.collect()).unwrap().to_bytes().to_vec()
 }
 
@@ -536,6 +547,27 @@ fn html5lib_corpus_never_loses_a_byte() {
     assert!(injected > docs.len() / 3, "{injected} of {}", docs.len());
 }
 
+#[test]
+fn html5lib_corpus_the_fast_path_agrees_with_lol_html() {
+    let docs = html5lib_documents();
+    let rt = runtime();
+    let mut answered = 0;
+    for (name, doc) in &docs {
+        answered += usize::from(super::head_scan::head_end(doc).is_some());
+        assert_eq!(
+            run_scanning(&rt, doc, true),
+            run_scanning(&rt, doc, false),
+            "{name}: {:?}",
+            String::from_utf8_lossy(doc)
+        );
+    }
+    // The corpus is made of odd heads; a few dozen are plain enough for the fast path.
+    assert!(
+        answered >= 20,
+        "the fast path answered {answered} documents"
+    );
+}
+
 /// Pieces hostile HTML is made of: every tag and text mode that changes where a tag may go.
 fn piece() -> impl Strategy<Value = Vec<u8>> {
     let fixed = prop::sample::select(vec![
@@ -608,6 +640,51 @@ fn document() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(piece(), 0..40).prop_map(|pieces| pieces.concat())
 }
 
+/// What goes into a real head, with decoys (`</head>`, `>`, `<!--`) in text and attributes, and
+/// now and then something that is not plain.
+fn head_piece() -> impl Strategy<Value = String> {
+    let text = "[a-zA-Z<>/!\\- =\"'{}();]{0,30}";
+    prop_oneof![
+        4 => prop::sample::select(vec![
+            "<meta charset=utf-8>",
+            "<META name=x content='a>b'>",
+            "<meta name=viewport content=\"width=device-width\" />",
+            "<link rel=stylesheet href=\"/a.css?x=</head>\">",
+            "<link rel=icon href=/f.svg/>",
+            "<base href=/>",
+            "<script type=module src=/@vite/client></script>",
+            "</head>",
+            "<meta http-equiv=refresh content=5>",
+            "<template>",
+            "<noscript>",
+            " ",
+            "\n",
+        ]).prop_map(String::from),
+        1 => "[^<]{0,20}".prop_map(|t| format!("<title>{t}</title>")),
+        1 => text.prop_map(|t| format!("<script>{t}</script>")),
+        1 => text.prop_map(|t| format!("<style>{t}</style >")),
+        1 => text.prop_map(|t| format!("<!--{t}-->")),
+        1 => text.prop_map(String::from),
+    ]
+}
+
+/// A document whose head is often plain enough for the fast path.
+fn plain_head_document() -> impl Strategy<Value = Vec<u8>> {
+    (
+        any::<bool>(),
+        prop::collection::vec(head_piece(), 0..12),
+        "[a-z<>/ ]{0,30}",
+    )
+        .prop_map(|(doctype, pieces, rest)| {
+            let doctype = if doctype { "<!doctype html>" } else { "" };
+            format!(
+                "{doctype}<html><head>{}</head><body>{rest}",
+                pieces.concat()
+            )
+            .into_bytes()
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -618,6 +695,12 @@ proptest! {
         let at = tag_position(&doc, &whole, TAG.as_bytes());
         prop_assert!(at.is_ok(), "{:?}: {:?}", String::from_utf8_lossy(&doc), at);
         prop_assert_eq!(run(&rt, &doc, chunk), whole);
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_lol_html(doc in prop_oneof![plain_head_document(), document()]) {
+        let rt = runtime();
+        prop_assert_eq!(run_scanning(&rt, &doc, true), run_scanning(&rt, &doc, false));
     }
 
     #[test]
