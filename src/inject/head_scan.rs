@@ -7,8 +7,8 @@
 //! than forwarding a small page does; most dev pages open with a short, plain head. The scan walks
 //! the tokens before `</head>` by the HTML tokenizer's rules (tags with quoted attributes,
 //! comments, one doctype, the text of `<title>`, `<script>` and `<style>`) and answers `None` on
-//! anything else: a `<template>`, a `<meta http-equiv>` (a Content-Security-Policy the rewriter
-//! may have to edit), an element that does not belong in a head, text that is not whitespace, a
+//! anything else: a `<template>`, a `<meta http-equiv="Content-Security-Policy">` (which the
+//! rewriter may have to edit), an element that does not belong in a head, text that is not whitespace, a
 //! script containing `<!--` (the tokenizer's escaped states), or the bytes running out. `None`
 //! means "ask lol_html", never "no place for the tag". Nothing here inserts anything
 //! (`rewrite`), and the scan relies on the page's encoding being ASCII-compatible, which
@@ -52,7 +52,18 @@ pub(crate) fn head_end(page: &[u8]) -> Option<usize> {
             }
             b if b.is_ascii_alphabetic() => {
                 let (name, after) = tag_name(page, i + 1)?;
-                let (end, self_closing) = skip_attributes(page, after)?;
+                // `http-equiv` values of a `<meta>`; one naming a policy needs the rewriter.
+                let mut equivs = 0;
+                let mut policy = false;
+                let (end, self_closing) = attributes(page, after, |attr, value| {
+                    if attr.eq_ignore_ascii_case(b"http-equiv") {
+                        equivs += 1;
+                        policy |= value.contains(&b'&')
+                            || value
+                                .trim_ascii()
+                                .eq_ignore_ascii_case(b"content-security-policy");
+                    }
+                })?;
                 let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
                 if !in_head {
                     if is(b"html") && !seen_html {
@@ -66,11 +77,8 @@ pub(crate) fn head_end(page: &[u8]) -> Option<usize> {
                 } else if is(b"link") || is(b"base") {
                     i = end;
                 } else if is(b"meta") {
-                    let attributes = &page[after..end];
-                    if attributes
-                        .windows(b"http-equiv".len())
-                        .any(|w| w.eq_ignore_ascii_case(b"http-equiv"))
-                    {
+                    // Only the first of repeated attributes counts: with two, leave it to lol_html.
+                    if policy || equivs > 1 {
                         return None;
                     }
                     i = end;
@@ -106,7 +114,17 @@ fn tag_name(page: &[u8], at: usize) -> Option<(&[u8], usize)> {
 
 /// From the end of a tag name, through the attributes to just past the tag's `>`; and whether
 /// the tag is self-closing. Quoted values may hold `>`; `/` not before `>` is not self-closing.
-fn skip_attributes(page: &[u8], mut i: usize) -> Option<(usize, bool)> {
+fn skip_attributes(page: &[u8], i: usize) -> Option<(usize, bool)> {
+    attributes(page, i, |_, _| {})
+}
+
+/// [`skip_attributes`], showing each attribute's name and raw value (empty when it has none) to
+/// `seen`.
+fn attributes(
+    page: &[u8],
+    mut i: usize,
+    mut seen: impl FnMut(&[u8], &[u8]),
+) -> Option<(usize, bool)> {
     loop {
         while is_space(*page.get(i)?) {
             i += 1;
@@ -121,14 +139,17 @@ fn skip_attributes(page: &[u8], mut i: usize) -> Option<(usize, bool)> {
             }
             _ => {
                 // The name; its first character may be `=`.
+                let name_start = i;
                 i += 1;
                 while !matches!(*page.get(i)?, b'/' | b'>' | b'=') && !is_space(page[i]) {
                     i += 1;
                 }
+                let name = &page[name_start..i];
                 while is_space(*page.get(i)?) {
                     i += 1;
                 }
                 if page[i] != b'=' {
+                    seen(name, b"");
                     continue;
                 }
                 i += 1;
@@ -136,13 +157,22 @@ fn skip_attributes(page: &[u8], mut i: usize) -> Option<(usize, bool)> {
                     i += 1;
                 }
                 match page[i] {
-                    quote @ (b'"' | b'\'') => i += 1 + memchr(quote, &page[i + 1..])? + 1,
-                    b'>' => return Some((i + 1, false)),
+                    quote @ (b'"' | b'\'') => {
+                        let len = memchr(quote, &page[i + 1..])?;
+                        seen(name, &page[i + 1..i + 1 + len]);
+                        i += 1 + len + 1;
+                    }
+                    b'>' => {
+                        seen(name, b"");
+                        return Some((i + 1, false));
+                    }
                     _ => {
+                        let start = i;
                         while page[i] != b'>' && !is_space(page[i]) {
                             i += 1;
                             page.get(i)?;
                         }
+                        seen(name, &page[start..i]);
                     }
                 }
             }
@@ -218,6 +248,8 @@ mod tests {
             "<head><style>p::after { content: '</head>' }</style ></head>",
             "<head><link href=\"x</head>\" data-x='>' data-y=a></head>",
             "<head><meta name=viewport content=\"width=device-width\"/></head >",
+            "<head><meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\"><META HTTP-EQUIV=refresh content=1></head>",
+            "<head><meta http-equiv=Content-Type content=\"text/html; charset=utf-8\"></head>",
             "<head><script type=importmap>{\"imports\": {}}</script></head foo=\">\">",
             "<head><!--> <!---> <!--- -- ---></head>",
         ] {
@@ -239,7 +271,10 @@ mod tests {
             // Not plain.
             "<head><template></template></head>",
             "<head><meta http-equiv=\"Content-Security-Policy\" content=\"x\"></head>",
-            "<head><META HTTP-EQUIV=refresh content=1></head>",
+            "<head><META HTTP-EQUIV=' content-security-policy ' content=x></head>",
+            "<head><meta http-equiv=content-security-policy></head>",
+            "<head><meta http-equiv=&#99;ontent-security-policy></head>",
+            "<head><meta http-equiv=refresh http-equiv=content-security-policy></head>",
             "<head><script><!-- </script> --></script></head>",
             "<head><noscript></noscript></head>",
             "<head><div></div></head>",
