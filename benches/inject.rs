@@ -2,7 +2,10 @@
 //! `Injector::apply`, on pages in 16 KiB frames as they come off a socket:
 //!
 //! - `pass-through`: injection off, the same bodies collected: the floor every response pays;
-//! - `page`: a document whose `</head>` comes early, the common case (rewrite, then raw bytes);
+//! - `page`: a document whose plain head ends early, the common case (the tag goes in without
+//!   lol_html, then raw bytes);
+//! - `page-lol_html`: the same with a `<noscript>` in its head, which sends it through lol_html
+//!   (parse up to `</head>`, then raw bytes);
 //! - `fragment`: no doctype, html, head or body, so lol_html scans every byte: the worst case;
 //! - `gzip-page`: the page gzip-encoded upstream, decoded before rewriting.
 //!
@@ -25,12 +28,21 @@ use hmr_proxy::inject::{Injector, RequestFacts};
 /// Frame size of the upstream body: what hyper typically hands over from a socket read.
 const FRAME: usize = 16 * 1024;
 
-/// A framework-ish page of about `size` bytes: a short head, then paragraphs.
+/// A framework-ish page of about `size` bytes: a short head, then paragraphs. The head is plain,
+/// so the tag goes in without lol_html (`head_scan`).
 fn page(size: usize) -> Vec<u8> {
-    let mut out = b"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-        <title>Benchmark page</title>\n<link rel=\"stylesheet\" href=\"/static/app.css\">\n\
-        <script type=\"module\" src=\"/static/app.js\"></script>\n</head>\n<body>\n"
-        .to_vec();
+    page_with_head(size, "")
+}
+
+/// The same page with `extra` at the start of the head: a `<noscript>` there sends it through
+/// lol_html, the path every page with an unusual head takes.
+fn page_with_head(size: usize, extra: &str) -> Vec<u8> {
+    let mut out = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n{extra}<meta charset=\"utf-8\">\n\
+         <title>Benchmark page</title>\n<link rel=\"stylesheet\" href=\"/static/app.css\">\n\
+         <script type=\"module\" src=\"/static/app.js\"></script>\n</head>\n<body>\n"
+    )
+    .into_bytes();
     let mut i = 0;
     while out.len() < size {
         out.extend_from_slice(
@@ -110,15 +122,20 @@ fn bench(c: &mut Criterion) {
     ] {
         let page = page(size);
         let page_frames = frames(&page);
+        let parsed_frames = frames(&page_with_head(
+            size,
+            "<noscript><style>p{}</style></noscript>",
+        ));
         let fragment_frames = frames(&fragment(size));
         let gzip_frames = frames(&gzip(&page));
         group.throughput(Throughput::Bytes(size as u64));
         if size > 1024 * 1024 {
             group.sample_size(20);
         }
-        let cases: [(&str, &Injector, &[Bytes], Option<&'static str>); 4] = [
+        let cases: [(&str, &Injector, &[Bytes], Option<&'static str>); 5] = [
             ("pass-through", &off, &page_frames, None),
             ("page", &on, &page_frames, None),
+            ("page-lol_html", &on, &parsed_frames, None),
             ("fragment", &on, &fragment_frames, None),
             ("gzip-page", &on, &gzip_frames, Some("gzip")),
         ];
