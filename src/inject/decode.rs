@@ -26,6 +26,11 @@ use crate::body::{self, Body, BoxError};
 /// against decoding, small enough that a page still streams in pieces a browser can start on.
 const DECODED_FRAME: usize = 32 * 1024;
 
+/// The first decoded frame's size; each full frame doubles the next, up to [`DECODED_FRAME`].
+/// A small page then costs a small buffer (zeroed, since the decoder writes into initialised
+/// memory) rather than 32 KiB of it.
+const FIRST_DECODED_FRAME: usize = 4 * 1024;
+
 /// zstd window limit (2^23 = 8 MiB). RFC 9659 (zstd in HTTP) requires decoders to support 8 MB
 /// windows and lets them refuse more; zstd's own default would accept 128 MiB windows, which a
 /// hostile upstream could make us allocate per response.
@@ -125,6 +130,7 @@ pub(crate) fn decode(body: Body, coding: Coding) -> Body {
         coding,
         stage,
         buf: BytesMut::new(),
+        frame: FIRST_DECODED_FRAME,
     })
 }
 
@@ -290,6 +296,8 @@ struct Decoded {
     stage: Stage,
     /// Reused output buffer; each frame is split off it.
     buf: BytesMut,
+    /// How much the next read may decode (see [`FIRST_DECODED_FRAME`]).
+    frame: usize,
 }
 
 /// Whether two bytes start a zlib stream (RFC 1950: method 8, window ≤ 32 KiB, header checksum).
@@ -335,12 +343,16 @@ impl http_body::Body for Decoded {
                     }));
                 }
                 Stage::Decoding(decoder) => {
-                    if this.buf.len() < DECODED_FRAME {
-                        this.buf.resize(DECODED_FRAME, 0);
+                    let frame = this.frame;
+                    if this.buf.len() < frame {
+                        this.buf.resize(frame, 0);
                     }
-                    let mut read = ReadBuf::new(&mut this.buf[..DECODED_FRAME]);
+                    let mut read = ReadBuf::new(&mut this.buf[..frame]);
                     let result = ready!(decoder.poll_read(cx, &mut read));
                     let n = read.filled().len();
+                    if n == frame {
+                        this.frame = (frame * 2).min(DECODED_FRAME);
+                    }
                     return Poll::Ready(match result {
                         Ok(()) if n == 0 => {
                             this.stage = Stage::Done;
