@@ -31,6 +31,17 @@ async fn clients(proxy: &Proxy) -> u64 {
     status["clients"].as_u64().unwrap()
 }
 
+/// Wait until `/__hmr/status` counts `n` open streams (the count has no event to await: it is
+/// asked again every 10 ms, within the test's time limit).
+async fn clients_become(proxy: &Proxy, n: u64, what: &str) {
+    within(what, async {
+        while clients(proxy).await != n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
 fn write(path: &Path, text: &str) {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).unwrap();
@@ -242,17 +253,7 @@ async fn a_tab_that_stops_reading_gets_a_reload_not_a_backlog() {
         .await
         .unwrap();
     let mut watcher = SseClient::open(proxy.addr, &[]).await;
-    within("slow tab counted", async {
-        loop {
-            let (_, _, body) = get(&proxy.url("/__hmr/status"), &[]).await;
-            let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            if status["clients"] == 2 {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    clients_become(&proxy, 2, "slow tab counted").await;
 
     // 150 batches of ~60 KiB each (9 MiB): far more than the per-tab queue and the socket
     // buffers hold, even with the sender's buffer autotuned to its 4 MiB maximum.
@@ -302,10 +303,7 @@ async fn a_thousand_tabs_all_get_the_batch_and_leave_cleanly() {
     for _ in 0..1000 {
         tabs.push(SseClient::open(proxy.addr, &[]).await);
     }
-    let status =
-        |body: bytes::Bytes| -> serde_json::Value { serde_json::from_slice(&body).unwrap() };
-    let (_, _, body) = get(&proxy.url("/__hmr/status"), &[]).await;
-    assert_eq!(status(body)["clients"], 1000);
+    assert_eq!(clients(&proxy).await, 1000);
 
     write(&root.join("css/site.css"), "all");
     let receivers = tabs.into_iter().map(|mut tab| {
@@ -321,16 +319,7 @@ async fn a_thousand_tabs_all_get_the_batch_and_leave_cleanly() {
         tabs.push(tab);
     }
     drop(tabs);
-    within("all tabs gone", async {
-        loop {
-            let (_, _, body) = get(&proxy.url("/__hmr/status"), &[]).await;
-            if status(body)["clients"] == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    clients_become(&proxy, 0, "all tabs gone").await;
 }
 
 /// A stream asked for on a fresh connection is served outside hyper (`Connection: close`, the
@@ -382,12 +371,7 @@ async fn streams_on_fresh_and_on_reused_connections_both_deliver() {
     }
 
     drop((fresh, reused));
-    within("both tabs gone", async {
-        while clients(&proxy).await != 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    clients_become(&proxy, 0, "both tabs gone").await;
 
     // Served outside hyper, the stream still refuses other hosts (DNS rebinding) and other
     // sites, with a complete answer.
