@@ -36,6 +36,18 @@ const MAX_HEAD: usize = 8 * 1024;
 /// More header fields than this: hyper's business.
 const MAX_HEADERS: usize = 64;
 
+/// Whether a connection whose first bytes are `first` may be asking for the change stream: the
+/// bytes so far agree with `GET <changes_path>` followed by a space or `?`. Judged on what the
+/// server has already peeked, so every other connection is spared [`peek_request`]'s 8 KiB peek.
+pub(crate) fn may_be_stream(first: &[u8], changes_path: &str) -> bool {
+    let (method, rest) = first.split_at(first.len().min(4));
+    let path = changes_path.as_bytes();
+    let (target, after) = rest.split_at(rest.len().min(path.len()));
+    b"GET ".starts_with(method)
+        && path.starts_with(target)
+        && after.first().is_none_or(|b| matches!(b, b' ' | b'?'))
+}
+
 /// The request on `stream`, if its first request is a complete, bodiless HTTP/1.1 `GET` of
 /// `changes_path` (with or without a query); with the length of its head. Reads nothing.
 pub(crate) async fn peek_request(
@@ -49,7 +61,7 @@ pub(crate) async fn peek_request(
 
 /// See [`peek_request`].
 fn parse(bytes: &[u8], changes_path: &str) -> Option<(Request<()>, usize)> {
-    // Most connections are not streams: a prefix test before parsing anything.
+    // A prefix test before parsing anything.
     let target = bytes.strip_prefix(b"GET ")?;
     let after = target.strip_prefix(changes_path.as_bytes())?;
     if !matches!(after.first(), Some(b' ' | b'?')) {
@@ -156,7 +168,31 @@ fn response_head(parts: &http::response::Parts, length: Option<u64>) -> Vec<u8> 
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{may_be_stream, parse};
+
+    #[test]
+    fn the_first_bytes_rule_out_other_requests() {
+        for first in [
+            "G",
+            "GET",
+            "GET ",
+            "GET /cha",
+            "GET /changes",
+            "GET /changes ",
+            "GET /changes?x",
+        ] {
+            assert!(may_be_stream(first.as_bytes(), "/changes"), "{first:?}");
+        }
+        for first in [
+            "P",
+            "GET /a",
+            "GET /changesx",
+            "HEAD /changes",
+            "GET /changes/",
+        ] {
+            assert!(!may_be_stream(first.as_bytes(), "/changes"), "{first:?}");
+        }
+    }
 
     fn taken(head: &str) -> bool {
         parse(head.as_bytes(), "/changes").is_some()

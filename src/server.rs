@@ -23,6 +23,10 @@ use crate::raw_stream;
 use crate::router::Router;
 use crate::shutdown::Shutdown;
 
+/// How much of a new connection is peeked before anything else: enough to tell a request for
+/// the change stream (`raw_stream`) from the rest without a larger peek.
+const FIRST_PEEK: usize = 64;
+
 /// After `accept` fails (e.g. out of file descriptors), wait this long before trying again rather
 /// than spinning or giving up.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
@@ -82,21 +86,21 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
             // hyper's header timeout starts only once the auto builder has read enough to tell
             // HTTP/1 from HTTP/2, so a client that connects and sends nothing would hold its
             // permit for ever: it gets the header timeout for its first byte.
-            let mut first = [0u8; 1];
-            let spoke = tokio::select! {
-                _ = shutdown.cancelled() => false,
+            let mut first = [0u8; FIRST_PEEK];
+            let peeked = tokio::select! {
+                _ = shutdown.cancelled() => 0,
                 peeked = tokio::time::timeout(header_timeout, stream.peek(&mut first)) => {
-                    matches!(peeked, Ok(Ok(n)) if n > 0)
+                    peeked.ok().and_then(Result::ok).unwrap_or(0)
                 }
             };
-            if !spoke {
+            if peeked == 0 {
                 tracing::debug!("connection from {peer} sent nothing; closed");
                 drop(permit);
                 return;
             }
             // A connection opened for the change stream lives as long as its tab: served
             // without hyper's per-connection buffers (see `raw_stream`).
-            if first[0] == b'G'
+            if raw_stream::may_be_stream(&first[..peeked], router.changes_path())
                 && let Some((req, head_len)) =
                     raw_stream::peek_request(&stream, router.changes_path()).await
             {
