@@ -61,10 +61,9 @@ pub(crate) async fn peek_request(
 
 /// See [`peek_request`].
 fn parse(bytes: &[u8], changes_path: &str) -> Option<(Request<()>, usize)> {
-    // A prefix test before parsing anything.
-    let target = bytes.strip_prefix(b"GET ")?;
-    let after = target.strip_prefix(changes_path.as_bytes())?;
-    if !matches!(after.first(), Some(b' ' | b'?')) {
+    // A prefix test before parsing anything: `may_be_stream`'s, on a request line long enough
+    // to settle it (`GET `, the path, and the byte after it).
+    if bytes.len() <= b"GET ".len() + changes_path.len() || !may_be_stream(bytes, changes_path) {
         return None;
     }
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
