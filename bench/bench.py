@@ -740,8 +740,9 @@ def part_fanout(ctx):
         log(f"    open in {r['open_s']:.1f}s; write → last client {r['last_ms_median']:.1f} ms (median of rounds);"
             f" RSS {r['rss_kb_open'] / 1024:.1f} MB open, {r['rss_kb_peak'] / 1024:.1f} MB peak")
         res["fanout"].append(r)
-    # hmr-proxy serves a stream on a fresh connection outside hyper; one on a keep-alive
-    # connection that carried a page first (as a browser's may) stays in hyper: measure both.
+    # hmr-proxy serves a stream on a fresh connection outside hyper at once; one on a keep-alive
+    # connection that carried a request first (as a browser's does) is taken from hyper between
+    # messages: measure both.
     k = max(FANOUT)
     log(f"  {k} clients on reused connections …")
     r = sse_tool(["fanout", "--port", str(port), "--pid", str(p.pid), "--clients", str(k), "--reused",

@@ -34,9 +34,11 @@ REQUEST = (
     "Cache-Control: no-cache\r\nUser-Agent: hmr-bench\r\n\r\n"
 )
 
-# With --reused, sent first on the same connection (pipelined): the stream then rides a
-# keep-alive connection that already carried a request, as a browser's may.
+# With --reused, sent first on the same connection, and answered in full before the stream is
+# asked for: the stream then rides a keep-alive connection that already carried a request, as a
+# browser's does (browsers do not pipeline).
 FIRST_REQUEST = "GET /__hmr/health HTTP/1.1\r\nHost: {host}\r\nUser-Agent: hmr-bench\r\n\r\n"
+FIRST_ANSWERED = b"\r\n\r\nok\n"
 
 
 def raise_fd_limit(want):
@@ -94,15 +96,13 @@ class Clients:
         self.ep = select.epoll()
         self.socks = {}
         self.bufs = {}
-        req = REQUEST.format(path=path, host=f"{host}:{port}")
-        if reused:
-            req = FIRST_REQUEST.format(host=f"{host}:{port}") + req
-        req = req.encode()
+        req = REQUEST.format(path=path, host=f"{host}:{port}").encode()
+        first = FIRST_REQUEST.format(host=f"{host}:{port}").encode()
         deadline = time.monotonic() + deadline_s
         pending = 0
         made = 0
         ready = 0
-        state = {}  # fd -> "connecting" | "reading"
+        state = {}  # fd -> "connecting" | "first" (with --reused) | "reading"
         while ready < count:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {ready} of {count} streams opened in {deadline_s}s")
@@ -123,14 +123,20 @@ class Clients:
                     err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                     if err:
                         raise RuntimeError(f"connect failed: {os.strerror(err)}")
-                    s.send(req)
-                    state[fd] = "reading"
+                    s.send(first if reused else req)
+                    state[fd] = "first" if reused else "reading"
                     self.ep.modify(fd, select.EPOLLIN)
                     continue
                 data = s.recv(65536)
                 if not data:
                     raise RuntimeError("a stream closed while opening")
                 self.bufs[fd] += data
+                if state[fd] == "first":
+                    if self.bufs[fd].endswith(FIRST_ANSWERED):
+                        self.bufs[fd] = b""
+                        s.send(req)
+                        state[fd] = "reading"
+                    continue
                 if HELLO.search(self.bufs[fd]):
                     if not self.bufs[fd].startswith(b"HTTP/1.1 200"):
                         raise RuntimeError(f"unexpected answer: {self.bufs[fd][:80]!r}")

@@ -2,7 +2,8 @@
 //!
 //! Owns connection handling and nothing about routes: each accepted TCP connection is served by
 //! `raw_stream` when it opens with a request for the change stream, else by hyper-util's auto
-//! builder (HTTP/1.1, or HTTP/2 when the client opens with the h2c preface) with
+//! builder (over `raw_stream::handover`'s socket, which hands a later stream request back to
+//! `raw_stream`) (HTTP/1.1, or HTTP/2 when the client opens with the h2c preface) with
 //! upgrades enabled, a header-read timeout (hyper's timeouts need a timer, which is set here) and
 //! `GracefulShutdown`. On shutdown the listener closes at once, in-flight requests get the grace
 //! period, tracked long-lived tasks (tunnels) are told to stop, and whatever remains is dropped.
@@ -20,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::raw_stream;
+use crate::raw_stream::handover::{Shared, Watched};
 use crate::router::Router;
 use crate::shutdown::Shutdown;
 
@@ -54,6 +56,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let changes_path: Arc<str> = router.changes_path().into();
 
     loop {
         // Take a permit before accepting: existing connections keep working, new ones queue.
@@ -82,6 +85,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let (shutdown, header_timeout) = (shutdown.clone(), limits.header_timeout);
+        let changes_path = changes_path.clone();
         tokio::spawn(async move {
             // hyper's header timeout starts only once the auto builder has read enough to tell
             // HTTP/1 from HTTP/2, so a client that connects and sends nothing would hold its
@@ -109,20 +113,39 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
                 drop(permit);
                 return;
             }
+            // A stream asked for later on this connection is taken back from hyper between
+            // messages (see `raw_stream::handover`) and served like the one above.
+            let shared = Arc::new(Shared::default());
+            let socket = Watched::new(
+                stream,
+                shared.clone(),
+                changes_path,
+                first[..peeked].starts_with(b"PRI "),
+            );
+            let service_router = router.clone();
+            let tracker = shared.clone();
             // Boxed: a task is allocated at the size of its largest state, and hyper's connection
             // state would otherwise make every stream task above that size too.
             let conn = Box::pin(async move {
                 let service = service_fn(move |req| {
-                    let router = router.clone();
-                    async move { Ok::<_, std::convert::Infallible>(router.handle(req, peer).await) }
+                    let router = service_router.clone();
+                    let in_flight = tracker.request(&req);
+                    async move {
+                        let response = router.handle(req, peer).await;
+                        Ok::<_, std::convert::Infallible>(in_flight.carry(response))
+                    }
                 });
                 let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .serve_connection_with_upgrades(TokioIo::new(socket), service)
                     .into_owned();
                 watcher.watch(conn).await
             });
             if let Err(err) = conn.await {
                 tracing::debug!("connection from {peer} ended: {err}");
+            }
+            if let Some(taken) = shared.take() {
+                let response = router.handle_changes(&taken.request);
+                raw_stream::serve(taken.stream, 0, response).await;
             }
             drop(permit);
         });

@@ -323,9 +323,10 @@ async fn a_thousand_tabs_all_get_the_batch_and_leave_cleanly() {
 }
 
 /// A stream asked for on a fresh connection is served outside hyper (`Connection: close`, the
-/// body delimited by closing); one asked for on a keep-alive connection that carried another
-/// request first stays with hyper (chunked). Both deliver, count as tabs, and stop counting
-/// when their client goes.
+/// body delimited by closing); so is one asked for on a keep-alive connection after another
+/// exchange finished there (as a browser reuses its connections), taken from hyper between
+/// messages. One pipelined behind another request stays with hyper (chunked). All deliver, count
+/// as tabs, and stop counting when their client goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_on_fresh_and_on_reused_connections_both_deliver() {
     use tokio::io::AsyncWriteExt;
@@ -333,45 +334,71 @@ async fn streams_on_fresh_and_on_reused_connections_both_deliver() {
     let (_dir, root) = project();
     let proxy = serve(&root, &[]).await;
     let request = b"GET /changes HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let outside_hyper = |head: &str| {
+        assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+        assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+        assert!(
+            head.contains("\r\ncontent-type: text/event-stream\r\n"),
+            "{head}"
+        );
+        assert!(!head.contains("transfer-encoding"), "{head}");
+    };
 
     let mut fresh = TcpStream::connect(proxy.addr).await.unwrap();
     fresh.write_all(request).await.unwrap();
     let head = read_until(&mut fresh, Some("event: hello"))
         .await
         .to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
-    assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
-    assert!(
-        head.contains("\r\ncontent-type: text/event-stream\r\n"),
-        "{head}"
-    );
-    assert!(!head.contains("transfer-encoding"), "{head}");
+    outside_hyper(&head);
 
+    // Two exchanges first (a page and a proxied-style GET), each read to its end.
     let mut reused = TcpStream::connect(proxy.addr).await.unwrap();
-    reused
-        .write_all(b"GET /__hmr/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let health = read_until(&mut reused, Some("ok\n")).await;
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    for _ in 0..2 {
+        reused
+            .write_all(b"GET /__hmr/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let health = read_until(&mut reused, Some("ok\n")).await;
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        assert!(!health.contains("connection: close"), "{health}");
+    }
     reused.write_all(request).await.unwrap();
     let head = read_until(&mut reused, Some("event: hello"))
         .await
         .to_ascii_lowercase();
+    outside_hyper(&head);
+    assert_eq!(head.matches("http/1.1 ").count(), 1, "{head}");
+
+    let mut pipelined = TcpStream::connect(proxy.addr).await.unwrap();
+    pipelined
+        .write_all(
+            [
+                &b"GET /__hmr/health HTTP/1.1\r\nHost: localhost\r\n\r\n"[..],
+                request,
+            ]
+            .concat()
+            .as_slice(),
+        )
+        .await
+        .unwrap();
+    let head = read_until(&mut pipelined, Some("event: hello"))
+        .await
+        .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
     assert!(
         head.contains("\r\ntransfer-encoding: chunked\r\n"),
         "{head}"
     );
 
-    assert_eq!(clients(&proxy).await, 2);
+    assert_eq!(clients(&proxy).await, 3);
     write(&root.join("css/site.css"), "body { color: blue }\n");
-    for tab in [&mut fresh, &mut reused] {
+    for tab in [&mut fresh, &mut reused, &mut pipelined] {
         let text = read_until(tab, Some(r#""paths":["css/site.css"]"#)).await;
         assert!(text.contains("event: change"), "{text}");
     }
 
-    drop((fresh, reused));
-    clients_become(&proxy, 0, "both tabs gone").await;
+    drop((fresh, reused, pipelined));
+    clients_become(&proxy, 0, "all tabs gone").await;
 
     // Served outside hyper, the stream still refuses other hosts (DNS rebinding) and other
     // sites, with a complete answer.

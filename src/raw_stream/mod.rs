@@ -14,9 +14,12 @@
 //! as for a stream that comes through hyper; this module knows only the HTTP/1.1 framing: the
 //! head with `Connection: close`, the body delimited by closing the connection, which every
 //! `EventSource` accepts. A stream requested on a connection that already carried other requests
-//! (a browser reusing a keep-alive connection) stays with hyper.
+//! (a browser reusing a keep-alive connection) is taken from hyper between messages by
+//! [`handover`] and then answered here the same way.
 //!
 //! [`Router::handle_changes`]: crate::router::Router::handle_changes
+
+pub(crate) mod handover;
 
 use std::time::SystemTime;
 
@@ -94,8 +97,9 @@ fn parse(bytes: &[u8], changes_path: &str) -> Option<(Request<()>, usize)> {
     bodiless.then_some((req, head_len))
 }
 
-/// Answer the peeked request (`head_len` bytes, still on the socket) with `response`, streaming
-/// its body until it ends or the client goes away, then close.
+/// Answer the request (`head_len` bytes of it still on the socket: peeked, not read; 0 when
+/// [`handover`] already read it) with `response`, streaming its body until it ends or the
+/// client goes away, then close.
 pub(crate) async fn serve(mut stream: TcpStream, head_len: usize, response: Response<Body>) {
     let mut head = vec![0u8; head_len];
     if stream.read_exact(&mut head).await.is_err() {
