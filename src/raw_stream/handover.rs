@@ -173,6 +173,18 @@ impl Watched {
             .unwrap_or_else(PoisonError::into_inner) = Some(Taken { stream, request });
         true
     }
+
+    /// A write through to the socket, noted as not yet flushed.
+    fn write_with(
+        &mut self,
+        write: impl FnOnce(Pin<&mut TcpStream>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        self.dirty = true;
+        match self.stream.as_mut() {
+            Some(stream) => write(Pin::new(stream)),
+            None => Poll::Ready(Err(gone())),
+        }
+    }
 }
 
 fn gone() -> io::Error {
@@ -208,12 +220,8 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.dirty = true;
-        match this.stream.as_mut() {
-            Some(stream) => Pin::new(stream).poll_write(cx, data),
-            None => Poll::Ready(Err(gone())),
-        }
+        self.get_mut()
+            .write_with(|stream| stream.poll_write(cx, data))
     }
 
     fn poll_write_vectored(
@@ -221,12 +229,8 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.dirty = true;
-        match this.stream.as_mut() {
-            Some(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
-            None => Poll::Ready(Err(gone())),
-        }
+        self.get_mut()
+            .write_with(|stream| stream.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
