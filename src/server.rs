@@ -2,10 +2,10 @@
 //!
 //! Owns connection handling and nothing about routes: each accepted TCP connection is served by
 //! `raw_stream` when it opens with a request for the change stream, else by hyper-util's auto
-//! builder (over `raw_stream::handover`'s socket, which hands a later stream request back to
-//! `raw_stream`) (HTTP/1.1, or HTTP/2 when the client opens with the h2c preface) with
-//! upgrades enabled, a header-read timeout (hyper's timeouts need a timer, which is set here) and
-//! `GracefulShutdown`. On shutdown the listener closes at once, in-flight requests get the grace
+//! builder (HTTP/1.1, or HTTP/2 when the client opens with the h2c preface) with upgrades
+//! enabled, a header-read timeout (hyper's timeouts need a timer, which is set here) and
+//! `GracefulShutdown`. hyper reads through `raw_stream::handover`'s socket, which takes a later
+//! stream request on the connection back for `raw_stream`. On shutdown the listener closes at once, in-flight requests get the grace
 //! period, tracked long-lived tasks (tunnels) are told to stop, and whatever remains is dropped.
 //! Streams served by `raw_stream` are not counted: their bodies end on shutdown by themselves.
 
