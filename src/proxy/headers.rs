@@ -10,9 +10,11 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+const HOP_COUNT: usize = 8;
+
 /// Connection-specific fields that never cross a proxy (RFC 9110 §7.6.1, plus the proxy-auth pair,
 /// which is addressed to a proxy, and the non-standard `Proxy-Connection`).
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("keep-alive"),
@@ -41,7 +43,20 @@ pub struct Hop {
 /// Remove hop-by-hop headers and every field `Connection` names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Hop {
     let mut hop = Hop::default();
+    // Look before removing: each removal hashes its name, a message carries one or two of the
+    // eight (fields named in `Connection` need `Connection`, itself one of them), and this runs
+    // twice for every proxied request.
+    let mut present = [false; HOP_COUNT];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[i] = true;
+        }
+    }
+    if !present.contains(&true) {
+        return hop;
+    }
     let mut upgrade_requested = false;
+    // Usually empty: browsers name only `keep-alive`, which goes anyway.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -50,7 +65,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Hop {
         .filter_map(|token| {
             let token = token.trim();
             upgrade_requested |= token.eq_ignore_ascii_case("upgrade");
-            HeaderName::from_bytes(token.as_bytes()).ok()
+            HeaderName::from_bytes(token.as_bytes())
+                .ok()
+                .filter(|name| !HOP_BY_HOP.contains(name))
         })
         .collect();
     if upgrade_requested
@@ -68,7 +85,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Hop {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    let listed = HOP_BY_HOP
+        .iter()
+        .zip(present)
+        .filter_map(|(name, p)| p.then_some(name));
+    for name in named.iter().chain(listed) {
         headers.remove(name);
     }
     hop
@@ -80,8 +101,8 @@ pub struct Forwarding<'a> {
     pub client_ip: IpAddr,
     /// The `Host` the browser used (or the HTTP/2 `:authority`), read before stripping.
     pub host: Option<HeaderValue>,
-    /// `host:port` of the upstream.
-    pub upstream_authority: &'a str,
+    /// `host:port` of the upstream, as the `Host` it is sent (built once per upstream).
+    pub upstream_host: Option<&'a HeaderValue>,
     /// Send the browser's `Host` instead of the upstream's.
     pub keep_host: bool,
     /// This proxy's `Via` entry.
@@ -98,28 +119,33 @@ pub fn prepare_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> Hop {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
 
-    let upstream_host = HeaderValue::from_str(fwd.upstream_authority).ok();
     let host = match (&fwd.host, fwd.keep_host) {
         (Some(incoming), true) => Some(incoming.clone()),
-        _ => upstream_host,
+        _ => fwd.upstream_host.cloned(),
     };
     if let Some(host) = host {
         headers.insert(header::HOST, host);
     }
 
-    let mut xff = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .collect::<Vec<_>>()
-        .join(", ");
-    if !xff.is_empty() {
-        xff.push_str(", ");
-    }
-    xff.push_str(&fwd.client_ip.to_string());
-    if let Ok(value) = HeaderValue::from_str(&xff) {
+    let client_ip = fwd.client_ip.to_string();
+    let xff = if headers.contains_key(&X_FORWARDED_FOR) {
+        let mut xff = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if !xff.is_empty() {
+            xff.push_str(", ");
+        }
+        xff.push_str(&client_ip);
+        HeaderValue::from_str(&xff)
+    } else {
+        HeaderValue::from_str(&client_ip)
+    };
+    if let Ok(value) = xff {
         headers.insert(X_FORWARDED_FOR, value);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
@@ -308,7 +334,7 @@ mod tests {
         let fwd = Forwarding {
             client_ip: "127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}")),
             host: h.get("host").cloned(),
-            upstream_authority: "localhost:8000",
+            upstream_host: Some(&HeaderValue::from_static("localhost:8000")),
             keep_host,
             via: &via,
         };

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
@@ -68,8 +69,10 @@ struct Inner {
     /// `http://host:port` of the upstream.
     /// Shared, because every response's error-logging closure holds it (a refcount, not a copy).
     origin: Arc<str>,
-    /// `host:port`, for `Host`.
-    authority: String,
+    /// `host:port`, every forwarded request's authority.
+    authority: Authority,
+    /// The same, as the `Host` sent upstream (built once, not per request).
+    upstream_host: Option<HeaderValue>,
     /// The names the upstream may call itself in redirects and cookies.
     names: UpstreamNames,
     settings: ProxySettings,
@@ -104,7 +107,8 @@ impl Proxy {
             inner: Arc::new(Inner {
                 client,
                 origin: upstream.origin().into(),
-                authority: upstream.authority.to_string(),
+                authority: upstream.authority.clone(),
+                upstream_host: HeaderValue::from_str(upstream.authority.as_str()).ok(),
                 names: UpstreamNames::new(&upstream.host, upstream.port),
                 settings,
                 via,
@@ -141,8 +145,7 @@ impl Proxy {
 
         let facts = RequestFacts::of(&req);
         let (mut parts, incoming) = req.into_parts();
-        let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let Ok(uri) = format!("{}{}", this.origin, path_and_query).parse::<Uri>() else {
+        let Some(uri) = upstream_uri(&this.authority, parts.uri.path_and_query()) else {
             return body::plain(
                 StatusCode::BAD_REQUEST,
                 "hmr-proxy: unusable request target",
@@ -159,7 +162,7 @@ impl Proxy {
             &Forwarding {
                 client_ip: peer.ip(),
                 host: browser_host.clone(),
-                upstream_authority: &this.authority,
+                upstream_host: this.upstream_host.as_ref(),
                 keep_host: this.settings.keep_host,
                 via: &this.via,
             },
@@ -186,14 +189,19 @@ impl Proxy {
         // Decided now, not by cloning the headers: the request moves into the upstream call.
         let wants_html = unavailable::wants_html(&parts.headers);
         // A request body that breaks (malformed chunks, the browser gone) fails the exchange:
-        // that is the browser's fault, not the upstream's.
-        let body_failed = Arc::new(AtomicBool::new(false));
-        let failed = body_failed.clone();
-        let incoming = incoming.map_err(move |err| {
-            failed.store(true, Ordering::Relaxed);
-            err
-        });
-        let request = Request::from_parts(parts, body::boxed(incoming));
+        // that is the browser's fault, not the upstream's. Most requests have none to watch.
+        let (body, body_failed) = if incoming.is_end_stream() {
+            (body::empty(), None)
+        } else {
+            let body_failed = Arc::new(AtomicBool::new(false));
+            let failed = body_failed.clone();
+            let body = body::boxed(incoming.map_err(move |err| {
+                failed.store(true, Ordering::Relaxed);
+                err
+            }));
+            (body, Some(body_failed))
+        };
+        let request = Request::from_parts(parts, body);
 
         let mut result = self.send(request).await;
         if let (Err(Failure::Exchange(reason)), Some((method, uri, headers))) = (&result, replay) {
@@ -206,7 +214,7 @@ impl Proxy {
         }
         let response = match result {
             Ok(response) => response,
-            Err(_) if body_failed.load(Ordering::Relaxed) => {
+            Err(_) if body_failed.is_some_and(|failed| failed.load(Ordering::Relaxed)) => {
                 tracing::debug!("{method} {path}: the request body broke off");
                 return body::plain(
                     StatusCode::BAD_REQUEST,
@@ -305,6 +313,23 @@ impl Proxy {
     }
 }
 
+/// The URI a request is forwarded to: the configured upstream's authority and the browser's path
+/// and query, never the request's own authority (an absolute-form target names a host this proxy
+/// must not reach). Built from parsed parts, not formatted and parsed again: this runs for every
+/// request. A target that is not a path (`OPTIONS *`) has no upstream URI.
+fn upstream_uri(authority: &Authority, target: Option<&PathAndQuery>) -> Option<Uri> {
+    let path_and_query = match target {
+        Some(target) if target.as_str().starts_with('/') => target.clone(),
+        Some(_) => return None,
+        None => PathAndQuery::from_static("/"),
+    };
+    let mut parts = uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority.clone());
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).ok()
+}
+
 fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
@@ -321,4 +346,33 @@ fn instance_id() -> u64 {
     hasher.write_u32(std::process::id());
     hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(uri: &str) -> Option<Uri> {
+        let authority = Authority::from_static("127.0.0.1:8000");
+        let uri: Uri = uri.parse().unwrap_or_else(|e| panic!("{uri}: {e}"));
+        upstream_uri(&authority, uri.path_and_query())
+    }
+
+    #[test]
+    fn upstream_uri_keeps_the_path_and_query_and_never_the_requests_authority() {
+        let forwarded = |uri| target(uri).map(|u| u.to_string());
+        assert_eq!(
+            forwarded("/a/b?x=1&y").as_deref(),
+            Some("http://127.0.0.1:8000/a/b?x=1&y")
+        );
+        assert_eq!(
+            forwarded("http://evil.example:9/steal?q").as_deref(),
+            Some("http://127.0.0.1:8000/steal?q")
+        );
+        assert_eq!(
+            forwarded("http://evil.example").as_deref(),
+            Some("http://127.0.0.1:8000/")
+        );
+        assert_eq!(forwarded("*"), None);
+    }
 }
