@@ -27,7 +27,9 @@ use crate::client;
 /// the tag will carry.
 #[derive(Debug, Clone)]
 pub(crate) struct Csp {
-    origin: Option<Origin>,
+    /// The request's `Host`, read as an [`Origin`] only when a policy lists host-sources: most
+    /// pages have no policy, and this is built for every page.
+    host: Option<HeaderValue>,
     nonce: Option<String>,
 }
 
@@ -58,7 +60,7 @@ impl Csp {
     /// State for one response; `host` is the request's `Host` header.
     pub(crate) fn new(host: Option<&HeaderValue>) -> Csp {
         Csp {
-            origin: host.and_then(Origin::from_host),
+            host: host.cloned(),
             nonce: None,
         }
     }
@@ -167,7 +169,7 @@ impl Csp {
             } else if has(list, "'strict-dynamic'") {
                 let ours = self.nonce.get_or_insert_with(fresh_nonce);
                 Some(format!("'nonce-{ours}'"))
-            } else if allows_same_origin(list, self.origin.as_ref()) {
+            } else if allows_same_origin(list, self.host.as_ref()) {
                 None
             } else {
                 Some("'self'".to_string())
@@ -179,7 +181,7 @@ impl Csp {
         }
 
         if let Some((index, list)) = policy.connect_list()
-            && !allows_same_origin(list, self.origin.as_ref())
+            && !allows_same_origin(list, self.host.as_ref())
         {
             policy.grant(index, "connect-src", "'self'", true);
             changed = true;
@@ -320,8 +322,10 @@ fn is_network_source(source: &str) -> bool {
     !source.starts_with('\'') || source.eq_ignore_ascii_case("'self'")
 }
 
-/// Whether a source list lets a page at `origin` fetch from its own origin over `http:`.
-fn allows_same_origin(list: &[Cow<'_, str>], origin: Option<&Origin>) -> bool {
+/// Whether a source list lets a page served under `host` fetch from its own origin over `http:`.
+fn allows_same_origin(list: &[Cow<'_, str>], host: Option<&HeaderValue>) -> bool {
+    let origin = host.and_then(Origin::from_host);
+    let origin = origin.as_ref();
     list.iter().any(|source| {
         let s = source.to_ascii_lowercase();
         match s.as_str() {

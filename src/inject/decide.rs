@@ -7,7 +7,7 @@
 //! look at the body: whether the body is a full document or a fragment is found out while it
 //! streams (`rewrite`), and how it is decoded lives in `decode` and `charset`.
 
-use http::{HeaderMap, Method, StatusCode, header};
+use http::{HeaderMap, HeaderName, Method, StatusCode, header};
 
 use super::charset::{self, HeaderCharset};
 use super::decode::{self, Coding};
@@ -23,6 +23,26 @@ pub(crate) enum Reader {
     NotAPage(&'static str),
 }
 
+/// Request headers that only fragment requests carry, and what each one means. Names, not
+/// strings: a string key is parsed and validated on every lookup, and this runs per request.
+static FRAGMENT_HEADERS: [(HeaderName, &str); 4] = [
+    (HeaderName::from_static("hx-request"), "htmx request"),
+    (
+        HeaderName::from_static("turbo-frame"),
+        "Turbo frame request",
+    ),
+    (
+        HeaderName::from_static("datastar-request"),
+        "Datastar request",
+    ),
+    (
+        HeaderName::from_static("x-up-target"),
+        "Unpoly fragment request",
+    ),
+];
+static X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
+static SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
+
 impl Reader {
     /// Classify a request from its method and headers. Runs on every request: header lookups
     /// only, no allocation.
@@ -32,23 +52,18 @@ impl Reader {
         }
         // Fragment requests first: they are the commonest non-page HTML, and some of them
         // (Turbo Drive, boosted htmx) look like navigations otherwise.
-        for (name, why) in [
-            ("hx-request", "htmx request"),
-            ("turbo-frame", "Turbo frame request"),
-            ("datastar-request", "Datastar request"),
-            ("x-up-target", "Unpoly fragment request"),
-        ] {
+        for (name, why) in &FRAGMENT_HEADERS {
             if headers.contains_key(name) {
                 return Reader::NotAPage(why);
             }
         }
         if headers
-            .get("x-requested-with")
+            .get(&X_REQUESTED_WITH)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"))
         {
             return Reader::NotAPage("XMLHttpRequest");
         }
-        match headers.get("sec-fetch-dest") {
+        match headers.get(&SEC_FETCH_DEST) {
             Some(dest) => {
                 let dest = dest.as_bytes();
                 if [&b"document"[..], b"iframe", b"frame"]
