@@ -22,7 +22,7 @@ mod decode;
 mod head_scan;
 mod rewrite;
 
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, header};
 use http_body::Body as _;
 
 use crate::body::Body;
@@ -119,6 +119,14 @@ impl Injector {
     }
 }
 
+/// Digests of the upstream's bytes. Names, not strings: a string key is parsed on every lookup.
+static DIGESTS: [HeaderName; 4] = [
+    HeaderName::from_static("content-md5"),
+    HeaderName::from_static("digest"),
+    HeaderName::from_static("content-digest"),
+    HeaderName::from_static("repr-digest"),
+];
+
 /// Headers that describe the upstream's bytes, not the rewritten ones. The body goes out
 /// identity-encoded, streamed (hyper chunks it), and a different representation: byte ranges and
 /// digests no longer apply, and a strong validator would claim byte equality. A weak `ETag`
@@ -128,7 +136,7 @@ fn for_rewritten_body(headers: &mut HeaderMap) {
     headers.remove(header::CONTENT_LENGTH);
     headers.remove(header::CONTENT_ENCODING);
     headers.remove(header::ACCEPT_RANGES);
-    for name in ["content-md5", "digest", "content-digest", "repr-digest"] {
+    for name in &DIGESTS {
         headers.remove(name);
     }
     if let Some(etag) = headers.get(header::ETAG)
