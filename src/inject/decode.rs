@@ -519,14 +519,16 @@ mod tests {
         e.finish().unwrap()
     }
 
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
     #[tokio::test]
     async fn every_coding_round_trips_in_any_chunking() {
         let page = page();
-        let gzip = {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            e.write_all(&page).unwrap();
-            e.finish().unwrap()
-        };
+        let gzip = gzip(&page);
         let raw = {
             let mut e =
                 flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
@@ -572,11 +574,7 @@ mod tests {
     #[tokio::test]
     async fn reused_decoders_start_clean_after_a_corrupt_or_abandoned_stream() {
         let page = page();
-        let gzip = {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            e.write_all(&page).unwrap();
-            e.finish().unwrap()
-        };
+        let gzip = gzip(&page);
         for round in 0..3 {
             // Abandoned halfway: the body is dropped with its decoder mid-stream.
             let mut half = decode(chunked(&gzip, 1000), Coding::Gzip);
