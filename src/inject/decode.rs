@@ -377,6 +377,13 @@ impl Decoded {
                         }
                         // The codec saw the end of its stream; anything after it is ignored.
                         Ok(true) => self.stage = Stage::Flushing(decoder),
+                        // Input and room for output, and neither used: a stuck codec would
+                        // spin this loop for ever, so it ends the body instead.
+                        Ok(false) if consumed == 0 && written.is_empty() => {
+                            decoder.give_back();
+                            let stuck = io::Error::other("the decoder made no progress");
+                            return Poll::Ready(Some(Err(self.corrupt(stuck))));
+                        }
                         Ok(false) => self.stage = Stage::Decoding(decoder),
                     }
                     if !written.is_empty() {
