@@ -325,11 +325,13 @@ impl Decoded {
         }))
     }
 
-    fn corrupt(&self, source: io::Error) -> BoxError {
-        Box::new(DecodeError::Corrupt {
+    /// End the body with a decoding error; the decoder goes back to the pool, reset.
+    fn fail(&self, decoder: Decoder, source: io::Error) -> Poll<Option<Result<Bytes, BoxError>>> {
+        decoder.give_back();
+        Poll::Ready(Some(Err(Box::new(DecodeError::Corrupt {
             coding: self.coding.name(),
             source,
-        })
+        }))))
     }
 
     /// The next decoded frame, `None` at the end.
@@ -371,18 +373,14 @@ impl Decoded {
                     let written = Bytes::copy_from_slice(out.written());
                     self.input.advance(consumed);
                     match result {
-                        Err(source) => {
-                            decoder.give_back();
-                            return Poll::Ready(Some(Err(self.corrupt(source))));
-                        }
+                        Err(source) => return self.fail(decoder, source),
                         // The codec saw the end of its stream; anything after it is ignored.
                         Ok(true) => self.stage = Stage::Flushing(decoder),
                         // Input and room for output, and neither used: a stuck codec would
                         // spin this loop for ever, so it ends the body instead.
                         Ok(false) if consumed == 0 && written.is_empty() => {
-                            decoder.give_back();
                             let stuck = io::Error::other("the decoder made no progress");
-                            return Poll::Ready(Some(Err(self.corrupt(stuck))));
+                            return self.fail(decoder, stuck);
                         }
                         Ok(false) => self.stage = Stage::Decoding(decoder),
                     }
@@ -402,15 +400,9 @@ impl Decoded {
                             self.stage = Stage::Flushing(decoder);
                         }
                         Ok(false) => {
-                            decoder.give_back();
-                            return Poll::Ready(Some(Err(
-                                self.corrupt(io::ErrorKind::UnexpectedEof.into())
-                            )));
+                            return self.fail(decoder, io::ErrorKind::UnexpectedEof.into());
                         }
-                        Err(source) => {
-                            decoder.give_back();
-                            return Poll::Ready(Some(Err(self.corrupt(source))));
-                        }
+                        Err(source) => return self.fail(decoder, source),
                     }
                     if !written.is_empty() {
                         return Poll::Ready(Some(Ok(written)));
