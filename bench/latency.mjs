@@ -201,7 +201,10 @@ class Tab {
   async measure(kind, n) {
     await this.ready(kind);
     await sleep(SETTLE_MS + Math.random() * 50);
-    const docBefore = await this.doc();
+    // Calibrated again for every sample: one calibration per document once put a whole kind's
+    // samples 13 ms early (a page-to-Node offset that was off), where one bad sample would not
+    // move the median.
+    const docBefore = (await this.calibrate()).doc;
     let file;
     let content;
     let pred;

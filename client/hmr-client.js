@@ -187,14 +187,20 @@ function start(selfUrl) {
     }
 
     // Whatever is swapped in under a cache-busting URL is also fetched again under its own URL,
-    // so the next full reload cannot take a stale copy from the HTTP cache (dev servers often
-    // send no caching headers, and browsers then cache heuristically).
+    // so the next full page load cannot take a stale copy from the HTTP cache (an upstream that
+    // sends `max-age` is cached; the proxy adds `no-cache` only where it sends no caching
+    // headers at all).
     const refresh = new Set();
+    const swaps = [];
     for (const link of links) {
-      swapStylesheet(link, batch.id, hit);
-      refresh.add(link.href);
+      swaps.push(swapStylesheet(link, batch.id, hit));
       log(`css swapped: ${path(link.href)}`);
     }
+    // A swapped sheet's own URL is fetched again only once the copies have loaded: fetched beside
+    // them, it competed with them for the connection and the server and put off the new styles.
+    // Not awaited: the next batch does not wait for a sheet.
+    const sheets = links.map((link) => link.href);
+    Promise.all(swaps).then(() => sheets.forEach(refetch));
     for (const { rule, url } of imports) {
       const owner = ownerNode(rule.parentStyleSheet);
       if (links.includes(owner) || owner?.dataset?.hmrReplaced) continue; // done in the copy
@@ -212,7 +218,12 @@ function start(selfUrl) {
       for (const e of entries) refresh.add(e.url.href);
       await load(box, entries, batch.id);
     }
-    for (const url of refresh) fetch(unbust(url), { cache: 'reload' }).catch(() => {});
+    refresh.forEach(refetch);
+  }
+
+  /** Fetch `url` (without its cache-busting parameter) past the HTTP cache, to update it. */
+  function refetch(url) {
+    fetch(unbust(url), { cache: 'reload' }).catch(() => {});
   }
 
   // ---- Stylesheets ----------------------------------------------------------------------------
@@ -238,20 +249,24 @@ function start(selfUrl) {
   /**
    * A changed stylesheet's link: a copy goes in right after it, and the original leaves once the
    * copy has loaded (or failed), so the page is never unstyled. Changed sheets the copy @imports
-   * are then replaced in it, as the browser took them from its cache.
+   * are then replaced in it, as the browser took them from its cache. Settles when the copy has
+   * loaded or failed.
    */
   function swapStylesheet(link, id, hit) {
     const copy = link.cloneNode();
     copy.href = bust(link.href, id);
     link.dataset.hmrReplaced = 'true';
-    const done = (event) => {
-      link.remove();
-      if (event.type !== 'load') return;
-      for (const { rule, url } of importRules(copy.sheet, hit)) replaceImport(rule, url, id);
-    };
-    copy.addEventListener('load', done, { once: true });
-    copy.addEventListener('error', done, { once: true });
-    link.after(copy);
+    return new Promise((resolve) => {
+      const done = (event) => {
+        link.remove();
+        resolve();
+        if (event.type !== 'load') return;
+        for (const { rule, url } of importRules(copy.sheet, hit)) replaceImport(rule, url, id);
+      };
+      copy.addEventListener('load', done, { once: true });
+      copy.addEventListener('error', done, { once: true });
+      link.after(copy);
+    });
   }
 
   /**

@@ -198,6 +198,8 @@ async function css() {
       document.body.style.minHeight = '400vh';
       window.scrollTo(0, 700);
     });
+    const own = (r) => new URL(r.url()).pathname === '/css/app.css' && !new URL(r.url()).search;
+    const refetched = page.waitForResponse(own);
     await cssProbe([page]);
     await page.waitForFunction(() => document.querySelectorAll('link[rel=stylesheet]').length === 1);
     assert.match(await page.getAttribute('link[rel=stylesheet]', 'href'), /\/css\/app\.css\?t=\d+$/);
@@ -206,6 +208,19 @@ async function css() {
     assert.equal(await page.inputValue('#notes'), 'typed before the swap', 'form input kept');
     assert.equal(await loads(page), 1, 'no reload');
     assert.ok(logged('[hmr] css swapped: /css/app.css'), 'console says css swapped');
+    // Fetched again for an upstream whose caching headers would keep the old copy, and only after
+    // the copy has loaded, so that it does not hold the new styles up. (The first entry for the
+    // sheet's own URL is the page's load.)
+    await refetched;
+    const handle = await page.waitForFunction(() => {
+      const entries = performance.getEntriesByType('resource');
+      const sheet = (e) => new URL(e.name).pathname === '/css/app.css';
+      const copy = entries.find((e) => sheet(e) && new URL(e.name).searchParams.has('t'));
+      const own = entries.filter((e) => sheet(e) && !new URL(e.name).search);
+      return copy && own.length >= 2 && [copy.responseEnd, own.at(-1).startTime];
+    });
+    const [copy, again] = await handle.jsonValue();
+    assert.ok(copy > 0 && again >= copy, `refetched at ${again} ms, the copy loaded at ${copy} ms`);
   } finally {
     await context.close();
   }
