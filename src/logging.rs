@@ -17,7 +17,9 @@ pub fn init(verbose: u8, quiet: u8) {
         _ => "error",
     };
     // Dependencies stay at warn unless RUST_LOG asks: hyper's debug output is per-frame noise.
-    let default = format!("warn,hmr_proxy={level}");
+    // notify's own warnings are its internal bookkeeping (a deleted directory's watch it could
+    // not remove, as a debug dump); what matters of them reaches our log as a watch error.
+    let default = format!("warn,notify=error,hmr_proxy={level}");
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -25,5 +27,9 @@ pub fn init(verbose: u8, quiet: u8) {
         .without_time()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
+        // A failed write to stderr (a closed pipe: `hmr-proxy … | head`) is otherwise reported
+        // with `eprintln!`, which panics on that same broken stderr, in whichever task logged:
+        // the signal handler among them, and shutdown never came. Lost log lines are the lesser harm.
+        .log_internal_errors(false)
         .init();
 }

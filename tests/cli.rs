@@ -435,6 +435,62 @@ fn sigterm_when_idle_exits_0() {
     running.wait_for_log("stopped");
 }
 
+/// A closed stderr (`hmr-proxy … | head`) loses log lines and nothing else: the request whose
+/// warning cannot be written still gets its answer, and SIGTERM still stops the proxy. (The log
+/// layer reported the failed write with `eprintln!`, which panicked in whichever task logged,
+/// the signal handler among them.)
+#[tokio::test]
+async fn a_closed_stderr_loses_log_lines_not_requests_or_shutdown() {
+    let dir = tempdir();
+    let upstream = format!("http://{}", crate::support::dead_addr().await);
+    let (child, addr) = bin::blocking("hmr-proxy to start", {
+        let dir = dir.path().to_owned();
+        move || {
+            use std::io::BufRead;
+            let args = ["--listen", "127.0.0.1:0", "--watch", ".", upstream.as_str()];
+            let mut child = bin::command(&args, &[], &dir).spawn().expect("spawn");
+            let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr piped"));
+            let mut line = String::new();
+            while !line.contains(bin::LISTENING) {
+                line.clear();
+                assert!(
+                    stderr.read_line(&mut line).expect("read stderr") > 0,
+                    "no listening line"
+                );
+            }
+            let after = &line[line.find(bin::LISTENING).expect("needle") + bin::LISTENING.len()..];
+            let addr: SocketAddr = after
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .parse()
+                .expect("address");
+            // Dropping the reader closes the pipe's only read end.
+            (child, addr)
+        }
+    })
+    .await;
+    for _ in 0..3 {
+        let response = raw(
+            addr,
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            None,
+        )
+        .await;
+        assert!(response.starts_with("HTTP/1.1 502"), "{response:?}");
+    }
+    bin::signal(child.id(), "TERM");
+    let status = bin::blocking("hmr-proxy to exit", move || {
+        bin::wait_or_kill(
+            child,
+            Duration::from_secs(10),
+            "hmr-proxy to exit after SIGTERM",
+        )
+    })
+    .await;
+    assert!(status.success(), "{status}");
+}
+
 /// `--health-check` (the container health check) exits 0 while a proxy answers at the listen
 /// address given in the environment, as in the compose file, and 1 with a reason once it is gone.
 #[test]

@@ -21,7 +21,7 @@ use super::PATIENCE;
 pub const BIN: &str = env!("CARGO_BIN_EXE_hmr-proxy");
 
 /// What the binary logs once it is bound; the address follows it.
-const LISTENING: &str = "listening on http://";
+pub const LISTENING: &str = "listening on http://";
 
 /// A command for the binary with a clean environment: every `HMR_PROXY_*` variable and `RUST_LOG`
 /// removed, then `envs` set; run in `cwd`, stdin closed, stdout and stderr piped.
@@ -77,7 +77,7 @@ fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
 }
 
 /// Wait for `child` up to `timeout`; on timeout kill it and fail the test.
-fn wait_or_kill(mut child: Child, timeout: Duration, what: &str) -> ExitStatus {
+pub fn wait_or_kill(mut child: Child, timeout: Duration, what: &str) -> ExitStatus {
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -95,7 +95,7 @@ fn wait_or_kill(mut child: Child, timeout: Duration, what: &str) -> ExitStatus {
 }
 
 /// Send `signal` (a name such as `TERM`) to `pid` with kill(1).
-fn signal(pid: u32, signal: &str) {
+pub fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
