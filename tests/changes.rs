@@ -202,6 +202,37 @@ async fn poll_mode_sees_saves() {
     .await;
 }
 
+/// Two saves inside one second are two batches when polling (a fix and a save again, or a format
+/// on save). Saved as editors do, by renaming a finished copy over the file, with modification
+/// times in one whole second and the same size: nothing but the time's fraction and the inode
+/// tells the versions apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_mode_sees_a_second_save_within_the_same_second() {
+    let (_dir, root) = project();
+    let scratch = tempfile::tempdir().unwrap();
+    let file = root.join("css/site.css");
+    let second = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let save = |content: &str, at: std::time::SystemTime| {
+        // Written outside the watched tree, then moved in whole.
+        let copy = scratch.path().join("site.css");
+        std::fs::write(&copy, content).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&copy)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+        std::fs::rename(&copy, &file).unwrap();
+    };
+    save("a {}\n", second);
+    let proxy = serve(&root, &["--poll=50"]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    save("b {}\n", second + Duration::from_millis(300));
+    assert_eq!(paths(&tab.next_batch().await), ["css/site.css"]);
+    save("c {}\n", second + Duration::from_millis(700));
+    assert_eq!(paths(&tab.next_batch().await), ["css/site.css"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_tab_gets_what_it_missed_or_a_reload() {
     let (_dir, root) = project();

@@ -1,6 +1,6 @@
 //! The one file watcher of the process, and the batches of changes it produces.
 //!
-//! Owns a single notify watcher (OS events, or polling for bind mounts and network file systems)
+//! Owns a single notify watcher (OS events, or [`poll`]ing for bind mounts and network file systems)
 //! and the task that turns its events into [`ChangeBatch`]es on a channel. Directories are watched
 //! one by one (non-recursively) after the filter has had its say, so ignored trees such as
 //! `node_modules` cost no watches; new directories are registered as they appear, and their files
@@ -11,6 +11,7 @@
 
 mod batch;
 mod filter;
+mod poll;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -87,15 +88,9 @@ pub fn spawn(
         }
     };
     let watcher: Box<dyn Watcher + Send> = match settings.poll {
-        Some(interval) => Box::new(
-            notify::PollWatcher::new(
-                handler,
-                notify::Config::default()
-                    .with_poll_interval(interval)
-                    .with_follow_symlinks(false),
-            )
-            .map_err(WatchError::Start)?,
-        ),
+        Some(interval) => {
+            Box::new(poll::StatPoller::new(handler, interval).map_err(WatchError::Start)?)
+        }
         None => Box::new(
             notify::RecommendedWatcher::new(
                 handler,
