@@ -1,10 +1,14 @@
 //! No-upstream mode: serve a folder.
 //!
 //! Owns the folder server: tower-http's `ServeDir` does content types, `index.html` for
-//! directories, 404s, conditional requests and ranges; this module adds what it lacks for a dev
-//! tool: a check that a path does not leave the folder through a symlink (`ServeDir` already
-//! refuses `..` and its encoded forms), `GET`/`HEAD` only, and `Cache-Control: no-cache` so the
-//! browser revalidates every file instead of showing a stale copy after a save.
+//! directories, 404s, date-based conditional requests and ranges; this module adds what it lacks
+//! for a dev tool: a check that a path does not leave the folder through a symlink (`ServeDir`
+//! already refuses `..` and its encoded forms), `GET`/`HEAD` only, `Cache-Control: no-cache` so
+//! the browser revalidates every file instead of showing a stale copy after a save, and an `ETag`
+//! from the file's full modification time, size and inode. `Last-Modified` has whole seconds: a
+//! page saved twice within one second answered the browser's revalidation with 304 and the tab
+//! kept the first version. Browsers send `If-None-Match` with `If-Modified-Since`, and the tag
+//! wins (RFC 9110, 13.1.3).
 
 use std::convert::Infallible;
 use std::path::{Component, Path, PathBuf};
@@ -55,11 +59,42 @@ impl StaticFiles {
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return res;
         }
-        if leaves_root(&self.root, req.uri().path()).await {
+        let Some(file) = file_path(&self.root, req.uri().path()) else {
+            // `..` and the like: `ServeDir` answers those itself.
+            return self.serve_dir(req, None).await;
+        };
+        if leaves_root(&self.root, &file).await {
             return body::plain(StatusCode::NOT_FOUND, "not found");
         }
+        let etag = entity_tag(&file).await;
+        self.serve_dir(req, etag).await
+    }
+
+    /// `ServeDir`'s answer, with the tag and the caching header; the tag's own conditions are
+    /// decided here, before `ServeDir` looks at the dates.
+    async fn serve_dir<B>(&self, req: Request<B>, etag: Option<HeaderValue>) -> Response<Body> {
         let facts = RequestFacts::of(&req);
-        let req = req.map(|_| Empty::<Bytes>::new());
+        let mut req = req.map(|_| Empty::<Bytes>::new());
+        if let Some(etag) = &etag {
+            let headers = req.headers_mut();
+            if let Some(tags) = headers.remove(header::IF_NONE_MATCH) {
+                headers.remove(header::IF_MODIFIED_SINCE);
+                if matches_any(&tags, etag) {
+                    let mut res = Response::new(body::empty());
+                    *res.status_mut() = StatusCode::NOT_MODIFIED;
+                    res.headers_mut().insert(header::ETAG, etag.clone());
+                    res.headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                    return res;
+                }
+            }
+            // A range asked for on condition of another version gets the whole file instead.
+            if let Some(tag) = headers.remove(header::IF_RANGE)
+                && tag != *etag
+            {
+                headers.remove(header::RANGE);
+            }
+        }
         let res: Result<_, Infallible> = self.serve.clone().oneshot(req).await;
         let mut res = match res {
             Ok(res) => res.map(body::boxed),
@@ -67,26 +102,71 @@ impl StaticFiles {
         };
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        if let Some(etag) = etag
+            && res.status().is_success()
+        {
+            res.headers_mut().insert(header::ETAG, etag);
+        }
         self.injector.apply(&facts, res)
     }
 }
 
-/// Whether the file a URL path names resolves (through symlinks) to somewhere outside `root`.
-/// Paths `ServeDir` itself refuses (`..`, absolute components) and missing files are left to it.
-async fn leaves_root(root: &Path, url_path: &str) -> bool {
+/// The file a URL path names below `root` (`index.html` for a directory), or `None` for a path
+/// that is not a plain relative one (`ServeDir` refuses those).
+fn file_path(root: &Path, url_path: &str) -> Option<PathBuf> {
     let decoded = percent_encoding::percent_decode_str(url_path.trim_start_matches('/'));
-    let Ok(decoded) = decoded.decode_utf8() else {
-        return false;
-    };
+    let decoded = decoded.decode_utf8().ok()?;
     let mut path = root.to_path_buf();
     for component in Path::new(&*decoded).components() {
         match component {
             Component::Normal(part) => path.push(part),
             Component::CurDir => {}
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return false,
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
         }
     }
-    match tokio::fs::canonicalize(&path).await {
+    Some(path)
+}
+
+/// A strong tag for the version of `path` (or of its `index.html`) on disk now: modification time
+/// to the nanosecond, size and inode (an editor's save by rename is a new inode).
+async fn entity_tag(path: &Path) -> Option<HeaderValue> {
+    use std::os::unix::fs::MetadataExt;
+    let mut metadata = tokio::fs::metadata(path).await.ok()?;
+    if metadata.is_dir() {
+        metadata = tokio::fs::metadata(path.join("index.html")).await.ok()?;
+    }
+    let modified = metadata
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let tag = format!(
+        "\"{:x}.{:x}-{:x}-{:x}\"",
+        modified.as_secs(),
+        modified.subsec_nanos(),
+        metadata.len(),
+        metadata.ino()
+    );
+    HeaderValue::from_str(&tag).ok()
+}
+
+/// Whether an `If-None-Match` list names `etag` (weak comparison: an injected page's tag is the
+/// weak form of its file's), or is `*`.
+fn matches_any(tags: &HeaderValue, etag: &HeaderValue) -> bool {
+    let Ok(tags) = tags.to_str() else {
+        return false;
+    };
+    let ours = etag.to_str().unwrap_or_default();
+    tags.split(',').map(str::trim).any(|tag| {
+        tag == "*"
+            || tag.strip_prefix("W/").unwrap_or(tag) == ours.strip_prefix("W/").unwrap_or(ours)
+    })
+}
+
+/// Whether `path` (below `root`) resolves through symlinks to somewhere outside it. Missing files
+/// are left to `ServeDir`.
+async fn leaves_root(root: &Path, path: &Path) -> bool {
+    match tokio::fs::canonicalize(path).await {
         Ok(real) => !real.starts_with(root),
         Err(_) => false,
     }

@@ -207,6 +207,101 @@ async fn if_modified_since_gives_304() {
     assert!(body.is_empty());
 }
 
+/// A file saved twice within one second (the same size, the same whole-second `Last-Modified`)
+/// is not "not modified" to a browser revalidating with both validators, as browsers do; an
+/// unchanged file still is. The page's tag is weak (the client is injected), the sheet's strong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_save_within_one_second_is_not_taken_for_the_first() {
+    let dir = project();
+    let proxy = serve(dir.path()).await;
+    let second = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    let save = |rel: &str, content: &str, millis: u64| {
+        let path = dir.path().join("site").join(rel);
+        std::fs::write(&path, content).expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .expect("open")
+            .set_modified(second + std::time::Duration::from_millis(millis))
+            .expect("set mtime");
+    };
+    for (rel, first, again) in [
+        ("style.css", "body { color: red }", "body { color: tan }"),
+        (
+            "page.html",
+            "<!doctype html><p>one</p>",
+            "<!doctype html><p>two</p>",
+        ),
+    ] {
+        save(rel, first, 100);
+        let url = proxy.url(&format!("/{rel}"));
+        let (status, headers, _) = get(&url, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{rel}");
+        let validator = |name| {
+            headers
+                .get(&name)
+                .unwrap_or_else(|| panic!("{rel}: no {name}"))
+                .to_str()
+                .expect("ascii")
+                .to_string()
+        };
+        let (etag, last_modified) = (validator(header::ETAG), validator(header::LAST_MODIFIED));
+        assert_eq!(
+            etag.starts_with("W/"),
+            rel.ends_with(".html"),
+            "{rel}: {etag}"
+        );
+        let revalidate = [
+            ("if-none-match", etag.as_str()),
+            ("if-modified-since", last_modified.as_str()),
+        ];
+        let (status, _, body) = get(&url, &revalidate).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED, "{rel} unchanged");
+        assert!(body.is_empty());
+
+        save(rel, again, 600);
+        let (status, headers, body) = get(&url, &revalidate).await;
+        assert_eq!(status, StatusCode::OK, "{rel} saved again");
+        // (Compared past the doctype: the page has the client tag after it.)
+        assert!(text(&body).ends_with(&again[15..]), "{rel}: {}", text(&body));
+        assert_eq!(
+            headers.get(header::LAST_MODIFIED).map(|v| v.as_bytes()),
+            Some(last_modified.as_bytes()),
+            "{rel}: the same second"
+        );
+        assert_ne!(
+            headers.get(header::ETAG).map(|v| v.as_bytes()),
+            Some(etag.as_bytes()),
+            "{rel}"
+        );
+    }
+}
+
+/// A range asked for on condition of a version that is no longer on disk gets the whole file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_range_with_another_version_gives_the_whole_file() {
+    let dir = project();
+    let proxy = serve(dir.path()).await;
+    let url = proxy.url("/data.txt");
+    let (_, headers, _) = get(&url, &[]).await;
+    let etag = headers
+        .get(header::ETAG)
+        .expect("ETag")
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    let (status, _, body) = get(&url, &[("range", "bytes=0-3"), ("if-range", &etag)]).await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&body[..], b"0123");
+    let (status, _, body) = get(
+        &url,
+        &[("range", "bytes=0-3"), ("if-range", "\"elsewhere\"")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&body[..], b"0123456789");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn range_request_gives_206() {
     let dir = project();
