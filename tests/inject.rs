@@ -48,6 +48,8 @@ struct Case {
     inject: bool,
     before: Option<String>,
     after: Option<String>,
+    #[serde(default)]
+    at_end: bool,
     #[serde(default = "first")]
     nth: usize,
     nonce: Option<String>,
@@ -622,7 +624,8 @@ fn check_case(
         (None, Some(marker)) => {
             nth_offset(&expected, marker.as_bytes(), case.nth).map(|i| i + marker.len())
         }
-        _ => panic!("{}: give exactly one of before/after", case.file),
+        (None, None) if case.at_end => Some(expected.len()),
+        _ => panic!("{}: give exactly one of before/after/at_end", case.file),
     };
     assert_eq!(Some(*at), want_at, "{what}: tag position");
 

@@ -263,7 +263,11 @@ async fn a_second_save_within_one_second_is_not_taken_for_the_first() {
         let (status, headers, body) = get(&url, &revalidate).await;
         assert_eq!(status, StatusCode::OK, "{rel} saved again");
         // (Compared past the doctype: the page has the client tag after it.)
-        assert!(text(&body).ends_with(&again[15..]), "{rel}: {}", text(&body));
+        assert!(
+            text(&body).ends_with(&again[15..]),
+            "{rel}: {}",
+            text(&body)
+        );
         assert_eq!(
             headers.get(header::LAST_MODIFIED).map(|v| v.as_bytes()),
             Some(last_modified.as_bytes()),

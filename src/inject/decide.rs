@@ -85,6 +85,12 @@ impl Reader {
     }
 }
 
+/// Whether the browser said it loads the response as a document: a [`Reader::Page`] that told
+/// so in `Sec-Fetch-Dest` (without it, a page may still be a fragment a script asked for).
+pub(crate) fn navigation(reader: Reader, headers: &HeaderMap) -> bool {
+    reader == Reader::Page && headers.contains_key(&SEC_FETCH_DEST)
+}
+
 /// Whether an `Accept` value admits an HTML document (any HTML type, `text/*` or `*/*`).
 fn accepts_html(accept: &[u8]) -> bool {
     accept.split(|&b| b == b',').any(|range| {

@@ -40,6 +40,8 @@ pub struct RequestFacts {
     reader: Reader,
     /// The origin the page is served from, for CSP host-sources.
     host: Option<HeaderValue>,
+    /// The browser said it loads the response as a document (see [`decide::navigation`]).
+    navigation: bool,
 }
 
 impl RequestFacts {
@@ -51,11 +53,13 @@ impl RequestFacts {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
+        let reader = Reader::of(req.method(), headers);
         RequestFacts {
             method: req.method().clone(),
             uri: req.uri().clone(),
-            reader: Reader::of(req.method(), headers),
+            reader,
             host,
+            navigation: decide::navigation(reader, headers),
         }
     }
 }
@@ -114,7 +118,12 @@ impl Injector {
         let mut csp = csp::Csp::new(facts.host.as_ref());
         csp.edit_headers(&mut parts.headers);
         for_rewritten_body(&mut parts.headers);
-        let body = rewrite::rewrite(decode::decode(body, plan.coding), plan.charset, csp);
+        let body = rewrite::rewrite_page(
+            decode::decode(body, plan.coding),
+            plan.charset,
+            csp,
+            facts.navigation,
+        );
         Response::from_parts(parts, body)
     }
 }

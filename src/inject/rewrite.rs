@@ -4,7 +4,9 @@
 //! Owns where the tag goes and the byte bookkeeping around it:
 //! - before the first `</head>`; else right after the first `<body …>`; else, for a document
 //!   (a doctype, or an `<html>`/`<head>`/`<body>` tag) that has neither, at the fallback anchor:
-//!   after the doctype, else before `<html>`, else after `<head …>`. Tags inside comments,
+//!   after the doctype, else before `<html>`, else after `<head …>`; else, when the browser said
+//!   it loads the response as a document (a page with none of those tags, such as a framework's
+//!   `Hello, World!`), at the end, where the parser puts it in the body it makes up. Tags inside comments,
 //!   `<script>`, `<style>`, `<textarea>`, `<title>`, `<noscript>` … are text to lol_html and never
 //!   match; tags inside an HTML `<template>` are skipped by counting open templates.
 //! - streaming: each chunk's output goes downstream as soon as `write` returns, except that in a
@@ -74,24 +76,48 @@ const MAX_SLICE: usize = 16 * 1024;
 /// `Element::namespace_uri` of HTML elements: an SVG `<template>` is not inert.
 const HTML_NAMESPACE: &str = "http://www.w3.org/1999/xhtml";
 
-/// The body with the client tag injected (see the module docs).
+/// The body with the client tag injected (see the module docs); a body without document tags is
+/// taken for a fragment and left alone.
 pub(crate) fn rewrite(body: Body, header_charset: Option<&'static Encoding>, csp: Csp) -> Body {
-    rewrite_with(body, header_charset, csp, true)
+    rewrite_page(body, header_charset, csp, false)
+}
+
+/// [`rewrite`] for a response a browser loads as a document (`navigation`: it said so in
+/// `Sec-Fetch-Dest`), which gets the tag at its end when it has no document tags.
+pub(crate) fn rewrite_page(
+    body: Body,
+    header_charset: Option<&'static Encoding>,
+    csp: Csp,
+    navigation: bool,
+) -> Body {
+    let mut shared = Shared::new(csp);
+    shared.navigation = navigation;
+    start_rewrite(body, header_charset, shared, true)
 }
 
 /// [`rewrite`], optionally without the plain-head fast path (`head_scan`): tests hold the two
 /// against each other.
+#[cfg(test)]
 pub(crate) fn rewrite_with(
     body: Body,
     header_charset: Option<&'static Encoding>,
     csp: Csp,
     scan_head: bool,
 ) -> Body {
+    start_rewrite(body, header_charset, Shared::new(csp), scan_head)
+}
+
+fn start_rewrite(
+    body: Body,
+    header_charset: Option<&'static Encoding>,
+    shared: Shared,
+    scan_head: bool,
+) -> Body {
     body::boxed(Rewrite {
         scan_head,
         inner: body,
         stage: Stage::Sniff(BytesMut::new()),
-        shared: Arc::new(Mutex::new(Shared::new(csp))),
+        shared: Arc::new(Mutex::new(shared)),
         header_charset,
         ready: VecDeque::new(),
         ended: false,
@@ -118,6 +144,8 @@ struct Shared {
     template_depth: u32,
     /// The page's policies so far and the nonce the tag carries.
     csp: Csp,
+    /// The browser loads this as a document, tags or not (see [`rewrite_page`]).
+    navigation: bool,
 }
 
 impl Shared {
@@ -130,6 +158,7 @@ impl Shared {
             anchor: None,
             template_depth: 0,
             csp,
+            navigation: false,
         }
     }
 
@@ -163,6 +192,17 @@ impl Shared {
             }
             _ => 0,
         }
+    }
+
+    /// At the end of a page a browser loads as a document but that had no document tags: the tag
+    /// goes last, into the body the parser makes up.
+    fn inject_at_end(&mut self) {
+        if self.injected || !self.navigation || self.template_depth > 0 {
+            return;
+        }
+        let tag = self.csp.tag();
+        self.out.extend_from_slice(tag.as_bytes());
+        self.injected = true;
     }
 
     /// Put the tag in at the anchor, if this is a document still without one.
@@ -391,6 +431,8 @@ impl Rewrite {
             } => (encoding, follow_meta),
             Sniffed::PassThrough => {
                 tracing::debug!("UTF-16 page: passing it through without the client");
+                // Not even at the end: the tag is ASCII, the page is not.
+                lock(&self.shared).navigation = false;
                 self.stage = Stage::Raw;
                 self.ready.push_back(Frame::data(first));
                 return;
@@ -421,6 +463,7 @@ impl Rewrite {
             }
             Err(err) => {
                 tracing::warn!("HTML rewriter unavailable ({err}); pages pass through untouched");
+                lock(&self.shared).navigation = false;
                 self.stage = Stage::Raw;
                 self.ready.push_back(Frame::data(first));
             }
@@ -445,6 +488,8 @@ impl Rewrite {
                     // Graceful bail-out: lol_html has flushed what it held, raw; it is poisoned.
                     tracing::debug!("HTML rewriter stopped ({err}); the rest of the page passes");
                     st.inject_at_anchor();
+                    // What the rest holds is unknown: an end in the middle of a tag, say.
+                    st.navigation = false;
                     drop(st);
                     self.stage = Stage::Raw;
                 }
@@ -476,7 +521,11 @@ impl Rewrite {
             }
         }
         self.end_rewriter();
-        lock(&self.shared).inject_at_anchor();
+        {
+            let mut st = lock(&self.shared);
+            st.inject_at_anchor();
+            st.inject_at_end();
+        }
         self.drain();
     }
 

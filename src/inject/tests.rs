@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use proptest::prelude::*;
 use tokio::sync::mpsc;
 
-use super::rewrite::{HOLD_LIMIT, rewrite, rewrite_with};
+use super::rewrite::{HOLD_LIMIT, rewrite, rewrite_page, rewrite_with};
 use super::*;
 use crate::body::{self, BoxError};
 use crate::client::TAG;
@@ -280,6 +280,48 @@ fn body_start_goes_out_at_once() {
         String::from_utf8(available(&mut body)).unwrap(),
         format!("<html><body>{TAG}<p>first")
     );
+}
+
+/// A response the browser loads as a document but without document tags (a framework's
+/// `Hello, World!`) gets the tag at its end, in any chunking; the same body asked for without
+/// saying so (it may be a fragment) does not.
+#[test]
+fn a_navigation_without_document_tags_gets_the_tag_at_the_end() {
+    let rt = runtime();
+    for input in [
+        "Hello, World!",
+        "<h1>Hello</h1>\n<p>no head, no body</p>",
+        "",
+    ] {
+        for chunk in [1, 3, usize::MAX] {
+            let body = rewrite_page(
+                chunked(input.as_bytes(), chunk),
+                None,
+                csp::Csp::new(None),
+                true,
+            );
+            let output = rt.block_on(body.collect()).unwrap().to_bytes();
+            assert_eq!(
+                output,
+                format!("{input}{TAG}").as_bytes(),
+                "{input:?} in {chunk}-byte chunks"
+            );
+        }
+        assert_eq!(
+            run(&rt, input.as_bytes(), usize::MAX),
+            input.as_bytes(),
+            "{input:?}"
+        );
+    }
+    // A document still gets the tag where documents do, not at the end.
+    let body = rewrite_page(
+        chunked(b"<!doctype html><p>x", 4),
+        None,
+        csp::Csp::new(None),
+        true,
+    );
+    let output = rt.block_on(body.collect()).unwrap().to_bytes();
+    assert_eq!(output, format!("<!doctype html>{TAG}<p>x").as_bytes());
 }
 
 #[test]
