@@ -491,6 +491,71 @@ async fn a_closed_stderr_loses_log_lines_not_requests_or_shutdown() {
     assert!(status.success(), "{status}");
 }
 
+/// An upstream that is down is one warning, not one per request: the waiting page polls every
+/// few seconds and each asset of a tab fails too. Once it has answered, the next outage is
+/// another warning.
+#[tokio::test]
+async fn an_outage_is_logged_once_until_the_upstream_answers() {
+    let dir = tempdir();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = listener.local_addr().expect("addr");
+    drop(listener);
+    let url = format!("http://{upstream}");
+    let running = bin::blocking("hmr-proxy to start", {
+        let dir = dir.path().to_owned();
+        move || Running::start(&["--watch", ".", url.as_str()], &[], &dir)
+    })
+    .await;
+    let get = |path: &'static str| {
+        let addr = running.addr;
+        async move {
+            raw(
+                addr,
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+                None,
+            )
+            .await
+        }
+    };
+    for path in ["/", "/app.css", "/"] {
+        assert!(get(path).await.starts_with("HTTP/1.1 502"));
+    }
+    // The upstream answers once, then goes away again. (The proxy's health probe connects too,
+    // and sends nothing: those connections are let go.)
+    let server = std::net::TcpListener::bind(upstream).expect("bind the upstream's port");
+    let answer = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        loop {
+            let (mut stream, _) = server.accept().expect("accept");
+            let mut buf = [0u8; 1024];
+            if matches!(stream.read(&mut buf), Ok(n) if n > 0) {
+                let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+                return;
+            }
+        }
+    });
+    assert!(get("/").await.starts_with("HTTP/1.1 204"));
+    answer.join().expect("upstream thread");
+    for path in ["/", "/app.css"] {
+        assert!(get(path).await.starts_with("HTTP/1.1 502"));
+    }
+    // Everything logged before `stopped` is in by the time it is.
+    running.terminate();
+    running.wait_for_log("stopped");
+    let warnings = running
+        .log()
+        .lines()
+        .filter(|l| l.contains("nothing is listening"))
+        .count();
+    assert_eq!(
+        warnings,
+        2,
+        "one warning per outage; log:\n{}",
+        running.log()
+    );
+}
+
 /// `--health-check` (the container health check) exits 0 while a proxy answers at the listen
 /// address given in the environment, as in the compose file, and 1 with a reason once it is gone.
 #[test]

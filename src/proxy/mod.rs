@@ -87,6 +87,10 @@ struct Inner {
     injector: Injector,
     /// Every exchange reports whether the upstream answered.
     health: Health,
+    /// An unreachable upstream has been logged as a warning: the rest of the outage (a waiting
+    /// page polls every few seconds, a tab's every asset fails) goes to the debug log. Cleared by
+    /// the next answer. Read, not written, on the way of a good exchange.
+    outage_logged: AtomicBool,
 }
 
 impl Proxy {
@@ -116,6 +120,7 @@ impl Proxy {
                 shutdown,
                 injector,
                 health,
+                outage_logged: AtomicBool::new(false),
             }),
         }
     }
@@ -222,7 +227,11 @@ impl Proxy {
                 );
             }
             Err(failure) => {
-                tracing::warn!("{method} {path}: {}", failure.summary(&this.origin));
+                if failure.is_unreachable() && this.outage_logged.swap(true, Ordering::Relaxed) {
+                    tracing::debug!("{method} {path}: {}", failure.summary(&this.origin));
+                } else {
+                    tracing::warn!("{method} {path}: {}", failure.summary(&this.origin));
+                }
                 return unavailable::response(&failure, &this.origin, wants_html);
             }
         };
@@ -305,7 +314,12 @@ impl Proxy {
             Ok(Ok(response)) => Ok(response),
         };
         match &result {
-            Ok(_) => this.health.report(true),
+            Ok(_) => {
+                if this.outage_logged.load(Ordering::Relaxed) {
+                    this.outage_logged.store(false, Ordering::Relaxed);
+                }
+                this.health.report(true);
+            }
             Err(failure) if failure.is_unreachable() => this.health.report(false),
             Err(_) => {}
         }
