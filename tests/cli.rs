@@ -491,6 +491,57 @@ async fn a_closed_stderr_loses_log_lines_not_requests_or_shutdown() {
     assert!(status.success(), "{status}");
 }
 
+/// An upstream on `server` that answers the first request it gets with `response`, then stops.
+/// (The proxy's health probe connects too, and sends nothing: those connections are let go.)
+fn answer_once(server: TcpListener, response: &'static [u8]) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        loop {
+            let (mut stream, _) = server.accept().expect("accept");
+            let mut buf = [0u8; 4096];
+            if matches!(stream.read(&mut buf), Ok(n) if n > 0) {
+                let _ = stream.write_all(response);
+                return;
+            }
+        }
+    })
+}
+
+/// A compressed page that cannot be decoded reaches the browser cut short, so the log says which
+/// page and why, at the default level.
+#[tokio::test]
+async fn a_page_that_cannot_be_decoded_is_a_warning() {
+    let dir = tempdir();
+    let server = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", server.local_addr().expect("addr"));
+    let answer = answer_once(
+        server,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\n\
+          Content-Length: 20\r\nConnection: close\r\n\r\nnot gzip, not at all",
+    );
+    let running = bin::blocking("hmr-proxy to start", {
+        let dir = dir.path().to_owned();
+        move || Running::start(&["--watch", ".", url.as_str()], &[], &dir)
+    })
+    .await;
+    let request = b"GET /broken.html HTTP/1.1\r\nHost: localhost\r\nSec-Fetch-Dest: document\r\n\
+                    Connection: close\r\n\r\n";
+    // Cut short before its first byte, the response is no response at all (hyper had not sent
+    // the headers yet) or a 200 with a truncated body.
+    let response = raw(running.addr, request, None).await;
+    assert!(
+        response.is_empty() || response.starts_with("HTTP/1.1 200"),
+        "{response:?}"
+    );
+    answer.join().expect("upstream thread");
+    let line = running.wait_for_log("cut short");
+    assert!(
+        line.contains("WARN") && line.contains("GET /broken.html"),
+        "{line}"
+    );
+    assert!(line.contains("gzip"), "{line}");
+}
+
 /// An upstream that is down is one warning, not one per request: the waiting page polls every
 /// few seconds and each asset of a tab fails too. Once it has answered, the next outage is
 /// another warning.
@@ -521,20 +572,12 @@ async fn an_outage_is_logged_once_until_the_upstream_answers() {
     for path in ["/", "/app.css", "/"] {
         assert!(get(path).await.starts_with("HTTP/1.1 502"));
     }
-    // The upstream answers once, then goes away again. (The proxy's health probe connects too,
-    // and sends nothing: those connections are let go.)
-    let server = std::net::TcpListener::bind(upstream).expect("bind the upstream's port");
-    let answer = std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        loop {
-            let (mut stream, _) = server.accept().expect("accept");
-            let mut buf = [0u8; 1024];
-            if matches!(stream.read(&mut buf), Ok(n) if n > 0) {
-                let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
-                return;
-            }
-        }
-    });
+    // The upstream answers once, then goes away again.
+    let server = TcpListener::bind(upstream).expect("bind the upstream's port");
+    let answer = answer_once(
+        server,
+        b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+    );
     assert!(get("/").await.starts_with("HTTP/1.1 204"));
     answer.join().expect("upstream thread");
     for path in ["/", "/app.css"] {

@@ -22,6 +22,7 @@ use compression_codecs::{
 };
 use http::{HeaderMap, HeaderValue, header};
 use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::BodyExt as _;
 
 use crate::body::{self, Body, BoxError};
 
@@ -110,8 +111,11 @@ pub(crate) fn ask_for_identity(headers: &mut HeaderMap) {
     );
 }
 
-/// The body with `coding` undone, as a stream of decoded frames.
-pub(crate) fn decode(body: Body, coding: Coding) -> Body {
+/// The body with `coding` undone, as a stream of decoded frames. A body that cannot be decoded
+/// ends with a [`DecodeError`], logged as a warning with `request` (`GET /path`): the headers are
+/// gone by then, and the browser shows only a page cut short. (The upstream's own errors pass
+/// on as themselves; the proxy logs those.)
+pub(crate) fn decode(body: Body, coding: Coding, request: impl FnOnce() -> String) -> Body {
     let stage = match coding {
         Coding::Identity => return body,
         Coding::Deflate => Stage::SniffDeflate,
@@ -119,13 +123,22 @@ pub(crate) fn decode(body: Body, coding: Coding) -> Body {
         Coding::Brotli => Stage::Decoding(Decoder::new(Flavour::Brotli)),
         Coding::Zstd => Stage::Decoding(Decoder::new(Flavour::Zstd)),
     };
-    body::boxed(Decoded {
-        coding,
-        body,
-        input: Bytes::new(),
-        upstream_done: false,
-        stage,
-    })
+    let request = request();
+    body::boxed(
+        Decoded {
+            coding,
+            body,
+            input: Bytes::new(),
+            upstream_done: false,
+            stage,
+        }
+        .map_err(move |err| {
+            if let Some(err) = err.downcast_ref::<DecodeError>() {
+                tracing::warn!("{request}: the page is cut short: {err}");
+            }
+            err
+        }),
+    )
 }
 
 /// Why a decoded body ended early.
@@ -548,7 +561,7 @@ mod tests {
             (Coding::Zstd, zstd),
         ] {
             for size in [1, 2, 7, 4096, usize::MAX] {
-                let out = collect(decode(chunked(&encoded, size), coding)).await;
+                let out = collect(decode(chunked(&encoded, size), coding, String::new)).await;
                 assert_eq!(out.unwrap(), page, "{coding:?} in chunks of {size}");
             }
         }
@@ -559,14 +572,22 @@ mod tests {
         let encoded = zlib(&page());
         let truncated = &encoded[..encoded.len() / 2];
         assert!(
-            collect(decode(chunked(truncated, 100), Coding::Deflate))
-                .await
-                .is_err()
+            collect(decode(
+                chunked(truncated, 100),
+                Coding::Deflate,
+                String::new
+            ))
+            .await
+            .is_err()
         );
         assert!(
-            collect(decode(chunked(b"not gzip at all", 3), Coding::Gzip))
-                .await
-                .is_err()
+            collect(decode(
+                chunked(b"not gzip at all", 3),
+                Coding::Gzip,
+                String::new
+            ))
+            .await
+            .is_err()
         );
     }
 
@@ -576,7 +597,7 @@ mod tests {
         let gzip = gzip(&page);
         for round in 0..3 {
             // Abandoned halfway: the body is dropped with its decoder mid-stream.
-            let mut half = decode(chunked(&gzip, 1000), Coding::Gzip);
+            let mut half = decode(chunked(&gzip, 1000), Coding::Gzip, String::new);
             let first = half.frame().await.unwrap().unwrap().into_data().unwrap();
             assert!(page.starts_with(&first), "round {round}");
             drop(half);
@@ -584,19 +605,19 @@ mod tests {
             let mut bad = gzip[..gzip.len() / 2].to_vec();
             bad.extend_from_slice(&[0xff; 64]);
             assert!(
-                collect(decode(chunked(&bad, 500), Coding::Gzip))
+                collect(decode(chunked(&bad, 500), Coding::Gzip, String::new))
                     .await
                     .is_err()
             );
             // Truncated: the stream never ends.
             let truncated = &gzip[..gzip.len() - 4];
             assert!(
-                collect(decode(chunked(truncated, 700), Coding::Gzip))
+                collect(decode(chunked(truncated, 700), Coding::Gzip, String::new))
                     .await
                     .is_err()
             );
             for size in [3, 4096] {
-                let out = collect(decode(chunked(&gzip, size), Coding::Gzip)).await;
+                let out = collect(decode(chunked(&gzip, size), Coding::Gzip, String::new)).await;
                 assert_eq!(out.unwrap(), page, "round {round}, chunks of {size}");
             }
         }
@@ -607,7 +628,7 @@ mod tests {
         let zeros = vec![0u8; 8 * 1024 * 1024];
         let bomb = zlib(&zeros);
         assert!(bomb.len() < 64 * 1024);
-        let mut body = decode(chunked(&bomb, usize::MAX), Coding::Deflate);
+        let mut body = decode(chunked(&bomb, usize::MAX), Coding::Deflate, String::new);
         let mut total = 0;
         while let Some(frame) = body.frame().await {
             let data = frame.unwrap().into_data().unwrap();
@@ -634,7 +655,9 @@ mod tests {
         let body = body::boxed(http_body_util::StreamBody::new(futures_util::stream::iter(
             frames,
         )));
-        let err = collect(decode(body, Coding::Deflate)).await.unwrap_err();
+        let err = collect(decode(body, Coding::Deflate, String::new))
+            .await
+            .unwrap_err();
         assert!(err.is::<Reset>(), "{err}");
     }
 }

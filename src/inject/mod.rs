@@ -119,7 +119,9 @@ impl Injector {
         csp.edit_headers(&mut parts.headers);
         for_rewritten_body(&mut parts.headers);
         let body = rewrite::rewrite_page(
-            decode::decode(body, plan.coding),
+            decode::decode(body, plan.coding, || {
+                format!("{} {}", facts.method, facts.uri.path())
+            }),
             plan.charset,
             csp,
             facts.navigation,
