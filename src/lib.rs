@@ -173,7 +173,15 @@ fn announce(config: &Config, local: std::net::SocketAddr) {
         .iter()
         .map(|r| format!("{} (as {})", r.dir.display(), r.url))
         .collect();
-    tracing::info!("watching {}", roots.join(", "));
+    match config.watch.poll {
+        // Said, because polling changes what to expect: saves show up within the interval.
+        Some(interval) => tracing::info!(
+            "watching {}, polling every {} ms",
+            roots.join(", "),
+            interval.as_millis()
+        ),
+        None => tracing::info!("watching {}", roots.join(", ")),
+    }
     if let Some(file) = &config.file {
         tracing::info!("config from {}", file.display());
     }

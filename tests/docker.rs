@@ -86,6 +86,9 @@ async fn the_compose_environment_runs_in_poll_mode_in_front_of_an_upstream() {
         running.listening_line
     );
     running.wait_for_log("anyone on your network");
+    // The log says the watcher polls, and how often (the compose file's interval).
+    let interval = &env["HMR_PROXY_POLL"];
+    running.wait_for_log(&format!(", polling every {interval} ms"));
 
     let (status, _, body) = get(&running.url("/page"), &[]).await;
     assert_eq!(status, 200);
