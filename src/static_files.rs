@@ -8,7 +8,8 @@
 //! from the file's full modification time, size and inode. `Last-Modified` has whole seconds: a
 //! page saved twice within one second answered the browser's revalidation with 304 and the tab
 //! kept the first version. Browsers send `If-None-Match` with `If-Modified-Since`, and the tag
-//! wins (RFC 9110, 13.1.3).
+//! wins (RFC 9110, 13.1.3). A missing file is a small HTML page, not `ServeDir`'s empty 404, so a
+//! tab opened on a file not written yet has the client and reloads once it is.
 
 use std::convert::Infallible;
 use std::path::{Component, Path, PathBuf};
@@ -95,8 +96,10 @@ impl StaticFiles {
                 headers.remove(header::RANGE);
             }
         }
+        let path = req.uri().path().to_owned();
         let res: Result<_, Infallible> = self.serve.clone().oneshot(req).await;
         let mut res = match res {
+            Ok(res) if res.status() == StatusCode::NOT_FOUND => not_found_page(&path),
             Ok(res) => res.map(body::boxed),
             Err(never) => match never {},
         };
@@ -109,6 +112,33 @@ impl StaticFiles {
         }
         self.injector.apply(&facts, res)
     }
+}
+
+/// `ServeDir`'s 404 has no body. A page instead, which gets the client like any other: a tab on a
+/// file not written yet reloads once it is (the change is one the tab cannot patch).
+fn not_found_page(path: &str) -> Response<Body> {
+    let path: String = path
+        .chars()
+        .map(|c| match c {
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '&' => "&amp;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect();
+    let page = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>404 Not Found</title></head>\n\
+         <body><h1>404 Not Found</h1><p><code>{path}</code> is not in the served folder. \
+         This tab reloads when it appears.</p></body></html>\n"
+    );
+    let mut res = Response::new(body::full(page));
+    *res.status_mut() = StatusCode::NOT_FOUND;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    res
 }
 
 /// The file a URL path names below `root` (`index.html` for a directory), or `None` for a path

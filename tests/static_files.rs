@@ -113,9 +113,26 @@ async fn missing_file_is_404() {
     let dir = project();
     let proxy = serve(dir.path()).await;
     for path in ["/nope.html", "/docs/nope.css", "/missing/dir/"] {
-        let (status, _, _) = get(&proxy.url(path), &[]).await;
+        let (status, headers, body) = get(&proxy.url(path), &[("sec-fetch-dest", "empty")]).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(content_type(&headers), "text/html; charset=utf-8", "{path}");
+        assert!(
+            text(&body).contains(&format!("<code>{path}</code>")),
+            "{path}"
+        );
+        assert!(
+            !text(&body).contains("/__hmr/client.js"),
+            "{path}: not a page load"
+        );
     }
+    // A tab on a file not written yet gets the client, so it reloads when the file appears.
+    let navigation = [
+        ("sec-fetch-dest", "document"),
+        ("sec-fetch-mode", "navigate"),
+    ];
+    let (status, _, body) = get(&proxy.url("/nope.html"), &navigation).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(text(&body).contains("/__hmr/client.js"), "{}", text(&body));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

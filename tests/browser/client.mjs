@@ -375,6 +375,26 @@ async function html() {
   }
 }
 
+/** A page not written yet: its 404 carries the client, and the tab shows the page once it exists. */
+async function missing() {
+  const context = await newContext();
+  try {
+    const page = await context.newPage();
+    page.setDefaultTimeout(WAIT_MS);
+    page.on('console', (msg) => transcript.push(`missing ${msg.type()}: ${msg.text()}`));
+    const file = `later-${++serial}.html`;
+    const res = await page.goto(`${origin}/${file}`);
+    assert.equal(res.status(), 404, `${file} status`);
+    await connected(page);
+    const reloaded = page.waitForEvent('load');
+    write(file, '<!doctype html>\n<html><head><title>later</title></head><body><p id="later">written</p></body></html>\n');
+    await reloaded;
+    assert.equal(await page.textContent('#later'), 'written');
+  } finally {
+    await context.close();
+  }
+}
+
 /** Eight tabs share one stream and all react; a ninth still loads; closing the leader loses nothing. */
 async function tabs() {
   const context = await newContext();
@@ -530,7 +550,7 @@ async function prepare() {
   stream.close();
 }
 
-const all = { css, image, modules, errors, extras, html, tabs, frames, fallback, restart };
+const all = { css, image, modules, errors, extras, html, missing, tabs, frames, fallback, restart };
 const only = process.env.ONLY ? process.env.ONLY.split(',') : Object.keys(all);
 let failed = 0;
 const started = Date.now();
