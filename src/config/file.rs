@@ -84,18 +84,66 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
         let line = err
             .span()
             .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-        let detail = err.message().trim().to_string();
+        let mut detail = err.message().trim().to_string();
+        let key = err.span().and_then(|span| key_at(text, span.start));
         let fix = if detail.starts_with("unknown field") {
             "fix the key's spelling or remove it (config/hmr-proxy.toml lists every key)"
+                .to_string()
+        } else if let Some((key, example)) = key.and_then(|key| Some((key, example_of(key)?))) {
+            detail = format!("`{key}`: {detail}");
+            format!("write it as in {example}; config/hmr-proxy.toml shows every key")
         } else {
-            "fix the value (config/hmr-proxy.toml shows each key's type)"
+            "fix the value (config/hmr-proxy.toml shows each key's type)".to_string()
         };
         ConfigError::FileSyntax {
             path: path.to_path_buf(),
             line,
             detail,
-            fix: fix.to_string(),
+            fix,
         }
+    })
+}
+
+/// The key of the `key = value` line that holds byte `at` of `text`, if it is one.
+fn key_at(text: &str, at: usize) -> Option<&str> {
+    let start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = &text[start..];
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    key.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        .then_some(key)
+}
+
+/// How a key's value is written, for the error that shows a wrong one (serde's own words are
+/// Rust's: `expected u64`, `a sequence`). Keys of `[[watch]]` and `[[route]]` tables included.
+fn example_of(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "upstream" => "`upstream = \"http://localhost:8000\"`",
+        "listen" => "`listen = \"127.0.0.1:3000\"`",
+        "serve" => "`serve = \"public\"`",
+        "changes_path" => "`changes_path = \"/changes\"`",
+        "heartbeat" => "`heartbeat = \"15s\"`",
+        "shutdown_grace" => "`shutdown_grace = \"5s\"`",
+        "header_timeout" => "`header_timeout = \"20s\"`",
+        "connect_timeout" => "`connect_timeout = \"3s\"`",
+        "response_timeout" => "`response_timeout = \"120s\"`",
+        "inject" => "`inject = true`",
+        "keep_host" => "`keep_host = false`",
+        "poll" => "`poll = true`",
+        "allowed_hosts" => "`allowed_hosts = [\"myapp.test\"]`",
+        "ignore" => "`ignore = [\"*.log\", \"tmp/**\"]`",
+        "max_connections" => "`max_connections = 16384`",
+        "debounce" => "`debounce = 10` (milliseconds, a whole number)",
+        "poll_interval" => "`poll_interval = 500` (milliseconds, a whole number)",
+        "watch" => "`[[watch]] dir = \"static\" url = \"/static\"` (a table per folder)",
+        "route" => {
+            "`[[route]] path = \"/api\" upstream = \"http://localhost:4000\"` (a table per route)"
+        }
+        "dir" => "`dir = \"static\"`",
+        "url" => "`url = \"/static\"`",
+        "path" => "`path = \"/api\"`",
+        _ => return None,
     })
 }
 
@@ -121,7 +169,26 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("line 1"), "{err}");
-        assert!(err.contains("fix the value"), "{err}");
+        assert!(err.contains("`debounce`"), "{err}");
+        assert!(
+            err.contains("`debounce = 10` (milliseconds, a whole number)"),
+            "{err}"
+        );
+        // A key in a table, and a list written as one string.
+        for (text, key, example) in [
+            ("[[watch]]\ndir = 5\n", "`dir`", "dir = \"static\""),
+            ("ignore = \"*.log\"\n", "`ignore`", "ignore = [\"*.log\""),
+            ("watch = { a = 1 }\n", "`watch`", "[[watch]]"),
+        ] {
+            let err = parse(Path::new("x.toml"), text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.contains(key) && err.contains(example),
+                "{text:?}: {err}"
+            );
+        }
     }
 
     #[test]
