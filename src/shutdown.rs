@@ -67,13 +67,20 @@ impl Shutdown {
     }
 
     /// Trigger this handle on Ctrl-C or SIGTERM (Docker's `stop`; as PID 1 nothing else would).
+    /// A second one exits at once: whoever presses Ctrl-C twice does not want to wait out the
+    /// grace period for a hung request.
     pub fn trigger_on_signals(&self) {
         let this = self.clone();
-        let signals = Signals::register();
+        let mut signals = Signals::register();
         tokio::spawn(async move {
             signals.recv().await;
-            tracing::info!("shutting down: finishing in-flight requests");
+            tracing::info!(
+                "shutting down: finishing in-flight requests (Ctrl-C again to stop now)"
+            );
             this.trigger();
+            signals.recv().await;
+            tracing::warn!("stopping now, in-flight requests cut off");
+            std::process::exit(130);
         });
     }
 }
@@ -99,7 +106,7 @@ impl Signals {
         Signals { int, term }
     }
 
-    async fn recv(mut self) {
+    async fn recv(&mut self) {
         async fn next(sig: &mut Option<tokio::signal::unix::Signal>) {
             match sig {
                 Some(sig) => {
@@ -124,7 +131,7 @@ impl Signals {
         Signals
     }
 
-    async fn recv(self) {
+    async fn recv(&mut self) {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

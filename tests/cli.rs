@@ -423,6 +423,61 @@ async fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
     assert!(!log.contains("grace period"), "{log}");
 }
 
+/// A second signal does not wait out the grace period: a request the upstream never answers is
+/// cut off and the proxy exits at once, with 130 (stopped, not finished).
+#[tokio::test]
+async fn a_second_signal_stops_at_once() {
+    let dir = tempdir();
+    // An upstream that takes the request and never answers. (The health probe connects too and
+    // sends nothing.)
+    let server = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", server.local_addr().expect("addr"));
+    let (arrived_tx, arrived) = oneshot::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut arrived_tx = Some(arrived_tx);
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = server.accept() {
+            let mut buf = [0u8; 4096];
+            if matches!(stream.read(&mut buf), Ok(n) if n > 0)
+                && let Some(tx) = arrived_tx.take()
+            {
+                let _ = tx.send(());
+            }
+            held.push(stream);
+        }
+    });
+    let mut running = bin::blocking("hmr-proxy to start", {
+        let dir = dir.path().to_owned();
+        move || {
+            Running::start(
+                &["--shutdown-grace", "60s", "--watch", ".", url.as_str()],
+                &[],
+                &dir,
+            )
+        }
+    })
+    .await;
+    let addr = running.addr;
+    let request = tokio::spawn(async move {
+        raw(addr, b"GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n", None).await
+    });
+    within("the request to reach the upstream", arrived)
+        .await
+        .expect("upstream thread");
+    running.terminate();
+    running.wait_for_log("shutting down");
+    running.terminate();
+    let status = bin::blocking("hmr-proxy to exit", move || {
+        running.wait_exit(Duration::from_secs(10))
+    })
+    .await;
+    assert_eq!(status.code(), Some(130), "{status}");
+    within("the cut-off request", request)
+        .await
+        .expect("request task");
+}
+
 /// SIGTERM right after the `listening on` line must already be handled (exit 0, not death by the
 /// signal): the handlers have to be installed before the proxy says it is ready.
 #[test]
