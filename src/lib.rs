@@ -127,6 +127,10 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, origin: String) {
             let now = *reach.borrow_and_update();
             match (last, now) {
                 (Reach::Up, Reach::Down) => tracing::warn!("upstream {origin} is down"),
+                // Said at start, before any tab asks: a wrong port or a server not started yet.
+                (Reach::Unknown, Reach::Down) => tracing::warn!(
+                    "upstream {origin} does not answer (yet): tabs get a page that reloads once it does"
+                ),
                 (Reach::Down, Reach::Up) => {
                     tracing::info!("upstream {origin} is back");
                     hub.publish(&ChangeBatch {

@@ -624,6 +624,8 @@ async fn an_outage_is_logged_once_until_the_upstream_answers() {
             .await
         }
     };
+    // Said at start, before any request.
+    running.wait_for_log("does not answer (yet)");
     for path in ["/", "/app.css", "/"] {
         assert!(get(path).await.starts_with("HTTP/1.1 502"));
     }
