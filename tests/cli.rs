@@ -120,6 +120,9 @@ fn bad_environment_values_name_the_variable() {
             "missing-dir",
             "create it or fix the path",
         ),
+        // Values clap checks itself: it named the flag, which nobody typed.
+        ("HMR_PROXY_NO_INJECT", "maybe", "set it to true or false"),
+        ("HMR_PROXY_SERVE", "", "it is empty"),
     ] {
         let line = error_line(&run_to_exit(&[], &[(var, value)], dir.path()));
         assert_mentions(&line, &[&format!("environment variable {var}"), value, fix]);

@@ -284,7 +284,10 @@ impl Config {
         T: Into<std::ffi::OsString> + Clone,
     {
         use clap::FromArgMatches;
-        let matches = Cli::command().try_get_matches_from(args)?;
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let matches = Cli::command()
+            .try_get_matches_from(&args)
+            .map_err(|err| from_environment(err, &args))?;
         let cli = Cli::from_arg_matches(&matches)?;
         Ok((cli, matches))
     }
@@ -502,6 +505,66 @@ impl Config {
 
 /// `--allowed-host` names: host names (no scheme, no port), `.domain` for a domain and its
 /// subdomains, or `all`.
+/// clap names the flag of a bad value even when the value came from its environment variable
+/// (`invalid value 'maybe' for '--no-inject[=<BOOL>]'`), where the user never typed the flag.
+/// When the flag is not on the command line and its variable is set, the error names the
+/// variable instead, in the one-line form of the other configuration errors.
+fn from_environment(err: clap::Error, args: &[std::ffi::OsString]) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        err.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return err;
+    }
+    let Some(ContextValue::String(shown)) = err.get(ContextKind::InvalidArg) else {
+        return err;
+    };
+    let command = Cli::command();
+    let Some(arg) = command.get_arguments().find(|arg| {
+        arg.get_long().is_some_and(|long| {
+            shown.strip_prefix("--").is_some_and(|rest| {
+                rest.strip_prefix(long)
+                    .is_some_and(|after| after.is_empty() || after.starts_with(['=', ' ', '[']))
+            })
+        })
+    }) else {
+        return err;
+    };
+    let (Some(long), Some(var)) = (arg.get_long(), arg.get_env()) else {
+        return err;
+    };
+    let flag = format!("--{long}");
+    let typed = args.iter().skip(1).any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    });
+    let Some(value) = std::env::var_os(var).filter(|_| !typed) else {
+        return err;
+    };
+    let why = if value.is_empty() {
+        "it is empty".to_string()
+    } else {
+        // clap's own reason, after the flag it names: "value was not a boolean".
+        std::error::Error::source(&err)
+            .map(|source| source.to_string())
+            .unwrap_or_else(|| "it is not a valid value".to_string())
+    };
+    let example = match arg.get_value_names().and_then(|names| names.first()) {
+        Some(name) if name.as_str() == "BOOL" => "true or false".to_string(),
+        Some(name) => format!("a {}", name.as_str().to_ascii_lowercase()),
+        None => "a value".to_string(),
+    };
+    clap::Error::raw(
+        err.kind(),
+        format!(
+            "environment variable {}={:?}: {why}; set it to {example} or unset it (it stands for {flag})\n",
+            var.to_string_lossy(),
+            value.to_string_lossy(),
+        ),
+    )
+}
+
 fn parse_allowed_hosts(raw: Raw<Vec<String>>) -> Result<AllowedHosts, ConfigError> {
     let mut names = Vec::new();
     for name in raw.value.iter().map(|n| n.trim().to_ascii_lowercase()) {
