@@ -13,10 +13,13 @@ pub enum StartupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
 
-    #[error("{addr} is already in use by another program; stop it, or pick another port with {}", fix_flag(.origin, *.addr))]
+    #[error("{addr} is already in use by another program; stop it, or pick another port with {}", fix_flag(.origin, *.free))]
     PortInUse {
         addr: SocketAddr,
         origin: Option<Origin>,
+        /// A port after it that was free a moment ago, to suggest (the next one may be taken
+        /// too: a second dev server is often on it).
+        free: SocketAddr,
     },
 
     #[error("cannot listen on {addr}: {source}; pick another address with --listen")]
@@ -35,8 +38,7 @@ impl StartupError {
 }
 
 /// "--listen 127.0.0.1:3001" phrased for wherever the address came from.
-fn fix_flag(origin: &Option<Origin>, addr: SocketAddr) -> String {
-    let next = SocketAddr::new(addr.ip(), addr.port().wrapping_add(1).max(1));
+fn fix_flag(origin: &Option<Origin>, next: SocketAddr) -> String {
     match origin {
         Some(Origin::Env(var)) => format!("{var}={next}"),
         Some(Origin::File { path, .. }) => {

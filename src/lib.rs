@@ -65,12 +65,24 @@ pub async fn bind(config: &Config) -> Result<TcpListener, StartupError> {
             std::io::ErrorKind::AddrInUse => StartupError::PortInUse {
                 addr: config.listen,
                 origin: config.listen_origin.clone(),
+                free: free_port_after(config.listen),
             },
             _ => StartupError::Bind {
                 addr: config.listen,
                 source,
             },
         })
+}
+
+/// The first of the next 100 ports on `addr`'s address that can be bound now (the one after it
+/// if none can: the suggestion is then as good as any).
+fn free_port_after(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    let at = |port: u16| std::net::SocketAddr::new(addr.ip(), port);
+    (1..=100u16)
+        .filter_map(|step| addr.port().checked_add(step))
+        .map(at)
+        .find(|candidate| std::net::TcpListener::bind(candidate).is_ok())
+        .unwrap_or_else(|| at(addr.port().wrapping_add(1).max(1)))
 }
 
 /// Serve until `shutdown` triggers and in-flight work has drained (or the grace period ran out).

@@ -142,9 +142,22 @@ fn missing_serve_directory_names_the_flag() {
 #[test]
 fn port_in_use_names_the_address_and_the_setting_to_change() {
     let dir = tempdir();
-    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = taken.local_addr().expect("addr");
-    let next = SocketAddr::new(addr.ip(), addr.port().wrapping_add(1).max(1));
+    // Two ports in a row taken, as with a second dev server: the suggestion skips both.
+    let (taken, addr, _also_taken) = loop {
+        let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = taken.local_addr().expect("addr");
+        let Some(after) = addr.port().checked_add(1) else {
+            continue;
+        };
+        if let Ok(also) = TcpListener::bind(("127.0.0.1", after)) {
+            break (taken, addr, also);
+        }
+    };
+    let next = (2..100u16)
+        .filter_map(|step| addr.port().checked_add(step))
+        .map(|port| SocketAddr::new(addr.ip(), port))
+        .find(|candidate| TcpListener::bind(candidate).is_ok())
+        .expect("a free port after the two taken");
 
     let line = error_line(&run_to_exit(
         &["--listen", &addr.to_string()],
