@@ -39,6 +39,37 @@ where
     body.map_err(Into::into).boxed_unsync()
 }
 
+/// An HTML page of the proxy's own (error and waiting pages), not to be cached.
+pub fn html(status: http::StatusCode, page: String) -> http::Response<Body> {
+    let mut res = http::Response::new(full(page));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    res.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    res
+}
+
+/// Minimal HTML escaping for text and double-quoted attribute values in those pages.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A short plain-text response, for the proxy's own refusals and errors.
 pub fn plain(status: http::StatusCode, text: impl Into<String>) -> http::Response<Body> {
     let mut text = text.into();

@@ -189,15 +189,13 @@ fn announce(config: &Config, local: std::net::SocketAddr) {
         .iter()
         .map(|r| format!("{} (as {})", r.dir.display(), r.url))
         .collect();
-    match config.watch.poll {
-        // Said, because polling changes what to expect: saves show up within the interval.
-        Some(interval) => tracing::info!(
-            "watching {}, polling every {} ms",
-            roots.join(", "),
-            interval.as_millis()
-        ),
-        None => tracing::info!("watching {}", roots.join(", ")),
-    }
+    // Polling is said, because it changes what to expect: saves show up within the interval.
+    let polling = config
+        .watch
+        .poll
+        .map(|interval| format!(", polling every {} ms", interval.as_millis()))
+        .unwrap_or_default();
+    tracing::info!("watching {}{polling}", roots.join(", "));
     if let Some(file) = &config.file {
         tracing::info!("config from {}", file.display());
     }

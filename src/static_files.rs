@@ -117,28 +117,15 @@ impl StaticFiles {
 /// `ServeDir`'s 404 has no body. A page instead, which gets the client like any other: a tab on a
 /// file not written yet reloads once it is (the change is one the tab cannot patch).
 fn not_found_page(path: &str) -> Response<Body> {
-    let path: String = path
-        .chars()
-        .map(|c| match c {
-            '<' => "&lt;".to_owned(),
-            '>' => "&gt;".to_owned(),
-            '&' => "&amp;".to_owned(),
-            '"' => "&quot;".to_owned(),
-            c => c.to_string(),
-        })
-        .collect();
-    let page = format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>404 Not Found</title></head>\n\
-         <body><h1>404 Not Found</h1><p><code>{path}</code> is not in the served folder. \
-         This tab reloads when it appears.</p></body></html>\n"
-    );
-    let mut res = Response::new(body::full(page));
-    *res.status_mut() = StatusCode::NOT_FOUND;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    res
+    let path = body::escape_html(path);
+    body::html(
+        StatusCode::NOT_FOUND,
+        format!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>404 Not Found</title></head>\n\
+             <body><h1>404 Not Found</h1><p><code>{path}</code> is not in the served folder. \
+             This tab reloads when it appears.</p></body></html>\n"
+        ),
+    )
 }
 
 /// The file a URL path names below `root` (`index.html` for a directory), or `None` for a path

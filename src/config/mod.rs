@@ -520,24 +520,27 @@ fn from_environment(err: clap::Error, args: &[std::ffi::OsString]) -> clap::Erro
     let Some(ContextValue::String(shown)) = err.get(ContextKind::InvalidArg) else {
         return err;
     };
+    // `shown` is the flag as clap displays it: `--no-inject[=<BOOL>]`, `--serve <DIR>`.
+    let long = shown
+        .trim_start_matches('-')
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .next()
+        .unwrap_or_default();
     let command = Cli::command();
-    let Some(arg) = command.get_arguments().find(|arg| {
-        arg.get_long().is_some_and(|long| {
-            shown.strip_prefix("--").is_some_and(|rest| {
-                rest.strip_prefix(long)
-                    .is_some_and(|after| after.is_empty() || after.starts_with(['=', ' ', '[']))
-            })
-        })
-    }) else {
+    let Some(arg) = command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))
+    else {
         return err;
     };
-    let (Some(long), Some(var)) = (arg.get_long(), arg.get_env()) else {
+    let Some(var) = arg.get_env() else {
         return err;
     };
     let flag = format!("--{long}");
+    let with_value = format!("{flag}=");
     let typed = args.iter().skip(1).any(|a| {
         a.to_str()
-            .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))
+            .is_some_and(|a| a == flag || a.starts_with(&with_value))
     });
     let Some(value) = std::env::var_os(var).filter(|_| !typed) else {
         return err;

@@ -20,9 +20,8 @@ use compression_codecs::zstd::params::DParameter;
 use compression_codecs::{
     BrotliDecoder, DecodeV2, DeflateDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder,
 };
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, HeaderValue, Method, Uri, header};
 use http_body::{Body as _, Frame, SizeHint};
-use http_body_util::BodyExt as _;
 
 use crate::body::{self, Body, BoxError};
 
@@ -112,10 +111,10 @@ pub(crate) fn ask_for_identity(headers: &mut HeaderMap) {
 }
 
 /// The body with `coding` undone, as a stream of decoded frames. A body that cannot be decoded
-/// ends with a [`DecodeError`], logged as a warning with `request` (`GET /path`): the headers are
-/// gone by then, and the browser shows only a page cut short. (The upstream's own errors pass
-/// on as themselves; the proxy logs those.)
-pub(crate) fn decode(body: Body, coding: Coding, request: impl FnOnce() -> String) -> Body {
+/// ends with a [`DecodeError`], logged as a warning naming the request: the headers are gone by
+/// then, and the browser shows only a page cut short. (The upstream's own errors pass on as
+/// themselves; the proxy logs those.)
+pub(crate) fn decode(body: Body, coding: Coding, method: &Method, uri: &Uri) -> Body {
     let stage = match coding {
         Coding::Identity => return body,
         Coding::Deflate => Stage::SniffDeflate,
@@ -123,22 +122,14 @@ pub(crate) fn decode(body: Body, coding: Coding, request: impl FnOnce() -> Strin
         Coding::Brotli => Stage::Decoding(Decoder::new(Flavour::Brotli)),
         Coding::Zstd => Stage::Decoding(Decoder::new(Flavour::Zstd)),
     };
-    let request = request();
-    body::boxed(
-        Decoded {
-            coding,
-            body,
-            input: Bytes::new(),
-            upstream_done: false,
-            stage,
-        }
-        .map_err(move |err| {
-            if let Some(err) = err.downcast_ref::<DecodeError>() {
-                tracing::warn!("{request}: the page is cut short: {err}");
-            }
-            err
-        }),
-    )
+    body::boxed(Decoded {
+        coding,
+        body,
+        input: Bytes::new(),
+        upstream_done: false,
+        stage,
+        request: (method.clone(), uri.clone()),
+    })
 }
 
 /// Why a decoded body ended early.
@@ -285,6 +276,8 @@ struct Decoded {
     input: Bytes,
     upstream_done: bool,
     stage: Stage,
+    /// For the warning when decoding fails (reference-counted clones, formatted only then).
+    request: (Method, Uri),
 }
 
 /// Whether two bytes start a zlib stream (RFC 1950: method 8, window ≤ 32 KiB, header checksum).
@@ -341,10 +334,13 @@ impl Decoded {
     /// End the body with a decoding error; the decoder goes back to the pool, reset.
     fn fail(&self, decoder: Decoder, source: io::Error) -> Poll<Option<Result<Bytes, BoxError>>> {
         decoder.give_back();
-        Poll::Ready(Some(Err(Box::new(DecodeError::Corrupt {
+        let err = DecodeError::Corrupt {
             coding: self.coding.name(),
             source,
-        }))))
+        };
+        let (method, uri) = &self.request;
+        tracing::warn!("{method} {}: the page is cut short: {err}", uri.path());
+        Poll::Ready(Some(Err(Box::new(err))))
     }
 
     /// The next decoded frame, `None` at the end.
@@ -561,7 +557,13 @@ mod tests {
             (Coding::Zstd, zstd),
         ] {
             for size in [1, 2, 7, 4096, usize::MAX] {
-                let out = collect(decode(chunked(&encoded, size), coding, String::new)).await;
+                let out = collect(decode(
+                    chunked(&encoded, size),
+                    coding,
+                    &Method::GET,
+                    &Uri::from_static("/"),
+                ))
+                .await;
                 assert_eq!(out.unwrap(), page, "{coding:?} in chunks of {size}");
             }
         }
@@ -575,7 +577,8 @@ mod tests {
             collect(decode(
                 chunked(truncated, 100),
                 Coding::Deflate,
-                String::new
+                &Method::GET,
+                &Uri::from_static("/"),
             ))
             .await
             .is_err()
@@ -584,7 +587,8 @@ mod tests {
             collect(decode(
                 chunked(b"not gzip at all", 3),
                 Coding::Gzip,
-                String::new
+                &Method::GET,
+                &Uri::from_static("/"),
             ))
             .await
             .is_err()
@@ -597,7 +601,12 @@ mod tests {
         let gzip = gzip(&page);
         for round in 0..3 {
             // Abandoned halfway: the body is dropped with its decoder mid-stream.
-            let mut half = decode(chunked(&gzip, 1000), Coding::Gzip, String::new);
+            let mut half = decode(
+                chunked(&gzip, 1000),
+                Coding::Gzip,
+                &Method::GET,
+                &Uri::from_static("/"),
+            );
             let first = half.frame().await.unwrap().unwrap().into_data().unwrap();
             assert!(page.starts_with(&first), "round {round}");
             drop(half);
@@ -605,19 +614,35 @@ mod tests {
             let mut bad = gzip[..gzip.len() / 2].to_vec();
             bad.extend_from_slice(&[0xff; 64]);
             assert!(
-                collect(decode(chunked(&bad, 500), Coding::Gzip, String::new))
-                    .await
-                    .is_err()
+                collect(decode(
+                    chunked(&bad, 500),
+                    Coding::Gzip,
+                    &Method::GET,
+                    &Uri::from_static("/")
+                ))
+                .await
+                .is_err()
             );
             // Truncated: the stream never ends.
             let truncated = &gzip[..gzip.len() - 4];
             assert!(
-                collect(decode(chunked(truncated, 700), Coding::Gzip, String::new))
-                    .await
-                    .is_err()
+                collect(decode(
+                    chunked(truncated, 700),
+                    Coding::Gzip,
+                    &Method::GET,
+                    &Uri::from_static("/")
+                ))
+                .await
+                .is_err()
             );
             for size in [3, 4096] {
-                let out = collect(decode(chunked(&gzip, size), Coding::Gzip, String::new)).await;
+                let out = collect(decode(
+                    chunked(&gzip, size),
+                    Coding::Gzip,
+                    &Method::GET,
+                    &Uri::from_static("/"),
+                ))
+                .await;
                 assert_eq!(out.unwrap(), page, "round {round}, chunks of {size}");
             }
         }
@@ -628,7 +653,12 @@ mod tests {
         let zeros = vec![0u8; 8 * 1024 * 1024];
         let bomb = zlib(&zeros);
         assert!(bomb.len() < 64 * 1024);
-        let mut body = decode(chunked(&bomb, usize::MAX), Coding::Deflate, String::new);
+        let mut body = decode(
+            chunked(&bomb, usize::MAX),
+            Coding::Deflate,
+            &Method::GET,
+            &Uri::from_static("/"),
+        );
         let mut total = 0;
         while let Some(frame) = body.frame().await {
             let data = frame.unwrap().into_data().unwrap();
@@ -655,9 +685,14 @@ mod tests {
         let body = body::boxed(http_body_util::StreamBody::new(futures_util::stream::iter(
             frames,
         )));
-        let err = collect(decode(body, Coding::Deflate, String::new))
-            .await
-            .unwrap_err();
+        let err = collect(decode(
+            body,
+            Coding::Deflate,
+            &Method::GET,
+            &Uri::from_static("/"),
+        ))
+        .await
+        .unwrap_err();
         assert!(err.is::<Reset>(), "{err}");
     }
 }

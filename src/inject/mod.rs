@@ -119,9 +119,7 @@ impl Injector {
         csp.edit_headers(&mut parts.headers);
         for_rewritten_body(&mut parts.headers);
         let body = rewrite::rewrite_page(
-            decode::decode(body, plan.coding, || {
-                format!("{} {}", facts.method, facts.uri.path())
-            }),
+            decode::decode(body, plan.coding, &facts.method, &facts.uri),
             plan.charset,
             csp,
             facts.navigation,

@@ -6,9 +6,10 @@
 //!   (a doctype, or an `<html>`/`<head>`/`<body>` tag) that has neither, at the fallback anchor:
 //!   after the doctype, else before `<html>`, else after `<head …>`; else, when the browser said
 //!   it loads the response as a document (a page with none of those tags, such as a framework's
-//!   `Hello, World!`), at the end, where the parser puts it in the body it makes up. Tags inside comments,
-//!   `<script>`, `<style>`, `<textarea>`, `<title>`, `<noscript>` … are text to lol_html and never
-//!   match; tags inside an HTML `<template>` are skipped by counting open templates.
+//!   `Hello, World!`), at the end, where the parser puts it in the body it makes up. Tags inside
+//!   comments, `<script>`, `<style>`, `<textarea>`, `<title>`, `<noscript>` … are text to
+//!   lol_html and never match; tags inside an HTML `<template>` are skipped by counting open
+//!   templates.
 //! - streaming: each chunk's output goes downstream as soon as `write` returns, except that in a
 //!   document, output from the fallback anchor on is held back until `</head>` or `<body>` shows
 //!   up (then everything goes, tag included), the document ends, or [`HOLD_LIMIT`] is reached
@@ -90,8 +91,10 @@ pub(crate) fn rewrite_page(
     csp: Csp,
     navigation: bool,
 ) -> Body {
-    let mut shared = Shared::new(csp);
-    shared.navigation = navigation;
+    let shared = Shared {
+        navigation,
+        ..Shared::new(csp)
+    };
     start_rewrite(body, header_charset, shared, true)
 }
 

@@ -153,15 +153,7 @@ pub fn wants_html(request_headers: &HeaderMap) -> bool {
 pub fn response(failure: &Failure, upstream: &str, wants_html: bool) -> Response<Body> {
     let summary = failure.summary(upstream);
     let mut res = if wants_html {
-        let mut res = Response::new(body::full(page(failure, upstream, &summary)));
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        res.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        *res.status_mut() = failure.status();
-        res
+        body::html(failure.status(), page(failure, upstream, &summary))
     } else {
         body::plain(failure.status(), format!("hmr-proxy: {summary}"))
     };
@@ -176,7 +168,7 @@ fn page(failure: &Failure, upstream: &str, summary: &str) -> String {
     let hints: String = failure
         .hints()
         .iter()
-        .map(|h| format!("<li>{}</li>", escape(h)))
+        .map(|h| format!("<li>{}</li>", body::escape_html(h)))
         .collect();
     format!(
         r#"<!doctype html>
@@ -210,25 +202,9 @@ h1 {{ font-size: 1.4rem; }} code {{ background: #f3f3f3; padding: 0 .25em; borde
 </html>
 "#,
         status = failure.status().as_u16(),
-        upstream_e = escape(upstream),
-        summary_e = escape(summary),
+        upstream_e = body::escape_html(upstream),
+        summary_e = body::escape_html(summary),
     )
-}
-
-/// Minimal HTML escaping for text and double-quoted attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

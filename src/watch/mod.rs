@@ -1,13 +1,14 @@
 //! The one file watcher of the process, and the batches of changes it produces.
 //!
-//! Owns a single notify watcher (OS events, or [`poll`]ing for bind mounts and network file systems)
-//! and the task that turns its events into [`ChangeBatch`]es on a channel. Directories are watched
-//! one by one (non-recursively) after the filter has had its say, so ignored trees such as
-//! `node_modules` cost no watches; new directories are registered as they appear, and their files
-//! reported, since they can be written before the watch lands. The notify callback only converts
-//! and `try_send`s: notify's thread must never block, and a full queue becomes a reload rather
-//! than back-pressure. A root that disappears is re-armed when it comes back. It knows nothing of
-//! HTTP or of the event stream (`sse`).
+//! Owns a single watcher (notify's, on OS events, or the [`poll`]er behind notify's interface,
+//! for bind mounts and network file systems) and the task that turns its events into
+//! [`ChangeBatch`]es on a channel. Directories are watched one by one (non-recursively) after
+//! the filter has had its say, so ignored trees such as `node_modules` cost no watches; new
+//! directories are registered as they appear, and their files reported, since they can be
+//! written before the watch lands. The watcher's callback only converts and `try_send`s: its
+//! thread must never block, and a full queue becomes a reload rather than back-pressure. A root
+//! that disappears is re-armed when it comes back. It knows nothing of HTTP or of the event
+//! stream (`sse`).
 
 mod batch;
 mod filter;
@@ -157,7 +158,7 @@ fn convert(event: notify::Event) -> Option<Raw> {
 
 /// The watcher and what it knows about the tree.
 struct Watching {
-    /// The one notify watcher; dropped (stopping its thread) when the task ends.
+    /// The one watcher; dropped (stopping its thread) when the task ends.
     watcher: Box<dyn Watcher + Send>,
     filter: Filter,
     /// Directories with a watch, to avoid double registration and to forget removed ones.
