@@ -142,9 +142,11 @@ fn bench(c: &mut Criterion) {
         for (name, injector, frames, coding) in cases {
             group.bench_with_input(BenchmarkId::new(name, label), &frames, |b, frames| {
                 b.iter(|| {
-                    let res = injector.apply(&facts, response(frames, coding));
                     let out = rt
-                        .block_on(res.into_body().collect())
+                        .block_on(async {
+                            let res = injector.apply(&facts, response(frames, coding)).await;
+                            res.into_body().collect().await
+                        })
                         .expect("body")
                         .to_bytes();
                     assert!(out.len() >= size);

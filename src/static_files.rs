@@ -110,7 +110,7 @@ impl StaticFiles {
         {
             res.headers_mut().insert(header::ETAG, etag);
         }
-        self.injector.apply(&facts, res)
+        self.injector.apply(&facts, res).await
     }
 }
 

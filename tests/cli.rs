@@ -562,55 +562,96 @@ async fn a_closed_stderr_loses_log_lines_not_requests_or_shutdown() {
     assert!(status.success(), "{status}");
 }
 
-/// An upstream on `server` that answers the first request it gets with `response`, then stops.
-/// (The proxy's health probe connects too, and sends nothing: those connections are let go.)
-fn answer_once(server: TcpListener, response: &'static [u8]) -> std::thread::JoinHandle<()> {
+/// An upstream on `server` that answers the first requests it gets with `responses`, one per
+/// connection, in turn, then stops. (The proxy's health probe connects too, and sends nothing:
+/// those connections are let go.)
+fn answer_in_turn(server: TcpListener, responses: Vec<Vec<u8>>) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         use std::io::{Read, Write};
-        loop {
+        let mut responses = responses.into_iter();
+        let mut next = responses.next();
+        while let Some(response) = &next {
             let (mut stream, _) = server.accept().expect("accept");
             let mut buf = [0u8; 4096];
             if matches!(stream.read(&mut buf), Ok(n) if n > 0) {
                 let _ = stream.write_all(response);
-                return;
+                next = responses.next();
             }
         }
     })
 }
 
-/// A compressed page that cannot be decoded reaches the browser cut short, so the log says which
-/// page and why, at the default level.
+/// A compressed page that cannot be decoded is said in the log at the default level, naming the
+/// page and why. Before its first byte decodes, the browser gets a 502 page that says why (with
+/// the client, to reload on the next save), not a closed connection; after, a page cut short.
 #[tokio::test]
-async fn a_page_that_cannot_be_decoded_is_a_warning() {
+async fn a_page_that_cannot_be_decoded_is_a_warning_and_before_its_first_byte_a_502() {
+    use std::io::Write as _;
     let dir = tempdir();
     let server = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", server.local_addr().expect("addr"));
-    let answer = answer_once(
+    // A page whose gzip stream breaks off after its first part.
+    let page = format!(
+        "<!doctype html><html><head><title>t</title></head><body>{}</body></html>",
+        "<p>the first part of the page</p>".repeat(200)
+    );
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(page.as_bytes()).expect("gzip");
+    let gzip = gzip.finish().expect("gzip");
+    let broken = &gzip[..gzip.len() / 2];
+    let response = |body: &[u8]| {
+        let mut response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        response.extend_from_slice(body);
+        response
+    };
+    let answer = answer_in_turn(
         server,
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\n\
-          Content-Length: 20\r\nConnection: close\r\n\r\nnot gzip, not at all",
+        vec![response(b"not gzip, not at all"), response(broken)],
     );
     let running = bin::blocking("hmr-proxy to start", {
         let dir = dir.path().to_owned();
         move || Running::start(&["--watch", ".", url.as_str()], &[], &dir)
     })
     .await;
-    let request = b"GET /broken.html HTTP/1.1\r\nHost: localhost\r\nSec-Fetch-Dest: document\r\n\
-                    Connection: close\r\n\r\n";
-    // Cut short before its first byte, the response is no response at all (hyper had not sent
-    // the headers yet) or a 200 with a truncated body.
-    let response = raw(running.addr, request, None).await;
+    let get = |path: &str| {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nSec-Fetch-Dest: document\r\n\
+             Connection: close\r\n\r\n"
+        );
+        let addr = running.addr;
+        async move { raw(addr, request.as_bytes(), None).await }
+    };
+
+    let response = get("/broken.html").await;
+    assert!(response.starts_with("HTTP/1.1 502"), "{response:?}");
+    assert!(response.contains("could not be read"), "{response}");
+    assert!(response.contains("gzip"), "{response}");
+    assert!(response.contains("/__hmr/client.js"), "{response}");
+    let line = running.wait_for_log("answered 502");
+    assert!(
+        line.contains("WARN") && line.contains("GET /broken.html") && line.contains("gzip"),
+        "{line}"
+    );
+
+    // Cut short after its first bytes, the page is a 200 that ends early, or no response at
+    // all: hyper drops what it had not yet written when a body fails.
+    let response = get("/truncated.html").await;
     assert!(
         response.is_empty() || response.starts_with("HTTP/1.1 200"),
         "{response:?}"
     );
+    assert!(!response.contains("</html>"), "{response}");
     answer.join().expect("upstream thread");
     let line = running.wait_for_log("cut short");
     assert!(
-        line.contains("WARN") && line.contains("GET /broken.html"),
+        line.contains("WARN") && line.contains("GET /truncated.html"),
         "{line}"
     );
-    assert!(line.contains("gzip"), "{line}");
 }
 
 /// An upstream that is down is one warning, not one per request: the waiting page polls every
@@ -647,9 +688,9 @@ async fn an_outage_is_logged_once_until_the_upstream_answers() {
     }
     // The upstream answers once, then goes away again.
     let server = TcpListener::bind(upstream).expect("bind the upstream's port");
-    let answer = answer_once(
+    let answer = answer_in_turn(
         server,
-        b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+        vec![b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n".to_vec()],
     );
     assert!(get("/").await.starts_with("HTTP/1.1 204"));
     answer.join().expect("upstream thread");

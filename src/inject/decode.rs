@@ -111,9 +111,9 @@ pub(crate) fn ask_for_identity(headers: &mut HeaderMap) {
 }
 
 /// The body with `coding` undone, as a stream of decoded frames. A body that cannot be decoded
-/// ends with a [`DecodeError`], logged as a warning naming the request: the headers are gone by
-/// then, and the browser shows only a page cut short. (The upstream's own errors pass on as
-/// themselves; the proxy logs those.)
+/// ends with a [`DecodeError`], logged as a warning naming the request: before the first decoded
+/// frame the injector answers with a 502 page instead, after it the browser gets a page cut
+/// short. (The upstream's own errors pass on as themselves; the proxy logs those.)
 pub(crate) fn decode(body: Body, coding: Coding, method: &Method, uri: &Uri) -> Body {
     let stage = match coding {
         Coding::Identity => return body,
@@ -129,6 +129,7 @@ pub(crate) fn decode(body: Body, coding: Coding, method: &Method, uri: &Uri) -> 
         upstream_done: false,
         stage,
         request: (method.clone(), uri.clone()),
+        produced: false,
     })
 }
 
@@ -278,6 +279,9 @@ struct Decoded {
     stage: Stage,
     /// For the warning when decoding fails (reference-counted clones, formatted only then).
     request: (Method, Uri),
+    /// A decoded frame has gone out: a failure now cuts the page short, where before it the
+    /// injector still answers with an error page.
+    produced: bool,
 }
 
 /// Whether two bytes start a zlib stream (RFC 1950: method 8, window ≤ 32 KiB, header checksum).
@@ -339,7 +343,12 @@ impl Decoded {
             source,
         };
         let (method, uri) = &self.request;
-        tracing::warn!("{method} {}: the page is cut short: {err}", uri.path());
+        let path = uri.path();
+        if self.produced {
+            tracing::warn!("{method} {path}: the page is cut short: {err}");
+        } else {
+            tracing::warn!("{method} {path}: answered 502: {err}");
+        }
         Poll::Ready(Some(Err(Box::new(err))))
     }
 
@@ -440,9 +449,10 @@ impl http_body::Body for Decoded {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.get_mut()
-            .poll_decoded(cx)
-            .map(|next| next.map(|result| result.map(Frame::data)))
+        let this = self.get_mut();
+        let next = ready!(this.poll_decoded(cx));
+        this.produced |= matches!(next, Some(Ok(_)));
+        Poll::Ready(next.map(|result| result.map(Frame::data)))
     }
 
     fn is_end_stream(&self) -> bool {

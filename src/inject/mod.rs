@@ -22,11 +22,19 @@ mod decode;
 mod head_scan;
 mod rewrite;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, header};
-use http_body::Body as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use crate::body::Body;
+use bytes::Bytes;
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
+};
+use http_body::{Body as _, Frame};
+use http_body_util::BodyExt as _;
+
+use crate::body::{self, Body, BoxError};
 use decide::{Reader, Skip};
+use decode::Coding;
 
 /// What the injector needs to know about the request a response answers, captured before the
 /// request is moved into the upstream call. Built for every request, so it copies only a few
@@ -84,9 +92,29 @@ impl Injector {
     }
 
     /// The response with the client injected when it is a page for a browser tab, else unchanged.
-    pub fn apply(&self, facts: &RequestFacts, response: Response<Body>) -> Response<Body> {
-        if !self.enabled {
+    ///
+    /// A compressed page is answered once its first bytes have decoded: one that cannot be
+    /// decoded (a server that labels a plain body `gzip`, a truncated stream) becomes a 502 page
+    /// that says so, and gets the client, so the tab reloads on the next save. Sent at once, its
+    /// headers would be gone before the decoder noticed, and the browser would show only a closed
+    /// connection. An uncompressed page needs no wait: what it carries is passed on as it comes.
+    pub async fn apply(&self, facts: &RequestFacts, response: Response<Body>) -> Response<Body> {
+        let (response, coding) = self.rewrite(facts, response);
+        if coding == Coding::Identity {
             return response;
+        }
+        let (parts, body) = response.into_parts();
+        match first_frame_ahead(body).await {
+            Ok(body) => Response::from_parts(parts, body),
+            Err(err) => self.rewrite(facts, unreadable_page(facts, &*err)).0,
+        }
+    }
+
+    /// [`Injector::apply`] without the wait: the response and the coding its body is decoded
+    /// from (`Identity` when it is not rewritten at all).
+    fn rewrite(&self, facts: &RequestFacts, response: Response<Body>) -> (Response<Body>, Coding) {
+        if !self.enabled {
+            return (response, Coding::Identity);
         }
         let body_is_empty = response.body().is_end_stream()
             || response.body().size_hint().exact() == Some(0)
@@ -103,7 +131,7 @@ impl Injector {
             Ok(plan) => plan,
             Err(Skip::NotForUs(why)) => {
                 tracing::trace!("{} {}: not injecting ({why})", facts.method, facts.uri);
-                return response;
+                return (response, Coding::Identity);
             }
             Err(Skip::Undecodable(why)) => {
                 tracing::warn!(
@@ -111,7 +139,7 @@ impl Injector {
                     facts.method,
                     facts.uri.path()
                 );
-                return response;
+                return (response, Coding::Identity);
             }
         };
         let (mut parts, body) = response.into_parts();
@@ -124,7 +152,62 @@ impl Injector {
             csp,
             facts.navigation,
         );
-        Response::from_parts(parts, body)
+        (Response::from_parts(parts, body), plan.coding)
+    }
+}
+
+/// The 502 page for a page that could not be read before its first byte.
+fn unreadable_page(
+    facts: &RequestFacts,
+    err: &(dyn std::error::Error + 'static),
+) -> Response<Body> {
+    let path = body::escape_html(facts.uri.path());
+    let why = body::escape_html(&err.to_string());
+    body::html(
+        StatusCode::BAD_GATEWAY,
+        format!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>502 Bad Gateway</title></head>\n\
+             <body><h1>502 Bad Gateway</h1><p>The upstream's page <code>{path}</code> could not be \
+             read: {why}.</p><p>Check the <code>Content-Encoding</code> the server sends. This tab \
+             reloads on the next save.</p></body></html>\n"
+        ),
+    )
+}
+
+/// The body with its first frame already read, or the error it ended with before any.
+async fn first_frame_ahead(mut body: Body) -> Result<Body, BoxError> {
+    match body.frame().await {
+        None => Ok(body::empty()),
+        Some(Err(err)) => Err(err),
+        Some(Ok(first)) => Ok(body::boxed(Primed {
+            first: Some(first),
+            rest: body,
+        })),
+    }
+}
+
+/// A body whose first frame was read ahead, handed out before the rest.
+struct Primed {
+    first: Option<Frame<Bytes>>,
+    rest: Body,
+}
+
+impl http_body::Body for Primed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.first.take() {
+            Some(first) => Poll::Ready(Some(Ok(first))),
+            None => Pin::new(&mut self.rest).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
     }
 }
 
@@ -171,8 +254,6 @@ fn for_rewritten_body(headers: &mut HeaderMap) {
 /// through, as [`Injector::apply`] does.
 #[doc(hidden)]
 pub fn rewrite_in_chunks(input: &[u8], chunk_sizes: &[usize], charset: Option<&str>) -> Vec<u8> {
-    use std::task::{Context, Poll};
-
     let mut headers = HeaderMap::new();
     if let Some(value) =
         charset.and_then(|label| HeaderValue::from_str(&format!("text/html; charset={label}")).ok())
@@ -194,8 +275,8 @@ pub fn rewrite_in_chunks(input: &[u8], chunk_sizes: &[usize], charset: Option<&s
         )));
         rest = &rest[n..];
     }
-    let upstream = crate::body::boxed(http_body_util::StreamBody::new(futures_util::stream::iter(
-        chunks.into_iter().map(Ok::<_, crate::body::BoxError>),
+    let upstream = body::boxed(http_body_util::StreamBody::new(futures_util::stream::iter(
+        chunks.into_iter().map(Ok::<_, BoxError>),
     )));
     let mut body = rewrite::rewrite(upstream, header_charset, csp::Csp::new(None));
     // Every upstream frame is ready at once, so the body never waits.

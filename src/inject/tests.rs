@@ -446,7 +446,7 @@ fn apply_rewrites_headers_of_rewritten_pages_only() {
     let rt = runtime();
     let page = "<html><head></head><body></body></html>";
     let injector = Injector::new(true);
-    let res = injector.apply(
+    let res = rt.block_on(injector.apply(
         &request(&[("sec-fetch-dest", "document")]),
         html_response(
             page,
@@ -457,7 +457,7 @@ fn apply_rewrites_headers_of_rewritten_pages_only() {
                 ("content-security-policy", "default-src 'self'"),
             ],
         ),
-    );
+    ));
     let h = res.headers().clone();
     assert!(h.get(header::CONTENT_LENGTH).is_none());
     assert!(h.get(header::ACCEPT_RANGES).is_none());
@@ -474,28 +474,28 @@ fn apply_rewrites_headers_of_rewritten_pages_only() {
     );
 
     // Not a page: untouched, Content-Length included.
-    let res = injector.apply(
+    let res = rt.block_on(injector.apply(
         &request(&[("sec-fetch-dest", "empty")]),
         html_response(page, &[("etag", "\"v1\"")]),
-    );
+    ));
     assert_eq!(res.headers().get(header::ETAG).unwrap(), "\"v1\"");
     assert!(res.headers().get(header::CONTENT_LENGTH).is_some());
 
     // Turned off: untouched.
-    let res = Injector::new(false).apply(&request(&[]), html_response(page, &[]));
+    let res = rt.block_on(Injector::new(false).apply(&request(&[]), html_response(page, &[])));
     assert!(res.headers().get(header::CONTENT_LENGTH).is_some());
 
     // Undecodable: untouched.
-    let res = injector.apply(
+    let res = rt.block_on(injector.apply(
         &request(&[]),
         html_response(page, &[("content-encoding", "compress")]),
-    );
+    ));
     assert!(res.headers().get(header::CONTENT_LENGTH).is_some());
 
     // Error pages get the client too.
     let mut res = html_response(page, &[]);
     *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    let res = injector.apply(&request(&[]), res);
+    let res = rt.block_on(injector.apply(&request(&[]), res));
     let body = rt.block_on(res.into_body().collect()).unwrap().to_bytes();
     assert!(body.windows(TAG.len()).any(|w| w == TAG.as_bytes()));
 }

@@ -301,7 +301,7 @@ impl Proxy {
         if upgraded.is_some() {
             return response;
         }
-        this.injector.apply(&facts, response)
+        this.injector.apply(&facts, response).await
     }
 
     /// One exchange with the upstream, bounded by the response-header timeout.
