@@ -12,8 +12,9 @@
 //!   templates.
 //! - streaming: each chunk's output goes downstream as soon as `write` returns, except that in a
 //!   document, output from the fallback anchor on is held back until `</head>` or `<body>` shows
-//!   up (then everything goes, tag included), the document ends, or [`HOLD_LIMIT`] is reached
-//!   (then the tag goes in at the anchor). So a document's head leaves in one piece with the tag
+//!   up (then everything goes, tag included), an element that cannot be in a head starts the
+//!   body the parser makes up, the document ends, or [`HOLD_LIMIT`] is reached (in those three,
+//!   the tag goes in at the anchor). So a document's head leaves in one piece with the tag
 //!   in it, and a page that sends its head and stalls has that head in the browser during the
 //!   stall; fragments, which set no anchor, are never held.
 //! - a page whose first chunk holds a plain head (`head_scan`) gets the tag before `</head>`
@@ -255,6 +256,7 @@ struct Selectors {
     body: Selector,
     template: Selector,
     meta: Selector,
+    any: Selector,
 }
 
 static SELECTORS: LazyLock<Result<Selectors, SelectorError>> = LazyLock::new(|| {
@@ -264,6 +266,7 @@ static SELECTORS: LazyLock<Result<Selectors, SelectorError>> = LazyLock::new(|| 
         body: "body".parse()?,
         template: "template".parse()?,
         meta: "meta[http-equiv]".parse()?,
+        any: "*".parse()?,
     })
 });
 
@@ -363,6 +366,22 @@ fn settings(
         Ok(())
     });
 
+    // A document without `</head>` or `<body>` still has a head that ends: the first element that
+    // cannot be in a head starts the body the parser makes up. From there on no `</head>` can
+    // follow, so the tag goes in at the anchor now rather than when the page ends or the hold
+    // limit is reached: a page that streams without those tags (a log, a progress page) is not
+    // held back. (Text that starts the body is not looked at: a text handler makes lol_html
+    // re-encode every text chunk, which bytes invalid in the page's encoding would not survive.)
+    let s = shared.clone();
+    let implied_body =
+        ElementContentHandlers::default().element(move |el: &mut Element<'_, '_>| {
+            let mut st = lock(&s);
+            if st.anchor.is_some() && st.may_inject() && !stays_in_head(&el.tag_name()) {
+                st.inject_at_anchor();
+            }
+            Ok(())
+        });
+
     Ok(Settings::new_send()
         // Strict mode aborts on markup whose parse depends on the tree (`<select><xmp>`): a
         // guard for rewriting untrusted pages for others, not for a dev server's own pages.
@@ -380,7 +399,30 @@ fn settings(
         .append_element_content_handler((Cow::Borrowed(&selectors.head), head))
         .append_element_content_handler((Cow::Borrowed(&selectors.body), body))
         .append_element_content_handler((Cow::Borrowed(&selectors.template), template))
-        .append_element_content_handler((Cow::Borrowed(&selectors.meta), meta)))
+        .append_element_content_handler((Cow::Borrowed(&selectors.meta), meta))
+        .append_element_content_handler((Cow::Borrowed(&selectors.any), implied_body)))
+}
+
+/// Elements the HTML parser keeps in (or before) the head: any other start tag begins the body.
+fn stays_in_head(name: &str) -> bool {
+    matches!(
+        name,
+        "html"
+            | "head"
+            | "body"
+            | "frameset"
+            | "base"
+            | "basefont"
+            | "bgsound"
+            | "link"
+            | "meta"
+            | "title"
+            | "noscript"
+            | "noframes"
+            | "style"
+            | "script"
+            | "template"
+    )
 }
 
 enum Stage {

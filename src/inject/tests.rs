@@ -343,13 +343,14 @@ fn a_document_without_head_or_body_is_held_only_up_to_the_limit() {
         b"<!doctype html>",
         "up to the anchor only"
     );
-    let paragraph = Bytes::from("<p>a paragraph of the page</p>\n".repeat(1024));
+    // Head content, which a `</head>` may still follow: held.
+    let links = Bytes::from("<link rel=preload href=/a.js as=script>\n".repeat(1024));
     let mut sent = start.len();
     let mut out = Vec::new();
     while out.is_empty() {
         assert!(sent < 2 * HOLD_LIMIT, "output held past the limit");
-        tx.send(Ok(paragraph.clone())).unwrap();
-        sent += paragraph.len();
+        tx.send(Ok(links.clone())).unwrap();
+        sent += links.len();
         out = available(&mut body);
     }
     assert!(sent > HOLD_LIMIT);
@@ -360,6 +361,7 @@ fn a_document_without_head_or_body_is_held_only_up_to_the_limit() {
         &out[..80]
     );
     // Then frames pass through.
+    let paragraph = Bytes::from("<p>a paragraph of the page</p>\n");
     tx.send(Ok(paragraph.clone())).unwrap();
     assert_eq!(available(&mut body), paragraph);
 
@@ -371,6 +373,33 @@ fn a_document_without_head_or_body_is_held_only_up_to_the_limit() {
         tag_position(&doc, &out, TAG.as_bytes()),
         Ok(Some("<!doctype html>".len()))
     );
+}
+
+/// A document without `</head>` or `<body>` that streams (a log, a progress page) is held only
+/// until its first element that cannot be in a head: from there on no `</head>` can follow, so
+/// the tag goes in at the anchor and every chunk leaves as it comes.
+#[test]
+fn a_document_without_head_or_body_streams_once_its_body_begins() {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut body = rewrite(body::boxed(Feed { rx }), None, csp::Csp::new(None));
+    tx.send(Ok(Bytes::from(
+        "<!doctype html>\n<meta charset=utf-8>\n<title>Migration log</title>\n",
+    )))
+    .unwrap();
+    assert_eq!(
+        available(&mut body),
+        b"<!doctype html>",
+        "held at the anchor"
+    );
+    tx.send(Ok(Bytes::from("<pre>\n"))).unwrap();
+    assert_eq!(
+        String::from_utf8(available(&mut body)).unwrap(),
+        format!("{TAG}\n<meta charset=utf-8>\n<title>Migration log</title>\n<pre>\n")
+    );
+    for line in ["step 1 of 3\n", "step 2 of 3\n"] {
+        tx.send(Ok(Bytes::from(line))).unwrap();
+        assert_eq!(available(&mut body), line.as_bytes());
+    }
 }
 
 #[test]
