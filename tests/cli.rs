@@ -562,6 +562,34 @@ async fn a_closed_stderr_loses_log_lines_not_requests_or_shutdown() {
     assert!(status.success(), "{status}");
 }
 
+/// The proxy's own output redirected into the watched folder (`hmr-proxy > out.txt`, any name)
+/// is not a change: each batch would log a line, and each line make a batch, for ever.
+#[tokio::test]
+async fn its_own_output_file_in_the_watched_folder_is_not_a_change() {
+    use crate::support::sse::{SseClient, paths};
+    use std::io::Write as _;
+    let dir = tempdir();
+    let out = dir.path().join("out.txt");
+    let stdout = std::fs::File::create(&out).expect("create out.txt");
+    let running = bin::blocking("hmr-proxy to start", {
+        let dir = dir.path().to_owned();
+        move || Running::start_with_stdout(&["--serve", "."], &dir, stdout)
+    })
+    .await;
+    let mut tab = SseClient::open(running.addr, &[]).await;
+    // What the proxy would write there, then a real save.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&out)
+        .expect("open out.txt");
+    file.write_all(b"INFO index.html changed\n")
+        .expect("append");
+    drop(file);
+    std::fs::write(dir.path().join("index.html"), "<p>saved</p>").expect("save");
+    let batch = within("the save's batch", tab.next_batch()).await;
+    assert_eq!(paths(&batch), ["index.html"], "{batch}");
+}
+
 /// An upstream on `server` that answers the first requests it gets with `responses`, one per
 /// connection, in turn, then stops. (The proxy's health probe connects too, and sends nothing:
 /// those connections are let go.)

@@ -28,20 +28,27 @@ const IGNORED_DIRS: &[&str] = &[
     ".pytest_cache",
 ];
 
-/// Editor swap, backup and temporary files: vim (`.swp`, `4913` probe, `~`), Emacs (`.#x`),
-/// JetBrains safe-write, GNOME's gio, and generic `.tmp`.
+/// Editor swap, backup and temporary files: vim (`.swp`, `4913` probe, `~`), Emacs (`.#x` lock,
+/// `#x#` auto-save, written while typing), Kate, JetBrains safe-write, GNOME's gio, and generic
+/// `.tmp`. And logs: no page loads one, and a dev server (or this proxy, its output redirected
+/// into the project) writes one on every request, so a log that counted as a change would
+/// reload every tab, whose requests write the log again, for ever.
 const IGNORED_FILES: &[&str] = &[
     "*.swp",
     "*.swx",
     "*.swo",
     "*~",
     ".#*",
+    "#*#",
+    "*.kate-swp",
     "4913",
     "*.tmp",
     "*___jb_tmp___",
     "*___jb_old___",
     ".goutputstream-*",
     ".DS_Store",
+    "*.log",
+    "nohup.out",
 ];
 
 /// Names of ignore files honoured in every watched directory.
@@ -72,6 +79,8 @@ pub struct Filter {
     files: GlobSet,
     /// `.gitignore`/`.ignore` matchers by the directory that holds them; refreshed when one changes.
     ignore_files: HashMap<PathBuf, Gitignore>,
+    /// The files this process's own output goes to (see [`own_output_files`]).
+    own_output: Vec<PathBuf>,
 }
 
 /// Where a path sits: its root's index, its path relative to the root with `/` separators, and
@@ -98,6 +107,7 @@ impl Filter {
             roots: built,
             files: glob_set(IGNORED_FILES.iter())?,
             ignore_files: HashMap::new(),
+            own_output: own_output_files(),
         })
     }
 
@@ -165,6 +175,9 @@ impl Filter {
         if located.rel.is_empty() {
             return false; // a root itself is never ignored
         }
+        if self.own_output.iter().any(|own| own == path) {
+            return true;
+        }
         let root = &self.roots[located.root];
         let rel = Path::new(&located.rel);
         let mut components = rel.components().peekable();
@@ -211,6 +224,23 @@ impl Filter {
         }
         false
     }
+}
+
+/// The regular files this process's standard output and error are redirected to
+/// (`hmr-proxy > dev.log 2>&1` in the watched folder, whatever the file is called): each log line
+/// would otherwise be a change, and each change a log line. Known on Linux (`/proc`); elsewhere
+/// only the built-in `*.log` rule covers it.
+fn own_output_files() -> Vec<PathBuf> {
+    if !cfg!(target_os = "linux") {
+        return Vec::new();
+    }
+    let mut files: Vec<PathBuf> = ["/proc/self/fd/1", "/proc/self/fd/2"]
+        .iter()
+        .filter_map(|fd| std::fs::read_link(fd).ok())
+        .filter(|path| path.is_file())
+        .collect();
+    files.dedup();
+    files
 }
 
 fn glob_set<'a>(globs: impl Iterator<Item = impl AsRef<str> + 'a>) -> Result<GlobSet, FilterError> {
@@ -283,6 +313,22 @@ mod tests {
         );
         assert_eq!(f.locate(Path::new("/elsewhere/x")), None);
         assert_eq!(f.locate(Path::new("/pp/x")), None);
+    }
+
+    #[test]
+    fn builtins_cover_editor_autosaves_and_logs() {
+        let f = filter(Path::new("/p"), &[]);
+        for (path, ignored) in [
+            ("/p/src/#app.css#", true),
+            ("/p/src/.app.css.kate-swp", true),
+            ("/p/log/development.log", true),
+            ("/p/nohup.out", true),
+            ("/p/src/app#1.css", false),
+            ("/p/src/#app.css", false),
+            ("/p/src/catalog.html", false),
+        ] {
+            assert_eq!(f.is_ignored(Path::new(path), false), ignored, "{path}");
+        }
     }
 
     #[test]

@@ -203,9 +203,24 @@ impl Running {
     /// Start the binary with exactly `args` (the listen address comes from wherever the test
     /// put it: flag, environment or config file) and wait until it is listening.
     pub fn start_as_given(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> Running {
-        let mut child = command(args, envs, cwd).spawn().expect("spawn hmr-proxy");
+        Self::spawned(command(args, envs, cwd))
+    }
+
+    /// [`Running::start`] with the binary's standard output going to `stdout`, not a pipe.
+    pub fn start_with_stdout(args: &[&str], cwd: &Path, stdout: std::fs::File) -> Running {
+        let mut argv = vec!["--listen", "127.0.0.1:0"];
+        argv.extend_from_slice(args);
+        let mut cmd = command(&argv, &[], cwd);
+        cmd.stdout(stdout);
+        Self::spawned(cmd)
+    }
+
+    fn spawned(mut cmd: Command) -> Running {
+        let mut child = cmd.spawn().expect("spawn hmr-proxy");
         // Nothing is written to stdout; drain it anyway so a write can never block the child.
-        drain(child.stdout.take().expect("stdout piped"));
+        if let Some(stdout) = child.stdout.take() {
+            drain(stdout);
+        }
         let log = SharedLog::default();
         log.follow(child.stderr.take().expect("stderr piped"));
         let pid = child.id();
