@@ -57,7 +57,17 @@ pub fn refusal<B>(req: &Request<B>, local: SocketAddr) -> Option<Response<Body>>
 /// `localhost`, `*.localhost`, an IP literal, or an allowed name. Malformed or missing (in
 /// HTTP/1.1) host → 400; an unknown name → 403 naming the flag that allows it.
 pub fn host_refusal<B>(req: &Request<B>, allowed: &AllowedHosts) -> Option<Response<Body>> {
-    let value = match req.headers().get(header::HOST) {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first = hosts.next();
+    // Two `Host` fields (RFC 9112, 3.2: answer 400): the proxy would check one and the upstream
+    // might use the other.
+    if hosts.next().is_some() {
+        return Some(body::plain(
+            StatusCode::BAD_REQUEST,
+            "hmr-proxy: the request has more than one Host header",
+        ));
+    }
+    let value = match first {
         Some(value) => value.as_bytes(),
         None => match req.uri().authority() {
             Some(authority) => authority.as_str().as_bytes(),
@@ -258,6 +268,17 @@ mod tests {
             assert_eq!(status(host, &names), want, "{host:?}");
         }
         assert_eq!(status("evil.example", &AllowedHosts::All), None);
+        let mut two = req(Method::GET, "/");
+        for host in ["localhost", "evil.example"] {
+            two.headers_mut()
+                .append(header::HOST, HeaderValue::from_static(host));
+        }
+        for allowed in [&names, &AllowedHosts::All] {
+            assert_eq!(
+                host_refusal(&two, allowed).map(|res| res.status()),
+                Some(StatusCode::BAD_REQUEST)
+            );
+        }
         let mut bare = req(Method::GET, "/");
         *bare.version_mut() = Version::HTTP_11;
         assert_eq!(
