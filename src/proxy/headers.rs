@@ -31,6 +31,13 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const REFRESH: HeaderName = HeaderName::from_static("refresh");
 
+/// Forwarding fields a browser's request may carry that this proxy does not set: removed.
+static BROWSERS_SAY_SO: [HeaderName; 3] = [
+    header::FORWARDED,
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-real-ip"),
+];
+
 /// What stripping found that the caller must carry across the hop itself.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Hop {
@@ -132,6 +139,34 @@ pub fn prepare_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> Hop {
     };
     if let Some(host) = host {
         headers.insert(header::HOST, host);
+    }
+
+    // Forwarding fields this proxy does not set itself are the browser's say-so, next to (and
+    // contradicting) the ones it does set: a framework that prefers `Forwarded` (Rack 3) would
+    // take the scheme and host from the browser. Looked for before removing (see above).
+    let mut spoofable = false;
+    let mut cookie = false;
+    for name in headers.keys() {
+        spoofable |= BROWSERS_SAY_SO.contains(name);
+        cookie |= name == header::COOKIE;
+    }
+    if spoofable {
+        for name in &BROWSERS_SAY_SO {
+            headers.remove(name);
+        }
+    }
+    // An HTTP/2 browser may split its cookies over several fields (RFC 9113, 8.2.3); HTTP/1.1
+    // allows one, and a server reading two as a comma-joined list mangles them.
+    if cookie && headers.get_all(header::COOKIE).iter().nth(1).is_some() {
+        let joined = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect::<Vec<_>>()
+            .join(&b"; "[..]);
+        if let Ok(value) = HeaderValue::from_bytes(&joined) {
+            headers.insert(header::COOKIE, value);
+        }
     }
 
     let xff = if headers.contains_key(&X_FORWARDED_FOR) {
@@ -250,22 +285,50 @@ impl UpstreamNames {
     }
 
     /// A `Refresh` value (`5; url=http://upstream/x`) with its URL re-pointed, when it needs it.
+    /// Read as browsers read it (HTML's declarative refresh): `5;url=…`, `5; URL = '…'`, `5, …`
+    /// and a bare `5; …` all name a URL.
     fn rewrite_refresh(&self, value: &str, proxy_origin: &str) -> Option<String> {
-        let lower = value.to_ascii_lowercase();
-        let at = lower.find("url=")? + 4;
-        let url = &value[at..];
-        let quote = url.chars().next().filter(|c| *c == '\'' || *c == '"');
-        let inner = match quote {
-            Some(q) => url[1..].trim_end_matches(q),
-            None => url.trim(),
+        let bytes = value.as_bytes();
+        let skip = |mut i: usize, what: fn(u8) -> bool| {
+            while bytes.get(i).is_some_and(|&b| what(b)) {
+                i += 1;
+            }
+            i
         };
-        let rewritten = self.rewrite_url(inner, proxy_origin)?;
-        let q = quote.map(String::from).unwrap_or_default();
-        Some(format!("{}{q}{rewritten}{q}", &value[..at]))
+        let blank = |b: u8| matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | b' ');
+        let mut at = skip(0, blank);
+        at = skip(at, |b| b.is_ascii_digit() || b == b'.');
+        at = skip(at, blank);
+        if matches!(bytes.get(at), Some(b';' | b',')) {
+            at += 1;
+        }
+        at = skip(at, blank);
+        if bytes
+            .get(at..at + 3)
+            .is_some_and(|u| u.eq_ignore_ascii_case(b"url"))
+        {
+            let equals = skip(at + 3, blank);
+            if bytes.get(equals) == Some(&b'=') {
+                at = skip(equals + 1, blank);
+            }
+        }
+        let quote = bytes.get(at).copied().filter(|&b| b == b'\'' || b == b'"');
+        if quote.is_some() {
+            at += 1;
+        }
+        let end = match quote {
+            Some(q) => bytes[at..]
+                .iter()
+                .position(|&b| b == q)
+                .map_or(bytes.len(), |n| at + n),
+            None => value
+                .trim_end_matches(|c: char| c.is_ascii_whitespace())
+                .len(),
+        };
+        let rewritten = self.rewrite_url(value.get(at..end)?, proxy_origin)?;
+        Some(format!("{}{rewritten}{}", &value[..at], &value[end..]))
     }
 
-    /// A `Set-Cookie` value without a `Domain` attribute naming the upstream, so the browser keeps
-    /// the cookie for the proxy's host; `None` when nothing needs to change.
     fn rewrite_cookie(&self, value: &str) -> Option<String> {
         let mut changed = false;
         let kept: Vec<&str> = value
@@ -297,6 +360,12 @@ pub fn prepare_response(
     proxy_origin: impl Fn() -> String,
     upgraded: Option<&HeaderValue>,
 ) {
+    // A response framed by `Transfer-Encoding` that also carries `Content-Length` (a buggy dev
+    // server) was read as chunked; passed on, the length would cut the body short (RFC 9112,
+    // 6.3: a proxy must remove it). The body goes out in its own framing.
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
     strip_hop_by_hop(headers);
     if let Some(upgrade) = upgraded {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -448,6 +517,28 @@ mod tests {
     }
 
     #[test]
+    fn the_browsers_own_forwarding_fields_go_and_split_cookies_are_joined() {
+        let (h, _) = forward(
+            &[
+                ("host", "localhost:3000"),
+                ("forwarded", "for=6.6.6.6;proto=https;host=evil.example"),
+                ("x-forwarded-port", "443"),
+                ("x-real-ip", "6.6.6.6"),
+                ("cookie", "a=1"),
+                ("cookie", "b=2; c=3"),
+            ],
+            false,
+        );
+        for gone in ["forwarded", "x-forwarded-port", "x-real-ip"] {
+            assert!(!h.contains_key(gone), "{gone} survived");
+        }
+        let cookies: Vec<_> = h.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1; b=2; c=3"]);
+        let (h, _) = forward(&[("cookie", "a=1; b=2")], false);
+        assert_eq!(h["cookie"], "a=1; b=2");
+    }
+
+    #[test]
     fn loop_detection() {
         let h = map(&[("via", "1.0 nginx, 1.1 hmr-proxy-test")]);
         assert!(is_loop(&h, &via()));
@@ -510,5 +601,44 @@ mod tests {
         );
         assert!(!h.contains_key("connection"));
         assert!(!h.contains_key("keep-alive"));
+
+        let origin = "http://localhost:3000";
+        for (refresh, want) in [
+            (
+                "0; url=http://app:8080/a",
+                Some("0; url=http://localhost:3000/a"),
+            ),
+            (
+                "0; URL = http://app:8080/b",
+                Some("0; URL = http://localhost:3000/b"),
+            ),
+            ("0;http://app:8080/c", Some("0;http://localhost:3000/c")),
+            (
+                "0,url=\"http://app:8080/d\" ",
+                Some("0,url=\"http://localhost:3000/d\" "),
+            ),
+            (
+                "1.5; url=//app:8080/e",
+                Some("1.5; url=http://localhost:3000/e"),
+            ),
+            ("0; url=/relative", None),
+            ("0; url=http://elsewhere/x", None),
+            ("5", None),
+        ] {
+            assert_eq!(
+                names.rewrite_refresh(refresh, origin).as_deref(),
+                want,
+                "{refresh:?}"
+            );
+        }
+
+        // A chunked response that also names a length is passed on without the length.
+        let mut h = map(&[("transfer-encoding", "chunked"), ("content-length", "3")]);
+        prepare_response(&mut h, &names, || origin.into(), None);
+        assert!(!h.contains_key("content-length"));
+        assert!(!h.contains_key("transfer-encoding"));
+        let mut h = map(&[("content-length", "3")]);
+        prepare_response(&mut h, &names, || origin.into(), None);
+        assert_eq!(h["content-length"], "3");
     }
 }
