@@ -926,6 +926,18 @@ fn faulty_answer(seen: &Seen, gate: &Arc<Notify>) -> Answer {
             "0123456789",
         )),
         "/garbage" => Answer::Close(b"this is not http\r\n\r\n".to_vec()),
+        // An answer hyper will not read: more than 100 header fields.
+        "/too-many-headers" => Answer::KeepAlive(
+            [
+                b"HTTP/1.1 200 OK\r\n".to_vec(),
+                (0..120)
+                    .map(|i| format!("X-Field-{i}: {i}\r\n"))
+                    .collect::<String>()
+                    .into_bytes(),
+                b"Content-Length: 2\r\n\r\nok".to_vec(),
+            ]
+            .concat(),
+        ),
         "/no-status-line" => Answer::Close(b"Content-Type: text/plain\r\n\r\nhello".to_vec()),
         // Longer than sent, the connection left open: the proxy must not wait forever for the rest
         // once the browser is gone, and must not serve anything else on this connection.
@@ -980,7 +992,8 @@ async fn upstream_faults_give_clean_errors_and_everyone_else_is_served() {
         assert_eq!((status.as_u16(), body.as_ref()), (200, b"saw /ok".as_ref()));
     }
 
-    // Nothing usable before the body: a clean 502 (after one retry, for a GET).
+    // Nothing usable before the body: a clean 502 (after one retry, for a GET whose connection
+    // broke).
     for path in ["/garbage", "/no-status-line", "/reset-before-answer"] {
         let text = until_closed(
             proxy.addr,
@@ -991,6 +1004,20 @@ async fn upstream_faults_give_clean_errors_and_everyone_else_is_served() {
         assert_eq!(Reply::parse(&text).status, 502, "{path}: {text}");
         still_serving(&proxy.url("/ok")).await;
     }
+
+    // An answer that arrived but cannot be read: a 502 that says so, and no second request (it
+    // would get the same answer).
+    let (status, _, body) = support::get(&proxy.url("/too-many-headers"), &[]).await;
+    assert_eq!(status.as_u16(), 502);
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("cannot read"), "{body}");
+    still_serving(&proxy.url("/ok")).await;
+    let asked = upstream.paths();
+    assert_eq!(
+        asked.iter().filter(|p| *p == "/too-many-headers").count(),
+        1,
+        "{asked:?}"
+    );
 
     // Headers, then silence: the browser has the head; others are served meanwhile; when the
     // browser gives up, the proxy lets go of the upstream connection too.

@@ -30,8 +30,12 @@ pub enum Failure {
     Connect(String),
     /// Connected, but no response headers arrived in time.
     ResponseTimeout(Duration),
-    /// The connection broke or the upstream answered with something that is not HTTP.
+    /// The connection broke before a response arrived (a pooled connection the upstream had
+    /// just closed, a server that crashed on the request).
     Exchange(String),
+    /// The upstream answered, but not in HTTP/1.1 hmr-proxy can read (a header block with more
+    /// than 100 fields, a malformed status line). Sending the request again would get the same.
+    Malformed(String),
 }
 
 impl Failure {
@@ -56,6 +60,8 @@ impl Failure {
                 }
                 _ => Failure::Connect(chain),
             }
+        } else if is_unreadable_answer(err) {
+            Failure::Malformed(chain)
         } else {
             Failure::Exchange(chain)
         }
@@ -92,6 +98,9 @@ impl Failure {
                 format!("{upstream} sent no response within {}", human(*d))
             }
             Failure::Exchange(e) => format!("the exchange with {upstream} failed: {e}"),
+            Failure::Malformed(e) => {
+                format!("{upstream} answered with a response hmr-proxy cannot read: {e}")
+            }
         }
     }
 
@@ -118,8 +127,24 @@ impl Failure {
             Failure::Exchange(_) => &[
                 "The dev server closed the connection or did not answer with HTTP; check its log.",
             ],
+            Failure::Malformed(_) => &[
+                "Look at what the dev server sends for this URL with `curl -i`: hmr-proxy reads at most 100 header fields and only well-formed HTTP/1.1.",
+            ],
         }
     }
+}
+
+/// Whether hyper failed on the upstream's answer itself (it arrived, and could not be parsed),
+/// rather than on the connection.
+fn is_unreadable_answer(err: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = err.source();
+    while let Some(e) = source {
+        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
+            return hyper.is_parse() || hyper.is_parse_too_large() || hyper.is_parse_status();
+        }
+        source = e.source();
+    }
+    false
 }
 
 pub(super) fn chain_text(err: &dyn std::error::Error) -> String {
