@@ -353,6 +353,73 @@ async fn a_thousand_tabs_all_get_the_batch_and_leave_cleanly() {
     clients_become(&proxy, 0, "all tabs gone").await;
 }
 
+/// A request body still on its way is the request's: bytes that arrive after the answer and
+/// happen to read as a stream request are that body, never a second request (a stream taken
+/// from hyper then would answer a request nobody sent, which a proxy in front reusing the
+/// connection could hand to someone else). The upstream here answers before reading the body,
+/// as an Express route without a body parser does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_is_never_taken_for_a_stream() {
+    use std::io::{Read, Write};
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (body_tx, body_rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).unwrap();
+            assert!(n > 0, "the proxy closed before a request head");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
+            .unwrap();
+        // Then the body, whenever it comes.
+        let head_end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let mut body = seen.split_off(head_end);
+        while !body.ends_with(b"\r\n\r\n") {
+            let n = conn.read(&mut buf).unwrap();
+            assert!(n > 0, "the proxy closed before the whole body");
+            body.extend_from_slice(&buf[..n]);
+        }
+        let _ = body_tx.send(body);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{upstream}");
+    let proxy = Proxy::start_in(dir.path(), &[url.as_str()]).await;
+
+    let inner = b"GET /changes HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
+    conn.write_all(
+        format!(
+            "POST /early HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+            inner.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let answer = read_until(&mut conn, Some("early")).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    conn.write_all(inner).await.unwrap();
+    let body = within("the body to reach the upstream", body_rx)
+        .await
+        .unwrap();
+    assert_eq!(body, inner);
+    conn.write_all(b"GET /__hmr/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let rest = read_until(&mut conn, None).await;
+    assert!(!rest.contains("event-stream"), "{rest}");
+    assert!(
+        rest.starts_with("HTTP/1.1 200") && rest.ends_with("ok\n"),
+        "{rest}"
+    );
+}
+
 /// A stream asked for on a fresh connection is served outside hyper (`Connection: close`, the
 /// body delimited by closing); so is one asked for on a keep-alive connection after another
 /// exchange finished there (as a browser reuses its connections), taken from hyper between

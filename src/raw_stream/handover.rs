@@ -12,8 +12,8 @@
 //! [`parse`](super::parse) rule as for a first request) is not given to hyper: the socket is
 //! taken out and hyper sees the connection end cleanly between requests. `server` then answers
 //! the taken request through `raw_stream`, exactly as for a fresh connection. Anything else
-//! (bytes pipelined after the request, an upgraded connection, HTTP/2) stays with hyper. It does
-//! not answer anything itself.
+//! (bytes pipelined after the request, an upgraded connection, HTTP/2, a connection that carried
+//! a request body) stays with hyper. It does not answer anything itself.
 
 use std::io;
 use std::pin::Pin;
@@ -49,8 +49,11 @@ pub(crate) struct Taken {
 
 impl Shared {
     /// A request reached the service; the guard, carried by its response, says when it is over.
-    pub(crate) fn request<B>(self: &Arc<Self>, req: &Request<B>) -> InFlight {
-        if req.version() == Version::HTTP_2 {
+    /// A request with a body ends handovers on this connection for good: its response can be
+    /// over while the body is still arriving (an upstream that answers before reading it), and
+    /// those bytes must reach hyper as the body they are, whatever they look like.
+    pub(crate) fn request<B: http_body::Body>(self: &Arc<Self>, req: &Request<B>) -> InFlight {
+        if req.version() == Version::HTTP_2 || !req.body().is_end_stream() {
             self.never.store(true, Ordering::Relaxed);
         }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
