@@ -139,6 +139,61 @@ fn missing_serve_directory_names_the_flag() {
     );
 }
 
+/// A folder the proxy may not list (a bind mount owned by another uid) stops it with one line,
+/// as a missing one does, instead of a proxy that serves 404s and never sees a change. Run as
+/// `nobody` when the tests run as root, whom no permission stops.
+#[test]
+fn an_unreadable_serve_directory_names_the_flag_and_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let set_mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    // Searchable, so the path resolves; not readable, so it cannot be listed.
+    set_mode(dir.path(), 0o755);
+    let site = dir.path().join("site");
+    std::fs::create_dir(&site).expect("mkdir");
+    set_mode(&site, 0o311);
+    let out = if running_as_root() {
+        // The binary where `nobody` may run it.
+        let bin = dir.path().join("hmr-proxy");
+        std::fs::copy(bin::BIN, &bin).expect("copy the binary");
+        set_mode(&bin, 0o755);
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .args(["--serve", "site"])
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG");
+        bin::run_command_to_exit(cmd, "hmr-proxy as nobody")
+    } else {
+        run_to_exit(&["--serve", "site"], &[], dir.path())
+    };
+    let line = error_line(&out);
+    assert_mentions(
+        &line,
+        &[
+            "--serve",
+            "`site`",
+            "cannot be read",
+            "read and search permission",
+        ],
+    );
+}
+
+/// Whether this process runs as root (uid 0), from `/proc/self/status`.
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|uid| uid == "0"))
+        })
+        .unwrap_or(false)
+}
+
 #[test]
 fn port_in_use_names_the_address_and_the_setting_to_change() {
     let dir = tempdir();

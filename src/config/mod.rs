@@ -778,13 +778,15 @@ fn watch_root(
     let dir = existing_dir(cwd, dir, origin)?;
     let url = match url {
         None => "/".to_string(),
-        Some(url) if url.starts_with('/') && !url.contains(['?', '#']) => {
+        Some(url) if url.starts_with('/') && !url.contains(['?', '#', ' ']) => {
             format!("{}/", url.trim_end_matches('/'))
         }
         Some(url) => {
             return Err(ConfigError::invalid(
                 origin.clone(),
-                format!("URL prefix `{url}` must be a path starting with /"),
+                format!(
+                    "URL prefix `{url}` must be a path starting with /, without `?`, `#` or spaces"
+                ),
                 "write DIR=/prefix, e.g. static=/assets",
             ));
         }
@@ -796,7 +798,18 @@ fn watch_root(
 fn existing_dir(cwd: &Path, dir: &Path, origin: &Origin) -> Result<PathBuf, ConfigError> {
     let path = cwd.join(dir);
     match path.canonicalize() {
-        Ok(canonical) if canonical.is_dir() => Ok(canonical),
+        // Listing it is what watching and serving it take: a folder this user may not read
+        // (a bind mount owned by another uid) would start a proxy that serves 404s and never
+        // sees a change.
+        Ok(canonical) if canonical.is_dir() => match std::fs::read_dir(&canonical) {
+            Ok(_) => Ok(canonical),
+            Err(err) => Err(ConfigError::invalid(
+                origin.clone(),
+                format!("directory `{}` cannot be read ({err})", dir.display()),
+                "give this user read and search permission on it (in a container, run as the \
+                 files' owner or make the mount readable)",
+            )),
+        },
         Ok(_) => Err(ConfigError::invalid(
             origin.clone(),
             format!("`{}` is a file, not a directory", dir.display()),
@@ -1098,6 +1111,15 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(err.contains("must be a path starting with /"), "{err}");
+        for prefix in ["static=/a#b", "static=/a?b", "static=/a b"] {
+            let err = load_in(dir.path(), &["-w", prefix])
+                .err()
+                .unwrap_or_default();
+            assert!(
+                err.contains("without `?`, `#` or spaces"),
+                "{prefix}: {err}"
+            );
+        }
         let err = load_in(dir.path(), &["--ignore", "a[b"])
             .err()
             .unwrap_or_default();

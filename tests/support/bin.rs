@@ -44,10 +44,20 @@ pub fn command(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> Command {
 
 /// Run the binary to its exit (killed, failing the test, after [`PATIENCE`]).
 pub fn run_to_exit(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> Output {
-    let mut child = command(args, envs, cwd).spawn().expect("spawn hmr-proxy");
+    run_command_to_exit(command(args, envs, cwd), &format!("hmr-proxy {args:?}"))
+}
+
+/// [`run_to_exit`] for a command built by the test (`what` names it in a timeout).
+pub fn run_command_to_exit(mut cmd: Command, what: &str) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|err| panic!("spawn {what}: {err}"));
     let stdout = drain(child.stdout.take().expect("stdout piped"));
     let stderr = drain(child.stderr.take().expect("stderr piped"));
-    let status = wait_or_kill(child, PATIENCE, &format!("hmr-proxy {args:?} to exit"));
+    let status = wait_or_kill(child, PATIENCE, &format!("{what} to exit"));
     Output {
         status,
         stdout: stdout.join().expect("stdout reader"),
