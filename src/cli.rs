@@ -139,7 +139,7 @@ pub struct WatchArgs {
     )]
     pub watch: Option<Vec<String>>,
 
-    /// Glob of paths to ignore; repeatable.
+    /// Glob of paths to ignore, relative to the watched folder (`*.map`, `dist/`, `tmp/**`); repeatable.
     #[arg(
         long,
         value_name = "GLOB",

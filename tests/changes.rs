@@ -124,7 +124,7 @@ async fn ignored_paths_never_appear() {
     write(&root.join(".gitignore"), "dist/\n*.gen.css\n");
     std::fs::create_dir_all(root.join("node_modules/pkg")).unwrap();
     std::fs::create_dir_all(root.join("dist")).unwrap();
-    let proxy = serve(&root, &["--ignore", "*.log"]).await;
+    let proxy = serve(&root, &["--ignore", "*.bak", "--ignore", "tmp/"]).await;
     let mut tab = SseClient::open(proxy.addr, &[]).await;
     for ignored in [
         "node_modules/pkg/index.js",
@@ -135,6 +135,10 @@ async fn ignored_paths_never_appear() {
         "css/site.css~",
         "server.log",
         "logs/deep/server.log",
+        "css/#site.css#",
+        "site.bak",
+        "deep/er/site.bak",
+        "tmp/cache/x.html",
         "dist/app.js",
         "css/theme.gen.css",
     ] {

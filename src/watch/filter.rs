@@ -191,13 +191,24 @@ impl Filter {
                 return true;
             }
         }
-        if root.globs.is_match(rel) {
-            return true;
+        // A folder watched on its own inside another (`-w . -w static=/assets`) is still inside
+        // it: the outer root's globs (relative to the outer root) and the ignore files above the
+        // inner root apply too.
+        let mut outermost = &root.dir;
+        for other in self.roots.iter().filter(|r| path.starts_with(&r.dir)) {
+            if let Ok(rel) = path.strip_prefix(&other.dir)
+                && other.globs.is_match(rel)
+            {
+                return true;
+            }
+            if other.dir.as_os_str().len() < outermost.as_os_str().len() {
+                outermost = &other.dir;
+            }
         }
         // Deepest ignore file first: a nested `!keep.css` overrides an ancestor's `*.css`.
         let mut dir = path.parent();
         while let Some(d) = dir {
-            if !d.starts_with(&root.dir) {
+            if !d.starts_with(outermost) {
                 break;
             }
             if let Some(matcher) = self.ignore_files.get(d) {
@@ -247,10 +258,23 @@ fn glob_set<'a>(globs: impl Iterator<Item = impl AsRef<str> + 'a>) -> Result<Glo
     let mut builder = GlobSetBuilder::new();
     for glob in globs {
         let glob = glob.as_ref();
-        builder.add(Glob::new(glob).map_err(|source| FilterError {
-            glob: glob.to_string(),
-            source,
-        })?);
+        let compile = |text: &str| {
+            Glob::new(text).map_err(|source| FilterError {
+                glob: glob.to_string(),
+                source,
+            })
+        };
+        // `dist/`, as a `.gitignore` writes it: the folder and everything in it (as a glob it
+        // would match nothing, since no relative path ends in `/`).
+        match glob.strip_suffix('/').filter(|dir| !dir.is_empty()) {
+            Some(dir) => {
+                builder.add(compile(dir)?);
+                builder.add(compile(&format!("{dir}/**"))?);
+            }
+            None => {
+                builder.add(compile(glob)?);
+            }
+        }
     }
     builder.build().map_err(|source| FilterError {
         glob: String::new(),
@@ -313,6 +337,28 @@ mod tests {
         );
         assert_eq!(f.locate(Path::new("/elsewhere/x")), None);
         assert_eq!(f.locate(Path::new("/pp/x")), None);
+    }
+
+    #[test]
+    fn a_nested_root_keeps_the_outer_roots_rules_and_a_trailing_slash_means_a_folder() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(root.join("static/gen")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(root.join(".gitignore"), "*.map\ngen/\n").unwrap_or_else(|e| panic!("{e}"));
+        let mut f = filter(&root, &["static/web/**", "dist/"]);
+        f.load_ignore_files(&root);
+        for (rel, is_dir, ignored) in [
+            ("static/app.js", false, false),
+            ("static/app.js.map", false, true),
+            ("static/gen/g.js", false, true),
+            ("static/gen", true, true),
+            ("static/web/x.js", false, true),
+            ("dist", true, true),
+            ("dist/a.js", false, true),
+            ("src/dist.js", false, false),
+        ] {
+            assert_eq!(f.is_ignored(&root.join(rel), is_dir), ignored, "{rel}");
+        }
     }
 
     #[test]
