@@ -679,6 +679,9 @@ fn resolve_watch(
 ) -> Result<WatchSettings, ConfigError> {
     let f = &layers.file;
     let mut roots = Vec::new();
+    // An empty list (`HMR_PROXY_WATCH=`, as compose writes `${WATCH:-}`) names nothing: the
+    // config file's folders still apply, as if it were unset.
+    let watch = watch.filter(|specs| specs.iter().any(|s| !s.trim().is_empty()));
     if let Some(specs) = watch {
         let origin = layers.cli_origin("watch");
         for spec in specs.iter().filter(|s| !s.trim().is_empty()) {
@@ -1111,6 +1114,16 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(err.contains("must be a path starting with /"), "{err}");
+        // An empty list from the environment leaves the config file's folders in place.
+        std::fs::write(
+            dir.path().join("hmr-proxy.toml"),
+            "[[watch]]\ndir = \"static\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let cfg = load_in(dir.path(), &["-w", ""]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.watch.roots.len(), 1);
+        assert!(cfg.watch.roots[0].dir.ends_with("static"));
+        std::fs::remove_file(dir.path().join("hmr-proxy.toml")).unwrap_or_else(|e| panic!("{e}"));
         for prefix in ["static=/a#b", "static=/a?b", "static=/a b"] {
             let err = load_in(dir.path(), &["-w", prefix])
                 .err()
