@@ -5,7 +5,8 @@
 //! builder (HTTP/1.1, or HTTP/2 when the client opens with the h2c preface) with upgrades
 //! enabled, a header-read timeout (hyper's timeouts need a timer, which is set here) and
 //! `GracefulShutdown`. hyper reads through `raw_stream::handover`'s socket, which takes a later
-//! stream request on the connection back for `raw_stream`. On shutdown the listener closes at once, in-flight requests get the grace
+//! stream request on the connection back for `raw_stream`. A response body that fails lets what
+//! hyper buffered go out first ([`FlushedFirst`]). On shutdown the listener closes at once, in-flight requests get the grace
 //! period, tracked long-lived tasks (tunnels) are told to stop, and whatever remains is dropped.
 //! Streams served by `raw_stream` are not counted: their bodies end on shutdown by themselves.
 
@@ -132,7 +133,8 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
                     let in_flight = tracker.request(&req);
                     async move {
                         let response = router.handle(req, peer).await;
-                        Ok::<_, std::convert::Infallible>(in_flight.carry(response))
+                        let response = in_flight.carry(response).map(FlushedFirst::new);
+                        Ok::<_, std::convert::Infallible>(response)
                     }
                 });
                 let conn = builder
@@ -164,6 +166,58 @@ async fn drain(graceful: GracefulShutdown, shutdown: Shutdown, grace: Duration) 
     let (connections, stuck_tasks) = tokio::join!(connections, tasks);
     if connections.is_err() || stuck_tasks > 0 {
         tracing::warn!("grace period of {grace:?} over: closing what is still open");
+    }
+}
+
+/// A response body that lets what hyper has buffered go out before its error ends the
+/// connection. hyper drops the connection, and the bytes it had not yet written, as soon as a
+/// body fails; a body that yields its last frames and its error in one go (an upstream that
+/// writes an error message into the page, then dies) would lose exactly those frames. So an
+/// error is held back once: the body says "not ready" and wakes its task at once, hyper flushes
+/// while it waits, and the error comes on the next poll.
+struct FlushedFirst<B> {
+    body: B,
+    held: Option<crate::body::BoxError>,
+}
+
+impl<B> FlushedFirst<B> {
+    fn new(body: B) -> Self {
+        FlushedFirst { body, held: None }
+    }
+}
+
+impl<B> http_body::Body for FlushedFirst<B>
+where
+    B: http_body::Body<Data = bytes::Bytes, Error = crate::body::BoxError> + Unpin,
+{
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if let Some(err) = this.held.take() {
+            return Poll::Ready(Some(Err(err)));
+        }
+        match std::pin::Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(Some(Err(err))) => {
+                this.held = Some(err);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.held.is_none() && self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
