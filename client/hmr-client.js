@@ -162,27 +162,20 @@ function start(selfUrl) {
       reload(batch.paths.length ? `${batch.paths.join(', ')} changed` : 'the proxy asked for it');
       return;
     }
-    const changed = new Map(batch.urls.map((u) => [key(new URL(u, location.href)), u]));
-    const claimed = new Set();
-    /** Is `url` one of the changed ones? Marks it as handled. */
-    const hit = (url) => {
-      const k = key(url);
-      if (!changed.has(k)) return false;
-      claimed.add(k);
-      return true;
-    };
-
-    const links = stylesheetLinks().filter((link) => hit(new URL(link.href)));
-    const imports = [...document.styleSheets].flatMap((sheet) => importRules(sheet, hit));
-    const modules = boxes
-      .map((box) => ({ box, entries: box.entries.filter((e) => hit(e.url)) }))
-      .filter((m) => m.entries.length);
-    // Reading every rule is the costly part: skipped when only sheets and modules changed.
-    const images = claimed.size < changed.size ? [...imageAttributes(hit), ...cssUrls(hit)] : [];
-
-    const rest = [...changed.keys()].filter((k) => !claimed.has(k)).map((k) => changed.get(k));
+    const { changed, claimed, hit, links, imports, modules, images } = survey(batch.urls);
+    let rest = [...changed.keys()].filter((k) => !claimed.has(k));
+    // A URL only a frame uses is that frame's to swap: its client hears the same batch. So the
+    // top reloads (taking its frames along) only for what no document in the tab can patch, and
+    // a frame that can see the top's client leaves that call to it. (Frames hear batches only
+    // from a leader's relay: a solo top has nobody to leave them to.)
+    if (rest.length && window.top !== window) {
+      if (topClient()) rest = [];
+    } else if (rest.length && state.role !== 'solo') {
+      const inFrames = new Set(frameClients(window).flatMap((c) => c.claims?.(batch.urls) ?? []));
+      rest = rest.filter((k) => !inFrames.has(k));
+    }
     if (rest.length) {
-      reload(`${rest.join(', ')} changed`);
+      reload(`${rest.map((k) => changed.get(k)).join(', ')} changed`);
       return;
     }
 
@@ -221,6 +214,36 @@ function start(selfUrl) {
     refresh.forEach(refetch);
   }
 
+  /**
+   * What this document would patch for the changed `urls`: the stylesheet links, @import rules,
+   * container modules and images naming them; `claimed` holds their keys, `changed` maps every
+   * key to its URL, and `hit` tests (and claims) one more URL.
+   */
+  function survey(urls) {
+    const changed = new Map(urls.map((u) => [key(new URL(u, location.href)), u]));
+    const claimed = new Set();
+    /** Is `url` one of the changed ones? Marks it as handled. */
+    const hit = (url) => {
+      const k = key(url);
+      if (!changed.has(k)) return false;
+      claimed.add(k);
+      return true;
+    };
+    const links = stylesheetLinks().filter((link) => hit(new URL(link.href)));
+    const imports = [...document.styleSheets].flatMap((sheet) => importRules(sheet, hit));
+    const modules = boxes
+      .map((box) => ({ box, entries: box.entries.filter((e) => hit(e.url)) }))
+      .filter((m) => m.entries.length);
+    // Reading every rule is the costly part: skipped when only sheets and modules changed.
+    const images = claimed.size < changed.size ? [...imageAttributes(hit), ...cssUrls(hit)] : [];
+    return { changed, claimed, hit, links, imports, modules, images };
+  }
+
+  /** The keys of the changed `urls` this document would patch: the top asks its frames. */
+  function claims(urls) {
+    return reloading ? [] : [...survey(urls).claimed];
+  }
+
   /** Fetch `url` (without its cache-busting parameter) past the HTTP cache, to update it. */
   function refetch(url) {
     fetch(unbust(url), { cache: 'reload' }).catch(() => {});
@@ -247,19 +270,50 @@ function start(selfUrl) {
   }
 
   /**
-   * A changed stylesheet's link: a copy goes in right after it, and the original leaves once the
-   * copy has loaded (or failed), so the page is never unstyled. Changed sheets the copy @imports
-   * are then replaced in it, as the browser took them from its cache. Settles when the copy has
-   * loaded or failed.
+   * Copies of stylesheet links still loading → what each takes out once it has loaded (or
+   * failed), whether it is to be switched off, and how to settle its swap. Two quick saves make a
+   * copy of a copy: the first copy leaves when the second has loaded, maybe before it has loaded
+   * itself (a removed link fires no `load`), so the second must take out whatever the first
+   * would have — the original link above all, which later swaps no longer look at.
+   */
+  const pending = new WeakMap();
+
+  /**
+   * A changed stylesheet's link: a copy goes in right after it, and the original (with any older
+   * copy still loading) leaves once the copy has loaded (or failed), so the page is never
+   * unstyled. Changed sheets the copy @imports are then replaced in it, as the browser took them
+   * from its cache. Settles when the copy has loaded or failed, or a newer copy took its place.
    */
   function swapStylesheet(link, id, hit) {
     const copy = link.cloneNode();
     copy.href = bust(link.href, id);
     link.dataset.hmrReplaced = 'true';
+    const older = [link, ...(pending.get(link)?.older ?? [])];
+    // A sheet switched off through the CSSOM (a theme switcher's `sheet.disabled = true`) stays
+    // off, which a clone does not carry. The copy loads under a media query that matches
+    // nothing, so it cannot apply before it is switched off too.
+    const disabled = link.sheet ? link.sheet.disabled : (pending.get(link)?.disabled ?? false);
+    const media = copy.getAttribute('media');
+    if (disabled) copy.media = 'not all';
     return new Promise((resolve) => {
-      const done = (event) => {
-        link.remove();
+      const settle = () => {
+        pending.delete(copy);
         resolve();
+      };
+      pending.set(copy, { older, disabled, settle });
+      const done = (event) => {
+        // The state of the link it replaces now, if that has a sheet: it may have been switched
+        // while the copy loaded.
+        if (copy.sheet) copy.sheet.disabled = link.sheet ? link.sheet.disabled : disabled;
+        if (disabled) {
+          if (media === null) copy.removeAttribute('media');
+          else copy.media = media;
+        }
+        for (const old of older) {
+          old.remove();
+          pending.get(old)?.settle(); // a copy that will never load now
+        }
+        settle();
         if (event.type !== 'load') return;
         for (const { rule, url } of importRules(copy.sheet, hit)) replaceImport(rule, url, id);
       };
@@ -307,15 +361,15 @@ function start(selfUrl) {
       }
       const srcset = el.getAttribute('srcset');
       if (!srcset) continue;
-      const candidates = srcset.split(/,\s+/).map((c) => c.trim().split(/\s+/));
+      const candidates = parseSrcset(srcset);
       for (const candidate of candidates) {
-        const url = new URL(candidate[0], document.baseURI);
+        const url = new URL(candidate.url, document.baseURI);
         if (!hit(url)) continue;
         found.push({
           url: url.href,
           set: (id) => {
-            candidate[0] = bust(url, id);
-            el.srcset = candidates.map((c) => c.join(' ')).join(', ');
+            candidate.url = bust(url, id);
+            el.srcset = candidates.map((c) => `${c.url} ${c.descriptors}`.trim()).join(', ');
           },
         });
       }
@@ -373,6 +427,8 @@ function start(selfUrl) {
       })),
       update,
       c: {},
+      /** Module URL → why its last import failed, until one succeeds. */
+      broken: new Map(),
       ready: new Promise((resolve) => (first = resolve)),
     };
     box.first = first;
@@ -381,7 +437,12 @@ function start(selfUrl) {
     return box.ready;
   }
 
-  /** Import `entries` (cache-busted with the batch id, if any), then update if all are in. */
+  /**
+   * Import `entries` (cache-busted with the batch id, if any), then update if every module of the
+   * box is in and none is broken: a good save of one module while another still fails to load
+   * must not run `update` with the broken one's last good copy (the file on disk is not that), nor
+   * take the overlay away. The good one goes in with the fix.
+   */
   async function load(box, entries, id) {
     const results = await Promise.allSettled(
       entries.map((e) => import(id === null ? e.url.href : bust(e.url, id))),
@@ -391,12 +452,21 @@ function start(selfUrl) {
       const { url, prop } = entries[i];
       if (result.status === 'fulfilled') {
         box.c[prop] = result.value;
+        box.broken.delete(url.href);
       } else {
         failed = true;
+        box.broken.set(url.href, result.reason);
         showError(`${url.pathname} failed to load`, result.reason);
       }
     });
-    if (failed || !box.entries.every((e) => e.prop in box.c)) return;
+    if (failed) return;
+    if (box.broken.size) {
+      // Shown again, after a dismissal too: it says why this save changed nothing.
+      const [href, err] = box.broken.entries().next().value;
+      showError(`${path(href)} failed to load; the update waits for it`, err);
+      return;
+    }
+    if (!box.entries.every((e) => e.prop in box.c)) return;
     try {
       await box.update(box.c);
     } catch (err) {
@@ -404,7 +474,8 @@ function start(selfUrl) {
       return;
     }
     if (id !== null) log(`modules updated: ${entries.map((e) => e.url.pathname).join(', ')}`);
-    hideError();
+    // The overlay is the page's: it stays while another container's module is broken.
+    if (!boxes.some((b) => b.broken.size)) hideError();
     box.first(box.c);
   }
 
@@ -451,7 +522,7 @@ function start(selfUrl) {
     document.getElementById('hmr-proxy-overlay')?.remove();
   }
 
-  return { container, state };
+  return { container, state, claims };
 }
 
 // ---- Helpers ----------------------------------------------------------------------------------
@@ -494,6 +565,57 @@ function unbust(url) {
   const u = new URL(url, location.href);
   u.searchParams.delete('t');
   return u.href;
+}
+
+/**
+ * The candidates of a `srcset` as `{url, descriptors}`, split as the HTML spec's parser does: a
+ * URL runs to the next whitespace (so it may hold commas, as a data: URL does), and commas at its
+ * end close the candidate; descriptors run to the next comma outside parentheses. The space after
+ * a comma is optional (`a.svg 1x,b.svg 2x`, as minifiers write it).
+ */
+function parseSrcset(text) {
+  const candidates = [];
+  const gap = /[\s,]*/y;
+  const word = /\S+/y;
+  const descriptors = /(?:[^,(]|\([^)]*\)?)*/y;
+  let at = 0;
+  const take = (re) => {
+    re.lastIndex = at;
+    const found = re.exec(text)[0];
+    at = re.lastIndex;
+    return found;
+  };
+  for (;;) {
+    take(gap);
+    if (at >= text.length) return candidates;
+    const url = take(word);
+    if (url.endsWith(',')) candidates.push({ url: url.replace(/,+$/, ''), descriptors: '' });
+    else candidates.push({ url, descriptors: take(descriptors).trim() });
+  }
+}
+
+/** The clients of the same-origin frames below `win`, at any depth. */
+function frameClients(win) {
+  const found = [];
+  for (let i = 0; i < win.frames.length; i++) {
+    const frame = win.frames[i];
+    try {
+      if (frame[KEY]) found.push(frame[KEY]);
+    } catch {
+      // A cross-origin frame: what it runs is not ours to ask (its own frames may be).
+    }
+    found.push(...frameClients(frame));
+  }
+  return found;
+}
+
+/** The client of this tab's top document, if it runs one and is same-origin. */
+function topClient() {
+  try {
+    return window.top[KEY] ?? null;
+  } catch {
+    return null;
+  }
 }
 
 /** The <link> or <style> element a sheet (or the sheet importing it) belongs to. */

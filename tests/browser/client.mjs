@@ -129,8 +129,8 @@ function within(what, promise) {
 
 let browser;
 
-async function newContext() {
-  const context = await browser.newContext();
+async function newContext(options = {}) {
+  const context = await browser.newContext(options);
   // Counts documents loaded in each tab (frames share the tab's sessionStorage, so they do not
   // count): a reload shows up as 2.
   await context.addInitScript(() => {
@@ -226,6 +226,86 @@ async function css() {
   }
 }
 
+/**
+ * Two quick saves while the first copy is slow to load: once the second copy has loaded, it is the
+ * only link left. (The first copy used to take the original out only on its own `load`, which a
+ * link removed by the second never fires: the original stayed for good, with its deleted rules.)
+ */
+async function cssTwice() {
+  const context = await newContext();
+  const stream = await changeStream();
+  let release;
+  const gate = new Promise((r) => (release = r));
+  try {
+    write('css/app.css', `${read('css/app.css')}#step { outline: 3px solid rgb(0, 0, 255); }\n`);
+    await stream.until('the batch adding the outline', (b) => b.urls.includes('/css/app.css'));
+    const page = await openTab(context);
+    const outline = () => page.$eval('#step', (el) => getComputedStyle(el).outlineStyle);
+    assert.equal(await outline(), 'solid');
+
+    // The first cache-busted copy is held until the end; the second goes through.
+    let held;
+    const firstCopy = new Promise((r) => (held = r));
+    let copies = 0;
+    await page.route(
+      (url) => url.pathname === '/css/app.css' && url.searchParams.has('t'),
+      async (route) => {
+        if (copies++ === 0) {
+          held(route.request().url());
+          await gate;
+        }
+        await route.continue().catch(() => {}); // the page may have dropped it by now
+      },
+    );
+    const first = freshColor();
+    write('css/app.css', `${read('css/app.css').replace(/#step \{[^}]*\}\n/, '')}h1 { color: ${first}; }\n`);
+    await within('the first copy to be requested', firstCopy);
+    const second = freshColor();
+    write('css/app.css', `${read('css/app.css')}h1 { color: ${second}; }\n`);
+    await page.waitForFunction(
+      (c) =>
+        document.querySelectorAll('link[rel=stylesheet]').length === 1 &&
+        getComputedStyle(document.querySelector('h1')).color === c,
+      second,
+    );
+    assert.equal(await outline(), 'none', 'the rule deleted by the first save is gone');
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    release();
+    stream.close();
+    await context.close();
+  }
+}
+
+/** A sheet switched off through the CSSOM (a theme switcher) stays off when it is swapped. */
+async function cssOff() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context);
+    const before = await page.$eval('h1', (h1) => getComputedStyle(h1).color);
+    await page.evaluate(() => (document.querySelector('link[rel=stylesheet]').sheet.disabled = true));
+    const color = freshColor();
+    write('css/app.css', `${read('css/app.css')}h1 { color: ${color}; }\n`);
+    await page.waitForFunction(() => {
+      const links = document.querySelectorAll('link[rel=stylesheet]');
+      return links.length === 1 && new URL(links[0].href).searchParams.has('t');
+    });
+    const link = await page.$eval('link[rel=stylesheet]', (l) => ({
+      disabled: l.sheet.disabled,
+      media: l.getAttribute('media'),
+    }));
+    assert.deepEqual(link, { disabled: true, media: null }, 'the copy is off, with the media it had');
+    assert.notEqual(await page.$eval('h1', (h1) => getComputedStyle(h1).color), color);
+    // Switched back on, it has the new rules.
+    await page.evaluate(() => (document.querySelector('link[rel=stylesheet]').sheet.disabled = false));
+    assert.equal(await page.$eval('h1', (h1) => getComputedStyle(h1).color), color);
+    assert.notEqual(before, color);
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
 /** Image change: the <img> gets a cache-busted src and the new picture, without a reload. */
 async function image() {
   const context = await newContext();
@@ -245,6 +325,35 @@ async function image() {
     assert.equal(await page.evaluate(() => window.kept), 'yes', 'window variable kept');
     assert.equal(await loads(page), 1, 'no reload');
     assert.ok(logged('[hmr] image updated: /img/logo.svg'), 'console says image updated');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * A minified srcset (no space after the comma): the candidate after the comma is an image too,
+ * busted in place, not a URL nothing uses (which reloaded the page).
+ */
+async function srcset() {
+  const context = await newContext({ deviceScaleFactor: 2 }); // so the 2x candidate is shown
+  try {
+    const page = await openTab(context, '/extras/srcset.html');
+    await page.evaluate(() => (window.kept = 'yes'));
+    const size = 40 + (++serial % 20) * 2;
+    write('extras/two.svg', svg(size, '#c3c'));
+    await page.waitForFunction(
+      (w) => {
+        const img = document.getElementById('pic');
+        return img.complete && /two\.svg\?t=\d+$/.test(img.currentSrc) && img.naturalWidth === w;
+      },
+      size / 2,
+    );
+    assert.match(
+      await page.getAttribute('#pic', 'srcset'),
+      /^\/extras\/one\.svg 1x, \S+\/extras\/two\.svg\?t=\d+ 2x$/,
+    );
+    assert.equal(await page.evaluate(() => window.kept), 'yes', 'window variable kept');
+    assert.equal(await loads(page), 1, 'no reload');
   } finally {
     await context.close();
   }
@@ -318,6 +427,43 @@ async function errors() {
     await page.waitForFunction((l) => document.getElementById('view').textContent.startsWith(l), label);
     // The throwing update counted as a call; the broken import did not call it.
     assert.equal(await page.evaluate(() => window.app.updates), 3);
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * A good save of one module while another is still broken: update waits (it would run with the
+ * broken module's last good copy) and the overlay stays; the fix brings both in, in one update.
+ */
+async function stillBroken() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context);
+    await page.waitForFunction(() => window.app?.updates === 1);
+    const view = read('js/view.js');
+    const model = read('js/model.js');
+
+    write('js/view.js', 'export function describe(state {\n');
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'visible' });
+
+    // The model's batch is done when the console says what came of it: an update, or none.
+    const handled = page.waitForEvent('console', (m) =>
+      /modules updated: \/js\/model\.js|\/js\/view\.js failed to load; the update waits/.test(m.text()),
+    );
+    write('js/model.js', model.replace(/count \+ \d+/, 'count + 5'));
+    await handled;
+    assert.equal(await page.evaluate(() => window.app.updates), 1, 'no update with the old view');
+    assert.match(await page.textContent('#hmr-proxy-overlay strong'), /\/js\/view\.js failed to load/);
+
+    const label = `Count (v${++serial}):`;
+    write('js/view.js', view.replace(/Count[^:`]*:/, label));
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'detached' });
+    await page.waitForFunction((l) => document.getElementById('view').textContent.startsWith(l), label);
+    assert.equal(await page.evaluate(() => window.app.updates), 2, 'one update, with the fix');
+    await page.click('#step');
+    assert.equal(await page.evaluate(() => window.app.count), 5, 'the model saved meanwhile is in');
     assert.equal(await loads(page), 1, 'no reload');
   } finally {
     await context.close();
@@ -466,6 +612,35 @@ async function frames() {
 }
 
 /**
+ * A stylesheet or container module only a frame uses is the frame's to swap: the page around it
+ * keeps its state (it reloaded, as for a URL nothing in the tab uses).
+ */
+async function frameOnly() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/host.html');
+    const frame = page.frames().find((f) => f !== page.mainFrame());
+    await connected(frame);
+    await frame.waitForFunction(() => window.app?.updates === 1);
+    await page.fill('#notes', 'typed in the host');
+    await page.evaluate(() => (window.kept = 'yes'));
+    await cssProbe([frame]);
+    const label = `Count (v${++serial}):`;
+    write('js/view.js', read('js/view.js').replace(/Count[^:`]*:/, label));
+    await frame.waitForFunction((l) => document.getElementById('view').textContent.startsWith(l), label);
+    // The host applies batches in order: once it has swapped its own image, saved after both,
+    // it has been through them.
+    write('extras/mark.svg', svg(12, `#${serial % 10}c${serial % 10}`));
+    await page.waitForFunction(() => /mark\.svg\?t=\d+$/.test(document.getElementById('mark').src));
+    assert.equal(await page.evaluate(() => window.kept), 'yes', 'host window variable kept');
+    assert.equal(await page.inputValue('#notes'), 'typed in the host', 'host form input kept');
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
  * Without Web Locks (an insecure origin) every tab has its own stream; a stream refused with a
  * 502 (by something in front of the proxy) is opened again.
  */
@@ -517,7 +692,7 @@ async function restart() {
 
 const stdinLines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
-/** Extra pages for the @import and background-image checks, published before any tab opens. */
+/** Extra pages for the @import, background-image and srcset checks, published before any tab opens. */
 async function prepare() {
   const stream = await changeStream();
   write('extras/theme.css', '#box { color: rgb(1, 2, 3); }\n');
@@ -533,6 +708,14 @@ async function prepare() {
       '<div id="inline" style="width: 8px; height: 8px; background-image: url(\'/extras/dot.svg\')"></div>\n' +
       '</body></html>\n',
   );
+  write('extras/one.svg', svg(16, '#3cc'));
+  write('extras/two.svg', svg(32, '#cc3'));
+  write(
+    'extras/srcset.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>srcset</title></head>\n' +
+      '<body><img id="pic" srcset="/extras/one.svg 1x,/extras/two.svg 2x" src="/extras/one.svg" alt="">\n' +
+      '</body></html>\n',
+  );
   // Files last changed two days ago: a server without caching headers (Python's) lets the
   // browser cache them heuristically for hours, which a swap must not fall for.
   const past = new Date(Date.now() - 2 * 24 * 3600 * 1000);
@@ -545,12 +728,36 @@ async function prepare() {
       '<link rel="stylesheet" href="/css/app.css"></head>\n' +
       '<body><h1>frame host</h1><iframe src="/"></iframe></body></html>\n',
   );
+  write('extras/mark.svg', svg(12, '#999'));
+  write(
+    'extras/host.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>frame only</title></head>\n' +
+      '<body><img id="mark" src="/extras/mark.svg" alt=""><input id="notes">\n' +
+      '<iframe src="/"></iframe></body></html>\n',
+  );
   write('extras/ready.txt', 'ready\n');
   await stream.until('the prepared files to be published', (b) => b.urls.includes('/extras/ready.txt'));
   stream.close();
 }
 
-const all = { css, image, modules, errors, extras, html, missing, tabs, frames, fallback, restart };
+const all = {
+  css,
+  cssTwice,
+  cssOff,
+  image,
+  srcset,
+  modules,
+  errors,
+  stillBroken,
+  extras,
+  html,
+  missing,
+  tabs,
+  frames,
+  frameOnly,
+  fallback,
+  restart,
+};
 const only = process.env.ONLY ? process.env.ONLY.split(',') : Object.keys(all);
 let failed = 0;
 const started = Date.now();
