@@ -42,6 +42,23 @@ pub fn tag_with_nonce(nonce: &str) -> String {
     format!(r#"<script type="module" src="/__hmr/client.js" nonce="{nonce}"></script>"#)
 }
 
+/// Where the loader for XML documents is served (see [`XML_LOADER`]).
+pub const XML_LOADER_PATH: &str = "/__hmr/xml.js";
+
+/// An XHTML page served as XML (`application/xhtml+xml`) runs no module script in Chromium
+/// (crbug.com/717643), so [`TAG`] would load nothing there; a classic script may still import
+/// the module. (Under a policy that allows scripts only by nonce, without `'strict-dynamic'`, the
+/// import is blocked: the loader carries the nonce, the module cannot.)
+pub const XML_LOADER: &str = "// hmr-proxy: an XML document runs no module script (crbug.com/717643); a classic one imports the client.\nimport('/__hmr/client.js');\n";
+
+/// The tag injected into XML documents instead of [`TAG`].
+pub const XML_TAG: &str = r#"<script src="/__hmr/xml.js"></script>"#;
+
+/// [`XML_TAG`] carrying a CSP nonce.
+pub fn xml_tag_with_nonce(nonce: &str) -> String {
+    format!(r#"<script src="/__hmr/xml.js" nonce="{nonce}"></script>"#)
+}
+
 /// Serve the client. `no-cache` makes the browser revalidate, so a new proxy version is picked up;
 /// `nosniff` and a same-origin resource policy stop other sites from including it (XSSI).
 pub fn response(method: &Method, source: &Bytes) -> Response<Body> {

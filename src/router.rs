@@ -190,12 +190,16 @@ impl Router {
         let this = &*self.inner;
         let method = req.method();
         match name.as_str() {
-            "client.js" | "health" | "status"
+            "client.js" | "xml.js" | "health" | "status"
                 if method != Method::GET && method != Method::HEAD =>
             {
                 method_not_allowed("GET, HEAD")
             }
             "client.js" => client::response(req.method(), &this.client),
+            "xml.js" => client::response(
+                req.method(),
+                &bytes::Bytes::from_static(client::XML_LOADER.as_bytes()),
+            ),
             // Answers without touching the upstream, so a container health check passes while
             // the app is still starting.
             "health" => body::plain(StatusCode::OK, "ok"),

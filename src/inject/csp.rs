@@ -31,6 +31,8 @@ pub(crate) struct Csp {
     /// pages have no policy, and this is built for every page.
     host: Option<HeaderValue>,
     nonce: Option<String>,
+    /// The page is an XML document: it gets [`client::XML_TAG`].
+    xml: bool,
 }
 
 /// The page's own origin as the browser sees it (from the request's `Host`). Always `http`:
@@ -62,14 +64,22 @@ impl Csp {
         Csp {
             host: host.cloned(),
             nonce: None,
+            xml: false,
         }
+    }
+
+    /// The page is an XML document (`application/xhtml+xml`): it gets the classic loader tag.
+    pub(crate) fn xml_document(&mut self) {
+        self.xml = true;
     }
 
     /// The tag to inject, carrying the nonce when a policy needs one.
     pub(crate) fn tag(&self) -> Cow<'static, str> {
-        match &self.nonce {
-            Some(nonce) => Cow::Owned(client::tag_with_nonce(nonce)),
-            None => Cow::Borrowed(client::TAG),
+        match (&self.nonce, self.xml) {
+            (Some(nonce), false) => Cow::Owned(client::tag_with_nonce(nonce)),
+            (None, false) => Cow::Borrowed(client::TAG),
+            (Some(nonce), true) => Cow::Owned(client::xml_tag_with_nonce(nonce)),
+            (None, true) => Cow::Borrowed(client::XML_TAG),
         }
     }
 

@@ -118,6 +118,8 @@ pub(crate) struct Plan {
     pub coding: Coding,
     /// The charset the `Content-Type` header declares, if it names one the rewriter can parse.
     pub charset: Option<&'static encoding_rs::Encoding>,
+    /// `application/xhtml+xml`: the browser builds an XML document.
+    pub xml: bool,
 }
 
 /// Why a response passes through untouched.
@@ -156,9 +158,9 @@ pub(crate) fn decide(
     if headers.contains_key(header::CONTENT_RANGE) {
         return Err(Skip::NotForUs("Content-Range"));
     }
-    if !is_html(headers) {
+    let Some(xml) = html_kind(headers) else {
         return Err(Skip::NotForUs("not HTML"));
-    }
+    };
     if is_attachment(headers) {
         return Err(Skip::NotForUs("Content-Disposition: attachment"));
     }
@@ -180,18 +182,26 @@ pub(crate) fn decide(
             )));
         }
     };
-    Ok(Plan { coding, charset })
+    Ok(Plan {
+        coding,
+        charset,
+        xml,
+    })
 }
 
-/// `text/html` or `application/xhtml+xml`, parameters ignored.
-fn is_html(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return false;
-    };
+/// `Some(false)` for `text/html`, `Some(true)` for `application/xhtml+xml` (parameters ignored),
+/// `None` for anything else.
+fn html_kind(headers: &HeaderMap) -> Option<bool> {
+    let value = headers.get(header::CONTENT_TYPE)?;
     let essence = value.as_bytes().split(|&b| b == b';').next().unwrap_or(&[]);
     let essence = essence.trim_ascii();
-    essence.eq_ignore_ascii_case(b"text/html")
-        || essence.eq_ignore_ascii_case(b"application/xhtml+xml")
+    if essence.eq_ignore_ascii_case(b"text/html") {
+        Some(false)
+    } else if essence.eq_ignore_ascii_case(b"application/xhtml+xml") {
+        Some(true)
+    } else {
+        None
+    }
 }
 
 /// `Content-Disposition: attachment` means a download, not a page.

@@ -144,6 +144,9 @@ impl Injector {
         };
         let (mut parts, body) = response.into_parts();
         let mut csp = csp::Csp::new(facts.host.as_ref());
+        if plan.xml {
+            csp.xml_document();
+        }
         csp.edit_headers(&mut parts.headers);
         for_rewritten_body(&mut parts.headers);
         let body = rewrite::rewrite_page(

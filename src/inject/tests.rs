@@ -529,6 +529,46 @@ fn apply_rewrites_headers_of_rewritten_pages_only() {
     assert!(body.windows(TAG.len()).any(|w| w == TAG.as_bytes()));
 }
 
+/// An XML document (`application/xhtml+xml`) runs no module script in Chromium: it gets the
+/// classic loader tag, with the page's nonce when its policy needs one.
+#[test]
+fn xhtml_pages_get_the_classic_loader() {
+    let rt = runtime();
+    let page =
+        "<html xmlns=\"http://www.w3.org/1999/xhtml\"><head><title>t</title></head><body/></html>";
+    let injector = Injector::new(true);
+    let body = |res: Response<Body>| rt.block_on(res.into_body().collect()).unwrap().to_bytes();
+    let xhtml = |extra: &[(&'static str, &'static str)]| {
+        let mut res = html_response(page, extra);
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xhtml+xml"),
+        );
+        res
+    };
+    let nav = request(&[("sec-fetch-dest", "document")]);
+    let out = body(rt.block_on(injector.apply(&nav, xhtml(&[]))));
+    assert_eq!(
+        out,
+        page.replace("</head>", &format!("{}</head>", crate::client::XML_TAG))
+    );
+    let out = body(rt.block_on(injector.apply(
+        &nav,
+        xhtml(&[(
+            "content-security-policy",
+            "script-src 'nonce-abc123' 'strict-dynamic'",
+        )]),
+    )));
+    let out = String::from_utf8(out.to_vec()).unwrap();
+    assert!(
+        out.contains(&crate::client::xml_tag_with_nonce("abc123")),
+        "{out}"
+    );
+    // An HTML page still gets the module tag.
+    let out = body(rt.block_on(injector.apply(&nav, html_response(page, &[]))));
+    assert!(out.windows(TAG.len()).any(|w| w == TAG.as_bytes()));
+}
+
 #[test]
 fn prepare_request_asks_for_identity_for_pages_only() {
     let injector = Injector::new(true);

@@ -359,6 +359,27 @@ async function srcset() {
   }
 }
 
+/**
+ * An XHTML page served as XML (`application/xhtml+xml`) runs no module script in Chromium: the
+ * classic loader tag brings the client all the same, and a stylesheet swaps in place.
+ */
+async function xhtml() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/page.xhtml');
+    assert.equal(await page.evaluate(() => document.contentType), 'application/xhtml+xml');
+    const color = freshColor();
+    write('extras/xhtml.css', `#x { color: ${color}; }\n`);
+    await page.waitForFunction(
+      (c) => getComputedStyle(document.getElementById('x')).color === c,
+      color,
+    );
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
 /** Container modules: update runs with the new module, once per batch; app state stays. */
 async function modules() {
   const context = await newContext();
@@ -735,6 +756,14 @@ async function prepare() {
       '<body><img id="mark" src="/extras/mark.svg" alt=""><input id="notes">\n' +
       '<iframe src="/"></iframe></body></html>\n',
   );
+  write('extras/xhtml.css', '#x { color: rgb(9, 9, 9); }\n');
+  write(
+    'extras/page.xhtml',
+    '<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE html>\n' +
+      '<html xmlns="http://www.w3.org/1999/xhtml"><head><meta charset="utf-8"/><title>xhtml</title>\n' +
+      '<link rel="stylesheet" href="/extras/xhtml.css"/></head>\n' +
+      '<body><p id="x">xhtml</p></body></html>\n',
+  );
   write('extras/ready.txt', 'ready\n');
   await stream.until('the prepared files to be published', (b) => b.urls.includes('/extras/ready.txt'));
   stream.close();
@@ -746,6 +775,7 @@ const all = {
   cssOff,
   image,
   srcset,
+  xhtml,
   modules,
   errors,
   stillBroken,
