@@ -274,6 +274,10 @@ async fn upstream_down_gives_a_helpful_502_then_recovers() {
     assert!(page.contains(&url), "{page}");
     assert!(page.contains("connection refused"), "{page}");
     assert!(page.contains("reloads by itself"), "{page}");
+    assert!(
+        page.contains(r#"<script type="module" src="/__hmr/client.js">"#),
+        "{page}"
+    );
     assert!(headers.contains_key("x-hmr-proxy-unavailable"));
 
     let (status, headers, body) = get(&proxy.url("/api"), &[("accept", "application/json")]).await;
@@ -302,6 +306,19 @@ async fn a_silent_upstream_gives_504_after_the_response_timeout() {
     assert!(
         String::from_utf8_lossy(&body).contains("sent no response within 300 ms"),
         "{body:?}"
+    );
+    // A tab gets a page that waits for the next save (the client is in it), not one that polls:
+    // a dev server that answers `HEAD` at once but not this page would be reloaded into the same
+    // failure every few seconds.
+    let navigation = [("accept", "text/html"), ("sec-fetch-dest", "document")];
+    let (status, _, body) = get(&proxy.url("/hang"), &navigation).await;
+    assert_eq!(status, 504);
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("next save"), "{page}");
+    assert!(!page.contains("fetch("), "{page}");
+    assert!(
+        page.contains(r#"<script type="module" src="/__hmr/client.js">"#),
+        "{page}"
     );
 }
 

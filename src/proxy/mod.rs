@@ -232,7 +232,11 @@ impl Proxy {
                 } else {
                     tracing::warn!("{method} {path}: {}", failure.summary(&this.origin));
                 }
-                return unavailable::response(&failure, &this.origin, wants_html);
+                // The page gets the client too: it reloads on the next save, which for a dev
+                // server that failed this page (rather than one that is not there) is the only
+                // sign that a fix may be in.
+                let page = unavailable::response(&failure, &this.origin, wants_html);
+                return this.injector.apply(&facts, page).await;
             }
         };
 

@@ -2,9 +2,11 @@
 //!
 //! Owns the classification of a failed upstream exchange ([`Failure`]), its status (502 or 504)
 //! and the response body. Browsers asking for HTML get a page that says which upstream, what failed
-//! and what to check, and that reloads itself once the upstream answers again (it polls with `HEAD`
-//! and stops polling as soon as a response lacks the [`MARKER`] header). Everything else gets short
-//! plain text. Error text is HTML-escaped: it can contain anything the network said.
+//! and what to check. When the upstream is not there at all, the page reloads itself once it
+//! answers again (it polls with `HEAD` and stops polling as soon as a response lacks the
+//! [`MARKER`] header); when it is there but failed this page, the page waits for the next save
+//! (the proxy injects the client into it). Everything else gets short plain text. Error text is
+//! HTML-escaped: it can contain anything the network said.
 
 use std::error::Error as _;
 use std::time::Duration;
@@ -189,7 +191,28 @@ pub fn response(failure: &Failure, upstream: &str, wants_html: bool) -> Response
     res
 }
 
+/// The waiting page's poll: any answer to `HEAD` without the marker means the dev server is
+/// back. Only for a dev server that is not there at all: one that answers `HEAD` but fails this
+/// page (a handler that crashes, a `GET` slower than the response timeout) would be reloaded
+/// into the same failure every few seconds, each time one more traceback in its log.
+const POLL: &str = r#"<p class="wait">This page reloads by itself as soon as the dev server answers.</p>
+<script>
+(function poll(delay) {
+  setTimeout(function () {
+    fetch(location.href, { method: "HEAD", cache: "no-store" }).then(function (r) {
+      if (!r.headers.has("x-hmr-proxy-unavailable")) location.reload(); else poll(Math.min(delay * 1.5, 3000));
+    }, function () { poll(Math.min(delay * 1.5, 3000)); });
+  }, delay);
+})(300);
+</script>"#;
+
+/// What the page says instead when the dev server is there but failed this page: the injected
+/// client reloads it on the next save, when there may be a fix.
+const NEXT_SAVE: &str = r#"<p class="wait">This page reloads on the next save.</p>"#;
+
 fn page(failure: &Failure, upstream: &str, summary: &str) -> String {
+    let unreachable = failure.is_unreachable();
+    let wait = if unreachable { POLL } else { NEXT_SAVE };
     let hints: String = failure
         .hints()
         .iter()
@@ -209,23 +232,19 @@ h1 {{ font-size: 1.4rem; }} code {{ background: #f3f3f3; padding: 0 .25em; borde
 </style>
 </head>
 <body>
-<h1>hmr-proxy cannot reach the dev server</h1>
+<h1>{heading}</h1>
 <p>{summary_e}.</p>
 <p>Upstream: <code>{upstream_e}</code> · status {status}</p>
 <ul>{hints}</ul>
-<p class="wait">This page reloads by itself as soon as the dev server answers.</p>
-<script>
-(function poll(delay) {{
-  setTimeout(function () {{
-    fetch(location.href, {{ method: "HEAD", cache: "no-store" }}).then(function (r) {{
-      if (!r.headers.has("{MARKER}")) location.reload(); else poll(Math.min(delay * 1.5, 3000));
-    }}, function () {{ poll(Math.min(delay * 1.5, 3000)); }});
-  }}, delay);
-}})(300);
-</script>
+{wait}
 </body>
 </html>
 "#,
+        heading = if unreachable {
+            "hmr-proxy cannot reach the dev server"
+        } else {
+            "The dev server did not answer this page"
+        },
         status = failure.status().as_u16(),
         upstream_e = body::escape_html(upstream),
         summary_e = body::escape_html(summary),
@@ -242,6 +261,14 @@ mod tests {
         let html = page(&f, "http://x:1", &f.summary("http://x:1"));
         assert!(!html.contains("<script>alert"));
         assert!(html.contains("&lt;script&gt;alert(1)"));
+    }
+
+    #[test]
+    fn only_a_missing_upstream_is_polled_for() {
+        let missing = page(&Failure::Refused, "http://x:1", "down");
+        assert!(missing.contains(MARKER) && missing.contains("reloads by itself"));
+        let failing = page(&Failure::Exchange("reset".into()), "http://x:1", "reset");
+        assert!(!failing.contains("fetch(") && failing.contains("next save"));
     }
 
     #[test]
