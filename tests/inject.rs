@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use hmr_proxy::client::{TAG, tag_with_nonce};
+use hmr_proxy::client::{TAG, XML_TAG, tag_with_nonce};
 
 use crate::support::{self, Proxy, within};
 
@@ -512,10 +512,20 @@ async fn fetch(req: Request<Full<Bytes>>) -> (StatusCode, HeaderMap, Result<Byte
 
 /// The injected tag in `body` (with whatever nonce it carries), and where it starts.
 fn find_tag(body: &[u8]) -> Vec<(usize, String)> {
-    let open = b"<script type=\"module\" src=\"/__hmr/client.js\"";
+    // The module tag, or the classic loader an XML document gets.
+    let opens: [&[u8]; 2] = [
+        b"<script type=\"module\" src=\"/__hmr/client.js\"",
+        b"<script src=\"/__hmr/xml.js\"",
+    ];
+    let next = |from: usize| {
+        opens
+            .iter()
+            .filter_map(|open| find(&body[from..], open))
+            .min()
+    };
     let mut found = Vec::new();
     let mut from = 0;
-    while let Some(i) = find(&body[from..], open) {
+    while let Some(i) = next(from) {
         let start = from + i;
         let end = find(&body[start..], b"</script>").map(|e| start + e + 9);
         let tag = String::from_utf8_lossy(&body[start..end.unwrap_or(body.len())]).into_owned();
@@ -580,7 +590,9 @@ fn check_case(
     assert_eq!(tags.len(), 1, "{what}: exactly one tag, got {tags:?}");
     let (at, tag) = &tags[0];
     let nonce = nonce_of(tag);
+    let xml = case.content_type.as_deref() == Some("application/xhtml+xml");
     match case.nonce.as_deref() {
+        None if xml => assert_eq!(tag, XML_TAG, "{what}: tag"),
         None => assert_eq!(tag, TAG, "{what}: tag"),
         Some("fresh") => {
             let nonce = nonce.as_deref().expect("a fresh nonce on the tag");
