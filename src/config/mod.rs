@@ -653,7 +653,7 @@ fn resolve_routes(
             .map_err(|(problem, fix)| ConfigError::invalid(origin.clone(), problem, fix))?;
         let prefix = match path.trim_end_matches('/') {
             "" => "/".to_string(),
-            trimmed => trimmed.to_string(),
+            trimmed => as_browsers_send(trimmed),
         };
         if routes.iter().any(|r: &Route| r.prefix == prefix) {
             return Err(ConfigError::invalid(
@@ -795,6 +795,35 @@ fn watch_root(
         }
     };
     Ok(WatchRoot { dir, url, ignore })
+}
+
+/// A route path as browsers put it on the wire, where it is matched: non-ASCII characters
+/// percent-encoded as UTF-8 (`/café` is sent as `/caf%C3%A9`), escapes in upper case.
+fn as_browsers_send(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%'
+            && bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        {
+            out.push('%');
+            out.push(char::from(bytes[i + 1].to_ascii_uppercase()));
+            out.push(char::from(bytes[i + 2].to_ascii_uppercase()));
+            i += 3;
+            continue;
+        }
+        if b.is_ascii() {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+        i += 1;
+    }
+    out
 }
 
 /// A directory that exists, made absolute and canonical (symlinks resolved once, here).
@@ -1258,6 +1287,21 @@ mod tests {
         assert!(cfg.routes[1].matches("/api/users?x=1"));
         assert!(!cfg.routes[1].matches("/apix"));
         assert_eq!(cfg.upstreams().len(), 3);
+
+        // Matched as browsers send paths: non-ASCII percent-encoded, escapes in upper case.
+        for path in ["/café", "/caf%c3%a9", "/caf%C3%A9"] {
+            let cfg = load_in(
+                dir.path(),
+                &[
+                    "--route",
+                    &format!("{path}=http://localhost:8080"),
+                    "http://x:1",
+                ],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(cfg.routes[0].prefix, "/caf%C3%A9", "{path}");
+            assert!(cfg.routes[0].matches("/caf%C3%A9/menu"), "{path}");
+        }
 
         std::fs::write(
             dir.path().join("hmr-proxy.toml"),
