@@ -68,12 +68,22 @@ impl Router {
             health,
         } = parts;
         let injector = Injector::new(config.inject);
-        let client = proxy::client(&config.proxy);
+        let default_upstream = match &config.backend {
+            Backend::Upstream(upstream) => Some(upstream),
+            Backend::Static { .. } => None,
+        };
+        let upstreams = proxy::Upstreams {
+            client: proxy::client(&config.proxy),
+            origins: Arc::new(proxy::headers::Origins::new(
+                &config.routes,
+                default_upstream,
+            )),
+        };
         let proxy_for = |upstream: &Upstream| {
             Proxy::new(
                 upstream,
                 config.proxy.clone(),
-                client.clone(),
+                &upstreams,
                 local,
                 shutdown.clone(),
                 injector.clone(),

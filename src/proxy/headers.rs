@@ -11,6 +11,8 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::config::{Route, Upstream};
+
 const HOP_COUNT: usize = 8;
 
 /// Connection-specific fields that never cross a proxy (RFC 9110 §7.6.1, plus the proxy-auth pair,
@@ -233,7 +235,7 @@ pub fn is_loop(headers: &HeaderMap, via: &HeaderValue) -> bool {
 }
 
 /// The upstream's origin under each name it may use for itself in absolute URLs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamNames {
     /// Lower-case `//host:port` forms (plus `//host` on port 80, and every loopback spelling when
     /// the upstream is on loopback, since dev servers mix `localhost` and `127.0.0.1` freely).
@@ -267,20 +269,67 @@ impl UpstreamNames {
         UpstreamNames { authorities, hosts }
     }
 
+    /// What follows the authority (path, query, fragment) when `rest` (a URL without its
+    /// `http:`) starts with one of the upstream's names; `None` otherwise.
+    fn tail<'a>(&self, rest: &'a str) -> Option<&'a str> {
+        self.authorities.iter().find_map(|authority| {
+            let head = rest.get(..authority.len())?;
+            let tail = &rest[authority.len()..];
+            (head.eq_ignore_ascii_case(authority)
+                && (tail.is_empty() || tail.starts_with(['/', '?', '#'])))
+            .then_some(tail)
+        })
+    }
+}
+
+/// Every upstream the proxy forwards to, by the paths it serves it. A URL that points at an
+/// upstream directly (a redirect from the API to the front end's own address, in a polyglot
+/// stack) is re-pointed at the proxy when the proxy sends that URL's path to that same upstream,
+/// and left alone when it would deliver it elsewhere.
+#[derive(Debug, Default)]
+pub struct Origins {
+    /// The routes, longest prefix first as the router tries them, with their upstream's names.
+    routes: Vec<(Route, UpstreamNames)>,
+    /// The upstream of every other path; `None` when other paths are static files.
+    default: Option<UpstreamNames>,
+}
+
+impl Origins {
+    pub fn new(routes: &[Route], default: Option<&Upstream>) -> Self {
+        let names = |up: &Upstream| UpstreamNames::new(&up.host, up.port);
+        Origins {
+            routes: routes
+                .iter()
+                .map(|route| (route.clone(), names(&route.upstream)))
+                .collect(),
+            default: default.map(names),
+        }
+    }
+
+    /// The upstream the proxy sends `path` to, if any.
+    fn serving(&self, path: &str) -> Option<&UpstreamNames> {
+        self.routes
+            .iter()
+            .find(|(route, _)| route.matches(path))
+            .map(|(_, names)| names)
+            .or(self.default.as_ref())
+    }
+
     /// `value` re-pointed at `proxy_origin` (`http://host:port`) when it is an absolute or
-    /// scheme-relative URL on the upstream's origin; `None` when it is anything else.
+    /// scheme-relative URL on an upstream's origin whose path the proxy sends to that upstream;
+    /// `None` when it is anything else.
     pub fn rewrite_url(&self, value: &str, proxy_origin: &str) -> Option<String> {
         let rest = match value.get(..5) {
             Some(scheme) if scheme.eq_ignore_ascii_case("http:") => &value[5..],
             _ if value.starts_with("//") => value,
             _ => return None,
         };
-        self.authorities.iter().find_map(|authority| {
-            let head = rest.get(..authority.len())?;
-            let tail = &rest[authority.len()..];
-            (head.eq_ignore_ascii_case(authority)
-                && (tail.is_empty() || tail.starts_with(['/', '?', '#'])))
-            .then(|| format!("{proxy_origin}{tail}"))
+        let every = self.routes.iter().map(|(_, names)| names);
+        every.chain(self.default.as_ref()).find_map(|names| {
+            let tail = names.tail(rest)?;
+            let path = tail.split(['?', '#']).next().filter(|p| !p.is_empty());
+            (self.serving(path.unwrap_or("/")) == Some(names))
+                .then(|| format!("{proxy_origin}{tail}"))
         })
     }
 
@@ -328,7 +377,9 @@ impl UpstreamNames {
         let rewritten = self.rewrite_url(value.get(at..end)?, proxy_origin)?;
         Some(format!("{}{rewritten}{}", &value[..at], &value[end..]))
     }
+}
 
+impl UpstreamNames {
     fn rewrite_cookie(&self, value: &str) -> Option<String> {
         let mut changed = false;
         let kept: Vec<&str> = value
@@ -357,6 +408,7 @@ impl UpstreamNames {
 pub fn prepare_response(
     headers: &mut HeaderMap,
     names: &UpstreamNames,
+    origins: &Origins,
     proxy_origin: impl Fn() -> String,
     upgraded: Option<&HeaderValue>,
 ) {
@@ -376,9 +428,9 @@ pub fn prepare_response(
             continue;
         };
         let rewritten = if name == REFRESH {
-            names.rewrite_refresh(value, &proxy_origin())
+            origins.rewrite_refresh(value, &proxy_origin())
         } else {
-            names.rewrite_url(value, &proxy_origin())
+            origins.rewrite_url(value, &proxy_origin())
         };
         if let Some(value) = rewritten.and_then(|v| HeaderValue::from_str(&v).ok()) {
             headers.insert(name, value);
@@ -546,9 +598,23 @@ mod tests {
         assert!(!is_loop(&h, &via()));
     }
 
+    fn upstream(url: &str) -> Upstream {
+        let authority: http::uri::Authority = url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
+        Upstream {
+            host: authority.host().to_string(),
+            port: authority.port_u16().unwrap_or(80),
+            authority,
+        }
+    }
+
+    /// One upstream for every path.
+    fn only(url: &str) -> Origins {
+        Origins::new(&[], Some(&upstream(url)))
+    }
+
     #[test]
     fn urls_on_the_upstream_origin_are_repointed() {
-        let names = UpstreamNames::new("localhost", 8000);
+        let names = only("localhost:8000");
         let to = "http://127.0.0.1:3000";
         for (from, want) in [
             (
@@ -567,7 +633,7 @@ mod tests {
         ] {
             assert_eq!(names.rewrite_url(from, to).as_deref(), want, "{from}");
         }
-        let names = UpstreamNames::new("app", 80);
+        let names = only("app");
         assert_eq!(
             names.rewrite_url("http://app/x", to).as_deref(),
             Some("http://127.0.0.1:3000/x")
@@ -578,9 +644,63 @@ mod tests {
         );
     }
 
+    /// In a polyglot stack a URL on another upstream's origin is re-pointed when the proxy sends
+    /// its path to that upstream, and not when it would deliver it elsewhere.
+    #[test]
+    fn urls_on_any_upstream_are_repointed_where_the_proxy_routes_them_back() {
+        let route = |prefix: &str, url: &str| Route {
+            prefix: prefix.into(),
+            upstream: upstream(url),
+        };
+        let origins = Origins::new(
+            &[
+                route("/api/v2", "127.0.0.1:8081"),
+                route("/api", "127.0.0.1:8080"),
+            ],
+            Some(&upstream("localhost:5173")),
+        );
+        let to = "http://localhost:3000";
+        for (from, want) in [
+            // The API's login redirects to the front end, and the front end to the API.
+            (
+                "http://127.0.0.1:5173/dashboard",
+                Some("http://localhost:3000/dashboard"),
+            ),
+            (
+                "http://localhost:8080/api/hello?x=1",
+                Some("http://localhost:3000/api/hello?x=1"),
+            ),
+            (
+                "http://localhost:8080/api",
+                Some("http://localhost:3000/api"),
+            ),
+            (
+                "http://localhost:8081/api/v2/x",
+                Some("http://localhost:3000/api/v2/x"),
+            ),
+            // Paths the proxy sends to another upstream than the one named.
+            ("http://localhost:8080/login", None),
+            ("http://localhost:8080/api/v2/x", None),
+            ("http://localhost:5173/api/x", None),
+            ("http://localhost:8080", None),
+        ] {
+            assert_eq!(origins.rewrite_url(from, to).as_deref(), want, "{from}");
+        }
+        // Static files for every other path: only the routes' own paths are re-pointed.
+        let origins = Origins::new(&[route("/api", "127.0.0.1:8080")], None);
+        assert_eq!(
+            origins
+                .rewrite_url("http://127.0.0.1:8080/api/x", to)
+                .as_deref(),
+            Some("http://localhost:3000/api/x")
+        );
+        assert_eq!(origins.rewrite_url("http://127.0.0.1:8080/x", to), None);
+    }
+
     #[test]
     fn response_headers() {
         let names = UpstreamNames::new("app", 8080);
+        let origins = only("app:8080");
         let mut h = map(&[
             ("location", "http://app:8080/login"),
             ("content-location", "http://app:8080/doc"),
@@ -590,7 +710,13 @@ mod tests {
             ("connection", "close"),
             ("keep-alive", "timeout=5"),
         ]);
-        prepare_response(&mut h, &names, || "http://localhost:3000".into(), None);
+        prepare_response(
+            &mut h,
+            &names,
+            &origins,
+            || "http://localhost:3000".into(),
+            None,
+        );
         assert_eq!(h["location"], "http://localhost:3000/login");
         assert_eq!(h["content-location"], "http://localhost:3000/doc");
         assert_eq!(h["refresh"], "3; url='http://localhost:3000/next'");
@@ -626,7 +752,7 @@ mod tests {
             ("5", None),
         ] {
             assert_eq!(
-                names.rewrite_refresh(refresh, origin).as_deref(),
+                origins.rewrite_refresh(refresh, origin).as_deref(),
                 want,
                 "{refresh:?}"
             );
@@ -634,11 +760,11 @@ mod tests {
 
         // A chunked response that also names a length is passed on without the length.
         let mut h = map(&[("transfer-encoding", "chunked"), ("content-length", "3")]);
-        prepare_response(&mut h, &names, || origin.into(), None);
+        prepare_response(&mut h, &names, &origins, || origin.into(), None);
         assert!(!h.contains_key("content-length"));
         assert!(!h.contains_key("transfer-encoding"));
         let mut h = map(&[("content-length", "3")]);
-        prepare_response(&mut h, &names, || origin.into(), None);
+        prepare_response(&mut h, &names, &origins, || origin.into(), None);
         assert_eq!(h["content-length"], "3");
     }
 }

@@ -32,7 +32,7 @@ use crate::body::{self, Body};
 use crate::config::{ProxySettings, Upstream};
 use crate::inject::{Injector, RequestFacts};
 use crate::shutdown::Shutdown;
-use headers::{Forwarding, UpstreamNames};
+use headers::{Forwarding, Origins, UpstreamNames};
 use health::Health;
 use unavailable::Failure;
 
@@ -43,6 +43,14 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The pooled client every [`Proxy`] sends through (pools are per upstream authority inside it).
 pub type UpstreamClient = Client<HttpConnector, Body>;
+
+/// What every [`Proxy`] shares: the pooled client, and which upstream serves which paths (for
+/// the URLs in responses that point at one directly).
+#[derive(Clone)]
+pub struct Upstreams {
+    pub client: UpstreamClient,
+    pub origins: Arc<Origins>,
+}
 
 /// Build the one pooled client for all upstreams.
 pub fn client(settings: &ProxySettings) -> UpstreamClient {
@@ -73,8 +81,10 @@ struct Inner {
     authority: Authority,
     /// The same, as the `Host` sent upstream (built once, not per request).
     upstream_host: Option<HeaderValue>,
-    /// The names the upstream may call itself in redirects and cookies.
+    /// The names the upstream may call itself in cookies.
     names: UpstreamNames,
+    /// Every upstream by the paths it serves, for redirects that name one.
+    origins: Arc<Origins>,
     settings: ProxySettings,
     /// This process's `Via` entry; seeing it on an incoming request means a forwarding loop.
     via: HeaderValue,
@@ -97,7 +107,7 @@ impl Proxy {
     pub fn new(
         upstream: &Upstream,
         settings: ProxySettings,
-        client: UpstreamClient,
+        upstreams: &Upstreams,
         local: SocketAddr,
         shutdown: Shutdown,
         injector: Injector,
@@ -109,7 +119,8 @@ impl Proxy {
             .unwrap_or_else(|_| HeaderValue::from_static("1.1 hmr-proxy"));
         Proxy {
             inner: Arc::new(Inner {
-                client,
+                client: upstreams.client.clone(),
+                origins: upstreams.origins.clone(),
                 origin: upstream.origin().into(),
                 authority: upstream.authority.clone(),
                 upstream_host: HeaderValue::from_str(upstream.authority.as_str()).ok(),
@@ -270,6 +281,7 @@ impl Proxy {
         headers::prepare_response(
             &mut parts.headers,
             &this.names,
+            &this.origins,
             || match &browser_host {
                 Some(host) => format!("http://{}", String::from_utf8_lossy(host.as_bytes())),
                 None => format!("http://{}", this.local),
