@@ -97,24 +97,41 @@ impl Injector {
     /// decoded (a server that labels a plain body `gzip`, a truncated stream) becomes a 502 page
     /// that says so, and gets the client, so the tab reloads on the next save. Sent at once, its
     /// headers would be gone before the decoder noticed, and the browser would show only a closed
-    /// connection. An uncompressed page needs no wait: what it carries is passed on as it comes.
+    /// connection. The wait is for decoded bytes, not rewritten ones, which a head that streams
+    /// slowly would hold back. An uncompressed page needs no wait: it is passed on as it comes.
     pub async fn apply(&self, facts: &RequestFacts, response: Response<Body>) -> Response<Body> {
-        let (response, coding) = self.rewrite(facts, response);
-        if coding == Coding::Identity {
-            return response;
+        let (parts, body, plan) = match self.plan(facts, response) {
+            Ok(planned) => planned,
+            Err(untouched) => return untouched,
+        };
+        let mut body = decode::decode(body, plan.coding, &facts.method, &facts.uri);
+        if plan.coding != Coding::Identity {
+            body = match first_frame_ahead(body).await {
+                Ok(body) => body,
+                Err(err) => return self.apply_now(facts, unreadable_page(facts, &*err)),
+            };
         }
-        let (parts, body) = response.into_parts();
-        match first_frame_ahead(body).await {
-            Ok(body) => Response::from_parts(parts, body),
-            Err(err) => self.rewrite(facts, unreadable_page(facts, &*err)).0,
+        rewritten(facts, parts, body, plan)
+    }
+
+    /// [`Injector::apply`] for a page that is not compressed (the proxy's own), which needs no
+    /// wait.
+    fn apply_now(&self, facts: &RequestFacts, page: Response<Body>) -> Response<Body> {
+        match self.plan(facts, page) {
+            Ok((parts, body, plan)) => rewritten(facts, parts, body, plan),
+            Err(untouched) => untouched,
         }
     }
 
-    /// [`Injector::apply`] without the wait: the response and the coding its body is decoded
-    /// from (`Identity` when it is not rewritten at all).
-    fn rewrite(&self, facts: &RequestFacts, response: Response<Body>) -> (Response<Body>, Coding) {
+    /// Whether to rewrite, and how: the response taken apart, or given back untouched.
+    #[allow(clippy::result_large_err)] // the "error" is the response itself, handed back
+    fn plan(
+        &self,
+        facts: &RequestFacts,
+        response: Response<Body>,
+    ) -> Result<(http::response::Parts, Body, decide::Plan), Response<Body>> {
         if !self.enabled {
-            return (response, Coding::Identity);
+            return Err(response);
         }
         let body_is_empty = response.body().is_end_stream()
             || response.body().size_hint().exact() == Some(0)
@@ -122,16 +139,19 @@ impl Injector {
                 .headers()
                 .get(header::CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() == b"0");
-        let plan = match decide::decide(
+        match decide::decide(
             facts.reader,
             response.status(),
             response.headers(),
             body_is_empty,
         ) {
-            Ok(plan) => plan,
+            Ok(plan) => {
+                let (parts, body) = response.into_parts();
+                Ok((parts, body, plan))
+            }
             Err(Skip::NotForUs(why)) => {
                 tracing::trace!("{} {}: not injecting ({why})", facts.method, facts.uri);
-                return (response, Coding::Identity);
+                Err(response)
             }
             Err(Skip::Undecodable(why)) => {
                 tracing::warn!(
@@ -139,40 +159,48 @@ impl Injector {
                     facts.method,
                     facts.uri.path()
                 );
-                return (response, Coding::Identity);
+                Err(response)
             }
-        };
-        let (mut parts, body) = response.into_parts();
-        let mut csp = csp::Csp::new(facts.host.as_ref());
-        if plan.xml {
-            csp.xml_document();
         }
-        csp.edit_headers(&mut parts.headers);
-        for_rewritten_body(&mut parts.headers);
-        let body = rewrite::rewrite_page(
-            decode::decode(body, plan.coding, &facts.method, &facts.uri),
-            plan.charset,
-            csp,
-            facts.navigation,
-        );
-        (Response::from_parts(parts, body), plan.coding)
     }
 }
 
-/// The 502 page for a page that could not be read before its first byte.
+/// The response with its headers fixed for the rewritten page and its (decoded) body rewritten.
+fn rewritten(
+    facts: &RequestFacts,
+    mut parts: http::response::Parts,
+    body: Body,
+    plan: decide::Plan,
+) -> Response<Body> {
+    let mut csp = csp::Csp::new(facts.host.as_ref());
+    if plan.xml {
+        csp.xml_document();
+    }
+    csp.edit_headers(&mut parts.headers);
+    for_rewritten_body(&mut parts.headers);
+    let body = rewrite::rewrite_page(body, plan.charset, csp, facts.navigation);
+    Response::from_parts(parts, body)
+}
+
+/// The 502 page for a compressed page that could not be read before its first byte: bytes that
+/// do not decode (the `Content-Encoding` is wrong), or a connection that broke first.
 fn unreadable_page(
     facts: &RequestFacts,
     err: &(dyn std::error::Error + 'static),
 ) -> Response<Body> {
     let path = body::escape_html(facts.uri.path());
     let why = body::escape_html(&err.to_string());
+    let hint = if err.downcast_ref::<decode::DecodeError>().is_some() {
+        "Check the <code>Content-Encoding</code> the server sends."
+    } else {
+        "The dev server's connection broke off before the page's first byte; check its log."
+    };
     body::html(
         StatusCode::BAD_GATEWAY,
         format!(
             "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>502 Bad Gateway</title></head>\n\
              <body><h1>502 Bad Gateway</h1><p>The upstream's page <code>{path}</code> could not be \
-             read: {why}.</p><p>Check the <code>Content-Encoding</code> the server sends. This tab \
-             reloads on the next save.</p></body></html>\n"
+             read: {why}.</p><p>{hint} This tab reloads on the next save.</p></body></html>\n"
         ),
     )
 }

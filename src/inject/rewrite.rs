@@ -23,9 +23,11 @@
 //!   chunk passes through as the same `Bytes`, untouched and uncopied.
 //! - byte-exact: lol_html re-emits untouched input as-is; the only other change is the `content`
 //!   of a `<meta http-equiv="Content-Security-Policy">` that would block the client (`csp`).
-//! - failure: an upstream error is passed on as the body's error (the rewriter is dropped, never
-//!   ended, so a truncated page is not finished off as if complete). A rewriter error (memory
-//!   limit) is a graceful bail-out: lol_html flushes the input it held, raw, and the rest of the
+//! - failure: an upstream error is passed on as the body's error, after the output held back
+//!   (with the tag at the anchor, so a page cut short still reloads on the next save); the
+//!   rewriter is dropped, never ended, so a truncated page is not finished off as if complete.
+//!   A rewriter error (memory limit) is a graceful bail-out: lol_html flushes the input it held,
+//!   raw, and the rest of the
 //!   page passes through.
 //!
 //! It does not decide whether to rewrite (`decide`), decode (`decode`) or pick the encoding
@@ -125,6 +127,7 @@ fn start_rewrite(
         header_charset,
         ready: VecDeque::new(),
         ended: false,
+        failed: None,
         slice: FIRST_SLICE,
     })
 }
@@ -144,6 +147,8 @@ struct Shared {
     /// Output offset where the tag goes if neither `</head>` nor `<body>` shows up. Output from
     /// here on is held back (see [`HOLD_LIMIT`]).
     anchor: Option<u64>,
+    /// A `<head>` tag was seen: its `</head>` places the tag, not the first body element.
+    saw_head: bool,
     /// Open HTML `<template>` elements: their content is inert, a tag there would never run.
     template_depth: u32,
     /// The page's policies so far and the nonce the tag carries.
@@ -160,6 +165,7 @@ impl Shared {
             injected: false,
             document: false,
             anchor: None,
+            saw_head: false,
             template_depth: 0,
             csp,
             navigation: false,
@@ -300,6 +306,7 @@ fn settings(
             let mut st = lock(&s);
             let after = st.pos() + el.source_location().bytes().len() as u64;
             st.set_anchor(after);
+            st.saw_head = true;
         }
         let s = s.clone();
         if let Some(handlers) = el.end_tag_handlers() {
@@ -366,17 +373,22 @@ fn settings(
         Ok(())
     });
 
-    // A document without `</head>` or `<body>` still has a head that ends: the first element that
-    // cannot be in a head starts the body the parser makes up. From there on no `</head>` can
-    // follow, so the tag goes in at the anchor now rather than when the page ends or the hold
-    // limit is reached: a page that streams without those tags (a log, a progress page) is not
-    // held back. (Text that starts the body is not looked at: a text handler makes lol_html
-    // re-encode every text chunk, which bytes invalid in the page's encoding would not survive.)
+    // A document without a `<head>` tag still has a head that ends: the first element that cannot
+    // be in a head starts the body the parser makes up, and a `</head>` after it would be ignored.
+    // So the tag goes in at the anchor now rather than when the page ends or the hold limit is
+    // reached: a page that streams without those tags (a log, a progress page) is not held back.
+    // (Text that starts the body is not looked at: a text handler makes lol_html re-encode every
+    // text chunk, which bytes invalid in the page's encoding would not survive.)
     let s = shared.clone();
     let implied_body =
         ElementContentHandlers::default().element(move |el: &mut Element<'_, '_>| {
             let mut st = lock(&s);
-            if st.anchor.is_some() && st.may_inject() && !stays_in_head(&el.tag_name()) {
+            // Checked before the name, which is copied out: a fragment (no anchor) has its
+            // every element come through here.
+            if st.anchor.is_none() || st.saw_head || !st.may_inject() {
+                return Ok(());
+            }
+            if !stays_in_head(&el.tag_name()) {
                 st.inject_at_anchor();
             }
             Ok(())
@@ -444,6 +456,8 @@ struct Rewrite {
     ready: VecDeque<Frame<Bytes>>,
     /// The upstream body has ended (or failed).
     ended: bool,
+    /// The upstream body's error, passed on after what was held back.
+    failed: Option<BoxError>,
     /// How many bytes lol_html gets in its next write (see [`FIRST_SLICE`]).
     slice: usize,
 }
@@ -574,6 +588,30 @@ impl Rewrite {
         self.drain();
     }
 
+    /// The upstream body failed: what is held back goes out first, with the tag at the anchor
+    /// if it is not in (a page cut short still reloads on the next save), then the error. The
+    /// rewriter is dropped, never ended: a truncated page is not finished off as if complete.
+    fn fail(&mut self, err: BoxError) {
+        if let Stage::Sniff(buf) = &mut self.stage
+            && !buf.is_empty()
+        {
+            self.ready
+                .push_back(Frame::data(std::mem::take(buf).freeze()));
+        }
+        self.stage = Stage::Raw;
+        {
+            let mut st = lock(&self.shared);
+            st.inject_at_anchor();
+            let held = st.out.split().freeze();
+            st.out_start += held.len() as u64;
+            if !held.is_empty() {
+                self.ready.push_back(Frame::data(held));
+            }
+        }
+        self.ended = true;
+        self.failed = Some(err);
+    }
+
     /// End the rewriter (flushing a partial token as the raw bytes it was), if still running.
     fn end_rewriter(&mut self) {
         if let Stage::Rewriting(rewriter) = std::mem::replace(&mut self.stage, Stage::Raw)
@@ -608,6 +646,9 @@ impl http_body::Body for Rewrite {
             if let Some(frame) = this.ready.pop_front() {
                 return Poll::Ready(Some(Ok(frame)));
             }
+            if let Some(err) = this.failed.take() {
+                return Poll::Ready(Some(Err(err)));
+            }
             if this.ended {
                 return Poll::Ready(None);
             }
@@ -620,9 +661,7 @@ impl http_body::Body for Rewrite {
                     }
                 },
                 Some(Err(err)) => {
-                    this.ended = true;
-                    this.stage = Stage::Raw;
-                    return Poll::Ready(Some(Err(err)));
+                    this.fail(err);
                 }
                 None => {
                     this.finish();
@@ -633,7 +672,7 @@ impl http_body::Body for Rewrite {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended && self.ready.is_empty()
+        self.ended && self.ready.is_empty() && self.failed.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -111,6 +111,9 @@ fn placement() {
         "<!doctype html><head><template><head></head><body></body></template>@</head>",
         "<!doctype html><head><template><template></template><body></template>@</head>",
         "<!doctype html><head><style>/* </head> */</style>@</head>",
+        // A body element inside a written head does not move the tag before an import map.
+        "<!doctype html><html><head><title>x</title><my-el></my-el>\
+         <script type=importmap>{}</script>@</head><body>",
         // No head end, no body: after the doctype, else before <html>, else after <head>.
         "<!doctype html>@<html><title>t</title><p>x</p></html>",
         "<!-- generated --><!DOCTYPE html>@<title>t</title><p>x",
@@ -407,11 +410,35 @@ fn upstream_errors_end_the_body_with_an_error() {
     let rt = runtime();
     let (tx, rx) = mpsc::unbounded_channel();
     let body = rewrite(body::boxed(Feed { rx }), None, csp::Csp::new(None));
-    tx.send(Ok(Bytes::from("<!doctype html><html><head>")))
-        .unwrap();
+    tx.send(Ok(Bytes::from(
+        "<!doctype html><html><head><title>t</title>",
+    )))
+    .unwrap();
     tx.send(Err("upstream reset".into())).unwrap();
-    let err = rt.block_on(body.collect()).unwrap_err();
-    assert_eq!(err.to_string(), "upstream reset");
+    // What was held back for a `</head>` goes out first, the tag at the anchor, then the error.
+    let mut body = body;
+    let (out, err) = rt.block_on(async {
+        let mut out = Vec::new();
+        loop {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    out.extend_from_slice(&frame.into_data().unwrap());
+                    // hyper ends a body that says so cleanly, without polling for the error.
+                    assert!(!body.is_end_stream(), "the error must still come");
+                }
+                Some(Err(err)) => return (out, Some(err)),
+                None => return (out, None),
+            }
+        }
+    });
+    assert_eq!(
+        err.map(|e| e.to_string()).as_deref(),
+        Some("upstream reset")
+    );
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        format!("<!doctype html>{TAG}<html><head><title>t</title>")
+    );
 }
 
 #[test]

@@ -293,8 +293,9 @@ impl Proxy {
             parts.status.as_u16(),
             started.elapsed()
         );
-        // Headers are gone; a body that breaks off now reaches the browser truncated (hyper
-        // aborts the message), so this line is the only trace of it.
+        // Headers are gone (for a compressed page, once its first bytes have decoded; before
+        // that the injector answers with a 502 page): a body that breaks off now reaches the
+        // browser truncated, so this line is the only trace of it.
         let origin = this.origin.clone();
         let incoming = incoming.map_err(move |err| {
             tracing::warn!(
