@@ -193,9 +193,20 @@ impl Filter {
         }
         // A folder watched on its own inside another (`-w . -w static=/assets`) is still inside
         // it: the outer root's globs (relative to the outer root) and the ignore files above the
-        // inner root apply too.
+        // inner root apply too. Unless they ignore the inner folder itself (a gitignored build
+        // folder, watched on purpose): then they stop at it.
         let mut outermost = &root.dir;
         for other in self.roots.iter().filter(|r| path.starts_with(&r.dir)) {
+            if other.dir == root.dir {
+                if root.globs.is_match(rel) {
+                    return true;
+                }
+                continue;
+            }
+            let inner = root.dir.strip_prefix(&other.dir).unwrap_or(Path::new(""));
+            if other.globs.is_match(inner) {
+                continue;
+            }
             if let Ok(rel) = path.strip_prefix(&other.dir)
                 && other.globs.is_match(rel)
             {
@@ -205,19 +216,47 @@ impl Filter {
                 outermost = &other.dir;
             }
         }
-        // Deepest ignore file first: a nested `!keep.css` overrides an ancestor's `*.css`.
-        let mut dir = path.parent();
+        if let Some(verdict) = self.ignore_files_say(path, is_dir, &root.dir) {
+            return verdict;
+        }
+        if outermost != &root.dir
+            && let Some(parent) = root.dir.parent()
+            && self.ignore_files_say_from(&root.dir, true, parent, outermost) != Some(true)
+        {
+            return self
+                .ignore_files_say_from(path, is_dir, parent, outermost)
+                .unwrap_or(false);
+        }
+        false
+    }
+
+    /// What the ignore files from `path`'s folder up to `stop` say about it: ignored, kept (a
+    /// `!` rule), or nothing.
+    fn ignore_files_say(&self, path: &Path, is_dir: bool, stop: &Path) -> Option<bool> {
+        self.ignore_files_say_from(path, is_dir, path.parent()?, stop)
+    }
+
+    /// The same, from the folder `start` up. Deepest ignore file first: a nested `!keep.css`
+    /// overrides an ancestor's `*.css`.
+    fn ignore_files_say_from(
+        &self,
+        path: &Path,
+        is_dir: bool,
+        start: &Path,
+        stop: &Path,
+    ) -> Option<bool> {
+        let mut dir = Some(start);
         while let Some(d) = dir {
-            if !d.starts_with(outermost) {
+            if !d.starts_with(stop) {
                 break;
             }
             if let Some(matcher) = self.ignore_files.get(d) {
                 let m = matcher.matched(path.strip_prefix(d).unwrap_or(path), is_dir);
                 if m.is_ignore() {
-                    return true;
+                    return Some(true);
                 }
                 if m.is_whitelist() {
-                    return false;
+                    return Some(false);
                 }
                 // Directory rules (`dist/`) must also hide files inside that directory.
                 let parents = path.strip_prefix(d).ok().map(|rel| {
@@ -228,12 +267,12 @@ impl Filter {
                 if let Some(mut parents) = parents
                     && parents.any(|p| matcher.matched(p, true).is_ignore())
                 {
-                    return true;
+                    return Some(true);
                 }
             }
             dir = d.parent();
         }
-        false
+        None
     }
 }
 
@@ -264,11 +303,17 @@ fn glob_set<'a>(globs: impl Iterator<Item = impl AsRef<str> + 'a>) -> Result<Glo
                 source,
             })
         };
-        // `dist/`, as a `.gitignore` writes it: the folder and everything in it (as a glob it
-        // would match nothing, since no relative path ends in `/`).
+        // `dist/`, as a `.gitignore` writes it: that folder and everything in it (as a glob it
+        // would match nothing, since no relative path ends in `/`), at any depth unless it names
+        // a path (`web/dist/`), as in a `.gitignore`.
         match glob.strip_suffix('/').filter(|dir| !dir.is_empty()) {
             Some(dir) => {
-                builder.add(compile(dir)?);
+                let dir = match dir.strip_prefix('/') {
+                    Some(anchored) => anchored.to_string(),
+                    None if dir.contains('/') => dir.to_string(),
+                    None => format!("**/{dir}"),
+                };
+                builder.add(compile(&dir)?);
                 builder.add(compile(&format!("{dir}/**"))?);
             }
             None => {
@@ -355,9 +400,39 @@ mod tests {
             ("static/web/x.js", false, true),
             ("dist", true, true),
             ("dist/a.js", false, true),
+            ("packages/a/dist/a.js", false, true),
             ("src/dist.js", false, false),
         ] {
             assert_eq!(f.is_ignored(&root.join(rel), is_dir), ignored, "{rel}");
+        }
+    }
+
+    /// A folder the outer rules ignore (a gitignored build folder) but watched on purpose with
+    /// its own root: the outer rules stop at it.
+    #[test]
+    fn an_ignored_folder_watched_on_purpose_is_watched() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(root.join("build")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(root.join(".gitignore"), "build/\n").unwrap_or_else(|e| panic!("{e}"));
+        let roots =
+            [(root.clone(), "/"), (root.join("build"), "/static/")].map(|(dir, url)| WatchRoot {
+                dir,
+                url: url.into(),
+                ignore: vec![],
+            });
+        for global in [&[][..], &["build/".to_string()][..]] {
+            let mut f = Filter::new(&roots, global).unwrap_or_else(|e| panic!("{e}"));
+            f.load_ignore_files(&root);
+            assert!(
+                !f.is_ignored(&root.join("build/app.css"), false),
+                "{global:?}"
+            );
+            assert!(f.is_ignored(&root.join("build/x.swp"), false), "{global:?}");
+            assert!(
+                !f.is_ignored(&root.join("src/app.css"), false),
+                "{global:?}"
+            );
         }
     }
 
