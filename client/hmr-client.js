@@ -288,19 +288,21 @@ function start(selfUrl) {
     const copy = link.cloneNode();
     copy.href = bust(link.href, id);
     link.dataset.hmrReplaced = 'true';
-    const older = [link, ...(pending.get(link)?.older ?? [])];
+    const prev = pending.get(link);
+    const older = [link, ...(prev?.older ?? [])];
     // A sheet switched off through the CSSOM (a theme switcher's `sheet.disabled = true`) stays
     // off, which a clone does not carry. The copy loads under a media query that matches
-    // nothing, so it cannot apply before it is switched off too.
-    const disabled = link.sheet ? link.sheet.disabled : (pending.get(link)?.disabled ?? false);
-    const media = copy.getAttribute('media');
+    // nothing, so it cannot apply before it is switched off too. (A copy of a copy still loading
+    // carries that query: the media to give back is the one the first copy kept.)
+    const disabled = link.sheet ? link.sheet.disabled : (prev?.disabled ?? false);
+    const media = prev ? prev.media : copy.getAttribute('media');
     if (disabled) copy.media = 'not all';
     return new Promise((resolve) => {
       const settle = () => {
         pending.delete(copy);
         resolve();
       };
-      pending.set(copy, { older, disabled, settle });
+      pending.set(copy, { older, disabled, media, settle });
       const done = (event) => {
         // The state of the link it replaces now, if that has a sheet: it may have been switched
         // while the copy loaded.

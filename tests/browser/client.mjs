@@ -231,6 +231,28 @@ async function css() {
  * only link left. (The first copy used to take the original out only on its own `load`, which a
  * link removed by the second never fires: the original stayed for good, with its deleted rules.)
  */
+/**
+ * Hold the page's first cache-busted copy of css/app.css until `gate` settles; let every later
+ * one through. Resolves once the route is in place, to `{ requested }`: a promise of the held
+ * copy's URL. (Not that promise itself, which the async function would wait for.)
+ */
+async function holdFirstCopy(page, gate) {
+  let held;
+  const requested = new Promise((r) => (held = r));
+  let copies = 0;
+  await page.route(
+    (url) => url.pathname === '/css/app.css' && url.searchParams.has('t'),
+    async (route) => {
+      if (copies++ === 0) {
+        held(route.request().url());
+        await gate;
+      }
+      await route.continue().catch(() => {}); // the page may have dropped it by now
+    },
+  );
+  return { requested };
+}
+
 async function cssTwice() {
   const context = await newContext();
   const stream = await changeStream();
@@ -244,19 +266,7 @@ async function cssTwice() {
     assert.equal(await outline(), 'solid');
 
     // The first cache-busted copy is held until the end; the second goes through.
-    let held;
-    const firstCopy = new Promise((r) => (held = r));
-    let copies = 0;
-    await page.route(
-      (url) => url.pathname === '/css/app.css' && url.searchParams.has('t'),
-      async (route) => {
-        if (copies++ === 0) {
-          held(route.request().url());
-          await gate;
-        }
-        await route.continue().catch(() => {}); // the page may have dropped it by now
-      },
-    );
+    const { requested: firstCopy } = await holdFirstCopy(page, gate);
     const first = freshColor();
     write('css/app.css', `${read('css/app.css').replace(/#step \{[^}]*\}\n/, '')}h1 { color: ${first}; }\n`);
     await within('the first copy to be requested', firstCopy);
@@ -300,6 +310,32 @@ async function cssOff() {
     await page.evaluate(() => (document.querySelector('link[rel=stylesheet]').sheet.disabled = false));
     assert.equal(await page.$eval('h1', (h1) => getComputedStyle(h1).color), color);
     assert.notEqual(before, color);
+
+    // Off again, then two quick saves, the first copy held until the second is in: a copy of a
+    // copy still loading must give back the media the page wrote, not the one that hides it.
+    let release;
+    const gate = new Promise((r) => (release = r));
+    try {
+      await page.evaluate(() => (document.querySelector('link[rel=stylesheet]').sheet.disabled = true));
+      const { requested: firstCopy } = await holdFirstCopy(page, gate);
+      write('css/app.css', `${read('css/app.css')}h1 { color: ${freshColor()}; }\n`);
+      const held = await within('the first copy to be requested', firstCopy);
+      const last = freshColor();
+      write('css/app.css', `${read('css/app.css')}h1 { color: ${last}; }\n`);
+      await page.waitForFunction((heldUrl) => {
+        const links = document.querySelectorAll('link[rel=stylesheet]');
+        return links.length === 1 && links[0].href !== heldUrl && links[0].sheet;
+      }, held);
+      const twice = await page.$eval('link[rel=stylesheet]', (l) => ({
+        disabled: l.sheet.disabled,
+        media: l.getAttribute('media'),
+      }));
+      assert.deepEqual(twice, { disabled: true, media: null }, 'off, with the media it had');
+      await page.evaluate(() => (document.querySelector('link[rel=stylesheet]').sheet.disabled = false));
+      assert.equal(await page.$eval('h1', (h1) => getComputedStyle(h1).color), last);
+    } finally {
+      release();
+    }
     assert.equal(await loads(page), 1, 'no reload');
   } finally {
     await context.close();
