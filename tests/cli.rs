@@ -145,7 +145,9 @@ fn missing_serve_directory_names_the_flag() {
 #[test]
 fn an_unreadable_serve_directory_names_the_flag_and_the_fix() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempdir();
+    // Under /tmp, which everyone may traverse (`nobody` must reach the folder to be refused by
+    // it, whatever TMPDIR says).
+    let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
     let set_mode = |path: &Path, mode: u32| {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
     };
@@ -673,15 +675,20 @@ async fn a_page_that_cannot_be_decoded_is_a_warning_and_before_its_first_byte_a_
     let dir = tempdir();
     let server = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", server.local_addr().expect("addr"));
-    // A page whose gzip stream breaks off after its first part.
-    let page = format!(
-        "<!doctype html><html><head><title>t</title></head><body>{}</body></html>",
+    // A page whose gzip stream breaks off after its first part: flushed (so that part decodes
+    // on its own, whatever the compressor), then cut where the rest would start.
+    let first = format!(
+        "<!doctype html><html><head><title>t</title></head><body>{}",
         "<p>the first part of the page</p>".repeat(200)
     );
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gzip.write_all(page.as_bytes()).expect("gzip");
+    gzip.write_all(first.as_bytes()).expect("gzip");
+    gzip.flush().expect("gzip");
+    let cut = gzip.get_ref().len();
+    gzip.write_all(b"<p>the rest</p></body></html>")
+        .expect("gzip");
     let gzip = gzip.finish().expect("gzip");
-    let broken = &gzip[..gzip.len() / 2];
+    let broken = &gzip[..cut];
     let response = |body: &[u8]| {
         let mut response = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\n\

@@ -380,6 +380,8 @@ impl Origins {
 }
 
 impl UpstreamNames {
+    /// A `Set-Cookie` value without a `Domain` attribute naming the upstream, so the browser keeps
+    /// the cookie for the proxy's host; `None` when nothing needs to change.
     fn rewrite_cookie(&self, value: &str) -> Option<String> {
         let mut changed = false;
         let kept: Vec<&str> = value

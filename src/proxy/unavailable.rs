@@ -126,9 +126,9 @@ impl Failure {
                 "The dev server accepted the request but is still working (a first compile can be slow).",
                 "Raise --response-timeout if this is expected.",
             ],
-            Failure::Exchange(_) => &[
-                "The dev server closed the connection or did not answer with HTTP; check its log.",
-            ],
+            Failure::Exchange(_) => {
+                &["The dev server closed the connection before answering; check its log."]
+            }
             Failure::Malformed(_) => &[
                 "Look at what the dev server sends for this URL with `curl -i`: hmr-proxy reads at most 100 header fields and only well-formed HTTP/1.1.",
             ],
