@@ -156,22 +156,30 @@ fn an_unreadable_serve_directory_names_the_flag_and_the_fix() {
     let site = dir.path().join("site");
     std::fs::create_dir(&site).expect("mkdir");
     set_mode(&site, 0o311);
-    let out = if running_as_root() {
+    // Inside a folder this user may not even search: the path does not resolve.
+    let locked = dir.path().join("locked");
+    std::fs::create_dir_all(locked.join("inner")).expect("mkdir");
+    set_mode(&locked, 0o600);
+    let bin = dir.path().join("hmr-proxy");
+    if running_as_root() {
         // The binary where `nobody` may run it.
-        let bin = dir.path().join("hmr-proxy");
         std::fs::copy(bin::BIN, &bin).expect("copy the binary");
         set_mode(&bin, 0o755);
-        let mut cmd = std::process::Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&bin)
-            .args(["--serve", "site"])
-            .current_dir(dir.path())
-            .env_remove("RUST_LOG");
-        bin::run_command_to_exit(cmd, "hmr-proxy as nobody")
-    } else {
-        run_to_exit(&["--serve", "site"], &[], dir.path())
+    }
+    let run = |folder: &str| {
+        if running_as_root() {
+            let mut cmd = std::process::Command::new("setpriv");
+            cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&bin)
+                .args(["--serve", folder])
+                .current_dir(dir.path())
+                .env_remove("RUST_LOG");
+            bin::run_command_to_exit(cmd, "hmr-proxy as nobody")
+        } else {
+            run_to_exit(&["--serve", folder], &[], dir.path())
+        }
     };
-    let line = error_line(&out);
+    let line = error_line(&run("site"));
     assert_mentions(
         &line,
         &[
@@ -181,6 +189,16 @@ fn an_unreadable_serve_directory_names_the_flag_and_the_fix() {
             "read and search permission",
         ],
     );
+    let line = error_line(&run("locked/inner"));
+    assert_mentions(
+        &line,
+        &[
+            "`locked/inner`",
+            "cannot be reached",
+            "search permission on the folders above",
+        ],
+    );
+    set_mode(&locked, 0o755); // so the temporary folder can be removed
 }
 
 /// Whether this process runs as root (uid 0), from `/proc/self/status`.

@@ -124,7 +124,11 @@ pub struct Route {
 
 impl Route {
     /// Whether `path` falls under this route: `/api` matches `/api` and `/api/x`, not `/apix`.
+    /// Escapes count in either case (`%c3%a9` is `%C3%A9`, as the prefix is kept).
     pub fn matches(&self, path: &str) -> bool {
+        if path.contains('%') && path != as_browsers_send(path) {
+            return self.matches(&as_browsers_send(path));
+        }
         match path.strip_prefix(self.prefix.as_str()) {
             Some(rest) => rest.is_empty() || rest.starts_with('/') || self.prefix == "/",
             None => false,
@@ -847,6 +851,13 @@ fn existing_dir(cwd: &Path, dir: &Path, origin: &Origin) -> Result<PathBuf, Conf
             format!("`{}` is a file, not a directory", dir.display()),
             "name a directory",
         )),
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(ConfigError::invalid(
+                origin.clone(),
+                format!("directory `{}` cannot be reached ({err})", dir.display()),
+                "give this user search permission on the folders above it",
+            ))
+        }
         Err(err) => Err(ConfigError::invalid(
             origin.clone(),
             format!("directory `{}` cannot be used ({err})", dir.display()),
@@ -1301,6 +1312,8 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(cfg.routes[0].prefix, "/caf%C3%A9", "{path}");
             assert!(cfg.routes[0].matches("/caf%C3%A9/menu"), "{path}");
+            assert!(cfg.routes[0].matches("/caf%c3%a9/menu"), "{path}");
+            assert!(!cfg.routes[0].matches("/caf%c3%a8/menu"), "{path}");
         }
 
         std::fs::write(
