@@ -665,6 +665,62 @@ async fn its_own_output_file_in_the_watched_folder_is_not_a_change() {
     assert_eq!(paths(&batch), ["index.html"], "{batch}");
 }
 
+/// The same through a pipeline (`hmr-proxy 2>&1 | tee out.txt`): the file the pipe's reader
+/// writes is not a change either.
+#[tokio::test]
+async fn the_file_a_pipeline_writes_its_output_to_is_not_a_change() {
+    use crate::support::sse::{SseClient, paths};
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    let dir = tempdir();
+    let (mut proxy, mut tee, addr) = bin::blocking("hmr-proxy | tee to start", {
+        let dir = dir.path().to_owned();
+        move || {
+            let mut proxy = bin::command(&["--listen", "127.0.0.1:0", "--serve", "."], &[], &dir)
+                .spawn()
+                .expect("spawn hmr-proxy");
+            let mut tee = Command::new("tee")
+                .arg("out.txt")
+                .current_dir(&dir)
+                .stdin(Stdio::from(proxy.stderr.take().expect("stderr piped")))
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn tee");
+            let mut lines = std::io::BufReader::new(tee.stdout.take().expect("stdout piped"));
+            let mut line = String::new();
+            while !line.contains(bin::LISTENING) {
+                line.clear();
+                assert!(
+                    lines.read_line(&mut line).expect("read") > 0,
+                    "no listening line"
+                );
+            }
+            let after = &line[line.find(bin::LISTENING).expect("needle") + bin::LISTENING.len()..];
+            let addr: SocketAddr = after
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .parse()
+                .expect("address");
+            // Keep reading, so that the proxy's log never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines.lines() {});
+            (proxy, tee, addr)
+        }
+    })
+    .await;
+    let mut tab = SseClient::open(addr, &[]).await;
+    // Each save is logged, and each log line lands in out.txt: a loop would put out.txt in
+    // the next batch.
+    for name in ["index.html", "second.html"] {
+        std::fs::write(dir.path().join(name), "<p>saved</p>").expect("save");
+        let batch = within("the save's batch", tab.next_batch()).await;
+        assert_eq!(paths(&batch), [name], "{batch}");
+    }
+    bin::signal(proxy.id(), "TERM");
+    let _ = proxy.wait();
+    let _ = tee.wait();
+}
+
 /// An upstream on `server` that answers the first requests it gets with `responses`, one per
 /// connection, in turn, then stops. (The proxy's health probe connects too, and sends nothing:
 /// those connections are let go.)

@@ -111,6 +111,11 @@ impl Filter {
         })
     }
 
+    /// Look again for the files this process's output ends up in (see [`own_output_files`]).
+    pub fn refresh_own_output(&mut self) {
+        self.own_output = own_output_files();
+    }
+
     /// The root directories, in configuration order.
     pub fn root_dirs(&self) -> impl Iterator<Item = &Path> {
         self.roots.iter().map(|r| r.dir.as_path())
@@ -276,20 +281,74 @@ impl Filter {
     }
 }
 
-/// The regular files this process's standard output and error are redirected to
-/// (`hmr-proxy > dev.log 2>&1` in the watched folder, whatever the file is called): each log line
-/// would otherwise be a change, and each change a log line. Known on Linux (`/proc`); elsewhere
-/// only the built-in `*.log` rule covers it.
+/// The regular files this process's output ends up in: the files its standard output and error
+/// are redirected to (`hmr-proxy > dev.log 2>&1` in the watched folder, whatever the file is
+/// called), and those the processes reading them through a pipe write to (`hmr-proxy 2>&1 | tee
+/// dev.txt`). Each log line would otherwise be a change, and each change a log line. Known on
+/// Linux (`/proc`); elsewhere only the built-in `*.log` rule covers it.
 fn own_output_files() -> Vec<PathBuf> {
     if !cfg!(target_os = "linux") {
         return Vec::new();
     }
-    let mut files: Vec<PathBuf> = ["/proc/self/fd/1", "/proc/self/fd/2"]
-        .iter()
-        .filter_map(|fd| std::fs::read_link(fd).ok())
-        .filter(|path| path.is_file())
-        .collect();
+    let mut files = Vec::new();
+    let mut pipes = Vec::new();
+    for fd in ["/proc/self/fd/1", "/proc/self/fd/2"] {
+        let Ok(target) = std::fs::read_link(fd) else {
+            continue;
+        };
+        if target.to_string_lossy().starts_with("pipe:") {
+            pipes.push(target);
+        } else if target.is_file() {
+            files.push(target);
+        }
+    }
+    if !pipes.is_empty() {
+        files.extend(written_by_pipe_peers(&pipes));
+    }
+    files.sort();
     files.dedup();
+    files
+}
+
+/// Regular files open for writing in the other processes that hold one of `pipes` (the reader
+/// of a pipeline the proxy writes its log into). A scan of `/proc`: done once at start and once
+/// at the first file event, when a reader started beside the proxy has surely opened its file.
+fn written_by_pipe_peers(pipes: &[PathBuf]) -> Vec<PathBuf> {
+    let own = std::process::id().to_string();
+    let mut files = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return files;
+    };
+    for proc_dir in procs.flatten() {
+        let pid = proc_dir.file_name();
+        let pid = pid.to_string_lossy();
+        if pid == own || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let fd_dir = proc_dir.path().join("fd");
+        let Ok(fds) = std::fs::read_dir(&fd_dir) else {
+            continue; // another user's process, or gone
+        };
+        let targets: Vec<(std::ffi::OsString, PathBuf)> = fds
+            .flatten()
+            .filter_map(|fd| Some((fd.file_name(), std::fs::read_link(fd.path()).ok()?)))
+            .collect();
+        if !targets.iter().any(|(_, target)| pipes.contains(target)) {
+            continue;
+        }
+        for (fd, target) in targets {
+            let info = proc_dir.path().join("fdinfo").join(&fd);
+            let writes = std::fs::read_to_string(info).ok().is_some_and(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("flags:"))
+                    .and_then(|flags| u32::from_str_radix(flags.trim(), 8).ok())
+                    .is_some_and(|flags| flags & 0o3 != 0)
+            });
+            if writes && target.is_absolute() && target.is_file() {
+                files.push(target);
+            }
+        }
+    }
     files
 }
 

@@ -106,6 +106,7 @@ pub fn spawn(
         watched: HashSet::new(),
         missing: Vec::new(),
         limit_reported: false,
+        own_output_rechecked: false,
     };
     let roots: Vec<PathBuf> = state.filter.root_dirs().map(Path::to_path_buf).collect();
     for root in &roots {
@@ -167,6 +168,8 @@ struct Watching {
     missing: Vec<PathBuf>,
     /// The watch-limit error is explained once, not once per directory.
     limit_reported: bool,
+    /// The files the process's output ends up in were looked for again at the first event.
+    own_output_rechecked: bool,
 }
 
 impl Watching {
@@ -232,6 +235,13 @@ impl Watching {
 
     /// Fold one raw event into the pending batch.
     fn absorb(&mut self, raw: Raw, pending: &mut Pending) {
+        if !self.own_output_rechecked {
+            // A pipeline's reader (`| tee dev.txt`) may have opened its file after the start-up
+            // look; by the first event it has: it starts with the proxy, and for its file to
+            // change at all it must have opened it.
+            self.own_output_rechecked = true;
+            self.filter.refresh_own_output();
+        }
         let (kind, paths) = match raw {
             Raw::Changed(kind, paths) => (kind, paths),
             Raw::Rescan => {
