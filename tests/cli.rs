@@ -721,6 +721,32 @@ async fn the_file_a_pipeline_writes_its_output_to_is_not_a_change() {
     let _ = tee.wait();
 }
 
+/// Only a pipeline's reader counts (it reads the log as its standard input): a process that
+/// holds the log pipe otherwise (a process manager, this test, which reads the proxy's stderr)
+/// may have a file open for writing at the moment of the look, and that is a file being saved.
+#[tokio::test]
+async fn a_file_the_log_readers_save_is_still_a_change() {
+    use crate::support::sse::{SseClient, paths};
+    use std::io::Write as _;
+    let dir = tempdir();
+    let running = bin::blocking("hmr-proxy to start", {
+        let dir = dir.path().to_owned();
+        move || Running::start(&["--serve", "."], &[], &dir)
+    })
+    .await;
+    let mut tab = SseClient::open(running.addr, &[]).await;
+    // Open (for writing) in this process, which reads the proxy's stderr, across the first event.
+    let mut held = std::fs::File::create(dir.path().join("app.js")).expect("create");
+    held.write_all(b"export const n = 1;\n").expect("write");
+    held.flush().expect("flush");
+    let batch = within("the first save's batch", tab.next_batch()).await;
+    assert_eq!(paths(&batch), ["app.js"], "{batch}");
+    held.write_all(b"export const m = 2;\n").expect("write");
+    held.flush().expect("flush");
+    let batch = within("the second save's batch", tab.next_batch()).await;
+    assert_eq!(paths(&batch), ["app.js"], "{batch}");
+}
+
 /// An upstream on `server` that answers the first requests it gets with `responses`, one per
 /// connection, in turn, then stops. (The proxy's health probe connects too, and sends nothing:
 /// those connections are let go.)

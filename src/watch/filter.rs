@@ -310,9 +310,10 @@ fn own_output_files() -> Vec<PathBuf> {
     files
 }
 
-/// Regular files open for writing in the other processes that hold one of `pipes` (the reader
-/// of a pipeline the proxy writes its log into). A scan of `/proc`: done once at start and once
-/// at the first file event, when a reader started beside the proxy has surely opened its file.
+/// Regular files open for writing in the other processes that read one of `pipes` as their
+/// standard input (the reader of a pipeline the proxy writes its log into). A scan of `/proc`:
+/// done once at start and once at the first file event, when a reader started beside the proxy
+/// has surely opened its file.
 fn written_by_pipe_peers(pipes: &[PathBuf]) -> Vec<PathBuf> {
     let own = std::process::id().to_string();
     let mut files = Vec::new();
@@ -333,7 +334,13 @@ fn written_by_pipe_peers(pipes: &[PathBuf]) -> Vec<PathBuf> {
             .flatten()
             .filter_map(|fd| Some((fd.file_name(), std::fs::read_link(fd.path()).ok()?)))
             .collect();
-        if !targets.iter().any(|(_, target)| pipes.contains(target)) {
+        // Only a pipeline's reader, which reads the pipe as its standard input (`tee`, `grep`):
+        // a process manager or a test harness holds it elsewhere, and its files open for
+        // writing at the moment of the scan may be the very files a developer saves.
+        if !targets
+            .iter()
+            .any(|(fd, target)| fd == "0" && pipes.contains(target))
+        {
             continue;
         }
         for (fd, target) in targets {
