@@ -592,25 +592,10 @@ async fn a_closed_stderr_loses_log_lines_not_requests_or_shutdown() {
     let (child, addr) = bin::blocking("hmr-proxy to start", {
         let dir = dir.path().to_owned();
         move || {
-            use std::io::BufRead;
             let args = ["--listen", "127.0.0.1:0", "--watch", ".", upstream.as_str()];
             let mut child = bin::command(&args, &[], &dir).spawn().expect("spawn");
             let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr piped"));
-            let mut line = String::new();
-            while !line.contains(bin::LISTENING) {
-                line.clear();
-                assert!(
-                    stderr.read_line(&mut line).expect("read stderr") > 0,
-                    "no listening line"
-                );
-            }
-            let after = &line[line.find(bin::LISTENING).expect("needle") + bin::LISTENING.len()..];
-            let addr: SocketAddr = after
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .parse()
-                .expect("address");
+            let addr = bin::listening_addr(&mut stderr);
             // Dropping the reader closes the pipe's only read end.
             (child, addr)
         }
@@ -687,21 +672,7 @@ async fn the_file_a_pipeline_writes_its_output_to_is_not_a_change() {
                 .spawn()
                 .expect("spawn tee");
             let mut lines = std::io::BufReader::new(tee.stdout.take().expect("stdout piped"));
-            let mut line = String::new();
-            while !line.contains(bin::LISTENING) {
-                line.clear();
-                assert!(
-                    lines.read_line(&mut line).expect("read") > 0,
-                    "no listening line"
-                );
-            }
-            let after = &line[line.find(bin::LISTENING).expect("needle") + bin::LISTENING.len()..];
-            let addr: SocketAddr = after
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .parse()
-                .expect("address");
+            let addr = bin::listening_addr(&mut lines);
             // Keep reading, so that the proxy's log never blocks on a full pipe.
             std::thread::spawn(move || for _ in lines.lines() {});
             (proxy, tee, addr)

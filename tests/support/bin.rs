@@ -42,6 +42,26 @@ pub fn command(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> Command {
     cmd
 }
 
+/// Read `log` (the binary's log, line by line) up to the line saying where it listens; the
+/// address. The reader stays usable for the rest of the log.
+pub fn listening_addr(log: &mut impl std::io::BufRead) -> SocketAddr {
+    let mut line = String::new();
+    while !line.contains(LISTENING) {
+        line.clear();
+        assert!(
+            log.read_line(&mut line).expect("read the log") > 0,
+            "the log ended before a listening line"
+        );
+    }
+    let after = &line[line.find(LISTENING).expect("needle") + LISTENING.len()..];
+    after
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or_else(|err| panic!("no address in {line:?}: {err}"))
+}
+
 /// Run the binary to its exit (killed, failing the test, after [`PATIENCE`]).
 pub fn run_to_exit(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> Output {
     run_command_to_exit(command(args, envs, cwd), &format!("hmr-proxy {args:?}"))
