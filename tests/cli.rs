@@ -675,7 +675,7 @@ async fn the_file_a_pipeline_writes_its_output_to_is_not_a_change() {
             let addr = bin::listening_addr(&mut lines);
             // Keep reading, so that the proxy's log never blocks on a full pipe.
             std::thread::spawn(move || for _ in lines.lines() {});
-            (proxy, tee, addr)
+            (bin::Reaped(proxy), bin::Reaped(tee), addr)
         }
     })
     .await;
@@ -687,9 +687,9 @@ async fn the_file_a_pipeline_writes_its_output_to_is_not_a_change() {
         let batch = within("the save's batch", tab.next_batch()).await;
         assert_eq!(paths(&batch), [name], "{batch}");
     }
-    bin::signal(proxy.id(), "TERM");
-    let _ = proxy.wait();
-    let _ = tee.wait();
+    bin::signal(proxy.0.id(), "TERM");
+    let _ = proxy.0.wait();
+    let _ = tee.0.wait();
 }
 
 /// Only a pipeline's reader counts (it reads the log as its standard input): a process that

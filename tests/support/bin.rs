@@ -42,6 +42,16 @@ pub fn command(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> Command {
     cmd
 }
 
+/// A child process killed (and reaped) when dropped, so a failing test leaves none behind.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Read `log` (the binary's log, line by line) up to the line saying where it listens; the
 /// address. The reader stays usable for the rest of the log.
 pub fn listening_addr(log: &mut impl std::io::BufRead) -> SocketAddr {
