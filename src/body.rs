@@ -41,17 +41,7 @@ where
 
 /// An HTML page of the proxy's own (error and waiting pages), not to be cached.
 pub fn html(status: http::StatusCode, page: String) -> http::Response<Body> {
-    let mut res = http::Response::new(full(page));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    res.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    res
+    own(status, "text/html; charset=utf-8", page)
 }
 
 /// Minimal HTML escaping for text and double-quoted attribute values in those pages.
@@ -74,11 +64,16 @@ pub fn escape_html(text: &str) -> String {
 pub fn plain(status: http::StatusCode, text: impl Into<String>) -> http::Response<Body> {
     let mut text = text.into();
     text.push('\n');
+    own(status, "text/plain; charset=utf-8", text)
+}
+
+/// A response of the proxy's own: complete in memory, never cached.
+fn own(status: http::StatusCode, content_type: &'static str, text: String) -> http::Response<Body> {
     let mut res = http::Response::new(full(text));
     *res.status_mut() = status;
     res.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        http::HeaderValue::from_static(content_type),
     );
     res.headers_mut().insert(
         http::header::CACHE_CONTROL,

@@ -126,9 +126,16 @@ impl Route {
     /// Whether `path` falls under this route: `/api` matches `/api` and `/api/x`, not `/apix`.
     /// Escapes count in either case (`%c3%a9` is `%C3%A9`, as the prefix is kept).
     pub fn matches(&self, path: &str) -> bool {
-        if path.contains('%') && path != as_browsers_send(path) {
-            return self.matches(&as_browsers_send(path));
+        if path.contains('%') {
+            let normal = as_browsers_send(path);
+            if normal != path {
+                return self.matches_as_sent(&normal);
+            }
         }
+        self.matches_as_sent(path)
+    }
+
+    fn matches_as_sent(&self, path: &str) -> bool {
         match path.strip_prefix(self.prefix.as_str()) {
             Some(rest) => rest.is_empty() || rest.starts_with('/') || self.prefix == "/",
             None => false,

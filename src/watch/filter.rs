@@ -107,11 +107,12 @@ impl Filter {
             roots: built,
             files: glob_set(IGNORED_FILES.iter())?,
             ignore_files: HashMap::new(),
-            own_output: own_output_files(),
+            // Found at the first event (see `refresh_own_output`): no file event is judged before.
+            own_output: Vec::new(),
         })
     }
 
-    /// Look again for the files this process's output ends up in (see [`own_output_files`]).
+    /// Look for the files this process's output ends up in (see [`own_output_files`]).
     pub fn refresh_own_output(&mut self) {
         self.own_output = own_output_files();
     }
@@ -311,9 +312,9 @@ fn own_output_files() -> Vec<PathBuf> {
 }
 
 /// Regular files open for writing in the other processes that read one of `pipes` as their
-/// standard input (the reader of a pipeline the proxy writes its log into). A scan of `/proc`:
-/// done once at start and once at the first file event, when a reader started beside the proxy
-/// has surely opened its file.
+/// standard input (the reader of a pipeline the proxy writes its log into). A scan of `/proc`,
+/// done once, at the first file event, when a reader started beside the proxy has surely opened
+/// its file.
 fn written_by_pipe_peers(pipes: &[PathBuf]) -> Vec<PathBuf> {
     let own = std::process::id().to_string();
     let mut files = Vec::new();

@@ -106,7 +106,7 @@ pub fn spawn(
         watched: HashSet::new(),
         missing: Vec::new(),
         limit_reported: false,
-        own_output_rechecked: false,
+        own_output_found: false,
     };
     let roots: Vec<PathBuf> = state.filter.root_dirs().map(Path::to_path_buf).collect();
     for root in &roots {
@@ -168,8 +168,8 @@ struct Watching {
     missing: Vec<PathBuf>,
     /// The watch-limit error is explained once, not once per directory.
     limit_reported: bool,
-    /// The files the process's output ends up in were looked for again at the first event.
-    own_output_rechecked: bool,
+    /// The files the process's output ends up in have been looked for (at the first event).
+    own_output_found: bool,
 }
 
 impl Watching {
@@ -235,11 +235,10 @@ impl Watching {
 
     /// Fold one raw event into the pending batch.
     fn absorb(&mut self, raw: Raw, pending: &mut Pending) {
-        if !self.own_output_rechecked {
-            // A pipeline's reader (`| tee dev.txt`) may have opened its file after the start-up
-            // look; by the first event it has: it starts with the proxy, and for its file to
-            // change at all it must have opened it.
-            self.own_output_rechecked = true;
+        if !self.own_output_found {
+            // Looked for now, not at start: a pipeline's reader (`| tee dev.txt`) starts beside
+            // the proxy and may open its file a moment later; by the first event it has.
+            self.own_output_found = true;
             self.filter.refresh_own_output();
         }
         let (kind, paths) = match raw {
