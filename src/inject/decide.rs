@@ -7,7 +7,7 @@
 //! look at the body: whether the body is a full document or a fragment is found out while it
 //! streams (`rewrite`), and how it is decoded lives in `decode` and `charset`.
 
-use http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use http::{HeaderMap, HeaderName, StatusCode, header};
 
 use super::charset::{self, HeaderCharset};
 use super::decode::{self, Coding};
@@ -44,12 +44,10 @@ static X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with"
 static SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
 
 impl Reader {
-    /// Classify a request from its method and headers. Runs on every request: header lookups
-    /// only, no allocation.
-    pub(crate) fn of(method: &Method, headers: &HeaderMap) -> Reader {
-        if method == Method::HEAD {
-            return Reader::NotAPage("HEAD has no body");
-        }
+    /// Classify a request from its headers. Runs on every request: header lookups only, no
+    /// allocation. The method does not count: a form's `POST` may answer with a page, and a
+    /// `HEAD` stands for the `GET` whose headers it must have.
+    pub(crate) fn of(headers: &HeaderMap) -> Reader {
         // Fragment requests first: they are the commonest non-page HTML, and some of them
         // (Turbo Drive, boosted htmx) look like navigations otherwise.
         for (name, why) in &FRAGMENT_HEADERS {
@@ -229,51 +227,33 @@ mod tests {
 
     #[test]
     fn readers() {
-        /// Method, request headers, whether the response may be a page.
-        type Case = (Method, &'static [(&'static str, &'static str)], bool);
+        /// Request headers, whether the response may be a page (whatever the method: a HEAD stands
+        /// for its GET).
+        type Case = (&'static [(&'static str, &'static str)], bool);
         let cases: &[Case] = &[
-            (Method::GET, &[], true),
-            (Method::POST, &[("sec-fetch-dest", "document")], true),
-            (Method::GET, &[("sec-fetch-dest", "iframe")], true),
-            (Method::GET, &[("sec-fetch-dest", "frame")], true),
-            (Method::GET, &[("sec-fetch-dest", "Document")], true),
-            (Method::HEAD, &[("sec-fetch-dest", "document")], false),
-            (Method::GET, &[("sec-fetch-dest", "empty")], false),
-            (Method::GET, &[("sec-fetch-dest", "script")], false),
-            (Method::GET, &[("sec-fetch-dest", "style")], false),
+            (&[], true),
+            (&[("sec-fetch-dest", "document")], true),
+            (&[("sec-fetch-dest", "iframe")], true),
+            (&[("sec-fetch-dest", "frame")], true),
+            (&[("sec-fetch-dest", "Document")], true),
+            (&[("sec-fetch-dest", "empty")], false),
+            (&[("sec-fetch-dest", "script")], false),
+            (&[("sec-fetch-dest", "style")], false),
             (
-                Method::GET,
                 &[("sec-fetch-dest", "document"), ("hx-request", "true")],
                 false,
             ),
-            (Method::GET, &[("turbo-frame", "main")], false),
-            (Method::GET, &[("datastar-request", "true")], false),
-            (Method::GET, &[("x-up-target", "#main")], false),
-            (
-                Method::GET,
-                &[("x-requested-with", "xmlhttprequest")],
-                false,
-            ),
-            (
-                Method::GET,
-                &[("x-requested-with", "com.example.app")],
-                true,
-            ),
-            (Method::GET, &[("accept", "application/json")], false),
-            (Method::GET, &[("accept", "*/*")], true),
-            (
-                Method::GET,
-                &[("accept", "application/json, TEXT/HTML;q=0.1")],
-                true,
-            ),
-            (
-                Method::GET,
-                &[("accept", "text/html,application/xhtml+xml;q=0.9")],
-                true,
-            ),
+            (&[("turbo-frame", "main")], false),
+            (&[("datastar-request", "true")], false),
+            (&[("x-up-target", "#main")], false),
+            (&[("x-requested-with", "xmlhttprequest")], false),
+            (&[("x-requested-with", "com.example.app")], true),
+            (&[("accept", "application/json")], false),
+            (&[("accept", "*/*")], true),
+            (&[("accept", "application/json, TEXT/HTML;q=0.1")], true),
+            (&[("accept", "text/html,application/xhtml+xml;q=0.9")], true),
             // Fetch metadata wins over Accept.
             (
-                Method::GET,
                 &[
                     ("accept", "application/json"),
                     ("sec-fetch-dest", "document"),
@@ -281,10 +261,10 @@ mod tests {
                 true,
             ),
         ];
-        for (method, pairs, page) in cases {
+        for (pairs, page) in cases {
             let map = headers(pairs);
-            let got = Reader::of(method, &map);
-            assert_eq!(got == Reader::Page, *page, "{method} {pairs:?}: {got:?}");
+            let got = Reader::of(&map);
+            assert_eq!(got == Reader::Page, *page, "{pairs:?}: {got:?}");
         }
     }
 

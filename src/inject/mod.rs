@@ -61,7 +61,7 @@ impl RequestFacts {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let reader = Reader::of(req.method(), headers);
+        let reader = Reader::of(headers);
         RequestFacts {
             method: req.method().clone(),
             uri: req.uri().clone(),
@@ -104,6 +104,9 @@ impl Injector {
             Ok(planned) => planned,
             Err(untouched) => return untouched,
         };
+        if facts.method == Method::HEAD {
+            return rewritten(facts, parts, body, plan);
+        }
         let mut body = decode::decode(body, plan.coding, &facts.method, &facts.uri);
         if plan.coding != Coding::Identity {
             body = match first_frame_ahead(body).await {
@@ -133,8 +136,11 @@ impl Injector {
         if !self.enabled {
             return Err(response);
         }
-        let body_is_empty = response.body().is_end_stream()
-            || response.body().size_hint().exact() == Some(0)
+        // A HEAD response has no body, but the headers are the GET's, and must say what the
+        // GET would get (RFC 9110, 9.3.2): judged by its `Content-Length`, like the GET's.
+        let head = facts.method == Method::HEAD;
+        let body_is_empty = (!head
+            && (response.body().is_end_stream() || response.body().size_hint().exact() == Some(0)))
             || response
                 .headers()
                 .get(header::CONTENT_LENGTH)
@@ -165,7 +171,8 @@ impl Injector {
     }
 }
 
-/// The response with its headers fixed for the rewritten page and its (decoded) body rewritten.
+/// The response with its headers fixed for the rewritten page and its (decoded) body rewritten;
+/// for `HEAD`, the headers alone, as the `GET` would have them.
 fn rewritten(
     facts: &RequestFacts,
     mut parts: http::response::Parts,
@@ -178,6 +185,9 @@ fn rewritten(
     }
     csp.edit_headers(&mut parts.headers);
     for_rewritten_body(&mut parts.headers);
+    if facts.method == Method::HEAD {
+        return Response::from_parts(parts, body);
+    }
     let body = rewrite::rewrite_page(body, plan.charset, csp, facts.navigation);
     Response::from_parts(parts, body)
 }
