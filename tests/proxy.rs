@@ -612,3 +612,85 @@ async fn responses_without_caching_headers_are_revalidated() {
     let (_, headers, _) = get(&proxy.url("/cached"), &[]).await;
     assert_eq!(headers["cache-control"], "max-age=60");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_dev_server_given_as_http_is_named_for_what_it_is() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
+
+    // What the server on the upstream's port is at the moment.
+    const TLS: u8 = 0;
+    const PLAIN: u8 = 1;
+    const PLAIN_CRASHING: u8 = 2;
+    let mode = Arc::new(AtomicU8::new(TLS));
+    let hellos = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (task_mode, task_hellos) = (mode.clone(), hellos.clone());
+    let _server = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (mode, hellos) = (task_mode.clone(), task_hellos.clone());
+            tokio::spawn(async move {
+                let mut first = [0u8; 2];
+                if stream.read_exact(&mut first).await.is_err() {
+                    return;
+                }
+                let hello = first == [22, 3];
+                if hello {
+                    hellos.fetch_add(1, Ordering::SeqCst);
+                }
+                match mode.load(Ordering::SeqCst) {
+                    // A TLS server: a handshake failure alert for a hello; a plain request is
+                    // not TLS at all, and the connection is dropped.
+                    TLS if hello => {
+                        let _ = stream.write_all(&[21, 3, 3, 0, 2, 2, 40]).await;
+                    }
+                    PLAIN if !hello => {
+                        let _ = stream
+                            .write_all(
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+                            )
+                            .await;
+                    }
+                    _ => {}
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_in(dir.path(), &[&url]).await;
+    let navigation = [("accept", "text/html"), ("sec-fetch-dest", "document")];
+
+    let (status, _, body) = get(&proxy.url("/"), &navigation).await;
+    assert_eq!(status, 502);
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("speaks HTTPS"), "{page}");
+    assert!(page.contains("plain HTTP"), "{page}");
+    // Restarted on plain HTTP, it answers without a save: the page polls.
+    assert!(page.contains("reloads by itself"), "{page}");
+    let (status, _, body) = get(&proxy.url("/app.js"), &[]).await;
+    assert_eq!(status, 502);
+    assert_eq!(
+        body,
+        format!(
+            "hmr-proxy: {url} speaks HTTPS (TLS), and hmr-proxy talks plain HTTP to its upstream\n"
+        )
+    );
+    // One probe told it: a plain server would log every probe as a bad request.
+    assert_eq!(hellos.load(Ordering::SeqCst), 1);
+
+    // Restarted on plain HTTP: served, and what it was is forgotten.
+    mode.store(PLAIN, Ordering::SeqCst);
+    let (status, _, body) = get(&proxy.url("/back"), &[]).await;
+    assert_eq!((status.as_u16(), body.as_ref()), (200, b"hi".as_ref()));
+
+    // A plain server that drops a request is asked again, and is not taken for an https one.
+    mode.store(PLAIN_CRASHING, Ordering::SeqCst);
+    let (status, _, body) = get(&proxy.url("/crash"), &navigation).await;
+    assert_eq!(status, 502);
+    let page = String::from_utf8_lossy(&body);
+    assert!(!page.contains("HTTPS"), "{page}");
+    assert!(page.contains("closed the connection"), "{page}");
+    assert_eq!(hellos.load(Ordering::SeqCst), 2);
+}

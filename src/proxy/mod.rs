@@ -10,6 +10,7 @@
 
 pub mod headers;
 pub mod health;
+mod tls_probe;
 pub mod unavailable;
 pub mod upgrade;
 
@@ -34,6 +35,7 @@ use crate::inject::{Injector, RequestFacts};
 use crate::shutdown::Shutdown;
 use headers::{Forwarding, Origins, UpstreamNames};
 use health::Health;
+use tls_probe::TlsProbe;
 use unavailable::Failure;
 
 /// Idle pooled connections are closed after this long. Node's HTTP server closes idle keep-alive
@@ -101,6 +103,8 @@ struct Inner {
     /// page polls every few seconds, a tab's every asset fails) goes to the debug log. Cleared by
     /// the next answer. Read, not written, on the way of a good exchange.
     outage_logged: AtomicBool,
+    /// Whether the upstream speaks TLS, asked when an exchange breaks.
+    tls: TlsProbe,
 }
 
 impl Proxy {
@@ -132,6 +136,7 @@ impl Proxy {
                 injector,
                 health,
                 outage_logged: AtomicBool::new(false),
+                tls: TlsProbe::default(),
             }),
         }
     }
@@ -238,7 +243,20 @@ impl Proxy {
                 );
             }
             Err(failure) => {
-                if failure.is_unreachable() && this.outage_logged.swap(true, Ordering::Relaxed) {
+                // A connection that breaks before any answer, or an answer that is not HTTP, is
+                // what an https dev server does with a plain request.
+                let failure = match failure {
+                    Failure::Exchange(_) | Failure::Malformed(_)
+                        if this
+                            .tls
+                            .speaks_tls(this.authority.as_str(), this.settings.connect_timeout)
+                            .await =>
+                    {
+                        Failure::Tls
+                    }
+                    other => other,
+                };
+                if failure.is_outage() && this.outage_logged.swap(true, Ordering::Relaxed) {
                     tracing::debug!("{method} {path}: {}", failure.summary(&this.origin));
                 } else {
                     tracing::warn!("{method} {path}: {}", failure.summary(&this.origin));
@@ -335,6 +353,7 @@ impl Proxy {
                 if this.outage_logged.load(Ordering::Relaxed) {
                     this.outage_logged.store(false, Ordering::Relaxed);
                 }
+                this.tls.answered();
                 this.health.report(true);
             }
             Err(failure) if failure.is_unreachable() => this.health.report(false),

@@ -4,7 +4,8 @@
 //! and the response body. Browsers asking for HTML get a page that says which upstream, what failed
 //! and what to check. When the upstream is not there at all, the page reloads itself once it
 //! answers again (it polls with `HEAD` and stops polling as soon as a response lacks the
-//! [`MARKER`] header); when it is there but failed this page, the page waits for the next save
+//! [`MARKER`] header), and so does it when it speaks TLS (an https server, which must be restarted
+//! on plain HTTP); when it is there but failed this page, the page waits for the next save
 //! (the proxy injects the client into it). Everything else gets short plain text. Error text is
 //! HTML-escaped: it can contain anything the network said.
 
@@ -38,6 +39,9 @@ pub enum Failure {
     /// The upstream answered, but not in HTTP/1.1 hmr-proxy can read (a header block with more
     /// than 100 fields, a malformed status line). Sending the request again would get the same.
     Malformed(String),
+    /// The exchange broke or was unreadable, and the upstream answers a TLS ClientHello: it is
+    /// an https server given as `http://` (`tls_probe`).
+    Tls,
 }
 
 impl Failure {
@@ -67,6 +71,12 @@ impl Failure {
         } else {
             Failure::Exchange(chain)
         }
+    }
+
+    /// Every request fails the same way until the dev server changes (not just this page): the
+    /// waiting page polls, and the log says it once.
+    pub fn is_outage(&self) -> bool {
+        self.is_unreachable() || matches!(self, Failure::Tls)
     }
 
     /// The upstream is not there at all (as opposed to slow or misbehaving).
@@ -103,6 +113,9 @@ impl Failure {
             Failure::Malformed(e) => {
                 format!("{upstream} answered with a response hmr-proxy cannot read: {e}")
             }
+            Failure::Tls => format!(
+                "{upstream} speaks HTTPS (TLS), and hmr-proxy talks plain HTTP to its upstream"
+            ),
         }
     }
 
@@ -131,6 +144,9 @@ impl Failure {
             }
             Failure::Malformed(_) => &[
                 "Look at what the dev server sends for this URL with `curl -i`: hmr-proxy reads at most 100 header fields and only well-formed HTTP/1.1.",
+            ],
+            Failure::Tls => &[
+                "Run the dev server on plain HTTP (turn off its https or TLS option) and give hmr-proxy that http:// address; the browser talks to hmr-proxy, which needs no certificate.",
             ],
         }
     }
@@ -211,8 +227,7 @@ const POLL: &str = r#"<p class="wait">This page reloads by itself as soon as the
 const NEXT_SAVE: &str = r#"<p class="wait">This page reloads on the next save.</p>"#;
 
 fn page(failure: &Failure, upstream: &str, summary: &str) -> String {
-    let unreachable = failure.is_unreachable();
-    let wait = if unreachable { POLL } else { NEXT_SAVE };
+    let wait = if failure.is_outage() { POLL } else { NEXT_SAVE };
     let hints: String = failure
         .hints()
         .iter()
@@ -240,10 +255,10 @@ h1 {{ font-size: 1.4rem; }} code {{ background: #f3f3f3; padding: 0 .25em; borde
 </body>
 </html>
 "#,
-        heading = if unreachable {
-            "hmr-proxy cannot reach the dev server"
-        } else {
-            "The dev server did not answer this page"
+        heading = match failure {
+            Failure::Tls => "The dev server speaks HTTPS",
+            f if f.is_unreachable() => "hmr-proxy cannot reach the dev server",
+            _ => "The dev server did not answer this page",
         },
         status = failure.status().as_u16(),
         upstream_e = body::escape_html(upstream),
@@ -269,6 +284,10 @@ mod tests {
         assert!(missing.contains(MARKER) && missing.contains("reloads by itself"));
         let failing = page(&Failure::Exchange("reset".into()), "http://x:1", "reset");
         assert!(!failing.contains("fetch(") && failing.contains("next save"));
+        // An https server answers nothing until it is restarted on plain HTTP: polled for.
+        let tls = page(&Failure::Tls, "http://x:1", "tls");
+        assert!(tls.contains("reloads by itself") && tls.contains("plain HTTP"));
+        assert!(!Failure::Tls.is_unreachable());
     }
 
     #[test]
