@@ -662,22 +662,31 @@ async fn an_https_dev_server_given_as_http_is_named_for_what_it_is() {
     let proxy = Proxy::start_in(dir.path(), &[&url]).await;
     let navigation = [("accept", "text/html"), ("sec-fetch-dest", "document")];
 
-    let (status, _, body) = get(&proxy.url("/"), &navigation).await;
+    // A page and its assets, failing at once.
+    let assets = ["/app.js", "/app.css", "/logo.svg", "/font.woff2"].map(|path| proxy.url(path));
+    let page_url = proxy.url("/");
+    let (page, assets) = tokio::join!(
+        get(&page_url, &navigation),
+        futures_util::future::join_all(assets.iter().map(|url| get(url, &[]))),
+    );
+    let (status, _, body) = page;
     assert_eq!(status, 502);
     let page = String::from_utf8_lossy(&body);
     assert!(page.contains("speaks HTTPS"), "{page}");
     assert!(page.contains("plain HTTP"), "{page}");
     // Restarted on plain HTTP, it answers without a save: the page polls.
     assert!(page.contains("reloads by itself"), "{page}");
-    let (status, _, body) = get(&proxy.url("/app.js"), &[]).await;
-    assert_eq!(status, 502);
-    assert_eq!(
-        body,
-        format!(
-            "hmr-proxy: {url} speaks HTTPS (TLS), and hmr-proxy talks plain HTTP to its upstream\n"
-        )
-    );
-    // One probe told it: a plain server would log every probe as a bad request.
+    for (status, _, body) in assets {
+        assert_eq!(status, 502);
+        assert_eq!(
+            body,
+            format!(
+                "hmr-proxy: {url} speaks HTTPS (TLS), and hmr-proxy talks plain HTTP to its upstream\n"
+            )
+        );
+    }
+    // One probe told it, for the page and its assets failing at once: a plain server would log
+    // every probe as a bad request.
     assert_eq!(hellos.load(Ordering::SeqCst), 1);
 
     // Restarted on plain HTTP: served, and what it was is forgotten.

@@ -26,12 +26,16 @@ const PLAIN: u8 = 2;
 #[derive(Debug, Default)]
 pub struct TlsProbe {
     verdict: AtomicU8,
+    /// Held while probing: a page and its assets failing together wait for one probe instead
+    /// of sending one each.
+    probing: tokio::sync::Mutex<()>,
 }
 
 impl TlsProbe {
     /// Whether the upstream at `authority` (`host:port`) speaks TLS, probing it unless that is
     /// already known since its last answer.
     pub async fn speaks_tls(&self, authority: &str, connect_timeout: Duration) -> bool {
+        let _probing = self.probing.lock().await;
         match self.verdict.load(Ordering::Relaxed) {
             TLS => return true,
             PLAIN => return false,
