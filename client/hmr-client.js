@@ -36,8 +36,24 @@ function start(selfUrl) {
   const CHANGES_PATH = '/changes';
   const changes = new URL(new URL(selfUrl).searchParams.get('changes') || CHANGES_PATH, selfUrl);
   const name = `hmr-proxy ${changes.pathname}`;
-  /** For debugging and tests (not an API): role is leader, follower, frame or solo. */
-  const state = { role: 'none', instance: null, lastId: null, connected: false };
+  /**
+   * Where the batches stood when the proxy served this page (see pagePosition): its content
+   * reflects every batch up to that one and none after. Null when the page does not say.
+   */
+  const since = trustedPosition(pagePosition());
+  /**
+   * For debugging and tests (not an API): role is leader, follower, frame or solo; lastId is the
+   * newest batch this page has taken in (its position, to start with).
+   */
+  const state = { role: 'none', instance: null, lastId: since, connected: false, since };
+  /** Batches up to this id are in the page already: its position, else the first stream's. */
+  let floor = since;
+  /** Ids above the floor heard so far: a batch may come twice (relayed, and caught up on). */
+  const seen = new Set();
+  /** The newest batch id known to exist (from a `hello`, or a batch). */
+  let newest = since;
+  /** A stream of this page's own is catching it up (see catchUp). */
+  let catchingUp = false;
   /** One per container() call: its module entries, the container object, the update function. */
   const boxes = [];
   /** Batches are applied one after the other (module imports are asynchronous). */
@@ -86,10 +102,10 @@ function start(selfUrl) {
       const { instance, last } = JSON.parse(event.data);
       if (state.instance === null) log(`connected to ${changes.pathname} (${state.role})`);
       retryMs = RETRY_MIN_MS;
-      hello(instance, last);
+      hello(instance, last, false);
       if (reloading) return; // a new proxy run: this page is going, and speaks for it no more
       state.connected = true;
-      relay({ type: 'hello', instance, last: state.lastId });
+      relay({ type: 'hello', instance, last: newest });
     });
     source.addEventListener('change', (event) => {
       const batch = JSON.parse(event.data);
@@ -121,29 +137,93 @@ function start(selfUrl) {
     if (message.type === 'ask') {
       // A tab or frame just started: tell it which proxy run this is and where we are.
       if (state.role === 'leader' && state.connected) {
-        channel.postMessage({ type: 'hello', instance: state.instance, last: state.lastId });
+        channel.postMessage({ type: 'hello', instance: state.instance, last: newest });
       }
     } else if (message.type === 'hello') {
-      hello(message.instance, message.last);
+      hello(message.instance, message.last, true);
     } else if (message.type === 'change') {
       receive(message.batch);
     }
   }
 
-  function hello(instance, last) {
+  /** A stream's greeting (`relayed`: the leader's, passed on): the proxy run and its newest batch. */
+  function hello(instance, last, relayed) {
     if (state.instance !== null && instance !== state.instance) {
       reload('the proxy restarted');
       return;
     }
     state.instance = instance;
-    // Only a page that has seen no batch adopts another's position: one that has seen some keeps
-    // its own, so a replay of what it missed is not taken for duplicates.
-    if (state.lastId === null && typeof last === 'number') state.lastId = last;
+    if (typeof last !== 'number') return;
+    newest = Math.max(newest ?? last, last);
+    if (floor === null) {
+      // A page that does not know its position (an insecure origin shows no Server-Timing)
+      // takes the stream's: what it has not heard of yet is in it, as far as it can tell.
+      floor = last;
+      if (state.lastId === null) state.lastId = last;
+      return;
+    }
+    // The leader relays what it hears from now on, not what was published before this page
+    // listened: a page that is behind is caught up by a stream of its own. A stream of its own
+    // replays what came after the page's position already (it asks with lastEventId).
+    if (relayed) catchUp();
+  }
+
+  /**
+   * Catch up on the batches published between this page's position and the newest one that
+   * neither the relay nor the page has: a tab that reloaded while another save went out, a page
+   * from the browser's cache (back and forward), a frame that started late. A stream of its own,
+   * asking for the batches after the page's position, closed once they are in. A position the
+   * proxy no longer holds (another run, too long ago) is answered with a reload batch.
+   */
+  function catchUp() {
+    if (catchingUp || reloading || floor === null || newest === null || !behind()) return;
+    catchingUp = true;
+    const target = newest;
+    const url = new URL(changes);
+    url.searchParams.set('lastEventId', String(floor));
+    const source = new EventSource(url);
+    const finish = () => {
+      source.close();
+      catchingUp = false;
+    };
+    source.addEventListener('hello', (event) => {
+      const { instance, last } = JSON.parse(event.data);
+      if (instance !== state.instance || last <= floor) {
+        finish();
+        hello(instance, last, false);
+      }
+    });
+    source.addEventListener('change', (event) => {
+      const batch = JSON.parse(event.data);
+      receive(batch);
+      if (batch.reload || batch.id >= target) finish();
+    });
+    source.addEventListener('error', () => {
+      log('catching up on missed changes failed');
+      finish();
+    });
+  }
+
+  /** Whether a batch between the floor and the newest is neither in the page nor heard. */
+  function behind() {
+    // Ids of one proxy run are consecutive; more missing than the proxy keeps is behind for sure.
+    if (newest - floor > 64) return true;
+    for (let id = floor + 1; id <= newest; id++) if (!seen.has(id)) return true;
+    return false;
   }
 
   function receive(batch) {
-    if (state.lastId !== null && batch.id <= state.lastId) return; // seen it already
-    state.lastId = batch.id;
+    if (floor !== null && batch.id <= floor) return; // in the page already
+    // Heard twice (relayed, and caught up on). A reload batch is never skipped: the proxy sends
+    // one with the newest id to a page it cannot catch up, which may have heard that id.
+    if (seen.has(batch.id) && !batch.reload) return;
+    seen.add(batch.id);
+    if (seen.size > 512) {
+      // A Set iterates in insertion order: the oldest go.
+      for (const id of seen) if (seen.size > 256) seen.delete(id);
+    }
+    state.lastId = Math.max(state.lastId ?? batch.id, batch.id);
+    newest = Math.max(newest ?? batch.id, batch.id);
     queue = queue.then(() => apply(batch)).catch((err) => console.error('[hmr]', err));
   }
 
@@ -154,12 +234,27 @@ function start(selfUrl) {
     location.reload();
   }
 
+  /**
+   * A position to go by, unless this page is the reload that a reload batch asked for and still
+   * says the same: then something kept the old headers (a cache), and going by them would
+   * reload again and again. It then goes by the stream's, as a page that says nothing does.
+   */
+  function trustedPosition(position) {
+    const before = recall(REPLAY_RELOAD);
+    return position !== null && before === String(position) ? null : position;
+  }
+
   // ---- One batch ------------------------------------------------------------------------------
 
   async function apply(batch) {
     if (reloading) return;
     if (batch.reload) {
-      reload(batch.paths.length ? `${batch.paths.join(', ')} changed` : 'the proxy asked for it');
+      if (batch.paths.length) {
+        reload(`${batch.paths.join(', ')} changed`);
+        return;
+      }
+      remember(REPLAY_RELOAD, since);
+      reload('the proxy asked for it (the dev server came back, or this page missed changes)');
       return;
     }
     const { changed, claimed, hit, links, imports, modules, images } = survey(batch.urls);
@@ -540,6 +635,45 @@ const IMPORT_FALLBACK_MS = 3000;
 
 function log(text) {
   console.info(`[hmr] ${text}`);
+}
+
+/** Kept across the reload a reload batch causes: the position of the page it reloaded. */
+const REPLAY_RELOAD = 'hmr-proxy reloaded at';
+
+/** Put a value in this tab's session storage, if there is one (not in sandboxed frames). */
+function remember(key, value) {
+  try {
+    if (value !== null) sessionStorage.setItem(key, String(value));
+  } catch {
+    // No storage: nothing to remember with, and nothing lost but the loop guard.
+  }
+}
+
+/** Take a value out of this tab's session storage (it is read once). */
+function recall(key) {
+  try {
+    const value = sessionStorage.getItem(key);
+    sessionStorage.removeItem(key);
+    return value;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The newest change batch when the proxy served this document, from the `hmr` metric of its
+ * `Server-Timing` header (`hmr;desc=<id>`). Browsers show Server-Timing to pages in secure
+ * contexts only (localhost, https); elsewhere, and for a page the proxy did not inject, null.
+ */
+function pagePosition() {
+  try {
+    const [navigation] = performance.getEntriesByType('navigation');
+    const metric = navigation?.serverTiming?.find((entry) => entry.name === 'hmr');
+    const id = Number(metric?.description);
+    return metric && Number.isSafeInteger(id) && id > 0 ? id : null;
+  } catch {
+    return null;
+  }
 }
 
 /** What changed URLs and URLs in the page are compared by: origin and path, no query or hash. */

@@ -67,7 +67,7 @@ impl Router {
             hub,
             health,
         } = parts;
-        let injector = Injector::new(config.inject);
+        let injector = Injector::new(config.inject).with_position(hub.position());
         let default_upstream = match &config.backend {
             Backend::Upstream(upstream) => Some(upstream),
             Backend::Static { .. } => None,

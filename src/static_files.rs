@@ -22,7 +22,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
 use crate::body::{self, Body};
-use crate::inject::{Injector, RequestFacts};
+use crate::inject::Injector;
 
 /// Serves one directory. Cheap to clone.
 #[derive(Clone)]
@@ -74,7 +74,7 @@ impl StaticFiles {
     /// `ServeDir`'s answer, with the tag and the caching header; the tag's own conditions are
     /// decided here, before `ServeDir` looks at the dates.
     async fn serve_dir<B>(&self, req: Request<B>, etag: Option<HeaderValue>) -> Response<Body> {
-        let facts = RequestFacts::of(&req);
+        let facts = self.injector.facts(&req);
         let mut req = req.map(|_| Empty::<Bytes>::new());
         if let Some(etag) = &etag {
             let headers = req.headers_mut();
@@ -86,7 +86,7 @@ impl StaticFiles {
                     res.headers_mut().insert(header::ETAG, etag.clone());
                     res.headers_mut()
                         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                    return res;
+                    return self.injector.apply(&facts, res).await;
                 }
             }
             // A range asked for on condition of another version gets the whole file instead.

@@ -675,3 +675,40 @@ async fn shutdown_ends_open_streams() {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(tab.next_message().await, None);
 }
+
+/// Every page says which batch was the newest when it was served (`Server-Timing: hmr;desc=ID`),
+/// and so does a 304 for one (the browser's copy is then current); other responses do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_say_where_the_batches_stood_when_they_were_served() {
+    let (_dir, root) = project();
+    let proxy = serve(&root, &[]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    let page = [("sec-fetch-dest", "document"), ("accept", "text/html")];
+    let position = |headers: &http::HeaderMap| -> Option<u64> {
+        headers
+            .get_all("server-timing")
+            .iter()
+            .filter_map(|v| v.to_str().ok()?.strip_prefix("hmr;desc=")?.parse().ok())
+            .next()
+    };
+    let (status, headers, _) = get(&proxy.url("/"), &page).await;
+    assert_eq!(status, 200);
+    let first = position(&headers).unwrap_or_else(|| panic!("no position: {headers:?}"));
+    let etag = headers["etag"].to_str().unwrap().to_string();
+    let (_, headers, _) = get(&proxy.url("/css/site.css"), &[]).await;
+    assert_eq!(position(&headers), None, "a stylesheet: {headers:?}");
+
+    write(&root.join("css/site.css"), "body { color: red }\n");
+    let batch = tab.next_batch().await;
+    let id = batch["id"].as_u64().unwrap();
+    assert!(id > first, "{id} after {first}");
+    let (_, headers, _) = get(&proxy.url("/"), &page).await;
+    assert_eq!(position(&headers), Some(id));
+    let (status, headers, _) = get(
+        &proxy.url("/"),
+        &[page[0], page[1], ("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(status, 304);
+    assert_eq!(position(&headers), Some(id), "a 304: {headers:?}");
+}

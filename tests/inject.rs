@@ -859,6 +859,12 @@ async fn responses_without_a_whole_body_pass_untouched() {
         assert_eq!(status.as_u16(), code);
         assert_eq!(h[header::ETAG], "\"fixture-v1\"", "{code}");
         assert!(find_tag(&body.unwrap()).is_empty(), "{code}");
+        // A 304 says where the batches stand: the browser's copy of the page is current.
+        let position = h
+            .get_all("server-timing")
+            .iter()
+            .any(|v| v.as_bytes().starts_with(b"hmr;desc="));
+        assert_eq!(position, code == 304, "{code}: {h:?}");
     }
     for code in [200u16, 404, 500, 503] {
         let (status, _, body) = fetch(request(

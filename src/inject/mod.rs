@@ -1,8 +1,9 @@
 //! Putting the client into every HTML page a browser tab loads, streaming, and nowhere else.
 //!
-//! Owns the injector's two entry points, called by the proxy and the static server for every
-//! request: [`Injector::prepare_request`] (navigations ask for uncompressed pages) and
-//! [`Injector::apply`] (decide, fix the headers, wrap the body). The
+//! Owns the injector's entry points, called by the proxy and the static server for every
+//! request: [`Injector::facts`] (what the response will need to know of the request, and where
+//! the change batches stood when it came in), [`Injector::prepare_request`] (navigations ask for
+//! uncompressed pages) and [`Injector::apply`] (decide, fix the headers, wrap the body). The
 //! work is split by concern:
 //!
 //! - [`decide`]: which requests come from a tab and which responses are rewritable HTML;
@@ -33,6 +34,7 @@ use http_body::{Body as _, Frame};
 use http_body_util::BodyExt as _;
 
 use crate::body::{self, Body, BoxError};
+use crate::sse::Position;
 use decide::{Reader, Skip};
 use decode::Coding;
 
@@ -50,6 +52,8 @@ pub struct RequestFacts {
     host: Option<HeaderValue>,
     /// The browser said it loads the response as a document (see [`decide::navigation`]).
     navigation: bool,
+    /// The newest change batch when the request came in (see [`Injector::facts`]).
+    since: Option<u64>,
 }
 
 impl RequestFacts {
@@ -68,6 +72,7 @@ impl RequestFacts {
             reader,
             host,
             navigation: decide::navigation(reader, headers),
+            since: None,
         }
     }
 }
@@ -76,11 +81,42 @@ impl RequestFacts {
 #[derive(Debug, Clone)]
 pub struct Injector {
     enabled: bool,
+    position: Option<Position>,
 }
+
+/// The `Server-Timing` metric that tells a page's client where the change batches stood when
+/// the page was requested: `hmr;desc=<batch id>`.
+const POSITION_METRIC: &str = "hmr;desc=";
+static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
 impl Injector {
     pub fn new(enabled: bool) -> Self {
-        Injector { enabled }
+        Injector {
+            enabled,
+            position: None,
+        }
+    }
+
+    /// Pages say where the change batches stood when they were requested (see [`Injector::facts`]).
+    pub fn with_position(self, position: Position) -> Self {
+        Injector {
+            position: Some(position),
+            ..self
+        }
+    }
+
+    /// [`RequestFacts::of`] the request, with the newest change batch for a page. A page
+    /// requested now reflects every batch so far, and no later one: its client starts after that
+    /// batch, whenever it runs. A tab that reloads while another batch is published, or a page
+    /// the browser takes from its cache (back and forward), is then caught up, not taken for
+    /// current (it reads the id from the page's `Server-Timing` header). Read when the request
+    /// comes in: the page the upstream renders is at least that new.
+    pub fn facts<B>(&self, req: &Request<B>) -> RequestFacts {
+        let mut facts = RequestFacts::of(req);
+        if self.enabled && facts.reader == Reader::Page {
+            facts.since = self.position.as_ref().map(Position::latest);
+        }
+        facts
     }
 
     /// Adjust the request headers sent upstream: a navigation asks for the page uncompressed
@@ -131,9 +167,16 @@ impl Injector {
     fn plan(
         &self,
         facts: &RequestFacts,
-        response: Response<Body>,
+        mut response: Response<Body>,
     ) -> Result<(http::response::Parts, Body, decide::Plan), Response<Body>> {
         if !self.enabled {
+            return Err(response);
+        }
+        if response.status() == StatusCode::NOT_MODIFIED {
+            // The browser shows its cached copy, which is the current page: it gets the current
+            // position (a revalidation updates the stored headers), or its client would take
+            // the page for as old as when it was first served.
+            add_position(facts, response.headers_mut());
             return Err(response);
         }
         // A HEAD response has no body, but the headers are the GET's, and must say what the
@@ -185,11 +228,23 @@ fn rewritten(
     }
     csp.edit_headers(&mut parts.headers);
     for_rewritten_body(&mut parts.headers);
+    add_position(facts, &mut parts.headers);
     if facts.method == Method::HEAD {
         return Response::from_parts(parts, body);
     }
     let body = rewrite::rewrite_page(body, plan.charset, csp, facts.navigation);
     Response::from_parts(parts, body)
+}
+
+/// Say in the page's headers where the change batches stood when it was requested (see
+/// [`Injector::facts`]).
+fn add_position(facts: &RequestFacts, headers: &mut HeaderMap) {
+    if let Some(since) = facts.since
+        && let Ok(value) = HeaderValue::from_str(&format!("{POSITION_METRIC}{since}"))
+    {
+        // Appended: dev servers and their debug toolbars send their own metrics.
+        headers.append(&SERVER_TIMING, value);
+    }
 }
 
 /// The 502 page for a compressed page that could not be read before its first byte: bytes that

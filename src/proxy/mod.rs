@@ -31,7 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{self, Body};
 use crate::config::{ProxySettings, Upstream};
-use crate::inject::{Injector, RequestFacts};
+use crate::inject::Injector;
 use crate::shutdown::Shutdown;
 use headers::{Forwarding, Origins, UpstreamNames};
 use health::Health;
@@ -164,7 +164,7 @@ impl Proxy {
             );
         }
 
-        let facts = RequestFacts::of(&req);
+        let facts = this.injector.facts(&req);
         let (mut parts, incoming) = req.into_parts();
         let Some(uri) = upstream_uri(&this.authority, parts.uri.path_and_query()) else {
             return body::plain(

@@ -6,7 +6,8 @@
 //! tabs that reconnect with `Last-Event-ID`, and broadcasts the shared bytes. A tab that falls
 //! behind the broadcast buffer, or asks for batches the ring no longer holds, gets one `reload`
 //! batch instead: memory stays bounded and nothing is silently lost. Per-tab streaming lives in
-//! [`stream`]. It does not watch files and does not route requests.
+//! [`stream`]. [`Position`] lets the injector tell each page which batch was the newest when it
+//! was served. It does not watch files and does not route requests.
 
 mod stream;
 pub mod wire;
@@ -51,6 +52,21 @@ struct Inner {
     shutdown: Shutdown,
     /// Names this run of the proxy in every stream's `hello` event.
     instance: String,
+    /// The newest batch id, read without the lock by every page request ([`Position`]).
+    latest: Arc<AtomicU64>,
+}
+
+/// Where the batches stand, for pages: a page served now reflects every batch published so far,
+/// so its client starts after the newest one (the injector says which in the page's headers).
+/// Cheap to clone; reading it takes no lock.
+#[derive(Clone, Debug)]
+pub struct Position(Arc<AtomicU64>);
+
+impl Position {
+    /// The id of the newest batch published (the stream's `last` when none has been).
+    pub fn latest(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 struct State {
@@ -83,6 +99,7 @@ impl Hub {
                 heartbeat,
                 shutdown,
                 instance: format!("{boot_ms:x}"),
+                latest: Arc::new(AtomicU64::new(boot_ms - 1)),
             }),
         }
     }
@@ -94,6 +111,11 @@ impl Hub {
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Where the batches stand, for the injector.
+    pub fn position(&self) -> Position {
+        Position(self.inner.latest.clone())
     }
 
     /// Number of open `/changes` streams.
@@ -124,6 +146,8 @@ impl Hub {
             state.ring.pop_front();
         }
         state.ring.push_back(published.clone());
+        // Before the tabs hear of it: a page requested once a tab has the batch is past it.
+        self.inner.latest.store(id, Ordering::Release);
         // No receivers is fine: nobody is looking.
         let tabs = self.inner.tx.send(published).unwrap_or(0);
         drop(state);

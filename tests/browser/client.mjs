@@ -721,6 +721,150 @@ async function fallback() {
   }
 }
 
+/**
+ * Hold the page's request for the client script until `gate` settles. Resolves once the route is
+ * in place, to `{ requested }`: a promise that the page asked for it (its HTML and stylesheet
+ * are in by then, from before whatever the test saves next).
+ */
+async function holdClient(page, gate) {
+  let asked;
+  const requested = new Promise((r) => (asked = r));
+  await page.route(
+    (url) => url.pathname === '/__hmr/client.js',
+    async (route) => {
+      asked();
+      await gate;
+      await route.continue().catch(() => {});
+    },
+  );
+  return { requested };
+}
+
+/**
+ * A page served before a save whose client starts after it (a slow script, a reload while
+ * another save goes out) is behind: it catches up on that save, whether it is its tab's leader
+ * (asking the proxy for what followed its position) or a follower whose leader has seen it
+ * (a stream of its own, closed once it has caught up). It used to take the newest batch for
+ * one it had applied, and kept the old styles until the next save.
+ */
+async function behind() {
+  for (const follower of [false, true]) {
+    const context = await newContext();
+    const stream = await changeStream();
+    try {
+      const leader = follower ? await openTab(context) : null;
+      const page = await context.newPage();
+      page.setDefaultTimeout(WAIT_MS);
+      page.on('console', (msg) => transcript.push(`behind ${msg.type()}: ${msg.text()}`));
+      let release;
+      const gate = new Promise((r) => (release = r));
+      const { requested } = await holdClient(page, gate);
+      const navigation = page.goto(origin + '/');
+      await within('the page to ask for its client', requested);
+      const old = await page.evaluate(() => getComputedStyle(document.querySelector('h1')).color);
+      const color = freshColor();
+      write('css/app.css', `${read('css/app.css')}h1 { color: ${color}; }\n`);
+      await stream.until('the batch for css/app.css', (b) => b.urls.includes('/css/app.css'));
+      if (leader) await h1Color(leader, color);
+      assert.notEqual(old, color);
+      release();
+      await navigation;
+      await connected(page);
+      await h1Color(page, color);
+      assert.equal((await clientState(page)).role, follower ? 'follower' : 'leader');
+      assert.equal(await loads(page), 1, 'no reload');
+      stream.close();
+      if (follower) await statusUntil('the catch-up stream closed', (s) => s.clients === 1);
+    } finally {
+      stream.close();
+      await context.close();
+    }
+  }
+}
+
+/**
+ * The leader reloads slowly (a dev server rendering its page for a while) while the others have
+ * reloaded and a stylesheet is saved: the leader on its way out relays nothing, and the tab that
+ * takes over asks the proxy for what followed its own page, so every tab gets the new styles.
+ */
+async function slowLeader() {
+  const context = await newContext();
+  const stream = await changeStream();
+  try {
+    const pages = [await openTab(context), await openTab(context), await openTab(context)];
+    const roles = await Promise.all(pages.map((p) => clientState(p).then((s) => s.role)));
+    const leader = pages[roles.indexOf('leader')];
+    const rest = pages.filter((p) => p !== leader);
+    let release;
+    const gate = new Promise((r) => (release = r));
+    let asked;
+    const held = new Promise((r) => (asked = r));
+    await leader.route(
+      (url) => url.pathname === '/',
+      async (route) => {
+        asked();
+        await gate;
+        await route.continue().catch(() => {});
+      },
+    );
+    const reloaded = rest.map((page) => page.waitForEvent('load'));
+    const version = String(++serial);
+    write('index.html', read('index.html').replace(/<main[^>]*>/, `<main data-version="${version}">`));
+    await Promise.all(reloaded);
+    // Started, and waiting: the leader on its way out answers nobody.
+    await Promise.all(
+      rest.map((page) =>
+        page.waitForFunction(() => window[Symbol.for('hmr-proxy')]?.state.role === 'follower'),
+      ),
+    );
+    await within("the leader's reload to be held", held);
+    const color = freshColor();
+    write('css/app.css', `${read('css/app.css')}h1 { color: ${color}; }\n`);
+    await stream.until('the batch for css/app.css', (b) => b.urls.includes('/css/app.css'));
+    release();
+    await Promise.all(pages.map((page) => h1Color(page, color)));
+    for (const page of pages) assert.equal(await loads(page), 2, 'one reload, for index.html');
+  } finally {
+    stream.close();
+    await context.close();
+  }
+}
+
+/**
+ * Back to a page the browser takes from its cache, as it was before the saves made while the tab
+ * was elsewhere: its client catches up (a stylesheet swapped, a changed page reloaded).
+ */
+async function back() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context);
+    const away = async () => {
+      await page.goto(`${origin}/extras/srcset.html`);
+      await connected(page);
+    };
+    // A stylesheet the page uses: swapped on return.
+    await away();
+    let reloaded = page.waitForEvent('load'); // the page away does not use it: it reloads
+    const color = freshColor();
+    write('css/app.css', `${read('css/app.css')}h1 { color: ${color}; }\n`);
+    await reloaded;
+    await page.goBack();
+    await connected(page);
+    await h1Color(page, color);
+    // The page itself: reloaded on return.
+    await away();
+    reloaded = page.waitForEvent('load');
+    const version = String(++serial);
+    write('index.html', read('index.html').replace(/<main[^>]*>/, `<main data-version="${version}">`));
+    await reloaded;
+    await page.goBack();
+    await page.waitForFunction((v) => document.querySelector('main')?.dataset.version === v, version);
+    await connected(page);
+  } finally {
+    await context.close();
+  }
+}
+
 /** The proxy restarts: the tabs reconnect, see a new instance, and reload once. */
 async function restart() {
   const context = await newContext();
@@ -822,6 +966,9 @@ const all = {
   frames,
   frameOnly,
   fallback,
+  behind,
+  slowLeader,
+  back,
   restart,
 };
 const only = process.env.ONLY ? process.env.ONLY.split(',') : Object.keys(all);
