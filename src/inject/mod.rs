@@ -239,9 +239,24 @@ fn rewritten(
 /// Say in the page's headers where the change batches stood when it was requested (see
 /// [`Injector::facts`]).
 fn add_position(facts: &RequestFacts, headers: &mut HeaderMap) {
-    if let Some(since) = facts.since
-        && let Ok(value) = HeaderValue::from_str(&format!("{POSITION_METRIC}{since}"))
-    {
+    // The value changes with each batch, not each page: each thread keeps the last one built
+    // (formatting it cost ~1,300 instructions a page, 2 % of a proxied page's).
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u64, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let Some(since) = facts.since else {
+        return;
+    };
+    let value = LAST.with_borrow_mut(|last| match last {
+        Some((id, value)) if *id == since => Some(value.clone()),
+        _ => {
+            let value = HeaderValue::from_str(&format!("{POSITION_METRIC}{since}")).ok()?;
+            *last = Some((since, value.clone()));
+            Some(value)
+        }
+    });
+    if let Some(value) = value {
         // Appended: dev servers and their debug toolbars send their own metrics.
         headers.append(&SERVER_TIMING, value);
     }
