@@ -70,8 +70,10 @@ function start(selfUrl) {
     channel = new BroadcastChannel(name);
     channel.onmessage = (event) => heard(event.data);
   }
-  if (window.top !== window) {
-    // Frames never open a stream: a tab relays to them.
+  if (window.top !== window && (topClient() || topHasTag())) {
+    // A frame in a page that runs the client never opens a stream: the tab relays to it. One
+    // whose page does not (a page on another origin: an IDE's preview, a dev portal) is a tab
+    // of its own here, or it would never hear a change.
     state.role = 'frame';
     channel?.postMessage({ type: 'ask' });
   } else if (channel && navigator.locks) {
@@ -743,6 +745,18 @@ function frameClients(win) {
     found.push(...frameClients(frame));
   }
   return found;
+}
+
+/**
+ * Whether this tab's top document carries the client's tag, and so will run it (a frame may start
+ * before the page around it has run its scripts). False when it is on another origin.
+ */
+function topHasTag() {
+  try {
+    return window.top.document.querySelector('script[src^="/__hmr/"]') !== null;
+  } catch {
+    return false;
+  }
 }
 
 /** The client of this tab's top document, if it runs one and is same-origin. */

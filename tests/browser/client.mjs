@@ -698,6 +698,35 @@ async function frameOnly() {
 }
 
 /**
+ * The app in a frame of a page that does not run the client (another origin: an IDE's preview,
+ * a dev portal): the frame is a tab of its own, with its stream, and swaps what it uses. (It
+ * used to wait for a tab to relay to it, and never heard a change.)
+ */
+async function lonelyFrame() {
+  const context = await newContext();
+  try {
+    const page = await context.newPage();
+    page.setDefaultTimeout(WAIT_MS);
+    page.on('console', (msg) => transcript.push(`lonely ${msg.type()}: ${msg.text()}`));
+    await page.setContent(`<iframe src="${origin}/"></iframe>`);
+    const frame = await within('the frame', (async () => {
+      for (;;) {
+        const found = page.frames().find((f) => f !== page.mainFrame() && f.url().startsWith(origin));
+        if (found) return found;
+        await page.waitForEvent('frameattached');
+      }
+    })());
+    await frame.waitForLoadState();
+    await connected(frame);
+    // A leader, or solo where the browser keeps Web Locks from frames under an opaque top.
+    assert.ok(['leader', 'solo'].includes((await clientState(frame)).role));
+    await cssProbe([frame]);
+  } finally {
+    await context.close();
+  }
+}
+
+/**
  * Without Web Locks (an insecure origin) every tab has its own stream; a stream refused with a
  * 502 (by something in front of the proxy) is opened again.
  */
@@ -965,6 +994,7 @@ const all = {
   tabs,
   frames,
   frameOnly,
+  lonelyFrame,
   fallback,
   behind,
   slowLeader,
