@@ -280,35 +280,36 @@ function start(selfUrl) {
     // so the next full page load cannot take a stale copy from the HTTP cache (an upstream that
     // sends `max-age` is cached; the proxy adds `no-cache` only where it sends no caching
     // headers at all).
-    const refresh = new Set();
+    /** URL → the Accept header the browser sends for that kind of resource. */
+    const refresh = new Map();
     const swaps = [];
-    for (const link of links) {
-      swaps.push(swapStylesheet(link, batch.id, hit));
+    for (const [link, ...duplicates] of sameSheets(links)) {
+      swaps.push(swapStylesheet(link, batch.id, hit, duplicates));
       log(`css swapped: ${path(link.href)}`);
     }
     // A swapped sheet's own URL is fetched again only once the copies have loaded: fetched beside
     // them, it competed with them for the connection and the server and put off the new styles.
     // Not awaited: the next batch does not wait for a sheet.
-    const sheets = links.map((link) => link.href);
-    Promise.all(swaps).then(() => sheets.forEach(refetch));
+    const sheets = [...new Set(links.map((link) => unbust(link.href)))];
+    Promise.all(swaps).then(() => sheets.forEach((url) => refetch(url, ACCEPT_CSS)));
     for (const { rule, url } of imports) {
       const owner = ownerNode(rule.parentStyleSheet);
       if (links.includes(owner) || owner?.dataset?.hmrReplaced) continue; // done in the copy
       if (!replaceImport(rule, url, batch.id)) return;
-      refresh.add(url.href);
+      refresh.set(url.href, ACCEPT_CSS);
       const importer = path(rule.parentStyleSheet.href || location.href);
       log(`css swapped: ${url.pathname} (imported by ${importer})`);
     }
     for (const image of images) {
       image.set(batch.id);
-      refresh.add(image.url);
+      refresh.set(image.url, ACCEPT_IMAGE);
     }
     for (const url of new Set(images.map((i) => path(i.url)))) log(`image updated: ${url}`);
     for (const { box, entries } of modules) {
-      for (const e of entries) refresh.add(e.url.href);
+      for (const e of entries) refresh.set(e.url.href, '*/*');
       await load(box, entries, batch.id);
     }
-    refresh.forEach(refetch);
+    refresh.forEach((accept, url) => refetch(url, accept));
   }
 
   /**
@@ -341,9 +342,14 @@ function start(selfUrl) {
     return reloading ? [] : [...survey(urls).claimed];
   }
 
-  /** Fetch `url` (without its cache-busting parameter) past the HTTP cache, to update it. */
-  function refetch(url) {
-    fetch(unbust(url), { cache: 'reload' }).catch(() => {});
+  /**
+   * Fetch `url` (without its cache-busting parameter) past the HTTP cache, to update it, asking
+   * as the browser does for that kind of resource: a server that answers by `Accept` (Vite sends
+   * a stylesheet as a JavaScript module to a request that accepts anything) would otherwise put something else in the
+   * cache under its URL.
+   */
+  function refetch(url, accept) {
+    fetch(unbust(url), { cache: 'reload', headers: { Accept: accept } }).catch(() => {});
   }
 
   // ---- Stylesheets ----------------------------------------------------------------------------
@@ -352,6 +358,24 @@ function start(selfUrl) {
     return [...document.querySelectorAll('link[rel~="stylesheet" i][href]')].filter(
       (link) => !link.dataset.hmrReplaced,
     );
+  }
+
+  /**
+   * The changed links grouped by the sheet they load (address without query, media, title): the
+   * last of each group first, then the ones before it. Only the last is swapped; the others go
+   * with its old copy. Two links to one sheet are one too many: another live-reloader's copy
+   * (Vite's, when both watch the sources), a partial included twice. Swapped each, they stayed
+   * two, and the other tool added one more with every save.
+   */
+  function sameSheets(links) {
+    const groups = new Map();
+    for (const link of links) {
+      const id = [key(new URL(link.href)), link.media, link.title, link.rel.toLowerCase()].join('\n');
+      const group = groups.get(id) ?? [];
+      group.push(link);
+      groups.set(id, group);
+    }
+    return [...groups.values()].map((group) => group.reverse());
   }
 
   /** The @import rules below `sheet`, at any depth, whose URL `test` accepts. */
@@ -381,12 +405,14 @@ function start(selfUrl) {
    * unstyled. Changed sheets the copy @imports are then replaced in it, as the browser took them
    * from its cache. Settles when the copy has loaded or failed, or a newer copy took its place.
    */
-  function swapStylesheet(link, id, hit) {
+  function swapStylesheet(link, id, hit, duplicates = []) {
     const copy = link.cloneNode();
     copy.href = bust(link.href, id);
-    link.dataset.hmrReplaced = 'true';
     const prev = pending.get(link);
-    const older = [link, ...(prev?.older ?? [])];
+    const older = [link, ...duplicates].flatMap((old) => {
+      old.dataset.hmrReplaced = 'true';
+      return [old, ...(pending.get(old)?.older ?? [])];
+    });
     // A sheet switched off through the CSSOM (a theme switcher's `sheet.disabled = true`) stays
     // off, which a clone does not carry. The copy loads under a media query that matches
     // nothing, so it cannot apply before it is switched off too. (A copy of a copy still loading
@@ -638,6 +664,10 @@ const IMPORT_FALLBACK_MS = 3000;
 function log(text) {
   console.info(`[hmr] ${text}`);
 }
+
+/** What Chromium asks for a stylesheet and an image with. */
+const ACCEPT_CSS = 'text/css,*/*;q=0.1';
+const ACCEPT_IMAGE = 'image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8';
 
 /** Kept across the reload a reload batch causes: the position of the page it reloaded. */
 const REPLAY_RELOAD = 'hmr-proxy reloaded at';

@@ -211,7 +211,8 @@ async function css() {
     // Fetched again for an upstream whose caching headers would keep the old copy, and only after
     // the copy has loaded, so that it does not hold the new styles up. (The first entry for the
     // sheet's own URL is the page's load.)
-    await refetched;
+    // Asked for as a stylesheet: a server that answers by Accept must not cache something else.
+    assert.match((await refetched).request().headers().accept, /^text\/css/);
     const handle = await page.waitForFunction(() => {
       const entries = performance.getEntriesByType('resource');
       const sheet = (e) => new URL(e.name).pathname === '/css/app.css';
@@ -221,6 +222,37 @@ async function css() {
     });
     const [copy, again] = await handle.jsonValue();
     assert.ok(copy > 0 && again >= copy, `refetched at ${again} ms, the copy loaded at ${copy} ms`);
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * Two links to one stylesheet (a partial included twice, or another live-reloader's copy: Vite
+ * clones a link it swaps, and both react to a save when both watch the sources): one link is
+ * left after a save, and it has the new rules. Each used to be swapped, and the other tool's
+ * copies piled up, one more with every save.
+ */
+async function duplicates() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/twice.html');
+    const sheets = () =>
+      page.evaluate(() => [...document.querySelectorAll('link[rel=stylesheet]')].length);
+    assert.equal(await sheets(), 2);
+    await cssProbe([page]);
+    await page.waitForFunction(() => document.querySelectorAll('link[rel=stylesheet]').length === 1);
+    // Another tool's copy of the sheet, beside the swapped one.
+    await page.evaluate(() => {
+      const link = document.querySelector('link[rel=stylesheet]');
+      const copy = link.cloneNode();
+      copy.href = '/css/app.css?other=1';
+      link.after(copy);
+    });
+    await page.waitForFunction(() => [...document.styleSheets].length === 2);
+    await cssProbe([page]);
+    await page.waitForFunction(() => document.querySelectorAll('link[rel=stylesheet]').length === 1);
+    assert.equal(await loads(page), 1, 'no reload');
   } finally {
     await context.close();
   }
@@ -973,6 +1005,12 @@ async function prepare() {
       '<link rel="stylesheet" href="/extras/xhtml.css"/></head>\n' +
       '<body><p id="x">xhtml</p></body></html>\n',
   );
+  write(
+    'extras/twice.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>twice</title>\n' +
+      '<link rel="stylesheet" href="/css/app.css"><link rel="stylesheet" href="/css/app.css">\n' +
+      '</head><body><h1>twice</h1></body></html>\n',
+  );
   write('extras/ready.txt', 'ready\n');
   await stream.until('the prepared files to be published', (b) => b.urls.includes('/extras/ready.txt'));
   stream.close();
@@ -980,6 +1018,7 @@ async function prepare() {
 
 const all = {
   css,
+  duplicates,
   cssTwice,
   cssOff,
   image,
