@@ -46,9 +46,12 @@ function start(selfUrl) {
    * newest batch this page has taken in (its position, to start with).
    */
   const state = { role: 'none', instance: null, lastId: since, connected: false, since };
-  /** Batches up to this id are in the page already: its position, else the first stream's. */
+  /**
+   * Batches up to this id are in the page already: its position (else the first stream's), moved
+   * on over every batch taken in since without a gap.
+   */
   let floor = since;
-  /** Ids above the floor heard so far: a batch may come twice (relayed, and caught up on). */
+  /** Ids above the floor taken in (after a gap): a batch may come twice, relayed and replayed. */
   const seen = new Set();
   /** The newest batch id known to exist (from a `hello`, or a batch). */
   let newest = since;
@@ -98,7 +101,8 @@ function start(selfUrl) {
   function connect() {
     const url = new URL(changes);
     // A new EventSource cannot send Last-Event-ID; the proxy reads it from the query as well.
-    if (state.lastId !== null) url.searchParams.set('lastEventId', String(state.lastId));
+    // From the floor, not the newest batch taken in: what a gap below that lacks is replayed.
+    if (floor !== null) url.searchParams.set('lastEventId', String(floor));
     const source = new EventSource(url);
     source.addEventListener('hello', (event) => {
       const { instance, last } = JSON.parse(event.data);
@@ -112,7 +116,7 @@ function start(selfUrl) {
     source.addEventListener('change', (event) => {
       const batch = JSON.parse(event.data);
       relay({ type: 'change', batch });
-      receive(batch);
+      receive(batch, true);
     });
     source.addEventListener('error', () => {
       state.connected = false;
@@ -144,11 +148,11 @@ function start(selfUrl) {
     } else if (message.type === 'hello') {
       hello(message.instance, message.last, true);
     } else if (message.type === 'change') {
-      receive(message.batch);
+      receive(message.batch, false);
     }
   }
 
-  /** A stream's greeting (`relayed`: the leader's, passed on): the proxy run and its newest batch. */
+  /** A stream's greeting (`relayed`: the leader's, passed on): the proxy run, its newest batch. */
   function hello(instance, last, relayed) {
     if (state.instance !== null && instance !== state.instance) {
       reload('the proxy restarted');
@@ -162,6 +166,7 @@ function start(selfUrl) {
       // takes the stream's: what it has not heard of yet is in it, as far as it can tell.
       floor = last;
       if (state.lastId === null) state.lastId = last;
+      advance();
       return;
     }
     // The leader relays what it hears from now on, not what was published before this page
@@ -197,7 +202,7 @@ function start(selfUrl) {
     });
     source.addEventListener('change', (event) => {
       const batch = JSON.parse(event.data);
-      receive(batch);
+      receive(batch, true);
       if (batch.reload || batch.id >= target) finish();
     });
     source.addEventListener('error', () => {
@@ -206,22 +211,36 @@ function start(selfUrl) {
     });
   }
 
-  /** Whether a batch between the floor and the newest is neither in the page nor heard. */
-  function behind() {
-    // Ids of one proxy run are consecutive; more missing than the proxy keeps is behind for sure.
-    if (newest - floor > 64) return true;
-    for (let id = floor + 1; id <= newest; id++) if (!seen.has(id)) return true;
-    return false;
+  /** Move the floor on over the batches taken in right above it. */
+  function advance() {
+    if (floor === null) return;
+    while (seen.has(floor + 1)) seen.delete(++floor);
+    for (const id of seen) if (id <= floor) seen.delete(id);
   }
 
-  function receive(batch) {
-    if (floor !== null && batch.id <= floor) return; // in the page already
-    // Heard twice (relayed, and caught up on). A reload batch is never skipped: the proxy sends
-    // one with the newest id to a page it cannot catch up, which may have heard that id.
-    if (seen.has(batch.id) && !batch.reload) return;
+  /**
+   * Whether a batch up to the newest is neither in the page nor taken in: the floor is below the
+   * newest (ids of one proxy run are consecutive, and the floor moves on over what came in).
+   */
+  function behind() {
+    return newest > floor;
+  }
+
+  /**
+   * One batch, from this page's own stream (`mine`) or relayed. Taken in once: a batch may come
+   * twice (relayed, and replayed to a page catching up). A reload batch on a page's own stream is
+   * never skipped: the proxy sends one, with the newest id, to a page it cannot catch up, which
+   * may have taken that id in. Relayed, it is the leader's own: a page that has that id is
+   * current.
+   */
+  function receive(batch, mine) {
+    if (floor !== null && batch.id <= floor && !(mine && batch.reload)) return;
+    if (seen.has(batch.id) && !(mine && batch.reload)) return;
     seen.add(batch.id);
+    advance();
     if (seen.size > 512) {
-      // A Set iterates in insertion order: the oldest go.
+      // A gap that never fills (a batch lost for good): the oldest go. A Set iterates in
+      // insertion order.
       for (const id of seen) if (seen.size > 256) seen.delete(id);
     }
     state.lastId = Math.max(state.lastId ?? batch.id, batch.id);
@@ -242,7 +261,7 @@ function start(selfUrl) {
    * reload again and again. It then goes by the stream's, as a page that says nothing does.
    */
   function trustedPosition(position) {
-    const before = recall(REPLAY_RELOAD);
+    const before = recall(replayReloadKey());
     return position !== null && before === String(position) ? null : position;
   }
 
@@ -255,7 +274,7 @@ function start(selfUrl) {
         reload(`${batch.paths.join(', ')} changed`);
         return;
       }
-      remember(REPLAY_RELOAD, since);
+      remember(replayReloadKey(), since);
       reload('the proxy asked for it (the dev server came back, or this page missed changes)');
       return;
     }
@@ -344,9 +363,9 @@ function start(selfUrl) {
 
   /**
    * Fetch `url` (without its cache-busting parameter) past the HTTP cache, to update it, asking
-   * as the browser does for that kind of resource: a server that answers by `Accept` (Vite sends
-   * a stylesheet as a JavaScript module to a request that accepts anything) would otherwise put something else in the
-   * cache under its URL.
+   * as the browser does for that kind of resource: a server that answers by `Accept` would
+   * otherwise put something else in the cache under its URL (Vite answers a request for a
+   * stylesheet that accepts anything with a JavaScript module).
    */
   function refetch(url, accept) {
     fetch(unbust(url), { cache: 'reload', headers: { Accept: accept } }).catch(() => {});
@@ -370,7 +389,8 @@ function start(selfUrl) {
   function sameSheets(links) {
     const groups = new Map();
     for (const link of links) {
-      const id = [key(new URL(link.href)), link.media, link.title, link.rel.toLowerCase()].join('\n');
+      const sheet = key(new URL(link.href));
+      const id = [sheet, link.media, link.title, link.rel.toLowerCase()].join('\n');
       const group = groups.get(id) ?? [];
       group.push(link);
       groups.set(id, group);
@@ -669,8 +689,14 @@ function log(text) {
 const ACCEPT_CSS = 'text/css,*/*;q=0.1';
 const ACCEPT_IMAGE = 'image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8';
 
-/** Kept across the reload a reload batch causes: the position of the page it reloaded. */
-const REPLAY_RELOAD = 'hmr-proxy reloaded at';
+/**
+ * Kept across the reload a reload batch causes: the position of the page it reloaded. One per
+ * document: a tab's session storage is its frames' too, and a frame starting first must not
+ * take the top's.
+ */
+function replayReloadKey() {
+  return `hmr-proxy reloaded ${window === window.top ? 'top' : 'frame'} ${location.href}`;
+}
 
 /** Put a value in this tab's session storage, if there is one (not in sandboxed frames). */
 function remember(key, value) {

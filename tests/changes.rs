@@ -711,4 +711,7 @@ async fn pages_say_where_the_batches_stood_when_they_were_served() {
     .await;
     assert_eq!(status, 304);
     assert_eq!(position(&headers), Some(id), "a 304: {headers:?}");
+    // The validator the rewritten page was given, weak, not the file's strong one.
+    assert!(etag.starts_with("W/"), "{etag}");
+    assert_eq!(headers["etag"], etag.as_str());
 }

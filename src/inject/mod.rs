@@ -54,6 +54,8 @@ pub struct RequestFacts {
     navigation: bool,
     /// The newest change batch when the request came in (see [`Injector::facts`]).
     since: Option<u64>,
+    /// The browser revalidates a weak validator: the copy it holds is a rewritten page's.
+    holds_rewritten: bool,
 }
 
 impl RequestFacts {
@@ -73,6 +75,7 @@ impl RequestFacts {
             host,
             navigation: decide::navigation(reader, headers),
             since: None,
+            holds_rewritten: false,
         }
     }
 }
@@ -115,6 +118,10 @@ impl Injector {
         let mut facts = RequestFacts::of(req);
         if self.enabled && facts.reader == Reader::Page {
             facts.since = self.position.as_ref().map(Position::latest);
+            facts.holds_rewritten = req
+                .headers()
+                .get(header::IF_NONE_MATCH)
+                .is_some_and(|tags| tags.as_bytes().starts_with(b"W/"));
         }
         facts
     }
@@ -172,11 +179,15 @@ impl Injector {
         if !self.enabled {
             return Err(response);
         }
-        if response.status() == StatusCode::NOT_MODIFIED {
+        if response.status() == StatusCode::NOT_MODIFIED && facts.reader == Reader::Page {
             // The browser shows its cached copy, which is the current page: it gets the current
             // position (a revalidation updates the stored headers), or its client would take
-            // the page for as old as when it was first served.
+            // the page for as old as when it was first served. A copy that is a rewritten page
+            // (asked for with the weak validator it was given) keeps it weak.
             add_position(facts, response.headers_mut());
+            if facts.holds_rewritten {
+                weaken_etag(response.headers_mut());
+            }
             return Err(response);
         }
         // A HEAD response has no body, but the headers are the GET's, and must say what the
@@ -342,6 +353,12 @@ fn for_rewritten_body(headers: &mut HeaderMap) {
     for name in &DIGESTS {
         headers.remove(name);
     }
+    weaken_etag(headers);
+}
+
+/// A strong `ETag` made weak: the bytes are the proxy's, the upstream's validator still stands
+/// for the same content.
+fn weaken_etag(headers: &mut HeaderMap) {
     if let Some(etag) = headers.get(header::ETAG)
         && !etag.as_bytes().starts_with(b"W/")
     {

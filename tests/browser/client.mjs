@@ -844,6 +844,68 @@ async function behind() {
 }
 
 /**
+ * Tabs that have kept up through more batches than the proxy keeps stay put when another tab
+ * opens (the leader's answer to it reaches them all). They used to measure how far behind they
+ * were from their page's position, asked the proxy for what followed it, and were told to reload.
+ */
+async function keptUp() {
+  const context = await newContext();
+  try {
+    const pages = [await openTab(context), await openTab(context)];
+    let last;
+    for (let i = 0; i < 70; i++) {
+      const res = await fetch(`${origin}/__hmr/reload`, {
+        method: 'POST',
+        body: JSON.stringify({ paths: ['/css/app.css'] }),
+      });
+      assert.equal(res.status, 202);
+      last = (await res.json()).id;
+    }
+    await Promise.all(
+      pages.map((page) =>
+        page.waitForFunction((id) => window[Symbol.for('hmr-proxy')].state.lastId === id, last),
+      ),
+    );
+    pages.push(await openTab(context));
+    await cssProbe(pages);
+    for (const page of pages) assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * A page whose position never moves (something in front keeps old headers: here every page says
+ * a batch from long ago) reloads once for the replay it cannot get, then goes by its stream's
+ * position, frames and all. (The guard was one key for the tab, and a frame took the top's.)
+ */
+async function stuckPosition() {
+  const context = await newContext();
+  try {
+    await context.route(
+      (url) => url.pathname.endsWith('.html') || url.pathname.endsWith('/'),
+      async (route) => {
+        const response = await route.fetch();
+        const headers = { ...response.headers(), 'server-timing': 'hmr;desc=1000' };
+        await route.fulfill({ response, headers });
+      },
+    );
+    const page = await context.newPage();
+    page.setDefaultTimeout(WAIT_MS);
+    page.on('console', (msg) => transcript.push(`stuck ${msg.type()}: ${msg.text()}`));
+    await page.goto(`${origin}/extras/frame.html`);
+    await page.waitForFunction(() => Number(sessionStorage.loads) === 2);
+    await connected(page);
+    const frame = page.frames().find((f) => f !== page.mainFrame());
+    await connected(frame);
+    await cssProbe([page, frame]);
+    assert.equal(await loads(page), 2, 'one reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
  * The leader reloads slowly (a dev server rendering its page for a while) while the others have
  * reloaded and a stylesheet is saved: the leader on its way out relays nothing, and the tab that
  * takes over asks the proxy for what followed its own page, so every tab gets the new styles.
@@ -1036,6 +1098,8 @@ const all = {
   lonelyFrame,
   fallback,
   behind,
+  keptUp,
+  stuckPosition,
   slowLeader,
   back,
   restart,
