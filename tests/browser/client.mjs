@@ -170,10 +170,16 @@ function logged(text) {
   return transcript.some((line) => line.includes(text));
 }
 
-/** Give <h1> a new colour in css/app.css and wait until every page shows it. */
-async function cssProbe(pages) {
+/** Give <h1> a new colour in css/app.css; returns it. */
+function saveH1Color() {
   const color = freshColor();
   write('css/app.css', `${read('css/app.css')}h1 { color: ${color}; }\n`);
+  return color;
+}
+
+/** Give <h1> a new colour in css/app.css and wait until every page shows it. */
+async function cssProbe(pages) {
+  const color = saveH1Color();
   await Promise.all(pages.map((page) => h1Color(page, color)));
   return color;
 }
@@ -326,8 +332,7 @@ async function cssOff() {
     const page = await openTab(context);
     const before = await page.$eval('h1', (h1) => getComputedStyle(h1).color);
     await page.evaluate(() => (document.querySelector('link[rel=stylesheet]').sheet.disabled = true));
-    const color = freshColor();
-    write('css/app.css', `${read('css/app.css')}h1 { color: ${color}; }\n`);
+    const color = saveH1Color();
     await page.waitForFunction(() => {
       const links = document.querySelectorAll('link[rel=stylesheet]');
       return links.length === 1 && new URL(links[0].href).searchParams.has('t');
@@ -667,8 +672,7 @@ async function tabs() {
     await leader.close();
     const url = await within('a new leader to open the stream', reconnecting);
     assert.equal(new URL(url).searchParams.get('lastEventId'), String(lastId), url);
-    const color = freshColor();
-    write('css/app.css', `${read('css/app.css')}h1 { color: ${color}; }\n`);
+    const color = saveH1Color();
     await stream.until('the batch for css/app.css', (b) => b.id > lastId);
     stream.close();
     release();
@@ -823,8 +827,7 @@ async function behind() {
       const navigation = page.goto(origin + '/');
       await within('the page to ask for its client', requested);
       const old = await page.evaluate(() => getComputedStyle(document.querySelector('h1')).color);
-      const color = freshColor();
-      write('css/app.css', `${read('css/app.css')}h1 { color: ${color}; }\n`);
+      const color = saveH1Color();
       await stream.until('the batch for css/app.css', (b) => b.urls.includes('/css/app.css'));
       if (leader) await h1Color(leader, color);
       assert.notEqual(old, color);
@@ -941,8 +944,7 @@ async function slowLeader() {
       ),
     );
     await within("the leader's reload to be held", held);
-    const color = freshColor();
-    write('css/app.css', `${read('css/app.css')}h1 { color: ${color}; }\n`);
+    const color = saveH1Color();
     await stream.until('the batch for css/app.css', (b) => b.urls.includes('/css/app.css'));
     release();
     await Promise.all(pages.map((page) => h1Color(page, color)));
@@ -968,8 +970,7 @@ async function back() {
     // A stylesheet the page uses: swapped on return.
     await away();
     let reloaded = page.waitForEvent('load'); // the page away does not use it: it reloads
-    const color = freshColor();
-    write('css/app.css', `${read('css/app.css')}h1 { color: ${color}; }\n`);
+    const color = saveH1Color();
     await reloaded;
     await page.goBack();
     await connected(page);
