@@ -95,6 +95,13 @@ function start(selfUrl) {
 
   function solo() {
     state.role = 'solo';
+    // Said, because it fails silently: a stream holds one of the six connections a browser
+    // allows an origin, and a sixth tab like this one leaves page loads nothing to go over.
+    log(
+      'no Web Locks here (an address other than localhost, or a frame of another site): this ' +
+        'tab opens a stream of its own, and six such tabs use up the connections a browser ' +
+        'allows a site; open it on http://localhost or 127.0.0.1 to share one',
+    );
     connect();
   }
 
@@ -421,8 +428,8 @@ function start(selfUrl) {
 
   /**
    * A changed stylesheet's link: a copy goes in right after it, and the original (with any older
-   * copy still loading) leaves once the copy has loaded (or failed), so the page is never
-   * unstyled. Changed sheets the copy @imports are then replaced in it, as the browser took them
+   * copy still loading) leaves once the copy has loaded, so the page is never unstyled; a copy
+   * that fails leaves instead. Changed sheets the copy @imports are then replaced in it, as the browser took them
    * from its cache. Settles when the copy has loaded or failed, or a newer copy took its place.
    */
   function swapStylesheet(link, id, hit, duplicates = []) {
@@ -446,7 +453,20 @@ function start(selfUrl) {
         resolve();
       };
       pending.set(copy, { older, disabled, media, settle });
+      const failed = () => {
+        // The old styles stay, and the links can be swapped again: a copy fails on a response
+        // cut short (a file read while it was being written in place), and the next save loads
+        // the sheet as it is. (A deleted sheet keeps its last styles until the page reloads.)
+        copy.remove();
+        for (const kept of [link, ...duplicates]) delete kept.dataset.hmrReplaced;
+        settle();
+        log(`could not load ${path(copy.href)}; the old styles stay`);
+      };
       const done = (event) => {
+        if (event.type !== 'load') {
+          failed();
+          return;
+        }
         // The state of the link it replaces now, if that has a sheet: it may have been switched
         // while the copy loaded.
         if (copy.sheet) copy.sheet.disabled = link.sheet ? link.sheet.disabled : disabled;
@@ -459,7 +479,6 @@ function start(selfUrl) {
           pending.get(old)?.settle(); // a copy that will never load now
         }
         settle();
-        if (event.type !== 'load') return;
         for (const { rule, url } of importRules(copy.sheet, hit)) replaceImport(rule, url, id);
       };
       copy.addEventListener('load', done, { once: true });

@@ -265,6 +265,48 @@ async function duplicates() {
 }
 
 /**
+ * A copy that fails to load (a response cut short: a file read while it was written in place)
+ * leaves the old styles as they were, and the next save swaps the sheet. The original used to
+ * go anyway, and the page was unstyled until the next save.
+ */
+async function copyFails() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context);
+    const before = await page.evaluate(() => getComputedStyle(document.querySelector('h1')).color);
+    let aborted;
+    const abort = new Promise((r) => (aborted = r));
+    let copies = 0;
+    await page.route(
+      (url) => url.pathname === '/css/app.css' && url.searchParams.has('t'),
+      async (route) => {
+        if (copies++ === 0) {
+          await route.abort();
+          aborted();
+        } else {
+          await route.continue();
+        }
+      },
+    );
+    saveH1Color();
+    await within('the copy to be cut off', abort);
+    await page.waitForFunction(() => {
+      const links = [...document.querySelectorAll('link[rel=stylesheet]')];
+      return links.length === 1 && !new URL(links[0].href).searchParams.has('t');
+    });
+    assert.equal(
+      await page.evaluate(() => getComputedStyle(document.querySelector('h1')).color),
+      before,
+      'the old styles stay',
+    );
+    await cssProbe([page]);
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
  * Two quick saves while the first copy is slow to load: once the second copy has loaded, it is the
  * only link left. (The first copy used to take the original out only on its own `load`, which a
  * link removed by the second never fires: the original stayed for good, with its deleted rules.)
@@ -777,6 +819,7 @@ async function fallback() {
     );
     const pages = [await openTab(context), await openTab(context)];
     for (const page of pages) assert.equal((await clientState(page)).role, 'solo');
+    assert.ok(logged('[hmr] no Web Locks here'), 'a solo tab says why and what it costs');
     assert.ok(logged('[hmr] stream closed; retrying in 1 s'), 'the refused stream is retried');
     await statusUntil('a stream per tab', (s) => s.clients === 2);
     await cssProbe(pages);
@@ -1082,6 +1125,7 @@ async function prepare() {
 const all = {
   css,
   duplicates,
+  copyFails,
   cssTwice,
   cssOff,
   image,
