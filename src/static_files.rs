@@ -9,20 +9,28 @@
 //! page saved twice within one second answered the browser's revalidation with 304 and the tab
 //! kept the first version. Browsers send `If-None-Match` with `If-Modified-Since`, and the tag
 //! wins (RFC 9110, 13.1.3). A missing file is a small HTML page, not `ServeDir`'s empty 404, so a
-//! tab opened on a file not written yet has the client and reloads once it is.
+//! tab opened on a file not written yet has the client and reloads once it is. A file up to
+//! [`READ_WHOLE`] is read before its headers go out, so the length sent is the length read: an
+//! editor that saves in place (truncate, then write) while the file is read made `ServeDir`'s
+//! answer shorter than its `Content-Length`, which the browser drops as a broken response (a
+//! stylesheet copy that never loads). Larger files stream.
 
 use std::convert::Infallible;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::Empty;
+use http_body_util::{BodyExt as _, Empty};
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
 use crate::body::{self, Body};
 use crate::inject::Injector;
+
+/// Files up to this size are read whole before they are answered (see the module docs): the
+/// pages, stylesheets and scripts a dev server saves, not its videos.
+const READ_WHOLE: usize = 1024 * 1024;
 
 /// Serves one directory. Cheap to clone.
 #[derive(Clone)]
@@ -100,7 +108,8 @@ impl StaticFiles {
         let res: Result<_, Infallible> = self.serve.clone().oneshot(req).await;
         let mut res = match res {
             Ok(res) if res.status() == StatusCode::NOT_FOUND => not_found_page(&path),
-            Ok(res) => res.map(body::boxed),
+            Ok(res) if facts.method == Method::HEAD => res.map(body::boxed),
+            Ok(res) => read_whole(res.map(body::boxed)).await,
             Err(never) => match never {},
         };
         res.headers_mut()
@@ -112,6 +121,44 @@ impl StaticFiles {
         }
         self.injector.apply(&facts, res).await
     }
+}
+
+/// A whole small file's answer, read before it goes out, with the length read (see the module
+/// docs). A file that fails to read is a 500 that says to save again, not a connection cut off.
+async fn read_whole(res: Response<Body>) -> Response<Body> {
+    let small = res
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|len| len <= READ_WHOLE);
+    if res.status() != StatusCode::OK || !small {
+        return res;
+    }
+    let (mut parts, mut body) = res.into_parts();
+    let mut bytes = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    // A file that grew past the limit while it was read is cut off there: the
+                    // save's batch has the browser fetch it again.
+                    let room = READ_WHOLE.saturating_sub(bytes.len());
+                    bytes.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+            Err(err) => {
+                tracing::warn!("reading a served file failed: {err}");
+                return body::plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "hmr-proxy: the file could not be read (it may have been saved meanwhile)",
+                );
+            }
+        }
+    }
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    Response::from_parts(parts, body::full(bytes.freeze()))
 }
 
 /// `ServeDir`'s 404 has no body. A page instead, which gets the client like any other: a tab on a

@@ -418,3 +418,60 @@ async fn the_readme_demo_is_served() {
         );
     }
 }
+
+/// A file saved in place (truncated, then written, as some editors do) while it is served: every
+/// answer is whole, with the length it says, never a connection cut off short of its
+/// `Content-Length` (a stylesheet copy the browser drops as a broken response).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_saved_in_place_while_it_is_read_is_never_cut_short() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dir = project();
+    let css = dir.path().join("site/style.css");
+    let proxy = serve(dir.path()).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let saving = {
+        let (stop, css) = (stop.clone(), css.clone());
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let padding = "x".repeat(20_000 + (n % 7) * 3_000);
+                std::fs::write(&css, format!("body {{ color: red }} /* {padding} */\n"))
+                    .expect("save");
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut broken = Vec::new();
+    for i in 0..300 {
+        let req = http::Request::get(proxy.url(&format!("/style.css?n={i}")))
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let res = within("response", client().request(req))
+            .await
+            .expect("response");
+        let length: Option<usize> = res
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        match within("body", res.into_body().collect()).await {
+            Ok(body) => {
+                let got = body.to_bytes().len();
+                if Some(got) != length {
+                    broken.push(format!("{i}: {got} bytes, said {length:?}"));
+                }
+            }
+            Err(err) => broken.push(format!("{i}: {err}")),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let saves = saving.join().expect("saver");
+    assert!(saves > 10, "the file was saved {saves} times");
+    assert!(
+        broken.is_empty(),
+        "{} of 300 broken: {broken:?}",
+        broken.len()
+    );
+}
