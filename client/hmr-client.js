@@ -169,8 +169,8 @@ function start(selfUrl) {
     if (typeof last !== 'number') return;
     newest = Math.max(newest ?? last, last);
     if (floor === null) {
-      // A page that does not know its position (an insecure origin shows no Server-Timing)
-      // takes the stream's: what it has not heard of yet is in it, as far as it can tell.
+      // A page that does not know its position (not injected, or Server-Timing hidden from
+      // it) takes the stream's: what it has not heard of yet is in it, as far as it can tell.
       floor = last;
       if (state.lastId === null) state.lastId = last;
       advance();
@@ -739,8 +739,8 @@ function recall(key) {
 
 /**
  * The newest change batch when the proxy served this document, from the `hmr` metric of its
- * `Server-Timing` header (`hmr;desc=<id>`). Browsers show Server-Timing to pages in secure
- * contexts only (localhost, https); elsewhere, and for a page the proxy did not inject, null.
+ * `Server-Timing` header (`hmr;desc=<id>`). Null for a page the proxy did not inject, or where
+ * the browser hides Server-Timing from the page.
  */
 function pagePosition() {
   try {
