@@ -45,7 +45,15 @@ function start(selfUrl) {
    * For debugging and tests (not an API): role is leader, follower, frame or solo; lastId is the
    * newest batch this page has taken in (its position, to start with).
    */
-  const state = { role: 'none', instance: null, lastId: since, connected: false, since };
+  const state = {
+    role: 'none',
+    instance: null,
+    connected: false,
+    since,
+    get lastId() {
+      return seen.size ? Math.max(floor ?? -Infinity, ...seen) : floor;
+    },
+  };
   /**
    * Batches up to this id are in the page already: its position (else the first stream's), moved
    * on over every batch taken in since without a gap.
@@ -172,7 +180,6 @@ function start(selfUrl) {
       // A page that does not know its position (not injected, or Server-Timing hidden from
       // it) takes the stream's: what it has not heard of yet is in it, as far as it can tell.
       floor = last;
-      if (state.lastId === null) state.lastId = last;
       advance();
       return;
     }
@@ -190,7 +197,9 @@ function start(selfUrl) {
    * proxy no longer holds (another run, too long ago) is answered with a reload batch.
    */
   function catchUp() {
-    if (catchingUp || reloading || floor === null || newest === null || !behind()) return;
+    // Behind: the floor is below the newest batch (ids of one proxy run are consecutive, and the
+    // floor moves on over what came in).
+    if (catchingUp || reloading || floor === null || newest === null || newest <= floor) return;
     catchingUp = true;
     const target = newest;
     const url = new URL(changes);
@@ -226,14 +235,6 @@ function start(selfUrl) {
   }
 
   /**
-   * Whether a batch up to the newest is neither in the page nor taken in: the floor is below the
-   * newest (ids of one proxy run are consecutive, and the floor moves on over what came in).
-   */
-  function behind() {
-    return newest > floor;
-  }
-
-  /**
    * One batch, from this page's own stream (`mine`) or relayed. Taken in once: a batch may come
    * twice (relayed, and replayed to a page catching up). A reload batch on a page's own stream is
    * never skipped: the proxy sends one, with the newest id, to a page it cannot catch up, which
@@ -241,8 +242,8 @@ function start(selfUrl) {
    * current.
    */
   function receive(batch, mine) {
-    if (floor !== null && batch.id <= floor && !(mine && batch.reload)) return;
-    if (seen.has(batch.id) && !(mine && batch.reload)) return;
+    const again = (floor !== null && batch.id <= floor) || seen.has(batch.id);
+    if (again && !(mine && batch.reload)) return;
     seen.add(batch.id);
     advance();
     if (seen.size > 512) {
@@ -250,7 +251,6 @@ function start(selfUrl) {
       // insertion order.
       for (const id of seen) if (seen.size > 256) seen.delete(id);
     }
-    state.lastId = Math.max(state.lastId ?? batch.id, batch.id);
     newest = Math.max(newest ?? batch.id, batch.id);
     queue = queue.then(() => apply(batch)).catch((err) => console.error('[hmr]', err));
   }

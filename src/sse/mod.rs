@@ -228,7 +228,7 @@ impl Hub {
 
     /// The id of the newest batch (for a lagging tab's reload).
     fn latest(&self) -> u64 {
-        self.state().next_id - 1
+        self.inner.latest.load(Ordering::Acquire)
     }
 }
 

@@ -141,12 +141,18 @@ async function newContext(options = {}) {
 
 let tabNumber = 0;
 
-async function openTab(context, urlPath = '/') {
+/** A new tab whose console goes into the transcript. */
+async function newTab(context) {
   const page = await context.newPage();
   const name = `tab${++tabNumber}`;
   page.setDefaultTimeout(WAIT_MS);
   page.on('console', (msg) => transcript.push(`${name} ${msg.type()}: ${msg.text()}`));
   page.on('pageerror', (err) => transcript.push(`${name} PAGE ERROR: ${err.message}`));
+  return page;
+}
+
+async function openTab(context, urlPath = '/') {
+  const page = await newTab(context);
   const res = await page.goto(origin + urlPath);
   assert.equal(res.status(), 200, `${urlPath} status`);
   await connected(page);
@@ -307,32 +313,35 @@ async function copyFails() {
 }
 
 /**
+ * Hold the page's requests that `match` accepts until `gate` settles (with `first`, only the
+ * first of them: later ones go through). Resolves once the route is in place, to
+ * `{ requested }`: a promise of the first held request's URL. (Not that promise itself, which
+ * the async function would wait for.)
+ */
+async function hold(page, match, gate, { first = false } = {}) {
+  let held;
+  const requested = new Promise((r) => (held = r));
+  let seen = 0;
+  await page.route(match, async (route) => {
+    if (!first || seen++ === 0) {
+      held(route.request().url());
+      await gate;
+    }
+    await route.continue().catch(() => {}); // the page may have dropped it by now
+  });
+  return { requested };
+}
+
+/** A cache-busted copy of css/app.css, as a swap asks for it. */
+function sheetCopy(url) {
+  return url.pathname === '/css/app.css' && url.searchParams.has('t');
+}
+
+/**
  * Two quick saves while the first copy is slow to load: once the second copy has loaded, it is the
  * only link left. (The first copy used to take the original out only on its own `load`, which a
  * link removed by the second never fires: the original stayed for good, with its deleted rules.)
  */
-/**
- * Hold the page's first cache-busted copy of css/app.css until `gate` settles; let every later
- * one through. Resolves once the route is in place, to `{ requested }`: a promise of the held
- * copy's URL. (Not that promise itself, which the async function would wait for.)
- */
-async function holdFirstCopy(page, gate) {
-  let held;
-  const requested = new Promise((r) => (held = r));
-  let copies = 0;
-  await page.route(
-    (url) => url.pathname === '/css/app.css' && url.searchParams.has('t'),
-    async (route) => {
-      if (copies++ === 0) {
-        held(route.request().url());
-        await gate;
-      }
-      await route.continue().catch(() => {}); // the page may have dropped it by now
-    },
-  );
-  return { requested };
-}
-
 async function cssTwice() {
   const context = await newContext();
   const stream = await changeStream();
@@ -346,7 +355,7 @@ async function cssTwice() {
     assert.equal(await outline(), 'solid');
 
     // The first cache-busted copy is held until the end; the second goes through.
-    const { requested: firstCopy } = await holdFirstCopy(page, gate);
+    const { requested: firstCopy } = await hold(page, sheetCopy, gate, { first: true });
     const first = freshColor();
     write('css/app.css', `${read('css/app.css').replace(/#step \{[^}]*\}\n/, '')}h1 { color: ${first}; }\n`);
     await within('the first copy to be requested', firstCopy);
@@ -396,7 +405,7 @@ async function cssOff() {
     const gate = new Promise((r) => (release = r));
     try {
       await page.evaluate(() => (document.querySelector('link[rel=stylesheet]').sheet.disabled = true));
-      const { requested: firstCopy } = await holdFirstCopy(page, gate);
+      const { requested: firstCopy } = await hold(page, sheetCopy, gate, { first: true });
       write('css/app.css', `${read('css/app.css')}h1 { color: ${freshColor()}; }\n`);
       const held = await within('the first copy to be requested', firstCopy);
       const last = freshColor();
@@ -661,9 +670,7 @@ async function html() {
 async function missing() {
   const context = await newContext();
   try {
-    const page = await context.newPage();
-    page.setDefaultTimeout(WAIT_MS);
-    page.on('console', (msg) => transcript.push(`missing ${msg.type()}: ${msg.text()}`));
+    const page = await newTab(context);
     const file = `later-${++serial}.html`;
     const res = await page.goto(`${origin}/${file}`);
     assert.equal(res.status(), 404, `${file} status`);
@@ -783,9 +790,7 @@ async function frameOnly() {
 async function lonelyFrame() {
   const context = await newContext();
   try {
-    const page = await context.newPage();
-    page.setDefaultTimeout(WAIT_MS);
-    page.on('console', (msg) => transcript.push(`lonely ${msg.type()}: ${msg.text()}`));
+    const page = await newTab(context);
     await page.setContent(`<iframe src="${origin}/"></iframe>`);
     const frame = await within('the frame', (async () => {
       for (;;) {
@@ -830,25 +835,6 @@ async function fallback() {
 }
 
 /**
- * Hold the page's request for the client script until `gate` settles. Resolves once the route is
- * in place, to `{ requested }`: a promise that the page asked for it (its HTML and stylesheet
- * are in by then, from before whatever the test saves next).
- */
-async function holdClient(page, gate) {
-  let asked;
-  const requested = new Promise((r) => (asked = r));
-  await page.route(
-    (url) => url.pathname === '/__hmr/client.js',
-    async (route) => {
-      asked();
-      await gate;
-      await route.continue().catch(() => {});
-    },
-  );
-  return { requested };
-}
-
-/**
  * A page served before a save whose client starts after it (a slow script, a reload while
  * another save goes out) is behind: it catches up on that save, whether it is its tab's leader
  * (asking the proxy for what followed its position) or a follower whose leader has seen it
@@ -861,12 +847,12 @@ async function behind() {
     const stream = await changeStream();
     try {
       const leader = follower ? await openTab(context) : null;
-      const page = await context.newPage();
-      page.setDefaultTimeout(WAIT_MS);
-      page.on('console', (msg) => transcript.push(`behind ${msg.type()}: ${msg.text()}`));
+      const page = await newTab(context);
       let release;
       const gate = new Promise((r) => (release = r));
-      const { requested } = await holdClient(page, gate);
+      // Once the page asks for its client, its HTML and stylesheet are in, from before the save.
+      const client = (url) => url.pathname === '/__hmr/client.js';
+      const { requested } = await hold(page, client, gate);
       const navigation = page.goto(origin + '/');
       await within('the page to ask for its client', requested);
       const old = await page.evaluate(() => getComputedStyle(document.querySelector('h1')).color);
@@ -936,9 +922,7 @@ async function stuckPosition() {
         await route.fulfill({ response, headers });
       },
     );
-    const page = await context.newPage();
-    page.setDefaultTimeout(WAIT_MS);
-    page.on('console', (msg) => transcript.push(`stuck ${msg.type()}: ${msg.text()}`));
+    const page = await newTab(context);
     await page.goto(`${origin}/extras/frame.html`);
     await page.waitForFunction(() => Number(sessionStorage.loads) === 2);
     await connected(page);
@@ -966,16 +950,7 @@ async function slowLeader() {
     const rest = pages.filter((p) => p !== leader);
     let release;
     const gate = new Promise((r) => (release = r));
-    let asked;
-    const held = new Promise((r) => (asked = r));
-    await leader.route(
-      (url) => url.pathname === '/',
-      async (route) => {
-        asked();
-        await gate;
-        await route.continue().catch(() => {});
-      },
-    );
+    const { requested: held } = await hold(leader, (url) => url.pathname === '/', gate);
     const reloaded = rest.map((page) => page.waitForEvent('load'));
     const version = String(++serial);
     write('index.html', read('index.html').replace(/<main[^>]*>/, `<main data-version="${version}">`));
