@@ -8,6 +8,7 @@
 //! upstream-down answer in [`unavailable`]. It does not decide which requests reach it (`router`)
 //! and does not touch response bodies beyond boxing them: bytes stream through as they arrive.
 
+mod connector;
 pub mod headers;
 pub mod health;
 mod tls_probe;
@@ -33,6 +34,7 @@ use crate::body::{self, Body};
 use crate::config::{ProxySettings, Upstream};
 use crate::inject::Injector;
 use crate::shutdown::Shutdown;
+use connector::Connector;
 use headers::{Forwarding, Origins, UpstreamNames};
 use health::Health;
 use tls_probe::TlsProbe;
@@ -44,7 +46,7 @@ use unavailable::Failure;
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The pooled client every [`Proxy`] sends through (pools are per upstream authority inside it).
-pub type UpstreamClient = Client<HttpConnector, Body>;
+pub type UpstreamClient = Client<Connector, Body>;
 
 /// What every [`Proxy`] shares: the pooled client, and which upstream serves which paths (for
 /// the URLs in responses that point at one directly).
@@ -63,7 +65,7 @@ pub fn client(settings: &ProxySettings) -> UpstreamClient {
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .set_host(false)
-        .build(connector)
+        .build(Connector::new(connector))
 }
 
 /// Forwarding to one upstream. Cheap to clone.
