@@ -11,6 +11,8 @@
 // One stream per browser and origin: the tab holding a Web Lock opens the EventSource and relays
 // what it hears to the other tabs and frames over a BroadcastChannel. When it closes, the next tab
 // in the lock's queue takes over and resumes after the last batch it saw, so nothing is lost.
+// Where there are no Web Locks (an address other than localhost is not a secure context), a
+// SharedWorker running this same file holds the one stream and passes it on to every page.
 
 const KEY = Symbol.for('hmr-proxy');
 
@@ -27,23 +29,31 @@ export function container(map, update) {
   return client.container(map, update);
 }
 
-function start(selfUrl) {
-  /** A stream the browser gave up on (a non-200 answer) is reopened after this, doubling. */
-  const RETRY_MIN_MS = 1000;
-  const RETRY_MAX_MS = 10000;
+/** A stream the browser gave up on (a non-200 answer) is reopened after this, doubling. */
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 10000;
 
-  /** The proxy serves this file with its --changes-path here. */
-  const CHANGES_PATH = '/changes';
-  const changes = new URL(new URL(selfUrl).searchParams.get('changes') || CHANGES_PATH, selfUrl);
-  const name = `hmr-proxy ${changes.pathname}`;
+/** The change stream's URL: the proxy serves this file with its --changes-path in the query. */
+function changesUrl(selfUrl) {
+  return new URL(new URL(selfUrl).searchParams.get('changes') || '/changes', selfUrl);
+}
+
+/** What the Web Lock, the BroadcastChannel and the SharedWorker of one stream are called. */
+function streamName(changes) {
+  return `hmr-proxy ${changes.pathname}`;
+}
+
+function start(selfUrl) {
+  const changes = changesUrl(selfUrl);
+  const name = streamName(changes);
   /**
    * Where the batches stood when the proxy served this page (see pagePosition): its content
    * reflects every batch up to that one and none after. Null when the page does not say.
    */
   const since = trustedPosition(pagePosition());
   /**
-   * For debugging and tests (not an API): role is leader, follower, frame or solo; lastId is the
-   * newest batch this page has taken in (its position, to start with).
+   * For debugging and tests (not an API): role is leader, follower, frame, shared or solo;
+   * lastId is the newest batch this page has taken in (its position, to start with).
    */
   const state = {
     role: 'none',
@@ -81,13 +91,16 @@ function start(selfUrl) {
     channel = new BroadcastChannel(name);
     channel.onmessage = (event) => heard(event.data);
   }
-  if (window.top !== window && (topClient() || topHasTag())) {
+  const locks = channel && navigator.locks;
+  if (!locks && typeof SharedWorker === 'function') {
+    share(); // frames too: without a leader, nothing would relay to them
+  } else if (window.top !== window && (topClient() || topHasTag())) {
     // A frame in a page that runs the client never opens a stream: the tab relays to it. One
     // whose page does not (a page on another origin: an IDE's preview, a dev portal) is a tab
     // of its own here, or it would never hear a change.
     state.role = 'frame';
     channel?.postMessage({ type: 'ask' });
-  } else if (channel && navigator.locks) {
+  } else if (locks) {
     state.role = 'follower';
     channel.postMessage({ type: 'ask' });
     navigator.locks
@@ -98,7 +111,7 @@ function start(selfUrl) {
       })
       .catch(solo);
   } else {
-    solo(); // no Web Locks (an insecure origin) or no BroadcastChannel: a stream per tab
+    solo(); // neither Web Locks nor a SharedWorker: a stream per tab
   }
 
   function solo() {
@@ -106,11 +119,47 @@ function start(selfUrl) {
     // Said, because it fails silently: a stream holds one of the six connections a browser
     // allows an origin, and a sixth tab like this one leaves page loads nothing to go over.
     log(
-      'no Web Locks here (an address other than localhost, or a frame of another site): this ' +
-        'tab opens a stream of its own, and six such tabs use up the connections a browser ' +
-        'allows a site; open it on http://localhost or 127.0.0.1 to share one',
+      'no Web Locks and no SharedWorker here: this tab opens a stream of its own, and six ' +
+        'such tabs use up the connections a browser allows a site; open it on ' +
+        'http://localhost or 127.0.0.1 to share one',
     );
     connect();
+  }
+
+  /**
+   * Hear the stream through the SharedWorker that holds it for every page of this origin (see
+   * sharedStream). The page that opens it gets its stream from its own position, as a leader
+   * does; the others are followers, and catch up by themselves when behind. A worker that cannot
+   * start (a policy that forbids workers) leaves the page solo.
+   */
+  function share() {
+    state.role = 'shared';
+    let worker;
+    try {
+      worker = new SharedWorker(selfUrl, { type: 'module', name });
+    } catch {
+      solo();
+      return;
+    }
+    const { port } = worker;
+    worker.addEventListener('error', () => {
+      if (state.role !== 'shared' || state.connected) return;
+      port.close();
+      solo();
+    });
+    port.onmessage = ({ data }) => {
+      if (reloading) return;
+      if (data.type === 'hello') {
+        if (state.instance === null) log(`connected to ${changes.pathname} (shared)`);
+        state.connected = true;
+        hello(data.instance, data.last, !data.mine);
+      } else if (data.type === 'change') {
+        receive(data.batch, data.mine);
+      }
+    };
+    port.postMessage({ type: 'join', floor });
+    // A page kept for back and forward stays joined: it takes in what it missed when shown.
+    addEventListener('pagehide', (event) => event.persisted || port.postMessage({ type: 'leave' }));
   }
 
   function connect() {
@@ -872,7 +921,87 @@ function describe(err) {
   return stack ? `${err}\n${stack}` : String(err);
 }
 
+/**
+ * The SharedWorker side of this file (started by share() where pages have no Web Locks): holds
+ * one stream for every page of the origin, opened from the position of the page that asks first
+ * and closed when the last page leaves, and passes on its greeting and batches. The page whose
+ * position opened the stream hears it as its own (`mine`); a page that starts later hears the
+ * newest batch id at once and catches up by itself. The stream survives the page that opened it,
+ * so tabs closing hand nothing over and lose nothing.
+ */
+function sharedStream(selfUrl) {
+  const changes = changesUrl(selfUrl);
+  const ports = new Set();
+  let source = null;
+  let opener = null;
+  let instance = null;
+  let newest = null;
+  let retryMs = RETRY_MIN_MS;
+
+  globalThis.onconnect = (event) => {
+    const port = event.ports[0];
+    port.onmessage = ({ data }) => {
+      if (data.type === 'join') {
+        ports.add(port);
+        if (!source) {
+          opener = port;
+          open(data.floor);
+        } else if (instance !== null) {
+          port.postMessage({ type: 'hello', instance, last: newest, mine: false });
+        }
+      } else if (data.type === 'leave') {
+        ports.delete(port);
+        if (port === opener) opener = null;
+        if (!ports.size) {
+          source?.close();
+          source = null;
+        }
+      }
+    };
+  };
+
+  function post(message) {
+    for (const port of ports) port.postMessage({ ...message, mine: port === opener });
+  }
+
+  function open(floor) {
+    const url = new URL(changes);
+    if (typeof floor === 'number') url.searchParams.set('lastEventId', String(floor));
+    const stream = new EventSource(url);
+    source = stream;
+    stream.addEventListener('hello', (event) => {
+      const hello = JSON.parse(event.data);
+      retryMs = RETRY_MIN_MS;
+      // Ids count from the run's start: a new run's newest is its own.
+      if (hello.instance !== instance) newest = null;
+      instance = hello.instance;
+      if (typeof hello.last === 'number') newest = Math.max(newest ?? hello.last, hello.last);
+      post({ type: 'hello', instance, last: newest });
+    });
+    stream.addEventListener('change', (event) => {
+      const batch = JSON.parse(event.data);
+      newest = Math.max(newest ?? batch.id, batch.id);
+      post({ type: 'change', batch });
+    });
+    stream.addEventListener('error', () => {
+      // CONNECTING: the browser retries by itself; CLOSED: it gave up (a 502 from something in
+      // front), so open another, later, from the newest batch passed on.
+      if (stream.readyState !== EventSource.CLOSED || source !== stream) return;
+      source = null;
+      setTimeout(() => {
+        if (!source && ports.size) open(newest);
+      }, retryMs);
+      retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+    });
+  }
+  return null;
+}
+
 // One client per page, however often this file runs: the injected tag and an app's own import
 // share the module instance when the URLs match, and this global catches the rest (a tag with a
-// query string, a script re-run by hx-boost or Turbo).
-const client = (globalThis[KEY] ||= start(import.meta.url));
+// query string, a script re-run by hx-boost or Turbo). In the SharedWorker (no window), this
+// file holds the stream instead.
+const client =
+  typeof window === 'undefined'
+    ? sharedStream(import.meta.url)
+    : (globalThis[KEY] ||= start(import.meta.url));

@@ -801,8 +801,9 @@ async function lonelyFrame() {
     })());
     await frame.waitForLoadState();
     await connected(frame);
-    // A leader, or solo where the browser keeps Web Locks from frames under an opaque top.
-    assert.ok(['leader', 'solo'].includes((await clientState(frame)).role));
+    // A leader, or shared (or solo) where the browser keeps Web Locks from frames under an opaque
+    // top.
+    assert.ok(['leader', 'shared', 'solo'].includes((await clientState(frame)).role));
     await cssProbe([frame]);
   } finally {
     await context.close();
@@ -810,13 +811,45 @@ async function lonelyFrame() {
 }
 
 /**
- * Without Web Locks (an insecure origin) every tab has its own stream; a stream refused with a
- * 502 (by something in front of the proxy) is opened again.
+ * Without Web Locks (an address other than localhost is not a secure context), a SharedWorker
+ * holds one stream for all tabs, frames included, and keeps it when the tab that opened it
+ * closes. Each tab used to open a stream of its own, and the seventh tab's page never loaded:
+ * six streams held every connection the browser allows a site.
+ */
+async function shared() {
+  const context = await newContext();
+  try {
+    await context.addInitScript(() => delete Navigator.prototype.locks);
+    const pages = [];
+    for (let i = 0; i < 7; i++) pages.push(await openTab(context));
+    const framed = await openTab(context, '/extras/frame.html');
+    const frame = framed.frames().find((f) => f !== framed.mainFrame());
+    await connected(frame);
+    for (const page of [...pages, framed, frame]) {
+      assert.equal((await clientState(page)).role, 'shared');
+    }
+    await statusUntil('one stream for every tab', (s) => s.clients === 1);
+    await cssProbe([...pages, frame]);
+    await pages.shift().close(); // the tab whose position opened the stream
+    await cssProbe(pages);
+    assert.equal((await status()).clients, 1, 'the stream outlives the tab that opened it');
+    for (const page of pages) assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * Without Web Locks and without SharedWorker every tab has its own stream; a stream refused with
+ * a 502 (by something in front of the proxy) is opened again.
  */
 async function fallback() {
   const context = await newContext();
   try {
-    await context.addInitScript(() => delete Navigator.prototype.locks);
+    await context.addInitScript(() => {
+      delete Navigator.prototype.locks;
+      delete globalThis.SharedWorker;
+    });
     let requests = 0;
     await context.route(
       (url) => url.pathname === '/changes',
@@ -824,7 +857,7 @@ async function fallback() {
     );
     const pages = [await openTab(context), await openTab(context)];
     for (const page of pages) assert.equal((await clientState(page)).role, 'solo');
-    assert.ok(logged('[hmr] no Web Locks here'), 'a solo tab says why and what it costs');
+    assert.ok(logged('[hmr] no Web Locks and no SharedWorker here'), 'a solo tab says why and what it costs');
     assert.ok(logged('[hmr] stream closed; retrying in 1 s'), 'the refused stream is retried');
     await statusUntil('a stream per tab', (s) => s.clients === 2);
     await cssProbe(pages);
@@ -842,10 +875,12 @@ async function fallback() {
  * one it had applied, and kept the old styles until the next save.
  */
 async function behind() {
-  for (const follower of [false, true]) {
+  // The same where a SharedWorker holds the stream (no Web Locks): the page opens it, or joins it.
+  for (const [follower, locks] of [[false, true], [true, true], [false, false], [true, false]]) {
     const context = await newContext();
     const stream = await changeStream();
     try {
+      if (!locks) await context.addInitScript(() => delete Navigator.prototype.locks);
       const leader = follower ? await openTab(context) : null;
       const page = await newTab(context);
       let release;
@@ -864,7 +899,8 @@ async function behind() {
       await navigation;
       await connected(page);
       await h1Color(page, color);
-      assert.equal((await clientState(page)).role, follower ? 'follower' : 'leader');
+      const role = !locks ? 'shared' : follower ? 'follower' : 'leader';
+      assert.equal((await clientState(page)).role, role);
       assert.equal(await loads(page), 1, 'no reload');
       stream.close();
       if (follower) await statusUntil('the catch-up stream closed', (s) => s.clients === 1);
@@ -1009,25 +1045,31 @@ async function back() {
 
 /** The proxy restarts: the tabs reconnect, see a new instance, and reload once. */
 async function restart() {
-  const context = await newContext();
-  try {
-    const pages = [await openTab(context), await openTab(context)];
-    const before = (await clientState(pages[0])).instance;
-    const reloaded = pages.map((page) => page.waitForEvent('load', { timeout: 2 * WAIT_MS }));
-    console.log('@@restart');
-    const answer = await within('the proxy to restart (a line on stdin)', stdinLines.next());
-    assert.equal(answer.value, 'restarted');
-    await Promise.all(reloaded);
-    await Promise.all(pages.map(connected));
-    const now = (await clientState(pages[0])).instance;
-    assert.notEqual(now, before, 'a new proxy instance');
-    await cssProbe(pages);
-    // Exactly once: a tab on its way out must not hand the old instance to a tab starting up,
-    // or the two take turns reloading each other.
-    for (const page of pages) assert.equal(await loads(page), 2, 'reloaded once after the restart');
-    assert.ok(logged('[hmr] reloading: the proxy restarted'));
-  } finally {
-    await context.close();
+  // Tabs sharing a leader's stream, then tabs sharing a SharedWorker's (no Web Locks).
+  for (const locks of [true, false]) {
+    const context = await newContext();
+    try {
+      if (!locks) await context.addInitScript(() => delete Navigator.prototype.locks);
+      const pages = [await openTab(context), await openTab(context)];
+      const before = (await clientState(pages[0])).instance;
+      const reloaded = pages.map((page) => page.waitForEvent('load', { timeout: 2 * WAIT_MS }));
+      console.log('@@restart');
+      const answer = await within('the proxy to restart (a line on stdin)', stdinLines.next());
+      assert.equal(answer.value, 'restarted');
+      await Promise.all(reloaded);
+      await Promise.all(pages.map(connected));
+      const now = (await clientState(pages[0])).instance;
+      assert.notEqual(now, before, 'a new proxy instance');
+      if (!locks) assert.equal((await clientState(pages[1])).role, 'shared');
+      await statusUntil('one stream for both tabs', (s) => s.clients === 1);
+      await cssProbe(pages);
+      // Exactly once: a tab on its way out must not hand the old instance to a tab starting up,
+      // or the two take turns reloading each other.
+      for (const page of pages) assert.equal(await loads(page), 2, 'reloaded once after the restart');
+      assert.ok(logged('[hmr] reloading: the proxy restarted'));
+    } finally {
+      await context.close();
+    }
   }
 }
 
@@ -1116,6 +1158,7 @@ const all = {
   frames,
   frameOnly,
   lonelyFrame,
+  shared,
   fallback,
   behind,
   keptUp,
