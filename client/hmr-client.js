@@ -33,9 +33,12 @@ export function container(map, update) {
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 10000;
 
-/** The change stream's URL: the proxy serves this file with its --changes-path in the query. */
+/** The proxy serves this file with its --changes-path here. */
+const CHANGES_PATH = '/changes';
+
+/** The change stream's URL (a `changes` query parameter on this file's URL overrides the path). */
 function changesUrl(selfUrl) {
-  return new URL(new URL(selfUrl).searchParams.get('changes') || '/changes', selfUrl);
+  return new URL(new URL(selfUrl).searchParams.get('changes') || CHANGES_PATH, selfUrl);
 }
 
 /** What the Web Lock, the BroadcastChannel and the SharedWorker of one stream are called. */
