@@ -161,8 +161,10 @@ function start(selfUrl) {
       }
     };
     port.postMessage({ type: 'join', floor });
-    // A page kept for back and forward stays joined: it takes in what it missed when shown.
-    addEventListener('pagehide', (event) => event.persisted || port.postMessage({ type: 'leave' }));
+    // A page kept for back and forward leaves too (the stream closes with the last page), and
+    // joins again when shown: the answer tells it how far behind it is.
+    addEventListener('pagehide', () => port.postMessage({ type: 'leave' }));
+    addEventListener('pageshow', (event) => event.persisted && port.postMessage({ type: 'join', floor }));
   }
 
   function connect() {
@@ -940,6 +942,10 @@ function sharedStream(selfUrl) {
   let instance = null;
   let newest = null;
   let retryMs = RETRY_MIN_MS;
+  /** The stream is open and greeted (a join during a reconnect waits for the next hello). */
+  let live = false;
+  /** Where a reopened stream resumes: the floor it opened from, moved on by what it passed on. */
+  let resume = null;
 
   globalThis.onconnect = (event) => {
     const port = event.ports[0];
@@ -949,7 +955,7 @@ function sharedStream(selfUrl) {
         if (!source) {
           opener = port;
           open(data.floor);
-        } else if (instance !== null) {
+        } else if (live) {
           port.postMessage({ type: 'hello', instance, last: newest, mine: false });
         }
       } else if (data.type === 'leave') {
@@ -958,6 +964,7 @@ function sharedStream(selfUrl) {
         if (!ports.size) {
           source?.close();
           source = null;
+          live = false;
         }
       }
     };
@@ -968,6 +975,7 @@ function sharedStream(selfUrl) {
   }
 
   function open(floor) {
+    resume = typeof floor === 'number' ? floor : null;
     const url = new URL(changes);
     if (typeof floor === 'number') url.searchParams.set('lastEventId', String(floor));
     const stream = new EventSource(url);
@@ -975,24 +983,28 @@ function sharedStream(selfUrl) {
     stream.addEventListener('hello', (event) => {
       const hello = JSON.parse(event.data);
       retryMs = RETRY_MIN_MS;
-      // Ids count from the run's start: a new run's newest is its own.
-      if (hello.instance !== instance) newest = null;
+      // Ids count from the run's start: a new run's are its own (the pages reload for it).
+      if (instance !== null && hello.instance !== instance) newest = resume = null;
       instance = hello.instance;
       if (typeof hello.last === 'number') newest = Math.max(newest ?? hello.last, hello.last);
+      resume ??= newest;
+      live = true;
       post({ type: 'hello', instance, last: newest });
     });
     stream.addEventListener('change', (event) => {
       const batch = JSON.parse(event.data);
       newest = Math.max(newest ?? batch.id, batch.id);
+      if (stream === source) resume = Math.max(resume ?? batch.id, batch.id);
       post({ type: 'change', batch });
     });
     stream.addEventListener('error', () => {
+      if (stream === source) live = false;
       // CONNECTING: the browser retries by itself; CLOSED: it gave up (a 502 from something in
-      // front), so open another, later, from the newest batch passed on.
+      // front), so open another, later, from where this one got to.
       if (stream.readyState !== EventSource.CLOSED || source !== stream) return;
       source = null;
       setTimeout(() => {
-        if (!source && ports.size) open(newest);
+        if (!source && ports.size) open(resume);
       }, retryMs);
       retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
     });

@@ -11,6 +11,7 @@
 // Every wait is on an event or a condition in the page, bounded by WAIT_MS; nothing sleeps.
 
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import readline from 'node:readline';
 import assert from 'node:assert/strict';
@@ -151,9 +152,9 @@ async function newTab(context) {
   return page;
 }
 
-async function openTab(context, urlPath = '/') {
+async function openTab(context, urlPath = '/', base = origin) {
   const page = await newTab(context);
-  const res = await page.goto(origin + urlPath);
+  const res = await page.goto(base + urlPath);
   assert.equal(res.status(), 200, `${urlPath} status`);
   await connected(page);
   return page;
@@ -195,6 +196,49 @@ function h1Color(page, color) {
     (c) => getComputedStyle(document.querySelector('h1')).color === c,
     color,
   );
+}
+
+/**
+ * Something in front of the proxy (another proxy, a tunnel): passes every request on and counts
+ * the change streams asked for. With `refuse`, it answers the first with a 502 once that settles.
+ * (Playwright's routes do not see a SharedWorker's requests; this does.)
+ */
+async function frontProxy({ refuse } = {}) {
+  const target = new URL(origin);
+  let streams = 0;
+  let firstAsked;
+  const asked = new Promise((r) => (firstAsked = r));
+  const server = http.createServer((req, res) => {
+    if (new URL(req.url, origin).pathname === '/changes') {
+      firstAsked();
+      if (streams++ === 0 && refuse) {
+        refuse.then(() => res.writeHead(502).end('bad gateway'));
+        return;
+      }
+    }
+    const { method, headers } = req;
+    const upstream = http.request(
+      { host: target.hostname, port: target.port, path: req.url, method, headers },
+      (answer) => {
+        res.writeHead(answer.statusCode, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    res.on('close', () => upstream.destroy()); // a stream the browser drops ends at the proxy too
+    req.pipe(upstream);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    origin: `http://127.0.0.1:${server.address().port}`,
+    /** Resolves once a change stream has been asked for. */
+    asked,
+    streams: () => streams,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
 }
 
 // ---- Scenarios -----------------------------------------------------------------------------------
@@ -818,11 +862,12 @@ async function lonelyFrame() {
  */
 async function shared() {
   const context = await newContext();
+  const front = await frontProxy();
   try {
     await context.addInitScript(() => delete Navigator.prototype.locks);
     const pages = [];
-    for (let i = 0; i < 7; i++) pages.push(await openTab(context));
-    const framed = await openTab(context, '/extras/frame.html');
+    for (let i = 0; i < 7; i++) pages.push(await openTab(context, '/', front.origin));
+    const framed = await openTab(context, '/extras/frame.html', front.origin);
     const frame = framed.frames().find((f) => f !== framed.mainFrame());
     await connected(frame);
     for (const page of [...pages, framed, frame]) {
@@ -832,8 +877,66 @@ async function shared() {
     await cssProbe([...pages, frame]);
     await pages.shift().close(); // the tab whose position opened the stream
     await cssProbe(pages);
-    assert.equal((await status()).clients, 1, 'the stream outlives the tab that opened it');
+    assert.equal(front.streams(), 1, 'the stream outlives the tab that opened it');
     for (const page of pages) assert.equal(await loads(page), 1, 'no reload');
+    await context.close();
+    await statusUntil('the stream closed with the last tab', (s) => s.clients === 0);
+  } finally {
+    await context.close();
+    front.close();
+  }
+}
+
+/**
+ * The first stream refused (a 502 from something in front of the proxy) while a save goes out:
+ * the page still gets that save, from a tab's own stream or the SharedWorker's. The worker used to
+ * open its next stream from the newest batch it knew of, none yet, and the save was lost.
+ */
+async function refusedFirst() {
+  for (const role of ['shared', 'solo']) {
+    let release;
+    const refuse = new Promise((r) => (release = r));
+    const front = await frontProxy({ refuse });
+    const context = await newContext();
+    const stream = await changeStream();
+    try {
+      await context.addInitScript(() => delete Navigator.prototype.locks);
+      if (role === 'solo') await context.addInitScript(() => delete globalThis.SharedWorker);
+      const page = await newTab(context);
+      await page.goto(front.origin + '/');
+      await within('the first stream to be asked for', front.asked);
+      const color = saveH1Color();
+      await stream.until('the batch for css/app.css', (b) => b.urls.includes('/css/app.css'));
+      release();
+      await connected(page);
+      assert.equal((await clientState(page)).role, role);
+      await h1Color(page, color);
+      assert.equal(await loads(page), 1, 'no reload');
+    } finally {
+      release();
+      stream.close();
+      await context.close();
+      front.close();
+    }
+  }
+}
+
+/** A page whose policy forbids workers (`worker-src 'none'`) is solo, and hears changes. */
+async function workerRefused() {
+  const context = await newContext();
+  try {
+    await context.addInitScript(() => delete Navigator.prototype.locks);
+    await context.route(
+      (url) => url.pathname === '/',
+      async (route) => {
+        const response = await route.fetch();
+        const headers = { ...response.headers(), 'content-security-policy': "worker-src 'none'" };
+        await route.fulfill({ response, headers });
+      },
+    );
+    const page = await openTab(context);
+    assert.equal((await clientState(page)).role, 'solo');
+    await cssProbe([page]);
   } finally {
     await context.close();
   }
@@ -1056,16 +1159,20 @@ async function restart() {
       console.log('@@restart');
       const answer = await within('the proxy to restart (a line on stdin)', stdinLines.next());
       assert.equal(answer.value, 'restarted');
+      // A tab opened at once, before the stream is back, must not take the old run for its own
+      // (from a worker that had not heard the new one yet) and reload when the new one speaks.
+      const late = await openTab(context);
       await Promise.all(reloaded);
       await Promise.all(pages.map(connected));
       const now = (await clientState(pages[0])).instance;
       assert.notEqual(now, before, 'a new proxy instance');
       if (!locks) assert.equal((await clientState(pages[1])).role, 'shared');
-      await statusUntil('one stream for both tabs', (s) => s.clients === 1);
-      await cssProbe(pages);
+      await statusUntil('one stream for all tabs', (s) => s.clients === 1);
+      await cssProbe([...pages, late]);
       // Exactly once: a tab on its way out must not hand the old instance to a tab starting up,
       // or the two take turns reloading each other.
       for (const page of pages) assert.equal(await loads(page), 2, 'reloaded once after the restart');
+      assert.equal(await loads(late), 1, 'the tab opened after the restart did not reload');
       assert.ok(logged('[hmr] reloading: the proxy restarted'));
     } finally {
       await context.close();
@@ -1159,6 +1266,8 @@ const all = {
   frameOnly,
   lonelyFrame,
   shared,
+  refusedFirst,
+  workerRefused,
   fallback,
   behind,
   keptUp,
