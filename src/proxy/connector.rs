@@ -1,28 +1,52 @@
 //! The upstream connection: hyper-util's `HttpConnector`, with each socket told to acknowledge
-//! promptly while a response arrives in more than one read.
+//! promptly while a large response arrives.
 //!
-//! Owns [`Connector`] and the IO type it hands the pooled client ([`UpstreamIo`]). It does not
-//! decide where to connect (the client is only ever given URIs built from the configured origin)
-//! and does not read or write anything itself: it passes bytes through untouched.
+//! Owns [`Connector`], the IO type it hands the pooled client ([`UpstreamIo`]) and the handle by
+//! which the proxy says a response is large ([`LargeBody`], in every response's extensions). It
+//! does not decide where to connect (the client is only ever given URIs built from the configured
+//! origin) and does not read or write anything itself: it passes bytes through untouched.
 //!
 //! Why: a pooled upstream connection sends a request and reads a response, over and over, so
 //! Linux takes it for an interactive session ("pingpong" mode) and delays its ACKs, by up to
 //! 40 ms, hoping to piggyback them on the next request. A dev server whose kernel paces its sends
 //! (BBR, the congestion control of this project's benchmark machine and of many cloud images)
 //! takes those late ACKs as the path's delivery rate and sends the rest of a large body at a few
-//! MB/s: a 1 MB asset then stalled for 20–80 ms in most runs (README, "What limits it"). `TCP_QUICKACK` on the second read after a request
-//! takes the socket out of that mode for the rest of the response. A response that arrives in one
-//! read, as pages and most scripts do on loopback, costs no extra system call.
+//! MB/s: a 1 MB asset then stalled for 20–80 ms in most runs (README, "What limits it").
+//! `TCP_QUICKACK` takes the socket out of that mode for the rest of the response: from its second
+//! read when its `Content-Length` says it is large, else once it has taken
+//! [`PROMPT_ACKS_AT_READ`] reads. Not for every response that spans reads: on 100 KB pages at one
+//! connection, which often take two, that cost 10–20 % of the requests per second (`bench/ab`,
+//! six rounds).
 
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+/// A body at least this long (by its `Content-Length`) gets prompt ACKs from its second read.
+pub const LARGE_BODY: u64 = 256 * 1024;
+
+/// The read after a request at which a response of unknown length counts as large: a few hundred
+/// kilobytes in, as the reads of a response grow with hyper's buffer.
+const PROMPT_ACKS_AT_READ: u8 = 8;
+
+/// Set by the proxy when the response on this connection is large (see [`LARGE_BODY`]); taken by
+/// the socket's next read. Cheap to clone: one per connection, shared with each response.
+#[derive(Clone, Default)]
+pub struct LargeBody(Arc<AtomicBool>);
+
+impl LargeBody {
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 /// Connects like the `HttpConnector` it wraps, and hands out [`UpstreamIo`].
 #[derive(Clone)]
@@ -50,32 +74,42 @@ impl tower::Service<http::Uri> for Connector {
             Ok(UpstreamIo {
                 io,
                 reads_since_write: 0,
+                large: LargeBody::default(),
             })
         })
     }
 }
 
-/// One upstream socket. Counts the reads that brought bytes since the last write (a request), so
-/// that the second one, and only it, asks the kernel for prompt ACKs.
+/// One upstream socket. Counts the reads since the last write (a request), so that one read of
+/// a large response asks the kernel for prompt ACKs.
 pub struct UpstreamIo {
     io: TokioIo<TcpStream>,
     reads_since_write: u8,
+    large: LargeBody,
 }
 
 impl UpstreamIo {
-    /// A read came back: on the second since the last write, the response is spanning reads.
+    /// A read came back; the first after the head of a response marked large, or the one at the
+    /// count that makes a response of unknown length large, asks for prompt ACKs.
     fn after_read(&mut self) {
         self.reads_since_write = self.reads_since_write.saturating_add(1);
-        if self.reads_since_write == 2 {
+        let marked = self.reads_since_write >= 2 && self.large.0.swap(false, Ordering::Relaxed);
+        if marked || self.reads_since_write == PROMPT_ACKS_AT_READ {
             // Best effort: a socket that refuses only keeps the kernel's default ACK timing.
             let _ = socket2::SockRef::from(self.io.inner()).set_tcp_quickack(true);
         }
+    }
+
+    /// A request goes out: its response starts the count again.
+    fn before_write(&mut self) {
+        self.reads_since_write = 0;
+        self.large.0.store(false, Ordering::Relaxed);
     }
 }
 
 impl Connection for UpstreamIo {
     fn connected(&self) -> Connected {
-        self.io.connected()
+        self.io.connected().extra(self.large.clone())
     }
 }
 
@@ -99,7 +133,7 @@ impl Write for UpstreamIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.reads_since_write = 0;
+        self.before_write();
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -108,7 +142,7 @@ impl Write for UpstreamIo {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.reads_since_write = 0;
+        self.before_write();
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
@@ -135,10 +169,8 @@ mod tests {
 
     use super::*;
 
-    const BODY: usize = 1 << 20;
-
-    /// An upstream that answers every request on its one connection with a 1 MB body.
-    fn upstream() -> std::net::SocketAddr {
+    /// An upstream that answers every request on its one connection with `len` bytes.
+    fn upstream(len: usize) -> std::net::SocketAddr {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("address");
         std::thread::spawn(move || {
@@ -147,8 +179,8 @@ mod tests {
             };
             let _ = socket.set_nodelay(true);
             let response = [
-                format!("HTTP/1.1 200 OK\r\ncontent-length: {BODY}\r\n\r\n").into_bytes(),
-                vec![b'x'; BODY],
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n").into_bytes(),
+                vec![b'x'; len],
             ]
             .concat();
             let mut pending = Vec::new();
@@ -166,17 +198,17 @@ mod tests {
         addr
     }
 
-    /// Without the prompt-ACK switch, the kernel puts a keep-alive request/response socket in
-    /// delayed-ACK mode from the second exchange on (`TCP_QUICKACK` then reads 0); each response
-    /// here spans many reads, so after each the socket must be acknowledging promptly again.
-    #[tokio::test]
-    async fn a_response_that_spans_reads_is_acknowledged_promptly() {
-        let addr = upstream();
+    /// Four exchanges of `len` bytes on one connection; after each, whether the socket was
+    /// acknowledging promptly. `mark`: the head of each response is taken for a large body's, as
+    /// the proxy does by its `Content-Length`.
+    async fn prompt_after_each_exchange(len: usize, mark: bool) -> Vec<bool> {
+        let addr = upstream(len);
         let uri: http::Uri = format!("http://{addr}/").parse().expect("uri");
         let mut connector = Connector::new(HttpConnector::new());
         let io = tower::Service::call(&mut connector, uri.clone())
             .await
             .expect("connect");
+        let large = io.large.clone();
         // A second descriptor for the same socket, to read its state while hyper owns the first.
         let socket =
             socket2::Socket::from(io.io.inner().as_fd().try_clone_to_owned().expect("dup"));
@@ -184,23 +216,38 @@ mod tests {
             .await
             .expect("handshake");
         tokio::spawn(connection);
-        for exchange in 1..=4 {
+        let mut prompt = Vec::new();
+        for _ in 0..4 {
             let request = http::Request::get(uri.path())
                 .header(http::header::HOST, addr.to_string())
                 .body(Empty::new())
                 .expect("request");
             let response = sender.send_request(request).await.expect("response");
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes();
-            assert_eq!(body.len(), BODY);
-            assert!(
-                socket.tcp_quickack().expect("TCP_QUICKACK"),
-                "exchange {exchange}: the socket delays its ACKs"
-            );
+            if mark {
+                large.mark();
+            }
+            let body = response.into_body().collect().await.expect("body");
+            assert_eq!(body.to_bytes().len(), len);
+            prompt.push(socket.tcp_quickack().expect("TCP_QUICKACK"));
         }
+        prompt
+    }
+
+    // Without the switch, the kernel puts a keep-alive request/response socket in delayed-ACK
+    // mode from the second exchange on (`TCP_QUICKACK` then reads false).
+
+    #[tokio::test]
+    async fn a_response_long_by_its_length_is_acknowledged_promptly() {
+        // More than hyper's largest read (about 408 KiB), so always two reads at least, and once
+        // its buffer has grown, fewer than PROMPT_ACKS_AT_READ: only the mark can switch it.
+        let prompt = prompt_after_each_exchange(600 * 1024, true).await;
+        assert_eq!(prompt, [true; 4], "after each exchange");
+    }
+
+    #[tokio::test]
+    async fn a_response_that_runs_long_unannounced_is_acknowledged_promptly() {
+        // Many more reads than PROMPT_ACKS_AT_READ, however far hyper's read buffer grows.
+        let prompt = prompt_after_each_exchange(4 << 20, false).await;
+        assert_eq!(prompt, [true; 4], "after each exchange");
     }
 }

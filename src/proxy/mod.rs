@@ -34,7 +34,7 @@ use crate::body::{self, Body};
 use crate::config::{ProxySettings, Upstream};
 use crate::inject::Injector;
 use crate::shutdown::Shutdown;
-use connector::Connector;
+use connector::{Connector, LARGE_BODY, LargeBody};
 use headers::{Forwarding, Origins, UpstreamNames};
 use health::Health;
 use tls_probe::TlsProbe;
@@ -272,6 +272,14 @@ impl Proxy {
         };
 
         let (mut parts, incoming) = response.into_parts();
+        if let Some(large) = parts.extensions.remove::<LargeBody>()
+            && incoming
+                .size_hint()
+                .exact()
+                .is_some_and(|n| n >= LARGE_BODY)
+        {
+            large.mark();
+        }
         // The browser talks to this proxy, not to the upstream: an HTTP/1.0 dev server (Python's
         // http.server) must not downgrade the browser's connection.
         parts.version = Version::HTTP_11;
