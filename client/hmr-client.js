@@ -151,14 +151,11 @@ function start(selfUrl) {
       solo();
     });
     port.onmessage = ({ data }) => {
-      if (reloading) return;
-      if (data.type === 'hello') {
+      if (data.type === 'hello' && !reloading) {
         if (state.instance === null) log(`connected to ${changes.pathname} (shared)`);
         state.connected = true;
-        hello(data.instance, data.last, !data.mine);
-      } else if (data.type === 'change') {
-        receive(data.batch, data.mine);
       }
+      heard(data);
     };
     port.postMessage({ type: 'join', floor });
     // A page kept for back and forward leaves too (the stream closes with the last page), and
@@ -204,6 +201,10 @@ function start(selfUrl) {
     if (state.role === 'leader' && !reloading) channel.postMessage(message);
   }
 
+  /**
+   * A message from the channel (a leader's relay, or a page asking), or from the SharedWorker,
+   * which says whether the stream it passes on is this page's own (`mine`).
+   */
   function heard(message) {
     // A page on its way out neither answers nor acts: its instance may be the previous proxy
     // run's, and a starting tab that adopted it would reload again as soon as it connected —
@@ -215,9 +216,9 @@ function start(selfUrl) {
         channel.postMessage({ type: 'hello', instance: state.instance, last: newest });
       }
     } else if (message.type === 'hello') {
-      hello(message.instance, message.last, true);
+      hello(message.instance, message.last, !message.mine);
     } else if (message.type === 'change') {
-      receive(message.batch, false);
+      receive(message.batch, message.mine === true);
     }
   }
 
@@ -977,7 +978,7 @@ function sharedStream(selfUrl) {
   function open(floor) {
     resume = typeof floor === 'number' ? floor : null;
     const url = new URL(changes);
-    if (typeof floor === 'number') url.searchParams.set('lastEventId', String(floor));
+    if (resume !== null) url.searchParams.set('lastEventId', String(resume));
     const stream = new EventSource(url);
     source = stream;
     stream.addEventListener('hello', (event) => {

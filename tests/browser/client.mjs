@@ -140,6 +140,19 @@ async function newContext(options = {}) {
   return context;
 }
 
+/**
+ * A context whose pages have no Web Locks, as on an address that is not a secure context (a LAN
+ * address, http://app.test); with `sharedWorker: false`, no SharedWorker either.
+ */
+async function insecureContext({ sharedWorker = true } = {}) {
+  const context = await newContext();
+  await context.addInitScript((worker) => {
+    delete Navigator.prototype.locks;
+    if (!worker) delete globalThis.SharedWorker;
+  }, sharedWorker);
+  return context;
+}
+
 let tabNumber = 0;
 
 /** A new tab whose console goes into the transcript. */
@@ -861,10 +874,9 @@ async function lonelyFrame() {
  * six streams held every connection the browser allows a site.
  */
 async function shared() {
-  const context = await newContext();
+  const context = await insecureContext();
   const front = await frontProxy();
   try {
-    await context.addInitScript(() => delete Navigator.prototype.locks);
     const pages = [];
     for (let i = 0; i < 7; i++) pages.push(await openTab(context, '/', front.origin));
     const framed = await openTab(context, '/extras/frame.html', front.origin);
@@ -897,11 +909,9 @@ async function refusedFirst() {
     let release;
     const refuse = new Promise((r) => (release = r));
     const front = await frontProxy({ refuse });
-    const context = await newContext();
+    const context = await insecureContext({ sharedWorker: role === 'shared' });
     const stream = await changeStream();
     try {
-      await context.addInitScript(() => delete Navigator.prototype.locks);
-      if (role === 'solo') await context.addInitScript(() => delete globalThis.SharedWorker);
       const page = await newTab(context);
       await page.goto(front.origin + '/');
       await within('the first stream to be asked for', front.asked);
@@ -923,9 +933,8 @@ async function refusedFirst() {
 
 /** A page whose policy forbids workers (`worker-src 'none'`) is solo, and hears changes. */
 async function workerRefused() {
-  const context = await newContext();
+  const context = await insecureContext();
   try {
-    await context.addInitScript(() => delete Navigator.prototype.locks);
     await context.route(
       (url) => url.pathname === '/',
       async (route) => {
@@ -947,12 +956,8 @@ async function workerRefused() {
  * a 502 (by something in front of the proxy) is opened again.
  */
 async function fallback() {
-  const context = await newContext();
+  const context = await insecureContext({ sharedWorker: false });
   try {
-    await context.addInitScript(() => {
-      delete Navigator.prototype.locks;
-      delete globalThis.SharedWorker;
-    });
     let requests = 0;
     await context.route(
       (url) => url.pathname === '/changes',
@@ -980,10 +985,9 @@ async function fallback() {
 async function behind() {
   // The same where a SharedWorker holds the stream (no Web Locks): the page opens it, or joins it.
   for (const [follower, locks] of [[false, true], [true, true], [false, false], [true, false]]) {
-    const context = await newContext();
+    const context = locks ? await newContext() : await insecureContext();
     const stream = await changeStream();
     try {
-      if (!locks) await context.addInitScript(() => delete Navigator.prototype.locks);
       const leader = follower ? await openTab(context) : null;
       const page = await newTab(context);
       let release;
@@ -1150,9 +1154,8 @@ async function back() {
 async function restart() {
   // Tabs sharing a leader's stream, then tabs sharing a SharedWorker's (no Web Locks).
   for (const locks of [true, false]) {
-    const context = await newContext();
+    const context = locks ? await newContext() : await insecureContext();
     try {
-      if (!locks) await context.addInitScript(() => delete Navigator.prototype.locks);
       const pages = [await openTab(context), await openTab(context)];
       const before = (await clientState(pages[0])).instance;
       const reloaded = pages.map((page) => page.waitForEvent('load', { timeout: 2 * WAIT_MS }));
