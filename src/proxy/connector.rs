@@ -89,6 +89,11 @@ pub struct UpstreamIo {
 }
 
 impl UpstreamIo {
+    /// The handle by which this socket's next response is marked large.
+    pub fn large(&self) -> LargeBody {
+        self.large.clone()
+    }
+
     /// A read came back; the first after the head of a response marked large, or the one at the
     /// count that makes a response of unknown length large, asks for prompt ACKs.
     fn after_read(&mut self) {

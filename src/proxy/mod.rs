@@ -11,6 +11,7 @@
 mod connector;
 pub mod headers;
 pub mod health;
+mod pool;
 mod tls_probe;
 pub mod unavailable;
 pub mod upgrade;
@@ -18,7 +19,7 @@ pub mod upgrade;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
@@ -37,13 +38,9 @@ use crate::shutdown::Shutdown;
 use connector::{Connector, LARGE_BODY, LargeBody};
 use headers::{Forwarding, Origins, UpstreamNames};
 use health::Health;
+use pool::{POOL_IDLE_TIMEOUT, Pool, PoolError, UpstreamBody};
 use tls_probe::TlsProbe;
 use unavailable::Failure;
-
-/// Idle pooled connections are closed after this long. Node's HTTP server closes idle keep-alive
-/// connections after 5 s; keeping ours shorter means we never send a request on a socket the
-/// upstream is just closing ("connection closed before message completed").
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The pooled client every [`Proxy`] sends through (pools are per upstream authority inside it).
 pub type UpstreamClient = Client<Connector, Body>;
@@ -56,16 +53,21 @@ pub struct Upstreams {
     pub origins: Arc<Origins>,
 }
 
-/// Build the one pooled client for all upstreams.
+/// Build the one pooled client for all upstreams, for requests with a body or an upgrade (the
+/// rest go through each upstream's [`Pool`]).
 pub fn client(settings: &ProxySettings) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(settings.connect_timeout));
-    connector.set_nodelay(true);
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .set_host(false)
-        .build(Connector::new(connector))
+        .build(connector(settings))
+}
+
+fn connector(settings: &ProxySettings) -> Connector {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(settings.connect_timeout));
+    connector.set_nodelay(true);
+    Connector::new(connector)
 }
 
 /// Forwarding to one upstream. Cheap to clone.
@@ -76,8 +78,11 @@ pub struct Proxy {
 
 struct Inner {
     /// Pooled keep-alive client, shared by every upstream; lives as long as the proxy. This
-    /// `Proxy` only ever gives it URIs built from `origin`.
+    /// `Proxy` only ever gives it URIs built from `origin`. For requests with a body or an
+    /// upgrade.
     client: UpstreamClient,
+    /// This upstream's own connections, for requests without a body.
+    pool: Pool,
     /// `http://host:port` of the upstream.
     /// Shared, because every response's error-logging closure holds it (a refcount, not a copy).
     origin: Arc<str>,
@@ -126,6 +131,10 @@ impl Proxy {
         Proxy {
             inner: Arc::new(Inner {
                 client: upstreams.client.clone(),
+                pool: Pool::new(
+                    connector(&settings),
+                    upstream_uri(&upstream.authority, None).unwrap_or_default(),
+                ),
                 origins: upstreams.origins.clone(),
                 origin: upstream.origin().into(),
                 authority: upstream.authority.clone(),
@@ -225,15 +234,27 @@ impl Proxy {
             (body, Some(body_failed))
         };
         let request = Request::from_parts(parts, body);
+        // A request without a body (nearly all of a dev server's) is sent on this upstream's own
+        // connections, driven by this task; one with a body or an upgrade goes through the
+        // pooled client.
+        let own = body_failed.is_none() && client_upgrade.is_none();
 
-        let mut result = self.send(request).await;
-        if let (Err(Failure::Exchange(reason)), Some((method, uri, headers))) = (&result, replay) {
-            tracing::debug!("retrying {method} {path} once: {reason}");
+        let mut result = self.send(request, own).await;
+        // Decided before sending again: the first result is not held across the wait (a
+        // response body that drives its connection is not `Sync`).
+        let retry = match (&result, replay) {
+            (Err(Failure::Exchange(reason)), Some(replay)) => {
+                tracing::debug!("retrying {method} {path} once: {reason}");
+                Some(replay)
+            }
+            _ => None,
+        };
+        if let Some((method, uri, headers)) = retry {
             let mut again = Request::new(body::empty());
             *again.method_mut() = method;
             *again.uri_mut() = uri;
             *again.headers_mut() = headers;
-            result = self.send(again).await;
+            result = self.send(again, own).await;
         }
         let response = match result {
             Ok(response) => response,
@@ -349,14 +370,36 @@ impl Proxy {
         this.injector.apply(&facts, response).await
     }
 
-    /// One exchange with the upstream, bounded by the response-header timeout.
-    async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, Failure> {
+    /// One exchange with the upstream, bounded by the response-header timeout: on this
+    /// upstream's own connections (`own`), or through the pooled client.
+    async fn send(
+        &self,
+        request: Request<Body>,
+        own: bool,
+    ) -> Result<Response<UpstreamBody>, Failure> {
         let this = &*self.inner;
         let timeout = this.settings.response_timeout;
-        let result = match tokio::time::timeout(timeout, this.client.request(request)).await {
+        let connect_timeout = this.settings.connect_timeout;
+        let exchange = async {
+            if own {
+                this.pool.send(request).await.map_err(|err| match err {
+                    PoolError::Connect(err) => {
+                        Failure::classify_chain(&*err, true, connect_timeout)
+                    }
+                    PoolError::Exchange(err) => {
+                        Failure::classify_chain(&*err, false, connect_timeout)
+                    }
+                })
+            } else {
+                match this.client.request(request).await {
+                    Ok(response) => Ok(response.map(UpstreamBody::on_its_own)),
+                    Err(err) => Err(Failure::classify(&err, connect_timeout)),
+                }
+            }
+        };
+        let result = match tokio::time::timeout(timeout, exchange).await {
             Err(_) => Err(Failure::ResponseTimeout(timeout)),
-            Ok(Err(err)) => Err(Failure::classify(&err, this.settings.connect_timeout)),
-            Ok(Ok(response)) => Ok(response),
+            Ok(result) => result,
         };
         match &result {
             Ok(_) => {

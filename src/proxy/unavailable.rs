@@ -9,7 +9,6 @@
 //! (the proxy injects the client into it). Everything else gets short plain text. Error text is
 //! HTML-escaped: it can contain anything the network said.
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
@@ -47,17 +46,21 @@ pub enum Failure {
 impl Failure {
     /// Classify a client error by what lies at the bottom of its source chain.
     pub fn classify(err: &hyper_util::client::legacy::Error, connect_timeout: Duration) -> Self {
+        Failure::classify_chain(err, err.is_connect(), connect_timeout)
+    }
+
+    /// Classify any error of an exchange: `connecting` when it came from making the connection
+    /// (the connector's), else from the exchange on it (hyper's).
+    pub fn classify_chain(
+        err: &(dyn std::error::Error + 'static),
+        connecting: bool,
+        connect_timeout: Duration,
+    ) -> Self {
         let chain = chain_text(err);
-        if err.is_connect() {
-            let mut io_kind = None;
-            let mut source = err.source();
-            while let Some(e) = source {
-                if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                    io_kind = Some(io.kind());
-                    break;
-                }
-                source = e.source();
-            }
+        if connecting {
+            let io_kind = sources(err)
+                .find_map(|e| e.downcast_ref::<std::io::Error>())
+                .map(std::io::Error::kind);
             match io_kind {
                 Some(std::io::ErrorKind::ConnectionRefused) => Failure::Refused,
                 Some(std::io::ErrorKind::TimedOut) => Failure::ConnectTimeout(connect_timeout),
@@ -154,15 +157,19 @@ impl Failure {
 
 /// Whether hyper failed on the upstream's answer itself (it arrived, and could not be parsed),
 /// rather than on the connection.
-fn is_unreadable_answer(err: &hyper_util::client::legacy::Error) -> bool {
-    let mut source = err.source();
-    while let Some(e) = source {
-        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
-            return hyper.is_parse() || hyper.is_parse_too_large() || hyper.is_parse_status();
-        }
-        source = e.source();
-    }
-    false
+fn is_unreadable_answer(err: &(dyn std::error::Error + 'static)) -> bool {
+    sources(err)
+        .find_map(|e| e.downcast_ref::<hyper::Error>())
+        .is_some_and(|hyper| {
+            hyper.is_parse() || hyper.is_parse_too_large() || hyper.is_parse_status()
+        })
+}
+
+/// The error and everything under it.
+fn sources<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |&e| e.source())
 }
 
 pub(super) fn chain_text(err: &dyn std::error::Error) -> String {
