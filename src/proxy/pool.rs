@@ -3,10 +3,11 @@
 //!
 //! Owns [`Pool`] (idle connections, checked for life when taken and closed after
 //! [`POOL_IDLE_TIMEOUT`] unused) and [`UpstreamBody`], the response body that keeps its
-//! connection going while the browser reads and gives it back once the body has ended. It does
-//! not build requests, classify failures or retry (`proxy::mod`), and requests with a body or an
-//! upgrade do not come here: they go through hyper-util's pooled client, which runs each
-//! connection on a task of its own.
+//! connection going while the browser reads and gives it back once the body has ended. A request
+//! that a reused connection hands back unsent goes out once more on a new one; one that went out
+//! and got no answer is for `proxy::mod` to retry (or not), and it builds the requests and
+//! classifies the failures. Requests with a body or an upgrade do not come here: they go through
+//! hyper-util's pooled client, which runs each connection on a task of its own.
 //!
 //! Why not that client for everything: there, the browser connection's task hands each request to
 //! the upstream connection's task and waits to be woken with the head, then again for each part
@@ -18,7 +19,7 @@
 
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -43,6 +44,21 @@ pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 pub enum PoolError {
     Connect(BoxError),
     Exchange(BoxError),
+}
+
+/// How an exchange ended without a response.
+enum Unanswered {
+    /// hyper gave the request back: it never went out.
+    Unsent(Box<Request<Body>>, BoxError),
+    Failed(BoxError),
+}
+
+impl Unanswered {
+    fn into_error(self) -> PoolError {
+        match self {
+            Unanswered::Unsent(_, err) | Unanswered::Failed(err) => PoolError::Exchange(err),
+        }
+    }
 }
 
 /// The upstream closed a connection before it answered (hyper then has no error to give).
@@ -89,10 +105,17 @@ struct Quiet {
 }
 
 struct QuietState {
+    /// The waker of the task that polls the connection now (or last did).
     task: Mutex<Waker>,
-    polling: AtomicBool,
-    woken: AtomicBool,
+    /// [`IDLE`], [`POLLING`] or [`WOKEN`]: one atomic, so that a wake from another thread is
+    /// either seen by the poller before it returns or passed on to the task, never neither.
+    state: AtomicU8,
 }
+
+const IDLE: u8 = 0;
+const POLLING: u8 = 1;
+/// Woken while polling.
+const WOKEN: u8 = 2;
 
 impl Wake for QuietState {
     fn wake(self: Arc<Self>) {
@@ -100,9 +123,12 @@ impl Wake for QuietState {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if self.polling.load(Ordering::Acquire) {
-            self.woken.store(true, Ordering::Release);
-        } else if let Ok(task) = self.task.lock() {
+        let noted =
+            self.state
+                .compare_exchange(POLLING, WOKEN, Ordering::AcqRel, Ordering::Acquire);
+        if noted == Err(IDLE)
+            && let Ok(task) = self.task.lock()
+        {
             task.wake_by_ref();
         }
     }
@@ -112,8 +138,7 @@ impl Quiet {
     fn new() -> Self {
         let state = Arc::new(QuietState {
             task: Mutex::new(Waker::noop().clone()),
-            polling: AtomicBool::new(false),
-            woken: AtomicBool::new(false),
+            state: AtomicU8::new(IDLE),
         });
         Quiet {
             waker: Waker::from(state.clone()),
@@ -122,7 +147,8 @@ impl Quiet {
     }
 
     /// Poll `step` with this waker on behalf of the task `cx` belongs to, again for as long as it
-    /// is pending and was woken meanwhile.
+    /// is pending and was woken meanwhile. A wake during a poll that ends ready is dropped: the
+    /// caller polls again for whatever comes next.
     fn poll<T>(
         &self,
         cx: &Context<'_>,
@@ -135,13 +161,20 @@ impl Quiet {
         }
         let mut quiet = Context::from_waker(&self.waker);
         loop {
-            self.state.polling.store(true, Ordering::Release);
+            self.state.state.store(POLLING, Ordering::Release);
             let poll = step(&mut quiet);
-            self.state.polling.store(false, Ordering::Release);
-            // A wake that came after the flag went down reached the task itself.
-            if poll.is_ready() || !self.state.woken.swap(false, Ordering::AcqRel) {
+            // A wake that comes after this reaches the task itself.
+            let woken = self.state.state.swap(IDLE, Ordering::AcqRel) == WOKEN;
+            if poll.is_ready() || !woken {
                 return poll;
             }
+        }
+    }
+
+    /// Let go of the task's waker (a connection going idle must not keep its task alive).
+    fn forget(&self) {
+        if let Ok(mut task) = self.state.task.lock() {
+            *task = Waker::noop().clone();
         }
     }
 }
@@ -182,16 +215,36 @@ impl Pool {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         *request.uri_mut() = Uri::from(target);
+        let (conn, reused) = match self.checkout() {
+            Some(conn) => (conn, true),
+            None => (self.connect().await?, false),
+        };
+        match self.exchange(conn, request).await {
+            // A reused connection that closed before hyper wrote the request hands it back: it
+            // goes out once more on a new connection, as hyper-util's client does.
+            Err(Unanswered::Unsent(request, _)) if reused => {
+                let conn = self.connect().await?;
+                self.exchange(conn, *request)
+                    .await
+                    .map_err(Unanswered::into_error)
+            }
+            result => result.map_err(Unanswered::into_error),
+        }
+    }
+
+    /// One request on one connection, up to the response head.
+    async fn exchange(
+        &self,
+        conn: Conn,
+        request: Request<Body>,
+    ) -> Result<Response<UpstreamBody>, Unanswered> {
         let Conn {
             mut send,
             mut conn,
             large,
             quiet,
-        } = match self.checkout() {
-            Some(conn) => conn,
-            None => self.connect().await?,
-        };
-        let mut response = pin!(send.send_request(request));
+        } = conn;
+        let mut response = pin!(send.try_send_request(request));
         let mut ended: Option<Result<(), hyper::Error>> = None;
         let head = std::future::poll_fn(|cx| {
             quiet.poll(cx, |cx| {
@@ -207,16 +260,24 @@ impl Pool {
                 match (response.as_mut().poll(cx), ended.take()) {
                     (Poll::Ready(result), end) => {
                         ended = end;
-                        Poll::Ready(result.map_err(BoxError::from))
+                        Poll::Ready(result.map_err(|mut err| match err.take_message() {
+                            Some(request) => {
+                                Unanswered::Unsent(Box::new(request), err.into_error().into())
+                            }
+                            None => Unanswered::Failed(err.into_error().into()),
+                        }))
                     }
-                    (Poll::Pending, Some(Err(err))) => Poll::Ready(Err(BoxError::from(err))),
-                    (Poll::Pending, Some(Ok(()))) => Poll::Ready(Err(BoxError::from(ClosedEarly))),
+                    (Poll::Pending, Some(Err(err))) => {
+                        Poll::Ready(Err(Unanswered::Failed(err.into())))
+                    }
+                    (Poll::Pending, Some(Ok(()))) => {
+                        Poll::Ready(Err(Unanswered::Failed(ClosedEarly.into())))
+                    }
                     (Poll::Pending, None) => Poll::Pending,
                 }
             })
         })
-        .await
-        .map_err(PoolError::Exchange)?;
+        .await?;
         let (mut parts, body) = head.into_parts();
         parts.extensions.insert(large.clone());
         let driving = ended.is_none().then(|| Driving {
@@ -228,19 +289,26 @@ impl Pool {
             },
             pool: self.shared.clone(),
         });
-        Ok(Response::from_parts(parts, UpstreamBody { body, driving }))
+        Ok(Response::from_parts(
+            parts,
+            UpstreamBody {
+                body,
+                driving,
+                ended: false,
+            },
+        ))
     }
 
     /// The most recently used idle connection that can still take a request; the ones that
     /// cannot are closed.
     fn checkout(&self) -> Option<Conn> {
-        let mut shared = self.shared.lock().ok()?;
-        while let Some(Idle { mut conn, since }) = shared.idle.pop() {
+        loop {
+            // Taken out first: looking at it polls the socket, which is no work for under the lock.
+            let Idle { mut conn, since } = self.shared.lock().ok()?.idle.pop()?;
             if since.elapsed() < POOL_IDLE_TIMEOUT && conn.open() && conn.send.is_ready() {
                 return Some(conn);
             }
         }
-        None
     }
 
     async fn connect(&self) -> Result<Conn, PoolError> {
@@ -271,6 +339,7 @@ fn check_in(pool: &Arc<Mutex<Shared>>, mut conn: Conn) {
     if !conn.open() {
         return;
     }
+    conn.quiet.forget();
     let Ok(mut shared) = pool.lock() else {
         return;
     };
@@ -315,6 +384,9 @@ struct Driving {
 pub struct UpstreamBody {
     body: Incoming,
     driving: Option<Driving>,
+    /// The body has said it ended. A chunked body says so only when polled past its last frame:
+    /// `is_end_stream` stays false for it.
+    ended: bool,
 }
 
 impl UpstreamBody {
@@ -323,6 +395,7 @@ impl UpstreamBody {
         UpstreamBody {
             body,
             driving: None,
+            ended: false,
         }
     }
 }
@@ -356,6 +429,9 @@ impl http_body::Body for UpstreamBody {
         if closed {
             this.driving = None;
         }
+        if let Poll::Ready(None) = frame {
+            this.ended = true;
+        }
         frame
     }
 
@@ -374,7 +450,7 @@ impl Drop for UpstreamBody {
         // connection whose exchange is complete goes back. One dropped early (the browser left)
         // is closed with it, since the rest of its response would come first.
         if let Some(driving) = self.driving.take()
-            && self.body.is_end_stream()
+            && (self.ended || self.body.is_end_stream())
         {
             check_in(&driving.pool, driving.conn);
         }
@@ -393,8 +469,8 @@ mod tests {
     use super::*;
 
     /// An upstream that answers each request with `len` bytes of `x` (a `HEAD` with the head
-    /// alone) and keeps each connection open until the other side closes it. Counts connections
-    /// and reports each one's end.
+    /// alone), by `Content-Length` or, `chunked`, in two chunks, and keeps each connection open
+    /// until the other side closes it. Counts connections and reports each one's end.
     struct Upstream {
         origin: Uri,
         accepted: Arc<AtomicUsize>,
@@ -402,6 +478,10 @@ mod tests {
     }
 
     fn upstream(len: usize) -> Upstream {
+        upstream_framed(len, false)
+    }
+
+    fn upstream_framed(len: usize, chunked: bool) -> Upstream {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("address");
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -420,12 +500,25 @@ mod tests {
                         while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
                             let head = pending.starts_with(b"HEAD ");
                             pending.drain(..end + 4);
-                            let mut response =
-                                format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n")
-                                    .into_bytes();
-                            if !head {
-                                response.resize(response.len() + len, b'x');
-                            }
+                            let response = if chunked {
+                                let half = "x".repeat(len / 2);
+                                let rest = "x".repeat(len - len / 2);
+                                format!(
+                                    "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                                     {:x}\r\n{half}\r\n{:x}\r\n{rest}\r\n0\r\n\r\n",
+                                    half.len(),
+                                    rest.len()
+                                )
+                                .into_bytes()
+                            } else {
+                                let mut response =
+                                    format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n")
+                                        .into_bytes();
+                                if !head {
+                                    response.resize(response.len() + len, b'x');
+                                }
+                                response
+                            };
                             if socket.write_all(&response).is_err() {
                                 break;
                             }
@@ -466,7 +559,10 @@ mod tests {
         body.to_bytes().len()
     }
 
-    #[tokio::test]
+    // Two worker threads, as the proxy runs: a wake can come from the other one while a task
+    // polls.
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn each_exchange_leaves_its_connection_for_the_next() {
         let upstream = upstream(2048);
         let pool = pool(&upstream);
@@ -478,7 +574,24 @@ mod tests {
         assert_eq!(upstream.accepted.load(Ordering::SeqCst), 1, "connections");
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_chunked_response_read_to_its_end_leaves_its_connection_too() {
+        // A chunked body says it has ended only when polled past its last chunk.
+        let upstream = upstream_framed(3000, true);
+        let pool = pool(&upstream);
+        for _ in 0..3 {
+            let response = pool
+                .send(request(http::Method::GET))
+                .await
+                .expect("response");
+            assert_eq!(body_len(response).await, 3000);
+        }
+        assert_eq!(upstream.accepted.load(Ordering::SeqCst), 1, "connections");
+    }
+
+    /// Whatever the pool does with it, a connection in the middle of a response never serves
+    /// the next request.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_connection_whose_body_was_left_unread_is_not_used_again() {
         // Larger than a socket takes at once: the rest is still on its way when the body goes.
         let upstream = upstream(8 << 20);
@@ -499,7 +612,7 @@ mod tests {
         assert_eq!(upstream.accepted.load(Ordering::SeqCst), 2, "connections");
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_idle_connection_is_closed_after_the_timeout() {
         let upstream = upstream(16);
         let pool = pool(&upstream);
