@@ -82,6 +82,13 @@ struct Shared {
     reaping: bool,
 }
 
+/// A mutex's value even if a thread panicked holding it: a waker is still a waker.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// One upstream connection: hyper's two halves, the socket's switch for prompt ACKs, and the
 /// waker its exchanges are polled with.
 struct Conn {
@@ -112,6 +119,11 @@ struct QuietState {
     state: AtomicU8,
 }
 
+/// How many times in a row a woken poll is answered by polling again. hyper's wakes at a
+/// hand-over take one or two; a wake that means "later" (hyper yielding after a long run of
+/// work, tokio's budget for the task spent) would otherwise be answered by polling for ever.
+const QUIET_REPOLLS: usize = 8;
+
 const IDLE: u8 = 0;
 const POLLING: u8 = 1;
 /// Woken while polling.
@@ -126,10 +138,8 @@ impl Wake for QuietState {
         let noted =
             self.state
                 .compare_exchange(POLLING, WOKEN, Ordering::AcqRel, Ordering::Acquire);
-        if noted == Err(IDLE)
-            && let Ok(task) = self.task.lock()
-        {
-            task.wake_by_ref();
+        if noted == Err(IDLE) {
+            lock(&self.task).wake_by_ref();
         }
     }
 }
@@ -147,20 +157,21 @@ impl Quiet {
     }
 
     /// Poll `step` with this waker on behalf of the task `cx` belongs to, again for as long as it
-    /// is pending and was woken meanwhile. A wake during a poll that ends ready is dropped: the
-    /// caller polls again for whatever comes next.
+    /// is pending and was woken meanwhile, up to [`QUIET_REPOLLS`] times; past that the wake goes
+    /// to the task, which the runtime then polls later. A wake during a poll that ends ready is
+    /// dropped: the caller polls again for whatever comes next.
     fn poll<T>(
         &self,
         cx: &Context<'_>,
         mut step: impl FnMut(&mut Context<'_>) -> Poll<T>,
     ) -> Poll<T> {
-        if let Ok(mut task) = self.state.task.lock()
-            && !task.will_wake(cx.waker())
-        {
+        let mut task = lock(&self.state.task);
+        if !task.will_wake(cx.waker()) {
             task.clone_from(cx.waker());
         }
+        drop(task);
         let mut quiet = Context::from_waker(&self.waker);
-        loop {
+        for _ in 0..QUIET_REPOLLS {
             self.state.state.store(POLLING, Ordering::Release);
             let poll = step(&mut quiet);
             // A wake that comes after this reaches the task itself.
@@ -169,13 +180,13 @@ impl Quiet {
                 return poll;
             }
         }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     /// Let go of the task's waker (a connection going idle must not keep its task alive).
     fn forget(&self) {
-        if let Ok(mut task) = self.state.task.lock() {
-            *task = Waker::noop().clone();
-        }
+        *lock(&self.state.task) = Waker::noop().clone();
     }
 }
 
@@ -184,7 +195,10 @@ impl Conn {
     /// arrived while nobody was looking (or finish the exchange it is in).
     fn open(&mut self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
-        Pin::new(&mut self.conn).poll(&mut cx).is_pending() && !self.send.is_closed()
+        // Outside the task's budget: with it spent, the socket would not be read at all, and a
+        // closed connection would pass for open.
+        let look = pin!(tokio::task::unconstrained(&mut self.conn));
+        look.poll(&mut cx).is_pending() && !self.send.is_closed()
     }
 }
 
@@ -240,20 +254,23 @@ impl Pool {
     ) -> Result<Response<UpstreamBody>, Unanswered> {
         let Conn {
             mut send,
-            mut conn,
+            conn,
             large,
             quiet,
         } = conn;
+        // Dropped as soon as it ends: hyper then hands back a request it had not written yet.
+        let mut conn = Some(conn);
         let mut response = pin!(send.try_send_request(request));
         let mut ended: Option<Result<(), hyper::Error>> = None;
         let head = std::future::poll_fn(|cx| {
             quiet.poll(cx, |cx| {
                 // The connection first: it writes the request and reads the answer into the
                 // response future.
-                if ended.is_none()
-                    && let Poll::Ready(result) = Pin::new(&mut conn).poll(cx)
+                if let Some(open) = conn.as_mut()
+                    && let Poll::Ready(result) = Pin::new(open).poll(cx)
                 {
                     ended = Some(result);
+                    conn = None;
                 }
                 // A response that arrived counts even if the connection failed right after it
                 // (on bytes past its end, say): those are the upstream's bug, not this answer's.
@@ -280,7 +297,7 @@ impl Pool {
         .await?;
         let (mut parts, body) = head.into_parts();
         parts.extensions.insert(large.clone());
-        let driving = ended.is_none().then(|| Driving {
+        let driving = conn.map(|conn| Driving {
             conn: Conn {
                 send,
                 conn,
@@ -633,5 +650,74 @@ mod tests {
             "closed too soon"
         );
         drop(pool);
+    }
+
+    /// Counts the wakes that reach the task.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_poll_that_wakes_itself_each_time_gives_way_to_the_runtime() {
+        // As a socket poll does once the task's budget is spent: pending, and woken at once.
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let task = Waker::from(count.clone());
+        let cx = Context::from_waker(&task);
+        let quiet = Quiet::new();
+        let mut polls = 0;
+        let poll = quiet.poll(&cx, |cx| {
+            polls += 1;
+            if polls > 1000 {
+                return Poll::Ready(());
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        });
+        assert!(poll.is_pending(), "polled {polls} times");
+        assert_eq!(polls, QUIET_REPOLLS);
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "wakes that reached the task"
+        );
+    }
+
+    #[test]
+    fn a_wake_while_polling_is_answered_by_polling_again_and_one_after_reaches_the_task() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let task = Waker::from(count.clone());
+        let cx = Context::from_waker(&task);
+        let quiet = Quiet::new();
+        let mut polls = 0;
+        let mut later = None;
+        let poll = quiet.poll(&cx, |cx| {
+            polls += 1;
+            if polls == 1 {
+                cx.waker().wake_by_ref();
+            }
+            later = Some(cx.waker().clone());
+            Poll::<()>::Pending
+        });
+        assert!(poll.is_pending());
+        assert_eq!(polls, 2, "polled again after the wake");
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            0,
+            "the task was not woken for it"
+        );
+        later.expect("waker").wake();
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "a wake between polls reaches the task"
+        );
     }
 }
