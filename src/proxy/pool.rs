@@ -102,9 +102,9 @@ struct Conn {
 /// they hand over the request, the head and each part of the body; here they are all polled by
 /// the task that is already running, so those wakes would only make the runtime schedule the
 /// task again (and, at one connection, wake the idle worker thread to look for work: two futex
-/// calls a request and a fifth fewer requests per second on the 2 KB page). A wake that comes
-/// while the task polls is noted and answered by polling again at once; one that comes from
-/// outside (the socket became readable) goes to the task's own waker.
+/// calls a request, and 10–14 % fewer requests per second on the 2 KB and 100 KB pages). A wake
+/// that comes while the task polls is noted and answered by polling again at once; one that
+/// comes from outside (the socket became readable) goes to the task's own waker.
 #[derive(Clone)]
 struct Quiet {
     state: Arc<QuietState>,
