@@ -382,13 +382,12 @@ impl Proxy {
         let connect_timeout = this.settings.connect_timeout;
         let exchange = async {
             if own {
-                this.pool.send(request).await.map_err(|err| match err {
-                    PoolError::Connect(err) => {
-                        Failure::classify_chain(&*err, true, connect_timeout)
-                    }
-                    PoolError::Exchange(err) => {
-                        Failure::classify_chain(&*err, false, connect_timeout)
-                    }
+                this.pool.send(request).await.map_err(|err| {
+                    let (err, connecting) = match err {
+                        PoolError::Connect(err) => (err, true),
+                        PoolError::Exchange(err) => (err, false),
+                    };
+                    Failure::classify_chain(&*err, connecting, connect_timeout)
                 })
             } else {
                 match this.client.request(request).await {
