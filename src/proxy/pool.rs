@@ -232,6 +232,16 @@ impl Pool {
             Some(conn) => (conn, true),
             None => (self.connect().await?, false),
         };
+        self.send_on(conn, reused, request).await
+    }
+
+    /// [`Pool::send`] once it holds a connection (`reused`: one taken from the idle ones).
+    async fn send_on(
+        &self,
+        conn: Conn,
+        reused: bool,
+        request: Request<Body>,
+    ) -> Result<Response<UpstreamBody>, PoolError> {
         match self.exchange(conn, request).await {
             // A reused connection that closed before hyper wrote the request hands it back: it
             // goes out once more on a new connection, as hyper-util's client does.
@@ -481,11 +491,22 @@ mod tests {
 
     /// An upstream that answers each request with `len` bytes of `x` (a `HEAD` with the head
     /// alone), by `Content-Length` or, `chunked`, in two chunks, and keeps each connection open
-    /// until the other side closes it. Counts connections and reports each one's end.
+    /// until the other side closes it (or [`Upstream::close_connections`]). Counts connections
+    /// and reports each one's end.
     struct Upstream {
         origin: Uri,
         accepted: Arc<AtomicUsize>,
         closed: mpsc::Receiver<()>,
+        sockets: Arc<Mutex<Vec<std::net::TcpStream>>>,
+    }
+
+    impl Upstream {
+        /// Ends every connection from the upstream's side, as a dev server does on restart.
+        fn close_connections(&self) {
+            for socket in lock(&self.sockets).drain(..) {
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+            }
+        }
     }
 
     fn upstream(len: usize) -> Upstream {
@@ -498,10 +519,15 @@ mod tests {
         let accepted = Arc::new(AtomicUsize::new(0));
         let (closed_tx, closed) = mpsc::channel();
         let counter = accepted.clone();
+        let sockets = Arc::new(Mutex::new(Vec::new()));
+        let open = sockets.clone();
         std::thread::spawn(move || {
             for socket in listener.incoming() {
                 let Ok(mut socket) = socket else { return };
                 counter.fetch_add(1, Ordering::SeqCst);
+                if let Ok(handle) = socket.try_clone() {
+                    lock(&open).push(handle);
+                }
                 let closed_tx = closed_tx.clone();
                 std::thread::spawn(move || {
                     let mut pending = Vec::new();
@@ -544,6 +570,7 @@ mod tests {
             origin,
             accepted,
             closed,
+            sockets,
         }
     }
 
@@ -623,6 +650,30 @@ mod tests {
             .await
             .expect("response");
         assert_eq!(body_len(response).await, 8 << 20);
+        assert_eq!(upstream.accepted.load(Ordering::SeqCst), 2, "connections");
+    }
+
+    /// The upstream closes an idle connection just after the pool found it open and took it: hyper
+    /// hands the request back unwritten, and it goes out on a new connection.
+    // One thread: the runtime reads the socket's end of stream on the turn `yield_now` gives it,
+    // before the exchange polls the connection (with two, another worker may hold the driver).
+    #[tokio::test]
+    async fn a_request_a_closing_connection_hands_back_goes_out_on_a_new_one() {
+        let upstream = upstream(16);
+        let pool = pool(&upstream);
+        let response = pool
+            .send(request(http::Method::GET))
+            .await
+            .expect("response");
+        assert_eq!(body_len(response).await, 16);
+        let Idle { conn, .. } = lock(&pool.shared).idle.pop().expect("an idle connection");
+        upstream.close_connections();
+        tokio::task::yield_now().await;
+        let response = pool
+            .send_on(conn, true, request(http::Method::GET))
+            .await
+            .expect("answered on a new connection");
+        assert_eq!(body_len(response).await, 16);
         assert_eq!(upstream.accepted.load(Ordering::SeqCst), 2, "connections");
     }
 
