@@ -40,6 +40,8 @@ struct Seen {
     body: Vec<u8>,
     /// The body ended as its framing said (false: the connection ended inside it).
     complete: bool,
+    /// Requests that came before it on its connection.
+    earlier: usize,
 }
 
 impl Seen {
@@ -164,10 +166,11 @@ async fn serve_raw(
     hung_up: watch::Sender<usize>,
 ) {
     let mut buf = Vec::new();
-    loop {
-        let Some(request) = read_request(&mut stream, &mut buf).await else {
+    for earlier in 0.. {
+        let Some(mut request) = read_request(&mut stream, &mut buf).await else {
             return;
         };
+        request.earlier = earlier;
         let complete = request.complete;
         let answer = script(&request);
         seen.send_modify(|all| all.push(request));
@@ -301,6 +304,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Seen>
                 head: String::from_utf8_lossy(buf).into_owned(),
                 body: Vec::new(),
                 complete: false,
+                earlier: 0,
             });
         }
     };
@@ -310,6 +314,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Seen>
         head,
         body: Vec::new(),
         complete: true,
+        earlier: 0,
     };
     let chunked = seen
         .headers("transfer-encoding")
@@ -1070,6 +1075,45 @@ async fn upstream_faults_give_clean_errors_and_everyone_else_is_served() {
             .collect();
         assert_eq!(lines.len(), 1, "{path}: log lines {lines:?} in\n{log}");
     }
+}
+
+/// A dev server that closes a kept-alive connection as the next request arrives on it (its idle
+/// timeout running out just then): a GET goes out again on a new connection and the browser never
+/// knows. A POST the upstream drops is not sent again: the upstream may have acted on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_on_a_connection_the_upstream_drops_is_retried_only_when_idempotent() {
+    let upstream = RawUpstream::start(|seen: &Seen| {
+        if seen.earlier > 0 || seen.path() == "/form" {
+            Answer::Close(Vec::new())
+        } else {
+            Answer::KeepAlive(ok("text/plain", "fresh"))
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = start_binary(&[&upstream.url()], dir.path()).await;
+    for _ in 0..3 {
+        let (status, _, body) = support::get(&proxy.url("/page"), &[]).await;
+        assert_eq!((status.as_u16(), body.as_ref()), (200, b"fresh".as_ref()));
+    }
+    // The first on one connection; each later one dropped on the connection before and
+    // answered on a new one.
+    let pages = upstream.paths().iter().filter(|p| *p == "/page").count();
+    assert_eq!(pages, 5, "{:?}", upstream.paths());
+
+    // A POST the upstream drops unanswered: the browser hears so, and the upstream saw it once.
+    let text = until_closed(
+        proxy.addr,
+        b"POST /form HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 4\r\n\r\nname",
+    )
+    .await;
+    assert_eq!(Reply::parse(&text).status, 502, "{text}");
+    let asked = upstream.paths();
+    assert_eq!(
+        asked.iter().filter(|p| *p == "/form").count(),
+        1,
+        "{asked:?}"
+    );
 }
 
 /// A compressed page is answered once its first bytes decode, not once its head is complete:
