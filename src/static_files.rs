@@ -2,8 +2,11 @@
 //!
 //! Owns the folder server: tower-http's `ServeDir` does content types, `index.html` for
 //! directories, 404s, date-based conditional requests and ranges; this module adds what it lacks
-//! for a dev tool: a check that a path does not leave the folder through a symlink (`ServeDir`
-//! already refuses `..` and its encoded forms), `GET`/`HEAD` only, `Cache-Control: no-cache` so
+//! for a dev tool: a check that the file it would open (a directory's `index.html` included) does
+//! not leave the folder through a symlink and is a regular file (`ServeDir` already refuses `..`
+//! and its encoded forms; opening a named pipe would hold one of its threads until a writer came),
+//! one leading slash (its redirects must stay on the site), the ranges and `If-Match` it gets
+//! wrong, `GET`/`HEAD` only, `Cache-Control: no-cache` so
 //! the browser revalidates every file instead of showing a stale copy after a save, and an `ETag`
 //! from the file's full modification time, size and inode. `Last-Modified` has whole seconds: a
 //! page saved twice within one second answered the browser's revalidation with 304 and the tab
@@ -26,7 +29,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
 use crate::body::{self, Body};
-use crate::inject::Injector;
+use crate::inject::{Injector, RequestFacts};
 
 /// Files up to this size are read whole before they are answered (see the module docs): the
 /// pages, stylesheets and scripts a dev server saves, not its videos.
@@ -68,33 +71,63 @@ impl StaticFiles {
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return res;
         }
+        // `ServeDir` adds a directory's slash by redirecting to the path as given: `//site`
+        // would come back as `Location: //site/`, which a browser reads as another host.
+        let req = single_leading_slash(req);
         let Some(file) = file_path(&self.root, req.uri().path()) else {
             // `..` and the like: `ServeDir` answers those itself.
             return self.serve_dir(req, None).await;
         };
-        if leaves_root(&self.root, &file).await {
-            return body::plain(StatusCode::NOT_FOUND, "not found");
+        let found = match on_disk(&self.root, &file).await {
+            // `ServeDir` redirects to the path with its slash.
+            OnDisk::Directory if !req.uri().path().ends_with('/') => {
+                return self.serve_dir(req, None).await;
+            }
+            OnDisk::Directory => on_disk(&self.root, &file.join("index.html")).await,
+            found => found,
+        };
+        match found {
+            OnDisk::File(metadata) => self.serve_dir(req, Some(&metadata)).await,
+            OnDisk::Outside => body::plain(StatusCode::NOT_FOUND, "not found"),
+            OnDisk::Absent | OnDisk::Directory => {
+                let facts = self.injector.facts(&req);
+                self.finish(&facts, not_found_page(req.uri().path()), None)
+                    .await
+            }
         }
-        let etag = entity_tag(&file).await;
-        self.serve_dir(req, etag).await
     }
 
-    /// `ServeDir`'s answer, with the tag and the caching header; the tag's own conditions are
+    /// `ServeDir`'s answer for a file whose `metadata` was read (`None`: for `ServeDir` to
+    /// refuse or redirect), with the tag and the caching header. The tag's own conditions are
     /// decided here, before `ServeDir` looks at the dates.
-    async fn serve_dir<B>(&self, req: Request<B>, etag: Option<HeaderValue>) -> Response<Body> {
+    async fn serve_dir<B>(
+        &self,
+        req: Request<B>,
+        metadata: Option<&std::fs::Metadata>,
+    ) -> Response<Body> {
         let facts = self.injector.facts(&req);
         let mut req = req.map(|_| Empty::<Bytes>::new());
-        if let Some(etag) = &etag {
+        let etag = metadata.and_then(entity_tag);
+        if let (Some(etag), Some(metadata)) = (&etag, metadata) {
             let headers = req.headers_mut();
+            // If-Match before the rest (RFC 9110, 13.2.2), by strong comparison: the tag of
+            // a rewritten page is weak and never matches.
+            if let Some(tags) = headers.remove(header::IF_MATCH) {
+                headers.remove(header::IF_UNMODIFIED_SINCE);
+                if !matches_strongly(&tags, etag) {
+                    let res = body::plain(
+                        StatusCode::PRECONDITION_FAILED,
+                        "hmr-proxy: the file is not the version If-Match names",
+                    );
+                    return self.finish(&facts, res, Some(etag.clone())).await;
+                }
+            }
             if let Some(tags) = headers.remove(header::IF_NONE_MATCH) {
                 headers.remove(header::IF_MODIFIED_SINCE);
                 if matches_any(&tags, etag) {
                     let mut res = Response::new(body::empty());
                     *res.status_mut() = StatusCode::NOT_MODIFIED;
-                    res.headers_mut().insert(header::ETAG, etag.clone());
-                    res.headers_mut()
-                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                    return self.injector.apply(&facts, res).await;
+                    return self.finish(&facts, res, Some(etag.clone())).await;
                 }
             }
             // A range asked for on condition of another version gets the whole file instead.
@@ -103,23 +136,42 @@ impl StaticFiles {
             {
                 headers.remove(header::RANGE);
             }
+            // What `ServeDir` answers 416 for although HTTP says to ignore it and send the whole
+            // file: several ranges, another unit, a number past 64 bits, any range of an empty
+            // file (it answered `0-0` with 206 and an impossible `Content-Range`).
+            if headers
+                .get(header::RANGE)
+                .is_some_and(|range| metadata.len() == 0 || !is_one_byte_range(range))
+            {
+                headers.remove(header::RANGE);
+            }
         }
         let path = req.uri().path().to_owned();
         let res: Result<_, Infallible> = self.serve.clone().oneshot(req).await;
-        let mut res = match res {
+        let res = match res {
             Ok(res) if res.status() == StatusCode::NOT_FOUND => not_found_page(&path),
             Ok(res) if facts.method == Method::HEAD => res.map(body::boxed),
             Ok(res) => read_whole(res.map(body::boxed)).await,
             Err(never) => match never {},
         };
+        self.finish(&facts, res, etag).await
+    }
+
+    /// Every answer's caching header, the tag on a success, and the client for a page.
+    async fn finish(
+        &self,
+        facts: &RequestFacts,
+        mut res: Response<Body>,
+        etag: Option<HeaderValue>,
+    ) -> Response<Body> {
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         if let Some(etag) = etag
-            && res.status().is_success()
+            && (res.status().is_success() || res.status() == StatusCode::NOT_MODIFIED)
         {
             res.headers_mut().insert(header::ETAG, etag);
         }
-        self.injector.apply(&facts, res).await
+        self.injector.apply(facts, res).await
     }
 }
 
@@ -191,14 +243,10 @@ fn file_path(root: &Path, url_path: &str) -> Option<PathBuf> {
     Some(path)
 }
 
-/// A strong tag for the version of `path` (or of its `index.html`) on disk now: modification time
-/// to the nanosecond, size and inode (an editor's save by rename is a new inode).
-async fn entity_tag(path: &Path) -> Option<HeaderValue> {
+/// A strong tag for a file's version on disk: modification time to the nanosecond, size and
+/// inode (an editor's save by rename is a new inode).
+fn entity_tag(metadata: &std::fs::Metadata) -> Option<HeaderValue> {
     use std::os::unix::fs::MetadataExt;
-    let mut metadata = tokio::fs::metadata(path).await.ok()?;
-    if metadata.is_dir() {
-        metadata = tokio::fs::metadata(path.join("index.html")).await.ok()?;
-    }
     let modified = metadata
         .modified()
         .ok()?
@@ -227,11 +275,75 @@ fn matches_any(tags: &HeaderValue, etag: &HeaderValue) -> bool {
     })
 }
 
-/// Whether `path` (below `root`) resolves through symlinks to somewhere outside it. Missing files
-/// are left to `ServeDir`.
-async fn leaves_root(root: &Path, path: &Path) -> bool {
-    match tokio::fs::canonicalize(path).await {
-        Ok(real) => !real.starts_with(root),
-        Err(_) => false,
+/// Whether an `If-Match` list names `etag` by strong comparison (a weak tag matches nothing), or
+/// is `*`.
+fn matches_strongly(tags: &HeaderValue, etag: &HeaderValue) -> bool {
+    let Ok(tags) = tags.to_str() else {
+        return false;
+    };
+    let ours = etag.to_str().unwrap_or_default();
+    tags.split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || (tag == ours && !tag.starts_with("W/")))
+}
+
+/// Whether a `Range` value is one `bytes` range whose numbers fit in 64 bits: the only kind
+/// `ServeDir` answers as HTTP says to.
+fn is_one_byte_range(range: &HeaderValue) -> bool {
+    let number = |text: &str| !text.is_empty() && text.parse::<u64>().is_ok();
+    let Some(spec) = range
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
+        return false;
+    };
+    match spec.trim().split_once('-') {
+        Some(("", last)) => number(last),
+        Some((first, last)) => number(first) && (last.is_empty() || number(last)),
+        None => false,
+    }
+}
+
+/// The request with its path's leading slashes folded into one.
+fn single_leading_slash<B>(mut req: Request<B>) -> Request<B> {
+    let path = req.uri().path();
+    if !path.starts_with("//") {
+        return req;
+    }
+    let mut target = format!("/{}", path.trim_start_matches('/'));
+    if let Some(query) = req.uri().query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    if let Ok(uri) = target.parse() {
+        *req.uri_mut() = uri;
+    }
+    req
+}
+
+/// What a URL's path below the root is on disk, symlinks followed.
+enum OnDisk {
+    /// A regular file inside the root.
+    File(std::fs::Metadata),
+    Directory,
+    /// Nothing that can be served: missing, unreadable, a name too long, a pipe or a socket
+    /// (opening a pipe would wait for a writer, holding a thread).
+    Absent,
+    /// Resolves to somewhere outside the root.
+    Outside,
+}
+
+async fn on_disk(root: &Path, path: &Path) -> OnDisk {
+    let Ok(real) = tokio::fs::canonicalize(path).await else {
+        return OnDisk::Absent;
+    };
+    if !real.starts_with(root) {
+        return OnDisk::Outside;
+    }
+    match tokio::fs::metadata(&real).await {
+        Ok(metadata) if metadata.is_file() => OnDisk::File(metadata),
+        Ok(metadata) if metadata.is_dir() => OnDisk::Directory,
+        _ => OnDisk::Absent,
     }
 }

@@ -202,6 +202,83 @@ async fn symlinks_are_followed_only_inside_the_folder() {
     );
 }
 
+/// A directory's `index.html` is the file served for it, and is held to the same rule as any
+/// file: a link out of the folder is not followed.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_html_that_links_out_of_the_folder_is_not_served() {
+    use std::os::unix::fs::symlink;
+
+    let dir = project();
+    let site = dir.path().join("site");
+    std::fs::remove_file(site.join("index.html")).expect("rm");
+    symlink(dir.path().join("secret.txt"), site.join("index.html")).expect("symlink");
+    std::fs::create_dir(site.join("sub")).expect("mkdir");
+    symlink("../../private/secret.txt", site.join("sub/index.html")).expect("symlink");
+    let proxy = serve(dir.path()).await;
+    for (path, range) in [("/", None), ("/sub/", None), ("/", Some("bytes=0-3"))] {
+        let headers: Vec<(&str, &str)> = range.map(|r| ("range", r)).into_iter().collect();
+        let (status, _, body) = get(&proxy.url(path), &headers).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path} {range:?}");
+        assert!(!text(&body).contains("top"), "{path} leaked the secret");
+    }
+}
+
+/// Only regular files are served: opening a named pipe waits for a writer, and each request
+/// for one held a thread of the file server until the process ended.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_pipe_is_not_a_file_to_serve() {
+    let dir = project();
+    let pipe = dir.path().join("site/pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let proxy = serve(dir.path()).await;
+    let (status, _, _) = within("a named pipe's answer", get(&proxy.url("/pipe"), &[])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// A path the file system refuses to look up (a name over 255 bytes) is not there: a 404, not
+/// a server error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_too_long_for_the_file_system_is_404() {
+    let dir = project();
+    let proxy = serve(dir.path()).await;
+    for path in [format!("/{}", "a".repeat(300)), "/a/".repeat(2000)] {
+        let (status, _, body) = get(&proxy.url(&path), &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{}", text(&body));
+    }
+}
+
+/// `//name` asks for the folder `name` like `/name` does, and its slash-adding redirect stays
+/// on this site: `Location: //name/` would send the browser to the host `name`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_with_two_leading_slashes_never_redirects_off_the_site() {
+    let dir = project();
+    std::fs::create_dir(dir.path().join("site/evil.example")).expect("mkdir");
+    let proxy = serve(dir.path()).await;
+    for path in ["//evil.example", "///evil.example?x=1", "//docs"] {
+        let reply = raw(
+            proxy.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+            None,
+        )
+        .await;
+        let location = reply
+            .lines()
+            .find_map(|line| line.strip_prefix("location: "))
+            .unwrap_or_else(|| panic!("{path}: no redirect in {reply}"));
+        assert!(
+            location.starts_with('/') && !location.starts_with("//"),
+            "{path} → {location}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn if_modified_since_gives_304() {
     let dir = project();
@@ -334,6 +411,62 @@ async fn range_request_gives_206() {
         headers.get(header::CONTENT_RANGE).map(|v| v.as_bytes()),
         Some(&b"bytes 0-3/10"[..])
     );
+}
+
+/// What HTTP says to ignore is ignored, and the whole file sent: several ranges, another unit, a
+/// number past 64 bits, a range of an empty file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_the_server_cannot_honour_get_the_whole_file() {
+    let dir = project();
+    std::fs::write(dir.path().join("site/empty.txt"), "").expect("write");
+    let proxy = serve(dir.path()).await;
+    for (path, range, whole) in [
+        ("/data.txt", "bytes=0-1,3-4", "0123456789"),
+        ("/data.txt", "items=0-1", "0123456789"),
+        ("/data.txt", "bytes=0-99999999999999999999999", "0123456789"),
+        ("/empty.txt", "bytes=0-0", ""),
+        ("/empty.txt", "bytes=-5", ""),
+    ] {
+        let (status, headers, body) = get(&proxy.url(path), &[("range", range)]).await;
+        assert_eq!(status, StatusCode::OK, "{path} {range}: {}", text(&body));
+        assert_eq!(text(&body), whole, "{path} {range}");
+        assert!(
+            headers.get(header::CONTENT_RANGE).is_none(),
+            "{path} {range}"
+        );
+    }
+    // A suffix range and an open-ended one are still honoured.
+    let (status, _, body) = get(&proxy.url("/data.txt"), &[("range", "bytes=-3")]).await;
+    assert_eq!(
+        (status, text(&body).as_str()),
+        (StatusCode::PARTIAL_CONTENT, "789")
+    );
+    let (status, _, body) = get(&proxy.url("/data.txt"), &[("range", "bytes=8-")]).await;
+    assert_eq!(
+        (status, text(&body).as_str()),
+        (StatusCode::PARTIAL_CONTENT, "89")
+    );
+}
+
+/// `If-Match` names the version the client holds: another version is 412, by strong comparison.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_match_with_another_version_is_412() {
+    let dir = project();
+    let proxy = serve(dir.path()).await;
+    let url = proxy.url("/data.txt");
+    let (_, headers, _) = get(&url, &[]).await;
+    let etag = headers[header::ETAG].to_str().expect("ascii").to_string();
+    let weak = format!("W/{etag}");
+    for (tags, want) in [
+        (etag.as_str(), StatusCode::OK),
+        ("*", StatusCode::OK),
+        ("\"elsewhere\", *", StatusCode::OK),
+        ("\"elsewhere\"", StatusCode::PRECONDITION_FAILED),
+        (weak.as_str(), StatusCode::PRECONDITION_FAILED),
+    ] {
+        let (status, _, _) = get(&url, &[("if-match", tags)]).await;
+        assert_eq!(status, want, "If-Match: {tags}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
