@@ -110,6 +110,10 @@ fn host_name(value: &[u8]) -> Option<String> {
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (inside, after) = rest.split_once(']')?;
         inside.parse::<std::net::Ipv6Addr>().ok()?;
+        // Nothing but a port may follow the address: `[::1]evil.example` is no host.
+        if !after.is_empty() && !after.starts_with(':') {
+            return None;
+        }
         (&text[..inside.len() + 2], after.strip_prefix(':'))
     } else {
         match text.rsplit_once(':') {
@@ -263,6 +267,8 @@ mod tests {
             ("localhost:99999", Some(StatusCode::BAD_REQUEST)),
             ("[::1", Some(StatusCode::BAD_REQUEST)),
             ("[zz]:1", Some(StatusCode::BAD_REQUEST)),
+            ("[::1]evil.example", Some(StatusCode::BAD_REQUEST)),
+            ("[::1]evil.example:3000", Some(StatusCode::BAD_REQUEST)),
             ("", Some(StatusCode::BAD_REQUEST)),
         ] {
             assert_eq!(status(host, &names), want, "{host:?}");

@@ -213,7 +213,8 @@ impl Router {
             // Answers without touching the upstream, so a container health check passes while
             // the app is still starting.
             "health" => body::plain(StatusCode::OK, "ok"),
-            "status" => match guard::cross_site_refusal(&req) {
+            // Status names the watched folders and the upstreams: for this machine only too.
+            "status" => match guard::control_refusal(&req, peer) {
                 Some(refusal) => refusal,
                 None => this.control.status(),
             },

@@ -588,6 +588,60 @@ async fn other_sites_cannot_open_the_stream_or_use_the_control_endpoint() {
     assert_eq!(status, 405);
 }
 
+/// Listening on every address, the proxy answers pages to the network but its control endpoints
+/// to this machine only. The caller from elsewhere is this machine by its network address (the
+/// address it would send from toward the outside), which is not a loopback one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_endpoints_refuse_callers_from_the_network() {
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    // Connecting a UDP socket sends nothing: it only picks the route and the source address.
+    let outward = probe
+        .connect("192.0.2.1:9")
+        .and_then(|()| probe.local_addr())
+        .map(|addr| addr.ip())
+        .ok()
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    let Some(outward) = outward else {
+        eprintln!("skipped: this machine has no route off it, so no non-loopback address");
+        return;
+    };
+    let (_dir, root) = project();
+    let proxy = serve(&root, &["--listen", "0.0.0.0:0"]).await;
+    let port = proxy.addr.port();
+    let ask = |addr: std::net::IpAddr, request: &'static str| async move {
+        let text = crate::support::raw(
+            (addr, port).into(),
+            format!("{request} HTTP/1.1\r\nHost: {addr}:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+            Some("\r\n"),
+        )
+        .await;
+        text.split(' ').nth(1).unwrap_or_default().to_string()
+    };
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    for (request, mine) in [
+        ("GET /__hmr/status", "200"),
+        ("POST /__hmr/reload", "202"),
+        ("GET /index.html", "200"),
+    ] {
+        assert_eq!(
+            ask(loopback, request).await,
+            mine,
+            "{request} from loopback"
+        );
+        let network = if request.contains("__hmr") {
+            "403"
+        } else {
+            "200"
+        };
+        assert_eq!(
+            ask(outward, request).await,
+            network,
+            "{request} from {outward}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_control_endpoint_broadcasts_paths_or_a_reload() {
     let (_dir, root) = project();

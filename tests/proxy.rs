@@ -194,6 +194,24 @@ async fn redirects_and_cookies_keep_the_browser_on_the_proxy() {
 
     let (_, headers, _) = get(&proxy.url("/cookie"), &[]).await;
     assert_eq!(headers["set-cookie"], "sid=abc; Path=/; HttpOnly");
+
+    // Without a Host (HTTP/1.0) the origin is the address listened on, as a browser can open it:
+    // never `0.0.0.0`.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = upstream.url();
+    let any = Proxy::start_in(dir.path(), &["--listen", "0.0.0.0:0", &url]).await;
+    let port = any.addr.port();
+    let reply = raw(
+        ([127, 0, 0, 1], port).into(),
+        b"GET /redirect HTTP/1.0\r\n\r\n",
+        Some("\r\n\r\n"),
+    )
+    .await;
+    let location = reply
+        .lines()
+        .find_map(|line| line.strip_prefix("location: "))
+        .unwrap_or_else(|| panic!("no location in {reply}"));
+    assert_eq!(location, format!("http://127.0.0.1:{port}/target"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

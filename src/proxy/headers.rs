@@ -33,11 +33,19 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const REFRESH: HeaderName = HeaderName::from_static("refresh");
 
-/// Forwarding fields a browser's request may carry that this proxy does not set: removed.
-static BROWSERS_SAY_SO: [HeaderName; 3] = [
+/// Forwarding fields a browser's request may carry that this proxy does not set: removed. Each
+/// is one some framework reads for the scheme, host, address or path prefix (Rack reads
+/// `X-Forwarded-Ssl: on` and `X-Forwarded-Scheme` as https, Spring `X-Forwarded-Prefix`).
+static BROWSERS_SAY_SO: [HeaderName; 9] = [
     header::FORWARDED,
     HeaderName::from_static("x-forwarded-port"),
     HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-forwarded-ssl"),
+    HeaderName::from_static("x-forwarded-scheme"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-url-scheme"),
+    HeaderName::from_static("front-end-https"),
 ];
 
 /// What stripping found that the caller must carry across the hop itself.
@@ -70,20 +78,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Hop {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+        // As bytes: one byte outside ASCII in the value must not save the fields it names.
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .filter_map(|token| {
-            let token = token.trim();
-            upgrade_requested |= token.eq_ignore_ascii_case("upgrade");
+            let token = token.trim_ascii();
+            upgrade_requested |= token.eq_ignore_ascii_case(b"upgrade");
             // Compared as text first: parsing a name is the costly part, and the token is
             // nearly always `keep-alive`.
             if HOP_BY_HOP
                 .iter()
-                .any(|hop| hop.as_str().eq_ignore_ascii_case(token))
+                .any(|hop| hop.as_str().as_bytes().eq_ignore_ascii_case(token))
             {
                 return None;
             }
-            HeaderName::from_bytes(token.as_bytes()).ok()
+            HeaderName::from_bytes(token).ok()
         })
         .collect();
     if upgrade_requested
@@ -540,6 +548,17 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_outside_ascii_in_connection_spares_none_of_the_fields_it_names() {
+        let mut headers = map(&[("x-d", "1"), ("x-e", "2")]);
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"x-c\xe9, x-d,x-e").expect("a visible byte"),
+        );
+        strip_hop_by_hop(&mut headers);
+        assert!(headers.is_empty(), "{headers:?}");
+    }
+
+    #[test]
     fn forwarded_for_appends_and_host_can_be_kept() {
         let (h, _) = forward(
             &[
@@ -578,12 +597,28 @@ mod tests {
                 ("forwarded", "for=6.6.6.6;proto=https;host=evil.example"),
                 ("x-forwarded-port", "443"),
                 ("x-real-ip", "6.6.6.6"),
+                ("x-forwarded-ssl", "on"),
+                ("x-forwarded-scheme", "https"),
+                ("x-forwarded-prefix", "/evil"),
+                ("x-forwarded-server", "evil.example"),
+                ("x-url-scheme", "https"),
+                ("front-end-https", "on"),
                 ("cookie", "a=1"),
                 ("cookie", "b=2; c=3"),
             ],
             false,
         );
-        for gone in ["forwarded", "x-forwarded-port", "x-real-ip"] {
+        for gone in [
+            "forwarded",
+            "x-forwarded-port",
+            "x-real-ip",
+            "x-forwarded-ssl",
+            "x-forwarded-scheme",
+            "x-forwarded-prefix",
+            "x-forwarded-server",
+            "x-url-scheme",
+            "front-end-https",
+        ] {
             assert!(!h.contains_key(gone), "{gone} survived");
         }
         let cookies: Vec<_> = h.get_all("cookie").iter().collect();
