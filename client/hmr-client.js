@@ -33,6 +33,16 @@ export function container(map, update) {
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 10000;
 
+/**
+ * The queue of batches waits this long for one (a module's import, the update function) before
+ * it lets the next go ahead; the slow one still finishes. An update that never returns (awaiting
+ * an event that never comes) held back every later change in the tab.
+ */
+const BATCH_PATIENCE_MS = 5000;
+
+/** Without the Navigation API, a page still here this long after it asked to reload stayed. */
+const STAYED_MS = 3000;
+
 /** The proxy serves this file with its --changes-path here. */
 const CHANGES_PATH = '/changes';
 
@@ -80,6 +90,8 @@ function start(selfUrl) {
   let catchingUp = false;
   /** One per container() call: its module entries, the container object, the update function. */
   const boxes = [];
+  /** Module key → the batch id of the newest copy imported (absent: the plain URL's). */
+  const imported = new Map();
   /** Batches are applied one after the other (module imports are asynchronous). */
   let queue = Promise.resolve();
   let reloading = false;
@@ -307,14 +319,56 @@ function start(selfUrl) {
       for (const id of seen) if (seen.size > 256) seen.delete(id);
     }
     newest = Math.max(newest ?? batch.id, batch.id);
-    queue = queue.then(() => apply(batch)).catch((err) => console.error('[hmr]', err));
+    enqueue(() => apply(batch), `change ${batch.id}`);
+  }
+
+  /**
+   * Run `work` after the batches before it, in order, but hold the next ones back for at most
+   * BATCH_PATIENCE_MS: what is still running then finishes on its own.
+   */
+  function enqueue(work, what) {
+    queue = queue.then(() => {
+      const running = Promise.resolve()
+        .then(work)
+        .catch((err) => console.error('[hmr]', err));
+      let timer;
+      const patience = new Promise((resolve) => {
+        timer = setTimeout(() => {
+          log(`${what} is still being applied after ${BATCH_PATIENCE_MS / 1000} s; going on`);
+          resolve();
+        }, BATCH_PATIENCE_MS);
+      });
+      return Promise.race([running, patience]).finally(() => clearTimeout(timer));
+    });
   }
 
   function reload(reason) {
     if (reloading) return;
     reloading = true;
     log(`reloading: ${reason}`);
+    // The reload may not happen: a page that asks before it is left (unsaved changes) may be
+    // kept by its user. A page that stayed must listen again, or it would hear no change more,
+    // and neither would the other tabs if it leads them. The Navigation API tells: the reload's
+    // `navigate` event is fired before `reload()` returns, and its signal is aborted if the
+    // reload is called off (by that prompt, by Esc, by a page that stops it). Without it, a page
+    // still here a while later is taken to have stayed.
+    let signal = null;
+    const caught = (event) => (signal = event.signal);
+    window.navigation?.addEventListener('navigate', caught);
     location.reload();
+    window.navigation?.removeEventListener('navigate', caught);
+    if (signal) {
+      if (signal.aborted) stayed();
+      else signal.addEventListener('abort', stayed, { once: true });
+      return;
+    }
+    const timer = setTimeout(stayed, STAYED_MS);
+    addEventListener('pagehide', () => clearTimeout(timer), { once: true });
+  }
+
+  function stayed() {
+    reloading = false;
+    log('the reload was cancelled: this page stays, and the next change that needs one asks again');
   }
 
   /**
@@ -442,7 +496,7 @@ function start(selfUrl) {
   }
 
   /**
-   * The changed links grouped by the sheet they load (address without query, media, title): the
+   * The changed links grouped by the sheet they load (address, media, title): the
    * last of each group first, then the ones before it. Only the last is swapped; the others go
    * with its old copy. Two links to one sheet are one too many: another live-reloader's copy
    * (Vite's, when both watch the sources), a partial included twice. Swapped each, they stayed
@@ -451,7 +505,9 @@ function start(selfUrl) {
   function sameSheets(links) {
     const groups = new Map();
     for (const link of links) {
-      const sheet = key(new URL(link.href));
+      // The address with its query (a server may answer `?part=head` and `?part=body` with two
+      // sheets), but without the cache-busting `t` that Vite and this client add.
+      const sheet = unbust(link.href);
       const id = [sheet, link.media, link.title, link.rel.toLowerCase()].join('\n');
       const group = groups.get(id) ?? [];
       group.push(link);
@@ -488,8 +544,17 @@ function start(selfUrl) {
    * from its cache. Settles when the copy has loaded or failed, or a newer copy took its place.
    */
   function swapStylesheet(link, id, hit, duplicates = []) {
+    if (link.hasAttribute('disabled')) {
+      // Switched off by its attribute (a theme switcher's `link.disabled = true`): it has no
+      // sheet and loads nothing, so a copy would never load and never settle. It shows nothing
+      // either: it takes the new address itself, loaded when it is switched on.
+      link.href = bust(link.href, id);
+      return Promise.resolve();
+    }
     const copy = link.cloneNode();
     copy.href = bust(link.href, id);
+    // Subresource integrity names the old content: the changed sheet would be blocked.
+    copy.removeAttribute('integrity');
     const prev = pending.get(link);
     const older = [link, ...duplicates].flatMap((old) => {
       old.dataset.hmrReplaced = 'true';
@@ -652,7 +717,7 @@ function start(selfUrl) {
     };
     box.first = first;
     boxes.push(box);
-    queue = queue.then(() => load(box, box.entries, null));
+    enqueue(() => load(box, box.entries, null), 'loading the modules');
     return box.ready;
   }
 
@@ -663,9 +728,17 @@ function start(selfUrl) {
    * take the overlay away. The good one goes in with the fix.
    */
   async function load(box, entries, id) {
+    // A container registered after a module changed imports the newest copy too: its plain URL
+    // is the one the browser holds from before the change (or from a failed import).
+    const versions = entries.map((e) => (id === null ? imported.get(key(e.url)) ?? null : id));
+    for (const [i, e] of entries.entries()) {
+      if (versions[i] !== null) imported.set(key(e.url), versions[i]);
+    }
     const results = await Promise.allSettled(
-      entries.map((e) => import(id === null ? e.url.href : bust(e.url, id))),
+      entries.map((e, i) => import(versions[i] === null ? e.url.href : bust(e.url, versions[i]))),
     );
+    // A batch the queue stopped waiting for may finish after a later one: its copies are older.
+    if (entries.some((e, i) => (imported.get(key(e.url)) ?? null) !== versions[i])) return;
     let failed = false;
     results.forEach((result, i) => {
       const { url, prop } = entries[i];

@@ -10,6 +10,7 @@
 //
 // Every wait is on an event or a condition in the page, bounded by WAIT_MS; nothing sleeps.
 
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -487,6 +488,74 @@ async function cssOff() {
   }
 }
 
+/**
+ * Stylesheet links the swap used to break: two that differ only in their query (a server may
+ * answer them with two sheets; one was taken for a duplicate and removed), one switched off by
+ * its `disabled` attribute (its copy never loaded, and the sheet never swapped again), one with
+ * subresource integrity (its copy, with the old hash, was blocked).
+ */
+async function sheetKinds() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/kinds.html');
+    const color = (sel) => page.$eval(sel, (el) => getComputedStyle(el).color);
+    const until = (sel, c) =>
+      page.waitForFunction(([s, want]) => getComputedStyle(document.querySelector(s)).color === want, [sel, c]);
+
+    let c = freshColor();
+    write('extras/kind.css', `#k { color: ${c}; }\n`);
+    await until('#k', c);
+    const parts = await page.$$eval('link[href*="kind.css"]', (ls) => ls.map((l) => new URL(l.href).searchParams.get('part')));
+    assert.deepEqual(parts.sort(), ['a', 'b'], 'both links stay');
+
+    c = freshColor();
+    write('extras/sri.css', `#s { color: ${c}; }\n`);
+    await until('#s', c);
+
+    const before = await color('#o');
+    c = freshColor();
+    write('extras/off.css', `#o { color: ${c}; }\n`);
+    await page.waitForFunction(() => new URL(document.getElementById('off').href).searchParams.has('t'));
+    assert.equal(await color('#o'), before, 'a sheet switched off stays off');
+    await page.evaluate(() => (document.getElementById('off').disabled = false));
+    await until('#o', c);
+    c = freshColor();
+    write('extras/off.css', `#o { color: ${c}; }\n`);
+    await until('#o', c);
+    assert.equal(await page.$$eval('link[href*="off.css"]', (ls) => ls.length), 1, 'no copies left over');
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * A reload the page's user calls off (an "unsaved changes" prompt answered Stay): the page
+ * listens again. It stayed deaf before, and so did every tab it led.
+ */
+async function stayed() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/guarded.html');
+    const prompted = new Promise((resolve) =>
+      page.on('dialog', (dialog) => {
+        dialog.dismiss();
+        resolve(dialog.type());
+      }),
+    );
+    await page.fill('#draft', 'unsaved work'); // a prompt needs the user to have done something
+    write('extras/guarded.html', read('extras/guarded.html').replace('</body>', '<p>more</p></body>'));
+    assert.equal(await within('the unsaved-changes prompt', prompted), 'beforeunload');
+    const color = saveH1Color();
+    await h1Color(page, color);
+    assert.ok(logged('the reload was cancelled'), 'the client says it stays');
+    assert.equal(await page.inputValue('#draft'), 'unsaved work');
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
 /** Image change: the <img> gets a cache-busted src and the new picture, without a reload. */
 async function image() {
   const context = await newContext();
@@ -598,6 +667,46 @@ async function modules() {
     assert.ok((await page.textContent('#view')).startsWith(label2), 'the new view after a reload');
     await page.click('#step');
     assert.equal(await page.evaluate(() => window.app.count), 10, 'the new model after a reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * A container registered after its module changed (a route loaded later) gets the new copy, not
+ * the one the browser holds under the plain URL.
+ */
+async function lateContainer() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/late.html');
+    await page.waitForFunction(() => document.getElementById('first').textContent === 'v1');
+    write('extras/widget.js', 'export const v = "v2";\n');
+    await page.waitForFunction(() => document.getElementById('first').textContent === 'v2');
+    await page.evaluate(() => window.lateRoute());
+    await page.waitForFunction(() => document.getElementById('later').textContent !== '');
+    assert.equal(await page.textContent('#later'), 'v2');
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * An update function that never returns (it awaits an event that never comes) holds later
+ * changes back for a few seconds at most, not for good.
+ */
+async function stuckUpdate() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/stuck.html');
+    await page.waitForFunction(() => document.getElementById('out').textContent === 'v1');
+    write('extras/stuck.js', 'export const v = "v2";\n');
+    await page.waitForFunction(() => document.getElementById('out').textContent === 'v2');
+    const color = saveH1Color();
+    await h1Color(page, color);
+    assert.ok(logged('is still being applied after'), 'the client says it went on');
+    assert.equal(await loads(page), 1, 'no reload');
   } finally {
     await context.close();
   }
@@ -1244,6 +1353,49 @@ async function prepare() {
       '<link rel="stylesheet" href="/css/app.css"><link rel="stylesheet" href="/css/app.css">\n' +
       '</head><body><h1>twice</h1></body></html>\n',
   );
+  write('extras/kind.css', '#k { color: rgb(1, 1, 1); }\n');
+  write('extras/off.css', '#o { color: rgb(2, 2, 2); }\n');
+  write('extras/sri.css', '#s { color: rgb(3, 3, 3); }\n');
+  const sri = `sha256-${crypto.createHash('sha256').update(read('extras/sri.css')).digest('base64')}`;
+  write(
+    'extras/kinds.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>kinds</title>\n' +
+      '<link rel="stylesheet" href="/extras/kind.css?part=a"><link rel="stylesheet" href="/extras/kind.css?part=b">\n' +
+      '<link rel="stylesheet" id="off" href="/extras/off.css" disabled>\n' +
+      `<link rel="stylesheet" href="/extras/sri.css" integrity="${sri}" crossorigin="anonymous">\n` +
+      '</head><body><p id="k">k</p><p id="o">o</p><p id="s">s</p></body></html>\n',
+  );
+  write(
+    'extras/guarded.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>guarded</title>\n' +
+      '<link rel="stylesheet" href="/css/app.css"></head>\n<body><h1>guarded</h1><textarea id="draft"></textarea>\n' +
+      '<script>addEventListener("beforeunload", (e) => { if (document.getElementById("draft").value) ' +
+      '{ e.preventDefault(); e.returnValue = ""; } });</script></body></html>\n',
+  );
+  write('extras/widget.js', 'export const v = "v1";\n');
+  write(
+    'extras/late.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>late</title></head>\n' +
+      '<body><p id="first"></p><p id="later"></p><script type="module">\n' +
+      'import { container } from "/__hmr/client.js";\n' +
+      'const show = (id) => (c) => { document.getElementById(id).textContent = c.w.v; };\n' +
+      'container({ "/extras/widget.js": "w" }, show("first"));\n' +
+      'window.lateRoute = () => container({ "/extras/widget.js": "w" }, show("later"));\n' +
+      '</script></body></html>\n',
+  );
+  write('extras/stuck.js', 'export const v = "v1";\n');
+  write(
+    'extras/stuck.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>stuck</title>\n' +
+      '<link rel="stylesheet" href="/css/app.css"></head>\n<body><h1>stuck</h1><p id="out"></p><script type="module">\n' +
+      'import { container } from "/__hmr/client.js";\n' +
+      'let first = true;\n' +
+      'container({ "/extras/stuck.js": "m" }, async (c) => {\n' +
+      '  document.getElementById("out").textContent = c.m.v;\n' +
+      '  if (!first) await new Promise(() => {});\n' +
+      '  first = false;\n' +
+      '});\n</script></body></html>\n',
+  );
   write('extras/ready.txt', 'ready\n');
   await stream.until('the prepared files to be published', (b) => b.urls.includes('/extras/ready.txt'));
   stream.close();
@@ -1255,10 +1407,14 @@ const all = {
   copyFails,
   cssTwice,
   cssOff,
+  sheetKinds,
+  stayed,
   image,
   srcset,
   xhtml,
   modules,
+  lateContainer,
+  stuckUpdate,
   errors,
   stillBroken,
   extras,
