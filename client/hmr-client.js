@@ -40,9 +40,6 @@ const RETRY_MAX_MS = 10000;
  */
 const BATCH_PATIENCE_MS = 5000;
 
-/** Without the Navigation API, a page still here this long after it asked to reload stayed. */
-const STAYED_MS = 3000;
-
 /** The proxy serves this file with its --changes-path here. */
 const CHANGES_PATH = '/changes';
 
@@ -238,7 +235,9 @@ function start(selfUrl) {
   function hello(instance, last, relayed) {
     if (state.instance !== null && instance !== state.instance) {
       reload('the proxy restarted');
-      return;
+      if (reloading) return;
+      // Kept by its user: the page goes on with the new run, from where that stands.
+      floor = null;
     }
     state.instance = instance;
     if (typeof last !== 'number') return;
@@ -349,21 +348,16 @@ function start(selfUrl) {
     // The reload may not happen: a page that asks before it is left (unsaved changes) may be
     // kept by its user. A page that stayed must listen again, or it would hear no change more,
     // and neither would the other tabs if it leads them. The Navigation API tells: the reload's
-    // `navigate` event is fired before `reload()` returns, and its signal is aborted if the
-    // reload is called off (by that prompt, by Esc, by a page that stops it). Without it, a page
-    // still here a while later is taken to have stayed.
+    // `navigate` event is fired before `reload()` returns, and by then its signal is aborted if
+    // the user kept the page. Nothing later is taken for a sign (a slow answer, a newer
+    // navigation taking over): a page that is going must not speak for the stream again.
+    // Without the API a page that stayed stays deaf until it is reloaded.
     let signal = null;
     const caught = (event) => (signal = event.signal);
     window.navigation?.addEventListener('navigate', caught);
     location.reload();
     window.navigation?.removeEventListener('navigate', caught);
-    if (signal) {
-      if (signal.aborted) stayed();
-      else signal.addEventListener('abort', stayed, { once: true });
-      return;
-    }
-    const timer = setTimeout(stayed, STAYED_MS);
-    addEventListener('pagehide', () => clearTimeout(timer), { once: true });
+    if (signal?.aborted) stayed();
   }
 
   function stayed() {
@@ -505,9 +499,7 @@ function start(selfUrl) {
   function sameSheets(links) {
     const groups = new Map();
     for (const link of links) {
-      // The address with its query (a server may answer `?part=head` and `?part=body` with two
-      // sheets), but without the cache-busting `t` that Vite and this client add.
-      const sheet = unbust(link.href);
+      const sheet = sheetAddress(link.href);
       const id = [sheet, link.media, link.title, link.rel.toLowerCase()].join('\n');
       const group = groups.get(id) ?? [];
       group.push(link);
@@ -548,6 +540,7 @@ function start(selfUrl) {
       // Switched off by its attribute (a theme switcher's `link.disabled = true`): it has no
       // sheet and loads nothing, so a copy would never load and never settle. It shows nothing
       // either: it takes the new address itself, loaded when it is switched on.
+      link.removeAttribute('integrity');
       link.href = bust(link.href, id);
       return Promise.resolve();
     }
@@ -728,20 +721,24 @@ function start(selfUrl) {
    * take the overlay away. The good one goes in with the fix.
    */
   async function load(box, entries, id) {
-    // A container registered after a module changed imports the newest copy too: its plain URL
-    // is the one the browser holds from before the change (or from a failed import).
-    const versions = entries.map((e) => (id === null ? imported.get(key(e.url)) ?? null : id));
-    for (const [i, e] of entries.entries()) {
-      if (versions[i] !== null) imported.set(key(e.url), versions[i]);
-    }
+    // The copy of each module to import: this batch's; for a container registered later, the
+    // newest one imported (its plain URL is the copy the browser holds from before the change,
+    // or from a failed import); for a batch the queue stopped waiting for, that a later one has
+    // overtaken, the later one's.
+    const versions = entries.map((e) => {
+      const newest = imported.get(key(e.url)) ?? null;
+      if (id === null || (newest !== null && newest > id)) return newest;
+      imported.set(key(e.url), id);
+      return id;
+    });
     const results = await Promise.allSettled(
       entries.map((e, i) => import(versions[i] === null ? e.url.href : bust(e.url, versions[i]))),
     );
-    // A batch the queue stopped waiting for may finish after a later one: its copies are older.
-    if (entries.some((e, i) => (imported.get(key(e.url)) ?? null) !== versions[i])) return;
     let failed = false;
     results.forEach((result, i) => {
       const { url, prop } = entries[i];
+      // Overtaken while it was imported: the later batch puts its own copy in.
+      if ((imported.get(key(url)) ?? null) !== versions[i]) return;
       if (result.status === 'fulfilled') {
         box.c[prop] = result.value;
         box.broken.delete(url.href);
@@ -898,6 +895,20 @@ function path(href) {
 function bust(url, id) {
   const u = new URL(url, location.href);
   u.searchParams.set('t', String(id));
+  return u.href;
+}
+
+/**
+ * The address of the sheet a link loads: with its query (a server may answer `?part=head` and
+ * `?part=body` with two sheets), but without cache-busting stamps, so that another live
+ * reloader's copy is known for one: this client's and Vite's `t`, and any parameter whose value
+ * is a timestamp (livereload's `livereload=`, browser-sync's `rel=`).
+ */
+function sheetAddress(href) {
+  const u = new URL(unbust(href));
+  for (const [name, value] of [...u.searchParams]) {
+    if (/^\d{10,}$/.test(value)) u.searchParams.delete(name);
+  }
   return u.href;
 }
 

@@ -333,8 +333,8 @@ impl Proxy {
             &this.origins,
             || match &browser_host {
                 Some(host) => format!("http://{}", String::from_utf8_lossy(host.as_bytes())),
-                // An HTTP/1.0 request without `Host`: the address it came to, as a browser can
-                // open it (not `0.0.0.0`).
+                // An HTTP/1.0 request without `Host`: the address listened on, as a browser on
+                // this machine can open it (not `0.0.0.0`).
                 None => crate::server::browse_url(this.local),
             },
             upgraded.as_ref(),

@@ -502,11 +502,34 @@ mod tests {
 
     impl Upstream {
         /// Ends every connection from the upstream's side, as a dev server does on restart.
-        fn close_connections(&self) {
+        /// Returns the other ends' addresses.
+        fn close_connections(&self) -> Vec<std::net::SocketAddr> {
+            let mut ends = Vec::new();
             for socket in lock(&self.sockets).drain(..) {
+                ends.extend(socket.peer_addr());
                 let _ = socket.shutdown(std::net::Shutdown::Both);
             }
+            ends
         }
+    }
+
+    /// Whether the kernel has taken in the end of stream on the IPv4 connection whose local
+    /// address is `end`: it is in CLOSE_WAIT. (On loopback a FIN usually arrives before
+    /// `shutdown` returns, but a busy machine may leave it to ksoftirqd.)
+    fn end_of_stream_arrived(end: std::net::SocketAddr) -> bool {
+        let std::net::SocketAddr::V4(end) = end else {
+            return false;
+        };
+        let local = format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(end.ip().octets()),
+            end.port()
+        );
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        table.lines().any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"08")
+        })
     }
 
     fn upstream(len: usize) -> Upstream {
@@ -655,8 +678,9 @@ mod tests {
 
     /// The upstream closes an idle connection just after the pool found it open and took it: hyper
     /// hands the request back unwritten, and it goes out on a new connection.
-    // One thread: the runtime reads the socket's end of stream on the turn `yield_now` gives it,
-    // before the exchange polls the connection (with two, another worker may hold the driver).
+    // One thread: the runtime reads the socket's end of stream (once the kernel has it) on the
+    // turn `yield_now` gives it, before the exchange polls the connection (with two, another
+    // worker may hold the driver).
     #[tokio::test]
     async fn a_request_a_closing_connection_hands_back_goes_out_on_a_new_one() {
         let upstream = upstream(16);
@@ -667,7 +691,17 @@ mod tests {
             .expect("response");
         assert_eq!(body_len(response).await, 16);
         let Idle { conn, .. } = lock(&pool.shared).idle.pop().expect("an idle connection");
-        upstream.close_connections();
+        let ends = upstream.close_connections();
+        assert_eq!(ends.len(), 1);
+        let started = Instant::now();
+        while !end_of_stream_arrived(ends[0]) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no FIN arrived"
+            );
+            std::thread::yield_now();
+        }
+        // One turn of the runtime's driver: it reads the socket's readiness.
         tokio::task::yield_now().await;
         let response = pool
             .send_on(conn, true, request(http::Method::GET))

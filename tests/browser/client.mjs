@@ -316,7 +316,7 @@ async function duplicates() {
     await page.evaluate(() => {
       const link = document.querySelector('link[rel=stylesheet]');
       const copy = link.cloneNode();
-      copy.href = '/css/app.css?other=1';
+      copy.href = '/css/app.css?livereload=1733450000000'; // livereload.js's stamp
       link.after(copy);
     });
     await page.waitForFunction(() => [...document.styleSheets].length === 2);
