@@ -155,6 +155,106 @@ async fn ignored_paths_never_appear() {
     assert_eq!(seen, ["css/site.css"], "ignored paths reached the stream");
 }
 
+/// Batches until one names `sentinel`: every event before it has been taken in. Returns all the
+/// paths seen, the sentinel's included.
+async fn paths_until(tab: &mut SseClient, sentinel: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    within(&format!("{sentinel} to be reported"), async {
+        while !seen.iter().any(|p| p == sentinel) {
+            seen.extend(paths(&tab.next_batch().await));
+        }
+    })
+    .await;
+    seen
+}
+
+/// A directory another one is renamed over (a build tool swapping its output in) or that is
+/// deleted and made again is watched afresh: the kernel dropped the old one's watch, and saves in
+/// the new one went unreported until the proxy restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_swapped_in_or_made_again_is_watched_afresh() {
+    let (_dir, root) = project();
+    write(&root.join("dist/app.js"), "1");
+    write(&root.join("dist.new/app.js"), "2");
+    let proxy = serve(&root, &[]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+
+    std::fs::rename(root.join("dist"), root.join("dist.old")).unwrap();
+    std::fs::rename(root.join("dist.new"), root.join("dist")).unwrap();
+    std::fs::remove_dir_all(root.join("dist.old")).unwrap();
+    write(&root.join("index.html"), "swapped");
+    paths_until(&mut tab, "index.html").await;
+    write(&root.join("dist/app.js"), "3");
+    paths_until(&mut tab, "dist/app.js").await;
+
+    std::fs::remove_dir_all(root.join("css")).unwrap();
+    std::fs::create_dir(root.join("css")).unwrap();
+    write(&root.join("index.html"), "made again");
+    paths_until(&mut tab, "index.html").await;
+    write(&root.join("css/site.css"), "body {}");
+    paths_until(&mut tab, "css/site.css").await;
+}
+
+/// A watched folder moved away takes none of its watches along: saves in it, now elsewhere,
+/// were reported under their old paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_folder_moved_away_is_no_longer_watched() {
+    let (_dir, root) = project();
+    let proxy = serve(&root, &[]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    let moved = root.with_extension("moved");
+    std::fs::rename(&root, &moved).unwrap();
+    // The proxy finds its folder gone, and says so with a reload.
+    within("the reload for the folder gone", async {
+        while tab.next_batch().await["reload"] != true {}
+    })
+    .await;
+    write(&moved.join("css/site.css"), "saved where it went");
+    // Back under its name, a new folder: watched again, and a save there is the sentinel.
+    std::fs::create_dir(&root).unwrap();
+    let seen = within("the folder to be watched again", async {
+        loop {
+            write(&root.join("index.html"), "sentinel");
+            let batch = tab.next_batch().await;
+            let seen = paths(&batch);
+            if seen.iter().any(|p| p == "index.html") {
+                break seen;
+            }
+            assert!(
+                !seen.iter().any(|p| p == "css/site.css"),
+                "a save outside was reported"
+            );
+        }
+    })
+    .await;
+    assert!(
+        !seen.iter().any(|p| p == "css/site.css"),
+        "a save outside was reported"
+    );
+    std::fs::remove_dir_all(&moved).unwrap();
+}
+
+/// Removing an ignored directory (`npm ci` clearing node_modules, a clean build) changes nothing
+/// served: no batch, where one reloaded every tab.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_an_ignored_directory_reports_nothing() {
+    let (_dir, root) = project();
+    write(&root.join(".gitignore"), "build/\n");
+    write(&root.join("node_modules/pkg/index.js"), "x");
+    write(&root.join("build/out.js"), "x");
+    let proxy = serve(&root, &[]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    std::fs::remove_dir_all(root.join("node_modules")).unwrap();
+    std::fs::remove_dir_all(root.join("build")).unwrap();
+    write(&root.join("css/site.css"), "sentinel");
+    let seen = paths_until(&mut tab, "css/site.css").await;
+    assert_eq!(
+        seen,
+        ["css/site.css"],
+        "an ignored directory's removal was reported"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_roots_map_to_their_url_prefixes() {
     let (_dir, root) = project();

@@ -257,9 +257,12 @@ impl Watching {
             let is_dir = std::fs::symlink_metadata(&path).map(|m| m.is_dir());
             match is_dir {
                 Ok(true) => {
-                    if matches!(kind, Kind::Created | Kind::Renamed)
-                        && !self.filter.is_ignored(&path, true)
-                    {
+                    if kind != Kind::Modified && !self.filter.is_ignored(&path, true) {
+                        // A directory that is here after an event about its name may be another
+                        // one than the directory watched under that name (renamed in over it,
+                        // deleted and made again), whose watches the kernel has dropped: its
+                        // tree is watched afresh.
+                        self.unwatch_below(&path);
                         let mut found = Vec::new();
                         self.register_tree(&path, Some(&mut found));
                         for file in found {
@@ -284,9 +287,17 @@ impl Watching {
                 }
                 Err(_) => {
                     // Gone: a deleted file, a renamed-away name, or a removed directory. Created
-                    // and already gone is an editor's temp file, which the batch drops.
+                    // and already gone is an editor's temp file, which the batch drops. What it
+                    // was is no longer on disk to ask: a directory if it was watched, and
+                    // otherwise either (an ignored directory, `node_modules` or a `build/` of
+                    // .gitignore, was never watched, and its removal changes nothing served).
+                    let ignored = if self.watched.contains(&path) {
+                        self.filter.is_ignored(&path, true)
+                    } else {
+                        self.filter.is_ignored(&path, false) || self.filter.is_ignored(&path, true)
+                    };
                     self.forget(&path, pending);
-                    if !self.filter.is_ignored(&path, false) {
+                    if !ignored {
                         let how = match kind {
                             Kind::Created => Seen::Created,
                             _ => Seen::Changed,
@@ -298,14 +309,28 @@ impl Watching {
         }
     }
 
+    /// Drop the watches at and below `dir`: every one, since a tree moved elsewhere keeps its
+    /// watches, and its saves were reported under the old paths. True when there were any.
+    fn unwatch_below(&mut self, dir: &Path) -> bool {
+        let below: Vec<PathBuf> = self
+            .watched
+            .iter()
+            .filter(|watched| watched.starts_with(dir))
+            .cloned()
+            .collect();
+        for watched in &below {
+            // Already gone from the kernel, for a directory deleted: nothing to report.
+            let _ = self.watcher.unwatch(watched);
+            self.watched.remove(watched);
+        }
+        !below.is_empty()
+    }
+
     /// Drop watches at or below a path that no longer exists; a vanished root is re-armed later.
     fn forget(&mut self, gone: &Path, pending: &mut Pending) {
-        let before = self.watched.len();
-        self.watched.retain(|dir| !dir.starts_with(gone));
-        if self.watched.len() == before {
+        if !self.unwatch_below(gone) {
             return;
         }
-        let _ = self.watcher.unwatch(gone);
         let roots: Vec<PathBuf> = self.filter.root_dirs().map(Path::to_path_buf).collect();
         for root in roots {
             if root.starts_with(gone) && !self.missing.contains(&root) {
