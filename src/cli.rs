@@ -140,12 +140,7 @@ pub struct WatchArgs {
     pub watch: Option<Vec<String>>,
 
     /// Glob of paths to ignore, relative to the watched folder (`*.map`, `dist/`, `tmp/**`); repeatable.
-    #[arg(
-        long,
-        value_name = "GLOB",
-        env = "HMR_PROXY_IGNORE",
-        value_delimiter = ','
-    )]
+    #[arg(long, value_name = "GLOB", env = "HMR_PROXY_IGNORE")]
     pub ignore: Option<Vec<String>>,
 
     /// Quiet time that ends a burst of changes, in milliseconds [default: 10].

@@ -306,6 +306,12 @@ impl Config {
     /// Merge flags, environment, config file and defaults; validate everything. `cwd` is where
     /// relative paths and `./hmr-proxy.toml` are resolved.
     pub fn load(cli: Cli, matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
+        let names: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .collect();
+        for warning in unknown_variables(names.iter().map(String::as_str)) {
+            tracing::warn!("{warning}");
+        }
         // Exhaustive on purpose: a flag added to `Cli` must be wired here or this fails to compile.
         let Cli {
             upstream,
@@ -730,6 +736,7 @@ fn resolve_watch(
         )?);
     }
 
+    let ignore = ignore.map(|globs| globs.iter().flat_map(|g| split_globs(g)).collect());
     let ignore = match layers.pick(ignore, "ignore", f.ignore.clone(), "ignore") {
         Some(raw) => {
             check_globs(&raw.value, &raw.origin)?;
@@ -751,7 +758,9 @@ fn resolve_watch(
         None => DEFAULT_DEBOUNCE,
     };
 
-    let poll = match poll {
+    // An empty value (`HMR_PROXY_POLL=`, as compose writes `${POLL:-}`) is no setting, as an
+    // empty HMR_PROXY_WATCH is; the flag alone arrives as `true`.
+    let poll = match poll.filter(|value| !value.trim().is_empty()) {
         Some(value) => parse_poll(&value).map_err(|problem| {
             ConfigError::invalid(
                 layers.cli_origin("poll"),
@@ -770,7 +779,13 @@ fn resolve_watch(
                     "give a positive number of milliseconds, e.g. 250",
                 ));
             }
-            (_, Some(ms)) => Some(Duration::from_millis(ms)),
+            (_, Some(ms)) => Some(parse_millis(&ms.to_string()).map_err(|problem| {
+                ConfigError::invalid(
+                    layers.file_origin("poll_interval"),
+                    problem,
+                    "give a number of milliseconds, e.g. 250",
+                )
+            })?),
         },
     };
 
@@ -983,6 +998,16 @@ fn parse_upstream(value: &str) -> Result<Upstream, (String, String)> {
         ));
     }
     let host = authority.host().to_string();
+    // What follows the host, if anything, must be a port: `http` reads `:80800` or `:` as no
+    // port at all, which made them port 80.
+    if let Some(port) = authority.as_str()[host.len()..].strip_prefix(':')
+        && !port.parse::<u16>().is_ok_and(|p| p != 0)
+    {
+        return Err((
+            format!("`{value}` has `{port}` for its port"),
+            format!("give a port from 1 to 65535, e.g. http://{host}:8000"),
+        ));
+    }
     let port = authority.port_u16().unwrap_or(80);
     let authority = if authority.port_u16().is_some() {
         authority
@@ -1001,6 +1026,95 @@ fn parse_upstream(value: &str) -> Result<Upstream, (String, String)> {
         authority,
     })
 }
+
+/// A warning for each `HMR_PROXY_` variable in `names` that no option reads, with the nearest
+/// real name: one spelt like its config file key (`HMR_PROXY_ALLOWED_HOSTS`,
+/// `HMR_PROXY_POLL_INTERVAL`) did nothing and said nothing.
+fn unknown_variables<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    const PREFIX: &str = "HMR_PROXY_";
+    let command = Cli::command();
+    let known: Vec<String> = command
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .collect();
+    let nearest = |name: &str| {
+        let short = name.strip_prefix(PREFIX).unwrap_or(name);
+        let shorts = known
+            .iter()
+            .filter_map(|k| k.strip_prefix(PREFIX).map(|s| (k, s)));
+        // One name inside the other (`POLL_INTERVAL`, `INJECT` of `NO_INJECT`), else a few
+        // letters apart.
+        shorts
+            .clone()
+            .filter(|(_, s)| short.contains(s) || s.contains(short))
+            .max_by_key(|(_, s)| s.len())
+            .or_else(|| {
+                shorts
+                    .map(|(k, s)| (k, s, edit_distance(short, s)))
+                    .filter(|(_, _, d)| *d <= 3)
+                    .min_by_key(|(_, _, d)| *d)
+                    .map(|(k, s, _)| (k, s))
+            })
+            .map(|(k, _)| k.clone())
+    };
+    names
+        .filter(|name| name.starts_with(PREFIX) && !known.iter().any(|k| k == name))
+        .map(|name| match nearest(name) {
+            Some(real) => format!("{name} is not a setting and is ignored: did you mean {real}?"),
+            None => format!(
+                "{name} is not a setting and is ignored: `hmr-proxy --help` names each option's \
+                 variable"
+            ),
+        })
+        .collect()
+}
+
+/// Levenshtein distance, for suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// `--ignore` and HMR_PROXY_IGNORE take several globs at once, split at commas outside braces:
+/// `*.{map,log}` is one glob.
+fn split_globs(value: &str) -> Vec<String> {
+    let mut globs = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    for (i, c) in value.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                globs.push(value[start..i].to_string());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    globs.push(value[start..].to_string());
+    globs
+        .into_iter()
+        .map(|g| g.trim().to_string())
+        .filter(|g| !g.is_empty())
+        .collect()
+}
+
+/// The longest duration a setting takes.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// `500ms`, `3s`, `2m`.
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
@@ -1022,16 +1136,25 @@ pub fn parse_duration(value: &str) -> Result<Duration, String> {
     if duration.is_zero() {
         return Err(format!("`{value}` is zero"));
     }
+    // Every duration is added to a clock reading somewhere; one past a day has no use here, and
+    // a huge one overflowed the clock and panicked on every connection.
+    if duration > MAX_DURATION {
+        return Err(format!("`{value}` is longer than a day"));
+    }
     Ok(duration)
 }
 
 /// Milliseconds, bare (`50`) or with the unit (`50ms`).
 fn parse_millis(value: &str) -> Result<Duration, String> {
     let digits = value.trim().trim_end_matches("ms");
-    digits
+    let duration = digits
         .parse::<u64>()
         .map(Duration::from_millis)
-        .map_err(|_| format!("`{value}` is not a number of milliseconds"))
+        .map_err(|_| format!("`{value}` is not a number of milliseconds"))?;
+    if duration > MAX_DURATION {
+        return Err(format!("`{value}` is longer than a day"));
+    }
+    Ok(duration)
 }
 
 /// `--poll` (on, default interval), `--poll=500`, `--poll=false`.
@@ -1094,6 +1217,36 @@ mod tests {
     }
 
     #[test]
+    fn unknown_variables_are_named_with_the_nearest_real_one() {
+        let warnings = unknown_variables(
+            [
+                "HMR_PROXY_ALLOWED_HOSTS",
+                "HMR_PROXY_INJECT",
+                "HMR_PROXY_POLL_INTERVAL",
+                "HMR_PROXY_WHATEVER",
+                "HMR_PROXY_LISTEN",
+                "PATH",
+            ]
+            .into_iter(),
+        );
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        for (warning, real) in warnings.iter().zip([
+            Some("HMR_PROXY_ALLOWED_HOST"),
+            Some("HMR_PROXY_NO_INJECT"),
+            Some("HMR_PROXY_POLL"),
+            None,
+        ]) {
+            match real {
+                Some(real) => assert!(
+                    warning.ends_with(&format!("did you mean {real}?")),
+                    "{warning}"
+                ),
+                None => assert!(warning.contains("--help"), "{warning}"),
+            }
+        }
+    }
+
+    #[test]
     fn upstream_forms() {
         let cfg = load_in(tmp().path(), &["http://app"]).unwrap_or_else(|e| panic!("{e}"));
         let Backend::Upstream(up) = cfg.backend else {
@@ -1103,6 +1256,27 @@ mod tests {
         for bad in ["https://x:1", "ftp://x", "http://x:1/app", "http://u:p@x:1"] {
             assert!(load_in(tmp().path(), &[bad]).is_err(), "{bad} accepted");
         }
+        // A port `http` cannot read is no port at all to it: it was taken for 80.
+        for bad in [
+            "http://localhost:80800",
+            "http://localhost:",
+            "http://[::1]:0",
+        ] {
+            let err = load_in(tmp().path(), &[bad]).err().unwrap_or_default();
+            assert!(err.contains("give a port from 1 to 65535"), "{bad}: {err}");
+        }
+        let err = load_in(
+            tmp().path(),
+            &["--route", "/api=http://localhost:123456", "http://app"],
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(err.contains("`123456` for its port"), "{err}");
+        let cfg = load_in(tmp().path(), &["http://[::1]:8000"]).unwrap_or_else(|e| panic!("{e}"));
+        let Backend::Upstream(up) = cfg.backend else {
+            panic!("not an upstream")
+        };
+        assert_eq!(up.port, 8000);
     }
 
     #[test]
@@ -1187,6 +1361,13 @@ mod tests {
             err.starts_with("--ignore: `a[b` is not a valid glob"),
             "{err}"
         );
+        // Commas split globs, but not inside braces.
+        let cfg = load_in(
+            dir.path(),
+            &["--ignore", "*.{map,log}, tmp/", "--ignore", "x"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.watch.ignore, ["*.{map,log}", "tmp/", "x"]);
     }
 
     #[test]
@@ -1208,6 +1389,9 @@ mod tests {
         assert_eq!(cfg.proxy.connect_timeout, Duration::from_millis(500));
         let cfg = load_in(dir.path(), &["--poll"]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.watch.poll, Some(DEFAULT_POLL_INTERVAL));
+        // Empty, as compose writes `${POLL:-}`: no setting, as for HMR_PROXY_WATCH.
+        let cfg = load_in(dir.path(), &["--poll="]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.watch.poll, None);
         for (args, needle) in [
             (
                 &["--poll=soon"][..],
@@ -1226,6 +1410,23 @@ mod tests {
                 "--changes-path: `changes` is not a URL path",
             ),
             (&["--changes-path", "/__hmr/x"][..], "own /__hmr/ namespace"),
+            // Added to a clock reading, a huge one overflowed it on every connection.
+            (
+                &["--heartbeat", "18446744073709551615s"][..],
+                "--heartbeat: `18446744073709551615s` is longer than a day",
+            ),
+            (
+                &["--header-timeout", "25h"][..],
+                "--header-timeout: `25h` has unknown unit",
+            ),
+            (
+                &["--debounce", "18446744073709551615"][..],
+                "--debounce: `18446744073709551615` is longer than a day",
+            ),
+            (
+                &["--poll=99999999999"][..],
+                "--poll: `99999999999` is not a poll interval",
+            ),
         ] {
             let err = load_in(dir.path(), args).err().unwrap_or_default();
             assert!(err.contains(needle), "{args:?}: {err}");

@@ -370,21 +370,32 @@ fn glob_set<'a>(globs: impl Iterator<Item = impl AsRef<str> + 'a>) -> Result<Glo
                 source,
             })
         };
+        // `/dist` and `./dist` start from the watched folder, as in a `.gitignore`: paths are
+        // matched relative to it and never start with either, so as written they matched
+        // nothing.
+        let (anchored, rel) = match glob.strip_prefix("./").or_else(|| glob.strip_prefix('/')) {
+            Some(rel) => (true, rel),
+            None => (false, glob),
+        };
         // `dist/`, as a `.gitignore` writes it: that folder and everything in it (as a glob it
         // would match nothing, since no relative path ends in `/`), at any depth unless it names
-        // a path (`web/dist/`), as in a `.gitignore`.
-        match glob.strip_suffix('/').filter(|dir| !dir.is_empty()) {
+        // a path (`web/dist/`) or is anchored, as in a `.gitignore`.
+        match rel.strip_suffix('/').filter(|dir| !dir.is_empty()) {
             Some(dir) => {
-                let dir = match dir.strip_prefix('/') {
-                    Some(anchored) => anchored.to_string(),
-                    None if dir.contains('/') => dir.to_string(),
-                    None => format!("**/{dir}"),
+                let dir = if anchored || dir.contains('/') {
+                    dir.to_string()
+                } else {
+                    format!("**/{dir}")
                 };
                 builder.add(compile(&dir)?);
                 builder.add(compile(&format!("{dir}/**"))?);
             }
             None => {
-                builder.add(compile(glob)?);
+                builder.add(compile(rel)?);
+                // `/dist` may name a folder, as `/dist/` does.
+                if anchored {
+                    builder.add(compile(&format!("{rel}/**"))?);
+                }
             }
         }
     }
@@ -469,6 +480,27 @@ mod tests {
             ("dist/a.js", false, true),
             ("packages/a/dist/a.js", false, true),
             ("src/dist.js", false, false),
+        ] {
+            assert_eq!(f.is_ignored(&root.join(rel), is_dir), ignored, "{rel}");
+        }
+    }
+
+    /// `/dist`, `./tmp/**` and `/src/x.css` start from the watched folder, as in a `.gitignore`:
+    /// they matched nothing.
+    #[test]
+    fn globs_anchored_with_a_slash_or_a_dot_start_from_the_watched_folder() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
+        let f = filter(&root, &["/dist", "./tmp/**", "/src/x.css", "./out/"]);
+        for (rel, is_dir, ignored) in [
+            ("dist", true, true),
+            ("dist/a.js", false, true),
+            ("web/dist/a.js", false, false),
+            ("tmp/a.js", false, true),
+            ("src/x.css", false, true),
+            ("lib/src/x.css", false, false),
+            ("out/a.js", false, true),
+            ("web/out/a.js", false, false),
         ] {
             assert_eq!(f.is_ignored(&root.join(rel), is_dir), ignored, "{rel}");
         }
