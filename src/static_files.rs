@@ -127,7 +127,10 @@ impl StaticFiles {
                 if matches_any(&tags, etag) {
                     let mut res = Response::new(body::empty());
                     *res.status_mut() = StatusCode::NOT_MODIFIED;
-                    return self.finish(&facts, res, Some(etag.clone())).await;
+                    // The tag the browser sent, in the form it holds (the injector weakens it
+                    // again for a rewritten page's copy).
+                    res.headers_mut().insert(header::ETAG, etag.clone());
+                    return self.finish(&facts, res, None).await;
                 }
             }
             // A range asked for on condition of another version gets the whole file instead.
@@ -157,7 +160,9 @@ impl StaticFiles {
         self.finish(&facts, res, etag).await
     }
 
-    /// Every answer's caching header, the tag on a success, and the client for a page.
+    /// Every answer's caching header, the tag on a success (not on `ServeDir`'s date-based 304:
+    /// the browser's copy of a page holds the weak tag of the rewritten page, which a strong one
+    /// would replace), and the client for a page.
     async fn finish(
         &self,
         facts: &RequestFacts,
@@ -167,7 +172,7 @@ impl StaticFiles {
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         if let Some(etag) = etag
-            && (res.status().is_success() || res.status() == StatusCode::NOT_MODIFIED)
+            && res.status().is_success()
         {
             res.headers_mut().insert(header::ETAG, etag);
         }

@@ -299,6 +299,29 @@ async fn if_modified_since_gives_304() {
     .await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
     assert!(body.is_empty());
+
+    // A page revalidated by date alone: no strong tag on the 304, which would replace the weak
+    // one the browser holds for the rewritten copy.
+    let nav = [("sec-fetch-dest", "document"), ("accept", "text/html")];
+    let (_, headers, _) = get(&proxy.url("/page.html"), &nav).await;
+    let since = headers[header::LAST_MODIFIED]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        headers[header::ETAG]
+            .to_str()
+            .expect("ascii")
+            .starts_with("W/")
+    );
+    let mut asked = nav.to_vec();
+    asked.push(("if-modified-since", &since));
+    let (status, headers, _) = get(&proxy.url("/page.html"), &asked).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    let tag = headers
+        .get(header::ETAG)
+        .map(|v| v.to_str().expect("ascii"));
+    assert!(tag.is_none_or(|t| t.starts_with("W/")), "{tag:?}");
 }
 
 /// A file saved twice within one second (the same size, the same whole-second `Last-Modified`)

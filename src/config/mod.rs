@@ -383,10 +383,18 @@ impl Config {
                         .to_string(),
                 });
             }
-            (Some(up), None) => Backend::Upstream(
-                parse_upstream(&up.value)
-                    .map_err(|(problem, fix)| ConfigError::invalid(up.origin, problem, fix))?,
-            ),
+            (Some(up), None) => {
+                Backend::Upstream(parse_upstream(&up.value).map_err(|(problem, mut fix)| {
+                    // `--poll 500`: the flag takes its interval only after `=`, and the number
+                    // became the upstream.
+                    let bare_poll = matches.value_source("poll") == Some(ValueSource::CommandLine)
+                        && poll.as_deref() == Some("true");
+                    if bare_poll && up.value.chars().all(|c| c.is_ascii_digit()) {
+                        fix = format!("write --poll={} for a poll interval, or {fix}", up.value);
+                    }
+                    ConfigError::invalid(up.origin, problem, fix)
+                })?)
+            }
             (None, Some(dir)) => Backend::Static {
                 root: existing_dir(cwd, &dir.value, &dir.origin)?,
                 implicit: false,
@@ -1201,6 +1209,17 @@ mod tests {
         assert_eq!(cfg.watch.roots.len(), 1);
         assert_eq!(cfg.watch.debounce, DEFAULT_DEBOUNCE);
         assert_eq!(cfg.watch.poll, None);
+    }
+
+    #[test]
+    fn a_poll_interval_without_its_equals_sign_is_named() {
+        let err = load_in(tmp().path(), &["--poll", "500"])
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("write --poll=500 for a poll interval"),
+            "{err}"
+        );
     }
 
     #[test]
