@@ -815,14 +815,17 @@ fn watch_root(
     let dir = existing_dir(cwd, dir, origin)?;
     let url = match url {
         None => "/".to_string(),
-        Some(url) if url.starts_with('/') && !url.contains(['?', '#', ' ']) => {
+        // Not `//`: a browser reads `//cdn.example/x/app.css` as another host's.
+        Some(url)
+            if url.starts_with('/') && !url.starts_with("//") && !url.contains(['?', '#', ' ']) =>
+        {
             format!("{}/", url.trim_end_matches('/'))
         }
         Some(url) => {
             return Err(ConfigError::invalid(
                 origin.clone(),
                 format!(
-                    "URL prefix `{url}` must be a path starting with /, without `?`, `#` or spaces"
+                    "URL prefix `{url}` must be a path starting with one /, without `?`, `#` or spaces"
                 ),
                 "write DIR=/prefix, e.g. static=/assets",
             ));
@@ -1353,7 +1356,11 @@ mod tests {
         let err = load_in(dir.path(), &["-w", "static=assets"])
             .err()
             .unwrap_or_default();
-        assert!(err.contains("must be a path starting with /"), "{err}");
+        assert!(err.contains("must be a path starting with one /"), "{err}");
+        let err = load_in(dir.path(), &["-w", "static=//cdn.example/x"])
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("must be a path starting with one /"), "{err}");
         // An empty list from the environment leaves the config file's folders in place.
         std::fs::write(
             dir.path().join("hmr-proxy.toml"),
