@@ -615,6 +615,15 @@ mod tests {
         request
     }
 
+    /// One GET through `pool`, its body read to the end: the body's length.
+    async fn get(pool: &Pool) -> usize {
+        let response = pool
+            .send(request(http::Method::GET))
+            .await
+            .expect("response");
+        body_len(response).await
+    }
+
     async fn body_len(response: Response<UpstreamBody>) -> usize {
         let body = response.into_body().collect().await.expect("body");
         body.to_bytes().len()
@@ -685,11 +694,7 @@ mod tests {
     async fn a_request_a_closing_connection_hands_back_goes_out_on_a_new_one() {
         let upstream = upstream(16);
         let pool = pool(&upstream);
-        let response = pool
-            .send(request(http::Method::GET))
-            .await
-            .expect("response");
-        assert_eq!(body_len(response).await, 16);
+        assert_eq!(get(&pool).await, 16);
         let Idle { conn, .. } = lock(&pool.shared).idle.pop().expect("an idle connection");
         let ends = upstream.close_connections();
         assert_eq!(ends.len(), 1);
@@ -715,11 +720,7 @@ mod tests {
     async fn an_idle_connection_is_closed_after_the_timeout() {
         let upstream = upstream(16);
         let pool = pool(&upstream);
-        let response = pool
-            .send(request(http::Method::GET))
-            .await
-            .expect("response");
-        assert_eq!(body_len(response).await, 16);
+        assert_eq!(get(&pool).await, 16);
         let started = Instant::now();
         // The upstream sees its connection end: the pool closed it (without a reaper it would
         // stay open for as long as the pool lives).
