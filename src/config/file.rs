@@ -104,10 +104,19 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     })
 }
 
-/// The key of the `key = value` line that holds byte `at` of `text`, if it is one.
+/// The key of the `key = value` line that holds byte `at` of `text`, if it is one, or the name
+/// of a `[table]` header (`[watch]` written for `[[watch]]`).
 fn key_at(text: &str, at: usize) -> Option<&str> {
     let start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
     let line = &text[start..];
+    let first = line.lines().next().unwrap_or_default().trim();
+    if let Some(table) = first.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        let table = table.trim_matches(['[', ']', ' ']);
+        return table
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            .then_some(table);
+    }
     let (key, _) = line.split_once('=')?;
     let key = key.trim();
     key.chars()
@@ -179,6 +188,8 @@ mod tests {
             ("[[watch]]\ndir = 5\n", "`dir`", "dir = \"static\""),
             ("ignore = \"*.log\"\n", "`ignore`", "ignore = [\"*.log\""),
             ("watch = { a = 1 }\n", "`watch`", "[[watch]]"),
+            // One pair of brackets where each folder's table wants two.
+            ("[watch]\ndir = \"static\"\n", "`watch`", "[[watch]]"),
         ] {
             let err = parse(Path::new("x.toml"), text)
                 .err()

@@ -405,6 +405,11 @@ impl Config {
             },
         };
 
+        // Flags or environment replace the file's routes, as for every list.
+        let routes_origin = match route {
+            Some(_) => layers.cli_origin("route"),
+            None => layers.file_origin("route"),
+        };
         let routes = resolve_routes(&layers, route)?;
 
         let proxy = ProxySettings {
@@ -466,7 +471,7 @@ impl Config {
 
         if let Some(route) = routes.iter().find(|r| r.prefix == changes_path) {
             return Err(ConfigError::invalid(
-                layers.cli_origin("route"),
+                routes_origin,
                 format!("route `{}` is the change stream's path", route.prefix),
                 "pick another --changes-path or route prefix",
             ));
@@ -1515,6 +1520,17 @@ mod tests {
     #[test]
     fn routes_from_flags_and_file() {
         let dir = tmp();
+        // A route of the file's on the change stream's path is blamed on the file.
+        std::fs::write(
+            dir.path().join("hmr-proxy.toml"),
+            "[[route]]\npath = \"/changes\"\nupstream = \"http://localhost:1\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let err = load_in(dir.path(), &["http://app"])
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("hmr-proxy.toml: key `route`: route `/changes`"), "{err}");
+        std::fs::remove_file(dir.path().join("hmr-proxy.toml")).unwrap_or_else(|e| panic!("{e}"));
         let cfg = load_in(
             dir.path(),
             &[
