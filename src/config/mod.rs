@@ -1529,7 +1529,10 @@ mod tests {
         let err = load_in(dir.path(), &["http://app"])
             .err()
             .unwrap_or_default();
-        assert!(err.contains("hmr-proxy.toml: key `route`: route `/changes`"), "{err}");
+        assert!(
+            err.contains("hmr-proxy.toml: key `route`: route `/changes`"),
+            "{err}"
+        );
         std::fs::remove_file(dir.path().join("hmr-proxy.toml")).unwrap_or_else(|e| panic!("{e}"));
         let cfg = load_in(
             dir.path(),
