@@ -73,6 +73,10 @@ impl Csp {
         self.xml = true;
     }
 
+    pub(crate) fn is_xml(&self) -> bool {
+        self.xml
+    }
+
     /// The tag to inject, carrying the nonce when a policy needs one.
     pub(crate) fn tag(&self) -> Cow<'static, str> {
         match (&self.nonce, self.xml) {

@@ -285,17 +285,29 @@ fn settings(
     let selectors = SELECTORS.as_ref()?;
 
     let s = shared.clone();
+    // An XML document has one root element, and the tag must be inside it: its anchor is after
+    // `<html …>`, never after the doctype or before the root. lol_html reads the page as HTML, to
+    // which a `<script/>` opens script text that swallows the rest, `</head>` included: the tag
+    // went to the anchor, outside the root, and the browser's XML parser refused the page.
     let doctype = DocumentContentHandlers::default().doctype(move |d: &mut Doctype<'_>| {
         let mut st = lock(&s);
+        if st.csp.is_xml() {
+            st.document = true;
+            return Ok(());
+        }
         let end = st.pos() + d.source_location().bytes().len() as u64;
         st.set_anchor(end);
         Ok(())
     });
 
     let s = shared.clone();
-    let html = ElementContentHandlers::default().element(move |_: &mut Element<'_, '_>| {
+    let html = ElementContentHandlers::default().element(move |el: &mut Element<'_, '_>| {
         let mut st = lock(&s);
-        let at = st.pos();
+        let at = if st.csp.is_xml() {
+            st.pos() + el.source_location().bytes().len() as u64
+        } else {
+            st.pos()
+        };
         st.set_anchor(at);
         Ok(())
     });
