@@ -107,6 +107,8 @@ impl StaticFiles {
     ) -> Response<Body> {
         let facts = self.injector.facts(&req);
         let mut req = req.map(|_| Empty::<Bytes>::new());
+        // A page revalidates only a copy that has the client, as through the proxy.
+        self.injector.prepare_request(&facts, req.headers_mut());
         let etag = metadata.and_then(entity_tag);
         if let (Some(etag), Some(metadata)) = (&etag, metadata) {
             let headers = req.headers_mut();

@@ -187,6 +187,17 @@ pub(crate) fn decide(
     })
 }
 
+/// The request headers [`Reader::of`] reads, for the `Vary` of an HTML answer. (`Accept` counts
+/// only where a request says nothing of its destination, and would split the cache for every
+/// kind of request.)
+pub(crate) const VARY: &str =
+    "Sec-Fetch-Dest, HX-Request, Turbo-Frame, Datastar-Request, X-Up-Target, X-Requested-With";
+
+/// Whether a response is an HTML or XHTML document by its `Content-Type`.
+pub(crate) fn is_html(headers: &HeaderMap) -> bool {
+    html_kind(headers).is_some()
+}
+
 /// `Some(false)` for `text/html`, `Some(true)` for `application/xhtml+xml` (parameters ignored),
 /// `None` for anything else.
 fn html_kind(headers: &HeaderMap) -> Option<bool> {
@@ -214,6 +225,23 @@ fn is_attachment(headers: &HeaderMap) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    /// The `Vary` of an HTML answer names every request header the decision reads.
+    #[test]
+    fn vary_names_every_header_the_reader_reads() {
+        let vary: Vec<String> = VARY
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect();
+        let read = FRAGMENT_HEADERS
+            .iter()
+            .map(|(name, _)| name)
+            .chain([&X_REQUESTED_WITH, &SEC_FETCH_DEST]);
+        for name in read {
+            assert!(vary.iter().any(|v| v == name.as_str()), "{name} missing");
+        }
+    }
+
     use super::*;
     use http::HeaderValue;
 

@@ -121,16 +121,18 @@ impl Injector {
             facts.holds_rewritten = req
                 .headers()
                 .get(header::IF_NONE_MATCH)
-                .is_some_and(|tags| tags.as_bytes().starts_with(b"W/"));
+                .is_some_and(|tags| entity_tags(tags).any(|tag| unmarked(tag).is_some()));
         }
         facts
     }
 
-    /// Adjust the request headers sent upstream: a navigation asks for the page uncompressed
-    /// (see [`decode::ask_for_identity`]).
+    /// Adjust the request headers sent upstream: a page asks for itself uncompressed (see
+    /// [`decode::ask_for_identity`]), and revalidates only a copy the browser holds with the
+    /// client (see [`revalidate_only_ours`]).
     pub fn prepare_request(&self, facts: &RequestFacts, headers: &mut HeaderMap) {
         if self.enabled && facts.reader == Reader::Page {
             decode::ask_for_identity(headers);
+            revalidate_only_ours(headers, facts.navigation);
         }
     }
 
@@ -186,9 +188,18 @@ impl Injector {
             // (asked for with the weak validator it was given) keeps it weak.
             add_position(facts, response.headers_mut());
             if facts.holds_rewritten {
-                weaken_etag(response.headers_mut());
+                mark_etag(response.headers_mut());
             }
             return Err(response);
+        }
+        // What an HTML answer becomes depends on who asks: a tab gets the client, a fragment
+        // request does not. A browser cache must not give one's copy to the other: a page that
+        // revalidates (Rails: `max-age=0, must-revalidate`) was fetched by htmx, then navigated
+        // to, answered 304, and shown without the client.
+        if decide::is_html(response.headers()) {
+            response
+                .headers_mut()
+                .append(header::VARY, HeaderValue::from_static(decide::VARY));
         }
         // A HEAD response has no body, but the headers are the GET's, and must say what the
         // GET would get (RFC 9110, 9.3.2): judged by its `Content-Length`, like the GET's.
@@ -343,9 +354,10 @@ static DIGESTS: [HeaderName; 4] = [
 
 /// Headers that describe the upstream's bytes, not the rewritten ones. The body goes out
 /// identity-encoded, streamed (hyper chunks it), and a different representation: byte ranges and
-/// digests no longer apply, and a strong validator would claim byte equality. A weak `ETag`
-/// still lets the upstream answer a revalidation with 304 (weak comparison), and the browser
-/// then reuses its injected copy. `Vary` stays: it is still true.
+/// digests no longer apply, and a strong validator would claim byte equality. The `ETag` is made
+/// weak and marked as the proxy's ([`mark_etag`]): a revalidation with it still reaches the
+/// upstream as its own tag, and a 304 lets the browser reuse its injected copy. `Vary` stays:
+/// it is still true.
 fn for_rewritten_body(headers: &mut HeaderMap) {
     headers.remove(header::CONTENT_LENGTH);
     headers.remove(header::CONTENT_ENCODING);
@@ -353,26 +365,86 @@ fn for_rewritten_body(headers: &mut HeaderMap) {
     for name in &DIGESTS {
         headers.remove(name);
     }
-    weaken_etag(headers);
+    mark_etag(headers);
 }
 
-/// A strong `ETag` made weak: the bytes are the proxy's, the upstream's validator still stands
-/// for the same content.
-fn weaken_etag(headers: &mut HeaderMap) {
-    if let Some(etag) = headers.get(header::ETAG)
-        && !etag.as_bytes().starts_with(b"W/")
-    {
-        let mut weak = b"W/".to_vec();
-        weak.extend_from_slice(etag.as_bytes());
-        match HeaderValue::from_bytes(&weak) {
-            Ok(weak) => {
-                headers.insert(header::ETAG, weak);
-            }
-            Err(_) => {
-                headers.remove(header::ETAG);
-            }
-        }
+/// What a rewritten page's entity tag ends with, inside its quotes. A browser that revalidates
+/// its copy of a page with a tag so marked holds the page with the client; with any other tag,
+/// or a date alone, it holds one without: a fragment request's copy (htmx, Turbo Drive), which
+/// the upstream would confirm with a 304, and the tab would show it without the client.
+const MARK: &[u8] = b"-hmr";
+
+/// The `ETag` made weak and marked (`"v1"` → `W/"v1-hmr"`): the bytes are the proxy's, and the
+/// upstream's validator still stands for the same content. An unquoted tag is dropped.
+fn mark_etag(headers: &mut HeaderMap) {
+    let Some(etag) = headers.get(header::ETAG) else {
+        return;
+    };
+    let tag = etag.as_bytes();
+    if unmarked(tag).is_some() {
+        return;
     }
+    let opaque = tag.strip_prefix(b"W/").unwrap_or(tag);
+    let marked = opaque
+        .strip_prefix(b"\"")
+        .and_then(|t| t.strip_suffix(b"\""))
+        .and_then(|inner| {
+            HeaderValue::from_bytes(&[&b"W/\""[..], inner, MARK, b"\""].concat()).ok()
+        });
+    match marked {
+        Some(marked) => headers.insert(header::ETAG, marked),
+        None => headers.remove(header::ETAG),
+    };
+}
+
+/// The upstream's tag (weak: revalidation compares weakly) for a tag the proxy marked, or `None`.
+fn unmarked(tag: &[u8]) -> Option<Vec<u8>> {
+    let inner = tag.strip_prefix(b"W/\"")?.strip_suffix(b"\"")?;
+    let inner = inner.strip_suffix(MARK)?;
+    Some([&b"W/\""[..], inner, b"\""].concat())
+}
+
+/// The entity tags of an `If-None-Match` value.
+fn entity_tags(value: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|tag| !tag.is_empty())
+}
+
+/// The proxy's marked tags go upstream as the upstream's own. A navigation revalidates only a
+/// copy with the client: one with no marked tag (a fragment request's copy, or a date alone,
+/// which cannot tell) asks for the page in full. (A request without fetch metadata, as from a
+/// LAN address, may be for anything, a stylesheet as well as a page: its conditions stay.)
+fn revalidate_only_ours(headers: &mut HeaderMap, navigation: bool) {
+    let Some(value) = headers.get(header::IF_NONE_MATCH) else {
+        if navigation {
+            headers.remove(header::IF_MODIFIED_SINCE);
+        }
+        return;
+    };
+    let mut ours = false;
+    let tags: Vec<Vec<u8>> = entity_tags(value)
+        .filter_map(|tag| match unmarked(tag) {
+            Some(theirs) => {
+                ours = true;
+                Some(theirs)
+            }
+            None => (!navigation).then(|| tag.to_vec()),
+        })
+        .collect();
+    if !ours {
+        if navigation {
+            headers.remove(header::IF_NONE_MATCH);
+            headers.remove(header::IF_MODIFIED_SINCE);
+        }
+        return;
+    }
+    match HeaderValue::from_bytes(&tags.join(&b", "[..])) {
+        Ok(tags) => headers.insert(header::IF_NONE_MATCH, tags),
+        Err(_) => headers.remove(header::IF_NONE_MATCH),
+    };
 }
 
 /// For the fuzz target (`fuzz/fuzz_targets/inject.rs`) and property tests, not for the proxy:

@@ -517,7 +517,7 @@ fn apply_rewrites_headers_of_rewritten_pages_only() {
     let h = res.headers().clone();
     assert!(h.get(header::CONTENT_LENGTH).is_none());
     assert!(h.get(header::ACCEPT_RANGES).is_none());
-    assert_eq!(h.get(header::ETAG).unwrap(), "W/\"v1\"");
+    assert_eq!(h.get(header::ETAG).unwrap(), "W/\"v1-hmr\"");
     assert_eq!(h.get(header::VARY).unwrap(), "Accept-Encoding");
     assert_eq!(
         h.get(header::CONTENT_SECURITY_POLICY).unwrap(),
@@ -610,6 +610,81 @@ fn xhtml_pages_get_the_classic_loader() {
     // An HTML page still gets the module tag.
     let out = body(rt.block_on(injector.apply(&nav, html_response(page, &[]))));
     assert!(out.windows(TAG.len()).any(|w| w == TAG.as_bytes()));
+}
+
+/// A page revalidates upstream only a copy the browser holds with the client (its tag is the
+/// proxy's mark): a fragment request's copy, or a date alone, asks for the page in full, which
+/// a 304 would have let the tab show without the client.
+#[test]
+fn a_page_revalidates_only_a_copy_with_the_client() {
+    let injector = Injector::new(true);
+    let nav = [("sec-fetch-dest", "document")];
+    let prepared = |conditions: &[(&'static str, &'static str)]| {
+        let mut req = Request::get("http://localhost:3000/page");
+        for (k, v) in nav.iter().chain(conditions) {
+            req = req.header(*k, *v);
+        }
+        let facts = injector.facts(&req.body(()).unwrap());
+        let mut headers = HeaderMap::new();
+        for (name, value) in conditions {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        injector.prepare_request(&facts, &mut headers);
+        let get = |name| {
+            headers
+                .get(name)
+                .map(|v: &HeaderValue| v.to_str().unwrap().to_string())
+        };
+        (
+            facts.holds_rewritten,
+            get(header::IF_NONE_MATCH),
+            get(header::IF_MODIFIED_SINCE),
+        )
+    };
+    let date = "Sun, 06 Dec 2026 03:00:00 GMT";
+    assert_eq!(
+        prepared(&[
+            ("if-none-match", "W/\"v1-hmr\""),
+            ("if-modified-since", date)
+        ]),
+        (true, Some("W/\"v1\"".into()), Some(date.into()))
+    );
+    assert_eq!(
+        prepared(&[("if-none-match", "\"v1\", W/\"v2-hmr\"")]),
+        (true, Some("W/\"v2\"".into()), None)
+    );
+    for theirs in ["\"v1\"", "W/\"v1\"", "*"] {
+        assert_eq!(
+            prepared(&[("if-none-match", theirs), ("if-modified-since", date)]),
+            (false, None, None),
+            "{theirs}"
+        );
+    }
+    assert_eq!(
+        prepared(&[("if-modified-since", date)]),
+        (false, None, None)
+    );
+    // Without fetch metadata the request may be for a stylesheet: its conditions stay, the
+    // proxy's tags made the upstream's.
+    let req = Request::get("http://localhost:3000/page")
+        .header("accept", "*/*")
+        .header("if-none-match", "\"v1\", W/\"v2-hmr\"");
+    let facts = injector.facts(&req.body(()).unwrap());
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::IF_NONE_MATCH,
+        HeaderValue::from_static("\"v1\", W/\"v2-hmr\""),
+    );
+    headers.insert(header::IF_MODIFIED_SINCE, HeaderValue::from_static(date));
+    injector.prepare_request(&facts, &mut headers);
+    assert_eq!(headers[header::IF_NONE_MATCH], "\"v1\", W/\"v2\"");
+    assert_eq!(headers[header::IF_MODIFIED_SINCE], date);
+    // A fragment request's conditions are its own.
+    let facts = request(&[("hx-request", "true"), ("if-none-match", "\"v1\"")]);
+    let mut headers = HeaderMap::new();
+    headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"v1\""));
+    injector.prepare_request(&facts, &mut headers);
+    assert_eq!(headers[header::IF_NONE_MATCH], "\"v1\"");
 }
 
 #[test]

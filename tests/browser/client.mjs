@@ -556,6 +556,25 @@ async function stayed() {
   }
 }
 
+/**
+ * A page fetched first as a fragment (htmx) and then navigated to: the navigation gets the page
+ * with the client. The browser revalidated the fragment's cached copy (no client) and showed it.
+ */
+async function fragmentFirst() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context);
+    const fragment = await page.evaluate(() =>
+      fetch('/extras/fragment.html', { headers: { 'HX-Request': 'true' } }).then((r) => r.text()),
+    );
+    assert.ok(!fragment.includes('/__hmr/'), 'the fragment request got no client');
+    await page.goto(`${origin}/extras/fragment.html`);
+    await connected(page);
+  } finally {
+    await context.close();
+  }
+}
+
 /** Image change: the <img> gets a cache-busted src and the new picture, without a reload. */
 async function image() {
   const context = await newContext();
@@ -1396,6 +1415,11 @@ async function prepare() {
       '  first = false;\n' +
       '});\n</script></body></html>\n',
   );
+  write(
+    'extras/fragment.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>fragment</title></head>\n' +
+      '<body><p>fetched, then opened</p></body></html>\n',
+  );
   write('extras/ready.txt', 'ready\n');
   await stream.until('the prepared files to be published', (b) => b.urls.includes('/extras/ready.txt'));
   stream.close();
@@ -1409,6 +1433,7 @@ const all = {
   cssOff,
   sheetKinds,
   stayed,
+  fragmentFirst,
   image,
   srcset,
   xhtml,
