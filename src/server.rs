@@ -54,6 +54,10 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        // No `half_close`: a client that shuts down its sending side after its request (rare:
+        // `nc -N`) gets no answer, but with it hyper took a browser that went away mid-response
+        // for one still waiting, and held the upstream's hanging response (and connection) open
+        // (`hostile::upstream_faults…` fails with it).
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
