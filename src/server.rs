@@ -121,11 +121,14 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
             // A stream asked for later on this connection is taken back from hyper between
             // messages (see `raw_stream::handover`) and served like the one above.
             let shared = Arc::new(Shared::default());
+            // The slot is the socket's too: an upgraded one outlives this task in its tunnel.
+            let permit = Arc::new(permit);
             let socket = Watched::new(
                 stream,
                 shared.clone(),
                 changes_path,
                 first[..peeked].starts_with(b"PRI "),
+                permit.clone(),
             );
             let service_router = router.clone();
             let tracker = shared.clone();

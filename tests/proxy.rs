@@ -618,6 +618,38 @@ async fn past_the_connection_cap_new_connections_wait_and_existing_ones_work() {
     );
 }
 
+/// A WebSocket tunnel keeps its connection's slot under the cap for as long as it lives: hyper
+/// lets go of an upgraded connection, and tunnels were not counted at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_tunnel_holds_its_connection_slot() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &["--max-connections", "2"]).await;
+    let (mut ws, _) = within(
+        "websocket handshake",
+        tokio_tungstenite::connect_async(format!("ws://{}/ws", proxy.addr)),
+    )
+    .await
+    .expect("handshake through the proxy");
+    ws.send(Message::text("tunnel")).await.unwrap();
+    assert_eq!(
+        within("echo", ws.next()).await.unwrap().unwrap(),
+        Message::text("tunnel")
+    );
+    let stream = crate::support::sse::SseClient::open(proxy.addr, &[]).await;
+    let url = proxy.url("/third");
+    let mut third = tokio::spawn(async move { get(&url, &[]).await });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut third)
+            .await
+            .is_err(),
+        "a connection past the cap was served beside the tunnel"
+    );
+    drop(ws);
+    let (status, _, _) = within("the waiting connection", third).await.unwrap();
+    assert_eq!(status.as_u16(), 200);
+    drop(stream);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_without_caching_headers_are_revalidated() {
     let upstream = Upstream::start().await;

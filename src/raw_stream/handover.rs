@@ -26,6 +26,7 @@ use http::{Request, Response, StatusCode, Version};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::body::{Body, BoxError};
 
@@ -129,6 +130,9 @@ pub(crate) struct Watched {
     /// Written since the last flush: hyper flushes only once its own buffer is empty, so a clean
     /// flush means no byte of a response is still waiting to go out.
     dirty: bool,
+    /// The connection's slot under `--max-connections`, held for as long as the socket lives: a
+    /// WebSocket tunnel takes the socket on after hyper's connection has ended.
+    _slot: Arc<OwnedSemaphorePermit>,
 }
 
 impl Watched {
@@ -138,6 +142,7 @@ impl Watched {
         shared: Arc<Shared>,
         changes_path: Arc<str>,
         http2: bool,
+        slot: Arc<OwnedSemaphorePermit>,
     ) -> Self {
         if http2 {
             shared.never.store(true, Ordering::Relaxed);
@@ -147,6 +152,7 @@ impl Watched {
             shared,
             changes_path,
             dirty: false,
+            _slot: slot,
         }
     }
 
