@@ -130,6 +130,7 @@ pub(crate) fn decode(body: Body, coding: Coding, method: &Method, uri: &Uri) -> 
         stage,
         request: (method.clone(), uri.clone()),
         produced: false,
+        fed: false,
     })
 }
 
@@ -282,6 +283,9 @@ struct Decoded {
     /// A decoded frame has gone out: a failure now cuts the page short, where before it the
     /// injector still answers with an error page.
     produced: bool,
+    /// A byte has gone into the codec. A body with none is empty, as a browser reads it, not a
+    /// stream cut off before its header (which answered 502).
+    fed: bool,
 }
 
 /// Whether two bytes start a zlib stream (RFC 1950: method 8, window ≤ 32 KiB, header checksum).
@@ -380,9 +384,14 @@ impl Decoded {
                         Poll::Ready(Ok(())) => {}
                     }
                     if self.input.is_empty() {
+                        if !self.fed {
+                            decoder.give_back();
+                            return Poll::Ready(None);
+                        }
                         self.stage = Stage::Flushing(decoder);
                         continue;
                     }
+                    self.fed = true;
                     let Decoder { codec, scratch, .. } = &mut decoder;
                     let mut out = WriteBuffer::new_uninitialized(scratch);
                     let mut input = PartialBuffer::new(&self.input[..]);
@@ -576,6 +585,21 @@ mod tests {
                 .await;
                 assert_eq!(out.unwrap(), page, "{coding:?} in chunks of {size}");
             }
+        }
+    }
+
+    /// A body with no byte at all is an empty page, as a browser reads it: it was a 502.
+    #[tokio::test]
+    async fn a_body_with_no_bytes_is_empty_in_every_coding() {
+        for coding in [Coding::Gzip, Coding::Deflate, Coding::Brotli, Coding::Zstd] {
+            let out = collect(decode(
+                chunked(b"", 1),
+                coding,
+                &Method::GET,
+                &Uri::from_static("/"),
+            ))
+            .await;
+            assert_eq!(out.map_err(|e| e.to_string()), Ok(Vec::new()), "{coding:?}");
         }
     }
 

@@ -210,6 +210,9 @@ impl Injector {
                 .headers()
                 .get(header::CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() == b"0");
+        // An empty page a tab navigates to still gets the client: a file created empty (and
+        // written a moment later) must reload once it has content.
+        let body_is_empty = body_is_empty && !facts.navigation;
         match decide::decide(
             facts.reader,
             response.status(),

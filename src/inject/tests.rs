@@ -612,6 +612,30 @@ fn xhtml_pages_get_the_classic_loader() {
     assert!(out.windows(TAG.len()).any(|w| w == TAG.as_bytes()));
 }
 
+/// An empty page a tab navigates to gets the client (a file created empty, written a moment
+/// later, must reload); an empty answer to a request that may be anything stays empty.
+#[test]
+fn an_empty_page_a_tab_navigates_to_gets_the_client() {
+    let rt = runtime();
+    let injector = Injector::new(true);
+    let empty = || {
+        let mut res = html_response("", &[]);
+        res.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        res
+    };
+    let body = |res: Response<Body>| rt.block_on(res.into_body().collect()).unwrap().to_bytes();
+    let nav = request(&[("sec-fetch-dest", "document")]);
+    let out = body(rt.block_on(injector.apply(&nav, empty())));
+    assert!(
+        out.windows(TAG.len()).any(|w| w == TAG.as_bytes()),
+        "{out:?}"
+    );
+    let unknown = request(&[("accept", "*/*")]);
+    let out = body(rt.block_on(injector.apply(&unknown, empty())));
+    assert!(out.is_empty(), "{out:?}");
+}
+
 /// A page revalidates upstream only a copy the browser holds with the client (its tag is the
 /// proxy's mark): a fragment request's copy, or a date alone, asks for the page in full, which
 /// a 304 would have let the tab show without the client.
