@@ -24,7 +24,8 @@
 //! - byte-exact: lol_html re-emits untouched input as-is; the only other change is the `content`
 //!   of a `<meta http-equiv="Content-Security-Policy">` that would block the client (`csp`).
 //! - failure: an upstream error is passed on as the body's error, after the output held back
-//!   (with the tag at the anchor, so a page cut short still reloads on the next save); the
+//!   (with the tag at the anchor, so every byte that arrived is shown; Chromium runs no module
+//!   script of a response that ends in an error, so such a page does not reload by itself); the
 //!   rewriter is dropped, never ended, so a truncated page is not finished off as if complete.
 //!   A rewriter error (memory limit) is a graceful bail-out: lol_html flushes the input it held,
 //!   raw, and the rest of the
@@ -601,7 +602,8 @@ impl Rewrite {
     }
 
     /// The upstream body failed: what is held back goes out first, with the tag at the anchor
-    /// if it is not in (a page cut short still reloads on the next save), then the error. The
+    /// if it is not in, then the error (Chromium shows what arrived but runs no module script of
+    /// a response that ends in an error: the tag is there for other browsers). The
     /// rewriter is dropped, never ended: a truncated page is not finished off as if complete.
     fn fail(&mut self, err: BoxError) {
         if let Stage::Sniff(buf) = &mut self.stage
