@@ -663,6 +663,22 @@ async fn slow_or_silent_clients_are_cut_off_after_the_header_timeout() {
     );
     assert!(got.is_empty() || got.starts_with("HTTP/1.1 408"), "{got}");
 
+    // The first bytes of the HTTP/2 preface, then nothing: the protocol was never settled, and
+    // no header timeout applied (nor does HTTP/2 have one).
+    for start in [&b"P"[..], b"PRI * HTTP/2.0\r\n"] {
+        let started = Instant::now();
+        let mut partial = within("connect", TcpStream::connect(proxy.addr))
+            .await
+            .unwrap();
+        partial.write_all(start).await.unwrap();
+        let got = read_to_close(&mut partial).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "closed early"
+        );
+        assert!(got.is_empty() || got.starts_with("HTTP/1.1 408"), "{got}");
+    }
+
     // An idle keep-alive connection after a complete exchange.
     let mut idle = within("connect", TcpStream::connect(proxy.addr))
         .await
