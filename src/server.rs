@@ -12,7 +12,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -133,17 +132,10 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
             );
             let service_router = router.clone();
             let tracker = shared.clone();
-            // hyper-util's auto builder waits without a limit for enough bytes to tell HTTP/1
-            // from HTTP/2, and HTTP/2 has no header timeout: a client that sent `P` and stopped,
-            // or an h2c connection that never opens a stream, held its slot for ever. The first
-            // request must arrive within the header timeout; HTTP/1's later ones are hyper's.
-            let asked = Arc::new(AtomicBool::new(false));
-            let asking = asked.clone();
             // Boxed: a task is allocated at the size of its largest state, and hyper's connection
             // state would otherwise make every stream task above that size too.
             let conn = Box::pin(async move {
                 let service = service_fn(move |req| {
-                    asking.store(true, Ordering::Relaxed);
                     let router = service_router.clone();
                     let in_flight = tracker.request(&req);
                     async move {
@@ -157,9 +149,13 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
                     .into_owned();
                 watcher.watch(conn).await
             });
+            // hyper-util's auto builder waits without a limit for enough bytes to tell HTTP/1
+            // from HTTP/2, and HTTP/2 has no header timeout: a client that sent `P` and stopped,
+            // or an h2c connection that never opens a stream, held its slot for ever. The first
+            // request must arrive within the header timeout; HTTP/1's later ones are hyper's.
             let first_request = async {
                 tokio::time::sleep(header_timeout).await;
-                if asked.load(Ordering::Relaxed) {
+                if shared.requested() {
                     std::future::pending::<()>().await;
                 }
             };

@@ -116,7 +116,7 @@ impl StaticFiles {
             // a rewritten page is weak and never matches.
             if let Some(tags) = headers.remove(header::IF_MATCH) {
                 headers.remove(header::IF_UNMODIFIED_SINCE);
-                if !matches_strongly(&tags, etag) {
+                if !matches(&tags, etag, true) {
                     let res = body::plain(
                         StatusCode::PRECONDITION_FAILED,
                         "hmr-proxy: the file is not the version If-Match names",
@@ -126,11 +126,11 @@ impl StaticFiles {
             }
             if let Some(tags) = headers.remove(header::IF_NONE_MATCH) {
                 headers.remove(header::IF_MODIFIED_SINCE);
-                if matches_any(&tags, etag) {
+                if matches(&tags, etag, false) {
                     let mut res = Response::new(body::empty());
                     *res.status_mut() = StatusCode::NOT_MODIFIED;
-                    // The tag the browser sent, in the form it holds (the injector weakens it
-                    // again for a rewritten page's copy).
+                    // The file's tag (the injector marks it again for a rewritten page's
+                    // copy, as the browser holds it).
                     res.headers_mut().insert(header::ETAG, etag.clone());
                     return self.finish(&facts, res, None).await;
                 }
@@ -269,29 +269,27 @@ fn entity_tag(metadata: &std::fs::Metadata) -> Option<HeaderValue> {
     HeaderValue::from_str(&tag).ok()
 }
 
-/// Whether an `If-None-Match` list names `etag` (weak comparison: an injected page's tag is the
-/// weak form of its file's), or is `*`.
-fn matches_any(tags: &HeaderValue, etag: &HeaderValue) -> bool {
+/// Whether a list of tags (`If-None-Match`, `If-Match`) names `etag`, or is `*`. `strong`:
+/// strong comparison (`If-Match`: a weak tag matches nothing); else weak (`If-None-Match`: an
+/// injected page's tag is the weak form of its file's).
+fn matches(tags: &HeaderValue, etag: &HeaderValue, strong: bool) -> bool {
     let Ok(tags) = tags.to_str() else {
         return false;
     };
     let ours = etag.to_str().unwrap_or_default();
     tags.split(',').map(str::trim).any(|tag| {
         tag == "*"
-            || tag.strip_prefix("W/").unwrap_or(tag) == ours.strip_prefix("W/").unwrap_or(ours)
+            || if strong {
+                tag == ours && !tag.starts_with("W/")
+            } else {
+                opaque(tag) == opaque(ours)
+            }
     })
 }
 
-/// Whether an `If-Match` list names `etag` by strong comparison (a weak tag matches nothing), or
-/// is `*`.
-fn matches_strongly(tags: &HeaderValue, etag: &HeaderValue) -> bool {
-    let Ok(tags) = tags.to_str() else {
-        return false;
-    };
-    let ours = etag.to_str().unwrap_or_default();
-    tags.split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || (tag == ours && !tag.starts_with("W/")))
+/// A tag without its weak marker.
+fn opaque(tag: &str) -> &str {
+    tag.strip_prefix("W/").unwrap_or(tag)
 }
 
 /// Whether a `Range` value is one `bytes` range whose numbers fit in 64 bits: the only kind

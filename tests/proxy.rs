@@ -214,6 +214,25 @@ async fn redirects_and_cookies_keep_the_browser_on_the_proxy() {
     assert_eq!(location, format!("http://127.0.0.1:{port}/target"));
 }
 
+/// A WebSocket through the proxy at `path`, open and echoing (one message there and back).
+async fn echoing_websocket(
+    proxy: std::net::SocketAddr,
+    path: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
+    let (mut ws, _) = within(
+        "websocket handshake",
+        tokio_tungstenite::connect_async(format!("ws://{proxy}{path}")),
+    )
+    .await
+    .expect("handshake through the proxy");
+    ws.send(Message::text(path)).await.unwrap();
+    assert_eq!(
+        within("echo", ws.next()).await.unwrap().unwrap(),
+        Message::text(path)
+    );
+    ws
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_echo_through_the_proxy() {
     let upstream = Upstream::start().await;
@@ -479,14 +498,7 @@ async fn graceful_shutdown_finishes_an_in_flight_request() {
 async fn shutdown_closes_websocket_tunnels_within_the_grace_period() {
     let upstream = Upstream::start().await;
     let (mut proxy, _dir) = Proxy::front(&upstream, &["--shutdown-grace", "20s"]).await;
-    let (mut ws, _) = within(
-        "websocket handshake",
-        tokio_tungstenite::connect_async(format!("ws://{}/ws", proxy.addr)),
-    )
-    .await
-    .unwrap();
-    ws.send(Message::text("ping")).await.unwrap();
-    within("echo", ws.next()).await.unwrap().unwrap();
+    let mut ws = echoing_websocket(proxy.addr, "/ws").await;
 
     proxy.shutdown.trigger();
     let started = std::time::Instant::now();
@@ -526,17 +538,7 @@ async fn routes_send_path_prefixes_to_their_own_upstreams() {
     assert_eq!(status, 502);
 
     // WebSocket upgrades follow the routes.
-    let (mut ws, _) = within(
-        "websocket through a route",
-        tokio_tungstenite::connect_async(format!("ws://{}/api/ws", proxy.addr)),
-    )
-    .await
-    .expect("handshake");
-    ws.send(Message::text("routed")).await.unwrap();
-    assert_eq!(
-        within("echo", ws.next()).await.unwrap().unwrap(),
-        Message::text("routed")
-    );
+    echoing_websocket(proxy.addr, "/api/ws").await;
 
     let (_, _, body) = get(&proxy.url("/__hmr/status"), &[]).await;
     let status = json(&body);
@@ -624,17 +626,7 @@ async fn past_the_connection_cap_new_connections_wait_and_existing_ones_work() {
 async fn a_websocket_tunnel_holds_its_connection_slot() {
     let upstream = Upstream::start().await;
     let (proxy, _dir) = Proxy::front(&upstream, &["--max-connections", "2"]).await;
-    let (mut ws, _) = within(
-        "websocket handshake",
-        tokio_tungstenite::connect_async(format!("ws://{}/ws", proxy.addr)),
-    )
-    .await
-    .expect("handshake through the proxy");
-    ws.send(Message::text("tunnel")).await.unwrap();
-    assert_eq!(
-        within("echo", ws.next()).await.unwrap().unwrap(),
-        Message::text("tunnel")
-    );
+    let ws = echoing_websocket(proxy.addr, "/ws").await;
     let stream = crate::support::sse::SseClient::open(proxy.addr, &[]).await;
     let url = proxy.url("/third");
     let mut third = tokio::spawn(async move { get(&url, &[]).await });

@@ -306,12 +306,6 @@ impl Config {
     /// Merge flags, environment, config file and defaults; validate everything. `cwd` is where
     /// relative paths and `./hmr-proxy.toml` are resolved.
     pub fn load(cli: Cli, matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
-        let names: Vec<String> = std::env::vars_os()
-            .filter_map(|(name, _)| name.into_string().ok())
-            .collect();
-        for warning in unknown_variables(names.iter().map(String::as_str)) {
-            tracing::warn!("{warning}");
-        }
         // Exhaustive on purpose: a flag added to `Cli` must be wired here or this fails to compile.
         let Cli {
             upstream,
@@ -358,6 +352,12 @@ impl Config {
             file_path,
             file,
         };
+        let names: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .collect();
+        for warning in unknown_variables(&layers.command, names.iter().map(String::as_str)) {
+            tracing::warn!("{warning}");
+        }
         let f = &layers.file;
 
         let listen_raw = layers.pick(listen, "listen", f.listen.clone(), "listen");
@@ -1046,9 +1046,11 @@ fn parse_upstream(value: &str) -> Result<Upstream, (String, String)> {
 /// A warning for each `HMR_PROXY_` variable in `names` that no option reads, with the nearest
 /// real name: one spelt like its config file key (`HMR_PROXY_ALLOWED_HOSTS`,
 /// `HMR_PROXY_POLL_INTERVAL`) did nothing and said nothing.
-fn unknown_variables<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+fn unknown_variables<'a>(
+    command: &clap::Command,
+    names: impl Iterator<Item = &'a str>,
+) -> Vec<String> {
     const PREFIX: &str = "HMR_PROXY_";
-    let command = Cli::command();
     let known: Vec<String> = command
         .get_arguments()
         .filter_map(|arg| arg.get_env())
@@ -1246,6 +1248,7 @@ mod tests {
     #[test]
     fn unknown_variables_are_named_with_the_nearest_real_one() {
         let warnings = unknown_variables(
+            &Cli::command(),
             [
                 "HMR_PROXY_ALLOWED_HOSTS",
                 "HMR_PROXY_INJECT",

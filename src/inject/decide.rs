@@ -225,6 +225,8 @@ fn is_attachment(headers: &HeaderMap) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use http::HeaderValue;
 
     /// The `Vary` of an HTML answer names every request header the decision reads.
     #[test]
@@ -241,9 +243,6 @@ mod tests {
             assert!(vary.iter().any(|v| v == name.as_str()), "{name} missing");
         }
     }
-
-    use super::*;
-    use http::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();

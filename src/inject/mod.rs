@@ -185,7 +185,7 @@ impl Injector {
             // The browser shows its cached copy, which is the current page: it gets the current
             // position (a revalidation updates the stored headers), or its client would take
             // the page for as old as when it was first served. A copy that is a rewritten page
-            // (asked for with the weak validator it was given) keeps it weak.
+            // (asked for with the marked validator it was given) keeps it marked.
             add_position(facts, response.headers_mut());
             if facts.holds_rewritten {
                 mark_etag(response.headers_mut());

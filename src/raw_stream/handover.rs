@@ -37,6 +37,9 @@ pub(crate) struct Shared {
     in_flight: AtomicUsize,
     /// The connection is no longer plain HTTP/1 request and response (an upgrade, HTTP/2).
     never: AtomicBool,
+    /// A request has reached the service (the server closes a connection that sends none in
+    /// time).
+    requested: AtomicBool,
     /// The socket and the stream request taken from hyper, once taken.
     taken: Mutex<Option<Taken>>,
 }
@@ -58,7 +61,13 @@ impl Shared {
             self.never.store(true, Ordering::Relaxed);
         }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.requested.store(true, Ordering::Relaxed);
         InFlight(self.clone())
+    }
+
+    /// Whether any request has reached the service.
+    pub(crate) fn requested(&self) -> bool {
+        self.requested.load(Ordering::Relaxed)
     }
 
     /// The request hyper did not see, if one was taken.
