@@ -505,6 +505,10 @@ async function sheetKinds() {
     let c = freshColor();
     write('extras/kind.css', `#k { color: ${c}; }\n`);
     await until('#k', c);
+    // Each link's copy in, each original out (the colour shows as soon as one copy has loaded).
+    await page.waitForFunction(() =>
+      [...document.querySelectorAll('link[href*="kind.css"]')].every((l) => new URL(l.href).searchParams.has('t')),
+    );
     const parts = await page.$$eval('link[href*="kind.css"]', (ls) => ls.map((l) => new URL(l.href).searchParams.get('part')));
     assert.deepEqual(parts.sort(), ['a', 'b'], 'both links stay');
 
