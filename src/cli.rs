@@ -120,7 +120,8 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "DURATION", env = "HMR_PROXY_CONNECT_TIMEOUT")]
     pub connect_timeout: Option<String>,
 
-    /// Give up waiting for the upstream's response headers after this long [default: 120s].
+    /// Give up waiting for the upstream's response headers this long after the request's last bytes
+    /// (a slow upload does not count) [default: 120s].
     #[arg(long, value_name = "DURATION", env = "HMR_PROXY_RESPONSE_TIMEOUT")]
     pub response_timeout: Option<String>,
 }

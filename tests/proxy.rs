@@ -359,6 +359,43 @@ async fn a_silent_upstream_gives_504_after_the_response_timeout() {
     );
 }
 
+/// An upload that takes longer than the response timeout (a big file over a phone's Wi-Fi) is not
+/// the upstream being slow: the timeout counts from the upload's last bytes. The pauses are the
+/// subject of the test (a slow sender), not a wait for something to happen; each is far below the
+/// timeout and together they are well past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_response_timeout_counts_from_the_end_of_a_slow_upload() {
+    let upstream = Upstream::start().await;
+    let timeout = Duration::from_millis(800);
+    let (proxy, _dir) = Proxy::front(&upstream, &["--response-timeout", "800ms"]).await;
+    let chunks = 16;
+    let chunk = [b'x'; 1000];
+    let mut stream = TcpStream::connect(proxy.addr).await.expect("connect");
+    let head = format!(
+        "POST /count HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        proxy.addr,
+        chunks * chunk.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let started = std::time::Instant::now();
+    for _ in 0..chunks {
+        stream.write_all(&chunk).await.expect("chunk");
+        tokio::time::sleep(timeout / 8).await;
+    }
+    assert!(started.elapsed() > timeout * 2, "the upload was not slow");
+    let answer = read_until(&mut stream, None).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\n16000"), "{answer}");
+
+    // Once the upload is in, the upstream's silence is timed as ever.
+    let request = format!(
+        "POST /hang HTTP/1.1\r\nHost: {}\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+        proxy.addr
+    );
+    let answer = raw(proxy.addr, request.as_bytes(), None).await;
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_204_304_follow_http() {
     let upstream = Upstream::start().await;

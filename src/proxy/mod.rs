@@ -15,6 +15,7 @@ mod pool;
 mod tls_probe;
 pub mod unavailable;
 pub mod upgrade;
+mod upload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +42,7 @@ use health::Health;
 use pool::{POOL_IDLE_TIMEOUT, Pool, PoolError, UpstreamBody};
 use tls_probe::TlsProbe;
 use unavailable::Failure;
+use upload::Upload;
 
 /// The pooled client every [`Proxy`] sends through (pools are per upstream authority inside it).
 pub type UpstreamClient = Client<Connector, Body>;
@@ -222,24 +224,19 @@ impl Proxy {
         let wants_html = unavailable::wants_html(&parts.headers);
         // A request body that breaks (malformed chunks, the browser gone) fails the exchange:
         // that is the browser's fault, not the upstream's. Most requests have none to watch.
-        let (body, body_failed) = if incoming.is_end_stream() {
+        let (body, upload) = if incoming.is_end_stream() {
             (body::empty(), None)
         } else {
-            let body_failed = Arc::new(AtomicBool::new(false));
-            let failed = body_failed.clone();
-            let body = body::boxed(incoming.map_err(move |err| {
-                failed.store(true, Ordering::Relaxed);
-                err
-            }));
-            (body, Some(body_failed))
+            let (body, upload) = Upload::watch(incoming);
+            (body, Some(upload))
         };
         let request = Request::from_parts(parts, body);
         // A request without a body (nearly all of a dev server's) is sent on this upstream's own
         // connections, driven by this task; one with a body or an upgrade goes through the
         // pooled client.
-        let own = body_failed.is_none() && client_upgrade.is_none();
+        let own = upload.is_none() && client_upgrade.is_none();
 
-        let mut result = self.send(request, own).await;
+        let mut result = self.send(request, own, upload.as_deref()).await;
         // Decided before sending again: the first result is not held across the wait (a
         // response body that drives its connection is not `Sync`).
         let retry = match (&result, replay) {
@@ -254,11 +251,11 @@ impl Proxy {
             *again.method_mut() = method;
             *again.uri_mut() = uri;
             *again.headers_mut() = headers;
-            result = self.send(again, own).await;
+            result = self.send(again, own, None).await;
         }
         let response = match result {
             Ok(response) => response,
-            Err(_) if body_failed.is_some_and(|failed| failed.load(Ordering::Relaxed)) => {
+            Err(_) if upload.is_some_and(|upload| upload.failed()) => {
                 tracing::debug!("{method} {path}: the request body broke off");
                 return body::plain(
                     StatusCode::BAD_REQUEST,
@@ -372,12 +369,14 @@ impl Proxy {
         this.injector.apply(&facts, response).await
     }
 
-    /// One exchange with the upstream, bounded by the response-header timeout: on this
-    /// upstream's own connections (`own`), or through the pooled client.
+    /// One exchange with the upstream, bounded by the response-header timeout (counted from the
+    /// last frame of the request's `upload`, if it has a body): on this upstream's own
+    /// connections (`own`), or through the pooled client.
     async fn send(
         &self,
         request: Request<Body>,
         own: bool,
+        upload: Option<&Upload>,
     ) -> Result<Response<UpstreamBody>, Failure> {
         let this = &*self.inner;
         let timeout = this.settings.response_timeout;
@@ -398,10 +397,9 @@ impl Proxy {
                 }
             }
         };
-        let result = match tokio::time::timeout(timeout, exchange).await {
-            Err(_) => Err(Failure::ResponseTimeout(timeout)),
-            Ok(result) => result,
-        };
+        let result = upload::answered_within(exchange, timeout, upload)
+            .await
+            .unwrap_or(Err(Failure::ResponseTimeout(timeout)));
         match &result {
             Ok(_) => {
                 if this.outage_logged.load(Ordering::Relaxed) {
