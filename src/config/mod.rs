@@ -1007,6 +1007,14 @@ fn parse_upstream(value: &str) -> Result<Upstream, (String, String)> {
             "remove the user:password@ part".to_string(),
         ));
     }
+    // `http` drops a fragment without a word; it means nothing to an origin, so say so rather
+    // than guess what was meant (`http://app:8000/#/admin`: a client-side route?).
+    if let Some((origin, _)) = value.split_once('#') {
+        return Err((
+            format!("`{value}` has a fragment; the upstream is an origin"),
+            format!("write {origin}"),
+        ));
+    }
     if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
         return Err((
             format!("`{value}` has a path; the upstream is an origin"),
@@ -1286,6 +1294,14 @@ mod tests {
         for bad in ["https://x:1", "ftp://x", "http://x:1/app", "http://u:p@x:1"] {
             assert!(load_in(tmp().path(), &[bad]).is_err(), "{bad} accepted");
         }
+        let err = load_in(tmp().path(), &["http://x:1/#/admin"])
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("`http://x:1/#/admin` has a fragment")
+                && err.contains("write http://x:1/"),
+            "{err}"
+        );
         // A port `http` cannot read is no port at all to it: it was taken for 80.
         for bad in [
             "http://localhost:80800",
