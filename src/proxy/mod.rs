@@ -397,9 +397,11 @@ impl Proxy {
                 }
             }
         };
-        let result = upload::answered_within(exchange, timeout, upload)
-            .await
-            .unwrap_or(Err(Failure::ResponseTimeout(timeout)));
+        let answered = match upload {
+            None => tokio::time::timeout(timeout, exchange).await.ok(),
+            Some(upload) => upload::answered_within(exchange, timeout, upload).await,
+        };
+        let result = answered.unwrap_or(Err(Failure::ResponseTimeout(timeout)));
         match &result {
             Ok(_) => {
                 if this.outage_logged.load(Ordering::Relaxed) {

@@ -65,11 +65,12 @@ impl Upload {
 
 /// `exchange`'s result, or `None` once `timeout` has passed with no answer and no upload progress:
 /// the deadline moves on while `upload`'s frames keep arriving, so only the upstream's silence
-/// after the last of them counts.
+/// after the last of them counts. Requests without a body, nearly all, keep a plain
+/// `tokio::time::timeout`.
 pub(crate) async fn answered_within<T>(
     exchange: impl Future<Output = T>,
     timeout: Duration,
-    upload: Option<&Upload>,
+    upload: &Upload,
 ) -> Option<T> {
     let mut deadline = Instant::now() + timeout;
     let mut exchange = std::pin::pin!(exchange);
@@ -78,10 +79,11 @@ pub(crate) async fn answered_within<T>(
             biased;
             result = &mut exchange => return Some(result),
             () = tokio::time::sleep_until(deadline) => {
-                match upload.map(|u| u.last_moved() + timeout) {
-                    Some(later) if later > deadline => deadline = later,
-                    _ => return None,
+                let later = upload.last_moved() + timeout;
+                if later <= deadline {
+                    return None;
                 }
+                deadline = later;
             }
         }
     }
