@@ -13,8 +13,9 @@
 //! - streaming: each chunk's output goes downstream as soon as `write` returns, except that in a
 //!   document, output from the fallback anchor on is held back until `</head>` or `<body>` shows
 //!   up (then everything goes, tag included), an element that cannot be in a head starts the
-//!   body the parser makes up, the document ends, or [`HOLD_LIMIT`] is reached (in those three,
-//!   the tag goes in at the anchor). So a document's head leaves in one piece with the tag
+//!   body the parser makes up (after a `<head>` tag: once the upstream pauses, with the tag
+//!   before that element), the document ends, or [`HOLD_LIMIT`] is reached (in the last two,
+//!   and the first without `<head>`, the tag goes in at the anchor). So a document's head leaves in one piece with the tag
 //!   in it, and a page that sends its head and stalls has that head in the browser during the
 //!   stall; fragments, which set no anchor, are never held.
 //! - a page whose first chunk holds a plain head (`head_scan`) gets the tag before `</head>`
@@ -38,7 +39,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use encoding_rs::Encoding;
@@ -150,6 +151,9 @@ struct Shared {
     anchor: Option<u64>,
     /// A `<head>` tag was seen: its `</head>` places the tag, not the first body element.
     saw_head: bool,
+    /// Output offset of the first element after a `<head>` tag that cannot be in a head: the
+    /// parser's head ended there. The tag goes there if the upstream stalls before a `</head>`.
+    implied: Option<u64>,
     /// Open HTML `<template>` elements: their content is inert, a tag there would never run.
     template_depth: u32,
     /// The page's policies so far and the nonce the tag carries.
@@ -167,6 +171,7 @@ impl Shared {
             document: false,
             anchor: None,
             saw_head: false,
+            implied: None,
             template_depth: 0,
             csp,
             navigation: false,
@@ -218,12 +223,20 @@ impl Shared {
 
     /// Put the tag in at the anchor, if this is a document still without one.
     fn inject_at_anchor(&mut self) {
+        if let Some(anchor) = self.anchor {
+            self.inject_at(anchor);
+        }
+    }
+
+    /// Put the tag in at output offset `at`, if this is a document still without one and `at`
+    /// is still held.
+    fn inject_at(&mut self, at: u64) {
         if self.injected || !self.document {
             return;
         }
-        let Some(at) = self
-            .anchor
-            .and_then(|a| usize::try_from(a.checked_sub(self.out_start)?).ok())
+        let Some(at) = at
+            .checked_sub(self.out_start)
+            .and_then(|at| usize::try_from(at).ok())
             .filter(|&at| at <= self.out.len())
         else {
             return;
@@ -390,19 +403,26 @@ fn settings(
     // be in a head starts the body the parser makes up, and a `</head>` after it would be ignored.
     // So the tag goes in at the anchor now rather than when the page ends or the hold limit is
     // reached: a page that streams without those tags (a log, a progress page) is not held back.
-    // (Text that starts the body is not looked at: a text handler makes lol_html re-encode every
-    // text chunk, which bytes invalid in the page's encoding would not survive.)
+    // After a `<head>` tag, that element is only noted: a `</head>` in the same burst still
+    // places the tag (after an import map a sloppy head has past a `<div>`), and only a stall
+    // of the upstream puts it there (`Rewrite::release_stalled`). (Text that starts the body
+    // is not looked at: a text handler makes lol_html re-encode every text chunk, which bytes
+    // invalid in the page's encoding would not survive.)
     let s = shared.clone();
     let implied_body =
         ElementContentHandlers::default().element(move |el: &mut Element<'_, '_>| {
             let mut st = lock(&s);
             // Checked before the name, which is copied out: a fragment (no anchor) has its
             // every element come through here.
-            if st.anchor.is_none() || st.saw_head || !st.may_inject() {
+            if st.anchor.is_none() || st.implied.is_some() || !st.may_inject() {
                 return Ok(());
             }
             if !stays_in_head(&el.tag_name()) {
-                st.inject_at_anchor();
+                if st.saw_head {
+                    st.implied = Some(st.pos());
+                } else {
+                    st.inject_at_anchor();
+                }
             }
             Ok(())
         });
@@ -583,6 +603,29 @@ impl Rewrite {
         }
     }
 
+    /// The upstream has nothing more for now. A head that has already given way to the body
+    /// (see `implied`) but whose `</head>` has not come is not held through the wait: a PHP page
+    /// that echoes `<head><title>` and then flushes a row a second showed nothing until it ended.
+    /// Returns whether output is ready.
+    fn release_stalled(&mut self) -> bool {
+        if !matches!(self.stage, Stage::Rewriting(_)) {
+            return false;
+        }
+        {
+            let mut st = lock(&self.shared);
+            let Some(at) = st.implied else {
+                return false;
+            };
+            st.inject_at(at);
+            if !st.injected {
+                return false;
+            }
+        }
+        self.end_rewriter();
+        self.drain();
+        !self.ready.is_empty()
+    }
+
     /// The upstream body is complete: flush the rewriter and settle the fallback.
     fn finish(&mut self) {
         if let Stage::Sniff(buf) = &mut self.stage {
@@ -666,7 +709,13 @@ impl http_body::Body for Rewrite {
             if this.ended {
                 return Poll::Ready(None);
             }
-            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            let Poll::Ready(next) = Pin::new(&mut this.inner).poll_frame(cx) else {
+                if this.release_stalled() {
+                    continue;
+                }
+                return Poll::Pending;
+            };
+            match next {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => this.feed(data),
                     Err(trailers) => {

@@ -405,6 +405,41 @@ fn a_document_without_head_or_body_streams_once_its_body_begins() {
     }
 }
 
+/// The same with a `<head>` tag but no `</head>` (a PHP page that echoes its head, then flushes
+/// a row at a time): once the upstream pauses after an element that ends the head, the tag goes
+/// before that element and every later chunk leaves as it comes. Within one burst a `</head>`
+/// still places the tag.
+#[test]
+fn a_head_without_its_end_streams_once_the_body_begins_and_the_upstream_pauses() {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut body = rewrite(body::boxed(Feed { rx }), None, csp::Csp::new(None));
+    let head = "<!doctype html><html><head><title>Import</title>\n";
+    tx.send(Ok(Bytes::from(head))).unwrap();
+    assert_eq!(
+        available(&mut body),
+        b"<!doctype html>",
+        "held at the anchor"
+    );
+    tx.send(Ok(Bytes::from("<p>row 1</p>\n"))).unwrap();
+    assert_eq!(
+        String::from_utf8(available(&mut body)).unwrap(),
+        format!("<html><head><title>Import</title>\n{TAG}<p>row 1</p>\n")
+    );
+    for row in ["<p>row 2</p>\n", "<p>row 3</p></body></html>"] {
+        tx.send(Ok(Bytes::from(row))).unwrap();
+        assert_eq!(available(&mut body), row.as_bytes());
+    }
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut body = rewrite(body::boxed(Feed { rx }), None, csp::Csp::new(None));
+    let page = "<html><head><div></div><script type=importmap>{}</script></head><body>";
+    tx.send(Ok(Bytes::from(page))).unwrap();
+    assert_eq!(
+        String::from_utf8(available(&mut body)).unwrap(),
+        page.replace("</head>", &format!("{TAG}</head>"))
+    );
+}
+
 #[test]
 fn upstream_errors_end_the_body_with_an_error() {
     let rt = runtime();
