@@ -13,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::support::bin::{self, Running};
 use crate::support::{self, Proxy, Upstream, get, raw, read_until, within};
 
 fn json(body: &Bytes) -> serde_json::Value {
@@ -781,4 +782,38 @@ async fn an_https_dev_server_given_as_http_is_named_for_what_it_is() {
     assert!(!page.contains("HTTPS"), "{page}");
     assert!(page.contains("closed the connection"), "{page}");
     assert_eq!(hellos.load(Ordering::SeqCst), 2);
+}
+
+/// A dev server that compares a write's `Origin` with `Host` (Django, SvelteKit) refuses every
+/// form posted through the proxy, which sends the upstream's `Host`: the first such 403 names the
+/// fix. A refusal of another site's request is no such sign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_same_origin_write_names_keep_host() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = upstream.url();
+    let running = bin::blocking("hmr-proxy to start", {
+        let dir = dir.path().to_owned();
+        move || Running::start(&["--watch", ".", url.as_str()], &[], &dir)
+    })
+    .await;
+    let send = |method: &str, origin: &str| {
+        let request = format!(
+            "{method} /status/403 HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n",
+            host = running.addr
+        );
+        let addr = running.addr;
+        async move { raw(addr, request.as_bytes(), None).await }
+    };
+    // The hint comes once a run: it names the request that earned it.
+    let answer = send("PUT", "http://evil.example").await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let answer = send("POST", &format!("http://{}", running.addr)).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let line = running.wait_for_log("--keep-host");
+    assert!(
+        line.contains("WARN") && line.contains("POST /status/403 → 403"),
+        "{line}"
+    );
 }

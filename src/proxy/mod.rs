@@ -112,6 +112,8 @@ struct Inner {
     /// page polls every few seconds, a tab's every asset fails) goes to the debug log. Cleared by
     /// the next answer. Read, not written, on the way of a good exchange.
     outage_logged: AtomicBool,
+    /// The `--keep-host` hint for a refused same-origin write has been logged (once a run).
+    origin_hinted: AtomicBool,
     /// Whether the upstream speaks TLS, asked when an exchange breaks.
     tls: TlsProbe,
 }
@@ -149,6 +151,7 @@ impl Proxy {
                 injector,
                 health,
                 outage_logged: AtomicBool::new(false),
+                origin_hinted: AtomicBool::new(false),
                 tls: TlsProbe::default(),
             }),
         }
@@ -201,6 +204,9 @@ impl Proxy {
                 via: &this.via,
             },
         );
+        let origin_checked = !this.settings.keep_host
+            && (hop.websocket.is_some() || !is_safe(&parts.method))
+            && origin_is(&parts.headers, browser_host.as_ref());
         let client_upgrade = match hop.websocket {
             Some(_) => parts.extensions.remove::<OnUpgrade>(),
             None => None,
@@ -290,6 +296,17 @@ impl Proxy {
         };
 
         let (mut parts, incoming) = response.into_parts();
+        if origin_checked
+            && parts.status == StatusCode::FORBIDDEN
+            && !this.origin_hinted.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "{method} {path} → 403: if the dev server compares Origin with Host (Django, \
+                 SvelteKit and Astro do for forms, Go's WebSocket libraries for upgrades), it sees \
+                 {} against this page's origin; run hmr-proxy with --keep-host",
+                this.authority
+            );
+        }
         if let Some(large) = parts.extensions.remove::<LargeBody>()
             && incoming
                 .size_hint()
@@ -432,6 +449,26 @@ fn upstream_uri(authority: &Authority, target: Option<&PathAndQuery>) -> Option<
     parts.authority = Some(authority.clone());
     parts.path_and_query = Some(path_and_query);
     Uri::from_parts(parts).ok()
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// `Origin` is the page's own (`http://` and the browser's `Host`): a write or an upgrade from
+/// the proxied page, which a dev server's origin check refuses when it compares `Origin` with
+/// the `Host` the proxy rewrote.
+fn origin_is(headers: &http::HeaderMap, browser_host: Option<&HeaderValue>) -> bool {
+    let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), browser_host) else {
+        return false;
+    };
+    origin
+        .as_bytes()
+        .strip_prefix(b"http://")
+        .is_some_and(|rest| rest.eq_ignore_ascii_case(host.as_bytes()))
 }
 
 fn is_idempotent(method: &Method) -> bool {
