@@ -522,7 +522,12 @@ impl Rewrite {
                 follow_meta,
             } => (encoding, follow_meta),
             Sniffed::PassThrough => {
-                tracing::debug!("UTF-16 page: passing it through without the client");
+                // Worth a warning, as for a charset the headers name: the page will never
+                // reload by itself. (The path is not known here; it is the navigation's.)
+                tracing::warn!(
+                    "a page starts with a UTF-16 byte order mark: passing it through without \
+                     the client (live reload needs an ASCII-compatible encoding such as UTF-8)"
+                );
                 // Not even at the end: the tag is ASCII, the page is not.
                 lock(&self.shared).navigation = false;
                 self.stage = Stage::Raw;
