@@ -125,7 +125,7 @@ impl Router {
             return refusal;
         }
         let path = req.uri().path();
-        if path == this.changes_path {
+        if path == this.changes_path && asks_for_stream(&req) {
             return self.changes(&req);
         }
         if let Some(own) = path.strip_prefix(OWN_PREFIX) {
@@ -169,9 +169,6 @@ impl Router {
     }
 
     fn changes<B>(&self, req: &Request<B>) -> Response<Body> {
-        if req.method() != Method::GET {
-            return method_not_allowed("GET");
-        }
         if let Some(refusal) = guard::cross_site_refusal(req) {
             return refusal;
         }
@@ -226,6 +223,35 @@ impl Router {
             _ => body::plain(StatusCode::NOT_FOUND, "hmr-proxy: no such endpoint"),
         }
     }
+}
+
+/// Whether a request for the change stream's path is for the stream: a `GET` that is no
+/// navigation and takes an event stream (an `EventSource` sends `Accept: text/event-stream` and
+/// `Sec-Fetch-Dest: empty`; curl sends `*/*` and no fetch metadata). Anything else on that path
+/// is the app's: a form posted to its own `/changes`, a tab opening its changelog page, a
+/// `fetch` for JSON.
+pub(crate) fn asks_for_stream<B>(req: &Request<B>) -> bool {
+    if req.method() != Method::GET {
+        return false;
+    }
+    let headers = req.headers();
+    if headers
+        .get("sec-fetch-dest")
+        .is_some_and(|dest| dest.as_bytes() != b"empty")
+    {
+        return false;
+    }
+    let mut accept = headers.get_all(header::ACCEPT).iter().peekable();
+    accept.peek().is_none()
+        || accept.any(|value| {
+            value.as_bytes().split(|&b| b == b',').any(|range| {
+                let range = range.split(|&b| b == b';').next().unwrap_or_default();
+                let range = range.trim_ascii();
+                range.eq_ignore_ascii_case(b"text/event-stream")
+                    || range == b"*/*"
+                    || range.eq_ignore_ascii_case(b"text/*")
+            })
+        })
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {

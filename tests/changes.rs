@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::sse::{SseClient, paths};
-use crate::support::{Proxy, Upstream, get, read_until, within};
+use crate::support::{self, Proxy, Upstream, get, read_until, within};
 
 /// A project folder with a canonical path (so event paths compare equal).
 fn project() -> (tempfile::TempDir, PathBuf) {
@@ -528,6 +528,47 @@ async fn a_request_body_is_never_taken_for_a_stream() {
         rest.starts_with("HTTP/1.1 200") && rest.ends_with("ok\n"),
         "{rest}"
     );
+}
+
+/// The stream's path is the app's too for whatever is not an event-stream request: a form posted
+/// to its `/changes`, a tab opening its changelog page, a `fetch` for JSON (on a fresh connection,
+/// which the raw-stream shortcut looks at first, and on a reused one, which hyper serves). An
+/// `EventSource`'s request, or a bare `GET`, still gets the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_event_stream_requests_on_the_stream_path_are_taken() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &[]).await;
+    let apps = [
+        "POST /changes HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nok",
+        "GET /changes HTTP/1.1\r\nHost: localhost\r\nSec-Fetch-Dest: document\r\n\
+         Accept: text/html,application/xhtml+xml,*/*;q=0.8\r\n\r\n",
+        "GET /changes?page=2 HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n",
+    ];
+    for request in apps {
+        let fresh = support::raw(proxy.addr, request.as_bytes(), Some("/changes")).await;
+        assert!(
+            fresh.starts_with("HTTP/1.1 200") && fresh.ends_with("upstream saw /changes"),
+            "{request}: {fresh}"
+        );
+        let mut conn = TcpStream::connect(proxy.addr).await.unwrap();
+        conn.write_all(b"GET /first HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        read_until(&mut conn, Some("upstream saw /first")).await;
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let reused = read_until(&mut conn, Some("upstream saw /changes")).await;
+        assert!(reused.starts_with("HTTP/1.1 200"), "{request}: {reused}");
+    }
+    for stream in [
+        "GET /changes HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\
+         Sec-Fetch-Dest: empty\r\n\r\n",
+        "GET /changes HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    ] {
+        let answer = support::raw(proxy.addr, stream.as_bytes(), Some("text/event-stream")).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{stream}: {answer}");
+    }
 }
 
 /// A stream asked for on a fresh connection is served outside hyper (`Connection: close`, the

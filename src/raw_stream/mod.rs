@@ -8,7 +8,7 @@
 //! its body, the socket and a small task, so 10,000 streams take tens of megabytes, not 220.
 //!
 //! The request head is only `peek`ed: anything this module does not take — another path or
-//! method, HTTP/1.0, a body, a head split across packets or larger than [`MAX_HEAD`], HTTP/2 —
+//! method, a request on the path that is not for the stream (`router::asks_for_stream`), HTTP/1.0, a body, a head split across packets or larger than [`MAX_HEAD`], HTTP/2 —
 //! stays on the socket untouched for hyper, which then serves it as before. What to answer
 //! (checks, refusals, the stream itself) is the router's ([`Router::handle_changes`]), the same
 //! as for a stream that comes through hyper; this module knows only the HTTP/1.1 framing: the
@@ -94,7 +94,7 @@ fn parse(bytes: &[u8], changes_path: &str) -> Option<(Request<()>, usize)> {
             .get_all(header::CONTENT_LENGTH)
             .iter()
             .all(|v| v.as_bytes() == b"0");
-    bodiless.then_some((req, head_len))
+    (bodiless && crate::router::asks_for_stream(&req)).then_some((req, head_len))
 }
 
 /// Answer the request (`head_len` bytes of it still on the socket: peeked, not read; 0 when
