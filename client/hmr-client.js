@@ -354,9 +354,15 @@ function start(selfUrl) {
     // Without the API a page that stayed stays deaf until it is reloaded.
     let signal = null;
     const caught = (event) => (signal = event.signal);
-    window.navigation?.addEventListener('navigate', caught);
-    location.reload();
-    window.navigation?.removeEventListener('navigate', caught);
+    const api = navigationApi();
+    try {
+      api?.addEventListener('navigate', caught);
+    } finally {
+      // Whatever went wrong above, the page goes: one that stayed `reloading` without reloading
+      // would never act on a change again, nor relay one to the tabs it leads.
+      location.reload();
+    }
+    api?.removeEventListener('navigate', caught);
     if (signal?.aborted) stayed();
   }
 
@@ -388,18 +394,16 @@ function start(selfUrl) {
       reload('the proxy asked for it (the dev server came back, or this page missed changes)');
       return;
     }
-    const { changed, claimed, hit, links, imports, modules, images } = survey(batch.urls);
-    let rest = [...changed.keys()].filter((k) => !claimed.has(k));
-    // A URL only a frame uses is that frame's to swap: its client hears the same batch. So the
-    // top reloads (taking its frames along) only for what no document in the tab can patch, and
-    // a frame that can see the top's client leaves that call to it. (Frames hear batches only
-    // from a leader's relay: a solo top has nobody to leave them to.)
-    if (rest.length && window.top !== window) {
-      if (topClient()) rest = [];
-    } else if (rest.length && state.role !== 'solo') {
-      const inFrames = new Set(frameClients(window).flatMap((c) => c.claims?.(batch.urls) ?? []));
-      rest = rest.filter((k) => !inFrames.has(k));
+    let found;
+    try {
+      found = surveyTab(batch.urls);
+    } catch (err) {
+      // Something in the page the survey could not read must not leave the change unseen (and
+      // every later one with it): the reload shows it.
+      reload(`${batch.paths.join(', ')} changed, and this page could not be patched (${err})`);
+      return;
     }
+    const { changed, rest, links, imports, modules, images } = found;
     if (rest.length) {
       reload(`${rest.map((k) => changed.get(k)).join(', ')} changed`);
       return;
@@ -411,10 +415,20 @@ function start(selfUrl) {
     // headers at all).
     /** URL → the Accept header the browser sends for that kind of resource. */
     const refresh = new Map();
+    // A sheet @imported below the top of a <link>'s sheet cannot be replaced in place (see
+    // replaceImport): that link is swapped whole, as a changed one is. A link's copy takes the
+    // sheets it imports from the browser's cache, so the changed ones are fetched into it first.
+    const whole = [...new Set([...links, ...imports.filter(belowLink).map(importOwner)])];
+    const carried = imports.filter((i) => whole.includes(importOwner(i)));
+    await Promise.all(carried.map(({ url }) => refetch(url, ACCEPT_CSS)));
     const swaps = [];
-    for (const [link, ...duplicates] of sameSheets(links)) {
-      swaps.push(swapStylesheet(link, batch.id, hit, duplicates));
-      log(`css swapped: ${path(link.href)}`);
+    for (const [link, ...duplicates] of sameSheets(whole)) {
+      swaps.push(swapStylesheet(link, batch.id, duplicates));
+      const own = [link, ...duplicates].some((l) => links.includes(l));
+      if (own) log(`css swapped: ${path(link.href)}`);
+    }
+    for (const { rule, url } of carried) {
+      log(`css swapped: ${url.pathname} (imported by ${importer(rule)})`);
     }
     // A swapped sheet's own URL is fetched again only once the copies have loaded: fetched beside
     // them, it competed with them for the connection and the server and put off the new styles.
@@ -422,12 +436,11 @@ function start(selfUrl) {
     const sheets = [...new Set(links.map((link) => unbust(link.href)))];
     Promise.all(swaps).then(() => sheets.forEach((url) => refetch(url, ACCEPT_CSS)));
     for (const { rule, url } of imports) {
-      const owner = ownerNode(rule.parentStyleSheet);
-      if (links.includes(owner) || owner?.dataset?.hmrReplaced) continue; // done in the copy
+      const owner = importOwner({ rule });
+      if (whole.includes(owner) || owner?.dataset?.hmrReplaced) continue; // in the copy
       if (!replaceImport(rule, url, batch.id)) return;
       refresh.set(url.href, ACCEPT_CSS);
-      const importer = path(rule.parentStyleSheet.href || location.href);
-      log(`css swapped: ${url.pathname} (imported by ${importer})`);
+      log(`css swapped: ${url.pathname} (imported by ${importer(rule)})`);
     }
     for (const image of images) {
       image.set(batch.id);
@@ -444,7 +457,7 @@ function start(selfUrl) {
   /**
    * What this document would patch for the changed `urls`: the stylesheet links, @import rules,
    * container modules and images naming them; `claimed` holds their keys, `changed` maps every
-   * key to its URL, and `hit` tests (and claims) one more URL.
+   * key to its URL.
    */
   function survey(urls) {
     const changed = new Map(urls.map((u) => [key(new URL(u, location.href)), u]));
@@ -456,14 +469,36 @@ function start(selfUrl) {
       claimed.add(k);
       return true;
     };
-    const links = stylesheetLinks().filter((link) => hit(new URL(link.href)));
+    const links = stylesheetLinks().filter((link) => {
+      const url = parse(link.href);
+      return url !== null && hit(url);
+    });
     const imports = [...document.styleSheets].flatMap((sheet) => importRules(sheet, hit));
     const modules = boxes
       .map((box) => ({ box, entries: box.entries.filter((e) => hit(e.url)) }))
       .filter((m) => m.entries.length);
     // Reading every rule is the costly part: skipped when only sheets and modules changed.
     const images = claimed.size < changed.size ? [...imageAttributes(hit), ...cssUrls(hit)] : [];
-    return { changed, claimed, hit, links, imports, modules, images };
+    return { changed, claimed, links, imports, modules, images };
+  }
+
+  /**
+   * survey(), and `rest`: the keys of the changed `urls` that no document in the tab would
+   * patch. A URL only a frame uses is that frame's to swap: its client hears the same batch. So
+   * the top reloads (taking its frames along) only for what no document in the tab can patch,
+   * and a frame that can see the top's client leaves that call to it. (Frames hear batches only
+   * from a leader's relay: a solo top has nobody to leave them to.)
+   */
+  function surveyTab(urls) {
+    const found = survey(urls);
+    let rest = [...found.changed.keys()].filter((k) => !found.claimed.has(k));
+    if (rest.length && window.top !== window) {
+      if (topClient()) rest = [];
+    } else if (rest.length && state.role !== 'solo') {
+      const inFrames = new Set(frameClients(window).flatMap((c) => c.claims?.(urls) ?? []));
+      rest = rest.filter((k) => !inFrames.has(k));
+    }
+    return { ...found, rest };
   }
 
   /** The keys of the changed `urls` this document would patch: the top asks its frames. */
@@ -478,7 +513,7 @@ function start(selfUrl) {
    * stylesheet that accepts anything with a JavaScript module).
    */
   function refetch(url, accept) {
-    fetch(unbust(url), { cache: 'reload', headers: { Accept: accept } }).catch(() => {});
+    return fetch(unbust(url), { cache: 'reload', headers: { Accept: accept } }).catch(() => {});
   }
 
   // ---- Stylesheets ----------------------------------------------------------------------------
@@ -513,8 +548,8 @@ function start(selfUrl) {
     const found = [];
     for (const rule of rules(sheet)) {
       if (!(rule instanceof CSSImportRule)) continue;
-      const url = new URL(rule.href, sheet.href || document.baseURI);
-      if (test(url)) found.push({ rule, url });
+      const url = parse(rule.href, sheet.href || document.baseURI);
+      if (url !== null && test(url)) found.push({ rule, url });
       found.push(...importRules(rule.styleSheet, test));
     }
     return found;
@@ -532,10 +567,10 @@ function start(selfUrl) {
   /**
    * A changed stylesheet's link: a copy goes in right after it, and the original (with any older
    * copy still loading) leaves once the copy has loaded, so the page is never unstyled; a copy
-   * that fails leaves instead. Changed sheets the copy @imports are then replaced in it, as the browser took them
-   * from its cache. Settles when the copy has loaded or failed, or a newer copy took its place.
+   * that fails leaves instead. (Changed sheets it @imports are in the browser's cache by now: see
+   * apply.) Settles when the copy has loaded or failed, or a newer copy took its place.
    */
-  function swapStylesheet(link, id, hit, duplicates = []) {
+  function swapStylesheet(link, id, duplicates = []) {
     if (link.hasAttribute('disabled')) {
       // Switched off by its attribute (a theme switcher's `link.disabled = true`): it has no
       // sheet and loads nothing, so a copy would never load and never settle. It shows nothing
@@ -592,7 +627,6 @@ function start(selfUrl) {
           pending.get(old)?.settle(); // a copy that will never load now
         }
         settle();
-        for (const { rule, url } of importRules(copy.sheet, hit)) replaceImport(rule, url, id);
       };
       copy.addEventListener('load', done, { once: true });
       copy.addEventListener('error', done, { once: true });
@@ -603,8 +637,9 @@ function start(selfUrl) {
   /**
    * A changed @imported sheet: a cache-busted @import goes in right after the rule, which is
    * deleted once the new sheet has loaded (the owning <link> or <style> fires `load` again; a
-   * timer covers browsers that do not). Swapping the top-level link instead would not do: the
-   * browser reuses the imported sheet from its memory cache under the unchanged URL.
+   * timer covers browsers that do not). Lighter than swapping the link, which loads every sheet
+   * of it again. Not below the top of a <link>'s sheet (see belowLink): there Chromium switches
+   * off every rule of the link.
    */
   function replaceImport(rule, url, id) {
     const sheet = rule.parentStyleSheet;
@@ -632,16 +667,16 @@ function start(selfUrl) {
   function imageAttributes(hit) {
     const found = [];
     for (const el of document.querySelectorAll('img[src], img[srcset], source[srcset]')) {
-      const src = el.tagName === 'IMG' && el.getAttribute('src');
-      if (src && hit(new URL(src, document.baseURI))) {
+      const src = el.tagName === 'IMG' && parse(el.getAttribute('src'), document.baseURI);
+      if (src && hit(src)) {
         found.push({ url: el.src, set: (id) => (el.src = bust(el.src, id)) });
       }
       const srcset = el.getAttribute('srcset');
       if (!srcset) continue;
       const candidates = parseSrcset(srcset);
       for (const candidate of candidates) {
-        const url = new URL(candidate.url, document.baseURI);
-        if (!hit(url)) continue;
+        const url = parse(candidate.url, document.baseURI);
+        if (url === null || !hit(url)) continue;
         found.push({
           url: url.href,
           set: (id) => {
@@ -664,8 +699,8 @@ function start(selfUrl) {
       for (const prop of [...style]) {
         const value = style.getPropertyValue(prop);
         if (!value.includes('url(')) continue;
-        const urls = [...value.matchAll(URL_IN_CSS)].map((m) => new URL(m[2], base));
-        const hits = urls.filter(hit);
+        const urls = [...value.matchAll(URL_IN_CSS)].map((m) => parse(m[2], base));
+        const hits = urls.filter((url) => url !== null && hit(url));
         if (!hits.length) continue;
         const keys = new Set(hits.map(key));
         const priority = style.getPropertyPriority(prop);
@@ -673,8 +708,8 @@ function start(selfUrl) {
           url: hits[0].href,
           set: (id) => {
             const next = value.replace(URL_IN_CSS, (all, quote, raw) => {
-              const url = new URL(raw, base);
-              return keys.has(key(url)) ? `url("${bust(url, id)}")` : all;
+              const url = parse(raw, base);
+              return url && keys.has(key(url)) ? `url("${bust(url, id)}")` : all;
             });
             style.setProperty(prop, next, priority);
           },
@@ -878,6 +913,18 @@ function pagePosition() {
   }
 }
 
+/**
+ * `text` as a URL against `base`, or null when it is none: a page mid-edit holds
+ * `<img src="https://">`, and one such URL must not stop every change that follows.
+ */
+function parse(text, base = location.href) {
+  try {
+    return new URL(text, base);
+  } catch {
+    return null;
+  }
+}
+
 /** What changed URLs and URLs in the page are compared by: origin and path, no query or hash. */
 function key(url) {
   try {
@@ -891,11 +938,29 @@ function path(href) {
   return new URL(href, location.href).pathname;
 }
 
-/** `url` with `t=<id>`: an address the browser has not cached. */
+/**
+ * `url` with `t=<id>`: an address the browser has not cached. A `t` of the page's own (not a
+ * stamp: `app.css?t=dark`, a thumbnail's `?t=small`) names another resource, and stays: the
+ * stamp then goes in STAMP_ELSEWHERE.
+ */
 function bust(url, id) {
   const u = new URL(url, location.href);
-  u.searchParams.set('t', String(id));
+  u.searchParams.set(stampName(u), String(id));
   return u.href;
+}
+
+/** Where a stamp goes when the URL has a `t` of its own. */
+const STAMP_ELSEWHERE = 'hmr';
+
+/** The parameter that holds (or will hold) `u`'s stamp: `t`, unless its `t` is the page's. */
+function stampName(u) {
+  const t = u.searchParams.get('t');
+  return t === null || isStamp(t) ? 't' : STAMP_ELSEWHERE;
+}
+
+/** A stamp's value: a batch id (or another tool's number), all digits. */
+function isStamp(value) {
+  return /^\d+$/.test(value);
 }
 
 /**
@@ -912,10 +977,12 @@ function sheetAddress(href) {
   return u.href;
 }
 
-/** `url` without the `t` parameter: the address a reload asks for. */
+/** `url` without its stamp: the address a reload asks for. */
 function unbust(url) {
   const u = new URL(url, location.href);
-  u.searchParams.delete('t');
+  for (const name of ['t', STAMP_ELSEWHERE]) {
+    if (isStamp(u.searchParams.get(name) ?? '')) u.searchParams.delete(name);
+  }
   return u.href;
 }
 
@@ -949,8 +1016,7 @@ function parseSrcset(text) {
 /** The clients of the same-origin frames below `win`, at any depth. */
 function frameClients(win) {
   const found = [];
-  for (let i = 0; i < win.frames.length; i++) {
-    const frame = win.frames[i];
+  for (const frame of childFrames(win)) {
     try {
       if (frame[KEY]) found.push(frame[KEY]);
     } catch {
@@ -959,6 +1025,39 @@ function frameClients(win) {
     found.push(...frameClients(frame));
   }
   return found;
+}
+
+/**
+ * The windows of the frames in `win`. Not `win.frames` nor `win.length` of a same-origin window:
+ * a page global of that name (`var frames = [...]`) replaces them. Its frame elements say; a
+ * cross-origin window, whose document is not ours to read, answers `length` and indexes itself
+ * (page globals are not seen from outside).
+ */
+function childFrames(win) {
+  let elements;
+  try {
+    elements = [...win.document.querySelectorAll('iframe, frame')];
+  } catch {
+    try {
+      return Array.from({ length: win.length }, (_, i) => win[i]).filter(Boolean);
+    } catch {
+      return [];
+    }
+  }
+  return elements.map((el) => el.contentWindow).filter(Boolean);
+}
+
+/**
+ * The Navigation API, if `navigation` still is it: a page global of that name (a classic
+ * script's `var navigation = $('.nav')`) replaces it.
+ */
+function navigationApi() {
+  try {
+    const api = window.navigation;
+    return typeof Navigation === 'function' && api instanceof Navigation ? api : null;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -980,6 +1079,28 @@ function topClient() {
   } catch {
     return null;
   }
+}
+
+/**
+ * Whether an @import rule sits in a sheet that a <link>'s sheet imports (at any depth), not in
+ * the link's own. Chromium cannot take a new @import there: inserted, it switches off every rule
+ * of the link for good (under a <style>, or at the top of the link's sheet, it works).
+ */
+function belowLink({ rule }) {
+  const sheet = rule.parentStyleSheet;
+  const owner = ownerNode(sheet);
+  const link = owner instanceof HTMLLinkElement && !owner.dataset.hmrReplaced;
+  return link && sheet.parentStyleSheet !== null;
+}
+
+/** The <link> or <style> element an @import rule (`{rule}`, as importRules finds it) belongs to. */
+function importOwner({ rule }) {
+  return ownerNode(rule.parentStyleSheet);
+}
+
+/** The path of the sheet an @import rule is in (the page's, for a <style>). */
+function importer(rule) {
+  return path(rule.parentStyleSheet.href || location.href);
 }
 
 /** The <link> or <style> element a sheet (or the sheet importing it) belongs to. */

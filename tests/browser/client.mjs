@@ -534,6 +534,44 @@ async function sheetKinds() {
 }
 
 /**
+ * A `t` in the page's own URL (`?t=dark`: a server's theme, a thumbnail's size) names another
+ * resource: the swap keeps it and stamps another parameter. It was overwritten with the stamp,
+ * and the page got whatever the server answers without it.
+ */
+async function ownT() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/own-t.html');
+    const color = freshColor();
+    write('extras/own-t.css', `#ot { color: ${color}; }\n`);
+    await page.waitForFunction((c) => getComputedStyle(document.getElementById('ot')).color === c, color);
+    await page.waitForFunction(() => document.querySelectorAll('link[rel=stylesheet]').length === 1);
+    const sheet = new URL(await page.$eval('link[rel=stylesheet]', (l) => l.href));
+    assert.equal(sheet.searchParams.get('t'), 'dark', sheet.href);
+    assert.match(sheet.search, /^\?t=dark&\w+=\d+$/, 'stamped in another parameter');
+    // Swapped again: the stamp is replaced, not added to (the copy is the same sheet).
+    const again = freshColor();
+    write('extras/own-t.css', `#ot { color: ${again}; }\n`);
+    await page.waitForFunction((c) => getComputedStyle(document.getElementById('ot')).color === c, again);
+    await page.waitForFunction(() => document.querySelectorAll('link[rel=stylesheet]').length === 1);
+    const swapped = new URL(await page.$eval('link[rel=stylesheet]', (l) => l.href));
+    assert.match(swapped.search, /^\?t=dark&\w+=\d+$/);
+    assert.notEqual(swapped.href, sheet.href, 'a new stamp');
+
+    write('extras/own-t.svg', svg(20, '#c60'));
+    await page.waitForFunction(() => {
+      const img = document.getElementById('thumb');
+      return img.complete && img.naturalWidth === 20 && new URL(img.src).search !== '?t=thumb';
+    });
+    const thumb = new URL(await page.$eval('#thumb', (img) => img.src));
+    assert.equal(thumb.searchParams.get('t'), 'thumb', thumb.href);
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
  * A reload the page's user calls off (an "unsaved changes" prompt answered Stay): the page
  * listens again. It stayed deaf before, and so did every tab it led.
  */
@@ -835,6 +873,57 @@ async function extras() {
   }
 }
 
+/**
+ * A sheet @imported two levels below a <link> (deep.css imports deep-mid.css, which imports
+ * deep-leaf.css): its new rule applies and the link's other rules stay. An @import inserted into
+ * deep-mid.css switched off every rule of the link in Chromium. Saved with the link's own sheet,
+ * both changes apply. Two levels below a <style>, too.
+ */
+async function deepImport() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/deep.html');
+    const colors = () =>
+      page.evaluate(() => ['da', 'db', 'dc'].map((id) => getComputedStyle(document.getElementById(id)).color));
+    const [a, b] = await colors();
+    assert.deepEqual([a, b], ['rgb(4, 0, 1)', 'rgb(4, 0, 2)']);
+    const leaf = freshColor();
+    write('extras/deep-leaf.css', `#dc { color: ${leaf}; }\n`);
+    await page.waitForFunction((c) => getComputedStyle(document.getElementById('dc')).color === c, leaf);
+    assert.deepEqual(await colors(), [a, b, leaf], "the link's other rules stay");
+    assert.ok(logged('[hmr] css swapped: /extras/deep-leaf.css (imported by /extras/deep-mid.css)'));
+
+    // The link's own sheet and the deep one, saved together.
+    const top = freshColor();
+    const leaf2 = freshColor();
+    write('extras/deep.css', read('extras/deep.css').replace(/#da \{[^}]*\}/, `#da { color: ${top}; }`));
+    write('extras/deep-leaf.css', `#dc { color: ${leaf2}; }\n`);
+    await page.waitForFunction(
+      ([t, l]) =>
+        getComputedStyle(document.getElementById('da')).color === t &&
+        getComputedStyle(document.getElementById('dc')).color === l,
+      [top, leaf2],
+    );
+    assert.equal((await colors())[1], b, "the middle sheet's rule stays");
+    await page.waitForFunction(() => document.querySelectorAll('link[rel=stylesheet]').length === 1);
+    assert.equal(await loads(page), 1, 'no reload');
+
+    // Under a <style>, the @import two levels down is replaced in place.
+    const styled = freshColor();
+    write('extras/deep-sleaf.css', `#dd { color: ${styled}; }\n`);
+    await page.waitForFunction((c) => getComputedStyle(document.getElementById('dd')).color === c, styled);
+    assert.deepEqual(await colors(), [top, b, leaf2]);
+    assert.equal(await loads(page), 1, 'no reload');
+
+    // A reload gets the new sheets, not copies cached before the swap.
+    await page.reload();
+    assert.deepEqual(await colors(), [top, b, leaf2]);
+    assert.equal(await page.$eval('#dd', (el) => getComputedStyle(el).color), styled);
+  } finally {
+    await context.close();
+  }
+}
+
 /** HTML change: exactly one full reload, after which the page is live again. */
 async function html() {
   const context = await newContext();
@@ -868,6 +957,73 @@ async function missing() {
     write(file, '<!doctype html>\n<html><head><title>later</title></head><body><p id="later">written</p></body></html>\n');
     await reloaded;
     assert.equal(await page.textContent('#later'), 'written');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * A URL that does not parse (`<img src="https://">` while a tag is being typed, a CSS url()
+ * with a bad port) is passed over: an image the page uses is still swapped, and a change to the
+ * page still reloads it. Each such URL threw, and from then on no change did anything. A page the
+ * client cannot look through (here one that took a name the client asks for) reloads instead.
+ */
+async function badUrls() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/bad-url.html');
+    write('extras/bad-url.svg', svg(18, '#6c0'));
+    await page.waitForFunction(() => {
+      const img = document.getElementById('good');
+      return img.complete && img.naturalWidth === 18 && /[?&]t=\d+/.test(img.src);
+    });
+    assert.equal(await loads(page), 1, 'no reload');
+    const reloaded = page.waitForEvent('load');
+    write('extras/bad-url.html', read('extras/bad-url.html').replace('</body>', '<p>more</p></body>'));
+    await reloaded;
+    await connected(page);
+    assert.equal(await loads(page), 2, 'one reload');
+
+    const clobbered = await openTab(context, '/extras/clobbered.html');
+    const again = clobbered.waitForEvent('load');
+    write('extras/bad-url.svg', svg(22, '#0c6'));
+    await again;
+    assert.ok(logged('this page could not be patched'), 'the client says why it reloads');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * A page global named `navigation` or `frames` (a classic script's `var navigation =
+ * $('.nav')`) replaces the browser's own. The client used them: the leader tab then never
+ * reloaded and relayed nothing more to the other tabs, and a page with `frames` never reloaded.
+ */
+async function globalNames() {
+  const context = await newContext();
+  try {
+    const nav = await openTab(context, '/extras/nav.html');
+    await nav.waitForFunction(() => window[Symbol.for('hmr-proxy')].state.role === 'leader');
+    const other = await openTab(context, '/');
+    // Both reload (the other tab does not use the page either), and hear changes after that.
+    const reloaded = [nav, other].map((page) => page.waitForEvent('load'));
+    write('extras/nav.html', read('extras/nav.html').replace('</body>', '<p>more</p></body>'));
+    await Promise.all(reloaded);
+    await Promise.all([nav, other].map(connected));
+    await cssProbe([nav, other]);
+    for (const page of [nav, other]) assert.equal(await loads(page), 2, 'one reload');
+
+    // `frames`: the frame's own sheet still swaps without a reload (the top finds its frame),
+    // and a change to the page reloads it.
+    const anim = await openTab(context, '/extras/anim.html');
+    const frame = anim.frames().find((f) => f !== anim.mainFrame());
+    await connected(frame);
+    await cssProbe([nav, other, frame]);
+    assert.equal(await loads(anim), 1, 'no reload for a sheet only the frame uses');
+    const animReloaded = anim.waitForEvent('load');
+    write('extras/anim.html', read('extras/anim.html').replace('</body>', '<p>more</p></body>'));
+    await animReloaded;
+    assert.equal(await loads(anim), 2, 'one reload');
   } finally {
     await context.close();
   }
@@ -1424,6 +1580,53 @@ async function prepare() {
     '<!doctype html>\n<html><head><meta charset="utf-8"><title>fragment</title></head>\n' +
       '<body><p>fetched, then opened</p></body></html>\n',
   );
+  write('extras/deep-leaf.css', '#dc { color: rgb(4, 0, 3); }\n');
+  write('extras/deep-mid.css', '@import url("deep-leaf.css");\n#db { color: rgb(4, 0, 2); }\n');
+  write('extras/deep.css', '@import url("deep-mid.css");\n#da { color: rgb(4, 0, 1); }\n');
+  write('extras/deep-sleaf.css', '#dd { color: rgb(4, 0, 4); }\n');
+  write('extras/deep-smid.css', '@import url("deep-sleaf.css");\n');
+  write(
+    'extras/deep.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>deep</title>\n' +
+      '<link rel="stylesheet" href="/extras/deep.css">\n' +
+      '<style>@import url("/extras/deep-smid.css");</style></head>\n' +
+      '<body><p id="da">a</p><p id="db">b</p><p id="dc">c</p><p id="dd">d</p></body></html>\n',
+  );
+  write('extras/own-t.css', '#ot { color: rgb(5, 0, 1); }\n');
+  write('extras/own-t.svg', svg(10, '#666'));
+  write(
+    'extras/own-t.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>own t</title>\n' +
+      '<link rel="stylesheet" href="/extras/own-t.css?t=dark"></head>\n' +
+      '<body><p id="ot">t</p><img id="thumb" src="/extras/own-t.svg?t=thumb" alt=""></body></html>\n',
+  );
+  write('extras/bad-url.svg', svg(10, '#999'));
+  write(
+    'extras/bad-url.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>bad url</title></head>\n' +
+      '<body><img src="https://" alt=""><img id="good" src="/extras/bad-url.svg" alt="">\n' +
+      '<div style="background-image: url(\'http://localhost:PORT/a.png\')"></div></body></html>\n',
+  );
+  write(
+    'extras/clobbered.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>clobbered</title>\n' +
+      '<style>p { margin: 1px; }</style>\n' +
+      '<script>var CSSStyleRule = "the page\'s own";</script></head>\n' +
+      '<body><img src="/extras/bad-url.svg" alt=""></body></html>\n',
+  );
+  write(
+    'extras/nav.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>nav</title>\n' +
+      '<link rel="stylesheet" href="/css/app.css">\n' +
+      '<script>var navigation = { items: ["Home", "About"] };</script></head>\n' +
+      '<body><h1>nav</h1></body></html>\n',
+  );
+  write(
+    'extras/anim.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>anim</title>\n' +
+      '<script>var frames = ["walk1.png", "walk2.png"];</script></head>\n' +
+      '<body><iframe src="/"></iframe></body></html>\n',
+  );
   write('extras/ready.txt', 'ready\n');
   await stream.until('the prepared files to be published', (b) => b.urls.includes('/extras/ready.txt'));
   stream.close();
@@ -1436,6 +1639,7 @@ const all = {
   cssTwice,
   cssOff,
   sheetKinds,
+  ownT,
   stayed,
   fragmentFirst,
   image,
@@ -1447,8 +1651,11 @@ const all = {
   errors,
   stillBroken,
   extras,
+  deepImport,
   html,
   missing,
+  badUrls,
+  globalNames,
   tabs,
   frames,
   frameOnly,
