@@ -16,8 +16,10 @@ use clap::{ArgAction, Args, Parser};
 #[command(name = "hmr-proxy", version, about, max_term_width = 100)]
 #[command(
     after_help = "Every option can also be set in the environment (HMR_PROXY_<OPTION>, \
-    e.g. HMR_PROXY_LISTEN) or in the config file (./hmr-proxy.toml, or --config).\n\
-    Precedence: flags > environment > config file > defaults."
+    e.g. HMR_PROXY_LISTEN; empty counts as unset) or in the config file (./hmr-proxy.toml, or \
+    --config).\n\
+    Precedence: flags > environment > config file > defaults. UPSTREAM and --serve are one \
+    choice: the strongest layer giving either wins."
 )]
 pub struct Cli {
     /// Development server to front, e.g. http://localhost:8000 (no upstream: serve a folder).
@@ -110,13 +112,15 @@ pub struct ProxyArgs {
     )]
     pub route: Option<Vec<String>>,
 
-    /// Send the browser's Host header upstream instead of the upstream's own.
+    /// Send the browser's Host header upstream instead of the upstream's own (Django, SvelteKit
+    /// and Astro check a POST's Origin against Host).
     #[arg(long, value_name = "BOOL", env = "HMR_PROXY_KEEP_HOST", num_args = 0..=1,
           require_equals = true, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub keep_host: Option<bool>,
 
-    /// Give up connecting to the upstream after this long, e.g. 3s or 500ms [default: 3s].
+    /// Give up connecting to the upstream after this long, e.g. 3s or 500ms (whole numbers of ms,
+    /// s, m or h) [default: 3s].
     #[arg(long, value_name = "DURATION", env = "HMR_PROXY_CONNECT_TIMEOUT")]
     pub connect_timeout: Option<String>,
 
@@ -158,11 +162,11 @@ pub struct WatchArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Output")]
 pub struct OutputArgs {
-    /// Log more (-v debug, -vv trace).
+    /// Log more (-v debug, -vv trace); RUST_LOG, when set, overrides -v and -q.
     #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
-    /// Log less (-q warnings only, -qq errors only).
+    /// Log less (-q warnings only, -qq errors only); RUST_LOG, when set, overrides it.
     #[arg(short, long, action = ArgAction::Count)]
     pub quiet: u8,
 }

@@ -122,7 +122,6 @@ fn bad_environment_values_name_the_variable() {
         ),
         // Values clap checks itself: it named the flag, which nobody typed.
         ("HMR_PROXY_NO_INJECT", "maybe", "set it to true or false"),
-        ("HMR_PROXY_SERVE", "", "it is empty"),
     ] {
         let line = error_line(&run_to_exit(&[], &[(var, value)], dir.path()));
         assert_mentions(&line, &[&format!("environment variable {var}"), value, fix]);
@@ -380,6 +379,120 @@ fn upstream_precedence_is_flag_over_environment_over_file() {
             running.listening_line
         );
     }
+}
+
+/// What `upstream` and `serve` choose between (forward or serve a folder) is one setting: the
+/// strongest layer giving either wins; only one layer giving both is a conflict.
+#[test]
+fn a_stronger_layers_upstream_or_serve_wins_over_a_weaker_layers_other_one() {
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("site")).expect("mkdir");
+    let site = dir.path().join("site").canonicalize().expect("canonical");
+    let served = format!("files in {}", site.display());
+    // (config file, environment, flags) → what the proxy answers with.
+    let cases = [
+        (
+            "upstream = \"http://from-file:8000\"\n",
+            ("HMR_PROXY_SERVE", "site"),
+            &[][..],
+            served.as_str(),
+        ),
+        (
+            "serve = \"site\"\n",
+            ("HMR_PROXY_UPSTREAM", "http://from-env:8000"),
+            &[][..],
+            "http://from-env:8000",
+        ),
+        (
+            "",
+            ("HMR_PROXY_UPSTREAM", "http://from-env:8000"),
+            &["--serve", "site"][..],
+            served.as_str(),
+        ),
+        (
+            "",
+            ("HMR_PROXY_SERVE", "site"),
+            &["http://from-flag:8000"][..],
+            "http://from-flag:8000",
+        ),
+    ];
+    for (file, env, args, expected) in cases {
+        write_config(dir.path(), file);
+        let running = Running::start(args, &[env], dir.path());
+        assert_eq!(
+            running.target(),
+            expected,
+            "file {file:?}, env {env:?}, flags {args:?}: {}",
+            running.listening_line
+        );
+    }
+    // The environment giving both is still an error naming both variables.
+    write_config(dir.path(), "");
+    let line = error_line(&run_to_exit(
+        &[],
+        &[
+            ("HMR_PROXY_UPSTREAM", "http://from-env:8000"),
+            ("HMR_PROXY_SERVE", "site"),
+        ],
+        dir.path(),
+    ));
+    assert_mentions(
+        &line,
+        &[
+            "environment variable HMR_PROXY_UPSTREAM and environment variable HMR_PROXY_SERVE",
+            "cannot be used together",
+        ],
+    );
+}
+
+/// An empty variable (compose's `${UPSTREAM:-}` with `UPSTREAM` unset) is no setting, whichever
+/// option it names: the config file's value applies, lists included.
+#[test]
+fn empty_variables_are_not_set() {
+    use std::io::{Read, Write};
+    let dir = tempdir();
+    let [port] = free_ports::<1>();
+    write_config(
+        dir.path(),
+        &format!(
+            "listen = \"127.0.0.1:{port}\"\nupstream = \"http://from-file:8000\"\n\
+             allowed_hosts = [\"app.test\"]\n"
+        ),
+    );
+    let names = [
+        "UPSTREAM",
+        "LISTEN",
+        "ROUTE",
+        "SERVE",
+        "WATCH",
+        "IGNORE",
+        "POLL",
+        "DEBOUNCE",
+        "ALLOWED_HOST",
+        "KEEP_HOST",
+        "NO_INJECT",
+        "CHANGES_PATH",
+        "HEARTBEAT",
+        "CONNECT_TIMEOUT",
+        "RESPONSE_TIMEOUT",
+        "SHUTDOWN_GRACE",
+        "HEADER_TIMEOUT",
+        "MAX_CONNECTIONS",
+        "CONFIG",
+    ]
+    .map(|name| format!("HMR_PROXY_{name}"));
+    let envs: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), "")).collect();
+    let running = Running::start_as_given(&[], &envs, dir.path());
+    assert_eq!(running.addr.port(), port, "{}", running.listening_line);
+    assert_eq!(running.target(), "http://from-file:8000");
+    // The file's allowed host still applies: an empty HMR_PROXY_ALLOWED_HOST did not clear it.
+    let mut stream = std::net::TcpStream::connect(running.addr).expect("connect");
+    stream
+        .write_all(b"GET /__hmr/health HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 }
 
 #[test]

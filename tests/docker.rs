@@ -56,6 +56,12 @@ async fn the_compose_environment_runs_in_poll_mode_in_front_of_an_upstream() {
         compose.contains_key("HMR_PROXY_POLL"),
         "the sidecar must poll"
     );
+    // The upstream is reached by its service name, which Vite, Django and Rails refuse in `Host`.
+    assert_eq!(
+        compose.get("HMR_PROXY_KEEP_HOST").map(String::as_str),
+        Some("true"),
+        "the sidecar must send the browser's Host"
+    );
 
     let upstream = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -93,6 +99,11 @@ async fn the_compose_environment_runs_in_poll_mode_in_front_of_an_upstream() {
     let (status, _, body) = get(&running.url("/page"), &[]).await;
     assert_eq!(status, 200);
     assert_eq!(body, "upstream saw /page");
+    // The dev server sees the name the browser used, not the compose service's.
+    let (status, _, body) = get(&running.url("/headers"), &[("host", "localhost:3000")]).await;
+    assert_eq!(status, 200);
+    let seen: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(seen["headers"]["host"][0], "localhost:3000", "{seen}");
 
     let mut tab = SseClient::open(running.addr, &[]).await;
     std::fs::write(app.join("site.css"), "body { color: red; margin: 1px }").unwrap();

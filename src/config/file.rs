@@ -86,9 +86,25 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
             .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
         let mut detail = err.message().trim().to_string();
         let key = err.span().and_then(|span| key_at(text, span.start));
+        // `poll = 500`: the file spells HMR_PROXY_POLL=500 as two keys, and the number meant
+        // the other one.
+        let poll_ms = (key == Some("poll"))
+            .then(|| {
+                detail
+                    .strip_prefix("invalid type: integer `")?
+                    .split_once('`')
+            })
+            .flatten()
+            .map(|(ms, _)| ms.to_string());
         let fix = if detail.starts_with("unknown field") {
             "fix the key's spelling or remove it (config/hmr-proxy.toml lists every key)"
                 .to_string()
+        } else if let Some(ms) = poll_ms {
+            detail = format!("`poll`: {detail}");
+            format!(
+                "for a poll interval write `poll_interval = {ms}` (milliseconds; it turns polling \
+                 on), or `poll = true` for the default interval"
+            )
         } else if let Some((key, example)) = key.and_then(|key| Some((key, example_of(key)?))) {
             detail = format!("`{key}`: {detail}");
             format!("write it as in {example}; config/hmr-proxy.toml shows every key")
@@ -200,6 +216,25 @@ mod tests {
                 "{text:?}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_poll_interval_written_as_poll_names_poll_interval() {
+        let err = parse(Path::new("x.toml"), "poll = 500\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("line 1: `poll`: invalid type: integer `500`"),
+            "{err}"
+        );
+        assert!(err.contains("write `poll_interval = 500`"), "{err}");
+        // Another wrong type keeps the usual example.
+        let err = parse(Path::new("x.toml"), "poll = \"yes\"\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("write it as in `poll = true`"), "{err}");
     }
 
     #[test]

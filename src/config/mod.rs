@@ -12,8 +12,10 @@
 //! clap already resolves 1 over 2 and tells us which of the two supplied a value
 //! ([`clap::parser::ValueSource`]), so each raw value here carries its [`Origin`]. The file is merged
 //! below that, key by key, by destructuring the CLI struct exhaustively: a new flag that is not wired
-//! into [`Config::load`] is a compile error. Lists (`watch`, `ignore`) are replaced, not appended, by
-//! a stronger layer, so `HMR_PROXY_WATCH` fully describes what is watched.
+//! into [`Config::load`] is a compile error. Lists (`watch`, `ignore`, `route`, `allowed_hosts`) are
+//! replaced, not appended, by a stronger layer, so `HMR_PROXY_WATCH` fully describes what is
+//! watched. `upstream` and `serve` are one choice, made by the strongest layer that gives either.
+//! An empty `HMR_PROXY_*` variable is not read at all (see `without_empty_variables`).
 //!
 //! # Validation
 //!
@@ -296,7 +298,7 @@ impl Config {
     {
         use clap::FromArgMatches;
         let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
-        let matches = Cli::command()
+        let matches = without_empty_variables(Cli::command())
             .try_get_matches_from(&args)
             .map_err(|err| from_environment(err, &args))?;
         let cli = Cli::from_arg_matches(&matches)?;
@@ -374,16 +376,26 @@ impl Config {
 
         let upstream_raw = layers.pick(upstream, "upstream", f.upstream.clone(), "upstream");
         let serve_raw = layers.pick(serve, "serve", f.serve.clone(), "serve");
+        // One setting in two spellings (what answers requests): the strongest layer that gives
+        // either wins, so `--serve public` overrides the file's `upstream`. Only one layer giving
+        // both is a conflict.
+        let (upstream_raw, serve_raw) = match (upstream_raw, serve_raw) {
+            (Some(up), Some(dir)) => match layer(&up.origin).cmp(&layer(&dir.origin)) {
+                std::cmp::Ordering::Less => (Some(up), None),
+                std::cmp::Ordering::Greater => (None, Some(dir)),
+                std::cmp::Ordering::Equal => {
+                    return Err(ConfigError::Conflict {
+                        first: up.origin,
+                        second: dir.origin,
+                        fix: "front a dev server (UPSTREAM) or serve a folder (--serve), not both"
+                            .to_string(),
+                    });
+                }
+            },
+            given => given,
+        };
         let backend = match (upstream_raw, serve_raw) {
-            (Some(up), Some(dir)) => {
-                return Err(ConfigError::Conflict {
-                    first: up.origin,
-                    second: dir.origin,
-                    fix: "front a dev server (UPSTREAM) or serve a folder (--serve), not both"
-                        .to_string(),
-                });
-            }
-            (Some(up), None) => {
+            (Some(up), _) => {
                 Backend::Upstream(parse_upstream(&up.value).map_err(|(problem, mut fix)| {
                     // `--poll 500`: the flag takes its interval only after `=`, and the number
                     // became the upstream.
@@ -533,8 +545,35 @@ impl Config {
     }
 }
 
-/// `--allowed-host` names: host names (no scheme, no port), `.domain` for a domain and its
-/// subdomains, or `all`.
+/// `command` with no environment variable read for an option whose variable is set but empty:
+/// an empty `HMR_PROXY_*` variable (compose's `${UPSTREAM:-}` with `UPSTREAM` unset) is no
+/// setting, for every option alike, so the config file's value or the default applies.
+fn without_empty_variables(mut command: clap::Command) -> clap::Command {
+    let empty: Vec<clap::Id> = command
+        .get_arguments()
+        .filter(|arg| {
+            arg.get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|value| value.is_empty())
+        })
+        .map(|arg| arg.get_id().clone())
+        .collect();
+    for id in empty {
+        command = command.mut_arg(id, |arg| arg.env(None::<&'static str>));
+    }
+    command
+}
+
+/// How strong the layer a value came from is: 0 for a flag, 1 for the environment, 2 for the
+/// config file.
+fn layer(origin: &Origin) -> u8 {
+    match origin {
+        Origin::Flag(_) => 0,
+        Origin::Env(_) => 1,
+        Origin::File { .. } => 2,
+    }
+}
+
 /// clap names the flag of a bad value even when the value came from its environment variable
 /// (`invalid value 'maybe' for '--no-inject[=<BOOL>]'`), where the user never typed the flag.
 /// When the flag is not on the command line and its variable is set, the error names the
@@ -575,14 +614,11 @@ fn from_environment(err: clap::Error, args: &[std::ffi::OsString]) -> clap::Erro
     let Some(value) = std::env::var_os(var).filter(|_| !typed) else {
         return err;
     };
-    let why = if value.is_empty() {
-        "it is empty".to_string()
-    } else {
-        // clap's own reason, after the flag it names: "value was not a boolean".
-        std::error::Error::source(&err)
-            .map(|source| source.to_string())
-            .unwrap_or_else(|| "it is not a valid value".to_string())
-    };
+    // clap's own reason, after the flag it names: "value was not a boolean". (An empty variable
+    // never gets here: it is no setting, see `without_empty_variables`.)
+    let why = std::error::Error::source(&err)
+        .map(|source| source.to_string())
+        .unwrap_or_else(|| "it is not a valid value".to_string());
     let example = match arg.get_value_names().and_then(|names| names.first()) {
         Some(name) if name.as_str() == "BOOL" => "true or false".to_string(),
         Some(name) => format!("a {}", name.as_str().to_ascii_lowercase()),
@@ -598,6 +634,8 @@ fn from_environment(err: clap::Error, args: &[std::ffi::OsString]) -> clap::Erro
     )
 }
 
+/// `--allowed-host` names: host names (no scheme, no port), `.domain` for a domain and its
+/// subdomains, or `all`.
 fn parse_allowed_hosts(raw: Raw<Vec<String>>) -> Result<AllowedHosts, ConfigError> {
     let mut names = Vec::new();
     for name in raw.value.iter().map(|n| n.trim().to_ascii_lowercase()) {
@@ -709,8 +747,8 @@ fn resolve_watch(
 ) -> Result<WatchSettings, ConfigError> {
     let f = &layers.file;
     let mut roots = Vec::new();
-    // An empty list (`HMR_PROXY_WATCH=`, as compose writes `${WATCH:-}`) names nothing: the
-    // config file's folders still apply, as if it were unset.
+    // An empty list (`--watch ''`, `--watch ,`) names nothing: the config file's folders still
+    // apply, as if it were not given (an empty HMR_PROXY_WATCH is not given at all).
     let watch = watch.filter(|specs| specs.iter().any(|s| !s.trim().is_empty()));
     if let Some(specs) = watch {
         let origin = layers.cli_origin("watch");
@@ -771,8 +809,8 @@ fn resolve_watch(
         None => DEFAULT_DEBOUNCE,
     };
 
-    // An empty value (`HMR_PROXY_POLL=`, as compose writes `${POLL:-}`) is no setting, as an
-    // empty HMR_PROXY_WATCH is; the flag alone arrives as `true`.
+    // An empty value (`--poll=`) is no setting, as an empty HMR_PROXY_POLL is; the flag alone
+    // arrives as `true`.
     let poll = match poll.filter(|value| !value.trim().is_empty()) {
         Some(value) => parse_poll(&value).map_err(|problem| {
             ConfigError::invalid(
@@ -938,9 +976,8 @@ fn validate_changes_path(raw: Raw<String>) -> Result<String, ConfigError> {
 
 fn duration_setting(raw: Option<Raw<String>>, default: Duration) -> Result<Duration, ConfigError> {
     match raw {
-        Some(raw) => parse_duration(&raw.value).map_err(|problem| {
-            ConfigError::invalid(raw.origin, problem, "write a duration like 3s, 500ms or 2m")
-        }),
+        Some(raw) => parse_duration(&raw.value)
+            .map_err(|(problem, fix)| ConfigError::invalid(raw.origin, problem, fix)),
         None => Ok(default),
     }
 }
@@ -1142,32 +1179,78 @@ fn split_globs(value: &str) -> Vec<String> {
 /// The longest duration a setting takes.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// `500ms`, `3s`, `2m`.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
+/// How a bad duration is fixed, unless the problem has a fix of its own.
+const DURATION_FIX: &str = "write a duration like 3s, 500ms or 2m";
+
+/// `500ms`, `3s`, `2m`, `1h`: a whole number and a unit. On error returns (problem, fix).
+pub fn parse_duration(value: &str) -> Result<Duration, (String, String)> {
     let value = value.trim();
+    let problem = |problem: String| (problem, DURATION_FIX.to_string());
     let split = value
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(value.len());
     let (number, unit) = value.split_at(split);
+    if let Some(fraction) = unit.strip_prefix('.') {
+        return Err((
+            format!("`{value}` has a fraction, which durations do not take"),
+            match in_smaller_unit(number, fraction) {
+                Some(exact) => format!("write {exact}"),
+                None => "write a whole number of ms, s, m or h, e.g. 1500ms for 1.5s".to_string(),
+            },
+        ));
+    }
     let n: u64 = number
         .parse()
-        .map_err(|_| format!("`{value}` is not a duration"))?;
+        .map_err(|_| problem(format!("`{value}` is not a duration")))?;
     let duration = match unit.trim() {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
-        "" => return Err(format!("`{value}` has no unit")),
-        other => return Err(format!("`{value}` has unknown unit `{other}`")),
+        "h" => Duration::from_secs(n.saturating_mul(60 * 60)),
+        "" => return Err(problem(format!("`{value}` has no unit"))),
+        other => {
+            return Err((
+                format!("`{value}` has unknown unit `{other}`"),
+                "write a duration in ms, s, m or h, like 3s, 500ms or 2m".to_string(),
+            ));
+        }
     };
     if duration.is_zero() {
-        return Err(format!("`{value}` is zero"));
+        return Err(problem(format!("`{value}` is zero")));
     }
     // Every duration is added to a clock reading somewhere; one past a day has no use here, and
     // a huge one overflowed the clock and panicked on every connection.
     if duration > MAX_DURATION {
-        return Err(format!("`{value}` is longer than a day"));
+        return Err(problem(format!("`{value}` is longer than a day")));
     }
     Ok(duration)
+}
+
+/// `whole.fraction` (`fraction` being what follows the dot, unit included: `5s`) in the next
+/// smaller unit, when it is a whole number there: `1.5s` is `1500ms`, `1.5m` is `90s`, `0.5h`
+/// is `30m`.
+fn in_smaller_unit(whole: &str, fraction: &str) -> Option<String> {
+    let digits = fraction
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(fraction.len());
+    let (decimals, unit) = fraction.split_at(digits);
+    let (name, factor): (&str, u128) = match unit.trim() {
+        "s" => ("ms", 1000),
+        "m" => ("s", 60),
+        "h" => ("m", 60),
+        _ => return None,
+    };
+    // whole.decimals × factor = (whole × 10^k + decimals) × factor / 10^k: whole if it divides.
+    let scale = 10u128.checked_pow(u32::try_from(decimals.len()).ok()?)?;
+    let parse = |digits: &str| match digits {
+        "" => Some(0),
+        digits => digits.parse::<u128>().ok(),
+    };
+    let scaled = parse(whole)?
+        .checked_mul(scale)?
+        .checked_add(parse(decimals)?)?
+        .checked_mul(factor)?;
+    (scaled % scale == 0 && scaled > 0).then(|| format!("{}{name}", scaled / scale))
 }
 
 /// Milliseconds, bare (`50`) or with the unit (`50ms`).
@@ -1370,6 +1453,45 @@ mod tests {
     }
 
     #[test]
+    fn a_stronger_layers_serve_or_upstream_wins_over_the_others() {
+        let dir = tmp();
+        std::fs::create_dir(dir.path().join("public")).unwrap_or_else(|e| panic!("{e}"));
+        let config = dir.path().join("hmr-proxy.toml");
+        // The file fronts a dev server; a flag serves a folder instead.
+        std::fs::write(&config, "upstream = \"http://localhost:8000\"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cfg = load_in(dir.path(), &["--serve", "public"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(cfg.backend, Backend::Static { ref root, implicit: false } if root.ends_with("public")),
+            "{:?}",
+            cfg.backend
+        );
+        // The file serves a folder; the UPSTREAM argument fronts a dev server instead.
+        std::fs::write(&config, "serve = \"public\"\n").unwrap_or_else(|e| panic!("{e}"));
+        let cfg = load_in(dir.path(), &["http://localhost:9000"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(cfg.backend, Backend::Upstream(ref u) if u.port == 9000),
+            "{:?}",
+            cfg.backend
+        );
+        // One layer giving both is still a conflict, blamed on that layer.
+        std::fs::write(
+            &config,
+            "upstream = \"http://localhost:8000\"\nserve = \"public\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let err = load_in(dir.path(), &[]).err().unwrap_or_default();
+        assert!(
+            err.contains("key `upstream` and")
+                && err.contains("key `serve` cannot be used together"),
+            "{err}"
+        );
+        // ... unless a stronger layer decides.
+        let cfg = load_in(dir.path(), &["--serve", "."]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(cfg.backend, Backend::Static { .. }));
+    }
+
+    #[test]
     fn watch_prefixes_and_globs() {
         let dir = tmp();
         std::fs::create_dir(dir.path().join("static")).unwrap_or_else(|e| panic!("{e}"));
@@ -1439,7 +1561,7 @@ mod tests {
         assert_eq!(cfg.proxy.connect_timeout, Duration::from_millis(500));
         let cfg = load_in(dir.path(), &["--poll"]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.watch.poll, Some(DEFAULT_POLL_INTERVAL));
-        // Empty, as compose writes `${POLL:-}`: no setting, as for HMR_PROXY_WATCH.
+        // Empty: no setting, as an empty HMR_PROXY_POLL is.
         let cfg = load_in(dir.path(), &["--poll="]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.watch.poll, None);
         for (args, needle) in [
@@ -1467,7 +1589,15 @@ mod tests {
             ),
             (
                 &["--header-timeout", "25h"][..],
-                "--header-timeout: `25h` has unknown unit",
+                "--header-timeout: `25h` is longer than a day",
+            ),
+            (
+                &["--connect-timeout", "1.5s"][..],
+                "--connect-timeout: `1.5s` has a fraction, which durations do not take; write 1500ms",
+            ),
+            (
+                &["--heartbeat", "5d"][..],
+                "--heartbeat: `5d` has unknown unit `d`; write a duration in ms, s, m or h",
             ),
             (
                 &["--debounce", "18446744073709551615"][..],
@@ -1534,6 +1664,56 @@ mod tests {
     fn example_config_parses() {
         let text = include_str!("../../config/hmr-proxy.toml");
         file::parse(Path::new("config/hmr-proxy.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The example says it shows the defaults: copied as it is, it changes nothing, and a
+    /// commented key taken in does what its comment says.
+    #[test]
+    fn the_example_config_as_it_is_gives_the_defaults() {
+        let text = include_str!("../../config/hmr-proxy.toml");
+        let dir = tmp();
+        let defaults = load_in(dir.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("hmr-proxy.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = load_in(dir.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(cfg.file.is_some());
+        assert_eq!(cfg.listen, defaults.listen);
+        assert!(
+            matches!(cfg.backend, Backend::Static { implicit: true, .. }),
+            "{:?}",
+            cfg.backend
+        );
+        assert!(cfg.routes.is_empty());
+        assert_eq!(cfg.watch.roots, defaults.watch.roots);
+        assert_eq!(cfg.watch.ignore, defaults.watch.ignore);
+        assert_eq!(cfg.watch.debounce, defaults.watch.debounce);
+        assert_eq!(cfg.watch.poll, defaults.watch.poll);
+        assert_eq!(cfg.changes_path, defaults.changes_path);
+        assert_eq!(cfg.heartbeat, defaults.heartbeat);
+        assert_eq!(cfg.inject, defaults.inject);
+        assert_eq!(cfg.shutdown_grace, defaults.shutdown_grace);
+        assert_eq!(cfg.header_timeout, defaults.header_timeout);
+        assert_eq!(cfg.allowed_hosts, defaults.allowed_hosts);
+        assert_eq!(cfg.max_connections, defaults.max_connections);
+        assert_eq!(cfg.proxy.keep_host, defaults.proxy.keep_host);
+        assert_eq!(cfg.proxy.connect_timeout, defaults.proxy.connect_timeout);
+        assert_eq!(cfg.proxy.response_timeout, defaults.proxy.response_timeout);
+        // `--serve public` works with the example in place (its upstream is commented out).
+        std::fs::create_dir(dir.path().join("public")).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = load_in(dir.path(), &["--serve", "public"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            cfg.backend,
+            Backend::Static {
+                implicit: false,
+                ..
+            }
+        ));
+        // Uncommenting the interval turns polling on: no `poll = false` stops it.
+        let uncommented = text.replace("# poll_interval = 250", "poll_interval = 500");
+        assert_ne!(uncommented, text, "the example has `# poll_interval = 250`");
+        std::fs::write(dir.path().join("hmr-proxy.toml"), uncommented)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cfg = load_in(dir.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.watch.poll, Some(Duration::from_millis(500)));
     }
 
     #[test]
@@ -1652,8 +1832,38 @@ mod tests {
     #[test]
     fn duration_parser() {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3h"), Ok(Duration::from_secs(3 * 3600)));
+        assert_eq!(parse_duration("24h"), Ok(MAX_DURATION));
+        assert!(parse_duration("25h").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("s").is_err());
-        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("0h").is_err());
+    }
+
+    #[test]
+    fn a_fractional_duration_is_refused_with_the_whole_one_to_write() {
+        let fix = |value: &str| match parse_duration(value) {
+            Ok(d) => panic!("{value} accepted as {d:?}"),
+            Err((problem, fix)) => {
+                assert_eq!(
+                    problem,
+                    format!("`{value}` has a fraction, which durations do not take")
+                );
+                fix
+            }
+        };
+        assert_eq!(fix("1.5s"), "write 1500ms");
+        assert_eq!(fix("0.5s"), "write 500ms");
+        assert_eq!(fix(".25s"), "write 250ms");
+        assert_eq!(fix("1.5m"), "write 90s");
+        assert_eq!(fix("0.5h"), "write 30m");
+        // Not a whole number one unit down, or no unit below: the rule and an example.
+        for value in ["1.0001s", "1.5ms", "2.5", "1.5x"] {
+            assert!(fix(value).contains("e.g. 1500ms for 1.5s"), "{value}");
+        }
+        // The unit a duration may have is named, not the part after the number.
+        let (problem, fix) = parse_duration("5d").err().unwrap_or_default();
+        assert_eq!(problem, "`5d` has unknown unit `d`");
+        assert!(fix.contains("ms, s, m or h"), "{fix}");
     }
 }
