@@ -92,6 +92,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
         Err(_) => config.listen,
     };
     announce(&config, local);
+    server::raise_fd_limit();
     let hub = Hub::new(config.heartbeat, shutdown.clone());
     match watch::spawn(&config.watch, shutdown.clone()) {
         Ok(batches) => hub.feed(batches),

@@ -46,6 +46,18 @@ pub struct Limits {
     pub header_timeout: Duration,
 }
 
+/// Raise the soft limit on open files to the hard one. Every proxied connection takes two
+/// descriptors (the browser's and the upstream's), and a desktop's soft limit is often 1,024:
+/// past ~500 connections (a few tabs whose downloads stall) `accept` and the upstream connects
+/// failed with EMFILE, which read as the upstream going down and reloaded every tab. The hard
+/// limit is the administrator's; the soft one is the process's own to raise.
+pub fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!("open files: up to {limit}"),
+        Err(err) => tracing::debug!("the open-file limit stays as it was: {err}"),
+    }
+}
+
 /// Serve `listener` until `shutdown` triggers, then drain within `limits.grace`.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, limits: Limits) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));

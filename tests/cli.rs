@@ -1016,3 +1016,41 @@ fn health_check_reports_whether_the_proxy_answers() {
         "{stderr}"
     );
 }
+
+/// Started with a low soft limit on open files (a desktop's 1,024, here 256) under a higher hard
+/// one (by util-linux's `prlimit`, which then runs the binary in its place), the proxy raises the
+/// soft limit to the hard one: each proxied connection takes two descriptors, and running out
+/// read as the upstream going down.
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    let (_, hard) = rlimit::Resource::NOFILE.get().expect("getrlimit");
+    let low = 256;
+    assert!(
+        hard > low,
+        "the hard limit ({hard}) leaves nothing to raise"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg(format!("--nofile={low}:{hard}"))
+        .arg(bin::BIN)
+        .args(["--listen", "127.0.0.1:0", "--serve"])
+        .arg(dir.path())
+        .env_remove("RUST_LOG")
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let running = Running::spawned(cmd);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", running.pid()))
+        .expect("read /proc/PID/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open files line");
+    let soft: u64 = line
+        .split_whitespace()
+        .nth(3)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert_eq!(soft, hard, "{line}");
+}

@@ -255,7 +255,8 @@ impl Running {
         Self::spawned(cmd)
     }
 
-    fn spawned(mut cmd: Command) -> Running {
+    /// Start `cmd` (from [`command`], adjusted) and wait until it is listening.
+    pub fn spawned(mut cmd: Command) -> Running {
         let mut child = cmd.spawn().expect("spawn hmr-proxy");
         // Nothing is written to stdout; drain it anyway so a write can never block the child.
         if let Some(stdout) = child.stdout.take() {
