@@ -34,6 +34,18 @@ const FIRST_PEEK: usize = 64;
 /// than spinning or giving up.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
+/// TCP keep-alive on browser connections: a laptop or phone that sleeps, or a network that drops,
+/// sends no FIN, and a WebSocket tunnel (which has no timer of its own) or a stalled download
+/// held its sockets, both ends, for good. Probes after a minute of silence, every 10 s; six
+/// unanswered close the connection (about two minutes). Event streams notice sooner by their
+/// heartbeats; on loopback a vanished peer always sends its FIN.
+fn keepalive() -> socket2::TcpKeepalive {
+    socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(6)
+}
+
 /// Connection handling settings.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -74,6 +86,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let changes_path: Arc<str> = router.changes_path().into();
+    let keepalive = keepalive();
 
     loop {
         // Take a permit before accepting: existing connections keep working, new ones queue.
@@ -98,6 +111,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
             },
         };
         let _ = stream.set_nodelay(true);
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         let router = router.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();

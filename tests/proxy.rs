@@ -817,3 +817,48 @@ async fn a_refused_same_origin_write_names_keep_host() {
         "{line}"
     );
 }
+
+/// A browser connection has TCP keep-alive on: a peer that vanishes without a FIN (a laptop that
+/// sleeps on the LAN) is found out, where a WebSocket tunnel or a stalled download held its
+/// sockets for good. Read from the kernel's own table: `/proc/net/tcp`'s `tr` column is 2 while a
+/// socket's keep-alive timer is set (1 while a retransmit is pending, which loopback settles at
+/// once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_connections_have_tcp_keepalive() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &[]).await;
+    let mut conn = TcpStream::connect(proxy.addr).await.expect("connect");
+    conn.write_all(b"GET /idle HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("request");
+    read_until(&mut conn, Some("upstream saw /idle")).await;
+    let hex = |addr: std::net::SocketAddr| match addr {
+        std::net::SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        other => panic!("not IPv4: {other}"),
+    };
+    // The proxy's end: local is the proxy's address, remote ours.
+    let (local, remote) = (hex(proxy.addr), hex(conn.local_addr().expect("addr")));
+    let timer = || {
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+        table.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&local.as_str()) && fields.get(2) == Some(&remote.as_str()))
+                .then(|| fields.get(5).map(|t| t[..2].to_string()))
+                .flatten()
+        })
+    };
+    within("the keep-alive timer on the proxy's socket", async {
+        loop {
+            match timer().as_deref() {
+                Some("02") => break,
+                Some("00") => panic!("no timer on the proxy's socket: keep-alive is off"),
+                _ => tokio::task::yield_now().await,
+            }
+        }
+    })
+    .await;
+}
