@@ -182,7 +182,23 @@ fn announce(config: &Config, local: std::net::SocketAddr) {
         );
     }
     if local.ip().is_unspecified() {
-        tracing::warn!("listening on all interfaces: anyone on your network can reach {url}");
+        // In a container that is how a sidecar must listen, and the published port (the compose
+        // file's `127.0.0.1:3000:3000`) decides who reaches it; on a machine it is the network.
+        let in_container = ["/.dockerenv", "/run/.containerenv"]
+            .iter()
+            .any(|marker| std::path::Path::new(marker).exists());
+        let port = local.port();
+        if in_container {
+            tracing::info!(
+                "listening on all of this container's interfaces: the published port {port} \
+                 decides who can reach it"
+            );
+        } else {
+            tracing::warn!(
+                "listening on all interfaces: anyone who can reach this machine on port {port} \
+                 can use the proxy and the dev server behind it"
+            );
+        }
     }
     let roots: Vec<String> = config
         .watch
