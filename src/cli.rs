@@ -152,7 +152,8 @@ pub struct WatchArgs {
     #[arg(long, value_name = "MS", env = "HMR_PROXY_DEBOUNCE")]
     pub debounce: Option<String>,
 
-    /// Poll the file system instead of OS events (bind mounts), every MS [default: 250].
+    /// Poll the file system instead of OS events (bind mounts), every MS (or e.g. 2s); alone, at
+    /// the config file's poll_interval [default: 250].
     #[arg(long, value_name = "MS", env = "HMR_PROXY_POLL", num_args = 0..=1,
           require_equals = true, default_missing_value = "true")]
     pub poll: Option<String>,

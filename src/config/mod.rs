@@ -811,16 +811,22 @@ fn resolve_watch(
 
     // An empty value (`--poll=`) is no setting, as an empty HMR_PROXY_POLL is; the flag alone
     // arrives as `true`.
-    let poll = match poll.filter(|value| !value.trim().is_empty()) {
-        Some(value) => parse_poll(&value).map_err(|problem| {
+    let asked = match poll.filter(|value| !value.trim().is_empty()) {
+        Some(value) => Some(parse_poll(&value).map_err(|problem| {
             ConfigError::invalid(
                 layers.cli_origin("poll"),
                 problem,
-                "write --poll, --poll=500 (milliseconds) or --poll=false",
+                "write --poll, --poll=500 (milliseconds), --poll=2s or --poll=false",
             )
-        })?,
-        // In the file, `poll_interval` alone turns polling on; `poll = false` wins over it.
-        None => match (f.poll, f.poll_interval) {
+        })?),
+        None => None,
+    };
+    let poll = match asked {
+        Some(Poll::Off) => None,
+        Some(Poll::Every(interval)) => Some(interval),
+        // In the file, `poll_interval` alone turns polling on; `poll = false` wins over it. A bare
+        // `--poll` (or HMR_PROXY_POLL=true) turns it on at the file's interval, if it has one.
+        None | Some(Poll::On) => match (asked.map_or(f.poll, |_| Some(true)), f.poll_interval) {
             (Some(false), _) | (None, None) => None,
             (Some(true), None) => Some(DEFAULT_POLL_INTERVAL),
             (_, Some(0)) => {
@@ -1266,13 +1272,22 @@ fn parse_millis(value: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// `--poll` (on, default interval), `--poll=500`, `--poll=false`.
-fn parse_poll(value: &str) -> Result<Option<Duration>, String> {
+/// What `--poll`'s value asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Poll {
+    Off,
+    /// On, at the interval configured elsewhere (the file's `poll_interval`) or the default.
+    On,
+    Every(Duration),
+}
+
+/// `--poll` (on), `--poll=500` or `--poll=2s`, `--poll=false`.
+fn parse_poll(value: &str) -> Result<Poll, String> {
     match value.trim().to_ascii_lowercase().as_str() {
-        "" | "true" | "on" | "yes" | "1" => Ok(Some(DEFAULT_POLL_INTERVAL)),
-        "false" | "off" | "no" | "0" => Ok(None),
-        other => match parse_millis(other) {
-            Ok(d) if !d.is_zero() => Ok(Some(d)),
+        "" | "true" | "on" | "yes" | "1" => Ok(Poll::On),
+        "false" | "off" | "no" | "0" => Ok(Poll::Off),
+        other => match parse_millis(other).or_else(|_| parse_duration(other).map_err(|e| e.0)) {
+            Ok(d) if !d.is_zero() => Ok(Poll::Every(d)),
             _ => Err(format!("`{value}` is not a poll interval")),
         },
     }
@@ -1561,6 +1576,19 @@ mod tests {
         assert_eq!(cfg.proxy.connect_timeout, Duration::from_millis(500));
         let cfg = load_in(dir.path(), &["--poll"]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.watch.poll, Some(DEFAULT_POLL_INTERVAL));
+        let cfg = load_in(dir.path(), &["--poll=2s"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.watch.poll, Some(Duration::from_secs(2)));
+        // A bare `--poll` takes the file's interval: the file says how, the flag says to.
+        std::fs::write(
+            dir.path().join("hmr-proxy.toml"),
+            "poll = false\npoll_interval = 700\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let cfg = load_in(dir.path(), &["--poll"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.watch.poll, Some(Duration::from_millis(700)));
+        let cfg = load_in(dir.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.watch.poll, None);
+        std::fs::remove_file(dir.path().join("hmr-proxy.toml")).unwrap_or_else(|e| panic!("{e}"));
         // Empty: no setting, as an empty HMR_PROXY_POLL is.
         let cfg = load_in(dir.path(), &["--poll="]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.watch.poll, None);
