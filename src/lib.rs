@@ -91,8 +91,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
         Ok(addr) => addr,
         Err(_) => config.listen,
     };
-    announce(&config, local);
+    // Before the listening line: from then on, connections come.
     server::raise_fd_limit();
+    announce(&config, local);
     let hub = Hub::new(config.heartbeat, shutdown.clone());
     match watch::spawn(&config.watch, shutdown.clone()) {
         Ok(batches) => hub.feed(batches),
