@@ -226,10 +226,12 @@ impl Router {
 }
 
 /// Whether a request for the change stream's path is for the stream: a `GET` that is no
-/// navigation and takes an event stream (an `EventSource` sends `Accept: text/event-stream` and
-/// `Sec-Fetch-Dest: empty`; curl sends `*/*` and no fetch metadata). Anything else on that path
-/// is the app's: a form posted to its own `/changes`, a tab opening its changelog page, a
-/// `fetch` for JSON.
+/// navigation and asks for an event stream, or for nothing in particular. An `EventSource` sends
+/// `Accept: text/event-stream` (and `Sec-Fetch-Dest: empty`); curl and a bare `fetch` send `*/*`.
+/// Anything else on that path is the app's: a form posted to its own `/changes`, a tab opening
+/// its changelog page (`text/html`, with or without fetch metadata: browsers send none to an
+/// origin that is not secure, such as a LAN address), a request for JSON (axios's
+/// `application/json, text/plain, */*`), whatever wildcards follow the type it names.
 pub(crate) fn asks_for_stream<B>(req: &Request<B>) -> bool {
     if req.method() != Method::GET {
         return false;
@@ -241,17 +243,36 @@ pub(crate) fn asks_for_stream<B>(req: &Request<B>) -> bool {
     {
         return false;
     }
-    let mut accept = headers.get_all(header::ACCEPT).iter().peekable();
-    accept.peek().is_none()
-        || accept.any(|value| {
-            value.as_bytes().split(|&b| b == b',').any(|range| {
-                let range = range.split(|&b| b == b';').next().unwrap_or_default();
-                let range = range.trim_ascii();
-                range.eq_ignore_ascii_case(b"text/event-stream")
-                    || range == b"*/*"
-                    || range.eq_ignore_ascii_case(b"text/*")
-            })
+    // The media ranges asked for (q > 0), without their parameters.
+    let mut ranges = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .filter_map(|range| {
+            let mut parts = range.split(|&b| b == b';');
+            let media = parts.next().unwrap_or_default().trim_ascii();
+            let refused = parts.any(|param| {
+                let param = param.trim_ascii();
+                param.len() > 2
+                    && param[..2].eq_ignore_ascii_case(b"q=")
+                    && param[2..].iter().all(|&b| b == b'0' || b == b'.')
+            });
+            (!media.is_empty() && !refused).then_some(media)
         })
+        .peekable();
+    if ranges.peek().is_none() {
+        return true;
+    }
+    let mut wildcards_only = true;
+    for media in ranges {
+        if media.eq_ignore_ascii_case(b"text/event-stream") {
+            return true;
+        }
+        if media != b"*/*" && !media.eq_ignore_ascii_case(b"text/*") {
+            wildcards_only = false;
+        }
+    }
+    wildcards_only
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {

@@ -545,6 +545,16 @@ async fn only_event_stream_requests_on_the_stream_path_are_taken() {
         "GET /changes HTTP/1.1\r\nHost: localhost\r\nSec-Fetch-Dest: document\r\n\
          Accept: text/html,application/xhtml+xml,*/*;q=0.8\r\n\r\n",
         "GET /changes?page=2 HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n",
+        // axios's and jQuery's defaults name their type before the wildcard.
+        "GET /changes HTTP/1.1\r\nHost: localhost\r\nSec-Fetch-Dest: empty\r\n\
+         Accept: application/json, text/plain, */*\r\n\r\n",
+        "GET /changes HTTP/1.1\r\nHost: localhost\r\n\
+         Accept: application/json, text/javascript, */*; q=0.01\r\n\r\n",
+        // A navigation from an origin that is not secure (a LAN address) has no fetch metadata.
+        "GET /changes HTTP/1.1\r\nHost: localhost\r\n\
+         Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\r\n",
+        "GET /changes HTTP/1.1\r\nHost: localhost\r\n\
+         Accept: text/event-stream;q=0, application/json\r\n\r\n",
     ];
     for request in apps {
         let fresh = support::raw(proxy.addr, request.as_bytes(), Some("/changes")).await;
@@ -565,9 +575,14 @@ async fn only_event_stream_requests_on_the_stream_path_are_taken() {
         "GET /changes HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\
          Sec-Fetch-Dest: empty\r\n\r\n",
         "GET /changes HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "GET /changes HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n",
+        "GET /changes HTTP/1.1\r\nHost: localhost\r\nAccept: text/html;q=0, text/*\r\n\r\n",
     ] {
         let answer = support::raw(proxy.addr, stream.as_bytes(), Some("text/event-stream")).await;
-        assert!(answer.starts_with("HTTP/1.1 200"), "{stream}: {answer}");
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.contains("text/event-stream"),
+            "{stream}: {answer}"
+        );
     }
 }
 
