@@ -1054,3 +1054,17 @@ fn the_open_file_limit_is_raised_to_the_hard_limit() {
         .unwrap_or_else(|| panic!("{line}"));
     assert_eq!(soft, hard, "{line}");
 }
+
+/// A bare `--poll` on top of an interval in the environment (compose sets `HMR_PROXY_POLL=500`,
+/// the user adds `--poll`) polls at that interval: the flag says to poll, not how often.
+#[test]
+fn a_bare_poll_flag_keeps_the_environments_interval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = dir.path().to_str().expect("utf-8 path");
+    let running = Running::start(
+        &["--serve", site, "--poll"],
+        &[("HMR_PROXY_POLL", "700")],
+        dir.path(),
+    );
+    running.wait_for_log(", polling every 700 ms");
+}

@@ -821,6 +821,17 @@ fn resolve_watch(
         })?),
         None => None,
     };
+    // A bare `--poll` says to poll; an interval the environment gives still says how often
+    // (compose sets HMR_PROXY_POLL=500, and the user adds --poll), as the file's would.
+    let asked = match asked {
+        Some(Poll::On) if matches!(layers.cli_origin("poll"), Origin::Flag(_)) => {
+            match std::env::var("HMR_PROXY_POLL").map(|value| parse_poll(&value)) {
+                Ok(Ok(Poll::Every(interval))) => Some(Poll::Every(interval)),
+                _ => Some(Poll::On),
+            }
+        }
+        other => other,
+    };
     let poll = match asked {
         Some(Poll::Off) => None,
         Some(Poll::Every(interval)) => Some(interval),
