@@ -293,7 +293,6 @@ mod tests {
         }
     }
 
-    /// Whether going from `old` to `new` reports a change of the file.
     #[test]
     fn a_long_pass_stretches_the_pause_and_a_short_one_does_not() {
         let interval = Duration::from_millis(250);
@@ -305,6 +304,7 @@ mod tests {
         );
     }
 
+    /// Whether going from `old` to `new` reports a change of the file.
     fn modified(old: Stamp, new: Stamp) -> bool {
         let dir = Path::new("/site");
         let file = dir.join("page.html");
