@@ -5,6 +5,7 @@
 // On each change batch from the proxy's event stream:
 //   a <link rel=stylesheet> (or a sheet it @imports)  -> swapped for a cache-busted copy
 //   <img>/<source> src and srcset, CSS url() values    -> cache-busted in place
+//   (in the document and in every open shadow root in it)
 //   modules registered with container()               -> re-imported, update(c) called once
 //   anything else, or `reload: true`                  -> one full reload
 //
@@ -456,8 +457,8 @@ function start(selfUrl) {
 
   /**
    * What this document would patch for the changed `urls`: the stylesheet links, @import rules,
-   * container modules and images naming them; `claimed` holds their keys, `changed` maps every
-   * key to its URL.
+   * container modules and images naming them, in it and in its open shadow roots; `claimed`
+   * holds their keys, `changed` maps every key to its URL.
    */
   function survey(urls) {
     const changed = new Map(urls.map((u) => [key(new URL(u, location.href)), u]));
@@ -469,16 +470,21 @@ function start(selfUrl) {
       claimed.add(k);
       return true;
     };
-    const links = stylesheetLinks().filter((link) => {
+    // A design system's element links the page's sheet in its shadow root too, or a sheet of
+    // its own: each root's links and sheets are live uses, looked through like the document's.
+    const roots = documentRoots();
+    const links = stylesheetLinks(roots).filter((link) => {
       const url = parse(link.href);
       return url !== null && hit(url);
     });
-    const imports = [...document.styleSheets].flatMap((sheet) => importRules(sheet, hit));
+    const sheets = roots.flatMap((root) => [...root.styleSheets]);
+    const imports = sheets.flatMap((sheet) => importRules(sheet, hit));
     const modules = boxes
       .map((box) => ({ box, entries: box.entries.filter((e) => hit(e.url)) }))
       .filter((m) => m.entries.length);
     // Reading every rule is the costly part: skipped when only sheets and modules changed.
-    const images = claimed.size < changed.size ? [...imageAttributes(hit), ...cssUrls(hit)] : [];
+    const images =
+      claimed.size < changed.size ? [...imageAttributes(hit, roots), ...cssUrls(hit, roots)] : [];
     return { changed, claimed, links, imports, modules, images };
   }
 
@@ -518,29 +524,34 @@ function start(selfUrl) {
 
   // ---- Stylesheets ----------------------------------------------------------------------------
 
-  function stylesheetLinks() {
-    return [...document.querySelectorAll('link[rel~="stylesheet" i][href]')].filter(
-      (link) => !link.dataset.hmrReplaced,
-    );
+  /** The stylesheet links of the document and of the shadow roots in `roots`. */
+  function stylesheetLinks(roots) {
+    return roots
+      .flatMap((root) => [...root.querySelectorAll('link[rel~="stylesheet" i][href]')])
+      .filter((link) => !link.dataset.hmrReplaced);
   }
 
   /**
-   * The changed links grouped by the sheet they load (address, media, title): the
-   * last of each group first, then the ones before it. Only the last is swapped; the others go
-   * with its old copy. Two links to one sheet are one too many: another live-reloader's copy
-   * (Vite's, when both watch the sources), a partial included twice. Swapped each, they stayed
-   * two, and the other tool added one more with every save.
+   * The changed links grouped by the sheet they load (address, media, title) and the root they
+   * are in: the last of each group first, then the ones before it. Only the last is swapped; the
+   * others go with its old copy. Two links to one sheet in one root are one too many: another
+   * live-reloader's copy (Vite's, when both watch the sources), a partial included twice. Swapped
+   * each, they stayed two, and the other tool added one more with every save. The same sheet in
+   * the document and in a shadow root (or in two shadow roots) is two live uses: each is swapped,
+   * as a link in one root styles nothing in another.
    */
   function sameSheets(links) {
     const groups = new Map();
     for (const link of links) {
       const sheet = sheetAddress(link.href);
       const id = [sheet, link.media, link.title, link.rel.toLowerCase()].join('\n');
-      const group = groups.get(id) ?? [];
+      const inRoot = groups.get(link.getRootNode()) ?? new Map();
+      groups.set(link.getRootNode(), inRoot);
+      const group = inRoot.get(id) ?? [];
       group.push(link);
-      groups.set(id, group);
+      inRoot.set(id, group);
     }
-    return [...groups.values()].map((group) => group.reverse());
+    return [...groups.values()].flatMap((inRoot) => [...inRoot.values()]).map((g) => g.reverse());
   }
 
   /** The @import rules below `sheet`, at any depth, whose URL `test` accepts. */
@@ -663,10 +674,14 @@ function start(selfUrl) {
 
   // ---- Images ---------------------------------------------------------------------------------
 
-  /** `<img src>` and `<img>`/`<source>` `srcset` candidates naming a changed URL. */
-  function imageAttributes(hit) {
+  /**
+   * `<img src>` and `<img>`/`<source>` `srcset` candidates naming a changed URL, in the document
+   * and the shadow roots in `roots`.
+   */
+  function imageAttributes(hit, roots) {
     const found = [];
-    for (const el of document.querySelectorAll('img[src], img[srcset], source[srcset]')) {
+    const selector = 'img[src], img[srcset], source[srcset]';
+    for (const el of roots.flatMap((root) => [...root.querySelectorAll(selector)])) {
       const src = el.tagName === 'IMG' && parse(el.getAttribute('src'), document.baseURI);
       if (src && hit(src)) {
         found.push({ url: el.src, set: (id) => (el.src = bust(el.src, id)) });
@@ -691,9 +706,10 @@ function start(selfUrl) {
 
   /**
    * `url()` values naming a changed URL, in inline styles and in the style rules of every readable
-   * sheet; rewritten through the CSSOM, so a background image changes without a sheet swap.
+   * sheet, in the document and the shadow roots in `roots`; rewritten through the CSSOM, so a
+   * background image changes without a sheet swap.
    */
-  function cssUrls(hit) {
+  function cssUrls(hit, roots) {
     const found = [];
     const scan = (style, base) => {
       for (const prop of [...style]) {
@@ -723,8 +739,10 @@ function start(selfUrl) {
         if (rule.cssRules) walk(rule, base); // @media, @supports, @layer, nesting
       }
     };
-    for (const el of document.querySelectorAll('[style*="url("]')) scan(el.style, document.baseURI);
-    for (const sheet of document.styleSheets) walk(sheet, sheet.href || document.baseURI);
+    for (const root of roots) {
+      for (const el of root.querySelectorAll('[style*="url("]')) scan(el.style, document.baseURI);
+      for (const sheet of root.styleSheets) walk(sheet, sheet.href || document.baseURI);
+    }
     return found;
   }
 
@@ -1049,12 +1067,14 @@ function childFrames(win) {
 
 /**
  * The Navigation API, if `navigation` still is it: a page global of that name (a classic
- * script's `var navigation = $('.nav')`) replaces it.
+ * script's `var navigation = $('.nav')`) replaces it. Told by the object's own tag, not by
+ * `instanceof Navigation`: a page's `class Navigation {}` (a nav component) hides that name.
  */
 function navigationApi() {
   try {
     const api = window.navigation;
-    return typeof Navigation === 'function' && api instanceof Navigation ? api : null;
+    const real = Object.prototype.toString.call(api) === '[object Navigation]';
+    return real && typeof api.addEventListener === 'function' ? api : null;
   } catch {
     return null;
   }
@@ -1101,6 +1121,28 @@ function importOwner({ rule }) {
 /** The path of the sheet an @import rule is in (the page's, for a <style>). */
 function importer(rule) {
   return path(rule.parentStyleSheet.href || location.href);
+}
+
+/**
+ * The document and the open shadow roots in it, at any depth (a shadow root's elements may host
+ * shadow roots of their own): one pass over the elements of each, once per batch. A closed shadow
+ * root cannot be reached from outside (its host's `shadowRoot` is null): what only it uses counts
+ * as unused, and a change to it reloads the page; what the page uses elsewhere too keeps its old
+ * copy there. Constructed sheets (`adoptedStyleSheets`) are left alone: they have no URL, so a
+ * change to the file they were made from cannot be traced to them (a URL used only there reloads
+ * the page too).
+ */
+function documentRoots() {
+  const roots = [document];
+  for (let i = 0; i < roots.length; i++) {
+    for (const el of roots[i].querySelectorAll('*')) {
+      const root = el.shadowRoot;
+      // nodeType 11 (a document fragment): a custom element's own `shadowRoot` property, if it
+      // has one, may be something else.
+      if (root?.nodeType === 11 && root.host === el) roots.push(root);
+    }
+  }
+  return roots;
 }
 
 /** The <link> or <style> element a sheet (or the sheet importing it) belongs to. */

@@ -924,6 +924,86 @@ async function deepImport() {
   }
 }
 
+/**
+ * Open shadow roots (custom elements of a design system): extras/shadow.html links css/app.css
+ * in its head and again in <x-card>'s shadow root; <x-inner>, inside that root, links
+ * extras/shadow-only.css, shows extras/shadow.svg, and has a <style> that @imports
+ * extras/shadow-imp.css and sets a background url(), in a shadow root of its own. The client
+ * looked at the document only: the card kept the old sheet (the URL counted as handled, so nothing
+ * reloaded either), and a sheet or image only a shadow root uses reloaded the page.
+ */
+async function shadowRoots() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/shadow.html');
+    await page.fill('#notes', 'typed before the swap');
+    await page.evaluate(() => (window.kept = 'yes'));
+
+    // The document's link and the card's are two uses of one sheet: both swapped, neither removed.
+    const color = saveH1Color();
+    await page.waitForFunction((c) => {
+      const card = document.getElementById('card').shadowRoot;
+      const swapped = (root) => {
+        const links = [...root.querySelectorAll('link[rel=stylesheet]')];
+        return links.length === 1 && /\/css\/app\.css\?t=\d+$/.test(links[0].href);
+      };
+      return (
+        getComputedStyle(document.getElementById('doc')).color === c &&
+        getComputedStyle(card.getElementById('in')).color === c &&
+        swapped(document) &&
+        swapped(card)
+      );
+    }, color);
+    assert.equal(await loads(page), 1, 'no reload for a sheet used in both');
+
+    // A sheet only the inner shadow root links: swapped in place.
+    const only = freshColor();
+    write('extras/shadow-only.css', `#so { color: ${only}; }\n`);
+    await page.waitForFunction((c) => {
+      const inner = document.getElementById('card').shadowRoot.getElementById('inner').shadowRoot;
+      const links = [...inner.querySelectorAll('link[rel=stylesheet]')];
+      return (
+        getComputedStyle(inner.getElementById('so')).color === c &&
+        links.length === 1 &&
+        /\/extras\/shadow-only\.css\?t=\d+$/.test(links[0].href)
+      );
+    }, only);
+    assert.ok(logged('[hmr] css swapped: /extras/shadow-only.css'), 'console says css swapped');
+    assert.equal(await loads(page), 1, 'no reload for a sheet only a shadow root uses');
+
+    // An image in the inner shadow root: cache-busted in place.
+    const size = 20 + (++serial % 20) * 2;
+    write('extras/shadow.svg', svg(size, '#36c'));
+    await page.waitForFunction((w) => {
+      const inner = document.getElementById('card').shadowRoot.getElementById('inner').shadowRoot;
+      const img = inner.getElementById('simg');
+      return img.complete && img.naturalWidth === w && /[?&]t=\d+/.test(img.src);
+    }, size);
+    assert.ok(logged('[hmr] image updated: /extras/shadow.svg'), 'console says image updated');
+    assert.equal(await loads(page), 1, 'no reload for an image in a shadow root');
+
+    // An @import in the inner root's <style>, and a url() in it: replaced in place.
+    const imported = freshColor();
+    write('extras/shadow-imp.css', `#si { color: ${imported}; }\n`);
+    await page.waitForFunction((c) => {
+      const inner = document.getElementById('card').shadowRoot.getElementById('inner').shadowRoot;
+      return getComputedStyle(inner.getElementById('si')).color === c;
+    }, imported);
+    assert.equal(await loads(page), 1, 'no reload for an @import in a shadow root');
+    write('extras/shadow-dot.svg', svg(8, '#c63'));
+    await page.waitForFunction(() => {
+      const inner = document.getElementById('card').shadowRoot.getElementById('inner').shadowRoot;
+      return /shadow-dot\.svg\?t=\d+/.test(getComputedStyle(inner.getElementById('bgs')).backgroundImage);
+    });
+
+    assert.equal(await page.evaluate(() => window.kept), 'yes', 'window variable kept');
+    assert.equal(await page.inputValue('#notes'), 'typed before the swap', 'form input kept');
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
 /** HTML change: exactly one full reload, after which the page is live again. */
 async function html() {
   const context = await newContext();
@@ -1548,7 +1628,8 @@ async function prepare() {
     'extras/guarded.html',
     '<!doctype html>\n<html><head><meta charset="utf-8"><title>guarded</title>\n' +
       '<link rel="stylesheet" href="/css/app.css"></head>\n<body><h1>guarded</h1><textarea id="draft"></textarea>\n' +
-      '<script>addEventListener("beforeunload", (e) => { if (document.getElementById("draft").value) ' +
+      // A nav component's `class Navigation` hides the API's constructor from the client.
+      '<script>class Navigation {}\naddEventListener("beforeunload", (e) => { if (document.getElementById("draft").value) ' +
       '{ e.preventDefault(); e.returnValue = ""; } });</script></body></html>\n',
   );
   write('extras/widget.js', 'export const v = "v1";\n');
@@ -1627,6 +1708,27 @@ async function prepare() {
       '<script>var frames = ["walk1.png", "walk2.png"];</script></head>\n' +
       '<body><iframe src="/"></iframe></body></html>\n',
   );
+  write('extras/shadow-only.css', '#so { color: rgb(6, 0, 1); }\n');
+  write('extras/shadow.svg', svg(14, '#999'));
+  write('extras/shadow-imp.css', '#si { color: rgb(6, 0, 2); }\n');
+  write('extras/shadow-dot.svg', svg(8, '#999'));
+  write(
+    'extras/shadow.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>shadow</title>\n' +
+      '<link rel="stylesheet" href="/css/app.css"></head>\n' +
+      '<body><h1 id="doc">document</h1><x-card id="card"></x-card><input id="notes">\n' +
+      '<script>\n' +
+      'const shadow = (name, html) => customElements.define(name, class extends HTMLElement {\n' +
+      '  constructor() { super(); this.attachShadow({ mode: "open" }).innerHTML = html; }\n' +
+      '});\n' +
+      'shadow("x-card", \'<link rel="stylesheet" href="/css/app.css"><h1 id="in">card</h1>\' +\n' +
+      '  \'<x-inner id="inner"></x-inner>\');\n' +
+      'shadow("x-inner", \'<link rel="stylesheet" href="/extras/shadow-only.css"><p id="so">only</p>\' +\n' +
+      '  \'<img id="simg" src="/extras/shadow.svg" alt=""><p id="si">imported</p><div id="bgs"></div>\' +\n' +
+      '  \'<style>@import url("/extras/shadow-imp.css");\' +\n' +
+      '  \'#bgs { width: 8px; height: 8px; background-image: url(/extras/shadow-dot.svg); }</style>\');\n' +
+      '</script></body></html>\n',
+  );
   write('extras/ready.txt', 'ready\n');
   await stream.until('the prepared files to be published', (b) => b.urls.includes('/extras/ready.txt'));
   stream.close();
@@ -1652,6 +1754,7 @@ const all = {
   stillBroken,
   extras,
   deepImport,
+  shadowRoots,
   html,
   missing,
   badUrls,
