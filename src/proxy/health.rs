@@ -83,8 +83,12 @@ impl Health {
                     continue;
                 }
                 let connect = tokio::net::TcpStream::connect(authority.as_str());
-                let up = matches!(tokio::time::timeout(timeout, connect).await, Ok(Ok(_)));
-                health.report(up);
+                match tokio::time::timeout(timeout, connect).await {
+                    Ok(Ok(_)) => health.report(true),
+                    // The proxy's own shortage says nothing about the upstream.
+                    Ok(Err(err)) if super::unavailable::out_of_files(&err) => {}
+                    _ => health.report(false),
+                }
             }
         });
     }

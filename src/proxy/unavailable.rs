@@ -30,6 +30,9 @@ pub enum Failure {
     ConnectTimeout(Duration),
     /// Another connection error.
     Connect(String),
+    /// The proxy itself had no file descriptor left to connect with (EMFILE, ENFILE): not the
+    /// upstream's doing, so no outage, and no reload of every tab when it "comes back".
+    OutOfFiles(String),
     /// Connected, but no response headers arrived in time.
     ResponseTimeout(Duration),
     /// The connection broke before a response arrived (a pooled connection the upstream had
@@ -58,10 +61,11 @@ impl Failure {
     ) -> Self {
         let chain = chain_text(err);
         if connecting {
-            let io_kind = sources(err)
-                .find_map(|e| e.downcast_ref::<std::io::Error>())
-                .map(std::io::Error::kind);
-            match io_kind {
+            let io = sources(err).find_map(|e| e.downcast_ref::<std::io::Error>());
+            if io.is_some_and(out_of_files) {
+                return Failure::OutOfFiles(chain);
+            }
+            match io.map(std::io::Error::kind) {
                 Some(std::io::ErrorKind::ConnectionRefused) => Failure::Refused,
                 Some(std::io::ErrorKind::TimedOut) => Failure::ConnectTimeout(connect_timeout),
                 _ if chain.contains("dns error") || chain.contains("lookup address") => {
@@ -96,6 +100,7 @@ impl Failure {
     pub fn status(&self) -> StatusCode {
         match self {
             Failure::ConnectTimeout(_) | Failure::ResponseTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Failure::OutOfFiles(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -109,6 +114,9 @@ impl Failure {
                 format!("connecting to {upstream} timed out after {}", human(*d))
             }
             Failure::Connect(e) => format!("cannot connect to {upstream}: {e}"),
+            Failure::OutOfFiles(e) => {
+                format!("hmr-proxy has no file descriptor left to connect to {upstream}: {e}")
+            }
             Failure::ResponseTimeout(d) => {
                 format!("{upstream} sent no response within {}", human(*d))
             }
@@ -138,6 +146,9 @@ impl Failure {
                 "Is the host reachable from where hmr-proxy runs?",
                 "A firewall or a wrong network may drop the connection; raise --connect-timeout if it is just slow.",
             ],
+            Failure::OutOfFiles(_) => &[
+                "hmr-proxy has as many files and connections open as the system lets it (ulimit -n): close tabs or downloads that hang, or raise the hard limit.",
+            ],
             Failure::ResponseTimeout(_) => &[
                 "The dev server accepted the request but is still working (a first compile can be slow).",
                 "Raise --response-timeout if this is expected.",
@@ -153,6 +164,11 @@ impl Failure {
             ],
         }
     }
+}
+
+/// EMFILE or ENFILE: this process, or the whole system, has no file descriptor left.
+pub fn out_of_files(err: &std::io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(23 | 24))
 }
 
 /// Whether hyper failed on the upstream's answer itself (it arrived, and could not be parsed),
@@ -283,6 +299,22 @@ mod tests {
         let html = page(&f, "http://x:1", &f.summary("http://x:1"));
         assert!(!html.contains("<script>alert"));
         assert!(html.contains("&lt;script&gt;alert(1)"));
+    }
+
+    /// The proxy out of file descriptors is no outage of the upstream: it read as one, and when a
+    /// descriptor came free every tab was reloaded for the upstream "coming back".
+    #[test]
+    fn running_out_of_files_is_not_the_upstream_going_down() {
+        let timeout = Duration::from_secs(3);
+        for errno in [23, 24] {
+            let err = std::io::Error::from_raw_os_error(errno);
+            let failure = Failure::classify_chain(&err, true, timeout);
+            assert!(matches!(failure, Failure::OutOfFiles(_)), "{failure:?}");
+            assert!(!failure.is_unreachable() && !failure.is_outage());
+            assert_eq!(failure.status(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(Failure::classify_chain(&refused, true, timeout).is_unreachable());
     }
 
     #[test]
