@@ -15,9 +15,9 @@
 //!   up (then everything goes, tag included), an element that cannot be in a head starts the
 //!   body the parser makes up (after a `<head>` tag: once the upstream pauses, with the tag
 //!   before that element), the document ends, or [`HOLD_LIMIT`] is reached (in the last two,
-//!   and the first without `<head>`, the tag goes in at the anchor). So a document's head leaves in one piece with the tag
-//!   in it, and a page that sends its head and stalls has that head in the browser during the
-//!   stall; fragments, which set no anchor, are never held.
+//!   and the first without `<head>`, the tag goes in at the anchor). So a document's head
+//!   leaves in one piece with the tag in it, and a page that sends its head and stalls has that
+//!   head in the browser during the stall; fragments, which set no anchor, are never held.
 //! - a page whose first chunk holds a plain head (`head_scan`) gets the tag before `</head>`
 //!   without lol_html at all: the same place lol_html would put it, at a fraction of the cost.
 //! - once the tag is in, the rewriter is ended (flushing any partial token) and every later

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use http::uri::{self, Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -205,7 +205,7 @@ impl Proxy {
             },
         );
         let origin_checked = !this.settings.keep_host
-            && (hop.websocket.is_some() || !is_safe(&parts.method))
+            && (hop.websocket.is_some() || !parts.method.is_safe())
             && origin_is(&parts.headers, browser_host.as_ref());
         let client_upgrade = match hop.websocket {
             Some(_) => parts.extensions.remove::<OnUpgrade>(),
@@ -219,7 +219,7 @@ impl Proxy {
 
         // A request without a body can be sent again if a pooled connection dies under it; one
         // with a body cannot (its bytes are streamed, not kept).
-        let replay = (incoming.is_end_stream() && is_idempotent(&method)).then(|| {
+        let replay = (incoming.is_end_stream() && method.is_idempotent()).then(|| {
             (
                 parts.method.clone(),
                 parts.uri.clone(),
@@ -451,13 +451,6 @@ fn upstream_uri(authority: &Authority, target: Option<&PathAndQuery>) -> Option<
     Uri::from_parts(parts).ok()
 }
 
-fn is_safe(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    )
-}
-
 /// `Origin` is the page's own (`http://` and the browser's `Host`): a write or an upgrade from
 /// the proxied page, which a dev server's origin check refuses when it compares `Origin` with
 /// the `Host` the proxy rewrote.
@@ -469,13 +462,6 @@ fn origin_is(headers: &http::HeaderMap, browser_host: Option<&HeaderValue>) -> b
         .as_bytes()
         .strip_prefix(b"http://")
         .is_some_and(|rest| rest.eq_ignore_ascii_case(host.as_bytes()))
-}
-
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
 }
 
 /// A number that differs between processes (and between proxies in one test process).
