@@ -14,7 +14,7 @@ use crate::body::{self, Body};
 use std::collections::HashMap;
 
 use crate::config::{Backend, Config, Route, Upstream};
-use crate::proxy::health::{Health, Reach};
+use crate::proxy::health::{Check, Health, Reach};
 use crate::sse::Hub;
 use crate::watch::{Change, ChangeBatch};
 
@@ -60,6 +60,9 @@ struct UpstreamStatus {
     url: String,
     /// `null` until the first request or probe.
     reachable: Option<bool>,
+    /// How a restart is noticed while tabs listen: `"listening socket"` (watched on this
+    /// machine), `"connect"` (only one that leaves a gap a probe falls into), `null` (no tab).
+    restart_check: Option<&'static str>,
 }
 
 #[derive(Deserialize, Default)]
@@ -116,16 +119,19 @@ impl Control {
     }
 
     fn upstream_status(&self, upstream: &Upstream) -> UpstreamStatus {
-        let reach = self
-            .health
-            .get(upstream.authority.as_str())
-            .map_or(Reach::Unknown, Health::current);
+        let health = self.health.get(upstream.authority.as_str());
+        let reach = health.map_or(Reach::Unknown, Health::current);
         UpstreamStatus {
             url: upstream.origin(),
             reachable: match reach {
                 Reach::Unknown => None,
                 Reach::Up => Some(true),
                 Reach::Down => Some(false),
+            },
+            restart_check: match health.map_or(Check::Idle, Health::check) {
+                Check::Idle => None,
+                Check::Listener => Some("listening socket"),
+                Check::Connect => Some("connect"),
             },
         }
     }

@@ -131,28 +131,41 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
 }
 
 /// A backend that restarts (after a rebuild) comes back with new code: reload every tab once it
-/// answers again.
+/// answers again, or once a new server listens in the old one's place.
 fn reload_when_upstream_returns(health: &Health, hub: &Hub, origin: String) {
-    let mut reach = health.subscribe();
+    let mut seen = health.subscribe();
     let hub = hub.clone();
     tokio::spawn(async move {
-        let mut last = *reach.borrow();
-        while reach.changed().await.is_ok() {
-            let now = *reach.borrow_and_update();
-            match (last, now) {
-                (Reach::Up, Reach::Down) => tracing::warn!("upstream {origin} is down"),
+        let mut last = *seen.borrow();
+        while seen.changed().await.is_ok() {
+            let now = *seen.borrow_and_update();
+            let reload = match (last.reach, now.reach) {
+                (Reach::Up, Reach::Down) => {
+                    tracing::warn!("upstream {origin} is down");
+                    false
+                }
                 // Said at start, before any tab asks: a wrong port or a server not started yet.
-                (Reach::Unknown, Reach::Down) => tracing::warn!(
-                    "upstream {origin} does not answer (yet): tabs get a page that reloads once it does"
-                ),
+                (Reach::Unknown, Reach::Down) => {
+                    tracing::warn!(
+                        "upstream {origin} does not answer (yet): tabs get a page that reloads once it does"
+                    );
+                    false
+                }
                 (Reach::Down, Reach::Up) => {
                     tracing::info!("upstream {origin} is back");
-                    hub.publish(&ChangeBatch {
-                        changes: Vec::new(),
-                        reload: true,
-                    });
+                    true
                 }
-                _ => {}
+                (Reach::Up, Reach::Up) if now.restarts != last.restarts => {
+                    tracing::info!("upstream {origin} restarted");
+                    true
+                }
+                _ => false,
+            };
+            if reload {
+                hub.publish(&ChangeBatch {
+                    changes: Vec::new(),
+                    reload: true,
+                });
             }
             last = now;
         }

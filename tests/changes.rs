@@ -874,6 +874,72 @@ async fn an_upstream_that_restarts_triggers_one_reload() {
     drop(dir);
 }
 
+/// The upstream's status as `/__hmr/status` gives it.
+async fn upstream_status(proxy: &Proxy) -> serde_json::Value {
+    let (_, _, body) = get(&proxy.url("/__hmr/status"), &[]).await;
+    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    status["upstream"].clone()
+}
+
+/// Wait until the proxy watches the upstream's listening socket (it learns it on a connect).
+async fn restarts_watched_by_socket(proxy: &Proxy) {
+    within("the proxy to watch the upstream's socket", async {
+        while upstream_status(proxy).await["restart_check"] != "listening socket" {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+/// A server that restarts faster than the probe's interval (a Go binary, nodemon) never leaves a
+/// gap for a connect to fall into; its new listening socket still says it restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_restarts_between_two_probes_triggers_a_reload() {
+    let upstream = Upstream::start().await;
+    let addr = upstream.addr;
+    let (dir, root) = project();
+    let proxy = Proxy::start_in(&root, &[&upstream.url()]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    let (status, _, _) = get(&proxy.url("/"), &[]).await;
+    assert_eq!(status, 200);
+    restarts_watched_by_socket(&proxy).await;
+
+    drop(upstream);
+    let listener = within("rebind", async {
+        loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => return listener,
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+    })
+    .await;
+    let _back = Upstream::serve(listener);
+    let batch = tab.next_batch().await;
+    assert_eq!(batch["reload"], true);
+    assert_eq!(upstream_status(&proxy).await["reachable"], true);
+    drop(dir);
+}
+
+/// While a tab listens, a local upstream that keeps running sees no probe connections: `php -S`
+/// logs three lines for each, two a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_open_on_a_local_upstream_costs_it_no_connections() {
+    let upstream = Upstream::start().await;
+    let (_dir, root) = project();
+    let proxy = Proxy::start_in(&root, &[&upstream.url()]).await;
+    let _tab = SseClient::open(proxy.addr, &[]).await;
+    let (status, _, _) = get(&proxy.url("/"), &[]).await;
+    assert_eq!(status, 200);
+    restarts_watched_by_socket(&proxy).await;
+    let before = upstream.connections();
+    // An observation window, not a wait for an event: four probe intervals in which the old
+    // probe connected four times.
+    tokio::time::sleep(hmr_proxy::proxy::health::PROBE_INTERVAL * 4).await;
+    assert_eq!(upstream.connections(), before);
+    assert_eq!(upstream_status(&proxy).await["reachable"], true);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_open_streams() {
     let (_dir, root) = project();

@@ -11,6 +11,7 @@
 mod connector;
 pub mod headers;
 pub mod health;
+mod listeners;
 mod pool;
 mod tls_probe;
 pub mod unavailable;

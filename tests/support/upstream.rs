@@ -47,6 +47,8 @@ struct Gates {
     named: Mutex<HashMap<String, Arc<Notify>>>,
     /// Requests seen per gated route, so a test can await "the request reached the upstream".
     arrived: Mutex<HashMap<String, tokio::sync::watch::Sender<usize>>>,
+    /// Connections accepted, with or without a request on them.
+    accepted: std::sync::atomic::AtomicUsize,
 }
 
 impl Gates {
@@ -86,6 +88,9 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                task_gates
+                    .accepted
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let gates = task_gates.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
@@ -109,6 +114,13 @@ impl Upstream {
     pub async fn wait_for_requests(&self, name: &str, n: usize) {
         let mut rx = self.gates.arrivals(name).subscribe();
         let _ = rx.wait_for(|seen| *seen >= n).await;
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.gates
+            .accepted
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Let the route waiting on gate `name` continue (stores a permit if none waits yet).
