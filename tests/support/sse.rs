@@ -86,20 +86,24 @@ impl SseClient {
         }
     }
 
-    /// The next `change` batch as JSON, skipping heartbeats and plain per-path messages.
+    /// The next `change` batch as JSON, skipping heartbeats and plain per-path messages. Bounded
+    /// as a whole: heartbeats keep coming while a batch never does.
     pub async fn next_batch(&mut self) -> serde_json::Value {
-        loop {
-            let msg = self
-                .next_message()
-                .await
-                .expect("stream ended before a batch");
-            if msg.event.as_deref() == Some("change") {
-                let data = msg.data.expect("change event carries data");
-                let mut json: serde_json::Value = serde_json::from_str(&data).expect("json");
-                json["_event_id"] = serde_json::Value::from(msg.id.unwrap_or_default());
-                return json;
+        within("a change batch", async {
+            loop {
+                let msg = self
+                    .next_message()
+                    .await
+                    .expect("stream ended before a batch");
+                if msg.event.as_deref() == Some("change") {
+                    let data = msg.data.expect("change event carries data");
+                    let mut json: serde_json::Value = serde_json::from_str(&data).expect("json");
+                    json["_event_id"] = serde_json::Value::from(msg.id.unwrap_or_default());
+                    return json;
+                }
             }
-        }
+        })
+        .await
     }
 }
 
