@@ -139,28 +139,20 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, origin: String) {
         let mut last = *seen.borrow();
         while seen.changed().await.is_ok() {
             let now = *seen.borrow_and_update();
-            let reload = match (last.reach, now.reach) {
-                (Reach::Up, Reach::Down) => {
-                    tracing::warn!("upstream {origin} is down");
-                    false
-                }
+            match (last.reach, now.reach) {
+                (Reach::Up, Reach::Down) => tracing::warn!("upstream {origin} is down"),
                 // Said at start, before any tab asks: a wrong port or a server not started yet.
-                (Reach::Unknown, Reach::Down) => {
-                    tracing::warn!(
-                        "upstream {origin} does not answer (yet): tabs get a page that reloads once it does"
-                    );
-                    false
-                }
-                (Reach::Down, Reach::Up) => {
-                    tracing::info!("upstream {origin} is back");
-                    true
-                }
-                (Reach::Up, Reach::Up) if now.restarts != last.restarts => {
-                    tracing::info!("upstream {origin} restarted");
-                    true
-                }
-                _ => false,
-            };
+                (Reach::Unknown, Reach::Down) => tracing::warn!(
+                    "upstream {origin} does not answer (yet): tabs get a page that reloads once it does"
+                ),
+                _ => {}
+            }
+            let reload = now.comebacks != last.comebacks;
+            if reload && last.reach == Reach::Down {
+                tracing::info!("upstream {origin} is back");
+            } else if reload {
+                tracing::info!("upstream {origin} restarted");
+            }
             if reload {
                 hub.publish(&ChangeBatch {
                     changes: Vec::new(),

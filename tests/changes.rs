@@ -921,6 +921,53 @@ async fn an_upstream_that_restarts_between_two_probes_triggers_a_reload() {
     drop(dir);
 }
 
+/// A listening socket on `addr` that shares the port with others (`SO_REUSEPORT`), as each
+/// worker of `gunicorn --reuse-port` has.
+fn worker_socket(addr: std::net::SocketAddr) -> tokio::net::TcpListener {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_reuse_port(true).unwrap();
+    socket.bind(&addr.into()).unwrap();
+    socket.listen(128).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    tokio::net::TcpListener::from_std(socket.into()).unwrap()
+}
+
+/// Workers that each listen on the port come and go (a crash, `--max-requests`) while the
+/// server stays up: no reload; all of them replaced at once is a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_replaced_is_no_restart_but_all_of_them_are() {
+    let first = worker_socket("127.0.0.1:0".parse().unwrap());
+    let addr = first.local_addr().unwrap();
+    let workers = [Upstream::serve(first), Upstream::serve(worker_socket(addr))];
+    let (_dir, root) = project();
+    let proxy = Proxy::start_in(&root, &[&format!("http://{addr}")]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    let (status, _, _) = get(&proxy.url("/"), &[]).await;
+    assert_eq!(status, 200);
+    restarts_watched_by_socket(&proxy).await;
+
+    let [one, two] = workers;
+    drop(one);
+    let three = Upstream::serve(worker_socket(addr));
+    // An observation window: the probe looks twice or more meanwhile.
+    tokio::time::sleep(hmr_proxy::proxy::health::PROBE_INTERVAL * 3).await;
+    write(&root.join("css/site.css"), "body { color: teal }\n");
+    let batch = tab.next_batch().await;
+    assert_eq!(
+        batch["reload"], false,
+        "a worker replaced reloaded the tabs: {batch}"
+    );
+
+    two.stop().await;
+    three.stop().await;
+    let _new = [
+        Upstream::serve(worker_socket(addr)),
+        Upstream::serve(worker_socket(addr)),
+    ];
+    let batch = tab.next_batch().await;
+    assert_eq!(batch["reload"], true, "{batch}");
+}
+
 /// While a tab listens, a local upstream that keeps running sees no probe connections: `php -S`
 /// logs three lines for each, two a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,11 +33,11 @@ pub enum Reach {
 /// How the probe tells a restart while the upstream is up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
-    /// Not probing (no tab listens) or not up.
+    /// Not probing: no tab listens.
     Idle,
     /// Watching the upstream's listening socket on this machine.
     Listener,
-    /// Connecting: a restart shows only if a connect falls in the gap.
+    /// Connecting: a restart shows only if a connect falls in the gap. Also while down.
     Connect,
 }
 
@@ -45,8 +45,10 @@ pub enum Check {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seen {
     pub reach: Reach,
-    /// Restarts seen while the upstream stayed reachable (a new listening socket).
-    pub restarts: u64,
+    /// Times a server came back (down, then up) or took over from another (a new listening
+    /// socket while up). Counted, not only read off `reach`: an observer that wakes late sees
+    /// up, down and up again as up.
+    pub comebacks: u64,
     pub check: Check,
 }
 
@@ -66,7 +68,7 @@ impl Health {
     pub fn new() -> Health {
         let seen = Seen {
             reach: Reach::Unknown,
-            restarts: 0,
+            comebacks: 0,
             check: Check::Idle,
         };
         Health {
@@ -79,14 +81,17 @@ impl Health {
         let reach = if up { Reach::Up } else { Reach::Down };
         self.tx.send_if_modified(|seen| {
             let changed = seen.reach != reach;
+            if seen.reach == Reach::Down && reach == Reach::Up {
+                seen.comebacks += 1;
+            }
             seen.reach = reach;
             changed
         });
     }
 
-    /// A new server took over while the old one's requests kept succeeding.
+    /// A new server took over while the upstream stayed up.
     fn report_restart(&self) {
-        self.tx.send_modify(|seen| seen.restarts += 1);
+        self.tx.send_modify(|seen| seen.comebacks += 1);
     }
 
     /// Say how restarts are told apart, without waking observers.
@@ -138,24 +143,32 @@ impl Health {
                 let connect = tokio::net::TcpStream::connect(authority.as_str());
                 match tokio::time::timeout(timeout, connect).await {
                     Ok(Ok(stream)) => {
+                        watched.catch_up();
+                        let was_up = health.current() == Reach::Up;
                         health.report(true);
-                        watched.learn(&health, stream.peer_addr().ok());
+                        watched.learn(&health, stream.peer_addr().ok(), was_up);
                     }
                     // The proxy's own shortage says nothing about the upstream.
                     Ok(Err(err)) if super::unavailable::out_of_files(&err) => {}
-                    _ => health.report(false),
+                    _ => {
+                        health.report(false);
+                        health.set_check(Check::Connect);
+                    }
                 }
             }
         });
     }
 }
 
-/// The listening sockets the upstream had when the probe last connected to it.
+/// The listening sockets the upstream had when the probe last looked.
 struct Watched {
+    /// Where the probe's last connect went, while its sockets are watched.
     peer: Option<SocketAddr>,
+    /// The sockets seen while the upstream stayed up; kept through a connect that a look
+    /// finding none falls back to, so a server that took over in between still counts.
     inodes: Vec<u64>,
-    /// Wakes when reachability changes behind the probe's back (a request failed): what was
-    /// learnt may then be from a server that is gone, and the next connect learns afresh.
+    /// Wakes when reachability changes behind the probe's back (a request failed): the sockets
+    /// seen may then be a gone server's, and its comeback is counted already.
     seen: watch::Receiver<Seen>,
 }
 
@@ -170,47 +183,102 @@ impl Watched {
 
     fn forget(&mut self, health: &Health) {
         self.peer = None;
+        self.inodes.clear();
         health.set_check(Check::Idle);
     }
 
-    /// After a connect to `peer`: its listening sockets, when this machine's tables show them.
-    fn learn(&mut self, health: &Health, peer: Option<SocketAddr>) {
-        self.seen.borrow_and_update();
+    /// Drop what was seen if reachability changed since.
+    fn catch_up(&mut self) {
+        if self.seen.has_changed().unwrap_or(true) {
+            self.peer = None;
+            self.inodes.clear();
+        }
+    }
+
+    /// After a connect to `peer`: its listening sockets, when the kernel shows them. Sockets
+    /// none of which were there before, while the upstream stayed up, are a server that took
+    /// over.
+    fn learn(&mut self, health: &Health, peer: Option<SocketAddr>, was_up: bool) {
         let found = peer.and_then(|peer| Some((peer, listeners::listening(peer)?)));
         match found {
             Some((peer, inodes)) if !inodes.is_empty() => {
+                if was_up && !self.inodes.is_empty() && disjoint(&inodes, &self.inodes) {
+                    health.report_restart();
+                }
                 self.peer = Some(peer);
                 self.inodes = inodes;
                 health.set_check(Check::Listener);
             }
             _ => {
                 self.peer = None;
+                self.inodes.clear();
                 health.set_check(Check::Connect);
             }
         }
+        self.seen.borrow_and_update();
     }
 
-    /// Whether the sockets learnt are still the ones listening, so no connect is needed. A new
-    /// set is a restart (reported, and learnt); none at all needs a connect to say down.
+    /// Whether the upstream is known to be up without a connect. Sockets none of which were
+    /// there before are a restart (reported); some of them still there is the same server (a
+    /// worker with its own socket replaced); none at all needs a connect to say down.
     fn still_up(&mut self, health: &Health) -> bool {
-        if self.seen.has_changed().unwrap_or(true) {
-            self.peer = None;
-        }
+        self.catch_up();
         let Some(peer) = self.peer else {
             return false;
         };
         match listeners::listening(peer) {
-            Some(now) if now == self.inodes => true,
-            Some(now) if !now.is_empty() => {
-                self.inodes = now;
-                health.report_restart();
-                self.seen.borrow_and_update();
-                true
-            }
-            _ => {
+            Some(now) if now.is_empty() => {
                 self.peer = None;
                 false
             }
+            Some(now) => {
+                if disjoint(&now, &self.inodes) {
+                    health.report_restart();
+                    self.seen.borrow_and_update();
+                }
+                self.inodes = now;
+                true
+            }
+            None => {
+                self.peer = None;
+                self.inodes.clear();
+                false
+            }
         }
+    }
+}
+
+/// Whether two sorted sets share nothing.
+fn disjoint(a: &[u64], b: &[u64]) -> bool {
+    !a.iter().any(|x| b.binary_search(x).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_comeback_counts_even_when_the_observer_wakes_after_it() {
+        let health = Health::new();
+        health.report(true);
+        let mut seen = health.subscribe();
+        let before = *seen.borrow_and_update();
+        health.report(false);
+        health.report(true);
+        let after = *seen.borrow_and_update();
+        assert_eq!(after.reach, Reach::Up);
+        assert_eq!(after.comebacks, before.comebacks + 1);
+        // Up at start is no comeback; neither is a second report of the same.
+        let fresh = Health::new();
+        fresh.report(true);
+        fresh.report(true);
+        assert_eq!(fresh.subscribe().borrow().comebacks, 0);
+    }
+
+    #[test]
+    fn disjoint_sets() {
+        assert!(disjoint(&[1, 2], &[3, 4]));
+        assert!(!disjoint(&[1, 3], &[3, 4]));
+        assert!(disjoint(&[], &[3]));
     }
 }

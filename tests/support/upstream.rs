@@ -39,7 +39,7 @@ type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 pub struct Upstream {
     pub addr: SocketAddr,
     gates: Arc<Gates>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 #[derive(Default)]
@@ -103,7 +103,11 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, gates, task }
+        Upstream {
+            addr,
+            gates,
+            task: Some(task),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -129,9 +133,21 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// Stop accepting and return once the listening socket is closed (dropping only starts that).
+    pub async fn stop(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
 impl Drop for Upstream {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
