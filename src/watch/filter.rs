@@ -16,6 +16,10 @@ use crate::config::WatchRoot;
 
 /// Directories never worth watching: version control, dependencies, build output, caches. A
 /// `node_modules` alone can hold hundreds of thousands of entries and exhaust inotify's watches.
+/// Frameworks' own working folders are here too: Next.js rewrites `.next` on every request in
+/// dev, Phoenix compiles into `_build` when a request comes, Sprockets caches into `tmp`, so in a
+/// project watched from its top (the default) each page load was a change that reloaded the page,
+/// for ever; and what they build there is served by their own dev server, which has its own HMR.
 const IGNORED_DIRS: &[&str] = &[
     ".git",
     ".hg",
@@ -26,6 +30,22 @@ const IGNORED_DIRS: &[&str] = &[
     ".venv",
     ".mypy_cache",
     ".pytest_cache",
+    ".ruff_cache",
+    ".tox",
+    ".next",
+    ".nuxt",
+    ".svelte-kit",
+    ".astro",
+    ".angular",
+    ".turbo",
+    ".parcel-cache",
+    ".vite",
+    ".cache",
+    ".docusaurus",
+    ".jekyll-cache",
+    ".gradle",
+    "_build",
+    "tmp",
 ];
 
 /// Editor swap, backup and temporary files: vim (`.swp`, `4913` probe, `~`), Emacs (`.#x` lock,
@@ -560,6 +580,13 @@ mod tests {
             ("/p/node_modules/x/index.js", false, true),
             ("/p/.git/index", false, true),
             ("/p/a/target/debug/x", false, true),
+            ("/p/.next/server/app-paths-manifest.json", false, true),
+            ("/p/.svelte-kit/generated/root.js", false, true),
+            ("/p/_build/dev/lib/app/ebin/x.beam", false, true),
+            ("/p/tmp/cache/assets/x", false, true),
+            ("/p/tmp", true, true),
+            ("/p/tmp.css", false, false),
+            ("/p/static/next.css", false, false),
             ("/p/target.css", false, false),
             ("/p/src/.app.js.swp", false, true),
             ("/p/src/app.js~", false, true),
