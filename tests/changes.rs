@@ -968,6 +968,69 @@ async fn a_worker_replaced_is_no_restart_but_all_of_them_are() {
     assert_eq!(batch["reload"], true, "{batch}");
 }
 
+/// A process that holds `listener`'s socket as a reloader's worker does (the socket is its
+/// standard input), until dropped.
+struct Worker(std::process::Child);
+
+impl Worker {
+    fn holding(listener: &std::net::TcpListener) -> Worker {
+        let socket: std::os::fd::OwnedFd = listener.try_clone().unwrap().into();
+        let child = std::process::Command::new("sleep")
+            .arg("600")
+            .stdin(std::process::Stdio::from(socket))
+            .spawn()
+            .expect("spawn sleep");
+        Worker(child)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Werkzeug's, uvicorn's and gunicorn's reloaders keep the listening socket and hand it to each
+/// new worker: the socket stays, its holders change. The reloader and one worker replaced is a
+/// restart; one of several workers replaced is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloader_handing_its_socket_to_a_new_worker_is_a_restart() {
+    // This test process is the reloader: it holds the socket (and serves it).
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    let serving = socket.try_clone().unwrap();
+    serving.set_nonblocking(true).unwrap();
+    let _upstream = Upstream::serve(tokio::net::TcpListener::from_std(serving).unwrap());
+    let first = Worker::holding(&socket);
+    let (_dir, root) = project();
+    let proxy = Proxy::start_in(&root, &[&format!("http://{addr}")]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    let (status, _, _) = get(&proxy.url("/"), &[]).await;
+    assert_eq!(status, 200);
+    restarts_watched_by_socket(&proxy).await;
+
+    drop(first);
+    let second = Worker::holding(&socket);
+    let batch = tab.next_batch().await;
+    assert_eq!(batch["reload"], true, "{batch}");
+
+    // Now two workers: one replaced is the same server.
+    let third = Worker::holding(&socket);
+    // An observation window: the probe sees the third (nothing ended, so nothing to do).
+    tokio::time::sleep(hmr_proxy::proxy::health::PROBE_INTERVAL * 2).await;
+    drop(second);
+    let _fourth = Worker::holding(&socket);
+    tokio::time::sleep(hmr_proxy::proxy::health::PROBE_INTERVAL * 3).await;
+    write(&root.join("css/site.css"), "body { color: olive }\n");
+    let batch = tab.next_batch().await;
+    assert_eq!(
+        batch["reload"], false,
+        "a worker replaced reloaded the tabs: {batch}"
+    );
+    drop(third);
+}
+
 /// While a tab listens, a local upstream that keeps running sees no probe connections: `php -S`
 /// logs three lines for each, two a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,14 +4,15 @@
 //! the probe task. Requests report their outcome for free; while tabs are listening, or while the
 //! upstream is down, the probe notices a restart even when no request is in flight, so `lib` can
 //! send a reload when a rebuilt backend comes back. Where the upstream listens on this machine
-//! the probe watches its listening socket (`listeners`): nothing reaches the server, and a
-//! restart quicker than the interval still shows as a new socket. Elsewhere it connects every
+//! the probe watches its listening sockets and the processes holding them (`listeners`):
+//! nothing reaches the server, a restart quicker than the interval still shows as a new socket,
+//! and a reloader that keeps its socket and hands it to each new worker shows as a new holder. Elsewhere it connects every
 //! [`PROBE_INTERVAL`] and sends no HTTP (dev servers would log it). It decides nothing about
 //! reloads itself.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -167,16 +168,28 @@ struct Watched {
     /// The sockets seen while the upstream stayed up; kept through a connect that a look
     /// finding none falls back to, so a server that took over in between still counts.
     inodes: Vec<u64>,
+    /// The processes holding those sockets, when they were last all seen running, and how many
+    /// looks ago one of them went with no newcomer yet (see `check_holders`).
+    holders: Vec<u32>,
+    all_there: Instant,
+    lost: Option<u32>,
     /// Wakes when reachability changes behind the probe's back (a request failed): the sockets
     /// seen may then be a gone server's, and its comeback is counted already.
     seen: watch::Receiver<Seen>,
 }
+
+/// Looks (at [`PROBE_INTERVAL`]) to wait for a process to take over a socket from one that
+/// ended, before taking the fewer holders as the server's own (a worker that was not replaced).
+const LOST_PATIENCE: u32 = 20;
 
 impl Watched {
     fn new(seen: watch::Receiver<Seen>) -> Watched {
         Watched {
             peer: None,
             inodes: Vec::new(),
+            holders: Vec::new(),
+            all_there: Instant::now(),
+            lost: None,
             seen,
         }
     }
@@ -184,6 +197,7 @@ impl Watched {
     fn forget(&mut self, health: &Health) {
         self.peer = None;
         self.inodes.clear();
+        self.holders.clear();
         health.set_check(Check::Idle);
     }
 
@@ -206,6 +220,9 @@ impl Watched {
                     health.report_restart();
                 }
                 self.peer = Some(peer);
+                self.holders = listeners::holders(&inodes);
+                self.all_there = Instant::now();
+                self.lost = None;
                 self.inodes = inodes;
                 health.set_check(Check::Listener);
             }
@@ -235,6 +252,11 @@ impl Watched {
                 if disjoint(&now, &self.inodes) {
                     health.report_restart();
                     self.seen.borrow_and_update();
+                    self.holders = listeners::holders(&now);
+                    self.all_there = Instant::now();
+                    self.lost = None;
+                } else {
+                    self.check_holders(health, &now);
                 }
                 self.inodes = now;
                 true
@@ -245,6 +267,48 @@ impl Watched {
                 false
             }
         }
+    }
+
+    /// The same sockets can still be a new server: a reloader that keeps the listening socket
+    /// hands it to each new worker process. A holder that ended, and a newcomer (started since
+    /// all were last seen), with at most one other holder (the reloader) there from before, is
+    /// a restart; with more (gunicorn's workers, one replaced after `--max-requests`) it is the
+    /// same server. Reads every process's descriptors only from a holder's end until a newcomer
+    /// shows.
+    fn check_holders(&mut self, health: &Health, inodes: &[u64]) {
+        if self.holders.is_empty() {
+            return;
+        }
+        if self.lost.is_none() && self.holders.iter().all(|&pid| listeners::alive(pid)) {
+            self.all_there = Instant::now();
+            return;
+        }
+        let now = listeners::holders(inodes);
+        // On the clock process start times use; a tick (10 ms) early, as they are rounded down.
+        let since =
+            listeners::uptime().map(|up| up - self.all_there.elapsed().as_secs_f64() - 0.01);
+        let newcomers = now
+            .iter()
+            .filter(|&&pid| {
+                let started = listeners::started(pid);
+                matches!((started, since), (Some(started), Some(since)) if started >= since)
+            })
+            .count();
+        if newcomers > 0 {
+            if now.len() - newcomers <= 1 {
+                health.report_restart();
+                self.seen.borrow_and_update();
+            }
+        } else {
+            let waited = self.lost.map_or(0, |n| n + 1);
+            if waited < LOST_PATIENCE {
+                self.lost = Some(waited);
+                return;
+            }
+        }
+        self.holders = now;
+        self.all_there = Instant::now();
+        self.lost = None;
     }
 }
 

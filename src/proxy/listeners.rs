@@ -45,6 +45,65 @@ pub fn listening(peer: SocketAddr) -> Option<Vec<u64>> {
     Some(inodes)
 }
 
+/// Processes, sorted, that hold any of the sockets `inodes` (from `/proc/*/fd`; those of other
+/// users cannot be read and are missing). A reloader that keeps the listening socket across
+/// restarts and hands it to each new worker (Werkzeug's, uvicorn's, gunicorn's `--reload`)
+/// keeps the socket: only its holders change. Reads every process's descriptors, so it is for
+/// when something changed, not for every look.
+#[cfg(target_os = "linux")]
+pub fn holders(inodes: &[u64]) -> Vec<u32> {
+    let names: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = processes
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                return false;
+            };
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|target| names.iter().any(|n| target.as_os_str() == n.as_str()))
+            })
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn holders(_inodes: &[u64]) -> Vec<u32> {
+    Vec::new()
+}
+
+/// Whether process `pid` still runs (a zombie, exited but not yet reaped, does not).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command name, which is in parentheses and may hold any byte.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+/// When process `pid` started, in seconds since boot (`/proc/PID/stat`'s 22nd field, in the
+/// kernel's fixed user tick of 1/100 s). `None` once it has ended.
+pub fn started(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold any byte: the state
+    // is the 3rd field, the start time the 22nd.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let ticks: u64 = rest.split_ascii_whitespace().nth(19)?.parse().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// Seconds since boot, on the clock process start times use.
+pub fn uptime() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/uptime").ok()?;
+    text.split_ascii_whitespace().next()?.parse().ok()
+}
+
 /// The sockets among `listeners` that the kernel hands a connection to `peer`: those bound to
 /// its very address if any (of its own family first), else, for a loopback `peer`, those bound
 /// to every address that take its family. For another address of this machine a wildcard
@@ -344,6 +403,20 @@ mod tests {
         assert_eq!(inodes.len(), 1, "{inodes:?}");
         drop(listener);
         assert_eq!(listening(addr), Some(Vec::new()));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_processes_holding_a_socket_are_found() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let inodes = listening(listener.local_addr().unwrap()).unwrap();
+        assert_eq!(holders(&inodes), [std::process::id()]);
+        assert!(alive(std::process::id()));
+        assert!(!alive(u32::MAX));
+        let (now, started) = (uptime().unwrap(), started(std::process::id()).unwrap());
+        assert!(started > 0.0 && started <= now, "{started} {now}");
+        assert_eq!(super::started(u32::MAX), None);
+        assert_eq!(holders(&[u64::from(u32::MAX) + 7]), Vec::<u32>::new());
     }
 
     #[cfg(target_os = "linux")]
