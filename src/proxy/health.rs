@@ -138,7 +138,7 @@ impl Health {
                     watched.forget(&health);
                     continue;
                 }
-                if up && watched.still_up(&health) {
+                if up && watched.still_up(&health).await {
                     continue;
                 }
                 let connect = tokio::net::TcpStream::connect(authority.as_str());
@@ -147,7 +147,9 @@ impl Health {
                         watched.catch_up();
                         let was_up = health.current() == Reach::Up;
                         health.report(true);
-                        watched.learn(&health, stream.peer_addr().ok(), was_up);
+                        watched
+                            .learn(&health, stream.peer_addr().ok(), was_up)
+                            .await;
                     }
                     // The proxy's own shortage says nothing about the upstream.
                     Ok(Err(err)) if super::unavailable::out_of_files(&err) => {}
@@ -212,7 +214,7 @@ impl Watched {
     /// After a connect to `peer`: its listening sockets, when the kernel shows them. Sockets
     /// none of which were there before, while the upstream stayed up, are a server that took
     /// over.
-    fn learn(&mut self, health: &Health, peer: Option<SocketAddr>, was_up: bool) {
+    async fn learn(&mut self, health: &Health, peer: Option<SocketAddr>, was_up: bool) {
         let found = peer.and_then(|peer| Some((peer, listeners::listening(peer)?)));
         match found {
             Some((peer, inodes)) if !inodes.is_empty() => {
@@ -220,7 +222,7 @@ impl Watched {
                     health.report_restart();
                 }
                 self.peer = Some(peer);
-                self.holders = listeners::holders(&inodes);
+                self.holders = holders(&inodes).await;
                 self.all_there = Instant::now();
                 self.lost = None;
                 self.inodes = inodes;
@@ -238,7 +240,7 @@ impl Watched {
     /// Whether the upstream is known to be up without a connect. Sockets none of which were
     /// there before are a restart (reported); some of them still there is the same server (a
     /// worker with its own socket replaced); none at all needs a connect to say down.
-    fn still_up(&mut self, health: &Health) -> bool {
+    async fn still_up(&mut self, health: &Health) -> bool {
         self.catch_up();
         let Some(peer) = self.peer else {
             return false;
@@ -252,11 +254,11 @@ impl Watched {
                 if disjoint(&now, &self.inodes) {
                     health.report_restart();
                     self.seen.borrow_and_update();
-                    self.holders = listeners::holders(&now);
+                    self.holders = holders(&now).await;
                     self.all_there = Instant::now();
                     self.lost = None;
                 } else {
-                    self.check_holders(health, &now);
+                    self.check_holders(health, &now).await;
                 }
                 self.inodes = now;
                 true
@@ -275,7 +277,7 @@ impl Watched {
     /// a restart; with more (gunicorn's workers, one replaced after `--max-requests`) it is the
     /// same server. Reads every process's descriptors only from a holder's end until a newcomer
     /// shows.
-    fn check_holders(&mut self, health: &Health, inodes: &[u64]) {
+    async fn check_holders(&mut self, health: &Health, inodes: &[u64]) {
         if self.holders.is_empty() {
             return;
         }
@@ -283,7 +285,7 @@ impl Watched {
             self.all_there = Instant::now();
             return;
         }
-        let now = listeners::holders(inodes);
+        let now = holders(inodes).await;
         // On the clock process start times use; a tick (10 ms) early, as they are rounded down.
         let since =
             listeners::uptime().map(|up| up - self.all_there.elapsed().as_secs_f64() - 0.01);
@@ -310,6 +312,15 @@ impl Watched {
         self.all_there = Instant::now();
         self.lost = None;
     }
+}
+
+/// [`listeners::holders`] off the runtime's threads: it reads every process's descriptors, tens
+/// of milliseconds on a desktop, which would stall the requests sharing a worker thread.
+async fn holders(inodes: &[u64]) -> Vec<u32> {
+    let inodes = inodes.to_vec();
+    tokio::task::spawn_blocking(move || listeners::holders(&inodes))
+        .await
+        .unwrap_or_default()
 }
 
 /// Whether two sorted sets share nothing.
