@@ -881,14 +881,21 @@ async fn upstream_status(proxy: &Proxy) -> serde_json::Value {
     status["upstream"].clone()
 }
 
-/// Wait until the proxy watches the upstream's listening socket (it learns it on a connect).
-async fn restarts_watched_by_socket(proxy: &Proxy) {
+/// A proxy in front of the upstream at `url` with a tab open, once it watches the upstream's
+/// listening socket (it learns it on a connect).
+async fn watching_the_upstream(url: &str) -> (tempfile::TempDir, PathBuf, Proxy, SseClient) {
+    let (dir, root) = project();
+    let proxy = Proxy::start_in(&root, &[url]).await;
+    let tab = SseClient::open(proxy.addr, &[]).await;
+    let (status, _, _) = get(&proxy.url("/"), &[]).await;
+    assert_eq!(status, 200);
     within("the proxy to watch the upstream's socket", async {
-        while upstream_status(proxy).await["restart_check"] != "listening socket" {
+        while upstream_status(&proxy).await["restart_check"] != "listening socket" {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
+    (dir, root, proxy, tab)
 }
 
 /// A server that restarts faster than the probe's interval (a Go binary, nodemon) never leaves a
@@ -897,12 +904,7 @@ async fn restarts_watched_by_socket(proxy: &Proxy) {
 async fn an_upstream_that_restarts_between_two_probes_triggers_a_reload() {
     let upstream = Upstream::start().await;
     let addr = upstream.addr;
-    let (dir, root) = project();
-    let proxy = Proxy::start_in(&root, &[&upstream.url()]).await;
-    let mut tab = SseClient::open(proxy.addr, &[]).await;
-    let (status, _, _) = get(&proxy.url("/"), &[]).await;
-    assert_eq!(status, 200);
-    restarts_watched_by_socket(&proxy).await;
+    let (_dir, _, proxy, mut tab) = watching_the_upstream(&upstream.url()).await;
 
     drop(upstream);
     let listener = within("rebind", async {
@@ -918,7 +920,6 @@ async fn an_upstream_that_restarts_between_two_probes_triggers_a_reload() {
     let batch = tab.next_batch().await;
     assert_eq!(batch["reload"], true);
     assert_eq!(upstream_status(&proxy).await["reachable"], true);
-    drop(dir);
 }
 
 /// A listening socket on `addr` that shares the port with others (`SO_REUSEPORT`), as each
@@ -939,12 +940,7 @@ async fn a_worker_replaced_is_no_restart_but_all_of_them_are() {
     let first = worker_socket("127.0.0.1:0".parse().unwrap());
     let addr = first.local_addr().unwrap();
     let workers = [Upstream::serve(first), Upstream::serve(worker_socket(addr))];
-    let (_dir, root) = project();
-    let proxy = Proxy::start_in(&root, &[&format!("http://{addr}")]).await;
-    let mut tab = SseClient::open(proxy.addr, &[]).await;
-    let (status, _, _) = get(&proxy.url("/"), &[]).await;
-    assert_eq!(status, 200);
-    restarts_watched_by_socket(&proxy).await;
+    let (_dir, root, _proxy, mut tab) = watching_the_upstream(&format!("http://{addr}")).await;
 
     let [one, two] = workers;
     drop(one);
@@ -1003,12 +999,7 @@ async fn a_reloader_handing_its_socket_to_a_new_worker_is_a_restart() {
     serving.set_nonblocking(true).unwrap();
     let _upstream = Upstream::serve(tokio::net::TcpListener::from_std(serving).unwrap());
     let first = Worker::holding(&socket);
-    let (_dir, root) = project();
-    let proxy = Proxy::start_in(&root, &[&format!("http://{addr}")]).await;
-    let mut tab = SseClient::open(proxy.addr, &[]).await;
-    let (status, _, _) = get(&proxy.url("/"), &[]).await;
-    assert_eq!(status, 200);
-    restarts_watched_by_socket(&proxy).await;
+    let (_dir, root, _proxy, mut tab) = watching_the_upstream(&format!("http://{addr}")).await;
 
     drop(first);
     let second = Worker::holding(&socket);
@@ -1036,12 +1027,7 @@ async fn a_reloader_handing_its_socket_to_a_new_worker_is_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tab_open_on_a_local_upstream_costs_it_no_connections() {
     let upstream = Upstream::start().await;
-    let (_dir, root) = project();
-    let proxy = Proxy::start_in(&root, &[&upstream.url()]).await;
-    let _tab = SseClient::open(proxy.addr, &[]).await;
-    let (status, _, _) = get(&proxy.url("/"), &[]).await;
-    assert_eq!(status, 200);
-    restarts_watched_by_socket(&proxy).await;
+    let (_dir, _, proxy, _tab) = watching_the_upstream(&upstream.url()).await;
     let before = upstream.connections();
     // An observation window, not a wait for an event: four probe intervals in which the old
     // probe connected four times.

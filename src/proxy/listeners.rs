@@ -80,22 +80,26 @@ pub fn holders(_inodes: &[u64]) -> Vec<u32> {
 
 /// Whether process `pid` still runs (a zombie, exited but not yet reaped, does not).
 pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // The state follows the command name, which is in parentheses and may hold any byte.
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
-    })
+    stat_fields(pid).is_some_and(|fields| !fields.starts_with(['Z', 'X']))
 }
 
-/// When process `pid` started, in seconds since boot (`/proc/PID/stat`'s 22nd field, in the
-/// kernel's fixed user tick of 1/100 s). `None` once it has ended.
+/// When process `pid` started, in seconds since boot (in the kernel's fixed user tick of
+/// 1/100 s). `None` once it has ended.
 pub fn started(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may hold any byte: the state
-    // is the 3rd field, the start time the 22nd.
-    let (_, rest) = stat.rsplit_once(')')?;
-    let ticks: u64 = rest.split_ascii_whitespace().nth(19)?.parse().ok()?;
+    let ticks: u64 = stat_fields(pid)?
+        .split_ascii_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
     Some(ticks as f64 / 100.0)
+}
+
+/// `/proc/PID/stat` from its 3rd field (the state) on: the 2nd, the command name, is in
+/// parentheses and may hold any byte, spaces and parentheses included.
+fn stat_fields(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.trim_start().to_string())
 }
 
 /// Seconds since boot, on the clock process start times use.
