@@ -3,7 +3,7 @@
 // container API are documented in client/README.md.
 //
 // On each change batch from the proxy's event stream:
-//   a <link rel=stylesheet> (or a sheet it @imports)  -> swapped for a cache-busted copy
+//   a <link rel=stylesheet> (or a sheet it @imports)  -> pointed at a cache-busted address
 //   <img>/<source> src and srcset, CSS url() values    -> cache-busted in place
 //   (in the document and in every open shadow root in it)
 //   modules registered with container()               -> re-imported, update(c) called once
@@ -404,7 +404,7 @@ function start(selfUrl) {
       reload(`${batch.paths.join(', ')} changed, and this page could not be patched (${err})`);
       return;
     }
-    const { changed, rest, links, imports, modules, images } = found;
+    const { changed, rest, links, imports, modules, images, roots } = found;
     if (rest.length) {
       reload(`${rest.map((k) => changed.get(k)).join(', ')} changed`);
       return;
@@ -416,10 +416,19 @@ function start(selfUrl) {
     // headers at all).
     /** URL → the Accept header the browser sends for that kind of resource. */
     const refresh = new Map();
+    // A copy left over from a clone of the page (Turbo's snapshot of it, brought back) is no
+    // swap's: it applies nothing, and goes.
+    for (const root of roots) {
+      for (const stray of root.querySelectorAll(`link[${COPY_MARK}]`)) {
+        if (!copies.has(stray)) stray.remove();
+      }
+    }
     // A sheet @imported below the top of a <link>'s sheet cannot be replaced in place (see
-    // replaceImport): that link is swapped whole, as a changed one is. A link's copy takes the
+    // replaceImport): that link is swapped whole, as a changed one is; so is a link whose swap is
+    // still loading (what it loads may be from before this change). A link's copy takes the
     // sheets it imports from the browser's cache, so the changed ones are fetched into it first.
-    const whole = [...new Set([...links, ...imports.filter(belowLink).map(importOwner)])];
+    const inWhole = (i) => belowLink(i) || swapOf.has(importOwner(i));
+    const whole = [...new Set([...links, ...imports.filter(inWhole).map(importOwner)])];
     const carried = imports.filter((i) => whole.includes(importOwner(i)));
     await Promise.all(carried.map(({ url }) => refetch(url, ACCEPT_CSS)));
     const swaps = [];
@@ -438,7 +447,7 @@ function start(selfUrl) {
     Promise.all(swaps).then(() => sheets.forEach((url) => refetch(url, ACCEPT_CSS)));
     for (const { rule, url } of imports) {
       const owner = importOwner({ rule });
-      if (whole.includes(owner) || owner?.dataset?.hmrReplaced) continue; // in the copy
+      if (whole.includes(owner)) continue; // loaded again with its link
       if (!replaceImport(rule, url, batch.id)) return;
       refresh.set(url.href, ACCEPT_CSS);
       log(`css swapped: ${url.pathname} (imported by ${importer(rule)})`);
@@ -477,7 +486,7 @@ function start(selfUrl) {
       const url = parse(link.href);
       return url !== null && hit(url);
     });
-    const sheets = roots.flatMap((root) => [...root.styleSheets]);
+    const sheets = roots.flatMap(liveSheets);
     const imports = sheets.flatMap((sheet) => importRules(sheet, hit));
     const modules = boxes
       .map((box) => ({ box, entries: box.entries.filter((e) => hit(e.url)) }))
@@ -485,7 +494,7 @@ function start(selfUrl) {
     // Reading every rule is the costly part: skipped when only sheets and modules changed.
     const images =
       claimed.size < changed.size ? [...imageAttributes(hit, roots), ...cssUrls(hit, roots)] : [];
-    return { changed, claimed, links, imports, modules, images };
+    return { changed, claimed, links, imports, modules, images, roots };
   }
 
   /**
@@ -528,7 +537,7 @@ function start(selfUrl) {
   function stylesheetLinks(roots) {
     return roots
       .flatMap((root) => [...root.querySelectorAll('link[rel~="stylesheet" i][href]')])
-      .filter((link) => !link.dataset.hmrReplaced);
+      .filter((link) => !isCopy(link));
   }
 
   /**
@@ -544,7 +553,10 @@ function start(selfUrl) {
     const groups = new Map();
     for (const link of links) {
       const sheet = sheetAddress(link.href);
-      const id = [sheet, link.media, link.title, link.rel.toLowerCase()].join('\n');
+      // The media the page gave it, not the one a swap loads it under (see swapStylesheet).
+      const swap = swapOf.get(link);
+      const media = swap?.hidden ? (swap.media ?? '') : link.media;
+      const id = [sheet, media, link.title, link.rel.toLowerCase()].join('\n');
       const inRoot = groups.get(link.getRootNode()) ?? new Map();
       groups.set(link.getRootNode(), inRoot);
       const group = inRoot.get(id) ?? [];
@@ -567,81 +579,214 @@ function start(selfUrl) {
   }
 
   /**
-   * Copies of stylesheet links still loading → what each takes out once it has loaded (or
-   * failed), whether it is to be switched off, and how to settle its swap. Two quick saves make a
-   * copy of a copy: the first copy leaves when the second has loaded, maybe before it has loaded
-   * itself (a removed link fires no `load`), so the second must take out whatever the first
-   * would have — the original link above all, which later swaps no longer look at.
+   * The swap in progress of each link (see swapStylesheet): `stage` 1 while its copy loads, 2
+   * while the link loads the new address; `before`, the swap of the same link still in stage 2
+   * when it started, which it waits for; `hidden` while the link loads under a media query that
+   * matches nothing, and `media`, the page's own, to give back; `end()` stops it, gives back what
+   * it changed but the address, and takes its copy out.
    */
-  const pending = new WeakMap();
+  const swapOf = new WeakMap();
+
+  /** The address a swap last gave each link: one it has now that is neither is the page's. */
+  const given = new WeakMap();
 
   /**
-   * A changed stylesheet's link: a copy goes in right after it, and the original (with any older
-   * copy still loading) leaves once the copy has loaded, so the page is never unstyled; a copy
-   * that fails leaves instead. (Changed sheets it @imports are in the browser's cache by now: see
-   * apply.) Settles when the copy has loaded or failed, or a newer copy took its place.
+   * This page's copies still in use → the link each is a copy of (a copy found elsewhere is a
+   * clone of one: see apply).
+   */
+  const copies = new WeakMap();
+
+  /**
+   * The sheets of a document or shadow root, as the page has them: not the copies', and with the
+   * old sheet of a link loading a swapped one, which the root's list leaves out meanwhile (its
+   * @imports and url()s are the page's still).
+   */
+  function liveSheets(root) {
+    const listed = [...root.styleSheets];
+    return listed.flatMap((sheet) => {
+      if (!isCopy(sheet.ownerNode)) return [sheet];
+      const own = copies.get(sheet.ownerNode)?.sheet;
+      return own && !listed.includes(own) ? [own] : [];
+    });
+  }
+
+  /**
+   * A changed stylesheet's link is pointed at a cache-busted address, and stays the element it
+   * was: a framework that rendered it removes it, switches it or changes its attributes later as
+   * if nothing had happened (it used to be replaced by a copy, and React's removal of the link it
+   * knew threw). A link that fails to load has no styles at all, and one that is loading may have
+   * none either (Chromium leaves a loading link's old sheet out whenever it recounts the sheets of
+   * its document or shadow root: another sheet loading or changing). So a copy of it first loads
+   * the new address under a media query that matches nothing: it puts the sheet in the cache and
+   * tells whether it loads, and a copy that fails leaves the link as it was. Once it has loaded,
+   * it takes the link's media, and shows the new styles while the link loads them (from the
+   * cache); it leaves once the link has loaded, or as soon as the page takes the link out, points
+   * it elsewhere or switches it off. (Changed sheets it @imports are in the browser's cache by
+   * now: see apply.) Settles when the link has loaded the new sheet, the copy failed, or a newer
+   * swap of the link took over.
    */
   function swapStylesheet(link, id, duplicates = []) {
+    const prev = swapOf.get(link);
+    // A swap whose copy still loads is overtaken, and its copy goes. One whose link loads already
+    // finishes first (it gives back what it changed on the link): this one waits for it.
+    const before = prev ? (prev.stage === 2 ? prev.done : prev.before) : null;
+    if (prev?.stage === 1) prev.end();
+    if (!link.isConnected) return Promise.resolve(); // taken out by the page meanwhile
+    const url = bust(link.href, id);
     if (link.hasAttribute('disabled')) {
       // Switched off by its attribute (a theme switcher's `link.disabled = true`): it has no
       // sheet and loads nothing, so a copy would never load and never settle. It shows nothing
       // either: it takes the new address itself, loaded when it is switched on.
-      link.removeAttribute('integrity');
-      link.href = bust(link.href, id);
+      point(link, url);
       return Promise.resolve();
     }
-    const copy = link.cloneNode();
-    copy.href = bust(link.href, id);
-    // Subresource integrity names the old content: the changed sheet would be blocked.
-    copy.removeAttribute('integrity');
-    const prev = pending.get(link);
-    const older = [link, ...duplicates].flatMap((old) => {
-      old.dataset.hmrReplaced = 'true';
-      return [old, ...(pending.get(old)?.older ?? [])];
-    });
-    // A sheet switched off through the CSSOM (a theme switcher's `sheet.disabled = true`) stays
-    // off, which a clone does not carry. The copy loads under a media query that matches
-    // nothing, so it cannot apply before it is switched off too. (A copy of a copy still loading
-    // carries that query: the media to give back is the one the first copy kept.)
-    const disabled = link.sheet ? link.sheet.disabled : (prev?.disabled ?? false);
-    const media = prev ? prev.media : copy.getAttribute('media');
-    if (disabled) copy.media = 'not all';
-    return new Promise((resolve) => {
-      const settle = () => {
-        pending.delete(copy);
+    const href = link.getAttribute('href');
+    const copy = copyOf(link, url);
+    const swap = { stage: 1, before, hidden: false, media: null, end: null, done: null };
+    const undo = [];
+    let over = false;
+    swap.done = new Promise((resolve) => {
+      swap.end = () => {
+        if (over) return;
+        over = true;
+        for (const step of undo.reverse()) step();
+        copy.remove();
+        copies.delete(copy);
+        if (swapOf.get(link) === swap) swapOf.delete(link);
         resolve();
       };
-      pending.set(copy, { older, disabled, media, settle });
-      const failed = () => {
-        // The old styles stay, and the links can be swapped again: a copy fails on a response
-        // cut short (a file read while it was being written in place), and the next save loads
-        // the sheet as it is. (A deleted sheet keeps its last styles until the page reloads.)
-        copy.remove();
-        for (const kept of [link, ...duplicates]) delete kept.dataset.hmrReplaced;
-        settle();
-        log(`could not load ${path(copy.href)}; the old styles stay`);
+    });
+    swapOf.set(link, swap);
+    const copyLoaded = loaded(copy, undo);
+    link.after(copy);
+    (async () => {
+      if (!(await copyLoaded)) {
+        // The old styles stay, and the link can be swapped again: a copy fails on a response cut
+        // short (a file read while it was being written in place), and the next save loads the
+        // sheet as it is. (A deleted sheet keeps its last styles until the page reloads.)
+        log(`could not load ${path(url)}; the old styles stay`);
+        swap.end();
+        return;
+      }
+      await before;
+      if (over) return;
+      const now = link.getAttribute('href');
+      if (!link.isConnected || (now !== href && now !== given.get(link))) {
+        swap.end(); // the page took the link out, or pointed it elsewhere: nothing to swap
+        return;
+      }
+      if (link.hasAttribute('disabled')) {
+        point(link, url); // switched off by its attribute meanwhile (see above)
+        swap.end();
+        return;
+      }
+      swap.stage = 2;
+      const old = link.sheet;
+      const integrity = link.getAttribute('integrity');
+      if (old?.disabled) {
+        // Switched off through the CSSOM (a theme switcher's `sheet.disabled = true`): the copy
+        // shows nothing, and neither may the link's new sheet, which comes in switched on a task
+        // before its `load`. It loads under a media query that matches nothing; the load handler
+        // switches it off and gives back the media the page wrote.
+        swap.hidden = true;
+        swap.media = link.getAttribute('media');
+        link.media = 'not all';
+        undo.push(() => {
+          if (link.getAttribute('media') !== 'not all') return; // the page set one since
+          setMedia(link, swap.media);
+        });
+      } else {
+        setMedia(copy, link.getAttribute('media'));
+      }
+      const linkLoaded = loaded(link, undo);
+      point(link, url);
+      // The page's changes to the link while it loads: the copy follows its media, and goes the
+      // moment the link goes (before the next frame), or is pointed elsewhere, or switched off;
+      // that link fires no `load` for this address. The timer catches what no observer sees (a
+      // shadow host taken out).
+      const check = () => {
+        const mine = link.isConnected && link.getAttribute('href') === url && !link.disabled;
+        if (!mine) swap.end();
+        else if (!swap.hidden) setMedia(copy, link.getAttribute('media'));
       };
-      const done = (event) => {
-        if (event.type !== 'load') {
-          failed();
-          return;
-        }
-        // The state of the link it replaces now, if that has a sheet: it may have been switched
-        // while the copy loaded.
-        if (copy.sheet) copy.sheet.disabled = link.sheet ? link.sheet.disabled : disabled;
-        if (disabled) {
-          if (media === null) copy.removeAttribute('media');
-          else copy.media = media;
-        }
-        for (const old of older) {
-          old.remove();
-          pending.get(old)?.settle(); // a copy that will never load now
-        }
-        settle();
-      };
-      copy.addEventListener('load', done, { once: true });
-      copy.addEventListener('error', done, { once: true });
-      link.after(copy);
+      const observer = new MutationObserver(check);
+      observer.observe(link, { attributes: true });
+      observer.observe(link.getRootNode(), { childList: true, subtree: true });
+      const watch = setInterval(check, LINK_WATCH_MS);
+      undo.push(() => {
+        observer.disconnect();
+        clearInterval(watch);
+      });
+      const ok = await linkLoaded;
+      if (over) return;
+      if (link.getAttribute('href') !== url) {
+        swap.end(); // the `load` of an address the page gave it
+        return;
+      }
+      if (!ok) {
+        // It loaded for the copy a moment ago. The link goes back to what it had, from the
+        // cache, and the next save tries again.
+        log(`could not load ${path(url)}; the old styles stay`);
+        point(link, href);
+        if (integrity !== null) link.setAttribute('integrity', integrity);
+        swap.end();
+        return;
+      }
+      // The state of the old sheet now: the page may have switched it while the link loaded.
+      if (old?.disabled && link.sheet) link.sheet.disabled = true;
+      for (const duplicate of duplicates) {
+        swapOf.get(duplicate)?.end();
+        duplicate.remove();
+      }
+      swap.end();
+    })();
+    return swap.done;
+  }
+
+  /**
+   * A copy of `link` loading `url` under a media query that matches nothing (see
+   * swapStylesheet): what decides how the sheet is fetched and where it applies (CORS mode,
+   * referrer policy, the CSP nonce, rel and title), without what names the link to the page's
+   * scripts (id, inline event handlers, Turbo's `data-turbo-track`), holds up rendering
+   * (`blocking`) or pins the old content (integrity).
+   */
+  function copyOf(link, url) {
+    const copy = link.cloneNode();
+    for (const { name } of [...copy.attributes]) {
+      if (/^(id|integrity|blocking|on.*|data-turbo-track)$/i.test(name)) copy.removeAttribute(name);
+    }
+    copy.setAttribute(COPY_MARK, '');
+    copy.media = 'not all';
+    copy.href = url;
+    copies.set(copy, link);
+    return copy;
+  }
+
+  /** Set or remove `link`'s media attribute (null: none), if it is not that already. */
+  function setMedia(link, media) {
+    if (link.getAttribute('media') === media) return;
+    if (media === null) link.removeAttribute('media');
+    else link.setAttribute('media', media);
+  }
+
+  /** Give `link` the address `url` (integrity names the old content: the new would be blocked). */
+  function point(link, url) {
+    link.removeAttribute('integrity');
+    link.setAttribute('href', url);
+    given.set(link, url);
+  }
+
+  /**
+   * Whether `link` loads (true) or fails (false), from its next `load` or `error`; the listeners
+   * go with the steps in `undo`.
+   */
+  function loaded(link, undo) {
+    const stop = new AbortController();
+    undo.push(() => stop.abort());
+    return new Promise((resolve) => {
+      const options = { once: true, signal: stop.signal };
+      link.addEventListener('load', () => resolve(true), options);
+      link.addEventListener('error', () => resolve(false), options);
     });
   }
 
@@ -741,7 +886,7 @@ function start(selfUrl) {
     };
     for (const root of roots) {
       for (const el of root.querySelectorAll('[style*="url("]')) scan(el.style, document.baseURI);
-      for (const sheet of root.styleSheets) walk(sheet, sheet.href || document.baseURI);
+      for (const sheet of liveSheets(root)) walk(sheet, sheet.href || document.baseURI);
     }
     return found;
   }
@@ -877,6 +1022,17 @@ const IMPORT_URL =
 
 /** How long a replaced @import waits for its owner's `load` before the old rule goes anyway. */
 const IMPORT_FALLBACK_MS = 3000;
+
+/** How often a link loading a swapped sheet is looked at: is it still loading that address? */
+const LINK_WATCH_MS = 250;
+
+/** The attribute that marks a swap's inert copy of a link (see swapStylesheet). */
+const COPY_MARK = 'data-hmr-copy';
+
+/** Whether `node` (a sheet's owner) is a swap's copy, or a clone of one. */
+function isCopy(node) {
+  return node?.nodeType === 1 && node.hasAttribute(COPY_MARK);
+}
 
 function log(text) {
   console.info(`[hmr] ${text}`);
@@ -1108,9 +1264,7 @@ function topClient() {
  */
 function belowLink({ rule }) {
   const sheet = rule.parentStyleSheet;
-  const owner = ownerNode(sheet);
-  const link = owner instanceof HTMLLinkElement && !owner.dataset.hmrReplaced;
-  return link && sheet.parentStyleSheet !== null;
+  return ownerNode(sheet) instanceof HTMLLinkElement && sheet.parentStyleSheet !== null;
 }
 
 /** The <link> or <style> element an @import rule (`{rule}`, as importRules finds it) belongs to. */

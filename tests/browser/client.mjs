@@ -265,6 +265,7 @@ async function css() {
     await page.fill('#notes', 'typed before the swap');
     await page.evaluate(() => {
       window.kept = 'yes';
+      window.keptLink = document.querySelector('link[rel=stylesheet]');
       document.body.style.minHeight = '400vh';
       window.scrollTo(0, 700);
     });
@@ -273,6 +274,10 @@ async function css() {
     await cssProbe([page]);
     await page.waitForFunction(() => document.querySelectorAll('link[rel=stylesheet]').length === 1);
     assert.match(await page.getAttribute('link[rel=stylesheet]', 'href'), /\/css\/app\.css\?t=\d+$/);
+    assert.ok(
+      await page.evaluate(() => document.querySelector('link[rel=stylesheet]') === window.keptLink),
+      "the page's own link, pointed at the new sheet",
+    );
     assert.equal(await page.evaluate(() => window.kept), 'yes', 'window variable kept');
     assert.equal(await page.evaluate(() => window.scrollY), 700, 'scroll position kept');
     assert.equal(await page.inputValue('#notes'), 'typed before the swap', 'form input kept');
@@ -372,16 +377,17 @@ async function copyFails() {
 
 /**
  * Hold the page's requests that `match` accepts until `gate` settles (with `first`, only the
- * first of them: later ones go through). Resolves once the route is in place, to
- * `{ requested }`: a promise of the first held request's URL. (Not that promise itself, which
- * the async function would wait for.)
+ * first of them: later ones go through; with `nth`, only the nth). Resolves once the route is in
+ * place, to `{ requested }`: a promise of the first held request's URL. (Not that promise itself,
+ * which the async function would wait for.) A page with a route asks the network for everything:
+ * Playwright switches the HTTP cache off.
  */
-async function hold(page, match, gate, { first = false } = {}) {
+async function hold(page, match, gate, { first = false, nth = first ? 1 : 0 } = {}) {
   let held;
   const requested = new Promise((r) => (held = r));
   let seen = 0;
   await page.route(match, async (route) => {
-    if (!first || seen++ === 0) {
+    if (!nth || ++seen === nth) {
       held(route.request().url());
       await gate;
     }
@@ -411,6 +417,7 @@ async function cssTwice() {
     const page = await openTab(context);
     const outline = () => page.$eval('#step', (el) => getComputedStyle(el).outlineStyle);
     assert.equal(await outline(), 'solid');
+    await page.evaluate(() => (window.keptLink = document.querySelector('link[rel=stylesheet]')));
 
     // The first cache-busted copy is held until the end; the second goes through.
     const { requested: firstCopy } = await hold(page, sheetCopy, gate, { first: true });
@@ -426,6 +433,7 @@ async function cssTwice() {
       second,
     );
     assert.equal(await outline(), 'none', 'the rule deleted by the first save is gone');
+    assert.ok(await page.evaluate(() => document.querySelector('link[rel=stylesheet]') === window.keptLink));
     assert.equal(await loads(page), 1, 'no reload');
   } finally {
     release();
@@ -505,10 +513,12 @@ async function sheetKinds() {
     let c = freshColor();
     write('extras/kind.css', `#k { color: ${c}; }\n`);
     await until('#k', c);
-    // Each link's copy in, each original out (the colour shows as soon as one copy has loaded).
-    await page.waitForFunction(() =>
-      [...document.querySelectorAll('link[href*="kind.css"]')].every((l) => new URL(l.href).searchParams.has('t')),
-    );
+    // Each link on its new address, and the copies that loaded it first gone (the colour shows
+    // as soon as one copy has loaded: it shows the new sheet while its link loads that).
+    await page.waitForFunction(() => {
+      const links = [...document.querySelectorAll('link[href*="kind.css"]')];
+      return links.length === 2 && links.every((l) => new URL(l.href).searchParams.has('t'));
+    });
     const parts = await page.$$eval('link[href*="kind.css"]', (ls) => ls.map((l) => new URL(l.href).searchParams.get('part')));
     assert.deepEqual(parts.sort(), ['a', 'b'], 'both links stay');
 
@@ -526,9 +536,211 @@ async function sheetKinds() {
     c = freshColor();
     write('extras/off.css', `#o { color: ${c}; }\n`);
     await until('#o', c);
-    assert.equal(await page.$$eval('link[href*="off.css"]', (ls) => ls.length), 1, 'no copies left over');
+    // No copies left over (the one that shows the new sheet while the link loads it goes once the
+    // link has).
+    await page.waitForFunction(() => document.querySelectorAll('link[href*="off.css"]').length === 1);
     assert.equal(await loads(page), 1, 'no reload');
   } finally {
+    await context.close();
+  }
+}
+
+/**
+ * What a page's script does with a stylesheet link it made and kept (React's
+ * `{dark && <link rel="stylesheet" href="/dark.css"/>}`): extras/owned.html makes one in #app and
+ * keeps it and its parent, as React does. Starts watching the colour of #own: every colour it has
+ * had goes into `window.seen`, after each DOM change and each frame (a swap must never show it
+ * unstyled). Returns the colour it has now.
+ */
+async function openOwned(context) {
+  const page = await openTab(context, '/extras/owned.html');
+  await page.waitForFunction(
+    () => window.owned.sheet && getComputedStyle(document.getElementById('own')).color !== 'rgb(0, 0, 0)',
+  );
+  const color = await page.evaluate(() => {
+    const own = document.getElementById('own');
+    window.seen = new Set();
+    const look = () => window.seen.add(getComputedStyle(own).color);
+    new MutationObserver(look).observe(document, { subtree: true, childList: true, attributes: true });
+    const frame = () => {
+      look();
+      requestAnimationFrame(frame);
+    };
+    frame();
+    return getComputedStyle(own).color;
+  });
+  return [page, color];
+}
+
+function ownColor(page, color) {
+  return page.waitForFunction((c) => getComputedStyle(document.getElementById('own')).color === c, color);
+}
+
+/** A cache-busted extras/owned.css: a swap's copy asks for it, then the link. */
+function ownedBusted(url) {
+  return url.pathname === '/extras/owned.css' && url.search !== '';
+}
+
+/** The links to extras/owned.css in the page: the page's own, and whether it is the one it kept. */
+function ownedLinks(page) {
+  return page.evaluate(() => {
+    const links = [...document.querySelectorAll('link[href*="owned.css"]')];
+    return { count: links.length, kept: links[0] === window.owned };
+  });
+}
+
+/**
+ * A stylesheet link the page's script keeps (a framework's) is still that link after a swap, and
+ * the script can take it out: no error, and its styles go with it. The swap used to replace it
+ * with a copy: React's `parent.removeChild(link)` threw NotFoundError (Next.js: "Application
+ * error: a client-side exception has occurred"), and the copy's styles stayed. The same when the
+ * script takes it out while a swap's copy loads, or while the link loads the new sheet (the copy
+ * that shows it meanwhile goes at once). Nothing shows unstyled meanwhile.
+ */
+async function keptRemoved() {
+  const context = await newContext();
+  let release;
+  const gate = new Promise((r) => (release = r));
+  let releaseLink;
+  const linkGate = new Promise((r) => (releaseLink = r));
+  try {
+    const [page, before] = await openOwned(context);
+    const color = freshColor();
+    write('extras/owned.css', `#own { color: ${color}; }\n`);
+    await ownColor(page, color);
+    await page.waitForFunction(() => document.querySelectorAll('link[href*="owned.css"]').length === 1);
+    const seen = await page.evaluate(() => [...window.seen]);
+    assert.deepEqual(seen.filter((c) => c !== before && c !== color), [], `never unstyled: ${seen}`);
+    const removed = await page.evaluate(() => {
+      try {
+        window.ownedParent.removeChild(window.owned);
+        return 'removed';
+      } catch (err) {
+        return String(err);
+      }
+    });
+    assert.equal(removed, 'removed', "the page's removeChild of its own link");
+    assert.equal(await page.$eval('#own', (el) => getComputedStyle(el).color), 'rgb(0, 0, 0)', 'its styles went with it');
+    assert.equal((await ownedLinks(page)).count, 0, 'no copy left');
+
+    // Made again (the component renders it again), and taken out while a swap's copy loads.
+    await page.evaluate(() => window.makeOwned());
+    await ownColor(page, color);
+    const { requested } = await hold(page, ownedBusted, gate);
+    write('extras/owned.css', `#own { color: ${freshColor()}; }\n`);
+    await within('the copy to be requested', requested);
+    await page.evaluate(() => window.ownedParent.removeChild(window.owned));
+    release();
+    await page.waitForFunction(() => document.querySelectorAll('link[href*="owned.css"]').length === 0);
+    assert.equal(await page.$eval('#own', (el) => getComputedStyle(el).color), 'rgb(0, 0, 0)');
+
+    // Made again, and taken out while it loads the new sheet, the copy showing that meanwhile:
+    // the copy goes with it, before anything is drawn.
+    await page.evaluate(() => window.makeOwned());
+    await page.waitForFunction(() => window.owned.sheet);
+    const { requested: linkLoads } = await hold(page, ownedBusted, linkGate, { nth: 2 });
+    const third = freshColor();
+    write('extras/owned.css', `#own { color: ${third}; }\n`);
+    await within('the link to ask for the new sheet, after its copy', linkLoads);
+    assert.equal(await page.$eval('#own', (el) => getComputedStyle(el).color), third, 'the copy shows it meanwhile');
+    const after = await page.evaluate(async () => {
+      window.ownedParent.removeChild(window.owned);
+      await null; // what the client does about it, it does now (a mutation observer)
+      const links = document.querySelectorAll('link[href*="owned.css"]').length;
+      return [getComputedStyle(document.getElementById('own')).color, links];
+    });
+    assert.deepEqual(after, ['rgb(0, 0, 0)', 0], 'the copy went with it at once');
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    release();
+    releaseLink();
+    await context.close();
+  }
+}
+
+/**
+ * A kept stylesheet link the page's script changes after a swap (its media, its `disabled`, its
+ * sheet's `disabled`): each change takes effect, as on a link never swapped, and a later save
+ * swaps it again. It used to be a link out of the document by then, and changing it did nothing.
+ * Its media changed while it loads a new sheet applies at once (to the copy showing that
+ * meanwhile too); pointed elsewhere (a theme switched) while a swap's copy loads, it keeps the
+ * page's address.
+ */
+async function keptChanged() {
+  const context = await newContext();
+  let release;
+  const gate = new Promise((r) => (release = r));
+  let releaseLink;
+  const linkGate = new Promise((r) => (releaseLink = r));
+  try {
+    const [page, before] = await openOwned(context);
+    const unstyled = 'rgb(0, 0, 0)';
+    const color = freshColor();
+    write('extras/owned.css', `#own { color: ${color}; }\n`);
+    await ownColor(page, color);
+    await page.waitForFunction(() => document.querySelectorAll('link[href*="owned.css"]').length === 1);
+    // A media query takes effect at once (no load): the colour right after is the answer.
+    const media = (value) =>
+      page.evaluate((v) => {
+        if (v === null) window.owned.removeAttribute('media');
+        else window.owned.media = v;
+        return getComputedStyle(document.getElementById('own')).color;
+      }, value);
+    assert.equal(await media('print'), unstyled, 'the media the page gives its link applies');
+    assert.equal(await media(null), color);
+    assert.deepEqual(await ownedLinks(page), { count: 1, kept: true }, 'the kept link is the one in the page');
+    await page.evaluate(() => (window.owned.disabled = true));
+    await ownColor(page, unstyled);
+    await page.evaluate(() => (window.owned.disabled = false));
+    await ownColor(page, color);
+    await page.evaluate(() => (window.owned.sheet.disabled = true));
+    await ownColor(page, unstyled);
+    await page.evaluate(() => (window.owned.sheet.disabled = false));
+    await ownColor(page, color);
+
+    // Swapped again after all that.
+    const again = freshColor();
+    write('extras/owned.css', `#own { color: ${again}; }\n`);
+    await ownColor(page, again);
+    await page.waitForFunction(() => document.querySelectorAll('link[href*="owned.css"]').length === 1);
+    assert.deepEqual(await ownedLinks(page), { count: 1, kept: true });
+    const seen = await page.evaluate(() => [...window.seen]);
+    const swapped = [before, color, again, unstyled];
+    assert.deepEqual(seen.filter((c) => !swapped.includes(c)), [], `only the colours it was given: ${seen}`);
+
+    // Its media changed while it loads the new sheet, the copy showing that meanwhile: the copy
+    // follows at once, and the link keeps the media once it has loaded.
+    const { requested: linkLoads } = await hold(page, ownedBusted, linkGate, { nth: 2 });
+    const third = freshColor();
+    write('extras/owned.css', `#own { color: ${third}; }\n`);
+    await within('the link to ask for the new sheet, after its copy', linkLoads);
+    assert.equal(await page.$eval('#own', (el) => getComputedStyle(el).color), third, 'the copy shows it meanwhile');
+    const printed = await page.evaluate(async () => {
+      window.owned.media = 'print';
+      await null; // what the client does about it, it does now (a mutation observer)
+      return getComputedStyle(document.getElementById('own')).color;
+    });
+    assert.equal(printed, unstyled, 'the copy took the media at once');
+    releaseLink();
+    await page.waitForFunction(() => document.querySelectorAll('link[href*="owned.css"]').length === 1);
+    assert.equal(await page.evaluate(() => window.owned.getAttribute('media')), 'print');
+    assert.equal(await media(null), third);
+
+    // A theme switched while a swap's copy loads: the link stays on the page's address.
+    const { requested } = await hold(page, ownedBusted, gate);
+    write('extras/owned.css', `#own { color: ${freshColor()}; }\n`);
+    await within('the copy to be requested', requested);
+    await page.evaluate(() => (window.owned.href = '/extras/owned-alt.css'));
+    await ownColor(page, 'rgb(7, 0, 2)');
+    release();
+    await page.waitForFunction(() => document.querySelectorAll('link[href*="owned"]').length === 1);
+    assert.equal(await page.evaluate(() => window.owned.getAttribute('href')), '/extras/owned-alt.css');
+    assert.equal(await page.$eval('#own', (el) => getComputedStyle(el).color), 'rgb(7, 0, 2)');
+    assert.equal(await page.evaluate(() => window.owned.isConnected), true);
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    release();
+    releaseLink();
     await context.close();
   }
 }
@@ -1673,6 +1885,25 @@ async function prepare() {
       '<style>@import url("/extras/deep-smid.css");</style></head>\n' +
       '<body><p id="da">a</p><p id="db">b</p><p id="dc">c</p><p id="dd">d</p></body></html>\n',
   );
+  write('extras/owned.css', '#own { color: rgb(7, 0, 1); }\n');
+  write('extras/owned-alt.css', '#own { color: rgb(7, 0, 2); }\n');
+  write(
+    'extras/owned.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>owned</title></head>\n' +
+      '<body><div id="app"></div><p id="own">owned</p><script>\n' +
+      // What React does with `{dark && <link rel="stylesheet" href="/dark.css"/>}`: it makes the
+      // link, keeps it and its parent, and later calls parent.removeChild(link).
+      'window.ownedParent = document.getElementById("app");\n' +
+      'window.makeOwned = () => {\n' +
+      '  const link = document.createElement("link");\n' +
+      '  link.rel = "stylesheet";\n' +
+      '  link.href = "/extras/owned.css";\n' +
+      '  window.ownedParent.append(link);\n' +
+      '  window.owned = link;\n' +
+      '};\n' +
+      'window.makeOwned();\n' +
+      '</script></body></html>\n',
+  );
   write('extras/own-t.css', '#ot { color: rgb(5, 0, 1); }\n');
   write('extras/own-t.svg', svg(10, '#666'));
   write(
@@ -1741,6 +1972,8 @@ const all = {
   cssTwice,
   cssOff,
   sheetKinds,
+  keptRemoved,
+  keptChanged,
   ownT,
   stayed,
   fragmentFirst,
