@@ -427,9 +427,9 @@ function start(selfUrl) {
     // replaceImport): that link is swapped whole, as a changed one is; so is a link whose swap is
     // still loading (what it loads may be from before this change). A link's copy takes the
     // sheets it imports from the browser's cache, so the changed ones are fetched into it first.
-    const inWhole = (i) => belowLink(i) || swapOf.has(importOwner(i));
-    const whole = [...new Set([...links, ...imports.filter(inWhole).map(importOwner)])];
-    const carried = imports.filter((i) => whole.includes(importOwner(i)));
+    const inWhole = (i) => belowLink(i) || swapOf.has(ownerOf(i));
+    const whole = [...new Set([...links, ...imports.filter(inWhole).map(ownerOf)])];
+    const carried = imports.filter((i) => whole.includes(ownerOf(i)));
     await Promise.all(carried.map(({ url }) => refetch(url, ACCEPT_CSS)));
     const swaps = [];
     for (const [link, ...duplicates] of sameSheets(whole)) {
@@ -446,7 +446,7 @@ function start(selfUrl) {
     const sheets = [...new Set(links.map((link) => unbust(link.href)))];
     Promise.all(swaps).then(() => sheets.forEach((url) => refetch(url, ACCEPT_CSS)));
     for (const { rule, url } of imports) {
-      const owner = importOwner({ rule });
+      const owner = ownerOf({ rule });
       if (whole.includes(owner)) continue; // loaded again with its link
       if (!replaceImport(rule, url, batch.id)) return;
       refresh.set(url.href, ACCEPT_CSS);
@@ -597,17 +597,26 @@ function start(selfUrl) {
   const copies = new WeakMap();
 
   /**
-   * The sheets of a document or shadow root, as the page has them: not the copies', and with the
-   * old sheet of a link loading a swapped one, which the root's list leaves out meanwhile (its
-   * @imports and url()s are the page's still).
+   * The sheets of a document or shadow root, as the page has them: with the old sheet of a link
+   * loading a swapped one, which the root's list leaves out meanwhile (its @imports and url()s
+   * are the page's still), and the sheet of its copy, whose @imports stand for the link's.
    */
   function liveSheets(root) {
     const listed = [...root.styleSheets];
     return listed.flatMap((sheet) => {
       if (!isCopy(sheet.ownerNode)) return [sheet];
+      // The copy's too, complete (the same address, the same @imports): the link's new sheet
+      // may be in the list before the sheets it imports have loaded, and a change to one of
+      // those then found no user and reloaded the page.
       const own = copies.get(sheet.ownerNode)?.sheet;
-      return own && !listed.includes(own) ? [own] : [];
+      return own && !listed.includes(own) ? [sheet, own] : [sheet];
     });
+  }
+
+  /** The element an @import rule's sheet belongs to: for a swap's copy, the page's link. */
+  function ownerOf(found) {
+    const owner = importOwner(found);
+    return copies.get(owner) ?? owner;
   }
 
   /**
