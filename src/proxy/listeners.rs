@@ -1,15 +1,18 @@
-//! Which sockets listen for the upstream on this machine, asked of the kernel.
+//! Which sockets listen for the upstream on this machine, and which processes hold them, asked
+//! of the kernel.
 //!
 //! Owns [`listening`]: the inodes of the listening TCP sockets that take connections made to one
 //! local address, from Linux's socket diagnostics (a `NETLINK_SOCK_DIAG` dump of listening
-//! sockets only). A dev server that restarts (a rebuilt Go binary, nodemon, Django's reloader)
-//! closes its listening socket and opens a new one, so a new set is a restart, seen without
-//! connecting to the server: a connect every half second is logged by some (`php -S` writes
-//! three lines for each) and misses a restart quicker than the interval. `/proc/net/tcp` says the
-//! same but costs milliseconds a read (the kernel walks every connection on the machine to print
-//! it) and does not say which IPv6 sockets refuse IPv4. It does not decide what a change means
-//! (`health`) and answers `None` where the kernel cannot be asked (other systems, a sandbox
-//! without netlink), which leaves connecting.
+//! sockets only); and [`holders`], [`alive`], [`started`]: the processes holding those sockets,
+//! from `/proc`. A dev server that restarts (a rebuilt Go binary, nodemon, Django's reloader)
+//! closes its listening socket and opens a new one, and a reloader that keeps its socket hands
+//! it to a new worker process, so either shows a restart without connecting to the server: a
+//! connect every half second is logged by some (`php -S` writes three lines for each) and misses
+//! a restart quicker than the interval. `/proc/net/tcp` lists the sockets too but costs
+//! milliseconds a read (the kernel walks every connection on the machine to print it) and does
+//! not say which IPv6 sockets refuse IPv4. It does not decide what a change means (`health`) and
+//! answers `None` or nothing where the kernel cannot be asked (other systems, a sandbox without
+//! netlink), which leaves connecting.
 #![cfg_attr(not(target_os = "linux"), allow(dead_code))]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
