@@ -988,8 +988,8 @@ impl Drop for Worker {
 }
 
 /// Werkzeug's, uvicorn's and gunicorn's reloaders keep the listening socket and hand it to each
-/// new worker: the socket stays, its holders change. The reloader and one worker replaced is a
-/// restart; one of several workers replaced is not.
+/// new worker: the socket stays, its holders change. One of several workers replaced is the same
+/// server; the reloader's workers all replaced is a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reloader_handing_its_socket_to_a_new_worker_is_a_restart() {
     // This test process is the reloader: it holds the socket (and serves it).
@@ -998,20 +998,13 @@ async fn a_reloader_handing_its_socket_to_a_new_worker_is_a_restart() {
     let serving = socket.try_clone().unwrap();
     serving.set_nonblocking(true).unwrap();
     let _upstream = Upstream::serve(tokio::net::TcpListener::from_std(serving).unwrap());
-    let first = Worker::holding(&socket);
+    // Two workers before the proxy looks: both are there from before.
+    let (first, second) = (Worker::holding(&socket), Worker::holding(&socket));
     let (_dir, root, _proxy, mut tab) = watching_the_upstream(&format!("http://{addr}")).await;
 
     drop(first);
-    let second = Worker::holding(&socket);
-    let batch = tab.next_batch().await;
-    assert_eq!(batch["reload"], true, "{batch}");
-
-    // Now two workers: one replaced is the same server.
     let third = Worker::holding(&socket);
-    // An observation window: the probe sees the third (nothing ended, so nothing to do).
-    tokio::time::sleep(hmr_proxy::proxy::health::PROBE_INTERVAL * 2).await;
-    drop(second);
-    let _fourth = Worker::holding(&socket);
+    // An observation window: the probe looks twice or more meanwhile.
     tokio::time::sleep(hmr_proxy::proxy::health::PROBE_INTERVAL * 3).await;
     write(&root.join("css/site.css"), "body { color: olive }\n");
     let batch = tab.next_batch().await;
@@ -1019,7 +1012,11 @@ async fn a_reloader_handing_its_socket_to_a_new_worker_is_a_restart() {
         batch["reload"], false,
         "a worker replaced reloaded the tabs: {batch}"
     );
-    drop(third);
+
+    drop((second, third));
+    let _fourth = Worker::holding(&socket);
+    let batch = tab.next_batch().await;
+    assert_eq!(batch["reload"], true, "{batch}");
 }
 
 /// While a tab listens, a local upstream that keeps running sees no probe connections: `php -S`

@@ -272,11 +272,11 @@ impl Watched {
     }
 
     /// The same sockets can still be a new server: a reloader that keeps the listening socket
-    /// hands it to each new worker process. A holder that ended, and a newcomer (started since
-    /// all were last seen), with at most one other holder (the reloader) there from before, is
-    /// a restart; with more (gunicorn's workers, one replaced after `--max-requests`) it is the
-    /// same server. Reads every process's descriptors only from a holder's end until a newcomer
-    /// shows.
+    /// hands it to each new worker process. A holder that ended, and a newcomer (not seen
+    /// before, started since all were last seen), with at most one other holder (the reloader)
+    /// there from before, is a restart; with more (gunicorn's workers, one replaced after
+    /// `--max-requests`) it is the same server. Reads every process's descriptors only from a
+    /// holder's end until a newcomer shows.
     async fn check_holders(&mut self, health: &Health, inodes: &[u64]) {
         if self.holders.is_empty() {
             return;
@@ -289,11 +289,14 @@ impl Watched {
         // On the clock process start times use; a tick (10 ms) early, as they are rounded down.
         let since =
             listeners::uptime().map(|up| up - self.all_there.elapsed().as_secs_f64() - 0.01);
+        // Not one already seen, and started since: a start time is in ticks of 10 ms, so one
+        // seen at a look just after it started could pass for a newcomer by its time alone.
         let newcomers = now
             .iter()
             .filter(|&&pid| {
                 let started = listeners::started(pid);
-                matches!((started, since), (Some(started), Some(since)) if started >= since)
+                self.holders.binary_search(&pid).is_err()
+                    && matches!((started, since), (Some(started), Some(since)) if started >= since)
             })
             .count();
         if newcomers > 0 {
