@@ -61,7 +61,8 @@ struct UpstreamStatus {
     /// `null` until the first request or probe.
     reachable: Option<bool>,
     /// How a restart is noticed while tabs listen: `"listening socket"` (watched on this
-    /// machine), `"connect"` (only one that leaves a gap a probe falls into), `null` (no tab).
+    /// machine), `"connect"` (only a restart that leaves the port closed when the probe
+    /// connects), `null` (no tab).
     restart_check: Option<&'static str>,
 }
 

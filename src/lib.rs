@@ -147,13 +147,12 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, origin: String) {
                 ),
                 _ => {}
             }
-            let reload = now.comebacks != last.comebacks;
-            if reload && last.reach == Reach::Down {
-                tracing::info!("upstream {origin} is back");
-            } else if reload {
-                tracing::info!("upstream {origin} restarted");
-            }
-            if reload {
+            if now.comebacks != last.comebacks {
+                if last.reach == Reach::Down {
+                    tracing::info!("upstream {origin} is back");
+                } else {
+                    tracing::info!("upstream {origin} restarted");
+                }
                 hub.publish(&ChangeBatch {
                     changes: Vec::new(),
                     reload: true,

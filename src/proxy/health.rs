@@ -6,9 +6,9 @@
 //! send a reload when a rebuilt backend comes back. Where the upstream listens on this machine
 //! the probe watches its listening sockets and the processes holding them (`listeners`):
 //! nothing reaches the server, a restart quicker than the interval still shows as a new socket,
-//! and a reloader that keeps its socket and hands it to each new worker shows as a new holder. Elsewhere it connects every
-//! [`PROBE_INTERVAL`] and sends no HTTP (dev servers would log it). It decides nothing about
-//! reloads itself.
+//! and a reloader that keeps its socket and hands it to each new worker shows as a new holder.
+//! Elsewhere it connects every [`PROBE_INTERVAL`] and sends no HTTP (dev servers would log it).
+//! It decides nothing about reloads itself.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ pub enum Reach {
 pub enum Check {
     /// Not probing: no tab listens.
     Idle,
-    /// Watching the upstream's listening socket on this machine.
+    /// Watching the upstream's listening sockets, and their holders, on this machine.
     Listener,
     /// Connecting: a restart shows only if a connect falls in the gap. Also while down.
     Connect,

@@ -581,6 +581,24 @@ function ownedBusted(url) {
   return url.pathname === '/extras/owned.css' && url.search !== '';
 }
 
+/** Wait until one link to extras/owned.css is left: a swap's copy has gone. */
+function oneOwnedLink(page) {
+  return page.waitForFunction(() => document.querySelectorAll('link[href*="owned.css"]').length === 1);
+}
+
+/**
+ * Save extras/owned.css and hold the kept link's request for it (the second, after its copy's)
+ * at `gate`: the swap is then midway, the copy showing the new colour, which it returns.
+ */
+async function midSwap(page, gate) {
+  const { requested } = await hold(page, ownedBusted, gate, { nth: 2 });
+  const color = freshColor();
+  write('extras/owned.css', `#own { color: ${color}; }\n`);
+  await within('the link to ask for the new sheet, after its copy', requested);
+  assert.equal(await page.$eval('#own', (el) => getComputedStyle(el).color), color, 'the copy shows it meanwhile');
+  return color;
+}
+
 /** The links to extras/owned.css in the page: the page's own, and whether it is the one it kept. */
 function ownedLinks(page) {
   return page.evaluate(() => {
@@ -608,7 +626,7 @@ async function keptRemoved() {
     const color = freshColor();
     write('extras/owned.css', `#own { color: ${color}; }\n`);
     await ownColor(page, color);
-    await page.waitForFunction(() => document.querySelectorAll('link[href*="owned.css"]').length === 1);
+    await oneOwnedLink(page);
     const seen = await page.evaluate(() => [...window.seen]);
     assert.deepEqual(seen.filter((c) => c !== before && c !== color), [], `never unstyled: ${seen}`);
     const removed = await page.evaluate(() => {
@@ -638,11 +656,7 @@ async function keptRemoved() {
     // the copy goes with it, before anything is drawn.
     await page.evaluate(() => window.makeOwned());
     await page.waitForFunction(() => window.owned.sheet);
-    const { requested: linkLoads } = await hold(page, ownedBusted, linkGate, { nth: 2 });
-    const third = freshColor();
-    write('extras/owned.css', `#own { color: ${third}; }\n`);
-    await within('the link to ask for the new sheet, after its copy', linkLoads);
-    assert.equal(await page.$eval('#own', (el) => getComputedStyle(el).color), third, 'the copy shows it meanwhile');
+    await midSwap(page, linkGate);
     const after = await page.evaluate(async () => {
       window.ownedParent.removeChild(window.owned);
       await null; // what the client does about it, it does now (a mutation observer)
@@ -678,7 +692,7 @@ async function keptChanged() {
     const color = freshColor();
     write('extras/owned.css', `#own { color: ${color}; }\n`);
     await ownColor(page, color);
-    await page.waitForFunction(() => document.querySelectorAll('link[href*="owned.css"]').length === 1);
+    await oneOwnedLink(page);
     // A media query takes effect at once (no load): the colour right after is the answer.
     const media = (value) =>
       page.evaluate((v) => {
@@ -702,7 +716,7 @@ async function keptChanged() {
     const again = freshColor();
     write('extras/owned.css', `#own { color: ${again}; }\n`);
     await ownColor(page, again);
-    await page.waitForFunction(() => document.querySelectorAll('link[href*="owned.css"]').length === 1);
+    await oneOwnedLink(page);
     assert.deepEqual(await ownedLinks(page), { count: 1, kept: true });
     const seen = await page.evaluate(() => [...window.seen]);
     const swapped = [before, color, again, unstyled];
@@ -710,11 +724,7 @@ async function keptChanged() {
 
     // Its media changed while it loads the new sheet, the copy showing that meanwhile: the copy
     // follows at once, and the link keeps the media once it has loaded.
-    const { requested: linkLoads } = await hold(page, ownedBusted, linkGate, { nth: 2 });
-    const third = freshColor();
-    write('extras/owned.css', `#own { color: ${third}; }\n`);
-    await within('the link to ask for the new sheet, after its copy', linkLoads);
-    assert.equal(await page.$eval('#own', (el) => getComputedStyle(el).color), third, 'the copy shows it meanwhile');
+    const third = await midSwap(page, linkGate);
     const printed = await page.evaluate(async () => {
       window.owned.media = 'print';
       await null; // what the client does about it, it does now (a mutation observer)
@@ -722,7 +732,7 @@ async function keptChanged() {
     });
     assert.equal(printed, unstyled, 'the copy took the media at once');
     releaseLink();
-    await page.waitForFunction(() => document.querySelectorAll('link[href*="owned.css"]').length === 1);
+    await oneOwnedLink(page);
     assert.equal(await page.evaluate(() => window.owned.getAttribute('media')), 'print');
     assert.equal(await media(null), third);
 
