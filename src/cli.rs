@@ -119,6 +119,13 @@ pub struct ProxyArgs {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub keep_host: Option<bool>,
 
+    /// Accept any TLS certificate from an https:// upstream that is not on this machine (one on
+    /// loopback is always accepted: dev servers use self-signed certificates).
+    #[arg(long, value_name = "BOOL", env = "HMR_PROXY_INSECURE", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub insecure: Option<bool>,
+
     /// Give up connecting to the upstream after this long, e.g. 3s or 500ms (whole numbers of ms,
     /// s, m or h) [default: 3s].
     #[arg(long, value_name = "DURATION", env = "HMR_PROXY_CONNECT_TIMEOUT")]

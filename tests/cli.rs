@@ -470,6 +470,7 @@ fn empty_variables_are_not_set() {
         "DEBOUNCE",
         "ALLOWED_HOST",
         "KEEP_HOST",
+        "INSECURE",
         "NO_INJECT",
         "CHANGES_PATH",
         "HEARTBEAT",

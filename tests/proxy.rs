@@ -752,17 +752,19 @@ async fn an_https_dev_server_given_as_http_is_named_for_what_it_is() {
     let (status, _, body) = page;
     assert_eq!(status, 502);
     let page = String::from_utf8_lossy(&body);
+    let https = url.replacen("http://", "https://", 1);
     assert!(page.contains("speaks HTTPS"), "{page}");
-    assert!(page.contains("plain HTTP"), "{page}");
+    assert!(
+        page.contains(&format!("give hmr-proxy {https} instead")),
+        "{page}"
+    );
     // Restarted on plain HTTP, it answers without a save: the page polls.
     assert!(page.contains("reloads by itself"), "{page}");
     for (status, _, body) in assets {
         assert_eq!(status, 502);
         assert_eq!(
             body,
-            format!(
-                "hmr-proxy: {url} speaks HTTPS (TLS), and hmr-proxy talks plain HTTP to its upstream\n"
-            )
+            format!("hmr-proxy: {url} speaks HTTPS (TLS): give hmr-proxy {https} instead\n")
         );
     }
     // One probe told it, for the page and its assets failing at once: a plain server would log
@@ -782,6 +784,67 @@ async fn an_https_dev_server_given_as_http_is_named_for_what_it_is() {
     assert!(!page.contains("HTTPS"), "{page}");
     assert!(page.contains("closed the connection"), "{page}");
     assert_eq!(hellos.load(Ordering::SeqCst), 2);
+}
+
+/// An https dev server (ASP.NET, Symfony, `vite --https`) with its self-signed certificate, on
+/// this machine: pages, bodies, redirects and WebSockets go through as for a plain one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_dev_server_on_this_machine_is_proxied_whatever_its_certificate() {
+    let upstream = Upstream::start_tls().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &[]).await;
+
+    let (status, _, body) = get(&proxy.url("/headers"), &[]).await;
+    assert_eq!(status, 200);
+    let seen = json(&body);
+    assert_eq!(seen["headers"]["host"][0], upstream.addr.to_string());
+    assert_eq!(seen["headers"]["x-forwarded-proto"][0], "http");
+
+    let navigation = [("accept", "text/html"), ("sec-fetch-dest", "document")];
+    let (status, _, body) = get(&proxy.url("/page"), &navigation).await;
+    assert_eq!(status, 200);
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("/__hmr/client.js"), "{page}");
+
+    // A body goes through the pooled client, on a connection of its own.
+    let response = support::client()
+        .request(
+            hyper::Request::post(proxy.url("/echo"))
+                .body(Full::new(Bytes::from_static(b"posted over tls")))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let echoed = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(echoed.as_ref(), b"posted over tls");
+
+    // The upstream's own https URLs point back at the proxy.
+    let (status, headers, _) = get(&proxy.url("/redirect"), &[]).await;
+    assert_eq!(status, 302);
+    assert_eq!(headers["location"], format!("http://{}/target", proxy.addr));
+
+    let ws = echoing_websocket(proxy.addr, "/ws").await;
+    drop(ws);
+}
+
+/// A plain dev server given as `https://`, and an https one given as `http://`: each page says
+/// which address to give instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_dev_server_given_as_https_is_named_for_what_it_is() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let https = format!("https://{}", upstream.addr);
+    let proxy = Proxy::start_in(dir.path(), &[&https]).await;
+    let navigation = [("accept", "text/html"), ("sec-fetch-dest", "document")];
+    let (status, _, body) = get(&proxy.url("/"), &navigation).await;
+    assert_eq!(status, 502);
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("does not speak TLS"), "{page}");
+    assert!(
+        page.contains(&format!("give hmr-proxy {} instead", upstream.url())),
+        "{page}"
+    );
+    assert!(page.contains("reloads by itself"), "{page}");
 }
 
 /// A dev server that compares a write's `Origin` with `Host` (Django, SvelteKit) refuses every

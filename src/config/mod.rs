@@ -164,18 +164,24 @@ impl Config {
 /// A validated upstream origin: `http://host:port`, no path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
+    /// `https://`: the proxy speaks TLS to it (`proxy::tls`).
+    pub tls: bool,
     /// The host as written (`localhost`, `app`, `127.0.0.1`, `[::1]`).
     pub host: String,
-    /// The port (80 when omitted).
+    /// The port (80, or 443 for https, when omitted).
     pub port: u16,
     /// `host:port` as sent in `Host` and used to connect.
     pub authority: http::uri::Authority,
 }
 
 impl Upstream {
-    /// `http://host:port`, the base every forwarded request URI is built on.
+    /// `http://host:port` (or `https://`), the base every forwarded request URI is built on.
     pub fn origin(&self) -> String {
-        format!("http://{}", self.authority)
+        format!("{}://{}", self.scheme(), self.authority)
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
     }
 }
 
@@ -201,6 +207,8 @@ const DEFAULT_MAX_CONNECTIONS: usize = 16384;
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
     pub keep_host: bool,
+    /// Accept any certificate from an https upstream off this machine (`proxy::tls`).
+    pub insecure: bool,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
 }
@@ -330,6 +338,7 @@ impl Config {
                 ProxyArgs {
                     route,
                     keep_host,
+                    insecure,
                     connect_timeout,
                     response_timeout,
                 },
@@ -427,6 +436,9 @@ impl Config {
         let proxy = ProxySettings {
             keep_host: layers
                 .pick(keep_host, "keep_host", f.keep_host, "keep_host")
+                .is_some_and(|raw| raw.value),
+            insecure: layers
+                .pick(insecure, "insecure", f.insecure, "insecure")
                 .is_some_and(|raw| raw.value),
             connect_timeout: duration_setting(
                 layers.pick(
@@ -1025,18 +1037,13 @@ fn parse_upstream(value: &str) -> Result<Upstream, (String, String)> {
             "write the dev server's URL, e.g. http://localhost:8000".to_string(),
         )
     })?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err((
-                format!("`{value}` is an https URL; the proxy speaks plain HTTP to its upstream"),
-                "point it at the dev server's http:// address".to_string(),
-            ));
-        }
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
         Some(other) => {
             return Err((
                 format!("`{value}` has scheme `{other}`"),
-                "use an http:// URL, e.g. http://localhost:8000".to_string(),
+                "use an http:// or https:// URL, e.g. http://localhost:8000".to_string(),
             ));
         }
         None => {
@@ -1048,7 +1055,8 @@ fn parse_upstream(value: &str) -> Result<Upstream, (String, String)> {
             };
             return Err((format!("`{value}` has no scheme"), format!("write {guess}")));
         }
-    }
+    };
+    let scheme = if tls { "https" } else { "http" };
     let Some(authority) = uri.authority().cloned() else {
         return Err((
             format!("`{value}` has no host"),
@@ -1072,7 +1080,7 @@ fn parse_upstream(value: &str) -> Result<Upstream, (String, String)> {
     if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
         return Err((
             format!("`{value}` has a path; the upstream is an origin"),
-            format!("write http://{authority} (requests keep their own paths)"),
+            format!("write {scheme}://{authority} (requests keep their own paths)"),
         ));
     }
     let host = authority.host().to_string();
@@ -1083,10 +1091,10 @@ fn parse_upstream(value: &str) -> Result<Upstream, (String, String)> {
     {
         return Err((
             format!("`{value}` has `{port}` for its port"),
-            format!("give a port from 1 to 65535, e.g. http://{host}:8000"),
+            format!("give a port from 1 to 65535, e.g. {scheme}://{host}:8000"),
         ));
     }
-    let port = authority.port_u16().unwrap_or(80);
+    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let authority = if authority.port_u16().is_some() {
         authority
     } else {
@@ -1099,6 +1107,7 @@ fn parse_upstream(value: &str) -> Result<Upstream, (String, String)> {
         })?
     };
     Ok(Upstream {
+        tls,
         host,
         port,
         authority,
@@ -1400,7 +1409,13 @@ mod tests {
             panic!("not an upstream")
         };
         assert_eq!(up.origin(), "http://app:80");
-        for bad in ["https://x:1", "ftp://x", "http://x:1/app", "http://u:p@x:1"] {
+        let Backend::Upstream(up) = load_in(tmp().path(), &["https://app"]).expect("ok").backend
+        else {
+            panic!("not an upstream")
+        };
+        assert!(up.tls);
+        assert_eq!(up.origin(), "https://app:443");
+        for bad in ["ftp://x", "http://x:1/app", "http://u:p@x:1"] {
             assert!(load_in(tmp().path(), &[bad]).is_err(), "{bad} accepted");
         }
         let err = load_in(tmp().path(), &["http://x:1/#/admin"])

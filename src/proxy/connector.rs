@@ -1,5 +1,5 @@
-//! The upstream connection: hyper-util's `HttpConnector`, with each socket told to acknowledge
-//! promptly while a large response arrives.
+//! The upstream connection: hyper-util's `HttpConnector`, TLS on top for an `https://` upstream
+//! (`tls`), and each socket told to acknowledge promptly while a large response arrives.
 //!
 //! Owns [`Connector`], the IO type it hands the pooled client ([`UpstreamIo`]) and the handle by
 //! which the proxy says a response is large ([`LargeBody`], in every response's extensions). It
@@ -29,6 +29,10 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use super::tls::Tls;
+use crate::body::BoxError;
 
 /// A body at least this long (by its `Content-Length`) gets prompt ACKs from its second read.
 pub const LARGE_BODY: u64 = 256 * 1024;
@@ -48,29 +52,42 @@ impl LargeBody {
     }
 }
 
-/// Connects like the `HttpConnector` it wraps, and hands out [`UpstreamIo`].
+/// Connects like the `HttpConnector` it wraps (which must not insist on `http`: the connector
+/// sees each URI's scheme), runs the TLS handshake for an `https` URI, and hands out
+/// [`UpstreamIo`].
 #[derive(Clone)]
-pub struct Connector(HttpConnector);
+pub struct Connector {
+    tcp: HttpConnector,
+    tls: Tls,
+}
 
 impl Connector {
-    pub fn new(inner: HttpConnector) -> Self {
-        Self(inner)
+    pub fn new(tcp: HttpConnector, tls: Tls) -> Self {
+        Self { tcp, tls }
     }
 }
 
 impl tower::Service<http::Uri> for Connector {
     type Response = UpstreamIo;
-    type Error = <HttpConnector as tower::Service<http::Uri>>::Error;
+    type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<UpstreamIo, Self::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
+        self.tcp.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let connecting = self.0.call(uri);
+        let tls = (uri.scheme() == Some(&http::uri::Scheme::HTTPS))
+            .then(|| (self.tls.clone(), uri.host().unwrap_or_default().to_string()));
+        let connecting = self.tcp.call(uri);
         Box::pin(async move {
-            let io = connecting.await?;
+            let tcp = connecting.await?;
+            let io = match tls {
+                None => Stream::Plain(tcp),
+                Some((tls, host)) => Stream::Tls(Box::new(TokioIo::new(
+                    tls.handshake(tcp.into_inner(), &host).await?,
+                ))),
+            };
             Ok(UpstreamIo {
                 io,
                 reads_since_write: 0,
@@ -80,10 +97,36 @@ impl tower::Service<http::Uri> for Connector {
     }
 }
 
+/// The socket, and TLS over it for an https upstream.
+enum Stream {
+    Plain(TokioIo<TcpStream>),
+    /// Boxed: rustls' connection state is a kilobyte, which a plain socket need not carry.
+    Tls(Box<TokioIo<TlsStream<TcpStream>>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(io) => io.inner(),
+            Stream::Tls(io) => io.inner().get_ref().0,
+        }
+    }
+}
+
+/// Forwards a call to whichever stream this is.
+macro_rules! each {
+    ($stream:expr, $io:ident => $call:expr) => {
+        match $stream {
+            Stream::Plain($io) => $call,
+            Stream::Tls($io) => $call,
+        }
+    };
+}
+
 /// One upstream socket. Counts the reads since the last write (a request), so that one read of
 /// a large response asks the kernel for prompt ACKs.
 pub struct UpstreamIo {
-    io: TokioIo<TcpStream>,
+    io: Stream,
     reads_since_write: u8,
     large: LargeBody,
 }
@@ -101,7 +144,7 @@ impl UpstreamIo {
         let marked = self.reads_since_write >= 2 && self.large.0.swap(false, Ordering::Relaxed);
         if marked || self.reads_since_write == PROMPT_ACKS_AT_READ {
             // Best effort: a socket that refuses only keeps the kernel's default ACK timing.
-            let _ = socket2::SockRef::from(self.io.inner()).set_tcp_quickack(true);
+            let _ = socket2::SockRef::from(self.io.tcp()).set_tcp_quickack(true);
         }
     }
 
@@ -114,7 +157,7 @@ impl UpstreamIo {
 
 impl Connection for UpstreamIo {
     fn connected(&self) -> Connected {
-        self.io.connected().extra(self.large.clone())
+        self.io.tcp().connected().extra(self.large.clone())
     }
 }
 
@@ -124,7 +167,7 @@ impl Read for UpstreamIo {
         cx: &mut Context<'_>,
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        let read = each!(&mut self.io, io => Pin::new(io).poll_read(cx, buf));
         if let Poll::Ready(Ok(())) = read {
             self.after_read();
         }
@@ -139,7 +182,7 @@ impl Write for UpstreamIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         self.before_write();
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        each!(&mut self.io, io => Pin::new(io).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -148,19 +191,19 @@ impl Write for UpstreamIo {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.before_write();
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        each!(&mut self.io, io => Pin::new(io).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        each!(&self.io, io => io.is_write_vectored())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        each!(&mut self.io, io => Pin::new(io).poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        each!(&mut self.io, io => Pin::new(io).poll_shutdown(cx))
     }
 }
 
@@ -209,14 +252,14 @@ mod tests {
     async fn prompt_after_each_exchange(len: usize, mark: bool) -> Vec<bool> {
         let addr = upstream(len);
         let uri: http::Uri = format!("http://{addr}/").parse().expect("uri");
-        let mut connector = Connector::new(HttpConnector::new());
+        let tls = Tls::new(false, std::time::Duration::from_secs(3));
+        let mut connector = Connector::new(HttpConnector::new(), tls);
         let io = tower::Service::call(&mut connector, uri.clone())
             .await
             .expect("connect");
         let large = io.large.clone();
         // A second descriptor for the same socket, to read its state while hyper owns the first.
-        let socket =
-            socket2::Socket::from(io.io.inner().as_fd().try_clone_to_owned().expect("dup"));
+        let socket = socket2::Socket::from(io.io.tcp().as_fd().try_clone_to_owned().expect("dup"));
         let (mut sender, connection) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io)
             .await
             .expect("handshake");

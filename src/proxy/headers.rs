@@ -250,10 +250,14 @@ pub struct UpstreamNames {
     authorities: Vec<String>,
     /// Lower-case host names, for cookie `Domain` attributes.
     hosts: Vec<String>,
+    /// An `https://` upstream: its absolute URLs start `https:`.
+    tls: bool,
 }
 
 impl UpstreamNames {
-    pub fn new(host: &str, port: u16) -> Self {
+    pub fn new(upstream: &Upstream) -> Self {
+        let (host, port, tls) = (upstream.host.as_str(), upstream.port, upstream.tls);
+        let default_port = if tls { 443 } else { 80 };
         let host = host.to_ascii_lowercase();
         let loopback = ["localhost", "127.0.0.1", "[::1]", "0.0.0.0"];
         let hosts: Vec<String> = if loopback.contains(&host.as_str()) {
@@ -264,7 +268,7 @@ impl UpstreamNames {
         let mut authorities = Vec::new();
         for h in &hosts {
             authorities.push(format!("//{h}:{port}"));
-            if port == 80 {
+            if port == default_port {
                 authorities.push(format!("//{h}"));
             }
         }
@@ -274,7 +278,11 @@ impl UpstreamNames {
             .into_iter()
             .map(|h| h.trim_matches(['[', ']']).to_string())
             .collect();
-        UpstreamNames { authorities, hosts }
+        UpstreamNames {
+            authorities,
+            hosts,
+            tls,
+        }
     }
 
     /// What follows the authority (path, query, fragment) when `rest` (a URL without its
@@ -304,7 +312,7 @@ pub struct Origins {
 
 impl Origins {
     pub fn new(routes: &[Route], default: Option<&Upstream>) -> Self {
-        let names = |up: &Upstream| UpstreamNames::new(&up.host, up.port);
+        let names = UpstreamNames::new;
         Origins {
             routes: routes
                 .iter()
@@ -327,13 +335,26 @@ impl Origins {
     /// scheme-relative URL on an upstream's origin whose path the proxy sends to that upstream;
     /// `None` when it is anything else.
     pub fn rewrite_url(&self, value: &str, proxy_origin: &str) -> Option<String> {
-        let rest = match value.get(..5) {
-            Some(scheme) if scheme.eq_ignore_ascii_case("http:") => &value[5..],
-            _ if value.starts_with("//") => value,
-            _ => return None,
+        let starts = |prefix: &str| {
+            value
+                .get(..prefix.len())
+                .is_some_and(|v| v.eq_ignore_ascii_case(prefix))
+        };
+        // `Some(tls)` for an absolute URL, `None` for a scheme-relative one (either upstream's).
+        let (rest, tls) = if starts("http:") {
+            (&value[5..], Some(false))
+        } else if starts("https:") {
+            (&value[6..], Some(true))
+        } else if value.starts_with("//") {
+            (value, None)
+        } else {
+            return None;
         };
         let every = self.routes.iter().map(|(_, names)| names);
         every.chain(self.default.as_ref()).find_map(|names| {
+            if tls.is_some_and(|tls| tls != names.tls) {
+                return None;
+            }
             let tail = names.tail(rest)?;
             let path = tail.split(['?', '#']).next().filter(|p| !p.is_empty());
             (self.serving(path.unwrap_or("/")) == Some(names))
@@ -638,6 +659,7 @@ mod tests {
     fn upstream(url: &str) -> Upstream {
         let authority: http::uri::Authority = url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
         Upstream {
+            tls: false,
             host: authority.host().to_string(),
             port: authority.port_u16().unwrap_or(80),
             authority,
@@ -647,6 +669,37 @@ mod tests {
     /// One upstream for every path.
     fn only(url: &str) -> Origins {
         Origins::new(&[], Some(&upstream(url)))
+    }
+
+    #[test]
+    fn an_https_upstream_is_repointed_from_its_https_urls() {
+        let tls = |url: &str| {
+            let mut up = upstream(url);
+            up.tls = true;
+            up.port = up.authority.port_u16().unwrap_or(443);
+            Origins::new(&[], Some(&up))
+        };
+        let to = "http://127.0.0.1:3000";
+        let names = tls("localhost:5001");
+        for (from, want) in [
+            (
+                "https://localhost:5001/a?b",
+                Some("http://127.0.0.1:3000/a?b"),
+            ),
+            ("HTTPS://127.0.0.1:5001", Some("http://127.0.0.1:3000")),
+            ("//localhost:5001/x", Some("http://127.0.0.1:3000/x")),
+            // Another server, the same port under the other scheme.
+            ("http://localhost:5001/a", None),
+            ("https://localhost:5002/a", None),
+        ] {
+            assert_eq!(names.rewrite_url(from, to).as_deref(), want, "{from}");
+        }
+        let names = tls("app");
+        assert_eq!(
+            names.rewrite_url("https://app/x", to).as_deref(),
+            Some("http://127.0.0.1:3000/x")
+        );
+        assert_eq!(names.rewrite_url("http://app/x", to), None);
     }
 
     #[test]
@@ -736,7 +789,7 @@ mod tests {
 
     #[test]
     fn response_headers() {
-        let names = UpstreamNames::new("app", 8080);
+        let names = UpstreamNames::new(&upstream("app:8080"));
         let origins = only("app:8080");
         let mut h = map(&[
             ("location", "http://app:8080/login"),

@@ -13,6 +13,7 @@ pub mod headers;
 pub mod health;
 mod listeners;
 mod pool;
+mod tls;
 mod tls_probe;
 pub mod unavailable;
 pub mod upgrade;
@@ -41,6 +42,7 @@ use connector::{Connector, LARGE_BODY, LargeBody};
 use headers::{Forwarding, Origins, UpstreamNames};
 use health::Health;
 use pool::{POOL_IDLE_TIMEOUT, Pool, PoolError, UpstreamBody};
+use tls::Tls;
 use tls_probe::TlsProbe;
 use unavailable::Failure;
 use upload::Upload;
@@ -70,7 +72,12 @@ fn connector(settings: &ProxySettings) -> Connector {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(settings.connect_timeout));
     connector.set_nodelay(true);
-    Connector::new(connector)
+    // `Connector` runs TLS itself for an `https` upstream.
+    connector.enforce_http(false);
+    Connector::new(
+        connector,
+        Tls::new(settings.insecure, settings.connect_timeout),
+    )
 }
 
 /// Forwarding to one upstream. Cheap to clone.
@@ -91,6 +98,8 @@ struct Inner {
     origin: Arc<str>,
     /// `host:port`, every forwarded request's authority.
     authority: Authority,
+    /// `http` or `https`.
+    scheme: Scheme,
     /// The same, as the `Host` sent upstream (built once, not per request).
     upstream_host: Option<HeaderValue>,
     /// The names the upstream may call itself in cookies.
@@ -131,6 +140,11 @@ impl Proxy {
     ) -> Self {
         // A per-process token: two proxies chained on purpose still work, a proxy pointed at
         // itself is caught.
+        let scheme = if upstream.tls {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        };
         let via = HeaderValue::from_str(&format!("1.1 hmr-proxy-{:x}", instance_id()))
             .unwrap_or_else(|_| HeaderValue::from_static("1.1 hmr-proxy"));
         Proxy {
@@ -138,13 +152,14 @@ impl Proxy {
                 client: upstreams.client.clone(),
                 pool: Pool::new(
                     connector(&settings),
-                    upstream_uri(&upstream.authority, None).unwrap_or_default(),
+                    upstream_uri(&scheme, &upstream.authority, None).unwrap_or_default(),
                 ),
                 origins: upstreams.origins.clone(),
                 origin: upstream.origin().into(),
                 authority: upstream.authority.clone(),
+                scheme,
                 upstream_host: HeaderValue::from_str(upstream.authority.as_str()).ok(),
-                names: UpstreamNames::new(&upstream.host, upstream.port),
+                names: UpstreamNames::new(upstream),
                 settings,
                 via,
                 local,
@@ -183,7 +198,8 @@ impl Proxy {
 
         let facts = this.injector.facts(&req);
         let (mut parts, incoming) = req.into_parts();
-        let Some(uri) = upstream_uri(&this.authority, parts.uri.path_and_query()) else {
+        let Some(uri) = upstream_uri(&this.scheme, &this.authority, parts.uri.path_and_query())
+        else {
             return body::plain(
                 StatusCode::BAD_REQUEST,
                 "hmr-proxy: unusable request target",
@@ -274,10 +290,11 @@ impl Proxy {
                 // what an https dev server does with a plain request.
                 let failure = match failure {
                     Failure::Exchange(_) | Failure::Malformed(_)
-                        if this
-                            .tls
-                            .speaks_tls(this.authority.as_str(), this.settings.connect_timeout)
-                            .await =>
+                        if this.scheme == Scheme::HTTP
+                            && this
+                                .tls
+                                .speaks_tls(this.authority.as_str(), this.settings.connect_timeout)
+                                .await =>
                     {
                         Failure::Tls
                     }
@@ -439,14 +456,18 @@ impl Proxy {
 /// and query, never the request's own authority (an absolute-form target names a host this proxy
 /// must not reach). Built from parsed parts, not formatted and parsed again: this runs for every
 /// request. A target that is not a path (`OPTIONS *`) has no upstream URI.
-fn upstream_uri(authority: &Authority, target: Option<&PathAndQuery>) -> Option<Uri> {
+fn upstream_uri(
+    scheme: &Scheme,
+    authority: &Authority,
+    target: Option<&PathAndQuery>,
+) -> Option<Uri> {
     let path_and_query = match target {
         Some(target) if target.as_str().starts_with('/') => target.clone(),
         Some(_) => return None,
         None => PathAndQuery::from_static("/"),
     };
     let mut parts = uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
+    parts.scheme = Some(scheme.clone());
     parts.authority = Some(authority.clone());
     parts.path_and_query = Some(path_and_query);
     Uri::from_parts(parts).ok()
@@ -483,7 +504,7 @@ mod tests {
     fn target(uri: &str) -> Option<Uri> {
         let authority = Authority::from_static("127.0.0.1:8000");
         let uri: Uri = uri.parse().unwrap_or_else(|e| panic!("{uri}: {e}"));
-        upstream_uri(&authority, uri.path_and_query())
+        upstream_uri(&Scheme::HTTP, &authority, uri.path_and_query())
     }
 
     #[test]

@@ -340,7 +340,7 @@ impl Pool {
         let mut connector = self.connector.clone();
         let io = tower::Service::call(&mut connector, self.origin.clone())
             .await
-            .map_err(|err| PoolError::Connect(err.into()))?;
+            .map_err(PoolError::Connect)?;
         let large = io.large();
         let (send, conn) = http1::handshake(io)
             .await
@@ -599,7 +599,10 @@ mod tests {
 
     fn pool(upstream: &Upstream) -> Pool {
         Pool::new(
-            Connector::new(HttpConnector::new()),
+            Connector::new(
+                HttpConnector::new(),
+                crate::proxy::tls::Tls::new(false, Duration::from_secs(3)),
+            ),
             upstream.origin.clone(),
         )
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
+use super::tls::{HandshakeError, Verdict};
 use crate::body::{self, Body};
 
 /// Header on every response this module makes, so the waiting page can tell "still down" (this
@@ -44,6 +45,12 @@ pub enum Failure {
     /// The exchange broke or was unreadable, and the upstream answers a TLS ClientHello: it is
     /// an https server given as `http://` (`tls_probe`).
     Tls,
+    /// An `https://` upstream off this machine presented a certificate the system does not
+    /// trust (the text says why).
+    Untrusted(String),
+    /// An `https://` upstream answered the TLS handshake with something else: a plain HTTP
+    /// server given as `https://`.
+    NotTls,
 }
 
 impl Failure {
@@ -60,6 +67,15 @@ impl Failure {
         connect_timeout: Duration,
     ) -> Self {
         let chain = chain_text(err);
+        if let Some(verdict) = sources(err)
+            .find_map(|e| e.downcast_ref::<HandshakeError>())
+            .and_then(HandshakeError::verdict)
+        {
+            return match verdict {
+                Verdict::Untrusted(why) => Failure::Untrusted(why),
+                Verdict::NotTls => Failure::NotTls,
+            };
+        }
         if connecting {
             let io = sources(err).find_map(|e| e.downcast_ref::<std::io::Error>());
             if io.is_some_and(out_of_files) {
@@ -83,7 +99,8 @@ impl Failure {
     /// Every request fails the same way until the dev server changes (not just this page): the
     /// waiting page polls, and the log says it once.
     pub fn is_outage(&self) -> bool {
-        self.is_unreachable() || matches!(self, Failure::Tls)
+        self.is_unreachable()
+            || matches!(self, Failure::Tls | Failure::Untrusted(_) | Failure::NotTls)
     }
 
     /// The upstream is not there at all (as opposed to slow or misbehaving).
@@ -125,7 +142,15 @@ impl Failure {
                 format!("{upstream} answered with a response hmr-proxy cannot read: {e}")
             }
             Failure::Tls => format!(
-                "{upstream} speaks HTTPS (TLS), and hmr-proxy talks plain HTTP to its upstream"
+                "{upstream} speaks HTTPS (TLS): give hmr-proxy {} instead",
+                upstream.replacen("http://", "https://", 1)
+            ),
+            Failure::Untrusted(why) => {
+                format!("{upstream} presented a TLS certificate hmr-proxy does not trust ({why})")
+            }
+            Failure::NotTls => format!(
+                "{upstream} does not speak TLS (HTTPS): give hmr-proxy {} instead",
+                upstream.replacen("https://", "http://", 1)
             ),
         }
     }
@@ -160,8 +185,16 @@ impl Failure {
                 "Look at what the dev server sends for this URL with `curl -i`: hmr-proxy reads at most 100 header fields and only well-formed HTTP/1.1.",
             ],
             Failure::Tls => &[
-                "Run the dev server on plain HTTP (turn off its https or TLS option) and give hmr-proxy that http:// address; the browser talks to hmr-proxy, which needs no certificate.",
+                "The browser still talks plain HTTP to hmr-proxy, which needs no certificate.",
+                "Or run the dev server on plain HTTP (turn off its https or TLS option).",
             ],
+            Failure::Untrusted(_) => &[
+                "A dev server on this machine is trusted whatever its certificate; one elsewhere (another container, a VM) must present a certificate the system trusts.",
+                "Start hmr-proxy with --insecure (HMR_PROXY_INSECURE=true) to accept the dev server's self-signed certificate.",
+            ],
+            Failure::NotTls => {
+                &["Or turn on the dev server's https or TLS option, if it should have one."]
+            }
         }
     }
 }
@@ -280,6 +313,8 @@ h1 {{ font-size: 1.4rem; }} code {{ background: #f3f3f3; padding: 0 .25em; borde
 "#,
         heading = match failure {
             Failure::Tls => "The dev server speaks HTTPS",
+            Failure::NotTls => "The dev server speaks plain HTTP",
+            Failure::Untrusted(_) => "The dev server's certificate is not trusted",
             f if f.is_unreachable() => "hmr-proxy cannot reach the dev server",
             _ => "The dev server did not answer this page",
         },
