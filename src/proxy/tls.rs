@@ -52,7 +52,19 @@ impl HandshakeError {
             return None;
         };
         match io.get_ref()?.downcast_ref::<rustls::Error>()? {
-            rustls::Error::InvalidCertificate(why) => Some(Verdict::Untrusted(format!("{why:?}"))),
+            rustls::Error::InvalidCertificate(why) => {
+                let why = why.to_string();
+                // An unknown issuer, or a certificate that is its own authority (`openssl req
+                // -x509` makes one): what a dev server's self-signed certificate is refused for.
+                Some(Verdict::Untrusted(
+                    if why == "UnknownIssuer" || why.contains("CaUsedAsEndEntity") {
+                        "it is self-signed, or issued by an authority the system does not trust"
+                            .into()
+                    } else {
+                        why
+                    },
+                ))
+            }
             rustls::Error::InvalidMessage(_) => Some(Verdict::NotTls),
             _ => None,
         }

@@ -6,8 +6,9 @@
 //! TLS ClientHello is sent on a fresh connection: a TLS server answers it with a handshake or an
 //! alert record, which no plain HTTP server sends. The verdict is kept until the upstream answers
 //! an exchange again, so a failing page costs one probe, not one per request (a plain server
-//! would log each probe as a bad request). It does not speak TLS (the proxy talks plain HTTP to
-//! its upstream) and does not decide what the browser sees (`unavailable`).
+//! would log each probe as a bad request). It runs for `http://` upstreams only, does not speak
+//! TLS itself (`tls` does, for `https://` ones) and does not decide what the browser sees
+//! (`unavailable`).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;

@@ -4,8 +4,9 @@
 //! and the response body. Browsers asking for HTML get a page that says which upstream, what failed
 //! and what to check. When the upstream is not there at all, the page reloads itself once it
 //! answers again (it polls with `HEAD` and stops polling as soon as a response lacks the
-//! [`MARKER`] header), and so does it when it speaks TLS (an https server, which must be restarted
-//! on plain HTTP); when it is there but failed this page, the page waits for the next save
+//! [`MARKER`] header), and so does it when the upstream's address has the wrong scheme or its
+//! certificate is not trusted (fixed by restarting one of the two); when it is there but failed
+//! this page, the page waits for the next save
 //! (the proxy injects the client into it). Everything else gets short plain text. Error text is
 //! HTML-escaped: it can contain anything the network said.
 
