@@ -101,7 +101,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Hop {
                 .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
         })
     {
-        hop.websocket = Some(value.clone());
+        // Exactly `websocket`: the rest of a list (`h2c, websocket`) would let the upstream
+        // pick the upgrade this proxy refuses, and tunnel it.
+        hop.websocket = Some(HeaderValue::from_static("websocket"));
     }
     hop.te_trailers = headers
         .get_all(header::TE)
@@ -121,7 +123,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Hop {
 
 /// Facts about one incoming request needed to rewrite its headers for the upstream.
 pub struct Forwarding<'a> {
-    /// The browser's address (appended to `X-Forwarded-For`).
+    /// The browser's address (appended to `X-Forwarded-For` from a local peer, else all of it).
     pub client_ip: IpAddr,
     /// The `Host` the browser used (or the HTTP/2 `:authority`), read before stripping.
     pub host: Option<HeaderValue>,
@@ -179,23 +181,29 @@ pub fn prepare_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> Hop {
         }
     }
 
-    let xff = if headers.contains_key(&X_FORWARDED_FOR) {
-        let mut xff = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .collect::<Vec<_>>()
-            .join(", ");
-        if !xff.is_empty() {
-            xff.push_str(", ");
-        }
-        xff.push_str(&fwd.client_ip.to_string());
-        HeaderValue::from_str(&xff).ok()
-    } else {
-        address_value(fwd.client_ip)
-    };
+    // Appended to only when the browser's connection comes from this machine (a tunnel or a
+    // local proxy in front, which may have set it). A peer elsewhere (with `--listen 0.0.0.0`, a
+    // phone or any machine on the network) may have written anything: `X-Forwarded-For:
+    // 127.0.0.1` from a LAN address passed for a local request in Rails, whose trusted proxies
+    // include private networks, and web-console's allow-list then let it run code.
+    let xff =
+        if headers.contains_key(&X_FORWARDED_FOR) && fwd.client_ip.to_canonical().is_loopback() {
+            let mut xff = headers
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .collect::<Vec<_>>()
+                .join(", ");
+            if !xff.is_empty() {
+                xff.push_str(", ");
+            }
+            xff.push_str(&fwd.client_ip.to_string());
+            HeaderValue::from_str(&xff).ok()
+        } else {
+            address_value(fwd.client_ip)
+        };
     if let Some(value) = xff {
         headers.insert(X_FORWARDED_FOR, value);
     }
@@ -506,10 +514,14 @@ mod tests {
     }
 
     fn forward(pairs: &[(&str, &str)], keep_host: bool) -> (HeaderMap, Hop) {
+        forward_from("127.0.0.1", pairs, keep_host)
+    }
+
+    fn forward_from(client: &str, pairs: &[(&str, &str)], keep_host: bool) -> (HeaderMap, Hop) {
         let mut h = map(pairs);
         let via = via();
         let fwd = Forwarding {
-            client_ip: "127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}")),
+            client_ip: client.parse().unwrap_or_else(|e| panic!("{e}")),
             host: h.get("host").cloned(),
             upstream_host: Some(&HeaderValue::from_static("localhost:8000")),
             keep_host,
@@ -594,6 +606,18 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_for_from_a_peer_elsewhere_is_its_address_alone() {
+        let spoofed = [("x-forwarded-for", "127.0.0.1")];
+        for client in ["192.168.1.5", "::ffff:192.168.1.5", "fd00::5"] {
+            let (h, _) = forward_from(client, &spoofed, false);
+            let got: Vec<_> = h.get_all("x-forwarded-for").iter().collect();
+            assert_eq!(got, [client], "{client}");
+        }
+        let (h, _) = forward_from("::ffff:127.0.0.1", &spoofed, false);
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1, ::ffff:127.0.0.1");
+    }
+
+    #[test]
     fn websocket_upgrade_survives_and_te_trailers_is_kept() {
         let (h, hop) = forward(
             &[
@@ -608,6 +632,13 @@ mod tests {
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["te"], "trailers");
+        // Among others, only the WebSocket upgrade goes on.
+        let (h, hop) = forward(
+            &[("connection", "Upgrade"), ("upgrade", "h2c, WebSocket")],
+            false,
+        );
+        assert_eq!(hop.websocket, Some(HeaderValue::from_static("websocket")));
+        assert_eq!(h["upgrade"], "websocket");
     }
 
     #[test]
