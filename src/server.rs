@@ -149,13 +149,8 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
             let shared = Arc::new(Shared::default());
             // The slot is the socket's too: an upgraded one outlives this task in its tunnel.
             let permit = Arc::new(permit);
-            let socket = Watched::new(
-                stream,
-                shared.clone(),
-                changes_path,
-                first[..peeked].starts_with(b"PRI "),
-                permit.clone(),
-            );
+            let http2 = first[..peeked].starts_with(b"PRI ");
+            let socket = Watched::new(stream, shared.clone(), changes_path, http2, permit.clone());
             let service_router = router.clone();
             let tracker = shared.clone();
             // Boxed: a task is allocated at the size of its largest state, and hyper's connection
@@ -178,19 +173,34 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
             // hyper-util's auto builder waits without a limit for enough bytes to tell HTTP/1
             // from HTTP/2, and HTTP/2 has no header timeout: a client that sent `P` and stopped,
             // or an h2c connection that never opens a stream, held its slot for ever. The first
-            // request must arrive within the header timeout; HTTP/1's later ones are hyper's.
-            let first_request = async {
-                tokio::time::sleep(header_timeout).await;
-                if shared.requested() {
-                    std::future::pending::<()>().await;
+            // request must arrive within the header timeout; HTTP/1's later ones are hyper's
+            // (its header timeout closes an idle keep-alive connection). hyper's HTTP/2 has no
+            // idle limit at all, so an HTTP/2 connection with no request for as long, and none
+            // being answered, is closed too: four idle ones held `--max-connections 4` for good.
+            // Idle: no request arrived and none was being answered at this look or the one
+            // before, so the connection has done nothing for a whole interval at least.
+            let idle = async {
+                let (mut seen, mut was_busy) = (0, false);
+                loop {
+                    tokio::time::sleep(header_timeout).await;
+                    let (requests, busy) = (shared.requests(), shared.busy());
+                    if requests > 0 && !http2 {
+                        std::future::pending::<()>().await;
+                    }
+                    if requests == seen && !busy && !was_busy {
+                        return requests;
+                    }
+                    (seen, was_busy) = (requests, busy);
                 }
             };
             tokio::select! {
                 ended = conn => if let Err(err) = ended {
                     tracing::debug!("connection from {peer} ended: {err}");
                 },
-                () = first_request => {
+                requests = idle => if requests == 0 {
                     tracing::debug!("connection from {peer} sent no request in time; closed");
+                } else {
+                    tracing::debug!("HTTP/2 connection from {peer} idle; closed");
                 }
             }
             if let Some(taken) = shared.take() {

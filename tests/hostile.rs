@@ -691,6 +691,47 @@ async fn slow_or_silent_clients_are_cut_off_after_the_header_timeout() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body, "upstream saw /first");
 
+    // An idle HTTP/2 connection (h2c, prior knowledge) after a complete exchange: hyper's
+    // HTTP/2 has no idle limit, and a few such connections held every slot.
+    let tcp = within("connect", TcpStream::connect(proxy.addr))
+        .await
+        .unwrap();
+    let (mut send, conn) = within(
+        "h2 handshake",
+        hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        ),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let request = http::Request::get(proxy.url("/h2"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = within("h2 response", send.send_request(request))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = within(
+        "h2 body",
+        http_body_util::BodyExt::collect(response.into_body()),
+    )
+    .await
+    .unwrap()
+    .to_bytes();
+    assert_eq!(body.as_ref(), b"upstream saw /h2");
+    let started = Instant::now();
+    tokio::select! {
+        _ = conn => {}
+        _ = tokio::time::sleep(CLOSE_BOUND) => panic!("an idle HTTP/2 connection was still open after {CLOSE_BOUND:?}"),
+    };
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "closed after {:?}, before the header timeout",
+        started.elapsed()
+    );
+
     // Everyone else is still served.
     still_serving(&proxy.url("/")).await;
 }

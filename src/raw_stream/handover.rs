@@ -17,7 +17,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 
@@ -37,9 +37,9 @@ pub(crate) struct Shared {
     in_flight: AtomicUsize,
     /// The connection is no longer plain HTTP/1 request and response (an upgrade, HTTP/2).
     never: AtomicBool,
-    /// A request has reached the service (the server closes a connection that sends none in
-    /// time).
-    requested: AtomicBool,
+    /// Requests that have reached the service (the server closes a connection that sends none
+    /// in time, and an HTTP/2 one that goes idle).
+    requests: AtomicU64,
     /// The socket and the stream request taken from hyper, once taken.
     taken: Mutex<Option<Taken>>,
 }
@@ -61,13 +61,18 @@ impl Shared {
             self.never.store(true, Ordering::Relaxed);
         }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.requested.store(true, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
 
-    /// Whether any request has reached the service.
-    pub(crate) fn requested(&self) -> bool {
-        self.requested.load(Ordering::Relaxed)
+    /// How many requests have reached the service.
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Whether a request's response is still being sent.
+    pub(crate) fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
     }
 
     /// The request hyper did not see, if one was taken.
