@@ -800,7 +800,7 @@ async fn an_https_dev_server_on_this_machine_is_proxied_whatever_its_certificate
     assert_eq!(seen["headers"]["x-forwarded-proto"][0], "http");
 
     let navigation = [("accept", "text/html"), ("sec-fetch-dest", "document")];
-    let (status, _, body) = get(&proxy.url("/page"), &navigation).await;
+    let (status, _, body) = get(&proxy.url("/document"), &navigation).await;
     assert_eq!(status, 200);
     let page = String::from_utf8_lossy(&body);
     assert!(page.contains("/__hmr/client.js"), "{page}");

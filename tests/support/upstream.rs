@@ -14,7 +14,7 @@
 //! - `/cached`: a response with its own `Cache-Control`.
 //! - `/hang`: never answers.
 //! - `/ws` (or any path ending in `/ws`): a WebSocket echo server.
-//! - `/page`: a small HTML document.
+//! - `/document`: a small HTML document.
 //! - anything else: `200 upstream saw <path>`.
 //!
 //! [`Upstream::start_tls`] serves the same over TLS, with a self-signed certificate, as an
@@ -328,7 +328,7 @@ async fn route(
             );
             res
         }
-        ["page"] => {
+        ["document"] => {
             let mut res = respond(
                 200,
                 full(
