@@ -155,6 +155,22 @@ async fn ignored_paths_never_appear() {
     assert_eq!(seen, ["css/site.css"], "ignored paths reached the stream");
 }
 
+/// A folder the `.gitignore` stops ignoring while the proxy runs is watched from then on: it was
+/// skipped when the tree was registered, and reloading the rules alone never looked at it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_no_longer_ignored_is_watched_from_then_on() {
+    let (_dir, root) = project();
+    write(&root.join(".gitignore"), "gen/\n");
+    std::fs::create_dir_all(root.join("gen/css")).unwrap();
+    let proxy = serve(&root, &[]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    write(&root.join(".gitignore"), "# nothing ignored\n");
+    paths_until(&mut tab, ".gitignore").await;
+    write(&root.join("gen/css/site.css"), "body {}");
+    let seen = paths_until(&mut tab, "gen/css/site.css").await;
+    assert_eq!(seen, ["gen/css/site.css"]);
+}
+
 /// Batches until one names `sentinel`: every event before it has been taken in. Returns all the
 /// paths seen, the sentinel's included.
 async fn paths_until(tab: &mut SseClient, sentinel: &str) -> Vec<String> {

@@ -175,18 +175,38 @@ struct Watching {
 impl Watching {
     /// Watch `dir` and every non-ignored directory below it. When `found` is given, files met on
     /// the way are pushed to it (a directory that appeared may already hold files).
-    fn register_tree(&mut self, dir: &Path, mut found: Option<&mut Vec<PathBuf>>) {
+    fn register_tree(&mut self, dir: &Path, found: Option<&mut Vec<PathBuf>>) {
+        self.walk(dir, found, false);
+    }
+
+    /// Look through the whole tree at `dir` again, watched directories included, and watch what
+    /// is not yet: directories made while events were lost (a full queue, an inotify overflow),
+    /// or no longer ignored after an ignore file changed. Costs a walk of the tree (about 0.4 s
+    /// for 100,000 files), so only on those rare occasions.
+    fn rescan(&mut self, dir: &Path) {
+        let before = self.watched.len();
+        self.walk(dir, None, true);
+        let added = self.watched.len() - before;
+        if added > 0 {
+            tracing::debug!("{added} more directories watched under {}", dir.display());
+        }
+    }
+
+    fn walk(&mut self, dir: &Path, mut found: Option<&mut Vec<PathBuf>>, through_watched: bool) {
         let mut stack = vec![dir.to_path_buf()];
         while let Some(dir) = stack.pop() {
             if self.watched.contains(&dir) {
-                continue;
+                if !through_watched {
+                    continue;
+                }
+            } else {
+                if let Err(err) = self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
+                    self.report_watch_error(&dir, err);
+                    continue;
+                }
+                self.watched.insert(dir.clone());
+                self.filter.load_ignore_files(&dir);
             }
-            if let Err(err) = self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
-                self.report_watch_error(&dir, err);
-                continue;
-            }
-            self.watched.insert(dir.clone());
-            self.filter.load_ignore_files(&dir);
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
@@ -246,6 +266,7 @@ impl Watching {
             Raw::Rescan => {
                 tracing::warn!("the file watcher lost events; reloading");
                 pending.reload = true;
+                self.rescan_roots();
                 return;
             }
             Raw::Failed(err) => {
@@ -278,6 +299,9 @@ impl Watching {
                         && let Some(dir) = path.parent()
                     {
                         self.filter.load_ignore_files(dir);
+                        // A folder it no longer ignores was never watched.
+                        let dir = dir.to_path_buf();
+                        self.rescan(&dir);
                     }
                     let how = match kind {
                         Kind::Created | Kind::Renamed => Seen::Created,
@@ -341,6 +365,19 @@ impl Watching {
                 self.missing.push(root);
                 pending.reload = true;
             }
+        }
+    }
+
+    /// [`Self::rescan`] every root that is there.
+    fn rescan_roots(&mut self) {
+        let roots: Vec<PathBuf> = self
+            .filter
+            .root_dirs()
+            .filter(|root| !self.missing.iter().any(|gone| gone == root))
+            .map(Path::to_path_buf)
+            .collect();
+        for root in &roots {
+            self.rescan(root);
         }
     }
 
@@ -411,6 +448,8 @@ async fn run(
         if overflow.swap(false, Ordering::Relaxed) {
             tracing::warn!("too many file events at once; reloading");
             pending.reload = true;
+            // Among the events dropped, a new directory's: it would never be watched.
+            state.rescan_roots();
         }
         if !pending.is_empty() {
             let batch = state.finish(pending);
