@@ -118,6 +118,42 @@ async fn a_burst_of_500_files_is_one_batch() {
     assert_eq!(batch["reload"], false);
 }
 
+/// A build writing its output file by file, 30 ms apart, is a few batches, not one per file:
+/// each batch reloads every open page, and 60 files made a tab reload 36 times in 2.5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_writing_file_after_file_is_a_few_batches() {
+    const FILES: usize = 20;
+    let (_dir, root) = project();
+    std::fs::create_dir(root.join("dist")).unwrap();
+    let proxy = serve(&root, &[]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    // The writes are the build being imitated (a pause between files), not synchronisation.
+    let build = std::thread::spawn({
+        let dist = root.join("dist");
+        move || {
+            for i in 0..FILES {
+                std::fs::write(dist.join(format!("chunk{i:02}.js")), "//").unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(30));
+            }
+        }
+    });
+    let last = format!("dist/chunk{:02}.js", FILES - 1);
+    let mut batches = 0;
+    let mut seen = Vec::new();
+    within("the last file", async {
+        while !seen.contains(&last) {
+            seen.extend(paths(&tab.next_batch().await));
+            batches += 1;
+        }
+    })
+    .await;
+    build.join().unwrap();
+    assert_eq!(seen.len(), FILES, "{seen:?}");
+    // One per file without the longer quiet interval; the first goes out at once, the rest
+    // fold into one or two (the window cap is 1 s).
+    assert!(batches <= 5, "{batches} batches for {FILES} files");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ignored_paths_never_appear() {
     let (_dir, root) = project();

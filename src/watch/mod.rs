@@ -420,6 +420,9 @@ async fn run(
     shutdown: Shutdown,
 ) {
     let cap = batch::window_cap(debounce);
+    let busy_quiet = batch::busy_quiet(debounce);
+    // When the last batch went out: a burst that follows it closely waits longer (`batch`).
+    let mut last_sent: Option<Instant> = None;
     let mut rearm = tokio::time::interval(REARM_INTERVAL);
     rearm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -441,7 +444,12 @@ async fn run(
             _ = shutdown.cancelled() => break,
         };
         state.absorb(first, &mut pending);
-        let open = batch::collect(&mut raw_rx, Instant::now(), debounce, cap, |raw| {
+        let opened = Instant::now();
+        let quiet = match (busy_quiet, last_sent) {
+            (Some(busy), Some(sent)) if opened.duration_since(sent) < busy => busy,
+            _ => debounce,
+        };
+        let open = batch::collect(&mut raw_rx, opened, quiet, cap, |raw| {
             state.absorb(raw, &mut pending)
         })
         .await;
@@ -453,8 +461,11 @@ async fn run(
         }
         if !pending.is_empty() {
             let batch = state.finish(pending);
-            if (!batch.changes.is_empty() || batch.reload) && tx.send(batch).await.is_err() {
-                break;
+            if !batch.changes.is_empty() || batch.reload {
+                if tx.send(batch).await.is_err() {
+                    break;
+                }
+                last_sent = Some(Instant::now());
             }
         }
         if !open {
