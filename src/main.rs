@@ -18,21 +18,23 @@ fn main() -> ExitCode {
         Err(err) => err.exit(),
     };
     logging::init(cli.output.verbose, cli.output.quiet);
-    let health_check = cli.server.health_check;
     let cwd = match std::env::current_dir() {
         Ok(cwd) => cwd,
         Err(err) => return fail(&format!("cannot read the working directory: {err}"), 2),
     };
+    // Exit 0 or 1 only: Docker reserves 2, and only the listen address matters to the check.
+    if cli.server.health_check {
+        let checked = Config::listen_address(&cli, &cwd)
+            .and_then(|listen| hmr_proxy::healthcheck::check(listen).map_err(|e| e.to_string()));
+        return match checked {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => fail(&err, 1),
+        };
+    }
     let config = match Config::load(cli, &matches, &cwd) {
         Ok(config) => config,
         Err(err) => return fail(&err.to_string(), 2),
     };
-    if health_check {
-        return match hmr_proxy::healthcheck::check(config.listen) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => fail(&err.to_string(), 1),
-        };
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

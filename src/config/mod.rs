@@ -315,6 +315,26 @@ impl Config {
 
     /// Merge flags, environment, config file and defaults; validate everything. `cwd` is where
     /// relative paths and `./hmr-proxy.toml` are resolved.
+    /// Where the proxy listens, and nothing else, for `--health-check`: the running proxy read
+    /// the rest when it started, and what has changed since (a config file edited with a typo,
+    /// a watched folder not there for the moment) must not make a healthy proxy look unhealthy.
+    /// The file is read for its `listen` alone; an unreadable one counts as not giving it.
+    pub fn listen_address(cli: &Cli, cwd: &Path) -> Result<SocketAddr, String> {
+        let from_file = || {
+            let path = file::locate(cli.server.config.as_deref(), cwd)?;
+            let text = std::fs::read_to_string(path).ok()?;
+            let table: toml::Table = toml::from_str(&text).ok()?;
+            table.get("listen")?.as_str().map(str::to_string)
+        };
+        match cli.server.listen.clone().or_else(from_file) {
+            Some(value) => parse_listen(&value),
+            None => Ok(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                DEFAULT_PORT,
+            )),
+        }
+    }
+
     pub fn load(cli: Cli, matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
         // Exhaustive on purpose: a flag added to `Cli` must be wired here or this fails to compile.
         let Cli {
