@@ -784,10 +784,11 @@ fn resolve_watch(
     let watch = watch.filter(|specs| specs.iter().any(|s| !s.trim().is_empty()));
     if let Some(specs) = watch {
         let origin = layers.cli_origin("watch");
-        for spec in specs.iter().filter(|s| !s.trim().is_empty()) {
+        // Trimmed, as every other list's entries: `HMR_PROXY_WATCH="templates, static=/static"`.
+        for spec in specs.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
             let (dir, url) = match spec.split_once('=') {
-                Some((dir, url)) => (dir, Some(url)),
-                None => (spec.as_str(), None),
+                Some((dir, url)) => (dir.trim_end(), Some(url.trim_start())),
+                None => (spec, None),
             };
             roots.push(watch_root(cwd, Path::new(dir), url, Vec::new(), &origin)?);
         }
@@ -1560,6 +1561,11 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.watch.roots[0].url, "/assets/");
         assert_eq!(cfg.watch.roots[1].url, "/");
+        // A list with spaces after its commas, as written in a compose file.
+        let cfg = load_in(dir.path(), &["-w", " . , static = /assets "])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.watch.roots[0].url, "/");
+        assert_eq!(cfg.watch.roots[1].url, "/assets/");
         let err = load_in(dir.path(), &["-w", "static=assets"])
             .err()
             .unwrap_or_default();
