@@ -52,7 +52,9 @@ const IGNORED_DIRS: &[&str] = &[
 /// `#x#` auto-save, written while typing), Kate, JetBrains safe-write, GNOME's gio, and generic
 /// `.tmp`. And logs: no page loads one, and a dev server (or this proxy, its output redirected
 /// into the project) writes one on every request, so a log that counted as a change would
-/// reload every tab, whose requests write the log again, for ever.
+/// reload every tab, whose requests write the log again, for ever. And SQLite databases with
+/// their journals (Django's `db.sqlite3` sits at the project's top and is written by every login
+/// and session), for the same reason.
 const IGNORED_FILES: &[&str] = &[
     "*.swp",
     "*.swx",
@@ -69,6 +71,9 @@ const IGNORED_FILES: &[&str] = &[
     ".DS_Store",
     "*.log",
     "nohup.out",
+    "*.sqlite*",
+    "*.db",
+    "*.db-*",
 ];
 
 /// Names of ignore files honoured in every watched directory.
@@ -563,7 +568,11 @@ mod tests {
             ("/p/src/.app.css.kate-swp", true),
             ("/p/log/development.log", true),
             ("/p/nohup.out", true),
+            ("/p/db.sqlite3", true),
+            ("/p/db.sqlite3-journal", true),
+            ("/p/data/app.db-wal", true),
             ("/p/src/app#1.css", false),
+            ("/p/src/dbg.js", false),
             ("/p/src/#app.css", false),
             ("/p/src/catalog.html", false),
         ] {
