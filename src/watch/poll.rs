@@ -19,6 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 use notify::event::{CreateKind, DataChange, ModifyKind, RemoveKind};
 use notify::{Event, EventHandler, EventKind, RecursiveMode, WatcherKind};
 
+/// Slow passes in a row before the stretched pause is said.
+const SLOW_PASSES_TO_SAY: u32 = 3;
+
 /// The pause after a pass is at least this many times the pass, so polling takes at most a fifth
 /// of the time: on a tree whose every pass takes long (100,000 files in 5,000 folders: ~130 ms of
 /// `statx` and `getdents`), a fixed 250 ms pause kept a third of a core busy for as long as the
@@ -161,6 +164,10 @@ impl StatPoller {
             .spawn(move || {
                 let mut next = interval;
                 let mut said = false;
+                // Passes in a row that stretched the pause: one slow pass is the machine being
+                // busy (the pass is timed on the wall clock) or a cold cache, not the tree's size,
+                // and a warning for it read as if polling were slow for good.
+                let mut slow = 0;
                 while wait(&thread_shared, next) {
                     let started = Instant::now();
                     let (events, dirs) = scan(&thread_shared);
@@ -169,7 +176,8 @@ impl StatPoller {
                     }
                     let took = started.elapsed();
                     next = pause(interval, took);
-                    if next > interval && !said {
+                    slow = if next > interval { slow + 1 } else { 0 };
+                    if slow == SLOW_PASSES_TO_SAY && !said {
                         said = true;
                         tracing::warn!(
                             "polling {dirs} folders takes {took:.0?} a pass: looking every \
