@@ -905,7 +905,21 @@ fn watch_root(
     ignore: Vec<String>,
     origin: &Origin,
 ) -> Result<WatchRoot, ConfigError> {
-    let dir = existing_dir(cwd, dir, origin)?;
+    let dir = match existing_dir(cwd, dir, origin) {
+        Ok(dir) => dir,
+        Err(err) => match not_yet_made(cwd, dir) {
+            // A build's output folder in a compose stack, say, which the app container makes
+            // after the sidecar started: watched once it is there (as a root that vanishes is).
+            Some(later) => {
+                tracing::warn!(
+                    "{origin}: directory `{}` does not exist (yet); watching it once it does",
+                    dir.display()
+                );
+                later
+            }
+            None => return Err(err),
+        },
+    };
     let url = match url {
         None => "/".to_string(),
         // Not `//`: a browser reads `//cdn.example/x/app.css` as another host's.
@@ -954,6 +968,17 @@ fn as_browsers_send(path: &str) -> String {
         i += 1;
     }
     out
+}
+
+/// A directory that does not exist in one that does: the canonical folder above with its name.
+fn not_yet_made(cwd: &Path, dir: &Path) -> Option<PathBuf> {
+    let path = cwd.join(dir);
+    if path.symlink_metadata().is_ok() {
+        return None;
+    }
+    let name = path.file_name()?;
+    let parent = path.parent()?.canonicalize().ok()?;
+    parent.is_dir().then(|| parent.join(name))
 }
 
 /// A directory that exists, made absolute and canonical (symlinks resolved once, here).
@@ -1497,10 +1522,17 @@ mod tests {
             err.starts_with("--serve: directory `nope` cannot be used"),
             "{err}"
         );
-        let err = load_in(dir.path(), &["-w", "nope=/x"])
+        // A folder to watch may come later (a build's output); one whose parent is missing
+        // too is a mistake.
+        let cfg = load_in(dir.path(), &["-w", "later=/x"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            cfg.watch.roots[0].dir,
+            dir.path().canonicalize().expect("canonical").join("later")
+        );
+        let err = load_in(dir.path(), &["-w", "nope/deeper=/x"])
             .err()
             .unwrap_or_default();
-        assert!(err.starts_with("--watch: directory `nope`"), "{err}");
+        assert!(err.starts_with("--watch: directory `nope/deeper`"), "{err}");
     }
 
     #[test]

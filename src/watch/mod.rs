@@ -110,7 +110,12 @@ pub fn spawn(
     };
     let roots: Vec<PathBuf> = state.filter.root_dirs().map(Path::to_path_buf).collect();
     for root in &roots {
-        state.register_tree(root, None);
+        if root.is_dir() {
+            state.register_tree(root, None);
+        } else {
+            // Not made yet (config allowed it): armed when it appears.
+            state.missing.push(root.clone());
+        }
     }
     tracing::debug!("watching {} directories", state.watched.len());
 
@@ -390,7 +395,7 @@ impl Watching {
             .cloned()
             .collect();
         for root in &back {
-            tracing::info!("watched directory {} is back", root.display());
+            tracing::info!("watched directory {} is there now", root.display());
             self.register_tree(root, None);
         }
         self.missing.retain(|root| !back.contains(root));
