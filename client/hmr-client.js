@@ -7,6 +7,7 @@
 //   <img>/<source> src and srcset, CSS url() values    -> cache-busted in place
 //   (in the document and in every open shadow root in it)
 //   modules registered with container()               -> re-imported, update(c) called once
+//   a source map (`.map`)                             -> nothing (only DevTools reads it)
 //   anything else, or `reload: true`                  -> one full reload
 //
 // One stream per browser and origin: the tab holding a Web Lock opens the EventSource and relays
@@ -19,10 +20,11 @@ const KEY = Symbol.for('hmr-proxy');
 
 /**
  * Register swappable modules. `map` says which module fills which property of the container
- * (module URL → property name, URLs resolved against the page); `update(c)` is called once all
- * are imported, then again after every change batch that touched one of them — once per batch,
- * with only the changed modules re-imported. Returns a promise of the container after the first
- * update. Each property holds the module's namespace object.
+ * (module URL → property name, URLs resolved against the page, then through its import map, as
+ * is a bare specifier); `update(c)` is called once all are imported, then again after every
+ * change batch that touched one of them — once per batch, with only the changed modules
+ * re-imported. Returns a promise of the container after the first update. Each property holds
+ * the module's namespace object.
  *
  *   container({ '/js/view.js': 'view' }, (c) => c.view.render(state));
  */
@@ -502,11 +504,12 @@ function start(selfUrl) {
    * patch. A URL only a frame uses is that frame's to swap: its client hears the same batch. So
    * the top reloads (taking its frames along) only for what no document in the tab can patch,
    * and a frame that can see the top's client leaves that call to it. (Frames hear batches only
-   * from a leader's relay: a solo top has nobody to leave them to.)
+   * from a leader's relay: a solo top has nobody to leave them to.) A source map is never in
+   * `rest` (see isSourceMap).
    */
   function surveyTab(urls) {
     const found = survey(urls);
-    let rest = [...found.changed.keys()].filter((k) => !found.claimed.has(k));
+    let rest = [...found.changed.keys()].filter((k) => !found.claimed.has(k) && !isSourceMap(k));
     if (rest.length && window.top !== window) {
       if (topClient()) rest = [];
     } else if (rest.length && state.role !== 'solo') {
@@ -905,14 +908,18 @@ function start(selfUrl) {
   function container(map, update) {
     let first;
     const box = {
-      entries: Object.entries(map).map(([url, prop]) => ({
-        url: new URL(url, document.baseURI),
-        prop,
-      })),
+      entries: Object.entries(map).map(([url, prop]) => ({ url: moduleUrl(url), prop })),
       update,
       c: {},
       /** Module URL → why its last import failed, until one succeeds. */
       broken: new Map(),
+      /**
+       * Property → the newest copy imported that is not in `c` yet: it goes in when `update` runs
+       * (a broken module of the box holds it back).
+       */
+      staged: new Map(),
+      /** Its last `update` threw: the overlay stays until one runs through. */
+      failing: false,
       ready: new Promise((resolve) => (first = resolve)),
     };
     box.first = first;
@@ -925,7 +932,9 @@ function start(selfUrl) {
    * Import `entries` (cache-busted with the batch id, if any), then update if every module of the
    * box is in and none is broken: a good save of one module while another still fails to load
    * must not run `update` with the broken one's last good copy (the file on disk is not that), nor
-   * take the overlay away. The good one goes in with the fix.
+   * take the overlay away. The good one goes in with the fix, and not before: the container is
+   * the app's, and what it runs meanwhile (an event handler reading `c.view`) must not see a
+   * module `update` has not taken in.
    */
   async function load(box, entries, id) {
     // The copy of each module to import: this batch's; for a container registered later, the
@@ -942,19 +951,27 @@ function start(selfUrl) {
       entries.map((e, i) => import(versions[i] === null ? e.url.href : bust(e.url, versions[i]))),
     );
     let failed = false;
-    results.forEach((result, i) => {
+    for (const [i, result] of results.entries()) {
       const { url, prop } = entries[i];
       // Overtaken while it was imported: the later batch puts its own copy in.
-      if ((imported.get(key(url)) ?? null) !== versions[i]) return;
+      if ((imported.get(key(url)) ?? null) !== versions[i]) continue;
       if (result.status === 'fulfilled') {
-        box.c[prop] = result.value;
+        box.staged.set(prop, result.value);
         box.broken.delete(url.href);
-      } else {
-        failed = true;
-        box.broken.set(url.href, result.reason);
-        showError(`${url.pathname} failed to load`, result.reason);
+        continue;
       }
-    });
+      failed = true;
+      box.staged.delete(prop);
+      box.broken.set(url.href, result.reason);
+      // A module that defines a custom element at its top level runs once per page: every new
+      // copy fails on the name it defined before, save after save, and holds back its box.
+      if (id !== null && definedAgain(result.reason)) {
+        const why = `${url.pathname} defines a custom element, which a page defines only once`;
+        reload(`${why} (${result.reason})`);
+        if (reloading) return; // else kept by its user: the overlay says why nothing changes
+      }
+      showError(`${url.pathname} failed to load`, result.reason);
+    }
     if (failed) return;
     if (box.broken.size) {
       // Shown again, after a dismissal too: it says why this save changed nothing.
@@ -962,16 +979,21 @@ function start(selfUrl) {
       showError(`${path(href)} failed to load; the update waits for it`, err);
       return;
     }
-    if (!box.entries.every((e) => e.prop in box.c)) return;
+    if (!box.entries.every((e) => e.prop in box.c || box.staged.has(e.prop))) return;
+    for (const [prop, namespace] of box.staged) box.c[prop] = namespace;
+    box.staged.clear();
     try {
       await box.update(box.c);
     } catch (err) {
+      box.failing = true;
       showError('the update function threw', err);
       return;
     }
+    box.failing = false;
     if (id !== null) log(`modules updated: ${entries.map((e) => e.url.pathname).join(', ')}`);
-    // The overlay is the page's: it stays while another container's module is broken.
-    if (!boxes.some((b) => b.broken.size)) hideError();
+    // The overlay is the page's: it stays while another container has a broken module or an
+    // update that threw.
+    if (!boxes.some((b) => b.broken.size || b.failing)) hideError();
     box.first(box.c);
   }
 
@@ -1115,6 +1137,56 @@ function key(url) {
   } catch {
     return url.origin + url.pathname;
   }
+}
+
+/**
+ * Whether a key names a source map (`view.js.map`, written next to a module by tsc, esbuild, swc
+ * or babel): only DevTools reads it, so it changes nothing the page runs, and nothing in the page
+ * claims it. Saved with its module, it turned every hot swap into a reload.
+ */
+function isSourceMap(k) {
+  return k.endsWith('.map');
+}
+
+/**
+ * A container key as the page would import it: resolved against the document (`./view.js` on a
+ * page under /admin/ is /admin/view.js; `import.meta.resolve` would take this file's URL, under
+ * /__hmr/), then through the page's import map, which applies to this module too: a bare
+ * specifier (`app/view`), or a path the map points at another file. That file is the one to
+ * match changes with and to import: a cache-busted key (`?t=`) no longer matches the map, and
+ * ran the unmapped file. Without `import.meta.resolve`, or for a bare key no map names, the key
+ * is a URL relative to the document.
+ */
+function moduleUrl(specifier) {
+  const text = String(specifier);
+  // URL-like, as module resolution takes it: absolute, or starting with /, ./ or ../.
+  const url = /^\.{0,2}\//.test(text) ? new URL(text, document.baseURI) : absolute(text);
+  try {
+    const mapped = import.meta.resolve?.(url ? url.href : text);
+    if (mapped) return new URL(mapped);
+  } catch {
+    // Not in the map and no URL: taken as a URL relative to the document, below.
+  }
+  return url ?? new URL(text, document.baseURI);
+}
+
+/** `text` as an absolute URL, or null (parse() takes it relative to the page). */
+function absolute(text) {
+  try {
+    return new URL(text);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether an import failed on a custom element defined again (`customElements.define` with a
+ * name the page has defined: a NotSupportedError, "…on 'CustomElementRegistry'… already been
+ * used" in Chromium, "CustomElementRegistry.define: … already been defined" in Firefox).
+ */
+function definedAgain(err) {
+  const registry = /CustomElementRegistry|custom element/i;
+  return err?.name === 'NotSupportedError' && registry.test(String(err.message));
 }
 
 function path(href) {

@@ -119,6 +119,30 @@ async function changeStream() {
   };
 }
 
+/**
+ * Write `files` (site path → text) in order and wait until the proxy has published the last one:
+ * a tab opened before then would hear the batch and reload.
+ */
+async function publish(files) {
+  const stream = await changeStream();
+  try {
+    for (const [rel, text] of Object.entries(files)) write(rel, text);
+    const last = `/${Object.keys(files).at(-1)}`;
+    await stream.until(`${last} to be published`, (b) => b.urls.includes(last));
+  } finally {
+    stream.close();
+  }
+}
+
+/** A page that loads the client and runs `script`, a module, after `head`. */
+function modulePage(title, body, script, head = '') {
+  return (
+    `<!doctype html>\n<html><head><meta charset="utf-8"><title>${title}</title>${head}</head>\n` +
+    `<body>${body}<script type="module">\nimport { container } from "/__hmr/client.js";\n` +
+    `${script}\n</script></body></html>\n`
+  );
+}
+
 function within(what, promise) {
   let timer;
   const timeout = new Promise((_, reject) => {
@@ -1064,6 +1088,210 @@ async function stillBroken() {
   }
 }
 
+/**
+ * A good save while a module of the same container is broken: the container keeps the copy
+ * `update` last had until the update runs with the fix, then takes the newest good one. The
+ * app's container held the new module at once, though `update` had not run.
+ */
+async function heldBack() {
+  const mod = (v) => `export const v = "${v}";\n`;
+  await publish({
+    'extras/held-a.js': mod('a1'),
+    'extras/held-b.js': mod('b1'),
+    'extras/held.html': modulePage(
+      'held back',
+      '<p id="out"></p>',
+      'window.updates = 0;\n' +
+        'container({ "/extras/held-a.js": "a", "/extras/held-b.js": "b" }, (c) => {\n' +
+        '  window.c = c;\n  window.updates += 1;\n' +
+        '  document.getElementById("out").textContent = `${c.a.v} ${c.b.v}`;\n});',
+    ),
+  });
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/held.html');
+    await page.waitForFunction(() => document.getElementById('out').textContent === 'a1 b1');
+    write('extras/held-b.js', 'export const v = ;\n');
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'visible' });
+    for (const v of ['a2', 'a3']) {
+      const waits = page.waitForEvent('console', (m) =>
+        /\/extras\/held-b\.js failed to load; the update waits/.test(m.text()),
+      );
+      write('extras/held-a.js', mod(v));
+      await waits;
+    }
+    assert.equal(await page.evaluate(() => window.c.a.v), 'a1', 'the new a.js waits outside');
+    assert.equal(await page.evaluate(() => window.updates), 1, 'no update yet');
+    write('extras/held-b.js', mod('b2'));
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'detached' });
+    assert.equal(await page.textContent('#out'), 'a3 b2', 'the newest a.js goes in with the fix');
+    assert.equal(await page.evaluate(() => window.updates), 2, 'one update, with the fix');
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * One container's update throws; another's then updates: the overlay stays (the first still
+ * fails), and goes when the first one's own update runs through. The second's update took it
+ * away.
+ */
+async function twoContainers() {
+  const mod = (v) => `export const text = () => "${v}";\n`;
+  const show = (id, url) =>
+    `container({ "${url}": "m" }, (c) => { document.getElementById("${id}").textContent = c.m.text(); });`;
+  await publish({
+    'extras/box-a.js': mod('a1'),
+    'extras/box-b.js': mod('b1'),
+    'extras/boxes.html': modulePage(
+      'two containers',
+      '<p id="a"></p><p id="b"></p>',
+      `${show('a', '/extras/box-a.js')}\n${show('b', '/extras/box-b.js')}`,
+    ),
+  });
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/boxes.html');
+    const text = () =>
+      page.evaluate(() => ['a', 'b'].map((id) => document.getElementById(id).textContent).join(' '));
+    await page.waitForFunction(() => document.getElementById('b').textContent === 'b1');
+    assert.equal(await text(), 'a1 b1');
+    write('extras/box-a.js', 'export const text = () => { throw new Error("a exploded"); };\n');
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'visible' });
+    assert.match(await page.textContent('#hmr-proxy-overlay strong'), /update function threw/);
+
+    // The overlay goes (or not) right after the console line, in the same task.
+    const bIn = page.waitForEvent('console', (m) => m.text().includes('modules updated: /extras/box-b.js'));
+    write('extras/box-b.js', mod('b2'));
+    await bIn;
+    assert.equal(await text(), 'a1 b2');
+    assert.equal(await page.locator('#hmr-proxy-overlay').count(), 1, 'a.js still throws: the overlay stays');
+
+    write('extras/box-a.js', mod('a2'));
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'detached' });
+    assert.equal(await text(), 'a2 b2');
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * A registered module that defines a custom element cannot run twice in a page (the name is
+ * taken): its save reloads the page, once, and says why. It showed the overlay on every save and
+ * held back every other module of its container.
+ */
+async function definedElement() {
+  const card = (v) =>
+    `customElements.define("x-hmr-card", class extends HTMLElement {\n` +
+    `  connectedCallback() { this.textContent = "card ${v}"; }\n});\nexport const v = "${v}";\n`;
+  await publish({
+    'extras/ce-card.js': card('v1'),
+    'extras/ce.html': modulePage(
+      'custom element',
+      '<x-hmr-card id="card"></x-hmr-card>',
+      'container({ "/extras/ce-card.js": "card" }, () => {});',
+    ),
+  });
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/ce.html');
+    await page.waitForFunction(() => document.getElementById('card').textContent === 'card v1');
+    const reloaded = page.waitForEvent('load');
+    write('extras/ce-card.js', card('v2'));
+    await reloaded;
+    await page.waitForFunction(() => document.getElementById('card').textContent === 'card v2');
+    assert.equal(await loads(page), 2, 'one reload');
+    assert.ok(logged('[hmr] reloading: /extras/ce-card.js defines a custom element'), 'says why');
+    assert.ok(!logged('failed to load'), 'no overlay');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * A source map saved with its module (tsc, esbuild, swc and babel write both): the module is
+ * swapped, and the map, which nothing in the page claims (only DevTools reads it), reloads
+ * nothing. It reloaded the page.
+ */
+async function sourceMap() {
+  const js = (v) => `export const v = "${v}";\n//# sourceMappingURL=sm.js.map\n`;
+  const map = (v) => `{"version":3,"file":"sm.js","sources":["sm-${v}.ts"],"mappings":"AAAA"}\n`;
+  await publish({
+    'extras/sm.js': js('v1'),
+    'extras/sm.js.map': map('v1'),
+    'extras/sm.html': modulePage(
+      'source map',
+      '<p id="out"></p>',
+      'container({ "/extras/sm.js": "m" }, (c) => { document.getElementById("out").textContent = c.m.v; });',
+    ),
+  });
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/sm.html');
+    await page.waitForFunction(() => document.getElementById('out').textContent === 'v1');
+    // The map first: should the watcher split the save, the module's batch comes last, so its
+    // swap shows that the map's batch has been applied too.
+    write('extras/sm.js.map', map('v2'));
+    write('extras/sm.js', js('v2'));
+    await page.waitForFunction(() => document.getElementById('out').textContent === 'v2');
+    assert.equal(await loads(page), 1, 'no reload');
+    assert.ok(logged('[hmr] modules updated: /extras/sm.js'), 'swapped');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * Container keys go through the page's import map: a bare specifier, and a path the map points
+ * at another file, whose save swaps the file the page runs. Absolute and relative keys (on a
+ * page in a subfolder) still resolve against the page. The busted key (`mapped.js?t=…`) missed
+ * the map and ran the unmapped file, saving the mapped one reloaded, and a bare key was a 404.
+ */
+async function importMap() {
+  const mod = (v) => `export const v = "${v}";\n`;
+  const map = { imports: { 'app/bare': '/extras/im/bare.js', '/extras/im/mapped.js': '/extras/im/impl.js' } };
+  const show = (id, keys) =>
+    `container({ ${keys} }, (c) => {\n` +
+    `  const text = Object.keys(c).sort().map((k) => c[k].v).join(" ");\n` +
+    `  document.getElementById("${id}").textContent = text;\n});`;
+  await publish({
+    'extras/im/abs.js': mod('abs1'),
+    'extras/im/rel.js': mod('rel1'),
+    'extras/im/bare.js': mod('bare1'),
+    'extras/im/mapped.js': mod('unmapped!'),
+    'extras/im/impl.js': mod('impl1'),
+    'extras/im/index.html': modulePage(
+      'import map',
+      '<p id="paths"></p><p id="bare"></p>',
+      `${show('paths', '"/extras/im/abs.js": "a", "./rel.js": "b", "/extras/im/mapped.js": "c"')}\n` +
+        // Its own container: a key the client cannot resolve holds back only its own.
+        show('bare', '"app/bare": "a"'),
+      `\n<script type="importmap">${JSON.stringify(map)}</script>`,
+    ),
+  });
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/im/');
+    const text = () =>
+      page.evaluate(() => ['paths', 'bare'].map((id) => document.getElementById(id).textContent).join(' | '));
+    await page.waitForFunction(() => document.getElementById('paths').textContent !== '');
+    await page.waitForFunction(() => document.getElementById('bare').textContent !== '');
+    assert.equal(await text(), 'abs1 rel1 impl1 | bare1');
+    for (const [file, v] of [['abs', 'abs2'], ['rel', 'rel2'], ['bare', 'bare2'], ['impl', 'impl2']]) {
+      write(`extras/im/${file}.js`, mod(v));
+    }
+    await page.waitForFunction(() =>
+      document.getElementById('paths').textContent === 'abs2 rel2 impl2' &&
+      document.getElementById('bare').textContent === 'bare2',
+    );
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
 /** An @imported sheet swaps its importer; url() images in sheets and inline styles get busted. */
 async function extras() {
   const context = await newContext();
@@ -1995,6 +2223,11 @@ const all = {
   stuckUpdate,
   errors,
   stillBroken,
+  heldBack,
+  twoContainers,
+  definedElement,
+  sourceMap,
+  importMap,
   extras,
   deepImport,
   shadowRoots,
