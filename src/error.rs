@@ -22,9 +22,10 @@ pub enum StartupError {
         free: SocketAddr,
     },
 
-    #[error("cannot listen on {addr}: {source}; pick another address with --listen")]
+    #[error("cannot listen on {addr}: {source}{}; pick another address with {}", privileged(*.addr, .source), where_to_set(.origin))]
     Bind {
         addr: SocketAddr,
+        origin: Option<Origin>,
         #[source]
         source: std::io::Error,
     },
@@ -34,6 +35,24 @@ impl StartupError {
     /// Exit code: 2 for anything the user can fix in their input, as clap does for bad flags.
     pub fn exit_code(&self) -> u8 {
         2
+    }
+}
+
+/// Where the listen address is set, as the error for it names it.
+fn where_to_set(origin: &Option<Origin>) -> String {
+    match origin {
+        Some(Origin::Env(var)) => var.clone(),
+        Some(Origin::File { path, .. }) => format!("`listen` in {}", path.display()),
+        Some(Origin::Flag(_)) | None => "--listen".to_string(),
+    }
+}
+
+/// Why a port below 1024 is refused to a user who is not root (a container's own user too).
+fn privileged(addr: SocketAddr, source: &std::io::Error) -> &'static str {
+    if addr.port() < 1024 && source.kind() == std::io::ErrorKind::PermissionDenied {
+        " (ports below 1024 are for root only)"
+    } else {
+        ""
     }
 }
 

@@ -69,6 +69,7 @@ pub async fn bind(config: &Config) -> Result<TcpListener, StartupError> {
             },
             _ => StartupError::Bind {
                 addr: config.listen,
+                origin: config.listen_origin.clone(),
                 source,
             },
         })

@@ -272,6 +272,25 @@ fn port_in_use_names_the_address_and_the_setting_to_change() {
     drop(taken);
 }
 
+/// An address this machine does not have (a documentation address, RFC 5737) cannot be listened
+/// on: the error names where the address was set.
+#[test]
+fn an_address_not_on_this_machine_names_where_it_was_set() {
+    let dir = tempdir();
+    let line = error_line(&run_to_exit(
+        &[],
+        &[("HMR_PROXY_LISTEN", "203.0.113.7:3000")],
+        dir.path(),
+    ));
+    assert_mentions(
+        &line,
+        &[
+            "cannot listen on 203.0.113.7:3000",
+            "pick another address with HMR_PROXY_LISTEN",
+        ],
+    );
+}
+
 #[test]
 fn unknown_flag_exits_2() {
     let dir = tempdir();

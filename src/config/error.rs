@@ -46,7 +46,7 @@ pub enum ConfigError {
         fix: String,
     },
     /// The config file named with `--config` (or found by default) cannot be read.
-    #[error("config file {}: {source}; check the path given with --config or HMR_PROXY_CONFIG", path.display())]
+    #[error("config file {}: {source}; make it a readable UTF-8 file, or point --config (HMR_PROXY_CONFIG) at another", path.display())]
     FileUnreadable {
         path: PathBuf,
         #[source]

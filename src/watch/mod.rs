@@ -254,7 +254,13 @@ impl Watching {
                 );
             }
         } else {
-            tracing::warn!("cannot watch {}: {err}", dir.display());
+            // The kind alone: notify's own text appends the paths again, in debug syntax.
+            let why = match &err.kind {
+                notify::ErrorKind::Io(io) => io.to_string(),
+                notify::ErrorKind::Generic(text) => text.clone(),
+                other => format!("{other:?}"),
+            };
+            tracing::warn!("cannot watch {}: {why}", dir.display());
         }
     }
 
