@@ -7,8 +7,8 @@
 //! directories are registered as they appear, and their files reported, since they can be
 //! written before the watch lands. The watcher's callback only converts and `try_send`s: its
 //! thread must never block, and a full queue becomes a reload rather than back-pressure. A root
-//! that disappears is re-armed when it comes back. It knows nothing of HTTP or of the event
-//! stream (`sse`).
+//! that disappears is re-armed when it comes back, and a file that keeps changing batch after
+//! batch is named in the log. It knows nothing of HTTP or of the event stream (`sse`).
 
 mod batch;
 mod filter;
@@ -422,6 +422,59 @@ impl Watching {
     }
 }
 
+/// Files that keep changing, batch after batch: a log not named `*.log`, a database, a server's
+/// output redirected into the project. Each batch reloads every open tab, for as long as the file
+/// is written, and nothing said why: the file is named once, with the fix.
+#[derive(Default)]
+struct Restless {
+    /// The paths of the last batch, and in how many batches in a row each has been.
+    streak: Vec<(String, u32)>,
+    /// When the last batch went out: a streak is of batches close together.
+    last: Option<Instant>,
+    said: HashSet<String>,
+}
+
+/// Batches in a row a file must be in to be named, each within [`RESTLESS_GAP`] of the one
+/// before: ten seconds and more of a file changing without a pause (a developer saving by hand
+/// pauses; an editor saving on every keystroke is told apart by the wording only).
+const RESTLESS_BATCHES: u32 = 10;
+const RESTLESS_GAP: Duration = Duration::from_millis(1500);
+
+impl Restless {
+    /// Take in a batch sent at `now`; true when it named a file (for the tests).
+    fn note(&mut self, batch: &ChangeBatch, now: Instant) -> bool {
+        let mut named = false;
+        let close = self
+            .last
+            .replace(now)
+            .is_some_and(|last| now.duration_since(last) < RESTLESS_GAP);
+        let streak = if close {
+            std::mem::take(&mut self.streak)
+        } else {
+            self.streak.clear();
+            Vec::new()
+        };
+        for change in &batch.changes {
+            let before = streak
+                .iter()
+                .find(|(path, _)| *path == change.path)
+                .map_or(0, |(_, n)| *n);
+            let count = before + 1;
+            if count == RESTLESS_BATCHES && self.said.insert(change.path.clone()) {
+                named = true;
+                tracing::warn!(
+                    "{} changed in each of the last {count} batches, without a pause: if it is \
+                     written continuously (a log, a database, a server's output), every open tab \
+                     reloads each time; --ignore it",
+                    change.path
+                );
+            }
+            self.streak.push((change.path.clone(), count));
+        }
+        named
+    }
+}
+
 async fn run(
     mut state: Watching,
     mut raw_rx: mpsc::Receiver<Raw>,
@@ -434,6 +487,7 @@ async fn run(
     let busy_quiet = batch::busy_quiet(debounce);
     // When the last batch went out: a burst that follows it closely waits longer (`batch`).
     let mut last_sent: Option<Instant> = None;
+    let mut restless = Restless::default();
     let mut rearm = tokio::time::interval(REARM_INTERVAL);
     rearm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -473,6 +527,7 @@ async fn run(
         if !pending.is_empty() {
             let batch = state.finish(pending);
             if !batch.changes.is_empty() || batch.reload {
+                restless.note(&batch, Instant::now());
                 if tx.send(batch).await.is_err() {
                     break;
                 }
@@ -482,5 +537,46 @@ async fn run(
         if !open {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(paths: &[&str]) -> ChangeBatch {
+        ChangeBatch {
+            changes: paths
+                .iter()
+                .map(|p| Change {
+                    path: p.to_string(),
+                    url: format!("/{p}"),
+                })
+                .collect(),
+            reload: false,
+        }
+    }
+
+    #[test]
+    fn a_file_in_batch_after_batch_without_a_pause_is_named_once() {
+        let mut restless = Restless::default();
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        // Saved by hand, with pauses: never named, however often.
+        for i in 0..20 {
+            assert!(!restless.note(&batch(&["css/site.css"]), at(i * 2000)));
+        }
+        // Written continuously, beside other saves: named at the tenth batch in a row, once.
+        let mut named = Vec::new();
+        for i in 0..25 {
+            let paths: &[&str] = if i % 3 == 0 {
+                &["server.out", "index.html"]
+            } else {
+                &["server.out"]
+            };
+            named.push(restless.note(&batch(paths), at(60_000 + i * 500)));
+        }
+        let when: Vec<usize> = (0..named.len()).filter(|&i| named[i]).collect();
+        assert_eq!(when, [9]);
     }
 }
