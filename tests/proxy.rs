@@ -827,6 +827,70 @@ async fn an_https_dev_server_on_this_machine_is_proxied_whatever_its_certificate
     drop(ws);
 }
 
+/// An https dev server that ends a body without a length by closing, and closes without TLS's
+/// `close_notify` (Python's http.server wrapped in `ssl`): the page arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_body_ended_by_a_close_without_close_notify_arrives_whole() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = support::upstream::self_signed();
+    let _server = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(n @ 1..) => head.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                let _ = tls
+                    .write_all(b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nthe whole body")
+                    .await;
+                let _ = tls.flush().await;
+                // Dropped: the TCP connection closes with no close_notify.
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_in(dir.path(), &[&format!("https://{addr}")]).await;
+    let (status, _, body) = get(&proxy.url("/x"), &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body.as_ref(), b"the whole body");
+}
+
+/// A TLS handshake that fails for another reason (here the server closes at once; alike: an
+/// HTTP/2-only server, a client certificate required) is named as such, and the upstream is not
+/// taken for down: the connection was made, and down-then-up at the next probe reloaded every
+/// tab, whose reload failed the same way, for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_tls_handshake_is_named_and_is_no_outage() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _server = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_in(dir.path(), &[&format!("https://{addr}")]).await;
+    let navigation = [("accept", "text/html"), ("sec-fetch-dest", "document")];
+    let (status, _, body) = get(&proxy.url("/"), &navigation).await;
+    assert_eq!(status, 502);
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("TLS handshake"), "{page}");
+    assert!(!page.contains("cannot reach"), "{page}");
+    let (_, _, body) = get(&proxy.url("/__hmr/status"), &[]).await;
+    let status = json(&body);
+    assert_ne!(status["upstream"]["reachable"], false, "{status}");
+}
+
 /// A plain dev server given as `https://`, and an https one given as `http://`: each page says
 /// which address to give instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -167,7 +167,19 @@ impl Read for UpstreamIo {
         cx: &mut Context<'_>,
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        let read = each!(&mut self.io, io => Pin::new(io).poll_read(cx, buf));
+        let read = match &mut self.io {
+            Stream::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            // A server that closes without TLS's `close_notify` (Python's `ssl`-wrapped
+            // http.server, ending a body that has no length by closing): the end of the stream,
+            // as curl and browsers take it. A body with a length or chunks that ends early is
+            // still caught by hyper as cut short.
+            Stream::Tls(io) => match Pin::new(io).poll_read(cx, buf) {
+                Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => {
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            },
+        };
         if let Poll::Ready(Ok(())) = read {
             self.after_read();
         }

@@ -52,6 +52,12 @@ pub enum Failure {
     /// An `https://` upstream answered the TLS handshake with something else: a plain HTTP
     /// server given as `https://`.
     NotTls,
+    /// The TLS handshake with an `https://` upstream failed otherwise (closed, timed out, an
+    /// alert: HTTP/2 only, a client certificate required, an old TLS version). The connection
+    /// was made, so the upstream is not down: counted as unreachable, it flipped the health to
+    /// down and, at the next probe's connect, back up, which reloaded every tab, whose reload
+    /// failed the same way, for ever.
+    Handshake(String),
 }
 
 impl Failure {
@@ -68,13 +74,11 @@ impl Failure {
         connect_timeout: Duration,
     ) -> Self {
         let chain = chain_text(err);
-        if let Some(verdict) = sources(err)
-            .find_map(|e| e.downcast_ref::<HandshakeError>())
-            .and_then(HandshakeError::verdict)
-        {
-            return match verdict {
-                Verdict::Untrusted(why) => Failure::Untrusted(why),
-                Verdict::NotTls => Failure::NotTls,
+        if let Some(handshake) = sources(err).find_map(|e| e.downcast_ref::<HandshakeError>()) {
+            return match handshake.verdict() {
+                Some(Verdict::Untrusted(why)) => Failure::Untrusted(why),
+                Some(Verdict::NotTls) => Failure::NotTls,
+                None => Failure::Handshake(chain_text(handshake)),
             };
         }
         if connecting {
@@ -101,7 +105,10 @@ impl Failure {
     /// waiting page polls, and the log says it once.
     pub fn is_outage(&self) -> bool {
         self.is_unreachable()
-            || matches!(self, Failure::Tls | Failure::Untrusted(_) | Failure::NotTls)
+            || matches!(
+                self,
+                Failure::Tls | Failure::Untrusted(_) | Failure::NotTls | Failure::Handshake(_)
+            )
     }
 
     /// The upstream is not there at all (as opposed to slow or misbehaving).
@@ -153,6 +160,7 @@ impl Failure {
                 "{upstream} does not speak TLS (HTTPS): give hmr-proxy {} instead",
                 upstream.replacen("https://", "http://", 1)
             ),
+            Failure::Handshake(e) => format!("the TLS handshake with {upstream} failed: {e}"),
         }
     }
 
@@ -196,6 +204,10 @@ impl Failure {
             Failure::NotTls => {
                 &["Or turn on the dev server's https or TLS option, if it should have one."]
             }
+            Failure::Handshake(_) => &[
+                "hmr-proxy speaks HTTP/1.1 over TLS 1.2 or 1.3 and presents no client certificate: a dev server that offers only HTTP/2, requires a client certificate or an older TLS refuses it.",
+                "Or run the dev server on plain HTTP and give hmr-proxy its http:// address.",
+            ],
         }
     }
 }
@@ -316,6 +328,7 @@ h1 {{ font-size: 1.4rem; }} code {{ background: #f3f3f3; padding: 0 .25em; borde
             Failure::Tls => "The dev server speaks HTTPS",
             Failure::NotTls => "The dev server speaks plain HTTP",
             Failure::Untrusted(_) => "The dev server's certificate is not trusted",
+            Failure::Handshake(_) => "The TLS handshake with the dev server failed",
             f if f.is_unreachable() => "hmr-proxy cannot reach the dev server",
             _ => "The dev server did not answer this page",
         },

@@ -192,7 +192,7 @@ impl Drop for Upstream {
 
 /// A TLS acceptor with a fresh self-signed certificate, as `vite --https` or `dotnet dev-certs`
 /// make one.
-fn self_signed() -> tokio_rustls::TlsAcceptor {
+pub fn self_signed() -> tokio_rustls::TlsAcceptor {
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     let certified = rcgen::generate_simple_self_signed(names).expect("certificate");
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
