@@ -184,7 +184,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
                 loop {
                     tokio::time::sleep(header_timeout).await;
                     let (requests, busy) = (shared.requests(), shared.busy());
-                    if requests > 0 && !http2 {
+                    if requests > 0 && !http2 && !shared.http2() {
                         std::future::pending::<()>().await;
                     }
                     if requests == seen && !busy && !was_busy {

@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     /// Requests that have reached the service (the server closes a connection that sends none
     /// in time, and an HTTP/2 one that goes idle).
     requests: AtomicU64,
+    /// A request came in HTTP/2: the connection is (its preface may have come in pieces, which
+    /// the first bytes peeked cannot tell).
+    http2: AtomicBool,
     /// The socket and the stream request taken from hyper, once taken.
     taken: Mutex<Option<Taken>>,
 }
@@ -57,6 +60,9 @@ impl Shared {
     /// over while the body is still arriving (an upstream that answers before reading it), and
     /// those bytes must reach hyper as the body they are, whatever they look like.
     pub(crate) fn request<B: http_body::Body>(self: &Arc<Self>, req: &Request<B>) -> InFlight {
+        if req.version() == Version::HTTP_2 {
+            self.http2.store(true, Ordering::Relaxed);
+        }
         if req.version() == Version::HTTP_2 || !req.body().is_end_stream() {
             self.never.store(true, Ordering::Relaxed);
         }
@@ -68,6 +74,11 @@ impl Shared {
     /// How many requests have reached the service.
     pub(crate) fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Whether a request came in HTTP/2.
+    pub(crate) fn http2(&self) -> bool {
+        self.http2.load(Ordering::Relaxed)
     }
 
     /// Whether a request's response is still being sent.

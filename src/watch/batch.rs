@@ -25,12 +25,15 @@ use tokio::time::Instant;
 const CAP_FACTOR: u32 = 10;
 const CAP_FLOOR: Duration = Duration::from_secs(1);
 
-/// The quiet interval that ends a burst starting within this long of the last batch sent: ten
-/// times the debounce, at least 100 ms. `None` with no debounce at all (`--debounce 0` asks for
-/// every event at once).
+/// The quiet interval that ends a burst starting within this long of the last batch sent:
+/// 100 ms, or the debounce when that is longer (a debounce raised that far already folds a
+/// build's writes, and ten of it swallowed the whole window). `None` with no debounce at all
+/// (`--debounce 0` asks for every event at once).
 pub fn busy_quiet(debounce: Duration) -> Option<Duration> {
-    (!debounce.is_zero()).then(|| (debounce * 10).max(Duration::from_millis(100)))
+    (!debounce.is_zero()).then(|| debounce.max(BUSY_QUIET))
 }
+
+const BUSY_QUIET: Duration = Duration::from_millis(100);
 
 /// The batch window cap for a debounce interval.
 pub fn window_cap(debounce: Duration) -> Duration {
@@ -156,6 +159,18 @@ mod tests {
         // 5 events 5 ms apart, 100 ms of quiet, 2 more.
         let got = batches(vec![0, 5, 5, 5, 5, 100, 5], 30).await;
         assert_eq!(got, vec![vec![0, 1, 2, 3, 4], vec![5, 6]]);
+    }
+
+    #[test]
+    fn the_busy_quiet_is_under_the_window_and_never_shorter_than_the_debounce() {
+        let ms = Duration::from_millis;
+        assert_eq!(busy_quiet(ms(0)), None);
+        for (debounce, quiet) in [(1, 100), (10, 100), (100, 100), (300, 300), (1000, 1000)] {
+            let got = busy_quiet(ms(debounce)).expect("a quiet interval");
+            assert_eq!(got, ms(quiet), "debounce {debounce} ms");
+            // A save after a pause is not held to the cap.
+            assert!(got < window_cap(ms(debounce)), "debounce {debounce} ms");
+        }
     }
 
     #[tokio::test(start_paused = true)]
