@@ -205,6 +205,16 @@ async fn a_folder_no_longer_ignored_is_watched_from_then_on() {
     write(&root.join("gen/css/site.css"), "body {}");
     let seen = paths_until(&mut tab, "gen/css/site.css").await;
     assert_eq!(seen, ["gen/css/site.css"]);
+
+    // The same when the ignore file is deleted.
+    std::fs::create_dir_all(root.join("out/css")).unwrap();
+    write(&root.join(".gitignore"), "out/\n");
+    paths_until(&mut tab, ".gitignore").await;
+    std::fs::remove_file(root.join(".gitignore")).unwrap();
+    paths_until(&mut tab, ".gitignore").await;
+    write(&root.join("out/css/site.css"), "body {}");
+    let seen = paths_until(&mut tab, "out/css/site.css").await;
+    assert_eq!(seen, ["out/css/site.css"]);
 }
 
 /// A folder to watch that is made after the proxy started (a build's output, in a compose stack

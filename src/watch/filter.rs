@@ -71,9 +71,14 @@ const IGNORED_FILES: &[&str] = &[
     ".DS_Store",
     "*.log",
     "nohup.out",
-    "*.sqlite*",
+    "*.sqlite",
+    "*.sqlite3",
+    "*.sqlite-*",
+    "*.sqlite3-*",
     "*.db",
-    "*.db-*",
+    "*.db-journal",
+    "*.db-wal",
+    "*.db-shm",
 ];
 
 /// Names of ignore files honoured in every watched directory.
@@ -573,6 +578,9 @@ mod tests {
             ("/p/data/app.db-wal", true),
             ("/p/src/app#1.css", false),
             ("/p/src/dbg.js", false),
+            ("/p/src/store.sqlite.js", false),
+            ("/p/src/user.repo.sqlite.ts", false),
+            ("/p/src/app.db-client.js", false),
             ("/p/src/#app.css", false),
             ("/p/src/catalog.html", false),
         ] {

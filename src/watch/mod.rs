@@ -107,6 +107,7 @@ pub fn spawn(
         missing: Vec::new(),
         limit_reported: false,
         own_output_found: false,
+        to_rescan: Vec::new(),
     };
     let roots: Vec<PathBuf> = state.filter.root_dirs().map(Path::to_path_buf).collect();
     for root in &roots {
@@ -175,6 +176,9 @@ struct Watching {
     limit_reported: bool,
     /// The files the process's output ends up in have been looked for (at the first event).
     own_output_found: bool,
+    /// Trees to look through again once the batch is complete ([`Self::rescan`]): done once
+    /// per batch, off the runtime's threads, however many events asked for it.
+    to_rescan: Vec<PathBuf>,
 }
 
 impl Watching {
@@ -311,8 +315,7 @@ impl Watching {
                     {
                         self.filter.load_ignore_files(dir);
                         // A folder it no longer ignores was never watched.
-                        let dir = dir.to_path_buf();
-                        self.rescan(&dir);
+                        self.to_rescan.push(dir.to_path_buf());
                     }
                     let how = match kind {
                         Kind::Created | Kind::Renamed => Seen::Created,
@@ -332,6 +335,13 @@ impl Watching {
                         self.filter.is_ignored(&path, false) || self.filter.is_ignored(&path, true)
                     };
                     self.forget(&path, pending);
+                    // An ignore file deleted: its rules go, and what they hid is watched.
+                    if filter::IGNORE_FILES.iter().any(|n| path.ends_with(n))
+                        && let Some(dir) = path.parent()
+                    {
+                        self.filter.load_ignore_files(dir);
+                        self.to_rescan.push(dir.to_path_buf());
+                    }
                     if !ignored {
                         let how = match kind {
                             Kind::Created => Seen::Created,
@@ -379,7 +389,7 @@ impl Watching {
         }
     }
 
-    /// [`Self::rescan`] every root that is there.
+    /// Ask for [`Self::rescan`] of every root that is there.
     fn rescan_roots(&mut self) {
         let roots: Vec<PathBuf> = self
             .filter
@@ -387,8 +397,21 @@ impl Watching {
             .filter(|root| !self.missing.iter().any(|gone| gone == root))
             .map(Path::to_path_buf)
             .collect();
-        for root in &roots {
-            self.rescan(root);
+        self.to_rescan.extend(roots);
+    }
+
+    /// The rescans asked for, each tree once (one inside another is covered by it).
+    fn run_rescans(&mut self) {
+        let mut dirs = std::mem::take(&mut self.to_rescan);
+        dirs.sort();
+        dirs.dedup();
+        let mut done: Vec<PathBuf> = Vec::new();
+        for dir in dirs {
+            if done.iter().any(|outer| dir.starts_with(outer)) {
+                continue;
+            }
+            self.rescan(&dir);
+            done.push(dir);
         }
     }
 
@@ -523,6 +546,21 @@ async fn run(
             pending.reload = true;
             // Among the events dropped, a new directory's: it would never be watched.
             state.rescan_roots();
+        }
+        if !state.to_rescan.is_empty() {
+            // A walk of the tree (0.4 s for 100,000 files) must not hold a runtime thread.
+            state = match tokio::task::spawn_blocking(move || {
+                state.run_rescans();
+                state
+            })
+            .await
+            {
+                Ok(state) => state,
+                Err(err) => {
+                    tracing::error!("the file watcher stopped: {err}");
+                    break;
+                }
+            };
         }
         if !pending.is_empty() {
             let batch = state.finish(pending);
