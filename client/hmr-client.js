@@ -7,7 +7,7 @@
 //   <img>/<source> src and srcset, CSS url() values    -> cache-busted in place
 //   (in the document and in every open shadow root in it)
 //   modules registered with container()               -> re-imported, update(c) called once
-//   a source map (`.map`)                             -> nothing (only DevTools reads it)
+//   a source map (`app.js.map`, `site.css.map`)       -> nothing (only DevTools reads it)
 //   anything else, or `reload: true`                  -> one full reload
 //
 // One stream per browser and origin: the tab holding a Web Lock opens the EventSource and relays
@@ -1145,7 +1145,9 @@ function key(url) {
  * claims it. Saved with its module, it turned every hot swap into a reload.
  */
 function isSourceMap(k) {
-  return k.endsWith('.map');
+  // A script's or a stylesheet's map (`app.js.map`, `site.css.map`, `types.d.ts.map`), not any
+  // `.map` (a game's or a tile server's data, which the page does use).
+  return /\.(?:[cm]?[jt]sx?|css)\.map$/.test(k);
 }
 
 /**

@@ -1025,17 +1025,18 @@ fn health_check_reports_whether_the_proxy_answers() {
     // What changed since the proxy started does not make it look unhealthy: a config file
     // edited with a typo (the listen address read from it all the same), a watched folder not
     // there for the moment.
-    std::fs::write(
-        dir.path().join("hmr-proxy.toml"),
+    for file in [
         format!("listen = \"{listen}\"\nlisen = \"typo\"\n"),
-    )
-    .expect("config file");
-    let out = run_to_exit(
-        &["--health-check", "--watch", "not-there-yet"],
-        &[],
-        dir.path(),
-    );
-    assert!(out.status.success(), "{out:?}");
+        format!("listen = \"{listen}\"\nupstream = \"http://unterminated\n"),
+    ] {
+        std::fs::write(dir.path().join("hmr-proxy.toml"), &file).expect("config file");
+        let out = run_to_exit(
+            &["--health-check", "--watch", "missing/deeper"],
+            &[],
+            dir.path(),
+        );
+        assert!(out.status.success(), "{file}: {out:?}");
+    }
     std::fs::remove_file(dir.path().join("hmr-proxy.toml")).expect("remove");
     running.terminate();
     assert!(running.wait_exit(Duration::from_secs(10)).success());

@@ -313,18 +313,24 @@ impl Config {
         Ok((cli, matches))
     }
 
-    /// Merge flags, environment, config file and defaults; validate everything. `cwd` is where
-    /// relative paths and `./hmr-proxy.toml` are resolved.
     /// Where the proxy listens, and nothing else, for `--health-check`: the running proxy read
     /// the rest when it started, and what has changed since (a config file edited with a typo,
     /// a watched folder not there for the moment) must not make a healthy proxy look unhealthy.
-    /// The file is read for its `listen` alone; an unreadable one counts as not giving it.
+    /// The file is read for its `listen` alone, from its `listen = "…"` line when it no longer
+    /// parses as a whole; an unreadable one counts as not giving it.
     pub fn listen_address(cli: &Cli, cwd: &Path) -> Result<SocketAddr, String> {
         let from_file = || {
             let path = file::locate(cli.server.config.as_deref(), cwd)?;
             let text = std::fs::read_to_string(path).ok()?;
-            let table: toml::Table = toml::from_str(&text).ok()?;
-            table.get("listen")?.as_str().map(str::to_string)
+            match toml::from_str::<toml::Table>(&text) {
+                Ok(table) => table.get("listen")?.as_str().map(str::to_string),
+                Err(_) => text.lines().find_map(|line| {
+                    let (key, value) = line.split_once('=')?;
+                    let value = value.trim();
+                    (key.trim() == "listen" && value.len() >= 2)
+                        .then(|| value.trim_matches(['"', '\'']).to_string())
+                }),
+            }
         };
         match cli.server.listen.clone().or_else(from_file) {
             Some(value) => parse_listen(&value),
@@ -335,6 +341,8 @@ impl Config {
         }
     }
 
+    /// Merge flags, environment, config file and defaults; validate everything. `cwd` is where
+    /// relative paths and `./hmr-proxy.toml` are resolved.
     pub fn load(cli: Cli, matches: &ArgMatches, cwd: &Path) -> Result<Config, ConfigError> {
         // Exhaustive on purpose: a flag added to `Cli` must be wired here or this fails to compile.
         let Cli {

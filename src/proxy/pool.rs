@@ -69,7 +69,7 @@ struct ClosedEarly;
 /// One upstream's idle keep-alive connections.
 pub struct Pool {
     connector: Connector,
-    /// `http://host:port`, what the connector is asked for.
+    /// `http://host:port` (or `https://`), what the connector is asked for.
     origin: Uri,
     shared: Arc<Mutex<Shared>>,
 }
