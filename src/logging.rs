@@ -1,7 +1,8 @@
 //! Log output: one line per meaningful event, to stderr.
 //!
 //! Owns the tracing subscriber set-up and the mapping from `-v`/`-q` to a level. `RUST_LOG`, when
-//! set, wins (it is the expert's knob, e.g. `RUST_LOG=hmr_proxy=trace,hyper=debug`).
+//! set, wins (it is the expert's knob, e.g. `RUST_LOG=hmr_proxy=trace,hyper=debug`; the binary's
+//! name, `hmr-proxy`, is taken for the crate's).
 
 use std::io::IsTerminal;
 
@@ -19,8 +20,17 @@ pub fn init(verbose: u8, quiet: u8) {
     // Dependencies stay at warn unless RUST_LOG asks: hyper's debug output is per-frame noise.
     // notify's own warnings are its internal bookkeeping (a deleted directory's watch it could
     // not remove, as a debug dump); what matters of them reaches our log as a watch error.
-    let default = format!("warn,notify=error,hmr_proxy={level}");
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let default = match verbose {
+        // `-vv`: the dependencies' debug output too (hyper's connections, notify's watches).
+        v if v >= 2 => "debug,hmr_proxy=trace".to_string(),
+        _ => format!("warn,notify=error,hmr_proxy={level}"),
+    };
+    // The binary's name stands for the crate's (`RUST_LOG=hmr-proxy=debug`): the target is
+    // `hmr_proxy`, and a directive for a target that does not exist silenced every line.
+    let filter = std::env::var(EnvFilter::DEFAULT_ENV)
+        .ok()
+        .and_then(|value| EnvFilter::try_new(value.replace("hmr-proxy", "hmr_proxy")).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

@@ -291,6 +291,19 @@ fn an_address_not_on_this_machine_names_where_it_was_set() {
     );
 }
 
+/// `RUST_LOG` naming the binary (`hmr-proxy`, not the crate's `hmr_proxy`) still logs: it
+/// silenced every line, "listening on" included.
+#[test]
+fn rust_log_may_name_the_binary() {
+    let dir = tempdir();
+    let running = Running::start(&[], &[("RUST_LOG", "hmr-proxy=debug")], dir.path());
+    assert!(
+        running.listening_line.contains("listening on"),
+        "{}",
+        running.listening_line
+    );
+}
+
 #[test]
 fn unknown_flag_exits_2() {
     let dir = tempdir();
