@@ -428,8 +428,8 @@ impl Proxy {
             } else {
                 // Boxed, as the other rare paths below: a future is as large as its largest
                 // state, and hyper's dispatcher may copy the whole request future into place for
-                // every request (13 KB, +13,500 instructions a request, when the optimiser stopped
-                // building it there): rare paths must not make the common one larger.
+                // every request (README, "What limits it"): rare paths must not make the common
+                // one larger.
                 match Box::pin(this.client.request(request)).await {
                     Ok(response) => Ok(response.map(UpstreamBody::on_its_own)),
                     Err(err) => Err(Failure::classify(&err, connect_timeout)),

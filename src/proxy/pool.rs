@@ -93,7 +93,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// waker its exchanges are polled with.
 struct Conn {
     send: SendRequest<Body>,
-    conn: Connection<UpstreamIo, Body>,
+    /// Boxed: hyper's connection state is most of this struct's ~750 bytes, and every future
+    /// of an exchange keeps its `Conn` argument beside the callee's copy of it
+    /// (rust-lang/rust#62958), so each level of the request path grew by it.
+    conn: Box<Connection<UpstreamIo, Body>>,
     large: LargeBody,
     quiet: Quiet,
 }
@@ -353,7 +356,7 @@ impl Pool {
             .map_err(|err| PoolError::Exchange(err.into()))?;
         Ok(Conn {
             send,
-            conn,
+            conn: Box::new(conn),
             large,
             quiet: Quiet::new(),
         })
