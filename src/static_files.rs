@@ -21,6 +21,7 @@
 use std::convert::Infallible;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -60,8 +61,29 @@ impl StaticFiles {
         &self.root
     }
 
-    /// Answer one request from the folder.
+    /// Answer one request from the folder; with `-v`, one debug line for it, as the proxy logs
+    /// each request it forwards.
     pub async fn serve<B>(&self, req: Request<B>) -> Response<Body> {
+        // Copied only when the line will be written.
+        let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+            (
+                req.method().clone(),
+                req.uri().path().to_owned(),
+                Instant::now(),
+            )
+        });
+        let res = self.answer(req).await;
+        if let Some((method, path, started)) = logged {
+            tracing::debug!(
+                "{method} {path} → {} in {:.1?}",
+                res.status().as_u16(),
+                started.elapsed()
+            );
+        }
+        res
+    }
+
+    async fn answer<B>(&self, req: Request<B>) -> Response<Body> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             let mut res = body::plain(
                 StatusCode::METHOD_NOT_ALLOWED,

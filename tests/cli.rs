@@ -962,6 +962,32 @@ async fn a_page_that_cannot_be_decoded_is_a_warning_and_before_its_first_byte_a_
     );
 }
 
+/// `-v` logs each request in static mode, as it does each one it forwards: a file the page asks
+/// for under a wrong name shows in the log.
+#[tokio::test]
+async fn verbose_logs_each_request_in_static_mode() {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("index.html"), "<p>hello</p>").expect("write");
+    let running = bin::blocking("hmr-proxy to start", {
+        let dir = dir.path().to_owned();
+        move || Running::start(&["-v", "--serve", "."], &[], &dir)
+    })
+    .await;
+    let get = |path: &'static str| {
+        let addr = running.addr;
+        async move {
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            raw(addr, request.as_bytes(), None).await
+        }
+    };
+    assert!(get("/").await.starts_with("HTTP/1.1 200"));
+    assert!(get("/css/missing.css").await.starts_with("HTTP/1.1 404"));
+    let found = running.wait_for_log("GET / → 200");
+    assert!(found.contains("DEBUG"), "{found}");
+    running.wait_for_log("GET /css/missing.css → 404");
+}
+
 /// An upstream that is down is one warning, not one per request: the waiting page polls every
 /// few seconds and each asset of a tab fails too. Once it has answered, the next outage is
 /// another warning.
