@@ -43,6 +43,9 @@ const RETRY_MAX_MS = 10000;
  */
 const BATCH_PATIENCE_MS = 5000;
 
+/** How long the overlay waits for a broken module's line and column (see `locate`). */
+const LOCATE_PATIENCE_MS = 1000;
+
 /** The proxy serves this file with its --changes-path here. */
 const CHANGES_PATH = '/changes';
 
@@ -947,9 +950,9 @@ function start(selfUrl) {
       imported.set(key(e.url), id);
       return id;
     });
-    const results = await Promise.allSettled(
-      entries.map((e, i) => import(versions[i] === null ? e.url.href : bust(e.url, versions[i]))),
-    );
+    const hrefs = entries.map((e, i) => (versions[i] === null ? e.url.href : bust(e.url, versions[i])));
+    const results = await Promise.allSettled(hrefs.map((href) => import(href)));
+    await Promise.all(results.map((r, i) => r.status === 'rejected' && locate(r.reason, hrefs[i])));
     let failed = false;
     for (const [i, result] of results.entries()) {
       const { url, prop } = entries[i];
@@ -995,6 +998,50 @@ function start(selfUrl) {
     // update that threw.
     if (!boxes.some((b) => b.broken.size || b.failing)) hideError();
     box.first(box.c);
+  }
+
+  /**
+   * Where a module that failed to parse went wrong, for the overlay: the SyntaxError `import()`
+   * rejects with has no file, line or column in Chromium (a typo in a saved module said only
+   * "Unexpected token"). A module script of the same URL reports its error with them, to its
+   * window's error listeners: so it is loaded in a hidden blank frame, a realm of its own, where
+   * the page's listeners (an error reporter, a framework's own overlay) and its console do not
+   * hear it. Nothing runs there: a module graph with a syntax error is never evaluated (unless
+   * the file was fixed meanwhile, and then the frame goes within the second). Gives up after a
+   * second, or when the page forbids the frame's script (a policy, Trusted Types): the overlay
+   * then shows the message alone. A report about another error (the file broke differently
+   * meanwhile) is not taken for this one.
+   */
+  function locate(err, href) {
+    if (!(err instanceof SyntaxError) || located.has(err)) return null;
+    return new Promise((resolve) => {
+      const frame = document.createElement('iframe');
+      const done = () => {
+        clearTimeout(timer);
+        frame.remove();
+        resolve();
+      };
+      const timer = setTimeout(done, LOCATE_PATIENCE_MS);
+      try {
+        frame.hidden = true;
+        document.documentElement.append(frame);
+        const realm = frame.contentWindow;
+        realm.addEventListener('error', (event) => {
+          event.preventDefault();
+          if (event.filename && String(event.message).includes(err.message)) {
+            located.set(err, `${path(event.filename)}:${event.lineno}:${event.colno}`);
+          }
+          done();
+        });
+        const script = realm.document.createElement('script');
+        script.type = 'module';
+        script.onerror = done;
+        script.src = href;
+        realm.document.head.append(script);
+      } catch {
+        done();
+      }
+    });
   }
 
   // ---- The error overlay (built node by node: no innerHTML, so CSP and Trusted Types hold) ----
@@ -1404,12 +1451,19 @@ function element(tag, style, text) {
   return node;
 }
 
-/** An error as text: its message, then the stack (which, outside Chromium, lacks the message). */
+/**
+ * An error as text: its message, then the stack (which, outside Chromium, lacks the message), or
+ * where it was found (see `locate`) when it has none.
+ */
 function describe(err) {
   if (!(err instanceof Error)) return String(err);
   const stack = String(err.stack || '').replace(String(err), '').trim();
-  return stack ? `${err}\n${stack}` : String(err);
+  if (stack) return `${err}\n${stack}`;
+  return located.has(err) ? `${err}\n    at ${located.get(err)}` : String(err);
 }
+
+/** A SyntaxError → `path:line:column`, found by `locate`. */
+const located = new WeakMap();
 
 /**
  * The SharedWorker side of this file (started by share() where pages have no Web Locks): holds

@@ -1027,10 +1027,20 @@ async function errors() {
     await page.waitForFunction(() => window.app?.updates === 1);
     const good = read('js/view.js');
 
-    write('js/view.js', 'export function describe(state {\n');
+    // The page's own error listener: finding where the module broke must not report to it.
+    await page.evaluate(() => {
+      window.pageErrors = 0;
+      addEventListener('error', () => window.pageErrors++);
+    });
+    write('js/view.js', 'export const ok = 1;\nexport function describe(state {\n');
     await page.waitForSelector('#hmr-proxy-overlay', { state: 'visible' });
     assert.match(await page.textContent('#hmr-proxy-overlay strong'), /\/js\/view\.js failed to load/);
+    // Chromium's SyntaxError from import() names no place; the overlay does.
+    assert.match(await page.textContent('#hmr-proxy-overlay pre'), /SyntaxError.*\n\s+at \/js\/view\.js:2:\d+/);
     assert.ok(transcript.some((l) => l.includes('error: [hmr] /js/view.js failed to load')), 'console error');
+    assert.equal(await page.evaluate(() => window.pageErrors), 0, 'the page heard of the error');
+    const uncaught = (l) => /PAGE ERROR|Uncaught/.test(l) && /SyntaxError|Unexpected/.test(l);
+    assert.ok(!transcript.some(uncaught), 'reported as uncaught');
     await page.click('#hmr-proxy-overlay button');
     await page.waitForSelector('#hmr-proxy-overlay', { state: 'detached' });
 
