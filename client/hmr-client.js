@@ -32,6 +32,22 @@ export function container(map, update) {
   return client.container(map, update);
 }
 
+/**
+ * Undo what a swappable module's top level set up (a timer, a listener on the page, a global)
+ * when a new copy replaces it: `callback` runs once, just before the new copy is imported, as
+ * Vite's `import.meta.hot.dispose` does. `moduleUrl` is the module's own `import.meta.url`, which
+ * names this copy. Without it each save adds another timer or listener beside the old ones.
+ *
+ *   const timer = setInterval(tick, 1000);
+ *   dispose(import.meta.url, () => clearInterval(timer));
+ */
+export function dispose(moduleUrl, callback) {
+  if (typeof callback !== 'function') {
+    throw new TypeError('dispose(import.meta.url, callback): callback is not a function');
+  }
+  client.dispose(moduleUrl, callback);
+}
+
 /** A stream the browser gave up on (a non-200 answer) is reopened after this, doubling. */
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 10000;
@@ -948,6 +964,8 @@ function start(selfUrl) {
       const newest = imported.get(key(e.url)) ?? null;
       if (id === null || (newest !== null && newest > id)) return newest;
       imported.set(key(e.url), id);
+      // The copies before this one go first (a module in two containers is retired once).
+      if (newest !== id) retire(key(e.url), bust(e.url, id));
       return id;
     });
     const hrefs = entries.map((e, i) => (versions[i] === null ? e.url.href : bust(e.url, versions[i])));
@@ -956,8 +974,13 @@ function start(selfUrl) {
     let failed = false;
     for (const [i, result] of results.entries()) {
       const { url, prop } = entries[i];
-      // Overtaken while it was imported: the later batch puts its own copy in.
-      if ((imported.get(key(url)) ?? null) !== versions[i]) continue;
+      // Overtaken while it was imported: the later batch puts its own copy in, and this one,
+      // never used, goes the way of the others (its top level ran after they were retired).
+      const newest = imported.get(key(url)) ?? null;
+      if (newest !== versions[i]) {
+        retire(key(url), newest === null ? url.href : bust(url, newest));
+        continue;
+      }
       if (result.status === 'fulfilled') {
         box.staged.set(prop, result.value);
         box.broken.delete(url.href);
@@ -1087,7 +1110,37 @@ function start(selfUrl) {
     document.getElementById('hmr-proxy-overlay')?.remove();
   }
 
-  return { container, state, claims };
+  // ---- Dispose callbacks ----------------------------------------------------------------------
+
+  /** A module copy's URL (its `import.meta.url`) → the callbacks it registered. */
+  const disposers = new Map();
+
+  function dispose(moduleUrl, callback) {
+    const href = new URL(moduleUrl, location.href).href;
+    if (!disposers.has(href)) disposers.set(href, []);
+    disposers.get(href).push(callback);
+  }
+
+  /**
+   * Run the dispose callbacks of every copy of the module `moduleKey` but `keep`, each once. One
+   * that throws (or rejects) is logged; the swap goes on.
+   */
+  function retire(moduleKey, keep) {
+    for (const [href, callbacks] of disposers) {
+      if (href === keep || key(new URL(href)) !== moduleKey) continue;
+      disposers.delete(href);
+      for (const callback of callbacks) {
+        const failed = (err) => console.error(`[hmr] a dispose callback of ${path(href)} threw:`, err);
+        try {
+          Promise.resolve(callback()).catch(failed);
+        } catch (err) {
+          failed(err);
+        }
+      }
+    }
+  }
+
+  return { container, dispose, state, claims };
 }
 
 // ---- Helpers ----------------------------------------------------------------------------------

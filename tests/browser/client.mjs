@@ -1188,6 +1188,55 @@ async function twoContainers() {
 }
 
 /**
+ * A module's dispose callback runs once per copy, before the next copy's top level: a timer or
+ * listener it set up does not pile up save after save. One that throws is logged, and the swap
+ * goes on; a module in two containers is retired once.
+ */
+async function disposeCallbacks() {
+  const mod = (v, extra = '') =>
+    'import { dispose } from "/__hmr/client.js";\n' +
+    `window.trail.push("run ${v}");\n` +
+    'const timer = setInterval(() => {}, 1000);\n' +
+    `dispose(import.meta.url, () => { clearInterval(timer); window.trail.push("dispose ${v}"); ${extra} });\n` +
+    `export const v = "${v}";\n`;
+  const show = (id) =>
+    `container({ "/extras/disposing.js": "m" }, (c) => { document.getElementById("${id}").textContent = c.m.v; });`;
+  await publish({
+    'extras/disposing.js': mod('v1'),
+    'extras/disposing.html': modulePage(
+      'dispose',
+      '<p id="a"></p><p id="b"></p>',
+      `window.trail = [];\n${show('a')}\n${show('b')}`,
+    ),
+  });
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/disposing.html');
+    const shown = (v) =>
+      page.waitForFunction((v) => ['a', 'b'].every((id) => document.getElementById(id).textContent === v), v);
+    await shown('v1');
+    write('extras/disposing.js', mod('v2', 'throw new Error("v2 would not go");'));
+    await shown('v2');
+    write('extras/disposing.js', mod('v3'));
+    await shown('v3');
+    assert.deepEqual(await page.evaluate(() => window.trail), [
+      'run v1',
+      'dispose v1',
+      'run v2',
+      'dispose v2',
+      'run v3',
+    ]);
+    assert.ok(
+      transcript.some((l) => l.includes('[hmr] a dispose callback of /extras/disposing.js threw')),
+      'the throw is logged',
+    );
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
  * A registered module that defines a custom element cannot run twice in a page (the name is
  * taken): its save reloads the page, once, and says why. It showed the overlay on every save and
  * held back every other module of its container.
@@ -2235,6 +2284,7 @@ const all = {
   stillBroken,
   heldBack,
   twoContainers,
+  disposeCallbacks,
   definedElement,
   sourceMap,
   importMap,
