@@ -969,8 +969,11 @@ function start(selfUrl) {
       return id;
     });
     const hrefs = entries.map((e, i) => (versions[i] === null ? e.url.href : bust(e.url, versions[i])));
-    const results = await Promise.allSettled(hrefs.map((href) => import(href)));
-    await Promise.all(results.map((r, i) => r.status === 'rejected' && locate(r.reason, hrefs[i])));
+    const options = entries.map((e) => importOptions(e.url));
+    const results = await Promise.allSettled(hrefs.map((href, i) => import(href, options[i])));
+    // A JSON module's SyntaxError says where already; a module script of its URL would not parse.
+    const failures = results.map((r, i) => r.status === 'rejected' && !options[i] && locate(r.reason, hrefs[i]));
+    await Promise.all(failures);
     let failed = false;
     for (const [i, result] of results.entries()) {
       const { url, prop } = entries[i];
@@ -1228,6 +1231,16 @@ function parse(text, base = location.href) {
   } catch {
     return null;
   }
+}
+
+/**
+ * How a container's module is imported: a JSON or CSS module (`/i18n/en.json`, `/css/card.css`
+ * for `adoptedStyleSheets`) with its type, as the app's own `import … with { type: 'json' }` is,
+ * so both share one module; anything else as JavaScript.
+ */
+function importOptions(url) {
+  const type = /\.(json|css)$/i.exec(url.pathname)?.[1].toLowerCase();
+  return type ? { with: { type } } : undefined;
 }
 
 /** What changed URLs and URLs in the page are compared by: origin and path, no query or hash. */

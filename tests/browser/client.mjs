@@ -1237,6 +1237,42 @@ async function disposeCallbacks() {
 }
 
 /**
+ * JSON and CSS modules in a container: imported with their type, swapped on a save like
+ * JavaScript ones (a JSON module without `with { type: 'json' }` failed to load).
+ */
+async function dataModules() {
+  const data = (title) => `{ "title": "${title}" }\n`;
+  const look = (rgb) => `#t { color: rgb(${rgb}); }\n`;
+  await publish({
+    'extras/data.json': data('one'),
+    'extras/look.css': look('1, 2, 3'),
+    'extras/data.html': modulePage(
+      'data modules',
+      '<p id="t"></p>',
+      'container({ "/extras/data.json": "data", "/extras/look.css": "look" }, (c) => {\n' +
+        '  document.getElementById("t").textContent = c.data.default.title;\n' +
+        '  document.adoptedStyleSheets = [c.look.default];\n' +
+        '});',
+    ),
+  });
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/data.html');
+    const color = () => page.evaluate(() => getComputedStyle(document.getElementById('t')).color);
+    await page.waitForFunction(() => document.getElementById('t').textContent === 'one');
+    assert.equal(await color(), 'rgb(1, 2, 3)');
+    write('extras/data.json', data('two'));
+    await page.waitForFunction(() => document.getElementById('t').textContent === 'two');
+    write('extras/look.css', look('4, 5, 6'));
+    await page.waitForFunction(() => getComputedStyle(document.getElementById('t')).color === 'rgb(4, 5, 6)');
+    assert.equal(await loads(page), 1, 'no reload');
+    assert.ok(!logged('failed to load'), 'no overlay');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
  * A registered module that defines a custom element cannot run twice in a page (the name is
  * taken): its save reloads the page, once, and says why. It showed the overlay on every save and
  * held back every other module of its container.
@@ -2285,6 +2321,7 @@ const all = {
   heldBack,
   twoContainers,
   disposeCallbacks,
+  dataModules,
   definedElement,
   sourceMap,
   importMap,
