@@ -105,8 +105,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
         let probe = Health::new();
         let clients = hub.clone();
         probe.spawn_probe(
-            upstream.authority.to_string(),
-            config.proxy.connect_timeout,
+            upstream,
+            &config.proxy,
             move || clients.clients() > 0,
             shutdown.clone(),
         );

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::bin::{self, Running};
-use crate::support::{self, Proxy, Upstream, get, raw, read_until, within};
+use crate::support::{self, Proxy, Upstream, get, raw, read_until, upstream, within};
 
 fn json(body: &Bytes) -> serde_json::Value {
     serde_json::from_slice(body).expect("json body")
@@ -825,6 +825,22 @@ async fn an_https_dev_server_on_this_machine_is_proxied_whatever_its_certificate
 
     let ws = echoing_websocket(proxy.addr, "/ws").await;
     drop(ws);
+}
+
+/// The probe that tells whether an https upstream is up completes the TLS handshake before it
+/// closes: a bare connect is a handshake cut off, which Go's `net/http` logs as an error every
+/// half second while tabs are open on an upstream in another container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_probe_finishes_its_tls_handshakes() {
+    let upstream = Upstream::start_tls().await;
+    let (_proxy, _dir) = Proxy::front(&upstream, &[]).await;
+    // The probe connects at start, before any request, to learn whether the upstream is up.
+    within(
+        "the probe's handshake",
+        upstream.wait_for_requests(upstream::TLS_HANDSHAKES, 1),
+    )
+    .await;
+    assert_eq!(upstream.arrived(upstream::TLS_HANDSHAKES_CUT_OFF), 0);
 }
 
 /// An https dev server that ends a body without a length by closing, and closes without TLS's

@@ -7,7 +7,10 @@
 //! the probe watches its listening sockets and the processes holding them (`listeners`):
 //! nothing reaches the server, a restart quicker than the interval still shows as a new socket,
 //! and a reloader that keeps its socket and hands it to each new worker shows as a new holder.
-//! Elsewhere it connects every [`PROBE_INTERVAL`] and sends no HTTP (dev servers would log it).
+//! Elsewhere it connects every [`PROBE_INTERVAL`] and sends no HTTP (dev servers would log it);
+//! to an https upstream it completes the TLS handshake and closes with `close_notify`, since a
+//! connection closed mid-handshake is one log line each time on some (Go's `net/http`: "TLS
+//! handshake error … EOF").
 //! It decides nothing about reloads itself.
 
 use std::net::SocketAddr;
@@ -16,7 +19,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use tokio::io::AsyncWriteExt as _;
+
 use super::listeners;
+use super::tls::Tls;
+use crate::config::{ProxySettings, Upstream};
 use crate::shutdown::Shutdown;
 
 /// How often the probe runs when it runs: a backend restart is noticed within half a second,
@@ -115,15 +122,23 @@ impl Health {
         self.tx.subscribe()
     }
 
-    /// Probe `authority` (`host:port`) while `wanted()` says someone cares or it is not known up.
+    /// Probe `upstream` while `wanted()` says someone cares or it is not known up.
     pub fn spawn_probe(
         &self,
-        authority: String,
-        timeout: Duration,
+        upstream: &Upstream,
+        settings: &ProxySettings,
         wanted: impl Fn() -> bool + Send + 'static,
         shutdown: Shutdown,
     ) {
         let health = self.clone();
+        let authority = upstream.authority.to_string();
+        let timeout = settings.connect_timeout;
+        let tls = upstream.tls.then(|| {
+            (
+                Tls::new(settings.insecure, settings.connect_timeout),
+                upstream.host.clone(),
+            )
+        });
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(PROBE_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -144,12 +159,16 @@ impl Health {
                 let connect = tokio::net::TcpStream::connect(authority.as_str());
                 match tokio::time::timeout(timeout, connect).await {
                     Ok(Ok(stream)) => {
+                        let peer = stream.peer_addr().ok();
                         watched.catch_up();
                         let was_up = health.current() == Reach::Up;
                         health.report(true);
-                        watched
-                            .learn(&health, stream.peer_addr().ok(), was_up)
-                            .await;
+                        // It accepted: up, whatever the handshake says (an untrusted certificate
+                        // is the exchange's to report).
+                        if let Some((tls, host)) = &tls {
+                            let _ = politely_closed(tls, stream, host).await;
+                        }
+                        watched.learn(&health, peer, was_up).await;
                     }
                     // The proxy's own shortage says nothing about the upstream.
                     Ok(Err(err)) if super::unavailable::out_of_files(&err) => {}
@@ -161,6 +180,19 @@ impl Health {
             }
         });
     }
+}
+
+/// A TLS handshake on `stream`, then `close_notify` (see the module docs).
+async fn politely_closed(
+    tls: &Tls,
+    stream: tokio::net::TcpStream,
+    host: &str,
+) -> std::io::Result<()> {
+    let mut stream = tls
+        .handshake(stream, host)
+        .await
+        .map_err(std::io::Error::other)?;
+    stream.shutdown().await
 }
 
 /// The listening sockets the upstream had when the probe last looked.

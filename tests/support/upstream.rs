@@ -39,6 +39,13 @@ use tokio::task::JoinHandle;
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
+/// The TLS upstream's count of handshakes that ended, however (for [`Upstream::arrived`] and
+/// [`Upstream::wait_for_requests`]).
+pub const TLS_HANDSHAKES: &str = "tls: handshakes ended";
+/// Of those, the ones that failed: a client that closed before finishing (what Go's `net/http`
+/// logs as "TLS handshake error … EOF"), or a certificate it refused.
+pub const TLS_HANDSHAKES_CUT_OFF: &str = "tls: handshakes failed";
+
 /// A running upstream. Stops accepting when dropped.
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -117,6 +124,7 @@ impl Upstream {
                         Some(_) => format!("https://{addr}"),
                         None => format!("http://{addr}"),
                     };
+                    let handshakes = gates.clone();
                     let service = service_fn(move |req| {
                         let (gates, origin) = (gates.clone(), origin.clone());
                         async move { Ok::<_, Infallible>(route(req, &origin, addr, gates).await) }
@@ -129,7 +137,10 @@ impl Upstream {
                                 .await;
                         }
                         Some(tls) => {
-                            let Ok(stream) = tls.accept(stream).await else {
+                            let accepted = tls.accept(stream).await;
+                            handshakes.arrive(TLS_HANDSHAKES);
+                            let Ok(stream) = accepted else {
+                                handshakes.arrive(TLS_HANDSHAKES_CUT_OFF);
                                 return;
                             };
                             let _ = http
@@ -157,6 +168,11 @@ impl Upstream {
     pub async fn wait_for_requests(&self, name: &str, n: usize) {
         let mut rx = self.gates.arrivals(name).subscribe();
         let _ = rx.wait_for(|seen| *seen >= n).await;
+    }
+
+    /// How many times `name` was arrived at so far (see [`Upstream::wait_for_requests`]).
+    pub fn arrived(&self, name: &str) -> usize {
+        *self.gates.arrivals(name).borrow()
     }
 
     /// Connections accepted so far.
