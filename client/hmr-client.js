@@ -972,16 +972,17 @@ function start(selfUrl) {
     const options = entries.map((e) => importOptions(e.url));
     const results = await Promise.allSettled(hrefs.map((href, i) => import(href, options[i])));
     // A JSON module's SyntaxError says where already; a module script of its URL would not parse.
-    const failures = results.map((r, i) => r.status === 'rejected' && !options[i] && locate(r.reason, hrefs[i]));
-    await Promise.all(failures);
+    const probes = results.map(
+      (r, i) => r.status === 'rejected' && !options[i] && locate(r.reason, hrefs[i]),
+    );
+    await Promise.all(probes);
     let failed = false;
     for (const [i, result] of results.entries()) {
       const { url, prop } = entries[i];
       // Overtaken while it was imported: the later batch puts its own copy in, and this one,
-      // never used, goes the way of the others (its top level ran after they were retired).
-      const newest = imported.get(key(url)) ?? null;
-      if (newest !== versions[i]) {
-        retire(key(url), newest === null ? url.href : bust(url, newest));
+      // never used, is disposed (its top level ran after the copies before it were retired).
+      if ((imported.get(key(url)) ?? null) !== versions[i]) {
+        retireCopy(hrefs[i]);
         continue;
       }
       if (result.status === 'fulfilled') {
@@ -1032,14 +1033,17 @@ function start(selfUrl) {
    * "Unexpected token"). A module script of the same URL reports its error with them, to its
    * window's error listeners: so it is loaded in a hidden blank frame, a realm of its own, where
    * the page's listeners (an error reporter, a framework's own overlay) and its console do not
-   * hear it. Nothing runs there: a module graph with a syntax error is never evaluated (unless
-   * the file was fixed meanwhile, and then the frame goes within the second). Gives up after a
-   * second, or when the page forbids the frame's script (a policy, Trusted Types): the overlay
-   * then shows the message alone. A report about another error (the file broke differently
-   * meanwhile) is not taken for this one.
+   * hear it. Only a module that failed to parse or link is probed, one whose error has no stack
+   * frame: such a graph is never evaluated, so nothing runs there. (A SyntaxError thrown while a
+   * module ran, `JSON.parse` at its top level, has a stack that says where, and its graph would
+   * run again.) A file fixed between the import and the probe does run there, once, and the frame
+   * goes as soon as it has loaded. Gives up after a second, or when the page forbids the frame's
+   * script (a policy, Trusted Types): the overlay then shows the message alone. A report about
+   * another error (the file broke differently meanwhile) is not taken for this one.
    */
   function locate(err, href) {
     if (!(err instanceof SyntaxError) || located.has(err)) return null;
+    if (String(err.stack || '').replace(String(err), '').trim()) return null;
     return new Promise((resolve) => {
       const frame = document.createElement('iframe');
       const done = () => {
@@ -1062,6 +1066,7 @@ function start(selfUrl) {
         const script = realm.document.createElement('script');
         script.type = 'module';
         script.onerror = done;
+        script.onload = done;
         script.src = href;
         realm.document.head.append(script);
       } catch {
@@ -1129,16 +1134,21 @@ function start(selfUrl) {
    * that throws (or rejects) is logged; the swap goes on.
    */
   function retire(moduleKey, keep) {
-    for (const [href, callbacks] of disposers) {
-      if (href === keep || key(new URL(href)) !== moduleKey) continue;
-      disposers.delete(href);
-      for (const callback of callbacks) {
-        const failed = (err) => console.error(`[hmr] a dispose callback of ${path(href)} threw:`, err);
-        try {
-          Promise.resolve(callback()).catch(failed);
-        } catch (err) {
-          failed(err);
-        }
+    for (const href of [...disposers.keys()]) {
+      if (href !== keep && key(new URL(href)) === moduleKey) retireCopy(href);
+    }
+  }
+
+  /** Run the dispose callbacks the copy at `href` registered, once. */
+  function retireCopy(href) {
+    const callbacks = disposers.get(href) ?? [];
+    disposers.delete(href);
+    for (const callback of callbacks) {
+      const failed = (err) => console.error(`[hmr] a dispose callback of ${path(href)} threw:`, err);
+      try {
+        Promise.resolve(callback()).catch(failed);
+      } catch (err) {
+        failed(err);
       }
     }
   }

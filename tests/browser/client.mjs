@@ -1044,6 +1044,15 @@ async function errors() {
     await page.click('#hmr-proxy-overlay button');
     await page.waitForSelector('#hmr-proxy-overlay', { state: 'detached' });
 
+    // A SyntaxError thrown while the module ran (not one of parsing) says where in its stack:
+    // the module must not run again, in the hidden frame, to find out.
+    write('js/view.js', 'top.viewRuns = (top.viewRuns || 0) + 1;\nJSON.parse("{");\n');
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'visible' });
+    assert.match(await page.textContent('#hmr-proxy-overlay pre'), /SyntaxError[\s\S]*\/js\/view\.js/);
+    assert.equal(await page.evaluate(() => window.viewRuns), 1, 'it ran again to be located');
+    await page.click('#hmr-proxy-overlay button');
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'detached' });
+
     write('js/view.js', 'export function describe() { throw new Error("view exploded"); }\n');
     await page.waitForSelector('#hmr-proxy-overlay', { state: 'visible' });
     assert.match(await page.textContent('#hmr-proxy-overlay strong'), /update function threw/);
