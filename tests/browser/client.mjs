@@ -1246,6 +1246,53 @@ async function disposeCallbacks() {
 }
 
 /**
+ * One file in two containers under two queries. A copy that takes longer than the batch
+ * patience is overtaken by the next save; when it finally loads it disposes itself only, not
+ * the other container's live copy of the same file.
+ */
+async function overtakenDispose() {
+  const mod = (v, slow = false) =>
+    'import { dispose } from "/__hmr/client.js";\n' +
+    `const who = (new URL(import.meta.url).searchParams.get("variant") || "a") + " ${v}";\n` +
+    'top.trail.push("run " + who);\n' +
+    'dispose(import.meta.url, () => top.trail.push("dispose " + who));\n' +
+    (slow ? 'if (who.startsWith("b")) await new Promise((r) => setTimeout(r, 6000));\n' : '') +
+    'top.trail.push("loaded " + who);\n' +
+    `export const v = "${v}";\n`;
+  const show = (id, url) =>
+    `container({ "${url}": "m" }, (c) => { document.getElementById("${id}").textContent = c.m.v; });`;
+  await publish({
+    'extras/overtaken.js': mod('v1'),
+    'extras/overtaken.html': modulePage(
+      'overtaken',
+      '<p id="a"></p><p id="b"></p>',
+      `window.trail = [];\n${show('a', '/extras/overtaken.js')}\n${show('b', '/extras/overtaken.js?variant=b')}`,
+    ),
+  });
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/overtaken.html');
+    const shown = (v) =>
+      page.waitForFunction((v) => ['a', 'b'].every((id) => document.getElementById(id).textContent === v), v);
+    await shown('v1');
+    const wentOn = page.waitForEvent('console', (m) => m.text().includes('is still being applied after'));
+    write('extras/overtaken.js', mod('v2', true));
+    await wentOn;
+    write('extras/overtaken.js', mod('v3'));
+    await shown('v3');
+    // The slow copy of b's v2 loads last; the client has taken it in by the next task.
+    await page.waitForFunction(() => window.trail.includes('loaded b v2'), null, { timeout: 15000 });
+    const trail = await page.evaluate(() => window.trail);
+    assert.ok(!trail.includes('dispose a v3'), `a's live copy was disposed: ${trail}`);
+    assert.ok(!trail.includes('dispose b v3'), `b's live copy was disposed: ${trail}`);
+    assert.ok(trail.includes('dispose b v2'), `b's overtaken copy was never disposed: ${trail}`);
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
  * JSON and CSS modules in a container: imported with their type, swapped on a save like
  * JavaScript ones (a JSON module without `with { type: 'json' }` failed to load).
  */
@@ -2330,6 +2377,7 @@ const all = {
   heldBack,
   twoContainers,
   disposeCallbacks,
+  overtakenDispose,
   dataModules,
   definedElement,
   sourceMap,
