@@ -17,9 +17,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
 use tokio::io::AsyncWriteExt as _;
+use tokio::sync::watch;
 
 use super::listeners;
 use super::tls::Tls;
