@@ -1042,8 +1042,7 @@ function start(selfUrl) {
    * another error (the file broke differently meanwhile) is not taken for this one.
    */
   function locate(err, href) {
-    if (!(err instanceof SyntaxError) || located.has(err)) return null;
-    if (String(err.stack || '').replace(String(err), '').trim()) return null;
+    if (!(err instanceof SyntaxError) || located.has(err) || stackFrames(err)) return null;
     return new Promise((resolve) => {
       const frame = document.createElement('iframe');
       const done = () => {
@@ -1533,9 +1532,14 @@ function element(tag, style, text) {
  */
 function describe(err) {
   if (!(err instanceof Error)) return String(err);
-  const stack = String(err.stack || '').replace(String(err), '').trim();
+  const stack = stackFrames(err);
   if (stack) return `${err}\n${stack}`;
   return located.has(err) ? `${err}\n    at ${located.get(err)}` : String(err);
+}
+
+/** The frames of an error's stack, without the message Chromium's stack starts with. */
+function stackFrames(err) {
+  return String(err.stack || '').replace(String(err), '').trim();
 }
 
 /** A SyntaxError → `path:line:column`, found by `locate`. */
