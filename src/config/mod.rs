@@ -1017,6 +1017,16 @@ fn existing_dir(cwd: &Path, dir: &Path, origin: &Origin) -> Result<PathBuf, Conf
                 "give this user search permission on the folders above it",
             ))
         }
+        // A link whose target is missing is there in `ls`: "create it" would puzzle.
+        Err(_) if let Ok(target) = std::fs::read_link(&path) => Err(ConfigError::invalid(
+            origin.clone(),
+            format!(
+                "`{}` is a symbolic link to `{}`, which does not exist",
+                dir.display(),
+                target.display()
+            ),
+            "create that folder, or point the link at one that exists",
+        )),
         Err(err) => Err(ConfigError::invalid(
             origin.clone(),
             format!("directory `{}` cannot be used ({err})", dir.display()),
@@ -1380,6 +1390,23 @@ mod tests {
 
     fn tmp() -> tempfile::TempDir {
         tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"))
+    }
+
+    #[test]
+    fn a_link_to_a_missing_folder_is_named_as_such() {
+        let dir = tmp();
+        let target = dir.path().join("build/dist");
+        std::os::unix::fs::symlink(&target, dir.path().join("dist"))
+            .unwrap_or_else(|e| panic!("symlink: {e}"));
+        for args in [&["--watch", "dist"][..], &["--serve", "dist"]] {
+            let err = load_in(dir.path(), args).err().unwrap_or_default();
+            assert!(
+                err.contains("`dist` is a symbolic link to")
+                    && err.contains("build/dist`, which does not exist")
+                    && err.contains("create that folder, or point the link at one that exists"),
+                "{args:?}: {err}"
+            );
+        }
     }
 
     #[test]
