@@ -15,9 +15,10 @@ use clap::{ArgAction, Args, Parser};
 #[derive(Debug, Parser)]
 #[command(name = "hmr-proxy", version, about, max_term_width = 100)]
 #[command(
-    after_help = "Every option can also be set in the environment (HMR_PROXY_<OPTION>, \
-    e.g. HMR_PROXY_LISTEN; empty counts as unset) or in the config file (./hmr-proxy.toml, or \
-    --config).\n\
+    after_help = "Options can also be set in the environment (HMR_PROXY_<OPTION>, e.g. \
+    HMR_PROXY_LISTEN; empty counts as unset) or in the config file (./hmr-proxy.toml, or \
+    --config; --no-inject is `inject = false` there). -v, -q and --health-check are flags only, \
+    and --config has no key in the file.\n\
     Precedence: flags > environment > config file > defaults. UPSTREAM and --serve are one \
     choice: the strongest layer giving either wins."
 )]
@@ -155,12 +156,13 @@ pub struct WatchArgs {
     #[arg(long, value_name = "GLOB", env = "HMR_PROXY_IGNORE")]
     pub ignore: Option<Vec<String>>,
 
-    /// Quiet time that ends a burst of changes, in milliseconds [default: 10].
+    /// Quiet time that ends a burst of changes, in milliseconds; 0 sends each event as it comes
+    /// [default: 10].
     #[arg(long, value_name = "MS", env = "HMR_PROXY_DEBOUNCE")]
     pub debounce: Option<String>,
 
-    /// Poll the file system instead of OS events (bind mounts), every MS (or e.g. 2s); alone, at
-    /// the config file's poll_interval [default: 250].
+    /// Poll the file system instead of OS events (bind mounts), every MS (or e.g. 2s); a bare
+    /// --poll polls at the config file's poll_interval, else every 250 ms [default: off].
     #[arg(long, value_name = "MS", env = "HMR_PROXY_POLL", num_args = 0..=1,
           require_equals = true, default_missing_value = "true")]
     pub poll: Option<String>,
