@@ -226,12 +226,14 @@ impl Router {
 }
 
 /// Whether a request for the change stream's path is for the stream: a `GET` that is no
-/// navigation and asks for an event stream, or for nothing in particular. An `EventSource` sends
-/// `Accept: text/event-stream` (and `Sec-Fetch-Dest: empty`); curl and a bare `fetch` send `*/*`.
-/// Anything else on that path is the app's: a form posted to its own `/changes`, a tab opening
-/// its changelog page (`text/html`, with or without fetch metadata: browsers send none to an
-/// origin that is not secure, such as a LAN address), a request for JSON (axios's
-/// `application/json, text/plain, */*`), whatever wildcards follow the type it names.
+/// navigation and asks for an event stream, or, from a tool, for nothing in particular. An
+/// `EventSource` sends `Accept: text/event-stream` (and `Sec-Fetch-Dest: empty`); curl sends
+/// `*/*`. Anything else on that path is the app's: a form posted to its own `/changes`, a tab
+/// opening its changelog page (`text/html`, with or without fetch metadata: browsers send none to
+/// an origin that is not secure, such as a LAN address), a request for JSON (axios's
+/// `application/json, text/plain, */*`), whatever wildcards follow the type it names, and a
+/// browser's bare `fetch('/changes')` (`*/*` with fetch metadata), which an app's own endpoint of
+/// that name answers: taken for the stream, it never ended.
 pub(crate) fn asks_for_stream<B>(req: &Request<B>) -> bool {
     if req.method() != Method::GET {
         return false;
@@ -243,6 +245,9 @@ pub(crate) fn asks_for_stream<B>(req: &Request<B>) -> bool {
     {
         return false;
     }
+    // A browser's own request says so in its fetch metadata; wildcards from a browser are a
+    // `fetch` or XHR that left `Accept` alone, never an `EventSource`.
+    let tool = !headers.contains_key("sec-fetch-mode");
     // The media ranges asked for (q > 0), without their parameters.
     let mut ranges = headers
         .get_all(header::ACCEPT)
@@ -261,7 +266,7 @@ pub(crate) fn asks_for_stream<B>(req: &Request<B>) -> bool {
         })
         .peekable();
     if ranges.peek().is_none() {
-        return true;
+        return tool;
     }
     let mut wildcards_only = true;
     for media in ranges {
@@ -272,7 +277,7 @@ pub(crate) fn asks_for_stream<B>(req: &Request<B>) -> bool {
             wildcards_only = false;
         }
     }
-    wildcards_only
+    wildcards_only && tool
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Body> {

@@ -608,9 +608,10 @@ async fn a_request_body_is_never_taken_for_a_stream() {
 }
 
 /// The stream's path is the app's too for whatever is not an event-stream request: a form posted
-/// to its `/changes`, a tab opening its changelog page, a `fetch` for JSON (on a fresh connection,
-/// which the raw-stream shortcut looks at first, and on a reused one, which hyper serves). An
-/// `EventSource`'s request, or a bare `GET`, still gets the stream.
+/// to its `/changes`, a tab opening its changelog page, a `fetch` for JSON, a browser's bare
+/// `fetch('/changes')` (on a fresh connection, which the raw-stream shortcut looks at first, and
+/// on a reused one, which hyper serves). An `EventSource`'s request, or a tool's bare `GET`,
+/// still gets the stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_event_stream_requests_on_the_stream_path_are_taken() {
     use tokio::io::AsyncWriteExt;
@@ -632,6 +633,9 @@ async fn only_event_stream_requests_on_the_stream_path_are_taken() {
          Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\r\n",
         "GET /changes HTTP/1.1\r\nHost: localhost\r\n\
          Accept: text/event-stream;q=0, application/json\r\n\r\n",
+        // `fetch('/changes')` leaves `Accept` at `*/*`; its fetch metadata says a browser sent it.
+        "GET /changes HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\
+         Sec-Fetch-Mode: cors\r\nSec-Fetch-Dest: empty\r\nSec-Fetch-Site: same-origin\r\n\r\n",
     ];
     for request in apps {
         let fresh = support::raw(proxy.addr, request.as_bytes(), Some("/changes")).await;
@@ -651,6 +655,8 @@ async fn only_event_stream_requests_on_the_stream_path_are_taken() {
     for stream in [
         "GET /changes HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\
          Sec-Fetch-Dest: empty\r\n\r\n",
+        "GET /changes HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\
+         Sec-Fetch-Mode: cors\r\nSec-Fetch-Dest: empty\r\nSec-Fetch-Site: same-origin\r\n\r\n",
         "GET /changes HTTP/1.1\r\nHost: localhost\r\n\r\n",
         "GET /changes HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n",
         "GET /changes HTTP/1.1\r\nHost: localhost\r\nAccept: text/html;q=0, text/*\r\n\r\n",
