@@ -72,12 +72,14 @@ impl Router {
             Backend::Upstream(upstream) => Some(upstream),
             Backend::Static { .. } => None,
         };
+        let origins = Arc::new(proxy::headers::Origins::new(
+            &config.routes,
+            default_upstream,
+        ));
         let upstreams = proxy::Upstreams {
             client: proxy::client(&config.proxy),
-            origins: Arc::new(proxy::headers::Origins::new(
-                &config.routes,
-                default_upstream,
-            )),
+            links: Arc::new(proxy::Links::new(origins.clone())),
+            origins,
         };
         let proxy_for = |upstream: &Upstream| {
             Proxy::new(

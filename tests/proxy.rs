@@ -174,6 +174,41 @@ async fn keep_host_sends_the_browsers_host() {
     assert_eq!(json(&body)["headers"]["host"][0], proxy.addr.to_string());
 }
 
+/// A page that links to the upstream's own origin (a framework building absolute URLs from the
+/// `Host` it was sent) reaches the tab linking to the proxy, in every spelling and form, even with
+/// each URL split across the upstream's frames; a link to another port stays, and a fragment (a
+/// `fetch`) is left as it came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_in_pages_to_the_upstream_point_at_the_proxy() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &[]).await;
+    let (up, me) = (upstream.addr.port(), proxy.addr);
+    let navigation = [("accept", "text/html"), ("sec-fetch-dest", "document")];
+    let (status, _, page) = get(&proxy.url("/links"), &navigation).await;
+    assert_eq!(status, 200);
+    let page = String::from_utf8_lossy(&page);
+    for expected in [
+        format!("href=\"http://{me}/app.css\""),
+        format!("\"ajax\":\"http:\\/\\/{me}\\/ajax\""),
+        format!("href=\"//{me}/about\""),
+        format!("srcset=\"http://{me}/a.png 1x, http://{me}/b.png 2x\""),
+        format!("href=\"http://127.0.0.1:{up}0/other\""),
+        format!("href=\"http://{me}\">home"),
+        "<script type=\"module\" src=\"/__hmr/client.js\"></script>".to_string(),
+    ] {
+        assert!(page.contains(&expected), "{expected} in {page}");
+    }
+    assert!(!page.contains(&format!("localhost:{up}/")), "{page}");
+
+    let fetch = [("accept", "*/*"), ("sec-fetch-dest", "empty")];
+    let (_, _, fragment) = get(&proxy.url("/links"), &fetch).await;
+    let fragment = String::from_utf8_lossy(&fragment);
+    assert!(
+        fragment.contains(&format!("href=\"//localhost:{up}/about\"")),
+        "{fragment}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_and_cookies_keep_the_browser_on_the_proxy() {
     let upstream = Upstream::start().await;

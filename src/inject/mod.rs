@@ -80,6 +80,11 @@ impl RequestFacts {
     }
 }
 
+/// In the extensions of a response whose body is a page the injector rewrote (not a `HEAD`'s),
+/// for later steps that edit pages alone (the proxy's link re-pointing).
+#[derive(Debug, Clone, Copy)]
+pub struct Rewritten;
+
 /// Puts the client tag into pages. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Injector {
@@ -257,6 +262,7 @@ fn rewritten(
     if facts.method == Method::HEAD {
         return Response::from_parts(parts, body);
     }
+    parts.extensions.insert(Rewritten);
     let body = rewrite::rewrite_page(body, plan.charset, csp, facts.navigation);
     Response::from_parts(parts, body)
 }

@@ -330,6 +330,14 @@ impl Origins {
         }
     }
 
+    /// Every `//host[:port]` form by which a URL may name an upstream (lower case).
+    pub fn authorities(&self) -> impl Iterator<Item = &str> {
+        let every = self.routes.iter().map(|(_, names)| names);
+        every
+            .chain(self.default.as_ref())
+            .flat_map(|names| names.authorities.iter().map(String::as_str))
+    }
+
     /// The upstream the proxy sends `path` to, if any.
     fn serving(&self, path: &str) -> Option<&UpstreamNames> {
         self.routes

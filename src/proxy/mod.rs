@@ -5,12 +5,14 @@
 //! open proxy), sending it with connect and response-header timeouts, retrying a bodiless idempotent
 //! request once when a pooled connection turns out to be dead, and handing back the response with
 //! its headers rewritten. Header rules live in [`headers`], the WebSocket tunnel in [`upgrade`], the
-//! upstream-down answer in [`unavailable`]. It does not decide which requests reach it (`router`)
-//! and does not touch response bodies beyond boxing them: bytes stream through as they arrive.
+//! upstream-down answer in [`unavailable`], the re-pointing of links in pages in [`links`]. It
+//! does not decide which requests reach it (`router`) and does not touch other response bodies
+//! beyond boxing them: bytes stream through as they arrive.
 
 mod connector;
 pub mod headers;
 pub mod health;
+mod links;
 mod listeners;
 mod pool;
 mod tls;
@@ -36,16 +38,27 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{self, Body};
 use crate::config::{ProxySettings, Upstream};
-use crate::inject::Injector;
+use crate::inject::{Injector, Rewritten};
 use crate::shutdown::Shutdown;
 use connector::{Connector, LARGE_BODY, LargeBody};
 use headers::{Forwarding, Origins, UpstreamNames};
 use health::Health;
+pub use links::Links;
 use pool::{POOL_IDLE_TIMEOUT, Pool, PoolError, UpstreamBody};
 use tls::Tls;
 use tls_probe::TlsProbe;
 use unavailable::Failure;
 use upload::Upload;
+
+/// The origin a browser loaded a page from, for URLs re-pointed at the proxy: from its `Host`,
+/// or for an HTTP/1.0 request without one, the address listened on, as a browser on this machine
+/// can open it (not `0.0.0.0`).
+fn proxy_origin(browser_host: Option<&HeaderValue>, local: SocketAddr) -> String {
+    match browser_host {
+        Some(host) => format!("http://{}", String::from_utf8_lossy(host.as_bytes())),
+        None => crate::server::browse_url(local),
+    }
+}
 
 /// The pooled client every [`Proxy`] sends through (pools are per upstream authority inside it).
 pub type UpstreamClient = Client<Connector, Body>;
@@ -56,6 +69,8 @@ pub type UpstreamClient = Client<Connector, Body>;
 pub struct Upstreams {
     pub client: UpstreamClient,
     pub origins: Arc<Origins>,
+    /// The same, as URLs to re-point in pages.
+    pub links: Arc<Links>,
 }
 
 /// Build the one pooled client for all upstreams, for requests with a body or an upgrade (the
@@ -106,6 +121,8 @@ struct Inner {
     names: UpstreamNames,
     /// Every upstream by the paths it serves, for redirects that name one.
     origins: Arc<Origins>,
+    /// The same, for the URLs in pages.
+    links: Arc<Links>,
     settings: ProxySettings,
     /// This process's `Via` entry; seeing it on an incoming request means a forwarding loop.
     via: HeaderValue,
@@ -155,6 +172,7 @@ impl Proxy {
                     upstream_uri(&scheme, &upstream.authority, None).unwrap_or_default(),
                 ),
                 origins: upstreams.origins.clone(),
+                links: upstreams.links.clone(),
                 origin: upstream.origin().into(),
                 authority: upstream.authority.clone(),
                 scheme,
@@ -363,12 +381,7 @@ impl Proxy {
             &mut parts.headers,
             &this.names,
             &this.origins,
-            || match &browser_host {
-                Some(host) => format!("http://{}", String::from_utf8_lossy(host.as_bytes())),
-                // An HTTP/1.0 request without `Host`: the address listened on, as a browser on
-                // this machine can open it (not `0.0.0.0`).
-                None => crate::server::browse_url(this.local),
-            },
+            || proxy_origin(browser_host.as_ref(), this.local),
             upgraded.as_ref(),
         );
         tracing::debug!(
@@ -401,7 +414,13 @@ impl Proxy {
         if upgraded.is_some() {
             return response;
         }
-        this.injector.apply(&facts, response).await
+        let response = this.injector.apply(&facts, response).await;
+        if response.extensions().get::<Rewritten>().is_none() {
+            return response;
+        }
+        let (parts, page) = response.into_parts();
+        let origin = links::Origin::new(browser_host, this.local);
+        Response::from_parts(parts, this.links.repoint(page, origin))
     }
 
     /// One exchange with the upstream, bounded by the response-header timeout (counted from the

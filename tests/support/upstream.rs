@@ -355,6 +355,31 @@ async fn route(
                 .insert("content-type", HeaderValue::from_static("text/html"));
             res
         }
+        ["links"] => {
+            // A page that links to the upstream itself, as a framework that builds absolute URLs
+            // from `Host` writes it, sent in 7-byte frames so that URLs straddle frames.
+            let port = me.port();
+            let page = format!(
+                "<!DOCTYPE html><html><head><link rel=stylesheet href=\"{origin}/app.css\">\
+                 <script>var site = {{\"ajax\":\"http:\\/\\/localhost:{port}\\/ajax\"}};</script>\
+                 </head><body><a href=\"//localhost:{port}/about\">about</a>\
+                 <img srcset=\"http://127.0.0.1:{port}/a.png 1x, http://[::1]:{port}/b.png 2x\">\
+                 <a href=\"http://127.0.0.1:{port}0/other\">another port</a>\
+                 <a href=\"http://localhost:{port}\">home</a></body></html>"
+            );
+            let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = page
+                .as_bytes()
+                .chunks(7)
+                .map(|chunk| Ok(Frame::data(Bytes::copy_from_slice(chunk))))
+                .collect();
+            let mut res = respond(
+                200,
+                StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync(),
+            );
+            res.headers_mut()
+                .insert("content-type", HeaderValue::from_static("text/html"));
+            res
+        }
         ["hop"] => {
             let mut res = respond(200, full("hop"));
             let h = res.headers_mut();

@@ -1,0 +1,725 @@
+//! Re-pointing absolute URLs on an upstream's origin, in the pages the injector rewrote, at the
+//! proxy: `href="http://localhost:8000/about"` reaches the tab as `href="http://localhost:3000/about"`.
+//!
+//! Owns [`Links`] (what to look for, built once from the upstreams) and the body adapter it
+//! wraps a page in ([`Links::repoint`]). Which URL goes back to which upstream is
+//! [`Origins::rewrite_url`]'s decision, the one `Location` and `Refresh` get, so a URL on an
+//! upstream's origin changes only where the proxy sends its path to that same upstream. It does
+//! not decide which responses are pages (`inject`), and leaves fragments, scripts, stylesheets
+//! and pages it did not rewrite as they are.
+//!
+//! Why: frameworks build absolute URLs from the `Host` the proxy sends upstream (Flask's
+//! `url_for(…, _external=True)`, Django's `build_absolute_uri`) or from a fixed site address
+//! (WordPress), so a page came back linking to the dev server itself: a click left the proxy
+//! (the next page had no client), and a stylesheet loaded from the upstream's origin was not
+//! the one a save named, so the tab reloaded instead of swapping it. browser-sync rewrites such
+//! links in every page too, and its users expect it.
+//!
+//! How: on bytes, as browser-sync does, so a URL anywhere in the page counts (attributes,
+//! `srcset`, inline scripts and the JSON in them, whose slashes are escaped: `http:\/\/…`). The
+//! forms are `http://host:port`, `https://…`, `ws://…` and scheme-relative `//…`, for every
+//! spelling of a loopback upstream (`localhost`, `127.0.0.1`, `[::1]`, `0.0.0.0`). Each chunk is
+//! searched once per distinct `:port` (the rare part of a URL: memmem) and, for an upstream on
+//! its scheme's default port, once per `/host`; a chunk with nothing to change passes through as
+//! the same bytes. A chunk that ends inside what may be such a URL keeps that tail (a few dozen
+//! bytes) until the next chunk shows how it ends.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderValue;
+use http_body::{Frame, SizeHint};
+use memchr::memmem;
+
+use super::headers::Origins;
+use crate::body::{self, Body, BoxError};
+
+/// A URL longer than this, cut off by the end of a chunk, is judged by the part seen: a tail
+/// held back for the next chunk stays small.
+const MAX_HELD: usize = 4096;
+
+/// What marks a possible URL on an upstream: `:port`, or `/host` on a default port.
+struct Anchor {
+    finder: memmem::Finder<'static>,
+    /// `Some(port)` for a `:port` anchor; `None` for `/host`.
+    port: Option<Vec<u8>>,
+}
+
+/// One way an upstream may be named in a URL: its host (lower case) and port, if written.
+struct Authority {
+    host: Vec<u8>,
+    port: Option<Vec<u8>>,
+}
+
+/// What to look for in pages, built once from every upstream.
+pub struct Links {
+    origins: Arc<Origins>,
+    anchors: Vec<Anchor>,
+    authorities: Vec<Authority>,
+    /// Every complete spelling (`http://localhost:8000`, `\/\/[::1]:8000`, …), lower case, to
+    /// tell whether a chunk ends partway into one.
+    forms: Vec<Vec<u8>>,
+    /// The longest of them.
+    longest: usize,
+    /// The bytes they are made of, in either case: a chunk that ends in any other byte (`>`, a
+    /// newline, a quote: nearly every chunk) ends in no unfinished URL, at the cost of one look.
+    alphabet: [bool; 256],
+}
+
+/// How a found URL begins, which decides what replaces it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    Https,
+    /// `ws:`: the proxy passes WebSockets through, so the scheme stays and the authority changes.
+    Ws,
+    /// Scheme-relative `//host`.
+    Relative,
+}
+
+/// A URL to re-point: the bytes `start..end` (scheme, slashes and authority) are replaced.
+struct Edit {
+    start: usize,
+    end: usize,
+    escaped: bool,
+    scheme: Scheme,
+}
+
+/// What a look at one anchor found.
+enum Found {
+    Edit(Edit),
+    /// Possibly a URL, but the chunk ends before it can be told: hold from here.
+    Unfinished(usize),
+    Nothing,
+}
+
+impl Links {
+    pub fn new(origins: Arc<Origins>) -> Links {
+        let mut authorities: Vec<Authority> = Vec::new();
+        for authority in origins.authorities() {
+            let name = authority.trim_start_matches('/').as_bytes();
+            let (host, port) = match name.iter().rposition(|&b| b == b':') {
+                Some(colon)
+                    if !name.ends_with(b"]")
+                        && name[colon + 1..].iter().all(u8::is_ascii_digit) =>
+                {
+                    (&name[..colon], Some(name[colon + 1..].to_vec()))
+                }
+                _ => (name, None),
+            };
+            if !authorities
+                .iter()
+                .any(|a| a.host == host && a.port.as_deref() == port.as_deref())
+            {
+                authorities.push(Authority {
+                    host: host.to_vec(),
+                    port,
+                });
+            }
+        }
+        let mut anchors: Vec<Anchor> = Vec::new();
+        for authority in &authorities {
+            let (needle, port) = match &authority.port {
+                Some(port) => ([b":", &port[..]].concat(), Some(port.clone())),
+                None => ([b"/", &authority.host[..]].concat(), None),
+            };
+            if !anchors.iter().any(|a| a.finder.needle() == needle) {
+                anchors.push(Anchor {
+                    finder: memmem::Finder::new(&needle).into_owned(),
+                    port,
+                });
+            }
+        }
+        let mut forms = Vec::new();
+        for authority in &authorities {
+            for scheme in [&b""[..], b"http:", b"https:", b"ws:"] {
+                for slashes in [&b"//"[..], b"\\/\\/"] {
+                    let mut form = [scheme, slashes, &authority.host].concat();
+                    if let Some(port) = &authority.port {
+                        form.push(b':');
+                        form.extend_from_slice(port);
+                    }
+                    forms.push(form);
+                }
+            }
+        }
+        let longest = forms.iter().map(Vec::len).max().unwrap_or(0);
+        let mut alphabet = [false; 256];
+        for &b in forms.iter().flatten() {
+            alphabet[usize::from(b.to_ascii_lowercase())] = true;
+            alphabet[usize::from(b.to_ascii_uppercase())] = true;
+        }
+        Links {
+            origins,
+            anchors,
+            authorities,
+            forms,
+            longest,
+            alphabet,
+        }
+    }
+
+    /// `page` with its URLs on an upstream re-pointed at the origin the tab loaded it from.
+    pub fn repoint(self: &Arc<Self>, page: Body, origin: Origin) -> Body {
+        body::boxed(Repointed {
+            inner: page,
+            links: self.clone(),
+            origin,
+            held: BytesMut::new(),
+            ended: false,
+            error: None,
+            trailers: None,
+        })
+    }
+
+    /// `data` re-pointed, and how much of its end to hold for the next chunk (none when `last`).
+    fn rewrite(&self, data: &[u8], last: bool, origin: &mut Origin) -> (Option<Vec<u8>>, usize) {
+        let mut edits: Vec<Edit> = Vec::new();
+        let mut hold = if last {
+            data.len()
+        } else {
+            self.partial_tail(data)
+        };
+        for anchor in &self.anchors {
+            for at in anchor.finder.find_iter(data) {
+                match self.look(data, at, anchor, last) {
+                    Found::Edit(edit) => edits.push(edit),
+                    Found::Unfinished(from) => hold = hold.min(from),
+                    Found::Nothing => {}
+                }
+            }
+        }
+        // A URL the held tail cuts into is held whole.
+        while let Some(cut) = edits.iter().find(|e| e.end > hold && e.start < hold) {
+            hold = cut.start;
+        }
+        edits.retain(|edit| edit.end <= hold);
+        if edits.is_empty() {
+            return (None, data.len() - hold);
+        }
+        edits.sort_by_key(|edit| edit.start);
+        let origin = origin.written().as_bytes();
+        let authority = origin
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(origin, |slash| &origin[slash..]);
+        let mut out = Vec::with_capacity(hold + edits.len() * origin.len());
+        let mut from = 0;
+        for edit in edits {
+            if edit.start < from {
+                continue;
+            }
+            out.extend_from_slice(&data[from..edit.start]);
+            let (prefix, replacement): (&[u8], &[u8]) = match edit.scheme {
+                Scheme::Http | Scheme::Https => (b"", origin),
+                Scheme::Ws => (b"ws:", authority),
+                Scheme::Relative => (b"", authority),
+            };
+            out.extend_from_slice(prefix);
+            if edit.escaped {
+                for &b in replacement {
+                    if b == b'/' {
+                        out.push(b'\\');
+                    }
+                    out.push(b);
+                }
+            } else {
+                out.extend_from_slice(replacement);
+            }
+            from = edit.end;
+        }
+        out.extend_from_slice(&data[from..hold]);
+        (Some(out), data.len() - hold)
+    }
+
+    /// Where the end of `data` starts something that may become a URL on an upstream once the
+    /// next chunk is in (`data.len()` when it does not).
+    fn partial_tail(&self, data: &[u8]) -> usize {
+        let window = data.len().saturating_sub(self.longest.saturating_sub(1));
+        let mut from = data.len();
+        while from > window && self.alphabet[usize::from(data[from - 1])] {
+            from -= 1;
+        }
+        (from..data.len())
+            .find(|&at| {
+                let tail = &data[at..];
+                self.forms.iter().any(|form| {
+                    form.len() > tail.len()
+                        && form[0] == tail[0].to_ascii_lowercase()
+                        && form[..tail.len()].eq_ignore_ascii_case(tail)
+                })
+            })
+            .unwrap_or(data.len())
+    }
+
+    /// Whether the anchor found at `at` is a URL on an upstream that the proxy serves.
+    fn look(&self, data: &[u8], at: usize, anchor: &Anchor, last: bool) -> Found {
+        let end = at + anchor.finder.needle().len();
+        // The authority must end where the anchor does: `:80` is not `:8000`, `/web` not `/webapp`.
+        // (At the chunk's end the path below finds nothing yet: the URL is unfinished.)
+        match data.get(end) {
+            None => {}
+            Some(b) if anchor.port.is_some() && b.is_ascii_digit() => return Found::Nothing,
+            Some(b)
+                if anchor.port.is_none()
+                    && (b.is_ascii_alphanumeric()
+                        || matches!(b, b'.' | b'-' | b'_' | b':' | b'@')) =>
+            {
+                return Found::Nothing;
+            }
+            Some(_) => {}
+        }
+        // Back to the start of the URL: host (for a port anchor), slashes, scheme.
+        let (host, host_start) = match &anchor.port {
+            Some(port) => {
+                let Some(authority) = self.authorities.iter().find(|a| {
+                    a.port.as_deref() == Some(&port[..])
+                        && at >= a.host.len()
+                        && data[at - a.host.len()..at].eq_ignore_ascii_case(&a.host)
+                }) else {
+                    return Found::Nothing;
+                };
+                (&authority.host, at - authority.host.len())
+            }
+            None => {
+                let host = &anchor.finder.needle()[1..];
+                let Some(authority) = self
+                    .authorities
+                    .iter()
+                    .find(|a| a.port.is_none() && a.host == host)
+                else {
+                    return Found::Nothing;
+                };
+                (&authority.host, at + 1)
+            }
+        };
+        let before = &data[..host_start];
+        let (slashes_start, escaped) = if before.ends_with(b"\\/\\/") {
+            (host_start - 4, true)
+        } else if before.ends_with(b"//") {
+            (host_start - 2, false)
+        } else {
+            return Found::Nothing;
+        };
+        let before = &data[..slashes_start];
+        let ends_with = |s: &[u8]| {
+            before.len() >= s.len() && before[before.len() - s.len()..].eq_ignore_ascii_case(s)
+        };
+        let (scheme, start) = if ends_with(b"https:") {
+            (Scheme::Https, slashes_start - 6)
+        } else if ends_with(b"http:") {
+            (Scheme::Http, slashes_start - 5)
+        } else if ends_with(b"ws:") {
+            (Scheme::Ws, slashes_start - 3)
+        } else if before
+            .last()
+            .is_some_and(|&b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'+' | b'-' | b'.'))
+        {
+            // Another scheme (`wss:`, `ftp:`), or a word run into the slashes: not ours.
+            return Found::Nothing;
+        } else {
+            (Scheme::Relative, slashes_start)
+        };
+        // The path, as far as the URL goes here, for which upstream the proxy sends it to.
+        let mut path = Vec::new();
+        let mut i = end;
+        let finished = loop {
+            let Some(&b) = data.get(i) else {
+                break last || data.len() - start > MAX_HELD;
+            };
+            match b {
+                b'\\' if escaped && data.get(i + 1) == Some(&b'/') => {
+                    path.push(b'/');
+                    i += 2;
+                }
+                b'"' | b'\'' | b'<' | b'>' | b'`' | b'(' | b')' | b'\\' | b'?' | b'#' => {
+                    break true;
+                }
+                b if b.is_ascii_whitespace() => break true,
+                b => {
+                    path.push(b);
+                    i += 1;
+                }
+            }
+        };
+        if !finished {
+            return Found::Unfinished(start);
+        }
+        let mut url = match scheme {
+            Scheme::Https => b"https://".to_vec(),
+            Scheme::Http => b"http://".to_vec(),
+            Scheme::Ws | Scheme::Relative => b"//".to_vec(),
+        };
+        url.extend_from_slice(host);
+        if let Some(port) = &anchor.port {
+            url.push(b':');
+            url.extend_from_slice(port);
+        }
+        url.extend_from_slice(&path);
+        let Ok(url) = std::str::from_utf8(&url) else {
+            return Found::Nothing;
+        };
+        if self.origins.rewrite_url(url, "").is_none() {
+            return Found::Nothing;
+        }
+        Found::Edit(Edit {
+            start,
+            end,
+            escaped,
+            scheme,
+        })
+    }
+}
+
+/// The origin a tab loaded a page from (`http://host:port`), written out only for a page with a
+/// URL to re-point: most have none.
+pub struct Origin {
+    host: Option<HeaderValue>,
+    local: SocketAddr,
+    written: Option<String>,
+}
+
+impl Origin {
+    /// From the browser's `Host`, or without one (HTTP/1.0) the address listened on.
+    pub fn new(host: Option<HeaderValue>, local: SocketAddr) -> Origin {
+        Origin {
+            host,
+            local,
+            written: None,
+        }
+    }
+
+    fn written(&mut self) -> &str {
+        self.written
+            .get_or_insert_with(|| super::proxy_origin(self.host.as_ref(), self.local))
+    }
+}
+
+/// A page on its way to the tab, its URLs re-pointed chunk by chunk.
+struct Repointed {
+    inner: Body,
+    links: Arc<Links>,
+    origin: Origin,
+    /// The end of the last chunk, which may be the start of a URL.
+    held: BytesMut,
+    ended: bool,
+    /// The page's error, handed on after what was held.
+    error: Option<BoxError>,
+    trailers: Option<Frame<Bytes>>,
+}
+
+impl Repointed {
+    /// The bytes of `data` (after what was held) that can go now.
+    fn feed(&mut self, data: Bytes, last: bool) -> Bytes {
+        let data = if self.held.is_empty() {
+            data
+        } else {
+            self.held.extend_from_slice(&data);
+            self.held.split().freeze()
+        };
+        let (rewritten, held) = self.links.rewrite(&data, last, &mut self.origin);
+        if held > 0 {
+            self.held.extend_from_slice(&data[data.len() - held..]);
+        }
+        match rewritten {
+            Some(out) => Bytes::from(out),
+            None => data.slice(..data.len() - held),
+        }
+    }
+}
+
+impl http_body::Body for Repointed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if this.ended {
+                if !this.held.is_empty() {
+                    let out = this.feed(Bytes::new(), true);
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                if let Some(err) = this.error.take() {
+                    return Poll::Ready(Some(Err(err)));
+                }
+                return Poll::Ready(this.trailers.take().map(Ok));
+            }
+            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let out = this.feed(data, false);
+                        if !out.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
+                    }
+                    Err(trailers) => {
+                        this.trailers = Some(trailers);
+                        this.ended = true;
+                    }
+                },
+                Some(Err(err)) => {
+                    this.error = Some(err);
+                    this.ended = true;
+                }
+                None => this.ended = true,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.held.is_empty() && self.error.is_none() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Route, Upstream};
+
+    fn upstream(url: &str, tls: bool) -> Upstream {
+        let authority: http::uri::Authority = url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
+        Upstream {
+            tls,
+            host: authority.host().to_string(),
+            port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            authority,
+        }
+    }
+
+    fn links(routes: &[(&str, &str)], default: &str, tls: bool) -> Links {
+        let routes: Vec<Route> = routes
+            .iter()
+            .map(|(prefix, url)| Route {
+                prefix: (*prefix).into(),
+                upstream: upstream(url, false),
+            })
+            .collect();
+        Links::new(Arc::new(Origins::new(
+            &routes,
+            Some(&upstream(default, tls)),
+        )))
+    }
+
+    /// The whole page at once: what each chunking must come to.
+    fn whole(links: &Links, page: &str) -> String {
+        let (out, held) = links.rewrite(page.as_bytes(), true, &mut origin());
+        assert_eq!(held, 0);
+        out.map_or_else(
+            || page.to_string(),
+            |o| String::from_utf8_lossy(&o).into_owned(),
+        )
+    }
+
+    /// `page` fed in the pieces cut at `cuts`, as the body adapter feeds it.
+    fn pieces(links: &Arc<Links>, page: &str, cuts: &[usize]) -> String {
+        let mut body = fed(links);
+        let mut out = Vec::new();
+        let mut from = 0;
+        for &cut in cuts.iter().chain([&page.len()]) {
+            out.extend_from_slice(
+                &body.feed(Bytes::copy_from_slice(&page.as_bytes()[from..cut]), false),
+            );
+            from = cut;
+        }
+        out.extend_from_slice(&body.feed(Bytes::new(), true));
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The adapter as a page's body, fed by hand.
+    fn fed(links: &Arc<Links>) -> Repointed {
+        Repointed {
+            inner: body::empty(),
+            links: links.clone(),
+            origin: origin(),
+            held: BytesMut::new(),
+            ended: false,
+            error: None,
+            trailers: None,
+        }
+    }
+
+    /// The tab's origin in every test: `localhost:3000`.
+    fn origin() -> Origin {
+        let host = HeaderValue::from_static("localhost:3000");
+        Origin::new(Some(host), SocketAddr::from(([127, 0, 0, 1], 9)))
+    }
+
+    #[test]
+    fn urls_on_the_upstream_are_repointed_in_every_form_and_others_are_not() {
+        let links = links(&[], "localhost:8000", false);
+        for (from, want) in [
+            (
+                "<a href=\"http://localhost:8000/x\">",
+                "<a href=\"http://localhost:3000/x\">",
+            ),
+            (
+                "<a href='http://127.0.0.1:8000'>",
+                "<a href='http://localhost:3000'>",
+            ),
+            (
+                "<a href=//[::1]:8000/x?y#z>",
+                "<a href=//localhost:3000/x?y#z>",
+            ),
+            (
+                "url(http://0.0.0.0:8000/a.png)",
+                "url(http://localhost:3000/a.png)",
+            ),
+            (
+                "{\"u\":\"http:\\/\\/localhost:8000\\/a\"}",
+                "{\"u\":\"http:\\/\\/localhost:3000\\/a\"}",
+            ),
+            (
+                "\"\\/\\/localhost:8000\\/a\"",
+                "\"\\/\\/localhost:3000\\/a\"",
+            ),
+            ("ws://localhost:8000/live", "ws://localhost:3000/live"),
+            ("HTTP://LOCALHOST:8000/A", "http://localhost:3000/A"),
+            (
+                "x.png 1x, http://localhost:8000/y.png 2x",
+                "x.png 1x, http://localhost:3000/y.png 2x",
+            ),
+            // Not the upstream: another port, another host, another scheme, a word, plain text.
+            ("http://localhost:80001/x", "http://localhost:80001/x"),
+            ("http://localhost:800/x", "http://localhost:800/x"),
+            ("http://example.com:8000/x", "http://example.com:8000/x"),
+            ("http://mylocalhost:8000/x", "http://mylocalhost:8000/x"),
+            ("https://localhost:8000/x", "https://localhost:8000/x"),
+            ("wss://localhost:8000/x", "wss://localhost:8000/x"),
+            ("ftp://localhost:8000/x", "ftp://localhost:8000/x"),
+            ("a//localhost:8000/x", "a//localhost:8000/x"),
+            ("served at localhost:8000", "served at localhost:8000"),
+        ] {
+            assert_eq!(whole(&links, from), want, "{from}");
+        }
+    }
+
+    /// An https upstream's URLs become the proxy's http ones; one on a default port is named
+    /// without its port too, and only as a whole host name.
+    #[test]
+    fn https_and_default_port_upstreams() {
+        let tls = links(&[], "localhost:8443", true);
+        assert_eq!(
+            whole(&tls, "<a href=\"https://localhost:8443/x\">"),
+            "<a href=\"http://localhost:3000/x\">"
+        );
+        assert_eq!(
+            whole(&tls, "http://localhost:8443/x"),
+            "http://localhost:8443/x"
+        );
+        let web = links(&[], "web", false);
+        for (from, want) in [
+            (
+                "<a href=\"http://web/x\">",
+                "<a href=\"http://localhost:3000/x\">",
+            ),
+            (
+                "<a href=\"http://web:80/x\">",
+                "<a href=\"http://localhost:3000/x\">",
+            ),
+            (
+                "<a href=\"http://web\">",
+                "<a href=\"http://localhost:3000\">",
+            ),
+            ("<a href=\"//web/x\">", "<a href=\"//localhost:3000/x\">"),
+            (
+                "<a href=\"http://webapp/x\">",
+                "<a href=\"http://webapp/x\">",
+            ),
+            (
+                "<a href=\"http://web.example/x\">",
+                "<a href=\"http://web.example/x\">",
+            ),
+            (
+                "<a href=\"http://web:8080/x\">",
+                "<a href=\"http://web:8080/x\">",
+            ),
+            ("see /web/x", "see /web/x"),
+        ] {
+            assert_eq!(whole(&web, from), want, "{from}");
+        }
+    }
+
+    /// In a polyglot stack a URL on a routed upstream is re-pointed where the proxy sends its
+    /// path back there, as for `Location`.
+    #[test]
+    fn routed_upstreams_are_repointed_for_their_paths_alone() {
+        let links = links(&[("/api", "127.0.0.1:8080")], "localhost:5173", false);
+        for (from, want) in [
+            (
+                "\"http://localhost:8080/api/users\"",
+                "\"http://localhost:3000/api/users\"",
+            ),
+            (
+                "\"http://localhost:8080/admin\"",
+                "\"http://localhost:8080/admin\"",
+            ),
+            (
+                "\"http://localhost:5173/api/users\"",
+                "\"http://localhost:5173/api/users\"",
+            ),
+            (
+                "\"http://localhost:5173/app\"",
+                "\"http://localhost:3000/app\"",
+            ),
+            (
+                "\"http:\\/\\/localhost:8080\\/api\\/x\"",
+                "\"http:\\/\\/localhost:3000\\/api\\/x\"",
+            ),
+        ] {
+            assert_eq!(whole(&links, from), want, "{from}");
+        }
+    }
+
+    /// However the upstream's frames cut the page (inside a scheme, an authority, a port, an
+    /// escaped slash, a path that decides the route), the tab gets what the whole page gives.
+    #[test]
+    fn every_cut_gives_the_same_page() {
+        let links = Arc::new(links(
+            &[("/api", "127.0.0.1:8080")],
+            "localhost:8000",
+            false,
+        ));
+        let page = "<link href=\"http://localhost:8000/a.css\"><a href=//127.0.0.1:8000/b>b</a>\
+                    <script>x={\"u\":\"http:\\/\\/[::1]:8000\\/c\",\"v\":\"http://localhost:8080/api/d\",\
+                    \"w\":\"http://localhost:8080/apx\"}</script><a href=\"http://localhost:80001/\">\
+                    <a href=\"http://localhost:8000\">end http://localhost:8000";
+        let want = whole(&links, page);
+        assert_eq!(want.matches("localhost:3000").count(), 6, "{want}");
+        for cut in 0..=page.len() {
+            assert_eq!(pieces(&links, page, &[cut]), want, "cut at {cut}");
+            for second in (cut..=page.len()).step_by(5) {
+                assert_eq!(
+                    pieces(&links, page, &[cut, second]),
+                    want,
+                    "cuts {cut}, {second}"
+                );
+            }
+        }
+    }
+
+    /// A chunk with nothing to change goes on as the same bytes; one that ends in the middle of
+    /// what may be a URL holds back only that tail.
+    #[test]
+    fn untouched_chunks_are_not_copied_and_held_tails_are_short() {
+        let links = Arc::new(links(&[], "localhost:8000", false));
+        let chunk = Bytes::from_static(b"<p>nothing here</p>\n");
+        let mut body = fed(&links);
+        let out = body.feed(chunk.clone(), false);
+        assert_eq!(out.as_ptr(), chunk.as_ptr());
+        assert_eq!(out.len(), chunk.len());
+        let out = body.feed(Bytes::from_static(b"<a href=\"http://local"), false);
+        assert_eq!(&out[..], b"<a href=\"");
+        assert_eq!(&body.held[..], b"http://local");
+    }
+}
