@@ -97,7 +97,16 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
             })
             .flatten()
             .map(|(ms, _)| ms.to_string());
-        let fix = if detail.starts_with("unknown field") {
+        let table = err.span().and_then(|span| table_above(text, span.start));
+        let fix = if let (true, Some(key), Some(table)) =
+            (detail.starts_with("unknown field"), key, table)
+            && is_top_level(key)
+        {
+            format!(
+                "`{key}` is a top-level key, and TOML reads every key after `[[{table}]]` as part \
+                 of that table: move it above the first `[[…]]` table"
+            )
+        } else if detail.starts_with("unknown field") {
             "fix the key's spelling or remove it (config/hmr-proxy.toml lists every key)"
                 .to_string()
         } else if let Some(ms) = poll_ms {
@@ -139,6 +148,25 @@ fn key_at(text: &str, at: usize) -> Option<&str> {
     key.chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '_')
         .then_some(key)
+}
+
+/// The `[[table]]` whose keys the line holding byte `at` belongs to, if any.
+fn table_above(text: &str, at: usize) -> Option<&str> {
+    let before = text.get(..at)?;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    before[..start].lines().rev().find_map(|line| {
+        let line = line.trim();
+        let table = line.strip_prefix('[')?.strip_suffix(']')?;
+        Some(table.trim_matches(['[', ']', ' ']))
+    })
+}
+
+/// Whether `key` belongs at the top of the file (asked of the model itself, so the answer
+/// follows [`FileConfig`]: a key it does not know is "unknown", one it does is of another type).
+fn is_top_level(key: &str) -> bool {
+    toml::from_str::<FileConfig>(&format!("{key} = 0"))
+        .err()
+        .is_none_or(|err| !err.message().starts_with("unknown field"))
 }
 
 /// How a key's value is written, for the error that shows a wrong one (serde's own words are
@@ -186,6 +214,29 @@ mod tests {
             .unwrap_or_default();
         assert!(err.contains("x.toml line 2"), "{err}");
         assert!(err.contains("unknown field `listen_addr`"), "{err}");
+        assert!(err.contains("fix the key's spelling"), "{err}");
+    }
+
+    /// A top-level key written below a `[[watch]]` table is read as that table's: the error
+    /// says so, where serde alone says only which keys a watch table takes.
+    #[test]
+    fn a_top_level_key_under_a_table_is_named_as_such() {
+        let text = "[[watch]]\ndir = \".\"\nurl = \"/s\"\nupstream = \"http://localhost:8000\"\n";
+        let err = parse(Path::new("x.toml"), text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("`upstream` is a top-level key"), "{err}");
+        assert!(err.contains("after `[[watch]]`"), "{err}");
+        // A typo in a table is still a typo.
+        let err = parse(
+            Path::new("x.toml"),
+            "[[route]]\npath = \"/api\"\nupstrem = \"x\"\n",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
         assert!(err.contains("fix the key's spelling"), "{err}");
     }
 
