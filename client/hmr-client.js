@@ -457,6 +457,14 @@ function start(selfUrl) {
       swaps.push(swapStylesheet(link, batch.id, duplicates));
       const own = [link, ...duplicates].some((l) => links.includes(l));
       if (own) log(`css swapped: ${path(link.href)}`);
+      const saved = [link, ...duplicates].map((l) => savedAs.get(l)).find(Boolean);
+      if (saved) {
+        const prefix = path(link.href).slice(0, -saved.length);
+        log(
+          `${saved} changed and was taken for ${path(link.href)}: map its folder to ${prefix} ` +
+            `(--watch DIR=${prefix}) for an exact match`,
+        );
+      }
     }
     for (const { rule, url } of carried) {
       log(`css swapped: ${url.pathname} (imported by ${importer(rule)})`);
@@ -503,10 +511,30 @@ function start(selfUrl) {
     // A design system's element links the page's sheet in its shadow root too, or a sheet of
     // its own: each root's links and sheets are live uses, looked through like the document's.
     const roots = documentRoots();
-    const links = stylesheetLinks(roots).filter((link) => {
+    const every = stylesheetLinks(roots);
+    const links = every.filter((link) => {
       const url = parse(link.href);
       return url !== null && hit(url);
     });
+    // A stylesheet saved under a path that is the end of a linked sheet's: a folder watched
+    // without the URL prefix it is served under (`--watch static`, served at /static/) names
+    // `/css/app.css` for `/static/css/app.css`. Swapped, not reloaded, as browser-sync does by
+    // file name; the console says how to name it exactly.
+    for (const [k, u] of changed) {
+      if (claimed.has(k) || !/\.css$/i.test(k)) continue;
+      const saved = new URL(u, location.href);
+      const longer = every.filter((link) => {
+        const url = parse(link.href);
+        if (url === null || url.origin !== saved.origin || links.includes(link)) return false;
+        return url.pathname.length > saved.pathname.length && key(url).endsWith(k.slice(saved.origin.length));
+      });
+      if (!longer.length) continue;
+      claimed.add(k);
+      for (const link of longer) {
+        links.push(link);
+        savedAs.set(link, saved.pathname);
+      }
+    }
     const sheets = roots.flatMap(liveSheets);
     const imports = sheets.flatMap((sheet) => importRules(sheet, hit));
     const modules = boxes
@@ -608,6 +636,8 @@ function start(selfUrl) {
    * it changed but the address, and takes its copy out.
    */
   const swapOf = new WeakMap();
+  /** A link swapped for a sheet the batch named by the end of its path (see survey). */
+  const savedAs = new WeakMap();
 
   /** The address a swap last gave each link: one it has now that is neither is the page's. */
   const given = new WeakMap();

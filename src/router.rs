@@ -247,9 +247,10 @@ pub(crate) fn asks_for_stream<B>(req: &Request<B>) -> bool {
     {
         return false;
     }
-    // A browser's own request says so in its fetch metadata; wildcards from a browser are a
-    // `fetch` or XHR that left `Accept` alone, never an `EventSource`.
-    let tool = !headers.contains_key("sec-fetch-mode");
+    // A browser's own request says so in its fetch metadata (`Sec-Fetch-Site`: Node's fetch
+    // sends `Sec-Fetch-Mode` alone); wildcards from a browser are a `fetch` or XHR that left
+    // `Accept` alone, never an `EventSource`.
+    let tool = !headers.contains_key("sec-fetch-site");
     // The media ranges asked for (q > 0), without their parameters.
     let mut ranges = headers
         .get_all(header::ACCEPT)

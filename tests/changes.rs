@@ -659,6 +659,8 @@ async fn only_event_stream_requests_on_the_stream_path_are_taken() {
          Sec-Fetch-Mode: cors\r\nSec-Fetch-Dest: empty\r\nSec-Fetch-Site: same-origin\r\n\r\n",
         "GET /changes HTTP/1.1\r\nHost: localhost\r\n\r\n",
         "GET /changes HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n",
+        // Node's fetch: `Sec-Fetch-Mode` alone, no `Sec-Fetch-Site`.
+        "GET /changes HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\nSec-Fetch-Mode: cors\r\n\r\n",
         "GET /changes HTTP/1.1\r\nHost: localhost\r\nAccept: text/html;q=0, text/*\r\n\r\n",
     ] {
         let answer = support::raw(proxy.addr, stream.as_bytes(), Some("text/event-stream")).await;

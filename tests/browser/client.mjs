@@ -77,7 +77,12 @@ async function statusUntil(what, pred) {
 /** A `/changes` stream read by this script: resolves waits on the batches it sees. */
 async function changeStream() {
   const abort = new AbortController();
-  const res = await fetch(`${origin}/changes`, { signal: abort.signal });
+  // Asked for as an event stream: a bare fetch sends `*/*` with fetch metadata, which the proxy
+  // leaves to the app's own /changes.
+  const res = await fetch(`${origin}/changes`, {
+    signal: abort.signal,
+    headers: { Accept: 'text/event-stream' },
+  });
   assert.equal(res.status, 200);
   const batches = [];
   const waiters = new Set();
@@ -911,6 +916,43 @@ async function srcset() {
     );
     assert.equal(await page.evaluate(() => window.kept), 'yes', 'window variable kept');
     assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * A stylesheet saved under a shorter path than the page links it by: its folder watched without
+ * the URL prefix it is served under (here the page links /static/extras/prefixed.css, which the
+ * server in front serves from /extras/prefixed.css). The sheet is swapped, not the page
+ * reloaded, and the console says how to name it exactly. Such a save reloaded the page.
+ */
+async function savedShorter() {
+  const context = await newContext();
+  try {
+    write('extras/prefixed.css', `#pre { color: ${freshColor()}; }\n`);
+    write(
+      'extras/prefixed.html',
+      '<!doctype html>\n<html><head><meta charset="utf-8"><title>prefixed</title>\n' +
+        '<link rel="stylesheet" href="/static/extras/prefixed.css"></head>\n' +
+        '<body><p id="pre">prefixed</p></body></html>\n',
+    );
+    await context.route(
+      (url) => url.pathname.startsWith('/static/'),
+      (route) => route.continue({ url: route.request().url().replace('/static/', '/') }),
+    );
+    const page = await openTab(context, '/extras/prefixed.html');
+    await page.evaluate(() => (window.kept = 'yes'));
+    const color = freshColor();
+    write('extras/prefixed.css', `#pre { color: ${color}; }\n`);
+    await page.waitForFunction((c) => getComputedStyle(document.getElementById('pre')).color === c, color);
+    assert.match(await page.getAttribute('link[rel=stylesheet]', 'href'), /\/static\/extras\/prefixed\.css\?t=\d+$/);
+    assert.equal(await page.evaluate(() => window.kept), 'yes', 'window variable kept');
+    assert.equal(await loads(page), 1, 'no reload');
+    assert.ok(
+      logged('/extras/prefixed.css changed and was taken for /static/extras/prefixed.css: map its folder to /static'),
+      'console says how to name it exactly',
+    );
   } finally {
     await context.close();
   }
@@ -2368,6 +2410,7 @@ const all = {
   fragmentFirst,
   image,
   srcset,
+  savedShorter,
   xhtml,
   modules,
   lateContainer,
