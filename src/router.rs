@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -43,7 +44,14 @@ struct Inner {
     client: bytes::Bytes,
     hub: Hub,
     control: Control,
+    /// Armed while a Vite dev server behind the proxy would see each of its hot updates followed
+    /// by a reload: the proxy watches the whole project, its sources included (see
+    /// [`Router::notice_vite`]).
+    vite_hint: AtomicBool,
 }
+
+/// The module every page a Vite dev server serves loads first: its own HMR client.
+const VITE_CLIENT: &str = "/@vite/client";
 
 enum Target {
     Proxy(Proxy),
@@ -116,6 +124,9 @@ impl Router {
                 client: client::render(&config.changes_path),
                 control: Control::new(config, hub.clone(), health),
                 hub,
+                vite_hint: AtomicBool::new(
+                    config.watch.whole_project && config.watch.ignore.is_empty(),
+                ),
             }),
         }
     }
@@ -133,12 +144,29 @@ impl Router {
         if let Some(own) = path.strip_prefix(OWN_PREFIX) {
             return self.own_endpoint(own.to_string(), req, peer).await;
         }
+        if path == VITE_CLIENT {
+            self.notice_vite();
+        }
         if let Some((_, proxy)) = this.routes.iter().find(|(route, _)| route.matches(path)) {
             return proxy.forward(req, peer).await;
         }
         match &this.target {
             Target::Proxy(proxy) => proxy.forward(req, peer).await,
             Target::Static(files) => files.serve(req).await,
+        }
+    }
+
+    /// A tab loaded Vite's client: the upstream is a Vite dev server, which hot-swaps its own
+    /// sources. With the whole project watched, each such save is also a batch here, and the
+    /// page reloads right after Vite's update, its state lost: said once, with the fix.
+    fn notice_vite(&self) {
+        if self.inner.vite_hint.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                "the upstream is a Vite dev server (a page loaded {VITE_CLIENT}), which updates \
+                 its own sources in place; with the whole project watched, each save there \
+                 also reloads the page: watch only what Vite does not serve (--watch templates) \
+                 or leave its sources out (--ignore 'src/**')"
+            );
         }
     }
 

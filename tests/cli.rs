@@ -1143,3 +1143,44 @@ fn a_bare_poll_flag_keeps_the_environments_interval() {
     );
     running.wait_for_log(", polling every 700 ms");
 }
+
+/// A page that loads Vite's client says the upstream is Vite, which hot-swaps its own sources:
+/// with the whole project watched (nothing named), each save there would also reload the page,
+/// so the proxy says so once, with the fix. Watching a folder of one's own choice says nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vite_upstream_with_the_whole_project_watched_gets_one_hint() {
+    let upstream = crate::support::upstream::Upstream::start().await;
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("templates")).expect("mkdir");
+    for (args, hinted) in [(&[][..], true), (&["--watch", "templates"][..], false)] {
+        let mut argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        argv.push(upstream.url());
+        let running = bin::blocking("hmr-proxy to start", {
+            let dir = dir.path().to_owned();
+            move || {
+                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                Running::start(&argv, &[], &dir)
+            }
+        })
+        .await;
+        for path in ["/@vite/client", "/@vite/client", "/src/main.js"] {
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            let answer = raw(running.addr, request.as_bytes(), None).await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        }
+        running.terminate();
+        running.wait_for_log("stopped");
+        let hints = running
+            .log()
+            .lines()
+            .filter(|l| l.contains("is a Vite dev server"))
+            .count();
+        assert_eq!(
+            hints,
+            usize::from(hinted),
+            "{args:?}; log:\n{}",
+            running.log()
+        );
+    }
+}

@@ -222,6 +222,8 @@ pub struct WatchSettings {
     pub debounce: Duration,
     /// `Some(interval)` to poll instead of using OS events.
     pub poll: Option<Duration>,
+    /// Nothing was named, and the folder the proxy was started in (a project's top) is watched.
+    pub whole_project: bool,
 }
 
 /// One watched directory and the URL prefix its files are served under.
@@ -813,6 +815,7 @@ fn resolve_watch(
             )?);
         }
     }
+    let whole_project = roots.is_empty() && matches!(backend, Backend::Upstream(_));
     if roots.is_empty() {
         // Nothing named: watch what is served, or the project the proxy was started in.
         let dir = match backend {
@@ -903,6 +906,7 @@ fn resolve_watch(
         ignore,
         debounce,
         poll,
+        whole_project,
     })
 }
 
