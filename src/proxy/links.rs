@@ -272,36 +272,38 @@ impl Links {
             }
             Some(_) => {}
         }
-        // Back to the start of the URL: host (for a port anchor), slashes, scheme.
-        let (host, host_start) = match &anchor.port {
-            Some(port) => {
-                let Some(authority) = self.authorities.iter().find(|a| {
-                    a.port.as_deref() == Some(&port[..])
-                        && at >= a.host.len()
-                        && data[at - a.host.len()..at].eq_ignore_ascii_case(&a.host)
-                }) else {
-                    return Found::Nothing;
-                };
-                (&authority.host, at - authority.host.len())
-            }
-            None => {
-                let host = &anchor.finder.needle()[1..];
-                let Some(authority) = self
-                    .authorities
-                    .iter()
-                    .find(|a| a.port.is_none() && a.host == host)
-                else {
-                    return Found::Nothing;
-                };
-                (&authority.host, at + 1)
+        // Back to the start of the URL: host (for a port anchor), then slashes. Each host is
+        // tried: one may end another (`app` and `myapp`).
+        let slashes_before = |host_start: usize| {
+            let before = &data[..host_start];
+            if before.ends_with(b"\\/\\/") {
+                Some((host_start - 4, true))
+            } else if before.ends_with(b"//") {
+                Some((host_start - 2, false))
+            } else {
+                None
             }
         };
-        let before = &data[..host_start];
-        let (slashes_start, escaped) = if before.ends_with(b"\\/\\/") {
-            (host_start - 4, true)
-        } else if before.ends_with(b"//") {
-            (host_start - 2, false)
-        } else {
+        let found = match &anchor.port {
+            Some(port) => self.authorities.iter().find_map(|a| {
+                let named = a.port.as_deref() == Some(&port[..])
+                    && at >= a.host.len()
+                    && data[at - a.host.len()..at].eq_ignore_ascii_case(&a.host);
+                let host_start = at - a.host.len() * usize::from(named);
+                named
+                    .then(|| slashes_before(host_start))
+                    .flatten()
+                    .map(|slashes| (&a.host, slashes))
+            }),
+            None => {
+                let host = &anchor.finder.needle()[1..];
+                self.authorities
+                    .iter()
+                    .find(|a| a.port.is_none() && a.host == host)
+                    .and_then(|a| Some((&a.host, slashes_before(at + 1)?)))
+            }
+        };
+        let Some((host, (slashes_start, escaped))) = found else {
             return Found::Nothing;
         };
         let before = &data[..slashes_start];
@@ -676,6 +678,24 @@ mod tests {
                 "\"http:\\/\\/localhost:8080\\/api\\/x\"",
                 "\"http:\\/\\/localhost:3000\\/api\\/x\"",
             ),
+        ] {
+            assert_eq!(whole(&links, from), want, "{from}");
+        }
+    }
+
+    /// Upstreams whose host names end one another (compose services `app` and `myapp`): each
+    /// URL is told by its whole host.
+    #[test]
+    fn a_host_that_ends_another_is_told_apart() {
+        let links = links(&[("/api", "app:8000")], "myapp:8000", false);
+        for (from, want) in [
+            (
+                "\"http://app:8000/api/x\"",
+                "\"http://localhost:3000/api/x\"",
+            ),
+            ("\"http://myapp:8000/x\"", "\"http://localhost:3000/x\""),
+            ("\"http://app:8000/x\"", "\"http://app:8000/x\""),
+            ("\"http://xapp:8000/x\"", "\"http://xapp:8000/x\""),
         ] {
             assert_eq!(whole(&links, from), want, "{from}");
         }
