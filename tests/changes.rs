@@ -789,9 +789,16 @@ async fn other_sites_cannot_open_the_stream_or_use_the_control_endpoint() {
     let proxy = serve(&root, &[]).await;
     let host = proxy.addr.to_string();
     let same = format!("http://{host}");
+    // An `EventSource` on another site's page: it asks for an event stream.
+    let stream = ("accept", "text/event-stream");
     for headers in [
         vec![("origin", "http://evil.example")],
-        vec![("sec-fetch-site", "cross-site")],
+        vec![("sec-fetch-site", "cross-site"), stream],
+        vec![
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "http://evil.example"),
+            stream,
+        ],
     ] {
         let tab = SseClient::connect(proxy.addr, "/changes", &headers).await;
         assert_eq!(tab.status, 403, "{headers:?}");
