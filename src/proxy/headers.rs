@@ -338,6 +338,13 @@ impl Origins {
             .flat_map(|names| names.authorities.iter().map(String::as_str))
     }
 
+    /// The longest route prefix (0 with no routes): the most of a path [`Origins::serving`]
+    /// reads.
+    pub fn longest_prefix(&self) -> usize {
+        let prefixes = self.routes.iter().map(|(route, _)| route.prefix.len());
+        prefixes.max().unwrap_or(0)
+    }
+
     /// The upstream the proxy sends `path` to, if any.
     fn serving(&self, path: &str) -> Option<&UpstreamNames> {
         self.routes

@@ -64,6 +64,9 @@ pub struct Links {
     forms: Vec<Vec<u8>>,
     /// The longest of them.
     longest: usize,
+    /// How much of a URL's path decides which upstream the proxy sends it to: the longest route
+    /// prefix, escaped (`%2F` is three bytes for one).
+    path_needed: usize,
     /// The bytes they are made of, in either case: a chunk that ends in any other byte (`>`, a
     /// newline, a quote: nearly every chunk) ends in no unfinished URL, at the cost of one look.
     alphabet: [bool; 256],
@@ -152,7 +155,9 @@ impl Links {
             alphabet[usize::from(b.to_ascii_lowercase())] = true;
             alphabet[usize::from(b.to_ascii_uppercase())] = true;
         }
+        let path_needed = 3 * origins.longest_prefix() + 1;
         Links {
+            path_needed,
             origins,
             anchors,
             authorities,
@@ -329,10 +334,16 @@ impl Links {
         let mut path = Vec::new();
         let mut i = end;
         let finished = loop {
+            // Only a route's prefix decides (and a byte after it): a long URL, or a page of
+            // URLs run together, is not read to its end for each of them.
+            if path.len() > self.path_needed {
+                break true;
+            }
             let Some(&b) = data.get(i) else {
                 break last || data.len() - start > MAX_HELD;
             };
             match b {
+                b'\\' if escaped && i + 1 == data.len() && !last => break false,
                 b'\\' if escaped && data.get(i + 1) == Some(&b'/') => {
                     path.push(b'/');
                     i += 2;
