@@ -41,7 +41,8 @@ use crate::body::{self, Body, BoxError};
 /// held back for the next chunk stays small.
 const MAX_HELD: usize = 4096;
 
-/// What marks a possible URL on an upstream: `:port`, or `/host` on a default port.
+/// What marks a possible URL on an upstream: `:port`, or `/host` on a default port (found as
+/// written in lower case, as URLs nearly always write a host: `http://Web/` is left alone).
 struct Anchor {
     finder: memmem::Finder<'static>,
     /// `Some(port)` for a `:port` anchor; `None` for `/host`.
@@ -174,6 +175,7 @@ impl Links {
             links: self.clone(),
             origin,
             held: BytesMut::new(),
+            prev: None,
             ended: false,
             error: None,
             trailers: None,
@@ -181,7 +183,16 @@ impl Links {
     }
 
     /// `data` re-pointed, and how much of its end to hold for the next chunk (none when `last`).
-    fn rewrite(&self, data: &[u8], last: bool, origin: &mut Origin) -> (Option<Vec<u8>>, usize) {
+    ///
+    /// `prev` is the page's byte before `data`, if any: a scheme or word that runs into a URL's
+    /// slashes may have gone out with the last chunk.
+    fn rewrite(
+        &self,
+        data: &[u8],
+        prev: Option<u8>,
+        last: bool,
+        origin: &mut Origin,
+    ) -> (Option<Vec<u8>>, usize) {
         let mut edits: Vec<Edit> = Vec::new();
         let mut hold = if last {
             data.len()
@@ -190,7 +201,7 @@ impl Links {
         };
         for anchor in &self.anchors {
             for at in anchor.finder.find_iter(data) {
-                match self.look(data, at, anchor, last) {
+                match self.look(data, prev, at, anchor, last) {
                     Found::Edit(edit) => edits.push(edit),
                     Found::Unfinished(from) => hold = hold.min(from),
                     Found::Nothing => {}
@@ -261,7 +272,7 @@ impl Links {
     }
 
     /// Whether the anchor found at `at` is a URL on an upstream that the proxy serves.
-    fn look(&self, data: &[u8], at: usize, anchor: &Anchor, last: bool) -> Found {
+    fn look(&self, data: &[u8], prev: Option<u8>, at: usize, anchor: &Anchor, last: bool) -> Found {
         let end = at + anchor.finder.needle().len();
         // The authority must end where the anchor does: `:80` is not `:8000`, `/web` not `/webapp`.
         // (At the chunk's end the path below finds nothing yet: the URL is unfinished.)
@@ -321,11 +332,11 @@ impl Links {
             (Scheme::Http, slashes_start - 5)
         } else if ends_with(b"ws:") {
             (Scheme::Ws, slashes_start - 3)
-        } else if before
-            .last()
-            .is_some_and(|&b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'+' | b'-' | b'.'))
-        {
-            // Another scheme (`wss:`, `ftp:`), or a word run into the slashes: not ours.
+        } else if before.last().copied().or(prev).is_some_and(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b':' | b'+' | b'-' | b'.' | b'/')
+        }) {
+            // Another scheme (`wss:`, `ftp:`, `file:///web`), or a word run into the slashes:
+            // not ours.
             return Found::Nothing;
         } else {
             (Scheme::Relative, slashes_start)
@@ -372,10 +383,10 @@ impl Links {
             url.extend_from_slice(port);
         }
         url.extend_from_slice(&path);
-        let Ok(url) = std::str::from_utf8(&url) else {
-            return Found::Nothing;
-        };
-        if self.origins.rewrite_url(url, "").is_none() {
+        // Lossy: the path is cut where a route's prefix stops mattering, maybe inside a
+        // character, and a page in another charset is bytes all the same.
+        let url = String::from_utf8_lossy(&url);
+        if self.origins.rewrite_url(&url, "").is_none() {
             return Found::Nothing;
         }
         Found::Edit(Edit {
@@ -418,6 +429,8 @@ struct Repointed {
     origin: Origin,
     /// The end of the last chunk, which may be the start of a URL.
     held: BytesMut,
+    /// The page's last byte that went out (as the upstream sent it).
+    prev: Option<u8>,
     ended: bool,
     /// The page's error, handed on after what was held.
     error: Option<BoxError>,
@@ -433,7 +446,10 @@ impl Repointed {
             self.held.extend_from_slice(&data);
             self.held.split().freeze()
         };
-        let (rewritten, held) = self.links.rewrite(&data, last, &mut self.origin);
+        let (rewritten, held) = self.links.rewrite(&data, self.prev, last, &mut self.origin);
+        if data.len() > held {
+            self.prev = Some(data[data.len() - held - 1]);
+        }
         if held > 0 {
             self.held.extend_from_slice(&data[data.len() - held..]);
         }
@@ -526,7 +542,7 @@ mod tests {
 
     /// The whole page at once: what each chunking must come to.
     fn whole(links: &Links, page: &str) -> String {
-        let (out, held) = links.rewrite(page.as_bytes(), true, &mut origin());
+        let (out, held) = links.rewrite(page.as_bytes(), None, true, &mut origin());
         assert_eq!(held, 0);
         out.map_or_else(
             || page.to_string(),
@@ -556,6 +572,7 @@ mod tests {
             links: links.clone(),
             origin: origin(),
             held: BytesMut::new(),
+            prev: None,
             ended: false,
             error: None,
             trailers: None,
@@ -710,6 +727,35 @@ mod tests {
         ] {
             assert_eq!(whole(&links, from), want, "{from}");
         }
+    }
+
+    /// What came before a URL's slashes decides, even when it went out with the chunk before.
+    #[test]
+    fn a_cut_before_the_slashes_keeps_what_came_before() {
+        let links = Arc::new(links(&[], "localhost:8000", false));
+        for page in [
+            "<a href=\"wss://localhost:8000/x\">",
+            "a//localhost:8000/x",
+            "{\"u\":\"wss:\\/\\/localhost:8000\\/x\"}",
+            "file:///localhost:8000/x",
+        ] {
+            let want = whole(&links, page);
+            assert_eq!(want, page);
+            for cut in 0..=page.len() {
+                assert_eq!(pieces(&links, page, &[cut]), want, "{page} cut at {cut}");
+            }
+        }
+    }
+
+    /// A path with text outside ASCII is re-pointed too: its start is cut where routes stop
+    /// mattering, which may be inside a character.
+    #[test]
+    fn a_path_with_non_ascii_is_repointed() {
+        let links = links(&[], "localhost:8000", false);
+        assert_eq!(
+            whole(&links, "<a href=\"http://localhost:8000/été/\">"),
+            "<a href=\"http://localhost:3000/été/\">"
+        );
     }
 
     /// However the upstream's frames cut the page (inside a scheme, an authority, a port, an
