@@ -425,7 +425,7 @@ function start(selfUrl) {
       reload(`${batch.paths.join(', ')} changed, and this page could not be patched (${err})`);
       return;
     }
-    const { changed, rest, links, imports, modules, images, roots } = found;
+    const { changed, rest, links, imports, modules, images, roots, savedAs } = found;
     if (rest.length) {
       reload(`${rest.map((k) => changed.get(k)).join(', ')} changed`);
       return;
@@ -512,6 +512,8 @@ function start(selfUrl) {
     // its own: each root's links and sheets are live uses, looked through like the document's.
     const roots = documentRoots();
     const every = stylesheetLinks(roots);
+    /** Link → the path the batch named it by, when that is only the end of its own. */
+    const savedAs = new Map();
     const links = every.filter((link) => {
       const url = parse(link.href);
       return url !== null && hit(url);
@@ -543,7 +545,7 @@ function start(selfUrl) {
     // Reading every rule is the costly part: skipped when only sheets and modules changed.
     const images =
       claimed.size < changed.size ? [...imageAttributes(hit, roots), ...cssUrls(hit, roots)] : [];
-    return { changed, claimed, links, imports, modules, images, roots };
+    return { changed, claimed, links, imports, modules, images, roots, savedAs };
   }
 
   /**
@@ -636,8 +638,6 @@ function start(selfUrl) {
    * it changed but the address, and takes its copy out.
    */
   const swapOf = new WeakMap();
-  /** A link swapped for a sheet the batch named by the end of its path (see survey). */
-  const savedAs = new WeakMap();
 
   /** The address a swap last gave each link: one it has now that is neither is the page's. */
   const given = new WeakMap();

@@ -953,6 +953,21 @@ async function savedShorter() {
       logged('/extras/prefixed.css changed and was taken for /static/extras/prefixed.css: map its folder to /static'),
       'console says how to name it exactly',
     );
+    // A later batch that names the link exactly (a build tool's POST) swaps it without the hint.
+    const before = await page.getAttribute('link[rel=stylesheet]', 'href');
+    const posted = await fetch(`${origin}/__hmr/reload`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ paths: ['/static/extras/prefixed.css'] }),
+    });
+    assert.equal(posted.status, 202);
+    await page.waitForFunction(
+      (b) => document.querySelector('link[rel=stylesheet]').getAttribute('href') !== b,
+      before,
+    );
+    await page.waitForFunction(() => !document.querySelector('link[data-hmr-copy]'));
+    assert.equal(transcript.filter((l) => l.includes('was taken for')).length, 1, 'one hint');
+    assert.equal(await loads(page), 1, 'no reload');
   } finally {
     await context.close();
   }
