@@ -800,6 +800,14 @@ fn resolve_watch(
                 Some((dir, url)) => (dir.trim_end(), Some(url.trim_start())),
                 None => (spec, None),
             };
+            // `=/assets` alone named no folder, and watched the working directory as /assets.
+            if dir.is_empty() {
+                return Err(ConfigError::invalid(
+                    origin,
+                    format!("`{spec}` names no folder before the `=`"),
+                    "write DIR=/prefix, e.g. static=/assets, or . for the working directory",
+                ));
+            }
             roots.push(watch_root(cwd, Path::new(dir), url, Vec::new(), &origin)?);
         }
     } else if let Some(tables) = &f.watch {
@@ -1645,6 +1653,11 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(err.contains("must be a path starting with one /"), "{err}");
+        // A prefix with no folder before it is no default folder.
+        let err = load_in(dir.path(), &["-w", "=/assets"])
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("--watch: `=/assets` names no folder"), "{err}");
         // An empty list from the environment leaves the config file's folders in place.
         std::fs::write(
             dir.path().join("hmr-proxy.toml"),
