@@ -302,14 +302,13 @@ impl Links {
         };
         let found = match &anchor.port {
             Some(port) => self.authorities.iter().find_map(|a| {
-                let named = a.port.as_deref() == Some(&port[..])
-                    && at >= a.host.len()
-                    && data[at - a.host.len()..at].eq_ignore_ascii_case(&a.host);
-                let host_start = at - a.host.len() * usize::from(named);
-                named
-                    .then(|| slashes_before(host_start))
-                    .flatten()
-                    .map(|slashes| (&a.host, slashes))
+                let host_start = at.checked_sub(a.host.len())?;
+                if a.port.as_deref() != Some(&port[..])
+                    || !data[host_start..at].eq_ignore_ascii_case(&a.host)
+                {
+                    return None;
+                }
+                Some((&a.host, slashes_before(host_start)?))
             }),
             None => {
                 let host = &anchor.finder.needle()[1..];
