@@ -44,7 +44,8 @@ pub struct Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Server")]
 pub struct ServerArgs {
-    /// Address to listen on [default: 127.0.0.1:3000]; a bare port means 127.0.0.1:PORT.
+    /// Address to listen on [default: 127.0.0.1:3000, or the next free port if that one is
+    /// taken]; a bare port means 127.0.0.1:PORT. An address set here never moves.
     #[arg(short, long, value_name = "ADDR", env = "HMR_PROXY_LISTEN")]
     pub listen: Option<String>,
 

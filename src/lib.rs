@@ -58,32 +58,54 @@ use sse::Hub;
 use watch::ChangeBatch;
 
 /// Bind the configured address, turning "in use" into an error that says how to pick another.
+///
+/// The default address alone moves on to the next free port (with a warning), as Vite and
+/// browser-sync do: a second project's proxy then starts instead of failing. An address the user
+/// set is a promise (a bookmark, a compose port mapping, a health check), so it never moves.
 pub async fn bind(config: &Config) -> Result<TcpListener, StartupError> {
-    TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::AddrInUse => StartupError::PortInUse {
-                addr: config.listen,
-                origin: config.listen_origin.clone(),
-                free: free_port_after(config.listen),
-            },
-            _ => StartupError::Bind {
-                addr: config.listen,
-                origin: config.listen_origin.clone(),
-                source,
-            },
-        })
+    let source = match TcpListener::bind(config.listen).await {
+        Ok(listener) => return Ok(listener),
+        Err(source) => source,
+    };
+    if source.kind() != std::io::ErrorKind::AddrInUse {
+        return Err(StartupError::Bind {
+            addr: config.listen,
+            origin: config.listen_origin.clone(),
+            source,
+        });
+    }
+    if config.listen_origin.is_none() {
+        for candidate in ports_after(config.listen) {
+            if let Ok(listener) = TcpListener::bind(candidate).await {
+                tracing::warn!(
+                    "{} is in use by another program; listening on {candidate} instead \
+                     (--listen sets the address, and then never moves)",
+                    config.listen
+                );
+                return Ok(listener);
+            }
+        }
+    }
+    Err(StartupError::PortInUse {
+        addr: config.listen,
+        origin: config.listen_origin.clone(),
+        free: free_port_after(config.listen),
+    })
+}
+
+/// The next 100 ports on `addr`'s address, as far as there are any.
+fn ports_after(addr: std::net::SocketAddr) -> impl Iterator<Item = std::net::SocketAddr> {
+    (1..=100u16)
+        .filter_map(move |step| addr.port().checked_add(step))
+        .map(move |port| std::net::SocketAddr::new(addr.ip(), port))
 }
 
 /// The first of the next 100 ports on `addr`'s address that can be bound now (the one after it
 /// if none can: the suggestion is then as good as any).
 fn free_port_after(addr: std::net::SocketAddr) -> std::net::SocketAddr {
-    let at = |port: u16| std::net::SocketAddr::new(addr.ip(), port);
-    (1..=100u16)
-        .filter_map(|step| addr.port().checked_add(step))
-        .map(at)
+    ports_after(addr)
         .find(|candidate| std::net::TcpListener::bind(candidate).is_ok())
-        .unwrap_or_else(|| at(addr.port().wrapping_add(1).max(1)))
+        .unwrap_or_else(|| std::net::SocketAddr::new(addr.ip(), addr.port().wrapping_add(1).max(1)))
 }
 
 /// Serve until `shutdown` triggers and in-flight work has drained (or the grace period ran out).

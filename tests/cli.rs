@@ -272,6 +272,36 @@ fn port_in_use_names_the_address_and_the_setting_to_change() {
     drop(taken);
 }
 
+/// With no address set anywhere, a default port in use moves on to the next free one, with a
+/// warning that names both; a set address never moves (the test above).
+#[test]
+fn the_default_port_in_use_moves_on_to_the_next_free_one() {
+    let dir = tempdir();
+    let default = SocketAddr::from(([127, 0, 0, 1], hmr_proxy::config::DEFAULT_PORT));
+    // Held here, or already held by another program: in use either way.
+    let _held = match TcpListener::bind(default) {
+        Ok(listener) => Some(listener),
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => None,
+        Err(err) => panic!("cannot bind {default}: {err}"),
+    };
+    let running = Running::start_as_given(&["--serve", "."], &[], dir.path());
+    assert_eq!(
+        running.addr.ip(),
+        default.ip(),
+        "{}",
+        running.listening_line
+    );
+    assert!(
+        running.addr.port() > default.port(),
+        "{}",
+        running.listening_line
+    );
+    running.wait_for_log(&format!(
+        "{default} is in use by another program; listening on {} instead",
+        running.addr
+    ));
+}
+
 /// An address this machine does not have (a documentation address, RFC 5737) cannot be listened
 /// on: the error names where the address was set.
 #[test]
