@@ -226,6 +226,9 @@ fn announce(config: &Config, local: std::net::SocketAddr) {
                 "listening on all interfaces: anyone who can reach this machine on port {port} \
                  can use the proxy and the dev server behind it"
             );
+            if let Some(url) = server::network_url(local) {
+                tracing::info!("on this network: {url}");
+            }
         }
     }
     let roots: Vec<String> = config

@@ -281,11 +281,73 @@ where
 
 /// The address to tell people to browse to: `0.0.0.0`/`::` are not browsable, loopback is.
 pub fn browse_url(local: SocketAddr) -> String {
-    let ip = match local.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
-        ip if ip.is_unspecified() => "[::1]".to_string(),
-        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-        ip => ip.to_string(),
+    match local.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => url_at(ip_loopback(true), local.port()),
+        ip if ip.is_unspecified() => url_at(ip_loopback(false), local.port()),
+        ip => url_at(ip, local.port()),
+    }
+}
+
+/// The URL another device on the network browses to when the proxy listens on all interfaces
+/// (a phone on the same Wi-Fi): the address of the interface that has the default route, as
+/// Vite's "Network:" line gives. `None` without such a route. Connecting a UDP socket sends
+/// nothing: the kernel only picks the route (to a documentation address, RFC 5737/3849).
+pub fn network_url(local: SocketAddr) -> Option<String> {
+    let (bind, probe): (SocketAddr, SocketAddr) = if local.is_ipv4() {
+        (([0, 0, 0, 0], 0).into(), ([192, 0, 2, 1], 9).into())
+    } else {
+        (
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+            (std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), 9).into(),
+        )
     };
-    format!("http://{ip}:{}", local.port())
+    let socket = std::net::UdpSocket::bind(bind).ok()?;
+    socket.connect(probe).ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified() && !ip.is_loopback()).then(|| url_at(ip, local.port()))
+}
+
+fn ip_loopback(v4: bool) -> std::net::IpAddr {
+    if v4 {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    } else {
+        std::net::Ipv6Addr::LOCALHOST.into()
+    }
+}
+
+fn url_at(ip: std::net::IpAddr, port: u16) -> String {
+    match ip {
+        std::net::IpAddr::V6(ip) => format!("http://[{ip}]:{port}"),
+        ip => format!("http://{ip}:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn browse_urls_name_a_browsable_address() {
+        let url = |addr: &str| browse_url(addr.parse().expect("address"));
+        assert_eq!(url("0.0.0.0:3000"), "http://127.0.0.1:3000");
+        assert_eq!(url("[::]:3000"), "http://[::1]:3000");
+        assert_eq!(url("[fe80::1]:80"), "http://[fe80::1]:80");
+        assert_eq!(url("192.168.1.5:3000"), "http://192.168.1.5:3000");
+    }
+
+    /// The network URL names one of this machine's own addresses (one it can listen on), never
+    /// loopback; a machine without a default route has none.
+    #[test]
+    fn the_network_url_is_an_address_of_this_machine() {
+        let Some(url) = network_url(([0, 0, 0, 0], 3000).into()) else {
+            return;
+        };
+        let authority = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.strip_suffix(":3000"))
+            .unwrap_or_else(|| panic!("{url}"));
+        let ip: std::net::IpAddr = authority.parse().expect("an IP");
+        assert!(!ip.is_loopback() && !ip.is_unspecified(), "{url}");
+        std::net::TcpListener::bind((ip, 0)).expect("an address of this machine");
+    }
 }
