@@ -17,7 +17,7 @@ use clap::{ArgAction, Args, Parser};
 #[command(
     after_help = "Options can also be set in the environment (HMR_PROXY_<OPTION>, e.g. \
     HMR_PROXY_LISTEN; empty counts as unset) or in the config file (./hmr-proxy.toml, or \
-    --config; --no-inject is `inject = false` there). -v, -q and --health-check are flags only, \
+    --config; --no-inject is `inject = false` there). -v, -q, --open and --health-check are flags only, \
     and --config has no key in the file.\n\
     Precedence: flags > environment > config file > defaults. UPSTREAM and --serve are one \
     choice: the strongest layer giving either wins."
@@ -90,6 +90,12 @@ pub struct ServerArgs {
     /// Most connections served at once; more wait until one closes [default: 16384].
     #[arg(long, value_name = "N", env = "HMR_PROXY_MAX_CONNECTIONS")]
     pub max_connections: Option<String>,
+
+    /// Open the proxy in the browser once it listens, at PATH [default: /]: the command in
+    /// BROWSER if set (`BROWSER=none` opens nothing), else the system's (xdg-open, open).
+    #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true,
+          default_missing_value = "/")]
+    pub open: Option<String>,
 
     /// Ask the proxy listening at --listen whether it is up, then exit: 0 if it answers, 1 if
     /// not (for container health checks; needs no curl).

@@ -25,6 +25,7 @@
 //! - [`client`]: the embedded browser client, served at `/__hmr/client.js`, and its tag.
 //! - [`body`]: the one boxed body type responses are carried in.
 //! - [`healthcheck`]: `--health-check`, the client side of a container health check.
+//! - [`open_browser`]: `--open`, the proxy's page opened in the browser once it listens.
 
 pub mod body;
 pub mod cli;
@@ -36,6 +37,7 @@ pub mod guard;
 pub mod healthcheck;
 pub mod inject;
 pub mod logging;
+pub mod open_browser;
 pub mod proxy;
 pub mod raw_stream;
 pub mod router;
@@ -117,6 +119,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
     // Before the listening line: from then on, connections come.
     server::raise_fd_limit();
     announce(&config, local);
+    if let Some(path) = &config.open {
+        open_browser::open(format!("{}{path}", server::browse_url(local)));
+    }
     let hub = Hub::new(config.heartbeat, shutdown.clone());
     match watch::spawn(&config.watch, shutdown.clone()) {
         Ok(batches) => hub.feed(batches),

@@ -302,6 +302,79 @@ fn the_default_port_in_use_moves_on_to_the_next_free_one() {
     ));
 }
 
+/// `--open=PATH` runs `BROWSER` with the proxy's URL of that path once it listens, and says so;
+/// the URL it was given serves the page through the proxy.
+#[tokio::test]
+async fn open_hands_the_browser_the_proxys_url() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    std::fs::write(dir.path().join("index.html"), "<p>docs</p>").expect("write");
+    let given = dir.path().join("given.txt");
+    let browser = dir.path().join("fake-browser");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", given.display()),
+    )
+    .expect("write the fake browser");
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let running = bin::blocking("hmr-proxy to start", {
+        let dir = dir.path().to_owned();
+        let browser = browser.display().to_string();
+        move || {
+            Running::start(
+                &["--serve", ".", "--open=/?from=open"],
+                &[("BROWSER", &browser)],
+                &dir,
+            )
+        }
+    })
+    .await;
+    let url = format!("http://{}/?from=open", running.addr);
+    running.wait_for_log(&format!("opened {url} in the browser"));
+    assert_eq!(std::fs::read_to_string(&given).expect("the URL given"), url);
+    let page = raw(
+        running.addr,
+        b"GET /?from=open HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/html\r\n\
+          Sec-Fetch-Dest: document\r\nConnection: close\r\n\r\n",
+        None,
+    )
+    .await;
+    assert!(
+        page.contains("<p>docs</p>") && page.contains("/__hmr/client.js"),
+        "{page}"
+    );
+}
+
+/// A browser command that fails is a warning that says where to browse; the proxy serves on.
+/// `BROWSER=none` opens nothing; `--open` with no path before it is an error naming the fix.
+#[test]
+fn open_failures_are_warnings_and_a_bad_path_an_error() {
+    let dir = tempdir();
+    let running = Running::start(
+        &["--serve", ".", "--open"],
+        &[("BROWSER", "false")],
+        dir.path(),
+    );
+    running.wait_for_log(&format!(
+        "`false` could not open http://{}/ (exit status: 1); browse it yourself",
+        running.addr
+    ));
+    drop(running);
+    let running = Running::start(
+        &["--serve", ".", "--open"],
+        &[("BROWSER", "none")],
+        dir.path(),
+    );
+    running.wait_for_log("BROWSER=none: not opening a browser");
+    drop(running);
+    let line = error_line(&run_to_exit(
+        &["--serve", ".", "--open=docs"],
+        &[],
+        dir.path(),
+    ));
+    assert_mentions(&line, &["--open: `docs` is not a path", "--open=/admin/"]);
+}
+
 /// An address this machine does not have (a documentation address, RFC 5737) cannot be listened
 /// on: the error names where the address was set.
 #[test]

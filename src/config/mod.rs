@@ -98,6 +98,9 @@ pub struct Config {
     pub allowed_hosts: AllowedHosts,
     /// Connections served at once.
     pub max_connections: usize,
+    /// The path to open in the browser once listening (`--open`; a flag only, as opening a
+    /// browser is something one run does, not something a project or a container is).
+    pub open: Option<String>,
     /// The config file that was read, if any.
     pub file: Option<PathBuf>,
 }
@@ -363,6 +366,7 @@ impl Config {
                     config,
                     // An action, not a setting: `main` acts on it after loading.
                     health_check: _,
+                    open,
                 },
             proxy:
                 ProxyArgs {
@@ -568,6 +572,8 @@ impl Config {
             },
         };
 
+        let open = open.map(open_path).transpose()?;
+
         Ok(Config {
             listen: listen_addr,
             listen_origin: listen_raw.map(|raw| raw.origin),
@@ -582,8 +588,29 @@ impl Config {
             header_timeout,
             allowed_hosts,
             max_connections,
+            open,
             file: layers.file_path,
         })
+    }
+}
+
+/// `--open`'s value: a path (and query) on the proxy, as a browser's address bar would take it.
+fn open_path(value: String) -> Result<String, ConfigError> {
+    let invalid = |problem: String| {
+        ConfigError::invalid(
+            Origin::Flag("--open".to_string()),
+            problem,
+            "give a path on the proxy, like --open=/admin/ (or --open alone for /)",
+        )
+    };
+    if !value.starts_with('/') || value.starts_with("//") {
+        return Err(invalid(format!("`{value}` is not a path")));
+    }
+    match http::uri::PathAndQuery::try_from(value.as_str()) {
+        Ok(_) => Ok(value),
+        Err(_) => Err(invalid(format!(
+            "`{value}` is not a path a URL can carry (spaces and such are written %20)"
+        ))),
     }
 }
 
