@@ -446,6 +446,9 @@ fn encode_path(rel: &str) -> String {
         .add(b'<')
         .add(b'>')
         .add(b'?')
+        // A browser reads `\` in an http URL's path as `/`: `back\slash.css` is linked as
+        // `back%5Cslash.css`, and only that spelling matches it.
+        .add(b'\\')
         .add(b'`')
         .add(b'{')
         .add(b'}');
@@ -487,6 +490,10 @@ mod tests {
         assert_eq!(
             f.locate(Path::new("/p/index.html")).map(|l| l.url),
             Some("/index.html".into())
+        );
+        assert_eq!(
+            f.locate(Path::new("/p/back\\slash #1?.css")).map(|l| l.url),
+            Some("/back%5Cslash%20%231%3F.css".into())
         );
         assert_eq!(f.locate(Path::new("/elsewhere/x")), None);
         assert_eq!(f.locate(Path::new("/pp/x")), None);
