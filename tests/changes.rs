@@ -311,6 +311,110 @@ async fn a_watched_folder_moved_away_is_no_longer_watched() {
     std::fs::remove_dir_all(&moved).unwrap();
 }
 
+/// A file written in parts, with a pause longer than the debounce before the rest (a copy, a
+/// generator, a script flushing as it goes), is one batch once it is closed: a batch in between
+/// reloaded the page on half a file, then again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_written_in_parts_is_one_batch_once_closed() {
+    use std::io::Write;
+    let (_dir, root) = project();
+    let proxy = serve(&root, &[]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    let mut file = std::fs::File::create(root.join("index.html")).unwrap();
+    file.write_all(b"<!doctype html><body>").unwrap();
+    // The writer's own pause, fifteen debounce intervals (the scenario, not synchronisation).
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    file.write_all(b"</body>").unwrap();
+    drop(file);
+    write(&root.join("css/site.css"), "sentinel");
+    let mut seen = Vec::new();
+    within("the sentinel to be reported", async {
+        while !seen.iter().any(|p| p == "css/site.css") {
+            let batch = paths(&tab.next_batch().await);
+            if batch.iter().any(|p| p == "index.html") {
+                assert_eq!(
+                    std::fs::read_to_string(root.join("index.html")).unwrap(),
+                    "<!doctype html><body></body>"
+                );
+            }
+            seen.extend(batch);
+        }
+    })
+    .await;
+    let times = seen.iter().filter(|p| *p == "index.html").count();
+    assert_eq!(times, 1, "index.html in {times} batches: {seen:?}");
+}
+
+/// `chmod`, `chown` and the like change no content: no batch (a container's `chown -R` at start
+/// reloaded every tab with every file). `touch` sets the mtime: a batch, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permission_changes_are_no_change_and_touch_is() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_dir, root) = project();
+    let site = root.join("css/site.css");
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&site)
+        .unwrap()
+        .set_modified(an_hour_ago)
+        .unwrap();
+    let proxy = serve(&root, &[]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    std::fs::set_permissions(&site, std::fs::Permissions::from_mode(0o600)).unwrap();
+    write(&root.join("index.html"), "sentinel");
+    let seen = paths_until(&mut tab, "index.html").await;
+    assert_eq!(seen, ["index.html"], "a chmod was reported");
+    // `touch`: opened for writing, the times set to now, closed; no byte written.
+    std::fs::File::options()
+        .write(true)
+        .open(&site)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    assert_eq!(paths(&tab.next_batch().await), ["css/site.css"]);
+}
+
+/// An atomic save whose temporary copy outlives the batch window (written, fsynced, renamed a
+/// moment later, as Qt's QSaveFile and npm's write-file-atomic do) reports the saved file alone:
+/// the copy's name reloaded the page a batch before the stylesheet could be swapped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_atomic_saves_slow_copy_is_not_reported() {
+    let (_dir, root) = project();
+    let proxy = serve(&root, &[]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    for temp in [
+        "css/site.css.Ab12Cd",
+        "css/site.css.1f2a3b4c",
+        "css/.site.css.Xy12Ab",
+    ] {
+        let copy = root.join(temp);
+        std::fs::write(&copy, "body { color: teal }\n").unwrap();
+        std::fs::File::open(&copy).unwrap().sync_all().unwrap();
+        // The fsync's and the editor's own time (the scenario, not synchronisation).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        std::fs::rename(&copy, root.join("css/site.css")).unwrap();
+        let seen = paths_until(&mut tab, "css/site.css").await;
+        assert_eq!(seen, ["css/site.css"], "saved through {temp}");
+    }
+}
+
+/// A folder deleted with its files is reported as the files it held, not also as each folder on
+/// the way up; a folder moved out of the tree, whose files are not reported, as its own name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_folder_is_the_files_it_held() {
+    let (_dir, root) = project();
+    write(&root.join("js/a/b/f.js"), "x");
+    write(&root.join("img/logo.svg"), "x");
+    let outside = tempfile::tempdir().unwrap();
+    let proxy = serve(&root, &["--debounce", "200"]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    std::fs::remove_dir_all(root.join("js/a")).unwrap();
+    assert_eq!(paths(&tab.next_batch().await), ["js/a/b/f.js"]);
+    std::fs::rename(root.join("img"), outside.path().join("img")).unwrap();
+    assert_eq!(paths(&tab.next_batch().await), ["img"]);
+}
+
 /// Removing an ignored directory (`npm ci` clearing node_modules, a clean build) changes nothing
 /// served: no batch, where one reloaded every tab.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,7 +56,7 @@ const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(10);
 /// A poll walks every watched file; 250 ms is chokidar's order of magnitude, quick enough to feel
 /// live and cheap on a typical source tree.
-const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Browsers and intermediaries drop idle connections after a minute or two; a comment every 15 s
 /// (the WHATWG recommendation) keeps the stream open and detects dead peers.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);

@@ -11,7 +11,7 @@
 //! created and gone again within one batch (an editor's temp file in an atomic save) is dropped.
 //! It knows nothing of notify or of the event stream.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -78,6 +78,8 @@ pub enum Seen {
 pub struct Pending {
     order: Vec<PathBuf>,
     seen: HashMap<PathBuf, Seen>,
+    /// Paths among `order` that were watched directories when they went.
+    gone_dirs: HashSet<PathBuf>,
     /// Something was lost or unknowable (queue overflow, rescan, removed root): reload fully.
     pub reload: bool,
 }
@@ -93,24 +95,41 @@ impl Pending {
         }
     }
 
+    /// A directory that went (deleted, moved away). It stays in the batch only when none of its
+    /// files is there: `rm -rf a` is reported as the files it held, but a folder moved out of
+    /// the tree is only its own name, and a page using its files must still hear of it.
+    pub fn add_gone_dir(&mut self, path: PathBuf) {
+        self.gone_dirs.insert(path.clone());
+        self.add(path, Seen::Changed);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.order.is_empty() && !self.reload
     }
 
     /// The batch's paths in arrival order, minus files born and gone within it and minus
-    /// directories (their files are reported themselves). `exists` answers for the file system
-    /// at flush time: `Some(is_dir)` or `None` when gone.
+    /// directories (their files are reported themselves; a gone one whose files are not, see
+    /// [`Self::add_gone_dir`], stays). `exists` answers for the file system at flush time:
+    /// `Some(is_dir)` or `None` when gone.
     pub fn finish(self, exists: impl Fn(&PathBuf) -> Option<bool>) -> (Vec<PathBuf>, bool) {
         let seen = self.seen;
+        let gone_dirs = self.gone_dirs;
+        let holds_a_reported_file = |dir: &PathBuf| {
+            self.order
+                .iter()
+                .any(|path| path != dir && path.starts_with(dir))
+        };
         let paths = self
             .order
-            .into_iter()
+            .iter()
             .filter(|path| {
                 !matches!(
-                    (exists(path), seen.get(path)),
+                    (exists(path), seen.get(*path)),
                     (None, Some(Seen::Created)) | (Some(true), _)
                 )
             })
+            .filter(|path| !(gone_dirs.contains(*path) && holds_a_reported_file(path)))
+            .cloned()
             .collect();
         (paths, self.reload)
     }
@@ -200,5 +219,28 @@ mod tests {
             vec![PathBuf::from("/p/a.css"), PathBuf::from("/p/old.css")]
         );
         assert!(!reload);
+    }
+
+    #[test]
+    fn a_gone_folder_is_its_files_when_they_are_reported_and_its_name_when_not() {
+        let mut p = Pending::default();
+        // `rm -rf a`: the files first, then each folder on the way up.
+        p.add("/p/a/b/c/f.js".into(), Seen::Changed);
+        p.add_gone_dir("/p/a/b/c".into());
+        p.add_gone_dir("/p/a/b".into());
+        p.add_gone_dir("/p/a".into());
+        // `mv static /elsewhere`: the folder's name alone.
+        p.add_gone_dir("/p/static".into());
+        // A sibling whose name starts the same is not inside it.
+        p.add("/p/ab.css".into(), Seen::Changed);
+        let (paths, _) = p.finish(|_| None);
+        assert_eq!(
+            paths,
+            vec![
+                PathBuf::from("/p/a/b/c/f.js"),
+                PathBuf::from("/p/static"),
+                PathBuf::from("/p/ab.css")
+            ]
+        );
     }
 }

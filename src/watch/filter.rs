@@ -223,7 +223,8 @@ impl Filter {
             if (!last || is_dir) && IGNORED_DIRS.contains(&name.as_ref()) {
                 return true;
             }
-            if last && !is_dir && self.files.is_match(name.as_ref()) {
+            if last && !is_dir && (self.files.is_match(name.as_ref()) || is_save_temp(&name, path))
+            {
                 return true;
             }
         }
@@ -436,6 +437,30 @@ fn glob_set<'a>(globs: impl Iterator<Item = impl AsRef<str> + 'a>) -> Result<Glo
 }
 
 /// Percent-encode what cannot stand in a URL path (spaces, `#`, `?`, `%`, non-ASCII), keeping `/`.
+/// Whether `name` (of the file at `path`) is the temporary copy an atomic save writes beside a
+/// file and renames over it: the file's own name and a random suffix, as Qt's QSaveFile writes
+/// (Kate, KDevelop: `app.css.Ab1234`), npm's write-file-atomic (`app.css.1f2a3b4c`) and rsync
+/// (`.app.css.Xy12Ab`). When the copy outlives the batch window (an fsync before the rename is
+/// enough), it would reload every tab and the stylesheet swap would come a batch later. Told
+/// from a real file by the suffix (six or more letters and digits, with a digit or a capital:
+/// not `.module`) and by the file it is named after being there beside it.
+fn is_save_temp(name: &str, path: &Path) -> bool {
+    let unhidden = name.strip_prefix('.').unwrap_or(name);
+    let Some((base, suffix)) = unhidden.rsplit_once('.') else {
+        return false;
+    };
+    let random = suffix.len() >= 6
+        && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
+        && suffix
+            .bytes()
+            .any(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+    // The file it stands in for has an extension of its own: `app.css`, not `Makefile`.
+    random
+        && base.contains('.')
+        && !base.starts_with('.')
+        && path.parent().is_some_and(|dir| dir.join(base).is_file())
+}
+
 fn encode_path(rel: &str) -> String {
     use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
     const PATH: &AsciiSet = &CONTROLS
@@ -592,6 +617,30 @@ mod tests {
             ("/p/src/catalog.html", false),
         ] {
             assert_eq!(f.is_ignored(Path::new(path), false), ignored, "{path}");
+        }
+    }
+
+    #[test]
+    fn an_atomic_saves_copy_beside_its_file_is_ignored() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
+        for name in ["app.css", "main.js", "Makefile"] {
+            std::fs::write(root.join(name), "x").unwrap_or_else(|e| panic!("{e}"));
+        }
+        let f = filter(&root, &[]);
+        for (name, ignored) in [
+            ("app.css.Ab1234", true),     // Qt's QSaveFile
+            ("app.css.1f2a3b4c", true),   // write-file-atomic
+            ("app.css.2934756123", true), // write-file-atomic, older
+            (".app.css.Xy12Ab", true),    // rsync
+            ("app.css.map", false),       // a source map
+            ("main.js.module", false),    // no digit, no capital: a name
+            ("app.css.v2", false),        // too short to be random
+            ("other.css.Ab1234", false),  // no `other.css` beside it
+            ("Makefile.Ab1234", false),   // stands for a file without an extension
+            ("app.css.Ab12-4", false),    // not letters and digits
+        ] {
+            assert_eq!(f.is_ignored(&root.join(name), false), ignored, "{name}");
         }
     }
 

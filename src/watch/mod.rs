@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use notify::event::{EventKind, MetadataKind, ModifyKind};
+use notify::event::{AccessKind, AccessMode, EventKind, MetadataKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -88,17 +88,37 @@ pub fn spawn(
             }
         }
     };
+    let mut polling = settings.poll;
     let watcher: Box<dyn Watcher + Send> = match settings.poll {
         Some(interval) => {
             Box::new(poll::StatPoller::new(handler, interval).map_err(WatchError::Start)?)
         }
-        None => Box::new(
-            notify::RecommendedWatcher::new(
-                handler,
+        None => {
+            // The handler is needed again if the OS watcher cannot start: shared, not moved.
+            let handler = Arc::new(handler);
+            let for_os = handler.clone();
+            let os = notify::RecommendedWatcher::new(
+                move |event| for_os(event),
                 notify::Config::default().with_follow_symlinks(false),
-            )
-            .map_err(WatchError::Start)?,
-        ),
+            );
+            match os {
+                Ok(watcher) => Box::new(watcher),
+                Err(err) => {
+                    // Out of inotify instances (each editor, language server and dev server
+                    // holds some): polling still gives live reload, slower and dearer.
+                    let interval = crate::config::DEFAULT_POLL_INTERVAL;
+                    tracing::warn!(
+                        "cannot start the file watcher: {}; polling every {} ms instead",
+                        start_failure(&err),
+                        interval.as_millis()
+                    );
+                    polling = Some(interval);
+                    let poller = poll::StatPoller::new(move |event| handler(event), interval)
+                        .map_err(WatchError::Start)?;
+                    Box::new(poller)
+                }
+            }
+        }
     };
     let mut state = Watching {
         watcher,
@@ -108,6 +128,9 @@ pub fn spawn(
         limit_reported: false,
         own_output_found: false,
         to_rescan: Vec::new(),
+        closes_reported: polling.is_none() && cfg!(target_os = "linux"),
+        unwatched: 0,
+        open_writes: HashSet::new(),
     };
     let roots: Vec<PathBuf> = state.filter.root_dirs().map(Path::to_path_buf).collect();
     for root in &roots {
@@ -119,6 +142,14 @@ pub fn spawn(
         }
     }
     tracing::debug!("watching {} directories", state.watched.len());
+    if state.unwatched > 0 {
+        tracing::error!(
+            "{} of {} folders are not watched (the limit above): saves in them are missed until \
+             the proxy is restarted after raising the limit, or with --poll",
+            state.unwatched,
+            state.unwatched + state.watched.len()
+        );
+    }
 
     let (tx, rx) = mpsc::channel(16);
     let debounce = settings.debounce;
@@ -126,10 +157,26 @@ pub fn spawn(
     Ok(rx)
 }
 
+/// Why the OS watcher could not start, with the limit to raise.
+fn start_failure(err: &notify::Error) -> String {
+    match &err.kind {
+        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(24) => {
+            "no inotify instance is left (fs.inotify.max_user_instances, or the open-file limit); \
+             `sudo sysctl fs.inotify.max_user_instances=512` raises it"
+                .to_string()
+        }
+        notify::ErrorKind::Io(io) => io.to_string(),
+        notify::ErrorKind::Generic(text) => text.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
 /// What the notify callback forwards.
 #[derive(Debug)]
 enum Raw {
     Changed(Kind, Vec<PathBuf>),
+    /// Closed after writing (inotify's `IN_CLOSE_WRITE`): a write is over.
+    Closed(Vec<PathBuf>),
     /// The OS lost events (inotify queue overflow): rescan and reload.
     Rescan,
     Failed(notify::Error),
@@ -139,12 +186,24 @@ enum Raw {
 enum Kind {
     Created,
     Modified,
+    /// Bytes written (inotify's `IN_MODIFY`): the file may still be open for more.
+    Written,
+    /// Some attribute changed, the kernel does not say which (inotify's `IN_ATTRIB`): `touch`
+    /// (a change) and `chmod`, `chown`, `setfattr` (none) alike; told apart by the file's mtime.
+    Attributes,
     Removed,
     Renamed,
 }
 
+impl Kind {
+    /// An event about a name (made, gone, moved), rather than about a file's content.
+    fn names(self) -> bool {
+        matches!(self, Kind::Created | Kind::Removed | Kind::Renamed)
+    }
+}
+
 /// Keep what changes content or existence; drop reads (`IN_OPEN` would make every template render
-/// a reload) and permission/ownership changes.
+/// a reload) and permission/ownership changes. A close after writing is kept: it ends a write.
 fn convert(event: notify::Event) -> Option<Raw> {
     if event.need_rescan() {
         return Some(Raw::Rescan);
@@ -153,14 +212,33 @@ fn convert(event: notify::Event) -> Option<Raw> {
         EventKind::Create(_) => Kind::Created,
         EventKind::Remove(_) => Kind::Removed,
         EventKind::Modify(ModifyKind::Name(_)) => Kind::Renamed,
-        EventKind::Modify(ModifyKind::Metadata(MetadataKind::WriteTime | MetadataKind::Any)) => {
-            Kind::Modified
-        }
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::WriteTime)) => Kind::Modified,
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)) => Kind::Attributes,
         EventKind::Modify(ModifyKind::Metadata(_)) => return None,
+        EventKind::Modify(ModifyKind::Data(_)) => Kind::Written,
         EventKind::Modify(_) => Kind::Modified,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
+            return Some(Raw::Closed(event.paths));
+        }
         EventKind::Access(_) | EventKind::Any | EventKind::Other => return None,
     };
     Some(Raw::Changed(kind, event.paths))
+}
+
+/// How recent a file's mtime must be for an attribute event to count as a change: `touch` sets
+/// it to now, a `chmod` or a container's `chown -R` leaves it where it was. Generous, for a
+/// loaded machine where the event is read late.
+const TOUCHED_WITHIN: Duration = Duration::from_secs(2);
+
+/// Whether an attribute event on `meta`'s file is a `touch` rather than a permission change.
+fn touched_now(meta: &std::fs::Metadata) -> bool {
+    match meta.modified() {
+        Ok(mtime) => match std::time::SystemTime::now().duration_since(mtime) {
+            Ok(age) => age < TOUCHED_WITHIN,
+            Err(_) => true, // in the future: set just now, by a clock ahead of ours
+        },
+        Err(_) => true, // no mtime to judge by: count it, as before
+    }
 }
 
 /// The watcher and what it knows about the tree.
@@ -179,6 +257,13 @@ struct Watching {
     /// Trees to look through again once the batch is complete ([`Self::rescan`]): done once
     /// per batch, off the runtime's threads, however many events asked for it.
     to_rescan: Vec<PathBuf>,
+    /// Whether the watcher reports a file's close after writing (inotify does; polling and the
+    /// other platforms' APIs do not), so a batch can wait for a write to end.
+    closes_reported: bool,
+    /// Files of the open batch written to and not yet closed: a copy or a generator under way.
+    open_writes: HashSet<PathBuf>,
+    /// Directories left unwatched for want of watches or handles (told once, with a count).
+    unwatched: usize,
 }
 
 impl Watching {
@@ -243,14 +328,14 @@ impl Watching {
         let handles =
             matches!(&err.kind, notify::ErrorKind::Io(io) if io.raw_os_error() == Some(24));
         if limit || handles {
+            self.unwatched += 1;
             if !self.limit_reported {
                 self.limit_reported = true;
                 let what = if limit {
                     "the inotify watch limit is reached (fs.inotify.max_user_watches); raise it with \
-                     `sudo sysctl fs.inotify.max_user_watches=524288`"
+                     `sudo sysctl fs.inotify.max_user_watches=524288` and restart"
                 } else {
-                    "too many open files or inotify instances (fs.inotify.max_user_instances, ulimit -n); \
-                     raise the limit"
+                    "too many open files (ulimit -n); raise the limit and restart"
                 };
                 tracing::error!(
                     "cannot watch {}: {what}, ignore large folders with --ignore, or use --poll",
@@ -278,6 +363,12 @@ impl Watching {
         }
         let (kind, paths) = match raw {
             Raw::Changed(kind, paths) => (kind, paths),
+            Raw::Closed(paths) => {
+                for path in &paths {
+                    self.open_writes.remove(path);
+                }
+                return;
+            }
             Raw::Rescan => {
                 tracing::warn!("the file watcher lost events; reloading");
                 pending.reload = true;
@@ -290,10 +381,10 @@ impl Watching {
             }
         };
         for path in paths {
-            let is_dir = std::fs::symlink_metadata(&path).map(|m| m.is_dir());
-            match is_dir {
+            let meta = std::fs::symlink_metadata(&path);
+            match meta.as_ref().map(std::fs::Metadata::is_dir) {
                 Ok(true) => {
-                    if kind != Kind::Modified && !self.filter.is_ignored(&path, true) {
+                    if kind.names() && !self.filter.is_ignored(&path, true) {
                         // A directory that is here after an event about its name may be another
                         // one than the directory watched under that name (renamed in over it,
                         // deleted and made again), whose watches the kernel has dropped: its
@@ -310,6 +401,18 @@ impl Watching {
                     if self.filter.is_ignored(&path, false) {
                         continue;
                     }
+                    if kind == Kind::Attributes && meta.as_ref().is_ok_and(|m| !touched_now(m)) {
+                        continue;
+                    }
+                    match kind {
+                        Kind::Written if self.closes_reported => {
+                            self.open_writes.insert(path.clone());
+                        }
+                        Kind::Removed | Kind::Renamed => {
+                            self.open_writes.remove(&path);
+                        }
+                        _ => {}
+                    }
                     if filter::IGNORE_FILES.iter().any(|n| path.ends_with(n))
                         && let Some(dir) = path.parent()
                     {
@@ -319,7 +422,9 @@ impl Watching {
                     }
                     let how = match kind {
                         Kind::Created | Kind::Renamed => Seen::Created,
-                        Kind::Modified | Kind::Removed => Seen::Changed,
+                        Kind::Modified | Kind::Written | Kind::Attributes | Kind::Removed => {
+                            Seen::Changed
+                        }
                     };
                     pending.add(path, how);
                 }
@@ -329,11 +434,13 @@ impl Watching {
                     // was is no longer on disk to ask: a directory if it was watched, and
                     // otherwise either (an ignored directory, `node_modules` or a `build/` of
                     // .gitignore, was never watched, and its removal changes nothing served).
-                    let ignored = if self.watched.contains(&path) {
+                    let was_dir = self.watched.contains(&path);
+                    let ignored = if was_dir {
                         self.filter.is_ignored(&path, true)
                     } else {
                         self.filter.is_ignored(&path, false) || self.filter.is_ignored(&path, true)
                     };
+                    self.open_writes.remove(&path);
                     self.forget(&path, pending);
                     // An ignore file deleted: its rules go, and what they hid is watched.
                     if filter::IGNORE_FILES.iter().any(|n| path.ends_with(n))
@@ -347,7 +454,11 @@ impl Watching {
                             Kind::Created => Seen::Created,
                             _ => Seen::Changed,
                         };
-                        pending.add(path, how);
+                        if was_dir {
+                            pending.add_gone_dir(path);
+                        } else {
+                            pending.add(path, how);
+                        }
                     }
                 }
             }
@@ -537,10 +648,29 @@ async fn run(
             (Some(busy), Some(sent)) if opened.duration_since(sent) < busy => busy,
             _ => debounce,
         };
-        let open = batch::collect(&mut raw_rx, opened, quiet, cap, |raw| {
+        let mut open = batch::collect(&mut raw_rx, opened, quiet, cap, |raw| {
             state.absorb(raw, &mut pending)
         })
         .await;
+        // Quiet, yet a file written in this batch may still be open for writing (a copy under
+        // way, a generator writing in parts, a script pausing between writes): its close is the
+        // end of the write, which the page must not be reloaded before. Waited for up to the
+        // window cap; not with `--debounce 0`, which asks for every event as it comes.
+        while open && !debounce.is_zero() && !state.open_writes.is_empty() {
+            match tokio::time::timeout_at(opened + cap, raw_rx.recv()).await {
+                Ok(Some(raw)) => {
+                    state.absorb(raw, &mut pending);
+                    open = batch::collect(&mut raw_rx, opened, quiet, cap, |raw| {
+                        state.absorb(raw, &mut pending)
+                    })
+                    .await;
+                }
+                Ok(None) => open = false,
+                Err(_) => break,
+            }
+        }
+        // Still open at the cap: the next batch waits for its next write's close afresh.
+        state.open_writes.clear();
         if overflow.swap(false, Ordering::Relaxed) {
             tracing::warn!("too many file events at once; reloading");
             pending.reload = true;
