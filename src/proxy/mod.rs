@@ -418,7 +418,11 @@ impl Proxy {
         if response.extensions().get::<Rewritten>().is_none() {
             return response;
         }
-        let (parts, page) = response.into_parts();
+        let (mut parts, page) = response.into_parts();
+        // The upstream's date stands for its bytes, not these: a resumed navigation's
+        // `If-Range: <date>` would get the upstream's un-injected bytes spliced onto the proxy's
+        // (nginx's `sub_filter` drops it too). Its marked `ETag` still revalidates the page.
+        parts.headers.remove(header::LAST_MODIFIED);
         let origin = links::Origin::new(browser_host, this.local);
         Response::from_parts(parts, this.links.repoint(page, origin))
     }
