@@ -319,7 +319,10 @@ async fn route(
             h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(value));
         }
         h.insert(header::ETAG, HeaderValue::from_static("\"fixture-v1\""));
-        h.insert(header::LAST_MODIFIED, HeaderValue::from_static(FIXTURE_DATE));
+        h.insert(
+            header::LAST_MODIFIED,
+            HeaderValue::from_static(FIXTURE_DATE),
+        );
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
         for (k, v) in &case.headers {
