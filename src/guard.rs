@@ -29,6 +29,19 @@ pub fn refusal<B>(req: &Request<B>, local: SocketAddr) -> Option<Response<Body>>
         );
         return Some(res);
     }
+    if let Some(coding) = crate::proxy::headers::unknown_transfer_coding(req.headers()) {
+        let mut res = body::plain(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "hmr-proxy: transfer coding `{coding}` is not supported; send the body chunked \
+                 or with a Content-Length (a compressed body says so in Content-Encoding)"
+            ),
+        );
+        // Where its body ends is what cannot be known: the connection ends with the answer.
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Some(res);
+    }
     let uri = req.uri();
     if !uri.path().starts_with('/') {
         return Some(body::plain(

@@ -773,6 +773,41 @@ async fn smuggling_shapes_are_refused_or_reframed_never_smuggled() {
         assert_eq!(framings, 1, "{name} forwarded as:\n{}", seen.head);
     }
 
+    // A GET's body, framed by chunks, arrives whole (the client library dropped it: a body
+    // hidden from the upstream is a body the proxy and the upstream disagree on).
+    let text = until_closed(
+        proxy.addr,
+        b"GET /get-chunked HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\
+          Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(Reply::parse(&text).status, 200, "get-chunked: {text}");
+    let seen = upstream.wait_for("/get-chunked").await;
+    assert_eq!(
+        seen.body, b"hello",
+        "get-chunked forwarded as:\n{}",
+        seen.head
+    );
+
+    // A transfer coding besides chunked: not implemented (it would reach the upstream as plain
+    // bytes, its name dropped with the hop-by-hop fields).
+    for (name, coding) in [
+        ("te-gzip", "gzip, chunked"),
+        ("te-identity", "identity, chunked"),
+    ] {
+        let text = until_closed(
+            proxy.addr,
+            format!(
+                "POST /{name} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: {coding}\r\n\
+                 \r\n5\r\nhello\r\n0\r\n\r\n{smuggled}"
+            )
+            .as_bytes(),
+        )
+        .await;
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{name}: {text}");
+        assert_eq!(Reply::parse(&text).status, 501, "{name}: {text}");
+    }
+
     // Refused outright: nothing reaches the upstream.
     let refused = [
         (
@@ -852,7 +887,7 @@ async fn smuggling_shapes_are_refused_or_reframed_never_smuggled() {
             );
         } else {
             assert!(
-                ["cl-te", "te-cl", "after"].contains(&path),
+                ["cl-te", "te-cl", "get-chunked", "after"].contains(&path),
                 "{path} reached the upstream"
             );
         }
@@ -1024,6 +1059,11 @@ fn faulty_answer(seen: &Seen, gate: &Arc<Notify>) -> Answer {
             ]
             .concat(),
         ),
+        // A coding besides chunked: the bytes are gzip, and only this header says so.
+        "/te-gzip" => Answer::Close(head_then(
+            "Content-Type: application/json\r\nTransfer-Encoding: gzip, chunked",
+            "5\r\nhello\r\n0\r\n\r\n",
+        )),
         path => Answer::KeepAlive(ok("text/plain", &format!("saw {path}"))),
     }
 }
@@ -1069,6 +1109,13 @@ async fn upstream_faults_give_clean_errors_and_everyone_else_is_served() {
         assert_eq!(Reply::parse(&text).status, 502, "{path}: {text}");
         still_serving(&proxy.url("/ok")).await;
     }
+
+    // A transfer coding the browser would never hear of (its name goes with the hop): a 502.
+    let (status, _, body) = support::get(&proxy.url("/te-gzip"), &[]).await;
+    assert_eq!(status.as_u16(), 502);
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("unknown transfer coding `gzip`"), "{body}");
+    still_serving(&proxy.url("/ok")).await;
 
     // An answer that arrived but cannot be read: a 502 that says so, and no second request (it
     // would get the same answer).

@@ -48,6 +48,20 @@ static BROWSERS_SAY_SO: [HeaderName; 9] = [
     HeaderName::from_static("front-end-https"),
 ];
 
+/// The first transfer coding in `headers` other than `chunked` (`gzip, chunked`), or `None`.
+/// Hyper frames such a message by its final `chunked` and hands the rest on still encoded; the
+/// coding's name goes with `Transfer-Encoding`, a hop-by-hop field, so the next hop would take
+/// the encoded bytes for the content. RFC 9112 §6.1: refuse it (501 from a client, 502 from the
+/// upstream), as nginx does.
+pub fn unknown_transfer_coding(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(|coding| String::from_utf8_lossy(coding.trim_ascii()).to_ascii_lowercase())
+        .find(|coding| coding != "chunked")
+}
+
 /// What stripping found that the caller must carry across the hop itself.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Hop {

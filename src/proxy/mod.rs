@@ -268,6 +268,15 @@ impl Proxy {
         let (body, upload) = if incoming.is_end_stream() {
             (body::empty(), None)
         } else {
+            // Its framing went with the hop-by-hop fields. Hyper's client frames a body of
+            // unknown length as chunked by itself, except on a GET or HEAD, whose body it would
+            // drop: said explicitly, every method's body arrives.
+            if !parts.headers.contains_key(header::CONTENT_LENGTH) {
+                parts.headers.insert(
+                    header::TRANSFER_ENCODING,
+                    HeaderValue::from_static("chunked"),
+                );
+            }
             let (body, upload) = Upload::watch(incoming);
             (body, Some(upload))
         };
@@ -332,6 +341,17 @@ impl Proxy {
         };
 
         let (mut parts, incoming) = response.into_parts();
+        if let Some(coding) = headers::unknown_transfer_coding(&parts.headers) {
+            tracing::warn!(
+                "{method} {path}: {} sent transfer coding `{coding}`, which no browser is told \
+                 of past this hop; refused with 502",
+                this.origin
+            );
+            return body::plain(
+                StatusCode::BAD_GATEWAY,
+                format!("hmr-proxy: the upstream sent an unknown transfer coding `{coding}`"),
+            );
+        }
         if origin_checked
             && parts.status == StatusCode::FORBIDDEN
             && !this.origin_hinted.swap(true, Ordering::Relaxed)
