@@ -16,7 +16,8 @@
 //! [`READ_WHOLE`] is read before its headers go out, so the length sent is the length read: an
 //! editor that saves in place (truncate, then write) while the file is read made `ServeDir`'s
 //! answer shorter than its `Content-Length`, which the browser drops as a broken response (a
-//! stylesheet copy that never loads). Larger files stream.
+//! stylesheet copy that never loads). Larger files stream. Files that may hold secrets (`.env`,
+//! keys, `.git/`) are refused, as Vite refuses them.
 
 use std::convert::Infallible;
 use std::path::{Component, Path, PathBuf};
@@ -100,12 +101,24 @@ impl StaticFiles {
             // `..` and the like: `ServeDir` answers those itself.
             return self.serve_dir(req, None).await;
         };
+        if let Some(secret) = secret(&file, &self.root) {
+            return body::plain(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "hmr-proxy does not serve {secret} from the folder: it may hold secrets \
+                     (keys, tokens, a repository's history)"
+                ),
+            );
+        }
+        let slash = req.uri().path().ends_with('/');
         let found = match on_disk(&self.root, &file).await {
             // `ServeDir` redirects to the path with its slash.
-            OnDisk::Directory if !req.uri().path().ends_with('/') => {
+            OnDisk::Directory if !slash => {
                 return self.serve_dir(req, None).await;
             }
             OnDisk::Directory => on_disk(&self.root, &file.join("index.html")).await,
+            // `a.txt/` names a folder, and there is none (`ServeDir` served the file).
+            OnDisk::File(_) if slash => OnDisk::Absent,
             found => found,
         };
         match found {
@@ -270,6 +283,31 @@ fn file_path(root: &Path, url_path: &str) -> Option<PathBuf> {
         }
     }
     Some(path)
+}
+
+/// What in `file` (below `root`) is never served, named for the answer, as Vite's `fs.deny`
+/// refuses it: environment files (`.env`, `.env.local`), certificates and keys (`*.pem`,
+/// `*.crt`) and version control's folders (`.git/config` names the remote with its token). The
+/// folder served is often a whole project (the working directory, by default), and with
+/// `--listen 0.0.0.0` the network can ask for them.
+fn secret(file: &Path, root: &Path) -> Option<&'static str> {
+    let below = file.strip_prefix(root).ok()?;
+    let names: Vec<&str> = below
+        .components()
+        .filter_map(|part| part.as_os_str().to_str())
+        .collect();
+    if names
+        .iter()
+        .any(|name| matches!(*name, ".git" | ".hg" | ".svn"))
+    {
+        return Some("version control's folders");
+    }
+    let name = *names.last()?;
+    if name == ".env" || name.starts_with(".env.") {
+        return Some("`.env` files");
+    }
+    let lower = name.to_ascii_lowercase();
+    (lower.ends_with(".pem") || lower.ends_with(".crt")).then_some("certificates and keys")
 }
 
 /// A strong tag for a file's version on disk: modification time to the nanosecond, size and

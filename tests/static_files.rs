@@ -133,6 +133,52 @@ async fn missing_file_is_404() {
     let (status, _, body) = get(&proxy.url("/nope.html"), &navigation).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(text(&body).contains("/__hmr/client.js"), "{}", text(&body));
+    // A file's name with a slash after it names a folder, which is not there.
+    let (status, _, _) = get(&proxy.url("/data.txt/"), &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Files that hold secrets in a project are refused (the folder served is often the whole
+/// project), whatever the spelling of the path; their neighbours are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_in_the_folder_are_refused() {
+    let dir = project();
+    for rel in [
+        "site/.env",
+        "site/.env.local",
+        "site/config/.env.production",
+        "site/.git/config",
+        "site/certs/dev.pem",
+        "site/certs/dev.CRT",
+        "site/.environment.js",
+        "site/env.js",
+    ] {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, "TOKEN=s3cr3t").expect("write");
+    }
+    let proxy = serve(dir.path()).await;
+    for path in [
+        "/.env",
+        "/.env.local",
+        "/config/.env.production",
+        "/%2eenv",
+        "/./.env",
+        "/.git/config",
+        "/.git/",
+        "/certs/dev.pem",
+        "/certs/dev.CRT",
+    ] {
+        let (status, _, body) = get(&proxy.url(path), &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        assert!(!text(&body).contains("s3cr3t"), "{path}");
+        assert!(text(&body).contains("may hold secrets"), "{path}");
+    }
+    for path in ["/.environment.js", "/env.js"] {
+        let (status, _, body) = get(&proxy.url(path), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(text(&body), "TOKEN=s3cr3t", "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
