@@ -72,7 +72,7 @@ pub struct ServerArgs {
     pub shutdown_grace: Option<String>,
 
     /// Close a connection that takes longer than this to send a request's headers, or sits idle
-    /// between requests [default: 20s].
+    /// between requests; answer 408 to a request body that pauses this long [default: 20s].
     #[arg(long, value_name = "DURATION", env = "HMR_PROXY_HEADER_TIMEOUT")]
     pub header_timeout: Option<String>,
 

@@ -732,6 +732,27 @@ async fn slow_or_silent_clients_are_cut_off_after_the_header_timeout() {
         started.elapsed()
     );
 
+    // A request body that stops midway: a 408 that says so once the browser has paused for
+    // the timeout (not, after the response timeout, a 504 blaming the upstream, whose
+    // connection was held all along).
+    let started = Instant::now();
+    let mut stalled = within("connect", TcpStream::connect(proxy.addr))
+        .await
+        .unwrap();
+    stalled
+        .write_all(b"POST /count HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nab")
+        .await
+        .unwrap();
+    let got = read_to_close(&mut stalled).await;
+    let reply = Reply::parse(&got);
+    assert_eq!(reply.status, 408, "{got}");
+    assert!(reply.body.contains("request body stalled"), "{got}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "answered after {:?}, before the timeout",
+        started.elapsed()
+    );
+
     // Everyone else is still served.
     still_serving(&proxy.url("/")).await;
 }

@@ -214,6 +214,9 @@ pub struct ProxySettings {
     pub insecure: bool,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// How long a request body may stall between two of its frames (`--header-timeout`'s
+    /// value: the same patience with a client, for the rest of its request).
+    pub body_timeout: Duration,
 }
 
 /// What to watch, and how.
@@ -467,6 +470,15 @@ impl Config {
         };
         let routes = resolve_routes(&layers, route)?;
 
+        let header_timeout = duration_setting(
+            layers.pick(
+                header_timeout,
+                "header_timeout",
+                f.header_timeout.clone(),
+                "header_timeout",
+            ),
+            DEFAULT_HEADER_TIMEOUT,
+        )?;
         let proxy = ProxySettings {
             keep_host: layers
                 .pick(keep_host, "keep_host", f.keep_host, "keep_host")
@@ -492,6 +504,7 @@ impl Config {
                 ),
                 DEFAULT_RESPONSE_TIMEOUT,
             )?,
+            body_timeout: header_timeout,
         };
 
         let watch = resolve_watch(&layers, cwd, &backend, watch, ignore, debounce, poll)?;
@@ -535,15 +548,6 @@ impl Config {
             ));
         }
 
-        let header_timeout = duration_setting(
-            layers.pick(
-                header_timeout,
-                "header_timeout",
-                f.header_timeout.clone(),
-                "header_timeout",
-            ),
-            DEFAULT_HEADER_TIMEOUT,
-        )?;
         let allowed_hosts = match layers.pick(
             allowed_host,
             "allowed_host",

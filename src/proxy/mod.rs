@@ -277,7 +277,7 @@ impl Proxy {
                     HeaderValue::from_static("chunked"),
                 );
             }
-            let (body, upload) = Upload::watch(incoming);
+            let (body, upload) = Upload::watch(incoming, this.settings.body_timeout);
             (body, Some(upload))
         };
         let request = Request::from_parts(parts, body);
@@ -305,6 +305,17 @@ impl Proxy {
         }
         let response = match result {
             Ok(response) => response,
+            Err(_) if upload.as_ref().is_some_and(|upload| upload.stalled()) => {
+                let stall = this.settings.body_timeout;
+                tracing::warn!(
+                    "{method} {path}: the browser sent none of the rest of the request body for \
+                     {stall:?}; answered 408 (--header-timeout sets how long it may pause)"
+                );
+                return body::plain(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("hmr-proxy: the request body stalled for {stall:?}"),
+                );
+            }
             Err(_) if upload.is_some_and(|upload| upload.failed()) => {
                 tracing::debug!("{method} {path}: the request body broke off");
                 return body::plain(
