@@ -54,12 +54,14 @@ static BROWSERS_SAY_SO: [HeaderName; 9] = [
 /// the encoded bytes for the content. RFC 9112 §6.1: refuse it (501 from a client, 502 from the
 /// upstream), as nginx does.
 pub fn unknown_transfer_coding(headers: &HeaderMap) -> Option<String> {
+    // On every response's path: nothing is allocated unless a coding is refused.
     headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
         .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .map(|coding| String::from_utf8_lossy(coding.trim_ascii()).to_ascii_lowercase())
-        .find(|coding| coding != "chunked")
+        .map(<[u8]>::trim_ascii)
+        .find(|coding| !coding.eq_ignore_ascii_case(b"chunked"))
+        .map(|coding| String::from_utf8_lossy(coding).to_ascii_lowercase())
 }
 
 /// What stripping found that the caller must carry across the hop itself.
@@ -526,6 +528,26 @@ pub fn prepare_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transfer_codings_besides_chunked_are_named() {
+        let coding = |values: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(
+                    header::TRANSFER_ENCODING,
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            unknown_transfer_coding(&headers)
+        };
+        assert_eq!(coding(&[]), None);
+        assert_eq!(coding(&["chunked"]), None);
+        assert_eq!(coding(&[" Chunked "]), None);
+        assert_eq!(coding(&["gzip, chunked"]), Some("gzip".into()));
+        assert_eq!(coding(&["chunked", "GZIP"]), Some("gzip".into()));
+        assert_eq!(coding(&["identity,chunked"]), Some("identity".into()));
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
