@@ -4,11 +4,15 @@
 //
 // On each change batch from the proxy's event stream:
 //   a <link rel=stylesheet> (or a sheet it @imports)  -> pointed at a cache-busted address
-//   <img>/<source> src and srcset, CSS url() values    -> cache-busted in place
+//   a stylesheet the page neither links nor loaded    -> the page's own sheets, loaded again
+//   <img>/<source> src and srcset, CSS url() values,  -> cache-busted in place
+//   SVG <use>/<image> href, <video poster>, icons
 //   (in the document and in every open shadow root in it)
+//   an image the page never loaded                    -> nothing (another page's)
 //   modules registered with container()               -> re-imported, update(c) called once
 //   a source map (`app.js.map`, `site.css.map`)       -> nothing (only DevTools reads it)
-//   anything else, or `reload: true`                  -> one full reload
+//   anything else, or `reload: true`                  -> one full reload, which keeps the
+//                                                        scroll position
 //
 // One stream per browser and origin: the tab holding a Web Lock opens the EventSource and relays
 // what it hears to the other tabs and frames over a BroadcastChannel. When it closes, the next tab
@@ -113,11 +117,14 @@ function start(selfUrl) {
   const imported = new Map();
   /** Batches are applied one after the other (module imports are asynchronous). */
   let queue = Promise.resolve();
+  /** What this document has fetched (see fetchRecord), or null when that cannot be told. */
+  const fetched = fetchRecord();
   let reloading = false;
   let retryMs = RETRY_MIN_MS;
   let channel = null;
 
   window.__hmrProxy = true;
+  restoreScroll();
 
   // ---- Who holds the connection ---------------------------------------------------------------
 
@@ -378,6 +385,10 @@ function start(selfUrl) {
     const caught = (event) => (signal = event.signal);
     const api = navigationApi();
     try {
+      // Where this page and its frames are scrolled, for their next documents (see
+      // restoreScroll). A frame's client keeps its own: its window is not ours to read.
+      keepScroll(true);
+      for (const frame of frameClients(window)) frame.keepScroll?.(true);
       api?.addEventListener('navigate', caught);
     } finally {
       // Whatever went wrong above, the page goes: one that stayed `reloading` without reloading
@@ -390,7 +401,79 @@ function start(selfUrl) {
 
   function stayed() {
     reloading = false;
+    keepScroll(false);
+    for (const frame of frameClients(window)) frame.keepScroll?.(false);
     log('the reload was cancelled: this page stays, and the next change that needs one asks again');
+  }
+
+  // ---- The scroll position across a reload ----------------------------------------------------
+
+  /**
+   * Keep where this document is scrolled for its next load in the tab (`keep`), or forget it (a
+   * reload its user called off). Not for a page that restores its own (`history.scrollRestoration
+   * = 'manual'`), nor for one at the top left.
+   */
+  function keepScroll(keep) {
+    const name = scrollKey();
+    if (!keep) {
+      recall(name);
+      return;
+    }
+    const { scrollLeft: x, scrollTop: y } = scroller();
+    if (history.scrollRestoration === 'manual' || (x === 0 && y === 0)) return;
+    remember(name, JSON.stringify({ x, y, at: Date.now() }));
+  }
+
+  /**
+   * After a reload the client made, scroll back to where the page was (see keepScroll). The
+   * browser restores the position by itself, but only while the page loads: a page that builds
+   * its content after `load` (an app whose `update` renders from modules it imports) is too short
+   * then, and the browser gives up, at the top. So it is checked once a frame, and the page is
+   * scrolled there as soon as it is tall (or wide) enough; at once, if the browser has done so
+   * already (the two agree). It stops there, or as soon as the user scrolls, clicks, touches or
+   * types (their own position wins), or when SCROLL_PATIENCE_MS of frames have passed (the page
+   * may never be that tall again). A hidden tab renders no frames, so its wait starts when it is
+   * shown. The page leaving before it got there (the proxy's waiting page, which reloads by itself
+   * when the dev server answers) hands the position on to the next one.
+   */
+  function restoreScroll() {
+    let saved;
+    try {
+      saved = JSON.parse(recall(scrollKey()));
+    } catch {
+      return;
+    }
+    if (!saved || !(Date.now() - saved.at < SCROLL_KEEP_MS)) return;
+    if (history.scrollRestoration === 'manual') return;
+    const stop = new AbortController();
+    const options = { capture: true, passive: true, signal: stop.signal };
+    for (const type of ['wheel', 'touchstart', 'keydown', 'pointerdown']) {
+      addEventListener(type, () => stop.abort(), options);
+    }
+    addEventListener('pagehide', () => remember(scrollKey(), JSON.stringify(saved)), options);
+    let waited = 0;
+    let last = null;
+    const check = (now) => {
+      if (stop.signal.aborted) return;
+      // Frames apart, so that a tab hidden for a minute does not use up the wait at once.
+      waited += last === null ? 0 : Math.min(now - last, SCROLL_FRAME_MAX_MS);
+      last = now;
+      const page = scroller();
+      const there = Math.abs(page.scrollLeft - saved.x) < 1 && Math.abs(page.scrollTop - saved.y) < 1;
+      const room =
+        page.scrollHeight - page.clientHeight >= saved.y - 1 &&
+        page.scrollWidth - page.clientWidth >= saved.x - 1;
+      if (there || room) {
+        // At once, not with the page's `scroll-behavior: smooth`: this is where it was.
+        if (!there) page.scrollTo({ left: saved.x, top: saved.y, behavior: 'instant' });
+        stop.abort();
+      } else if (waited >= SCROLL_PATIENCE_MS) {
+        stop.abort();
+      } else {
+        requestAnimationFrame(check);
+      }
+    };
+    requestAnimationFrame(check);
   }
 
   /**
@@ -425,10 +508,32 @@ function start(selfUrl) {
       reload(`${batch.paths.join(', ')} changed, and this page could not be patched (${err})`);
       return;
     }
-    const { changed, rest, links, imports, modules, images, roots, savedAs } = found;
+    const { changed, rest, unused, links, imports, modules, images, roots, savedAs } = found;
     if (rest.length) {
       reload(`${rest.map((k) => changed.get(k)).join(', ')} changed`);
       return;
+    }
+    // An image nothing here names and the page never loaded is another page's: a reload would
+    // show nothing new, and lose what the user had typed or scrolled to.
+    const unusedImages = [...unused].filter(isImage).map((k) => path(changed.get(k)));
+    if (unusedImages.length) log(`not in this page, which never loaded it: ${unusedImages.join(', ')}`);
+    // A stylesheet that matches none of this page's, and that it never loaded: another page's
+    // (it reloaded this one, and took what the user had typed with it), or one served under
+    // another URL than the batch names (a folder mapped under the wrong prefix, a build that
+    // writes elsewhere). As livereload's `reloadMissingCSS` does, every same-origin sheet of the
+    // page is loaded again in place: what changed is among them, if the page uses it at all.
+    const missing = [...unused].filter(isStylesheet).map((k) => path(changed.get(k)));
+    const none = { links: [], imports: [], nested: [] };
+    const again = missing.length ? ownSheets(roots, links, imports) : none;
+    if (missing.length) {
+      const names = new Set([
+        ...again.links.map((link) => path(link.href)),
+        ...again.imports.map((i) => i.url.pathname),
+      ]);
+      const what = names.size
+        ? `loading its own again in place: ${[...names].join(', ')}`
+        : 'it has none of its own to load again';
+      log(`${missing.join(', ')} matched no stylesheet in this page; ${what}`);
     }
 
     // Whatever is swapped in under a cache-busting URL is also fetched again under its own URL,
@@ -449,9 +554,12 @@ function start(selfUrl) {
     // still loading (what it loads may be from before this change). A link's copy takes the
     // sheets it imports from the browser's cache, so the changed ones are fetched into it first.
     const inWhole = (i) => belowLink(i) || swapOf.has(ownerOf(i));
-    const whole = [...new Set([...links, ...imports.filter(inWhole).map(ownerOf)])];
-    const carried = imports.filter((i) => whole.includes(ownerOf(i)));
-    await Promise.all(carried.map(({ url }) => refetch(url, ACCEPT_CSS)));
+    const every = [...imports, ...again.imports];
+    const whole = [...new Set([...links, ...again.links, ...every.filter(inWhole).map(ownerOf)])];
+    const carried = every.filter((i) => whole.includes(ownerOf(i)));
+    // Sheets imported below a <style>'s own @import come with the new copy of the one above them
+    // (see ownSheets), from the cache too.
+    await Promise.all([...carried, ...again.nested].map(({ url }) => refetch(url, ACCEPT_CSS)));
     const swaps = [];
     for (const [link, ...duplicates] of sameSheets(whole)) {
       swaps.push(swapStylesheet(link, batch.id, duplicates));
@@ -466,20 +574,24 @@ function start(selfUrl) {
         );
       }
     }
-    for (const { rule, url } of carried) {
-      log(`css swapped: ${url.pathname} (imported by ${importer(rule)})`);
-    }
+    /** Said of a changed sheet; the ones loaded again for a missing sheet were said above. */
+    const swapped = ({ rule, url }) => {
+      if (imports.some((i) => i.rule === rule)) {
+        log(`css swapped: ${url.pathname} (imported by ${importer(rule)})`);
+      }
+    };
+    carried.forEach(swapped);
     // A swapped sheet's own URL is fetched again only once the copies have loaded: fetched beside
     // them, it competed with them for the connection and the server and put off the new styles.
     // Not awaited: the next batch does not wait for a sheet.
-    const sheets = [...new Set(links.map((link) => unbust(link.href)))];
+    const sheets = [...new Set([...links, ...again.links].map((link) => unbust(link.href)))];
     Promise.all(swaps).then(() => sheets.forEach((url) => refetch(url, ACCEPT_CSS)));
-    for (const { rule, url } of imports) {
+    for (const { rule, url } of every) {
       const owner = ownerOf({ rule });
       if (whole.includes(owner)) continue; // loaded again with its link
       if (!replaceImport(rule, url, batch.id)) return;
       refresh.set(url.href, ACCEPT_CSS);
-      log(`css swapped: ${url.pathname} (imported by ${importer(rule)})`);
+      swapped({ rule, url });
     }
     for (const image of images) {
       image.set(batch.id);
@@ -545,32 +657,97 @@ function start(selfUrl) {
     // Reading every rule is the costly part: skipped when only sheets and modules changed.
     const images =
       claimed.size < changed.size ? [...imageAttributes(hit, roots), ...cssUrls(hit, roots)] : [];
-    return { changed, claimed, links, imports, modules, images, roots, savedAs };
+    // An image or a stylesheet nothing here names, which this document never fetched either: it
+    // is another page's (two tabs, each with its own sheet), not one this page uses in a way the
+    // client cannot patch (a sprite sheet drawn on a canvas, a CSS module in adoptedStyleSheets,
+    // an SVG in an <object>), which it would have fetched.
+    const unused = new Set(
+      [...changed.keys()].filter(
+        (k) => !claimed.has(k) && (isImage(k) || isStylesheet(k)) && !mayHaveFetched(k),
+      ),
+    );
+    return { changed, claimed, unused, links, imports, modules, images, roots, savedAs };
   }
 
   /**
    * survey(), and `rest`: the keys of the changed `urls` that no document in the tab would
-   * patch. A URL only a frame uses is that frame's to swap: its client hears the same batch. So
-   * the top reloads (taking its frames along) only for what no document in the tab can patch,
-   * and a frame that can see the top's client leaves that call to it. (Frames hear batches only
-   * from a leader's relay: a solo top has nobody to leave them to.) A source map is never in
-   * `rest` (see isSourceMap).
+   * patch, and some document in it may use. A URL only a frame uses is that frame's to swap: its
+   * client hears the same batch. So the top reloads (taking its frames along) only for what no
+   * document in the tab can patch, and a frame that can see the top's client leaves that call to
+   * it. (Frames hear batches only from a leader's relay: a solo top has nobody to leave them to,
+   * and reloads for what they use.) `unused` keeps the image and stylesheet keys that no document
+   * in the tab uses (see survey): they reload nothing. A source map is never in `rest` (see
+   * isSourceMap).
    */
   function surveyTab(urls) {
     const found = survey(urls);
-    let rest = [...found.changed.keys()].filter((k) => !found.claimed.has(k) && !isSourceMap(k));
-    if (rest.length && window.top !== window) {
+    const open = [...found.changed.keys()].filter((k) => !found.claimed.has(k) && !isSourceMap(k));
+    let rest = open.filter((k) => !found.unused.has(k));
+    let unused = found.unused;
+    if (window.top !== window) {
       if (topClient()) rest = [];
-    } else if (rest.length && state.role !== 'solo') {
-      const inFrames = new Set(frameClients(window).flatMap((c) => c.claims?.(urls) ?? []));
-      rest = rest.filter((k) => !inFrames.has(k));
+    } else if (open.length) {
+      const answers = frameClients(window).map((c) => c.claims?.(urls) ?? { patches: [], needs: [] });
+      const patched = new Set(answers.flatMap((a) => a.patches));
+      const needed = new Set(answers.flatMap((a) => a.needs));
+      if (state.role === 'solo') {
+        for (const k of patched) needed.add(k); // they hear nothing: a reload shows it to them
+        patched.clear();
+      }
+      rest = open.filter((k) => !patched.has(k) && (!unused.has(k) || needed.has(k)));
+      unused = new Set([...unused].filter((k) => !patched.has(k) && !needed.has(k)));
     }
-    return { ...found, rest };
+    return { ...found, rest, unused };
   }
 
-  /** The keys of the changed `urls` this document would patch: the top asks its frames. */
+  /**
+   * What this document would do about the changed `urls`, for the top, which asks its frames:
+   * the keys it would patch (`patches`), and those it may use and cannot patch (`needs`: a
+   * reload would show them).
+   */
   function claims(urls) {
-    return reloading ? [] : [...survey(urls).claimed];
+    if (reloading) return { patches: [], needs: [] };
+    const { changed, claimed, unused } = survey(urls);
+    const needs = [...changed.keys()].filter(
+      (k) => !claimed.has(k) && !unused.has(k) && !isSourceMap(k),
+    );
+    return { patches: [...claimed], needs };
+  }
+
+  /**
+   * The same-origin stylesheets of the page (the document and the shadow roots in `roots`) that
+   * a stylesheet matching none of them loads again (see apply), beside the changed `links` and
+   * `imports` the survey found: `links`; `imports`, the @import rules of a link's sheet, at any
+   * depth (they come with the link, fetched first, as a changed link's do), and those at the top
+   * of a <style>'s sheet (replaced in place); `nested`, the ones below those, which come with the
+   * new copy of the sheet above them: only fetched first (a new @import in both would be two
+   * copies, the lower one inserted into a sheet on its way out).
+   */
+  function ownSheets(roots, links, imports) {
+    const own = (url) => url.origin === location.origin;
+    const found = { links: [], imports: [], nested: [] };
+    found.links = stylesheetLinks(roots).filter((link) => {
+      const url = parse(link.href);
+      return url !== null && own(url) && !links.includes(link);
+    });
+    for (const entry of roots.flatMap(liveSheets).flatMap((sheet) => importRules(sheet, own))) {
+      const inStyle = !(importOwner(entry) instanceof HTMLLinkElement);
+      if (inStyle && entry.rule.parentStyleSheet.parentStyleSheet !== null) found.nested.push(entry);
+      else if (!imports.some((i) => i.rule === entry.rule)) found.imports.push(entry);
+    }
+    return found;
+  }
+
+  /**
+   * Whether this document may have fetched the resource `k` names (see fetchRecord): true when
+   * the record may lack it.
+   */
+  function mayHaveFetched(k) {
+    // The favicon a page links none for is fetched by the browser, not the page: no entry.
+    if (k === `${location.origin}/favicon.ico` && !document.querySelector('link[rel~="icon" i]')) {
+      return true;
+    }
+    return fetched === null || fetched.has(k);
   }
 
   /**
@@ -881,16 +1058,24 @@ function start(selfUrl) {
   // ---- Images ---------------------------------------------------------------------------------
 
   /**
-   * `<img src>` and `<img>`/`<source>` `srcset` candidates naming a changed URL, in the document
-   * and the shadow roots in `roots`.
+   * The images naming a changed URL, in the document and the shadow roots in `roots`: `<img src>`,
+   * `<img>`/`<source>` `srcset` candidates, `<video poster>`, the icons the page links (the tab's
+   * favicon, `apple-touch-icon`), and SVG's `<use>` and `<image>` (`href`, or the older
+   * `xlink:href`): an icon sprite whose symbols the page shows, a picture in an inline SVG. Each
+   * of those reloaded the page.
    */
   function imageAttributes(hit, roots) {
     const found = [];
-    const selector = 'img[src], img[srcset], source[srcset]';
+    const selector = `img[src], img[srcset], source[srcset], video[poster], use, image, ${ICON_LINKS}`;
     for (const el of roots.flatMap((root) => [...root.querySelectorAll(selector)])) {
-      const src = el.tagName === 'IMG' && parse(el.getAttribute('src'), document.baseURI);
+      const src = el.localName === 'img' && parse(el.getAttribute('src'), document.baseURI);
       if (src && hit(src)) {
         found.push({ url: el.src, set: (id) => (el.src = bust(el.src, id)) });
+      }
+      const ref = reference(el);
+      const url = ref && parse(ref.value, document.baseURI);
+      if (url && !inDocument(ref.value, url) && hit(url)) {
+        found.push({ url: url.href, set: (id) => ref.set(bust(url, id)) });
       }
       const srcset = el.getAttribute('srcset');
       if (!srcset) continue;
@@ -1182,7 +1367,7 @@ function start(selfUrl) {
     }
   }
 
-  return { container, dispose, state, claims };
+  return { container, dispose, state, claims, keepScroll };
 }
 
 // ---- Helpers ----------------------------------------------------------------------------------
@@ -1201,6 +1386,40 @@ const LINK_WATCH_MS = 250;
 
 /** The attribute that marks a swap's inert copy of a link (see swapStylesheet). */
 const COPY_MARK = 'data-hmr-copy';
+
+/** The links of the icons a browser shows for a page (tab, bookmark, home screen). */
+const ICON_LINKS =
+  'link[rel~="icon" i][href], link[rel~="apple-touch-icon" i][href], ' +
+  'link[rel~="apple-touch-icon-precomposed" i][href]';
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+const XLINK_NS = 'http://www.w3.org/1999/xlink';
+
+/**
+ * The one image address of `el` that imageAttributes swaps beside `<img src>` and `srcset`: its
+ * text (`value`) and how to set it, or null. SVG's `href` wins over `xlink:href` when both are
+ * there, as it does for the browser.
+ */
+function reference(el) {
+  const attribute = (ns, name, qualified = name) => {
+    const value = el.getAttributeNS(ns, name);
+    return value === null ? null : { value, set: (url) => el.setAttributeNS(ns, qualified, url) };
+  };
+  if (el.namespaceURI === SVG_NS) {
+    if (el.localName !== 'use' && el.localName !== 'image') return null;
+    return attribute(null, 'href') ?? attribute(XLINK_NS, 'href', 'xlink:href');
+  }
+  if (el.localName === 'video') return attribute(null, 'poster');
+  return el.localName === 'link' ? attribute(null, 'href') : null;
+}
+
+/**
+ * Whether a reference is to this document itself (`<use href="#icon">`, a sprite inlined in the
+ * page): its address is the page's, which a change to the page would take for a swap.
+ */
+function inDocument(text, url) {
+  return text.trim().startsWith('#') || url.href.split('#')[0] === document.URL.split('#')[0];
+}
 
 /** Whether `node` (a sheet's owner) is a swap's copy, or a clone of one. */
 function isCopy(node) {
@@ -1223,6 +1442,80 @@ const ACCEPT_IMAGE = 'image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*
 function replayReloadKey() {
   return `hmr-proxy reloaded ${window === window.top ? 'top' : 'frame'} ${location.href}`;
 }
+
+/**
+ * The resource timing buffer holds this many entries unless a page raises it (the spec's default,
+ * Chromium's and Firefox's): an entry that came after it was full is in no list.
+ */
+const RESOURCE_TIMING_BUFFER = 250;
+
+/**
+ * The keys of the resources this document has fetched (`has(key)`), from resource timing: the
+ * entries in its buffer when the client starts, and every later one through an observer, which
+ * hears them all, however full the buffer (raising its size would not be needed, and would change
+ * what the page's own code sees). Null when the list may lack some: a buffer full before the
+ * client started (a heavy page) has dropped what came after, and a browser without resource
+ * timing lists nothing. What it lacks then may be in use, and is reloaded for, as before.
+ */
+function fetchRecord() {
+  try {
+    const keys = new Set();
+    const add = (entries) => {
+      for (const entry of entries) {
+        const url = parse(entry.name);
+        if (url !== null) keys.add(key(url));
+      }
+    };
+    const before = performance.getEntriesByType('resource');
+    if (before.length >= RESOURCE_TIMING_BUFFER) return null;
+    add(before);
+    const observer = new PerformanceObserver((list) => add(list.getEntries()));
+    observer.observe({ type: 'resource' });
+    return {
+      has(k) {
+        add(observer.takeRecords()); // what came since the observer was last called back
+        return keys.has(k);
+      },
+    };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The element whose scroll position is the document's: `scrollX`, `scrollY` and `scrollTo` are
+ * the page's to replace (a game's `var scrollX = 0`).
+ */
+function scroller() {
+  return document.scrollingElement ?? document.documentElement;
+}
+
+/**
+ * Kept across a reload the client makes: where the document was scrolled (see restoreScroll).
+ * One per document, as replayReloadKey.
+ */
+function scrollKey() {
+  return `hmr-proxy scroll ${window === window.top ? 'top' : 'frame'} ${location.href}`;
+}
+
+/**
+ * A scroll position kept for a reload is for the load that follows it: a slow page (a dev
+ * server compiling on the first request, the proxy's waiting page while it restarts) may take
+ * tens of seconds. One found later is from a reload that never came (a page kept by its user in
+ * a browser without the Navigation API), and a load now is another visit.
+ */
+const SCROLL_KEEP_MS = 60_000;
+
+/**
+ * How long, in frames rendered, a reloaded page has to grow tall enough for its scroll position:
+ * an app renders within a second or two of `load`; a page still too short after this may never be
+ * that tall again (the reload came with less content), and the user should not be scrolled when
+ * reading it.
+ */
+const SCROLL_PATIENCE_MS = 5000;
+
+/** One frame counts for at most this long (see restoreScroll): a hidden tab renders none. */
+const SCROLL_FRAME_MAX_MS = 100;
 
 /** Put a value in this tab's session storage, if there is one (not in sandboxed frames). */
 function remember(key, value) {
@@ -1289,6 +1582,20 @@ function key(url) {
   } catch {
     return url.origin + url.pathname;
   }
+}
+
+/**
+ * Whether a key names an image, by its extension: one the page never loaded reloads nothing (see
+ * survey). Fonts are not among them: a page that uses one may not have loaded it yet (a font is
+ * fetched when text first needs it), so a change to one still reloads the page.
+ */
+function isImage(k) {
+  return /\.(?:a?png|jpe?g|jfif|pjpeg|pjp|gif|webp|avif|svg|ico|cur|bmp|tiff?)$/i.test(k);
+}
+
+/** Whether a key names a stylesheet (see survey and apply). */
+function isStylesheet(k) {
+  return /\.css$/i.test(k);
 }
 
 /**

@@ -46,6 +46,12 @@ function write(rel, text) {
   fs.renameSync(tmp, path.join(site, rel));
 }
 
+/** An icon sprite: its `#dot` is a square of `size`. */
+function sprite(size, fill) {
+  const dot = `<g id="dot"><rect width="${size}" height="${size}" fill="${fill}"/></g>`;
+  return `<svg xmlns="http://www.w3.org/2000/svg">${dot}</svg>\n`;
+}
+
 function svg(size, fill) {
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${size}" height="${size}" viewBox="0 0 ${size} ${size}"><rect width="${size}" height="${size}" fill="${fill}"/></svg>\n`;
 }
@@ -922,6 +928,86 @@ async function srcset() {
 }
 
 /**
+ * Images the client used to reload the page for. Swapped in place: an SVG sprite's `<use>`
+ * (`href` and `xlink:href`), an `<image>` in an inline SVG, a `<video poster>`, the favicon. Left
+ * alone: an image this page never loaded (another page's; every tab reloaded for it). Still a
+ * reload: an image the page loaded, but not through anything the client can swap (drawn on a
+ * canvas).
+ */
+async function imageRefs() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/refs.html');
+    const uses = (width) =>
+      page.waitForFunction(
+        (w) =>
+          ['u1', 'u2'].every((id) => {
+            const use = document.getElementById(id);
+            const href = use.getAttribute('href') ?? use.getAttributeNS('http://www.w3.org/1999/xlink', 'href');
+            return use.getBBox().width === w && (w === 10 || /\/extras\/sprite\.svg\?t=\d+#dot$/.test(href));
+          }),
+        width,
+      );
+    await uses(10);
+    await page.waitForFunction(() => window.drawn);
+    await page.fill('#notes', 'typed before the swaps');
+    await page.evaluate(() => (window.kept = 'yes'));
+
+    write('extras/sprite.svg', sprite(14, '#c33'));
+    await uses(14);
+    assert.ok(logged('[hmr] image updated: /extras/sprite.svg'), 'console says image updated');
+    /**
+     * Wait until `attribute` of the element `selector` names a new copy of `file`, and the page
+     * has fetched it (`fetched`: the browser, not the page, fetches a favicon).
+     */
+    const swapped = (selector, attribute, file, fetched = true) =>
+      page.waitForFunction(
+        ([sel, attr, name, page]) => {
+          const copy = new RegExp(`/extras/${name}\\?t=\\d+$`);
+          const entries = performance.getEntriesByType('resource');
+          const named = copy.test(document.querySelector(sel).getAttribute(attr));
+          return named && (!page || entries.some((e) => copy.test(e.name)));
+        },
+        [selector, attribute, file, fetched],
+      );
+    write('extras/pic.svg', svg(13, '#3c3'));
+    await swapped('#si', 'href', 'pic.svg');
+    write('extras/poster.svg', svg(17, '#33c'));
+    await swapped('#v', 'poster', 'poster.svg');
+    write('extras/icon.svg', svg(15, '#c3c'));
+    await swapped('link[rel=icon]', 'href', 'icon.svg', false);
+    assert.equal(await page.inputValue('#notes'), 'typed before the swaps', 'form input kept');
+    assert.equal(await page.evaluate(() => window.kept), 'yes', 'window variable kept');
+    assert.equal(await loads(page), 1, 'no reload');
+
+    const heard = page.waitForEvent('console', (msg) => msg.text().includes('/extras/unused.svg'));
+    write('extras/unused.svg', svg(7, '#3cc'));
+    assert.equal((await heard).text(), '[hmr] not in this page, which never loaded it: /extras/unused.svg');
+    assert.equal(await loads(page), 1, 'no reload for an image the page never loaded');
+
+    const reloaded = page.waitForEvent('load');
+    write('extras/drawn.svg', svg(7, '#cc3'));
+    await reloaded;
+    assert.ok(logged('[hmr] reloading: /extras/drawn.svg changed'), 'says why');
+    assert.equal(await loads(page), 2, 'one reload');
+
+    // The same page in a frame of a page that never loaded the image: the tab reloads all the
+    // same (the top asks its frames what they would reload for).
+    await page.close();
+    const host = await openTab(context, '/extras/refs-host.html');
+    const frame = host.frames().find((f) => f !== host.mainFrame());
+    await connected(frame);
+    await frame.waitForFunction(() => window.drawn);
+    const hostReloaded = host.waitForEvent('load');
+    write('extras/drawn.svg', svg(8, '#c3c'));
+    await hostReloaded;
+    assert.equal(await loads(host), 2, 'one reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
  * A stylesheet saved under a shorter path than the page links it by: its folder watched without
  * the URL prefix it is served under (here the page links /static/extras/prefixed.css, which the
  * server in front serves from /extras/prefixed.css). The sheet is swapped, not the page
@@ -968,6 +1054,87 @@ async function savedShorter() {
     await page.waitForFunction(() => !document.querySelector('link[data-hmr-copy]'));
     assert.equal(transcript.filter((l) => l.includes('was taken for')).length, 1, 'one hint');
     assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * A stylesheet no link of the page names, and that the page never loaded: another page's. Two
+ * tabs, each page with its own sheet; a save of one page's sheet reloaded the other tab, and
+ * what its user had typed went with it. The other page now loads its own same-origin sheets again
+ * in place (its links, in the document and in a shadow root, and the @import of its <style>), as
+ * livereload's `reloadMissingCSS` does; which also brings in a sheet it uses under another URL
+ * than the batch names (here its <style> imports /static/extras/about-imp.css, which the server
+ * in front serves from /extras/about-imp.css). A sheet the page did load, but not through
+ * anything the client can swap (a CSS module in adoptedStyleSheets), still reloads it.
+ */
+async function cssElsewhere() {
+  const context = await newContext();
+  try {
+    await context.route(
+      (url) => url.pathname.startsWith('/static/'),
+      (route) => route.continue({ url: route.request().url().replace('/static/', '/') }),
+    );
+    const home = await openTab(context, '/extras/home.html');
+    const about = await openTab(context, '/extras/about.html');
+    await about.waitForFunction(() => getComputedStyle(document.getElementById('mod')).color === 'rgb(8, 0, 4)');
+    await about.fill('#notes', 'typed in the about tab');
+    await about.evaluate(() => (window.kept = 'yes'));
+    const sheets = () =>
+      about.evaluate(() => {
+        const shadow = document.getElementById('xa').shadowRoot;
+        const links = [document, shadow].flatMap((root) => [...root.querySelectorAll('link[rel=stylesheet]')]);
+        const imports = [...document.querySelector('style').sheet.cssRules].map((rule) => rule.href);
+        return [...links.map((link) => link.getAttribute('href')), ...imports];
+      });
+    assert.deepEqual(await sheets(), ['/extras/about.css', '/extras/about.css', '/static/extras/about-imp.css']);
+
+    // home.css: swapped in the home tab; the about tab loads its own sheets again, and stays.
+    const copy = about.waitForRequest((req) => /\/extras\/about\.css\?t=\d+$/.test(req.url()));
+    const color = freshColor();
+    write('extras/home.css', `#home { color: ${color}; }\n`);
+    await home.waitForFunction((c) => getComputedStyle(document.getElementById('home')).color === c, color);
+    await within('the about tab to load its sheet again', copy);
+    await about.waitForFunction(() => !document.querySelector('[data-hmr-copy]'));
+    await about.waitForFunction(() => document.querySelector('style').sheet.cssRules.length === 1);
+    const busted = await sheets();
+    assert.equal(busted.length, 3, busted);
+    assert.match(busted[0], /\/extras\/about\.css\?t=\d+$/, 'the link, loaded again');
+    assert.match(busted[1], /\/extras\/about\.css\?t=\d+$/, "the shadow root's link");
+    assert.match(busted[2], /\/static\/extras\/about-imp\.css\?t=\d+$/, "the <style>'s @import");
+    assert.equal(await about.inputValue('#notes'), 'typed in the about tab', 'what was typed stays');
+    assert.equal(await about.evaluate(() => window.kept), 'yes', 'window variable kept');
+    assert.ok(
+      logged(
+        '/extras/home.css matched no stylesheet in this page; loading its own again in place: ' +
+          '/extras/about.css, /static/extras/about-imp.css',
+      ),
+      'the console says what it did',
+    );
+
+    // A sheet the page uses under another URL (a folder mapped under the wrong prefix).
+    const imported = freshColor();
+    write('extras/about-imp.css', `#imp { color: ${imported}; }\n`);
+    await about.waitForFunction((c) => getComputedStyle(document.getElementById('imp')).color === c, imported);
+    for (const page of [home, about]) assert.equal(await loads(page), 1, 'no reload');
+
+    // One batch with a sheet the about page has as a CSS module: it reloads, the home tab not.
+    const reloaded = about.waitForEvent('load');
+    const handled = home.waitForEvent('console', (msg) =>
+      msg.text().startsWith('[hmr] /extras/about-mod.css matched no stylesheet in this page'),
+    );
+    const posted = await fetch(`${origin}/__hmr/reload`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ paths: ['/extras/home.css', '/extras/about-mod.css'] }),
+    });
+    assert.equal(posted.status, 202);
+    await reloaded;
+    await handled;
+    assert.ok(logged('[hmr] reloading: /extras/about-mod.css changed'), 'says why');
+    assert.equal(await loads(about), 2, 'the about tab reloaded');
+    assert.equal(await loads(home), 1, 'the home tab did not');
   } finally {
     await context.close();
   }
@@ -1682,6 +1849,75 @@ async function html() {
   }
 }
 
+/**
+ * A reload the client makes keeps the scroll position, on a page that builds its content after
+ * `load` (a container app rendering from a module it imports then), in the page and in a frame:
+ * the browser's own restoration gives up while the page is still too short, and the page came
+ * back at the top. Scrolling before the content is in keeps the user's position.
+ */
+async function scrollKept() {
+  const context = await newContext();
+  const gates = [];
+  /** Hold the next request for the view module (in `page`'s frames too) until released. */
+  const holdView = async (page) => {
+    let release;
+    gates.push(new Promise((r) => (release = r)));
+    const match = (url) => url.pathname === '/extras/later-view.js';
+    // The newest route answers alone: an earlier hold's no longer sees the requests.
+    const { requested } = await hold(page, match, gates.at(-1), { first: true });
+    return { requested, release };
+  };
+  try {
+    const page = await openTab(context, '/extras/later.html');
+    const rendered = (frame) => frame.waitForFunction(() => document.getElementById('app').textContent === 'rendered');
+    const at = (frame) => frame.evaluate(() => scrollY);
+    await rendered(page);
+    await page.evaluate(() => scrollTo(0, 1500));
+
+    /** Reload the page through the client (a change to `file`), the view module held. */
+    const reloadHeld = async (file) => {
+      const { requested, release } = await holdView(page);
+      const reloaded = page.waitForEvent('load');
+      write(file, read(file).replace('</body>', '<p>more</p></body>'));
+      await reloaded;
+      await within('the view module to be asked for', requested);
+      return release;
+    };
+    let release = await reloadHeld('extras/later.html');
+    assert.equal(await at(page), 0, 'loaded, too short: the browser gave up on the position');
+    release();
+    await rendered(page);
+    await page.waitForFunction(() => scrollY === 1500);
+    assert.equal(await loads(page), 2, 'one reload');
+
+    // The user scrolls (here a wheel turn on the short page) before the content is in.
+    release = await reloadHeld('extras/later.html');
+    await page.mouse.wheel(0, 40);
+    release();
+    await rendered(page);
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    assert.equal(await at(page), 0, "the user's position stays");
+
+    // A same-origin frame the client runs in: its position comes back too.
+    await page.close(); // (it would reload for the host page's change)
+    const host = await openTab(context, '/extras/later-host.html');
+    const frameOf = () => host.frames().find((f) => f !== host.mainFrame());
+    await rendered(frameOf());
+    await frameOf().evaluate(() => scrollTo(0, 900));
+    const { requested, release: go } = await holdView(host);
+    const reloaded = host.waitForEvent('load');
+    write('extras/later-host.html', read('extras/later-host.html').replace('</body>', '<p>more</p></body>'));
+    await reloaded;
+    await within('the view module to be asked for', requested);
+    assert.equal(await at(frameOf()), 0, 'loaded, too short');
+    go();
+    await rendered(frameOf());
+    await frameOf().waitForFunction(() => scrollY === 900);
+  } finally {
+    await context.close();
+  }
+}
+
 /** A page not written yet: its 404 carries the client, and the tab shows the page once it exists. */
 async function missing() {
   const context = await newContext();
@@ -2156,15 +2392,16 @@ async function back() {
     };
     // A stylesheet the page uses: swapped on return.
     await away();
-    let reloaded = page.waitForEvent('load'); // the page away does not use it: it reloads
+    // The page away has no stylesheet of its own: it hears the batch, and stays.
+    const heard = page.waitForEvent('console', (msg) => msg.text().includes('matched no stylesheet'));
     const color = saveH1Color();
-    await reloaded;
+    await heard;
     await page.goBack();
     await connected(page);
     await h1Color(page, color);
     // The page itself: reloaded on return.
     await away();
-    reloaded = page.waitForEvent('load');
+    const reloaded = page.waitForEvent('load');
     const version = String(++serial);
     write('index.html', read('index.html').replace(/<main[^>]*>/, `<main data-version="${version}">`));
     await reloaded;
@@ -2406,6 +2643,75 @@ async function prepare() {
       '  \'#bgs { width: 8px; height: 8px; background-image: url(/extras/shadow-dot.svg); }</style>\');\n' +
       '</script></body></html>\n',
   );
+  write('extras/home.css', '#home { color: rgb(8, 0, 1); }\n');
+  write(
+    'extras/home.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>home</title>\n' +
+      '<link rel="stylesheet" href="/extras/home.css"></head>\n<body><p id="home">home</p></body></html>\n',
+  );
+  write('extras/about.css', '#about { color: rgb(8, 0, 2); }\n');
+  write('extras/about-imp.css', '#imp { color: rgb(8, 0, 3); }\n');
+  write('extras/about-mod.css', '#mod { color: rgb(8, 0, 4); }\n');
+  write(
+    'extras/about.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>about</title>\n' +
+      '<link rel="stylesheet" href="/extras/about.css">\n' +
+      // Served from /extras/ by the route the scenario adds: a prefix the batch does not name.
+      '<style>@import url("/static/extras/about-imp.css");</style></head>\n' +
+      '<body><p id="about">about</p><p id="imp">imported</p><p id="mod">module</p><x-about id="xa"></x-about>\n' +
+      '<textarea id="notes"></textarea>\n' +
+      '<script>customElements.define("x-about", class extends HTMLElement {\n' +
+      '  constructor() { super(); this.attachShadow({ mode: "open" }).innerHTML = ' +
+      '\'<link rel="stylesheet" href="/extras/about.css"><p id="about">in a shadow root</p>\'; }\n' +
+      '});</script>\n' +
+      '<script type="module">import sheet from "/extras/about-mod.css" with { type: "css" };\n' +
+      'document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];</script></body></html>\n',
+  );
+  write('extras/sprite.svg', sprite(10, '#999'));
+  write('extras/pic.svg', svg(12, '#999'));
+  write('extras/poster.svg', svg(16, '#999'));
+  write('extras/icon.svg', svg(16, '#999'));
+  write('extras/drawn.svg', svg(6, '#999'));
+  write('extras/unused.svg', svg(6, '#999'));
+  write(
+    'extras/refs.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>refs</title>\n' +
+      '<link rel="icon" href="/extras/icon.svg"></head>\n<body>\n' +
+      '<svg width="20" height="20"><use id="u1" href="/extras/sprite.svg#dot"/></svg>\n' +
+      '<svg width="20" height="20"><use id="u2" xlink:href="/extras/sprite.svg#dot"/></svg>\n' +
+      '<svg width="20" height="20"><image id="si" href="/extras/pic.svg" width="12" height="12"/></svg>\n' +
+      '<video id="v" poster="/extras/poster.svg" width="16" height="16"></video>\n' +
+      '<canvas id="c" width="6" height="6"></canvas><textarea id="notes"></textarea>\n' +
+      // A sprite sheet drawn on a canvas: nothing in the page names it.
+      '<script>const drawn = new Image();\ndrawn.onload = () => {\n' +
+      '  document.getElementById("c").getContext("2d").drawImage(drawn, 0, 0);\n  window.drawn = true;\n};\n' +
+      'drawn.src = "/extras/drawn.svg";</script></body></html>\n',
+  );
+  write(
+    'extras/refs-host.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>refs host</title></head>\n' +
+      '<body><iframe src="/extras/refs.html"></iframe></body></html>\n',
+  );
+  write(
+    'extras/later-view.js',
+    'export function render(app) {\n  app.style.height = "4000px";\n  app.textContent = "rendered";\n}\n',
+  );
+  write(
+    'extras/later.html',
+    modulePage(
+      'later',
+      '<div id="app"></div>',
+      // Built after `load`, from a module imported then: the browser restores no position there.
+      'addEventListener("load", () =>\n' +
+        '  container({ "/extras/later-view.js": "view" }, (c) => c.view.render(document.getElementById("app"))),\n' +
+        ');',
+    ),
+  );
+  write(
+    'extras/later-host.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>later host</title></head>\n' +
+      '<body><iframe src="/extras/later.html" style="width: 300px; height: 300px"></iframe></body></html>\n',
+  );
   write('extras/ready.txt', 'ready\n');
   await stream.until('the prepared files to be published', (b) => b.urls.includes('/extras/ready.txt'));
   stream.close();
@@ -2425,7 +2731,9 @@ const all = {
   fragmentFirst,
   image,
   srcset,
+  imageRefs,
   savedShorter,
+  cssElsewhere,
   xhtml,
   modules,
   lateContainer,
@@ -2444,6 +2752,7 @@ const all = {
   deepImport,
   shadowRoots,
   html,
+  scrollKept,
   missing,
   badUrls,
   globalNames,
