@@ -12,7 +12,8 @@
 //   modules registered with container()               -> re-imported, update(c) called once
 //   a source map (`app.js.map`, `site.css.map`)       -> nothing (only DevTools reads it)
 //   anything else, or `reload: true`                  -> one full reload, which keeps the
-//                                                        scroll position
+//                                                        scroll position; the reloaded page
+//                                                        shows its load errors on the overlay
 //
 // One stream per browser and origin: the tab holding a Web Lock opens the EventSource and relays
 // what it hears to the other tabs and frames over a BroadcastChannel. When it closes, the next tab
@@ -89,13 +90,16 @@ function start(selfUrl) {
   const since = trustedPosition(pagePosition());
   /**
    * For debugging and tests (not an API): role is leader, follower, frame, shared or solo;
-   * lastId is the newest batch this page has taken in (its position, to start with).
+   * lastId is the newest batch this page has taken in (its position, to start with); loadWatch
+   * is `watching` while the errors of this load go on the overlay (see watchLoad), then `done`,
+   * and `none` on a load that is not watched.
    */
   const state = {
     role: 'none',
     instance: null,
     connected: false,
     since,
+    loadWatch: 'none',
     get lastId() {
       return seen.size ? Math.max(floor ?? -Infinity, ...seen) : floor;
     },
@@ -117,7 +121,7 @@ function start(selfUrl) {
   const imported = new Map();
   /** Batches are applied one after the other (module imports are asynchronous). */
   let queue = Promise.resolve();
-  /** What this document has fetched (see fetchRecord), or null when that cannot be told. */
+  /** What this document has fetched, and which of its scripts failed to (see fetchRecord). */
   const fetched = fetchRecord();
   let reloading = false;
   let retryMs = RETRY_MIN_MS;
@@ -125,6 +129,7 @@ function start(selfUrl) {
 
   window.__hmrProxy = true;
   restoreScroll();
+  watchLoad();
 
   // ---- Who holds the connection ---------------------------------------------------------------
 
@@ -385,10 +390,11 @@ function start(selfUrl) {
     const caught = (event) => (signal = event.signal);
     const api = navigationApi();
     try {
-      // Where this page and its frames are scrolled, for their next documents (see
-      // restoreScroll). A frame's client keeps its own: its window is not ours to read.
-      keepScroll(true);
-      for (const frame of frameClients(window)) frame.keepScroll?.(true);
+      // Where this page and its frames are scrolled, and that their next documents show the
+      // errors they load with (see expectReload). A frame's client keeps its own: its window is
+      // not ours to read.
+      expectReload(true);
+      for (const frame of frameClients(window)) frame.expectReload?.(true);
       api?.addEventListener('navigate', caught);
     } finally {
       // Whatever went wrong above, the page goes: one that stayed `reloading` without reloading
@@ -401,12 +407,23 @@ function start(selfUrl) {
 
   function stayed() {
     reloading = false;
-    keepScroll(false);
-    for (const frame of frameClients(window)) frame.keepScroll?.(false);
+    expectReload(false);
+    for (const frame of frameClients(window)) frame.expectReload?.(false);
     log('the reload was cancelled: this page stays, and the next change that needs one asks again');
   }
 
   // ---- The scroll position across a reload ----------------------------------------------------
+
+  /**
+   * Ready this document's next load in the tab for the reload the client is making (`going`), or
+   * take that back (a reload its user called off): where it is scrolled (see keepScroll), and a
+   * mark that has the next load show its errors on the overlay (see watchLoad).
+   */
+  function expectReload(going) {
+    keepScroll(going);
+    if (going) remember(loadKey(), Date.now());
+    else recall(loadKey());
+  }
 
   /**
    * Keep where this document is scrolled for its next load in the tab (`keep`), or forget it (a
@@ -443,7 +460,7 @@ function start(selfUrl) {
     } catch {
       return;
     }
-    if (!saved || !(Date.now() - saved.at < SCROLL_KEEP_MS)) return;
+    if (!saved || !(Date.now() - saved.at < RELOAD_KEEP_MS)) return;
     if (history.scrollRestoration === 'manual') return;
     const stop = new AbortController();
     const options = { capture: true, passive: true, signal: stop.signal };
@@ -747,7 +764,7 @@ function start(selfUrl) {
     if (k === `${location.origin}/favicon.ico` && !document.querySelector('link[rel~="icon" i]')) {
       return true;
     }
-    return fetched === null || fetched.has(k);
+    return fetched.mayHave(k);
   }
 
   /**
@@ -1145,7 +1162,7 @@ function start(selfUrl) {
       entries: Object.entries(map).map(([url, prop]) => ({ url: moduleUrl(url), prop })),
       update,
       c: {},
-      /** Module URL → why its last import failed, until one succeeds. */
+      /** Module URL → why its last import failed (`{err, title}`), until one succeeds. */
       broken: new Map(),
       /**
        * Property → the newest copy imported that is not in `c` yet: it goes in when `update` runs
@@ -1185,6 +1202,7 @@ function start(selfUrl) {
     });
     const hrefs = entries.map((e, i) => (versions[i] === null ? e.url.href : bust(e.url, versions[i])));
     const options = entries.map((e) => importOptions(e.url));
+    const began = performance.now();
     const results = await Promise.allSettled(hrefs.map((href, i) => import(href, options[i])));
     // A JSON module's SyntaxError says where already; a module script of its URL would not parse.
     const probes = results.map(
@@ -1207,7 +1225,15 @@ function start(selfUrl) {
       }
       failed = true;
       box.staged.delete(prop);
-      box.broken.set(url.href, result.reason);
+      // A file of its graph that could not be fetched, named (see notFetched): the browser's
+      // TypeError, which no module threw (one that did, or one that does not parse, says where
+      // itself, and is not blamed on another's fetch). A failed copy of another module of this
+      // load is that one's.
+      const fetchFailed = result.reason instanceof TypeError && !stackFrames(result.reason);
+      const mine = (f) => f.href === hrefs[i] || !hrefs.includes(f.href);
+      const missing = fetchFailed ? fetched.failedScripts(began).filter(mine) : [];
+      const title = notFetched(url.pathname, hrefs[i], missing) ?? `${url.pathname} failed to load`;
+      box.broken.set(url.href, { err: result.reason, title });
       // A module that defines a custom element at its top level runs once per page: every new
       // copy fails on the name it defined before, save after save, and holds back its box.
       if (id !== null && definedAgain(result.reason)) {
@@ -1215,13 +1241,13 @@ function start(selfUrl) {
         reload(`${why} (${result.reason})`);
         if (reloading) return; // else kept by its user: the overlay says why nothing changes
       }
-      showError(`${url.pathname} failed to load`, result.reason);
+      showError(title, result.reason);
     }
     if (failed) return;
     if (box.broken.size) {
       // Shown again, after a dismissal too: it says why this save changed nothing.
-      const [href, err] = box.broken.entries().next().value;
-      showError(`${path(href)} failed to load; the update waits for it`, err);
+      const { err, title } = box.broken.values().next().value;
+      showError(`${title}; the update waits for it`, err);
       return;
     }
     if (!box.entries.every((e) => e.prop in box.c || box.staged.has(e.prop))) return;
@@ -1237,8 +1263,9 @@ function start(selfUrl) {
     box.failing = false;
     if (id !== null) log(`modules updated: ${entries.map((e) => e.url.pathname).join(', ')}`);
     // The overlay is the page's: it stays while another container has a broken module or an
-    // update that threw.
-    if (!boxes.some((b) => b.broken.size || b.failing)) hideError();
+    // update that threw; and the page's load errors stay too (see watchLoad): the module that
+    // broke the load is none of the containers', and a save of one of theirs fixes nothing there.
+    if (!boxes.some((b) => b.broken.size || b.failing)) hideError('load');
     box.first(box.c);
   }
 
@@ -1289,10 +1316,186 @@ function start(selfUrl) {
     });
   }
 
+  // ---- Errors while the page loads ------------------------------------------------------------
+
+  /**
+   * Show what went wrong while this document loaded on the overlay, when the load follows a
+   * reload the client made (see expectReload): a save that broke a script the page runs as it
+   * loads (the module that calls container(), a classic script, one they import) reloaded the
+   * page, and it came back blank, with the error in the console only. Not on other loads: the
+   * client cannot tell a page's own errors (a widget that throws, an error it expects) from one a
+   * save brought, and an overlay over every page that has some would be noise; a save that breaks
+   * the load is followed by this client's reload.
+   *
+   * From the client's start until a task after `load` (the page's own `load` listeners have run):
+   * a same-origin script's uncaught error (the window's `error` events: a script that does not
+   * parse, with its file, line and column, or throws at its top level; another site's, which
+   * has no detail, and the browser's own, which names no file, are not the page's) and a
+   * same-origin <script> that could not be loaded (its own `error` event, heard in the capture
+   * phase), with the file that failed (see notFetched). The client is a module script at the end
+   * of the head, so it runs after every classic script the HTML names (unless deferred) and every
+   * module script before its tag: their errors came before it listened. Once the parser's
+   * scripts have run (DOMContentLoaded), two things tell of those: the script fetches that
+   * failed before it started (resource timing), and, when none did, an import of each module
+   * script of the page whose error it did not hear, which hands back the error its run met
+   * without running it again (a graph that failed to fetch would be fetched again, and might
+   * run: so not then). What it cannot see is a classic script before it that did not parse or
+   * threw. The overlay shows the first error of the load (those before the client started come
+   * first), and how many more there were; dismissed, it stays away for the rest of this load.
+   */
+  function watchLoad() {
+    if (!(Date.now() - Number(recall(loadKey())) < RELOAD_KEEP_MS)) return;
+    state.loadWatch = 'watching';
+    const started = performance.now();
+    /** What went wrong, in the order the client heard it: `{early, title, err}`. */
+    const found = [];
+    /** Errors already said: a module's comes to the listener and to its probe, as one object. */
+    const said = new WeakSet();
+    /** The <script> elements whose `error` was heard: not probed, which would fetch again. */
+    const failedElements = new Set();
+    /** The failed fetches already named. */
+    const named = new Set();
+    let dismissed = false;
+    const stop = new AbortController();
+
+    const note = (early, title, err) => {
+      console.error(`[hmr] ${title}:`, err);
+      found.push({ early, title, err });
+      const [first] = [...found].sort((a, b) => Number(b.early) - Number(a.early));
+      const shown = document.getElementById(OVERLAY_ID);
+      // Not over a container's: what a save of its module did just now is news.
+      if (dismissed || (shown && kinds.get(shown) !== 'load')) return;
+      const more = found.length - 1;
+      const tail = more ? `\n\n…and ${more} more while the page loaded (see the console)` : '';
+      showOverlay(first.title, describe(first.err) + tail, 'load', () => (dismissed = true));
+    };
+
+    /** Failed fetches no error has named yet (see notFetched), named from now on. */
+    const unnamed = () => {
+      const failed = fetched.failedScripts(0).filter((f) => !named.has(f.href));
+      for (const f of failed) named.add(f.href);
+      return failed;
+    };
+
+    const thrown = ({ error: err, filename, lineno, colno, message }) => {
+      const file = filename ? parse(filename) : null;
+      if (file === null || file.origin !== location.origin) return;
+      if (isObject(err)) {
+        if (said.has(err)) return;
+        said.add(err);
+      }
+      const where = `${path(file.href)}:${lineno}:${colno}`;
+      // A script that does not parse has no stack: the event says where.
+      if (err instanceof Error && !stackFrames(err)) located.set(err, where);
+      const inline = file.href.split('#')[0] === document.URL.split('#')[0];
+      const name = inline ? 'a script in this page' : path(file.href);
+      const parsing = err instanceof SyntaxError && !stackFrames(err);
+      const title = parsing ? `${name} failed to load` : `${name} threw while the page loaded`;
+      note(false, title, err instanceof Error ? err : `${message}\n    at ${where}`);
+    };
+
+    const unloaded = (script) => {
+      const url = script.src ? parse(script.src) : null;
+      if (url === null || url.origin !== location.origin) return;
+      failedElements.add(script);
+      const name = path(url.href);
+      const title = notFetched(name, url.href, unnamed()) ?? `${name} could not be loaded`;
+      note(false, title, script.outerHTML.slice(0, 300));
+    };
+
+    addEventListener(
+      'error',
+      (event) => {
+        if (event instanceof ErrorEvent) thrown(event);
+        else if (event.target instanceof HTMLScriptElement) unloaded(event.target);
+      },
+      { capture: true, signal: stop.signal },
+    );
+
+    /** The errors from before the client started (see above). */
+    const before = async () => {
+      const failed = fetched.failedScripts(0);
+      for (const f of failed.filter((f) => f.at < started && !named.has(f.href))) {
+        named.add(f.href);
+        const status = f.status === 'no response' ? 'no response' : `HTTP ${f.status}`;
+        note(true, `${path(f.href)} (${f.status}) could not be loaded`, `${f.href}: ${status}`);
+      }
+      if (failed.length) return;
+      const self = key(new URL(selfUrl));
+      // Not `async` ones: they run once loaded, maybe not yet, and the import would run them.
+      const scripts = [...document.scripts].filter((script) => {
+        const url = script.src ? parse(script.src) : null;
+        return (
+          url?.origin === location.origin &&
+          /^\s*module\s*$/i.test(script.type) &&
+          !script.async &&
+          !failedElements.has(script) &&
+          key(url) !== self
+        );
+      });
+      const results = await Promise.allSettled(scripts.map((script) => import(script.src)));
+      const errs = results.map((r) => (r.status === 'rejected' ? r.reason : undefined));
+      const fresh = errs.map((err) => err !== undefined && !(isObject(err) && said.has(err)));
+      await Promise.all(errs.map((err, i) => fresh[i] && locate(err, scripts[i].src)));
+      for (const [i, err] of errs.entries()) {
+        if (!fresh[i]) continue;
+        if (isObject(err)) said.add(err);
+        const name = path(scripts[i].src);
+        // No stack: it did not parse, or (a TypeError of the browser's) could not be fetched.
+        const bare = err instanceof Error && !stackFrames(err);
+        const failure = err instanceof SyntaxError ? 'failed to load' : 'could not be loaded';
+        note(true, `${name} ${bare ? failure : 'threw while the page loaded'}`, err);
+      }
+    };
+
+    // Every module script but an `async` one has run by DOMContentLoaded, after the client.
+    const [navigation] = performance.getEntriesByType('navigation');
+    const parsed = navigation?.domContentLoadedEventStart > 0 || document.readyState === 'complete';
+    const ready = new Promise((resolve) => {
+      if (parsed) resolve();
+      else addEventListener('DOMContentLoaded', resolve, { once: true });
+    });
+    const loaded = new Promise((resolve) => {
+      if (document.readyState === 'complete') resolve();
+      else addEventListener('load', () => setTimeout(resolve), { once: true });
+    });
+    // A probe waits for a module still awaiting at its top level (data it fetches): the listener
+    // does not wait with it.
+    const probed = ready.then(before).catch((err) => console.error('[hmr]', err));
+    loaded.then(() => stop.abort());
+    Promise.all([probed, loaded]).then(() => (state.loadWatch = 'done'));
+  }
+
+  /**
+   * What to say of a script that could not be loaded (`name`, fetched from `href`), from the
+   * failed same-origin script fetches in `failed` (see fetchRecord): which file failed, with its
+   * status. Chromium rejects an `import()` with "Failed to fetch dynamically imported module:
+   * <the module>" whichever file of its graph failed (an import of `./helperz.js` that is not
+   * there), and a <script> fires a bare `error`: the overlay blamed a file that is there. A
+   * failed file that is not the script's own is one of the modules it imports, directly or
+   * through others. Null when `failed` is empty (a browser that says no status; a failure that
+   * has none: a MIME type, a policy).
+   */
+  function notFetched(name, href, failed) {
+    if (!failed.length) return null;
+    const own = failed.find((f) => f.href === href);
+    if (own) return `${name} (${own.status}) could not be loaded`;
+    const files = [...new Set(failed.map((f) => `${path(f.href)} (${f.status})`))];
+    return `${files.join(', ')} imported by ${name} could not be loaded`;
+  }
+
   // ---- The error overlay (built node by node: no innerHTML, so CSP and Trusted Types hold) ----
+
+  /** Whose each overlay is: `load` (see watchLoad), or `module` (a container's). */
+  const kinds = new WeakMap();
 
   function showError(title, err) {
     console.error(`[hmr] ${title}:`, err);
+    showOverlay(title, describe(err), 'module');
+  }
+
+  /** The overlay, `title` over `text`, in place of any other; `dismissed` is called on its ×. */
+  function showOverlay(title, text, kind, dismissed = () => {}) {
     hideError();
     const host = element('div', {
       position: 'fixed',
@@ -1301,7 +1504,8 @@ function start(selfUrl) {
       zIndex: '2147483647',
       maxWidth: 'min(40rem, calc(100vw - 2rem))',
     });
-    host.id = 'hmr-proxy-overlay';
+    host.id = OVERLAY_ID;
+    kinds.set(host, kind);
     const panel = element('div', {
       background: '#fff5f5',
       color: '#611',
@@ -1315,12 +1519,15 @@ function start(selfUrl) {
     const close = element('button', { font: 'inherit', border: '0', background: 'none' }, '×');
     close.type = 'button';
     close.title = 'Dismiss';
-    close.addEventListener('click', () => host.remove());
+    close.addEventListener('click', () => {
+      host.remove();
+      dismissed();
+    });
     head.append(element('strong', { flex: '1' }, `hmr-proxy: ${title}`), close);
     const detail = element(
       'pre',
       { margin: '.5rem 0 0', whiteSpace: 'pre-wrap', font: '12px/1.4 ui-monospace, monospace' },
-      describe(err),
+      text,
     );
     panel.append(head, detail);
     // A shadow root keeps the page's CSS off the overlay.
@@ -1328,8 +1535,10 @@ function start(selfUrl) {
     (document.body || document.documentElement).append(host);
   }
 
-  function hideError() {
-    document.getElementById('hmr-proxy-overlay')?.remove();
+  /** Take the overlay away, unless it is of the kind `keep`. */
+  function hideError(keep = null) {
+    const host = document.getElementById(OVERLAY_ID);
+    if (host && !(keep && kinds.get(host) === keep)) host.remove();
   }
 
   // ---- Dispose callbacks ----------------------------------------------------------------------
@@ -1367,7 +1576,7 @@ function start(selfUrl) {
     }
   }
 
-  return { container, dispose, state, claims, keepScroll };
+  return { container, dispose, state, claims, expectReload };
 }
 
 // ---- Helpers ----------------------------------------------------------------------------------
@@ -1450,36 +1659,71 @@ function replayReloadKey() {
 const RESOURCE_TIMING_BUFFER = 250;
 
 /**
- * The keys of the resources this document has fetched (`has(key)`), from resource timing: the
- * entries in its buffer when the client starts, and every later one through an observer, which
- * hears them all, however full the buffer (raising its size would not be needed, and would change
- * what the page's own code sees). Null when the list may lack some: a buffer full before the
- * client started (a heavy page) has dropped what came after, and a browser without resource
- * timing lists nothing. What it lacks then may be in use, and is reloaded for, as before.
+ * What this document has fetched, from resource timing: the entries in its buffer when the client
+ * starts, and every later one through an observer, which hears them all, however full the buffer
+ * (raising its size would not be needed, and would change what the page's own code sees).
+ * `mayHave(key)` says whether it may have fetched a resource: true when the record may lack it
+ * (a buffer full before the client started, on a heavy page, has dropped what came after; a
+ * browser without resource timing lists nothing), which is then reloaded for, as before.
+ * `failedScripts(since)` lists its same-origin script fetches that failed (see scriptFailure)
+ * from `since` (a `performance.now()` time) on, as `{href, status, at}`, oldest first.
  */
 function fetchRecord() {
+  const keys = new Set();
+  const failures = [];
+  let complete = false;
+  let observer = null;
+  const add = (entries) => {
+    for (const entry of entries) {
+      const url = parse(entry.name);
+      if (url === null) continue;
+      keys.add(key(url));
+      const status = scriptFailure(entry, url);
+      if (status === null) continue;
+      failures.push({ href: url.href, status, at: entry.startTime });
+      if (failures.length > FAILURES_KEPT) failures.shift();
+    }
+  };
   try {
-    const keys = new Set();
-    const add = (entries) => {
-      for (const entry of entries) {
-        const url = parse(entry.name);
-        if (url !== null) keys.add(key(url));
-      }
-    };
     const before = performance.getEntriesByType('resource');
-    if (before.length >= RESOURCE_TIMING_BUFFER) return null;
+    complete = before.length < RESOURCE_TIMING_BUFFER;
     add(before);
-    const observer = new PerformanceObserver((list) => add(list.getEntries()));
+    observer = new PerformanceObserver((list) => add(list.getEntries()));
     observer.observe({ type: 'resource' });
-    return {
-      has(k) {
-        add(observer.takeRecords()); // what came since the observer was last called back
-        return keys.has(k);
-      },
-    };
   } catch {
-    return null;
+    complete = false;
   }
+  // What came since the observer was last called back.
+  const update = () => observer && add(observer.takeRecords());
+  return {
+    mayHave(k) {
+      if (!complete) return true;
+      update();
+      return keys.has(k);
+    },
+    failedScripts(since) {
+      update();
+      return failures.filter((f) => f.at >= since);
+    },
+  };
+}
+
+/** The failed script fetches fetchRecord keeps: the newest, for the errors they explain. */
+const FAILURES_KEPT = 64;
+
+/**
+ * How a resource timing entry's same-origin script fetch (a <script>, a module or one it
+ * imports) failed: its HTTP status (`404`), or `no response` (a connection refused or cut
+ * short: status 0 and nothing received; a copy from the memory cache has a body). Null when it
+ * did not, or when the browser does not say (one without `responseStatus`: not every browser
+ * has it, Chromium does).
+ */
+function scriptFailure(entry, url) {
+  if (entry.initiatorType !== 'script' || url.origin !== location.origin) return null;
+  const status = entry.responseStatus;
+  if (typeof status !== 'number') return null;
+  if (status >= 400) return String(status);
+  return status === 0 && entry.decodedBodySize === 0 ? 'no response' : null;
 }
 
 /**
@@ -1499,12 +1743,21 @@ function scrollKey() {
 }
 
 /**
- * A scroll position kept for a reload is for the load that follows it: a slow page (a dev
- * server compiling on the first request, the proxy's waiting page while it restarts) may take
- * tens of seconds. One found later is from a reload that never came (a page kept by its user in
- * a browser without the Navigation API), and a load now is another visit.
+ * What a reload keeps (a scroll position, the mark that watches the next load's errors) is for
+ * the load that follows it: a slow page (a dev server compiling on the first request, the
+ * proxy's waiting page while it restarts) may take tens of seconds. One found later is from a
+ * reload that never came (a page kept by its user in a browser without the Navigation API), and
+ * a load now is another visit.
  */
-const SCROLL_KEEP_MS = 60_000;
+const RELOAD_KEEP_MS = 60_000;
+
+/**
+ * Kept across a reload the client makes: when it made it, so that the next load shows its errors
+ * (see watchLoad). One per document, as replayReloadKey.
+ */
+function loadKey() {
+  return `hmr-proxy watch ${window === window.top ? 'top' : 'frame'} ${location.href}`;
+}
 
 /**
  * How long, in frames rendered, a reloaded page has to grow tall enough for its scroll position:
@@ -1879,8 +2132,16 @@ function stackFrames(err) {
   return String(err.stack || '').replace(String(err), '').trim();
 }
 
-/** A SyntaxError → `path:line:column`, found by `locate`. */
+/** An error without a stack → `path:line:column`: found by `locate`, or told by its error event. */
 const located = new WeakMap();
+
+/** Whether a thrown value can be told again by its identity (a WeakSet holds it). */
+function isObject(value) {
+  return (typeof value === 'object' && value !== null) || typeof value === 'function';
+}
+
+/** The id of the overlay's host element. */
+const OVERLAY_ID = 'hmr-proxy-overlay';
 
 /**
  * The SharedWorker side of this file (started by share() where pages have no Web Locks): holds

@@ -38,10 +38,14 @@ function read(rel) {
   return fs.readFileSync(path.join(site, rel), 'utf8');
 }
 
-/** Replace `rel` in one step: written outside the watched tree, renamed into it. */
-function write(rel, text) {
+/**
+ * Replace `rel` in one step: written outside the watched tree, renamed into it (with `mtime`, a
+ * Date, last modified then).
+ */
+function write(rel, text, mtime) {
   const tmp = path.join(scratch, `f${++serial}`);
   fs.writeFileSync(tmp, text);
+  if (mtime) fs.utimesSync(tmp, mtime, mtime);
   fs.mkdirSync(path.dirname(path.join(site, rel)), { recursive: true });
   fs.renameSync(tmp, path.join(site, rel));
 }
@@ -1277,6 +1281,17 @@ async function errors() {
     await page.click('#hmr-proxy-overlay button');
     await page.waitForSelector('#hmr-proxy-overlay', { state: 'detached' });
 
+    // An import of a file that is not there: Chromium's error names only the module that imports
+    // it ("Failed to fetch dynamically imported module: …/js/view.js?t=…"); the overlay names
+    // the file, and what the server answered.
+    write('js/view.js', `import { q } from './helperz.js';\n${good}`);
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'visible' });
+    const missing = /\/js\/helperz\.js \(404\) imported by \/js\/view\.js could not be loaded/;
+    assert.match(await page.textContent('#hmr-proxy-overlay strong'), missing);
+    assert.ok(transcript.some((l) => l.includes('error: [hmr]') && missing.test(l)), 'console error');
+    await page.click('#hmr-proxy-overlay button');
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'detached' });
+
     write('js/view.js', 'export function describe() { throw new Error("view exploded"); }\n');
     await page.waitForSelector('#hmr-proxy-overlay', { state: 'visible' });
     assert.match(await page.textContent('#hmr-proxy-overlay strong'), /update function threw/);
@@ -1289,6 +1304,86 @@ async function errors() {
     // The throwing update counted as a call; the broken import did not call it.
     assert.equal(await page.evaluate(() => window.app.updates), 3);
     assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * A save that breaks a script the page runs as it loads (not a container's module: the page
+ * reloads for it) shows the overlay on the reloaded page: a module that does not parse (with its
+ * line), one that imports a file that is not there, a module before the client's tag (its error
+ * came before the client listened), a classic script the page cannot load. The page came back
+ * blank, with the error in the console only. A first load shows none of the page's own errors,
+ * and the next good save reloads to a page without an overlay.
+ */
+async function loadErrors() {
+  const boot = (classic = '') =>
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>boot</title>\n' +
+    (classic ? '' : '<script type="module" src="/extras/boot-head.js"></script>') +
+    `</head>\n<body><p id="out"></p>${classic}\n` +
+    '<script type="module" src="/extras/boot.js"></script></body></html>\n';
+  const shows = (v) => `document.getElementById("out").textContent = "${v}";\n`;
+  await publish({
+    'extras/boot-head.js': 'window.head = "ok";\n',
+    'extras/boot.js': `${shows('v1')}throw new Error("the page's own noise");\n`,
+    'extras/boot.html': boot(),
+  });
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/boot.html');
+    const overlay = () => page.locator('#hmr-proxy-overlay');
+    const title = () => page.textContent('#hmr-proxy-overlay strong');
+    /** The client is done with this load's errors. */
+    const watched = () =>
+      page.waitForFunction(() => window[Symbol.for('hmr-proxy')]?.state.loadWatch === 'done');
+    /**
+     * Save, and wait for the reload it causes. Each save a second later than the one before:
+     * Python's server answers the reload's If-Modified-Since by the second, and took two saves
+     * within one for the same file (304, the broken copy again).
+     */
+    let mtime = Date.now();
+    const reload = async (rel, text) => {
+      const reloaded = page.waitForEvent('load');
+      mtime = Math.max(mtime + 1000, Date.now());
+      write(rel, text, new Date(mtime));
+      await reloaded;
+    };
+    await page.waitForFunction(() => document.readyState === 'complete');
+    assert.equal((await clientState(page)).loadWatch, 'none', 'a first load is not watched');
+    assert.equal(await overlay().count(), 0, "the page's own error on a first load");
+
+    await reload('extras/boot.js', `${shows('v2')}export const v = ;\n`);
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'visible' });
+    assert.match(await title(), /\/extras\/boot\.js failed to load/);
+    assert.match(await page.textContent('#hmr-proxy-overlay pre'), /SyntaxError.*\n\s+at \/extras\/boot\.js:2:\d+/);
+    assert.ok(logged('error: [hmr] /extras/boot.js failed to load'), 'console error');
+    await page.click('#hmr-proxy-overlay button');
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'detached' });
+
+    await reload('extras/boot.js', `import "/extras/boot-gone.js";\n${shows('v3')}`);
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'visible' });
+    assert.match(await title(), /\/extras\/boot-gone\.js \(404\) imported by \/extras\/boot\.js could not be loaded/);
+
+    // The next good save: a page without an overlay.
+    await reload('extras/boot.js', shows('v4'));
+    await watched();
+    assert.equal(await page.textContent('#out'), 'v4');
+    assert.equal(await overlay().count(), 0, 'a stale overlay');
+
+    // A module before the client's tag runs before the client listens: its error is asked for.
+    await reload('extras/boot-head.js', 'window.head = "broken";\nexport const h = ;\n');
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'visible' });
+    assert.match(await title(), /\/extras\/boot-head\.js failed to load/);
+    assert.match(await page.textContent('#hmr-proxy-overlay pre'), /SyntaxError.*\n\s+at \/extras\/boot-head\.js:2:\d+/);
+    assert.equal(await page.textContent('#out'), 'v4', 'the page ran on');
+
+    // A classic script the page names, which fails before the client starts: told by its fetch.
+    await reload('extras/boot.html', boot('<script src="/extras/boot-classic.js"></script>'));
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'visible' });
+    assert.match(await title(), /\/extras\/boot-classic\.js \(404\) could not be loaded/);
+    await watched();
+    assert.equal(await loads(page), 6, 'one reload a save');
   } finally {
     await context.close();
   }
@@ -2739,6 +2834,7 @@ const all = {
   lateContainer,
   stuckUpdate,
   errors,
+  loadErrors,
   stillBroken,
   heldBack,
   twoContainers,
