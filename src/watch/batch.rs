@@ -12,7 +12,7 @@
 //! It knows nothing of notify or of the event stream.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -114,11 +114,19 @@ impl Pending {
     pub fn finish(self, exists: impl Fn(&PathBuf) -> Option<bool>) -> (Vec<PathBuf>, bool) {
         let seen = self.seen;
         let gone_dirs = self.gone_dirs;
-        let holds_a_reported_file = |dir: &PathBuf| {
-            self.order
-                .iter()
-                .any(|path| path != dir && path.starts_with(dir))
-        };
+        // Every folder above a path of the batch, once: a `rm -rf` of thousands of files and
+        // folders is one batch, and each folder asked of every path was quadratic.
+        let mut above: HashSet<&Path> = HashSet::new();
+        if !gone_dirs.is_empty() {
+            for path in &self.order {
+                for dir in path.ancestors().skip(1) {
+                    if !above.insert(dir) {
+                        break; // and the ones above it, from an earlier path
+                    }
+                }
+            }
+        }
+        let holds_a_reported_file = |dir: &PathBuf| above.contains(dir.as_path());
         let paths = self
             .order
             .iter()

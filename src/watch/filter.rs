@@ -223,8 +223,7 @@ impl Filter {
             if (!last || is_dir) && IGNORED_DIRS.contains(&name.as_ref()) {
                 return true;
             }
-            if last && !is_dir && (self.files.is_match(name.as_ref()) || is_save_temp(&name, path))
-            {
+            if last && !is_dir && self.files.is_match(name.as_ref()) {
                 return true;
             }
         }
@@ -436,31 +435,42 @@ fn glob_set<'a>(globs: impl Iterator<Item = impl AsRef<str> + 'a>) -> Result<Glo
     })
 }
 
-/// Percent-encode what cannot stand in a URL path (spaces, `#`, `?`, `%`, non-ASCII), keeping `/`.
-/// Whether `name` (of the file at `path`) is the temporary copy an atomic save writes beside a
-/// file and renames over it: the file's own name and a random suffix, as Qt's QSaveFile writes
-/// (Kate, KDevelop: `app.css.Ab1234`), npm's write-file-atomic (`app.css.1f2a3b4c`) and rsync
+/// Whether the file at `path` may be the temporary copy an atomic save writes beside a file and
+/// renames over it: the file's own name and a random suffix, as Qt's QSaveFile writes (Kate,
+/// KDevelop: `app.css.Ab1234`), npm's write-file-atomic (`app.css.1f2a3b4c`) and rsync
 /// (`.app.css.Xy12Ab`). When the copy outlives the batch window (an fsync before the rename is
-/// enough), it would reload every tab and the stylesheet swap would come a batch later. Told
-/// from a real file by the suffix (six or more letters and digits, with a digit or a capital:
-/// not `.module`) and by the file it is named after being there beside it.
-fn is_save_temp(name: &str, path: &Path) -> bool {
+/// enough), it reloaded every tab, and the stylesheet swap came a batch later. The name alone
+/// cannot tell (`page.html.jinja2`, `app.js.sha256` are files of their own): the batch waits for
+/// such a file to be renamed away, and reports it if it stays (see `watch`). Told by the suffix
+/// (six letters and digits with a digit or a capital, or eight hex digits) and by the file it
+/// is named after being there beside it.
+pub fn may_be_save_temp(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+        return false;
+    };
     let unhidden = name.strip_prefix('.').unwrap_or(name);
     let Some((base, suffix)) = unhidden.rsplit_once('.') else {
         return false;
     };
-    let random = suffix.len() >= 6
-        && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
-        && suffix
-            .bytes()
+    let bytes = suffix.as_bytes();
+    let qt_or_rsync = bytes.len() == 6
+        && bytes.iter().all(u8::is_ascii_alphanumeric)
+        && bytes
+            .iter()
             .any(|b| b.is_ascii_digit() || b.is_ascii_uppercase());
+    let murmur = bytes.len() == 8
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        && bytes.iter().any(u8::is_ascii_digit);
     // The file it stands in for has an extension of its own: `app.css`, not `Makefile`.
-    random
+    (qt_or_rsync || murmur)
         && base.contains('.')
         && !base.starts_with('.')
         && path.parent().is_some_and(|dir| dir.join(base).is_file())
 }
 
+/// Percent-encode what cannot stand in a URL path (spaces, `#`, `?`, `%`, non-ASCII), keeping `/`.
 fn encode_path(rel: &str) -> String {
     use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
     const PATH: &AsciiSet = &CONTROLS
@@ -621,27 +631,30 @@ mod tests {
     }
 
     #[test]
-    fn an_atomic_saves_copy_beside_its_file_is_ignored() {
+    fn an_atomic_saves_copy_beside_its_file_is_suspected() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let root = dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
         for name in ["app.css", "main.js", "Makefile"] {
             std::fs::write(root.join(name), "x").unwrap_or_else(|e| panic!("{e}"));
         }
-        let f = filter(&root, &[]);
-        for (name, ignored) in [
-            ("app.css.Ab1234", true),     // Qt's QSaveFile
-            ("app.css.1f2a3b4c", true),   // write-file-atomic
-            ("app.css.2934756123", true), // write-file-atomic, older
-            (".app.css.Xy12Ab", true),    // rsync
-            ("app.css.map", false),       // a source map
-            ("main.js.module", false),    // no digit, no capital: a name
-            ("app.css.v2", false),        // too short to be random
-            ("other.css.Ab1234", false),  // no `other.css` beside it
-            ("Makefile.Ab1234", false),   // stands for a file without an extension
-            ("app.css.Ab12-4", false),    // not letters and digits
+        for (name, suspected) in [
+            ("app.css.Ab1234", true),    // Qt's QSaveFile
+            ("app.css.1f2a3b4c", true),  // write-file-atomic
+            (".app.css.Xy12Ab", true),   // rsync
+            ("app.css.map", false),      // a source map
+            ("main.js.module", false),   // no digit, no capital: a name
+            ("app.css.v2", false),       // too short to be random
+            ("app.css.Ab12Cd9", false),  // too long for Qt's
+            ("app.css.1F2A3B4C", false), // hex, but not as write-file-atomic writes it
+            ("other.css.Ab1234", false), // no `other.css` beside it
+            ("Makefile.Ab1234", false),  // stands for a file without an extension
+            ("app.css.Ab12-4", false),   // not letters and digits
         ] {
-            assert_eq!(f.is_ignored(&root.join(name), false), ignored, "{name}");
+            assert_eq!(may_be_save_temp(&root.join(name)), suspected, "{name}");
         }
+        // Suspected, never ignored: a file of its own with such a name is still reported.
+        let f = filter(&root, &[]);
+        assert!(!f.is_ignored(&root.join("app.css.Ab1234"), false));
     }
 
     #[test]

@@ -131,6 +131,8 @@ pub fn spawn(
         closes_reported: polling.is_none() && cfg!(target_os = "linux"),
         unwatched: 0,
         open_writes: HashSet::new(),
+        long_writes: HashSet::new(),
+        maybe_temps: HashSet::new(),
     };
     let roots: Vec<PathBuf> = state.filter.root_dirs().map(Path::to_path_buf).collect();
     for root in &roots {
@@ -144,8 +146,8 @@ pub fn spawn(
     tracing::debug!("watching {} directories", state.watched.len());
     if state.unwatched > 0 {
         tracing::error!(
-            "{} of {} folders are not watched (the limit above): saves in them are missed until \
-             the proxy is restarted after raising the limit, or with --poll",
+            "{} of {} folders are not watched (the limit above; nor any below them): saves in \
+             them are missed until the proxy is restarted after raising the limit, or with --poll",
             state.unwatched,
             state.unwatched + state.watched.len()
         );
@@ -262,6 +264,13 @@ struct Watching {
     closes_reported: bool,
     /// Files of the open batch written to and not yet closed: a copy or a generator under way.
     open_writes: HashSet<PathBuf>,
+    /// Files still open for writing when a batch went out at its cap (a server's output
+    /// redirected into the project, a log by another name): not waited for again until closed,
+    /// or every batch they are in would wait out the cap.
+    long_writes: HashSet<PathBuf>,
+    /// Files of the open batch that may be an atomic save's temporary copy
+    /// ([`filter::may_be_save_temp`]): the batch waits for them to be renamed away.
+    maybe_temps: HashSet<PathBuf>,
     /// Directories left unwatched for want of watches or handles (told once, with a count).
     unwatched: usize,
 }
@@ -366,6 +375,7 @@ impl Watching {
             Raw::Closed(paths) => {
                 for path in &paths {
                     self.open_writes.remove(path);
+                    self.long_writes.remove(path);
                 }
                 return;
             }
@@ -405,13 +415,18 @@ impl Watching {
                         continue;
                     }
                     match kind {
-                        Kind::Written if self.closes_reported => {
+                        Kind::Written
+                            if self.closes_reported && !self.long_writes.contains(&path) =>
+                        {
                             self.open_writes.insert(path.clone());
                         }
                         Kind::Removed | Kind::Renamed => {
                             self.open_writes.remove(&path);
                         }
                         _ => {}
+                    }
+                    if kind == Kind::Created && filter::may_be_save_temp(&path) {
+                        self.maybe_temps.insert(path.clone());
                     }
                     if filter::IGNORE_FILES.iter().any(|n| path.ends_with(n))
                         && let Some(dir) = path.parent()
@@ -441,6 +456,8 @@ impl Watching {
                         self.filter.is_ignored(&path, false) || self.filter.is_ignored(&path, true)
                     };
                     self.open_writes.remove(&path);
+                    self.long_writes.remove(&path);
+                    self.maybe_temps.remove(&path);
                     self.forget(&path, pending);
                     // An ignore file deleted: its rules go, and what they hid is watched.
                     if filter::IGNORE_FILES.iter().any(|n| path.ends_with(n))
@@ -463,6 +480,11 @@ impl Watching {
                 }
             }
         }
+    }
+
+    /// A file of the open batch is still being written, or may be a copy about to be renamed.
+    fn unsettled(&self) -> bool {
+        !self.open_writes.is_empty() || !self.maybe_temps.is_empty()
     }
 
     /// Drop the watches at and below `dir`: every one, since a tree moved elsewhere keeps its
@@ -654,9 +676,11 @@ async fn run(
         .await;
         // Quiet, yet a file written in this batch may still be open for writing (a copy under
         // way, a generator writing in parts, a script pausing between writes): its close is the
-        // end of the write, which the page must not be reloaded before. Waited for up to the
-        // window cap; not with `--debounce 0`, which asks for every event as it comes.
-        while open && !debounce.is_zero() && !state.open_writes.is_empty() {
+        // end of the write, which the page must not be reloaded before. Or a file made in it may
+        // be an atomic save's copy, about to be renamed over the file it is named after. Waited
+        // for up to the window cap; not with `--debounce 0`, which asks for every event as it
+        // comes.
+        while open && !debounce.is_zero() && state.unsettled() {
             match tokio::time::timeout_at(opened + cap, raw_rx.recv()).await {
                 Ok(Some(raw)) => {
                     state.absorb(raw, &mut pending);
@@ -669,8 +693,11 @@ async fn run(
                 Err(_) => break,
             }
         }
-        // Still open at the cap: the next batch waits for its next write's close afresh.
-        state.open_writes.clear();
+        // Still open at the cap: written for longer than a batch waits, and not waited for again
+        // until it has been closed.
+        let still_open = std::mem::take(&mut state.open_writes);
+        state.long_writes.extend(still_open);
+        state.maybe_temps.clear();
         if overflow.swap(false, Ordering::Relaxed) {
             tracing::warn!("too many file events at once; reloading");
             pending.reload = true;
