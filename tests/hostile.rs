@@ -815,6 +815,8 @@ async fn smuggling_shapes_are_refused_or_reframed_never_smuggled() {
     for (name, coding) in [
         ("te-gzip", "gzip, chunked"),
         ("te-identity", "identity, chunked"),
+        // Hyper takes one layer of chunks off: the other would reach the upstream as content.
+        ("te-twice", "chunked, chunked"),
     ] {
         let text = until_closed(
             proxy.addr,

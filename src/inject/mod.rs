@@ -194,6 +194,9 @@ impl Injector {
             add_position(facts, response.headers_mut());
             if facts.holds_rewritten {
                 mark_etag(response.headers_mut());
+                // A 304's headers replace the stored copy's: the date the 200 left out would come
+                // back (see the proxy's rewritten pages).
+                response.headers_mut().remove(header::LAST_MODIFIED);
             }
             return Err(response);
         }

@@ -532,6 +532,42 @@ fn html_response(body: &'static str, headers: &[(&'static str, &'static str)]) -
     res
 }
 
+/// A 304 for the browser's copy of a rewritten page keeps that copy's headers as the 200 gave
+/// them: the tag marked, and no upstream date (the browser stores a 304's headers over its own).
+#[test]
+fn a_304_for_a_rewritten_copy_marks_its_tag_and_drops_the_date() {
+    let rt = runtime();
+    let injector = Injector::new(true);
+    let not_modified = |tag: &'static str| {
+        let mut res = Response::new(body::empty());
+        *res.status_mut() = StatusCode::NOT_MODIFIED;
+        res.headers_mut()
+            .insert(header::ETAG, HeaderValue::from_static(tag));
+        res.headers_mut().insert(
+            header::LAST_MODIFIED,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        res
+    };
+    let facts = |dest: &str, tag: &str| {
+        let req = Request::get("http://localhost:3000/page")
+            .header("sec-fetch-dest", dest)
+            .header("if-none-match", tag)
+            .body(())
+            .unwrap();
+        injector.facts(&req)
+    };
+    let asked = facts("document", "W/\"v1-hmr\"");
+    let res = rt.block_on(injector.apply(&asked, not_modified("\"v1\"")));
+    assert_eq!(res.headers()[header::ETAG], "W/\"v1-hmr\"");
+    assert!(res.headers().get(header::LAST_MODIFIED).is_none());
+    // A copy the upstream's own tag validates (a fragment's) is the upstream's answer, unchanged.
+    let asked = facts("empty", "\"v1\"");
+    let res = rt.block_on(injector.apply(&asked, not_modified("\"v1\"")));
+    assert_eq!(res.headers()[header::ETAG], "\"v1\"");
+    assert!(res.headers().get(header::LAST_MODIFIED).is_some());
+}
+
 #[test]
 fn apply_rewrites_headers_of_rewritten_pages_only() {
     let rt = runtime();

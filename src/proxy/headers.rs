@@ -55,13 +55,20 @@ static BROWSERS_SAY_SO: [HeaderName; 9] = [
 /// upstream), as nginx does.
 pub fn unknown_transfer_coding(headers: &HeaderMap) -> Option<String> {
     // On every response's path: nothing is allocated unless a coding is refused.
-    headers
+    let mut chunked = 0;
+    for coding in headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
         .flat_map(|value| value.as_bytes().split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
-        .find(|coding| !coding.eq_ignore_ascii_case(b"chunked"))
-        .map(|coding| String::from_utf8_lossy(coding).to_ascii_lowercase())
+    {
+        if !coding.eq_ignore_ascii_case(b"chunked") {
+            return Some(String::from_utf8_lossy(coding).to_ascii_lowercase());
+        }
+        chunked += 1;
+    }
+    // Chunked twice: hyper takes one layer off, and the next hop would read the other as content.
+    (chunked > 1).then(|| "chunked, chunked".to_string())
 }
 
 /// What stripping found that the caller must carry across the hop itself.
@@ -547,6 +554,14 @@ mod tests {
         assert_eq!(coding(&["gzip, chunked"]), Some("gzip".into()));
         assert_eq!(coding(&["chunked", "GZIP"]), Some("gzip".into()));
         assert_eq!(coding(&["identity,chunked"]), Some("identity".into()));
+        assert_eq!(
+            coding(&["chunked, chunked"]),
+            Some("chunked, chunked".into())
+        );
+        assert_eq!(
+            coding(&["chunked", "chunked"]),
+            Some("chunked, chunked".into())
+        );
     }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
