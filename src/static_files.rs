@@ -292,22 +292,24 @@ fn file_path(root: &Path, url_path: &str) -> Option<PathBuf> {
 /// `--listen 0.0.0.0` the network can ask for them.
 fn secret(file: &Path, root: &Path) -> Option<&'static str> {
     let below = file.strip_prefix(root).ok()?;
-    let names: Vec<&str> = below
+    // Without regard to case: on a case-insensitive disk (macOS's, by default) `/.ENV` opens
+    // `.env`.
+    let names: Vec<String> = below
         .components()
         .filter_map(|part| part.as_os_str().to_str())
+        .map(str::to_ascii_lowercase)
         .collect();
     if names
         .iter()
-        .any(|name| matches!(*name, ".git" | ".hg" | ".svn"))
+        .any(|name| matches!(name.as_str(), ".git" | ".hg" | ".svn"))
     {
         return Some("version control's folders");
     }
-    let name = *names.last()?;
+    let name = names.last()?;
     if name == ".env" || name.starts_with(".env.") {
         return Some("`.env` files");
     }
-    let lower = name.to_ascii_lowercase();
-    (lower.ends_with(".pem") || lower.ends_with(".crt")).then_some("certificates and keys")
+    (name.ends_with(".pem") || name.ends_with(".crt")).then_some("certificates and keys")
 }
 
 /// A strong tag for a file's version on disk: modification time to the nanosecond, size and

@@ -166,6 +166,9 @@ async fn secrets_in_the_folder_are_refused() {
         "/./.env",
         "/.git/config",
         "/.git/",
+        // As a case-insensitive disk (macOS's) would open them.
+        "/.ENV",
+        "/.Git/config",
         "/certs/dev.pem",
         "/certs/dev.CRT",
     ] {
