@@ -232,11 +232,13 @@ impl Hub {
     }
 }
 
-/// `3 files changed (css/site.css, …) → 2 tabs`
-fn log_batch(batch: &ChangeBatch, tabs: usize) {
-    let tabs = match tabs {
-        1 => "1 tab".to_string(),
-        n => format!("{n} tabs"),
+/// `3 files changed (css/site.css, …) → 2 browsers`: a stream is a browser's, not a tab's (its
+/// tabs share one, see the client), so tabs are not what can be counted here.
+fn log_batch(batch: &ChangeBatch, streams: usize) {
+    let tabs = match streams {
+        0 => "no browser".to_string(),
+        1 => "1 browser".to_string(),
+        n => format!("{n} browsers"),
     };
     let n = batch.changes.len();
     let mut names: Vec<&str> = batch
