@@ -316,9 +316,15 @@ async fn a_watched_folder_moved_away_is_no_longer_watched() {
 /// reloaded the page on half a file, then again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_written_in_parts_is_one_batch_once_closed() {
+    written_in_parts(&[]).await;
+    // With no quiet time at all, too: a save's truncation and its bytes were two batches.
+    written_in_parts(&["--debounce", "0"]).await;
+}
+
+async fn written_in_parts(args: &[&str]) {
     use std::io::Write;
     let (_dir, root) = project();
-    let proxy = serve(&root, &[]).await;
+    let proxy = serve(&root, args).await;
     let mut tab = SseClient::open(proxy.addr, &[]).await;
     let mut file = std::fs::File::create(root.join("index.html")).unwrap();
     file.write_all(b"<!doctype html><body>").unwrap();
@@ -329,7 +335,10 @@ async fn a_file_written_in_parts_is_one_batch_once_closed() {
     write(&root.join("css/site.css"), "sentinel");
     let seen = paths_until(&mut tab, "css/site.css").await;
     let times = seen.iter().filter(|p| *p == "index.html").count();
-    assert_eq!(times, 1, "index.html in {times} batches: {seen:?}");
+    assert_eq!(
+        times, 1,
+        "{args:?}: index.html in {times} batches: {seen:?}"
+    );
 }
 
 /// `chmod`, `chown` and the like change no content: no batch (a container's `chown -R` at start

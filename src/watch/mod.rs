@@ -678,9 +678,10 @@ async fn run(
         // way, a generator writing in parts, a script pausing between writes): its close is the
         // end of the write, which the page must not be reloaded before. Or a file made in it may
         // be an atomic save's copy, about to be renamed over the file it is named after. Waited
-        // for up to the window cap; not with `--debounce 0`, which asks for every event as it
-        // comes.
-        while open && !debounce.is_zero() && state.unsettled() {
+        // for up to the window cap; with `--debounce 0` too, which waits for no quiet but still
+        // for a save to end: its truncation and its bytes were two batches, and a stylesheet was
+        // swapped twice, the second swap queued behind the first.
+        while open && state.unsettled() {
             match tokio::time::timeout_at(opened + cap, raw_rx.recv()).await {
                 Ok(Some(raw)) => {
                     state.absorb(raw, &mut pending);
