@@ -421,8 +421,8 @@ function start(selfUrl) {
    */
   function expectReload(going) {
     keepScroll(going);
-    if (going) remember(loadKey(), Date.now());
-    else recall(loadKey());
+    if (going) remember(documentKey('watch'), Date.now());
+    else recall(documentKey('watch'));
   }
 
   /**
@@ -431,7 +431,7 @@ function start(selfUrl) {
    * = 'manual'`), nor for one at the top left.
    */
   function keepScroll(keep) {
-    const name = scrollKey();
+    const name = documentKey('scroll');
     if (!keep) {
       recall(name);
       return;
@@ -456,7 +456,7 @@ function start(selfUrl) {
   function restoreScroll() {
     let saved;
     try {
-      saved = JSON.parse(recall(scrollKey()));
+      saved = JSON.parse(recall(documentKey('scroll')));
     } catch {
       return;
     }
@@ -467,7 +467,7 @@ function start(selfUrl) {
     for (const type of ['wheel', 'touchstart', 'keydown', 'pointerdown']) {
       addEventListener(type, () => stop.abort(), options);
     }
-    addEventListener('pagehide', () => remember(scrollKey(), JSON.stringify(saved)), options);
+    addEventListener('pagehide', () => remember(documentKey('scroll'), JSON.stringify(saved)), options);
     let waited = 0;
     let last = null;
     const check = (now) => {
@@ -499,7 +499,7 @@ function start(selfUrl) {
    * reload again and again. It then goes by the stream's, as a page that says nothing does.
    */
   function trustedPosition(position) {
-    const before = recall(replayReloadKey());
+    const before = recall(documentKey('reloaded'));
     return position !== null && before === String(position) ? null : position;
   }
 
@@ -512,7 +512,7 @@ function start(selfUrl) {
         reload(`${batch.paths.join(', ')} changed`);
         return;
       }
-      remember(replayReloadKey(), since);
+      remember(documentKey('reloaded'), since);
       reload('the proxy asked for it (the dev server came back, or this page missed changes)');
       return;
     }
@@ -1344,7 +1344,7 @@ function start(selfUrl) {
    * first), and how many more there were; dismissed, it stays away for the rest of this load.
    */
   function watchLoad() {
-    if (!(Date.now() - Number(recall(loadKey())) < RELOAD_KEEP_MS)) return;
+    if (!(Date.now() - Number(recall(documentKey('watch'))) < RELOAD_KEEP_MS)) return;
     state.loadWatch = 'watching';
     const started = performance.now();
     /** What went wrong, in the order the client heard it: `{early, title, err}`. */
@@ -1644,12 +1644,13 @@ const ACCEPT_CSS = 'text/css,*/*;q=0.1';
 const ACCEPT_IMAGE = 'image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8';
 
 /**
- * Kept across the reload a reload batch causes: the position of the page it reloaded. One per
- * document: a tab's session storage is its frames' too, and a frame starting first must not
- * take the top's.
+ * The session-storage key of what this document keeps across a reload (`what`): the batch
+ * position of a page a reload batch reloaded, where a page was scrolled (see restoreScroll), the
+ * mark that has the next load show its errors (see watchLoad). One per document: a tab's session
+ * storage is its frames' too, and a frame starting first must not take the top's.
  */
-function replayReloadKey() {
-  return `hmr-proxy reloaded ${window === window.top ? 'top' : 'frame'} ${location.href}`;
+function documentKey(what) {
+  return `hmr-proxy ${what} ${window === window.top ? 'top' : 'frame'} ${location.href}`;
 }
 
 /**
@@ -1735,14 +1736,6 @@ function scroller() {
 }
 
 /**
- * Kept across a reload the client makes: where the document was scrolled (see restoreScroll).
- * One per document, as replayReloadKey.
- */
-function scrollKey() {
-  return `hmr-proxy scroll ${window === window.top ? 'top' : 'frame'} ${location.href}`;
-}
-
-/**
  * What a reload keeps (a scroll position, the mark that watches the next load's errors) is for
  * the load that follows it: a slow page (a dev server compiling on the first request, the
  * proxy's waiting page while it restarts) may take tens of seconds. One found later is from a
@@ -1750,14 +1743,6 @@ function scrollKey() {
  * a load now is another visit.
  */
 const RELOAD_KEEP_MS = 60_000;
-
-/**
- * Kept across a reload the client makes: when it made it, so that the next load shows its errors
- * (see watchLoad). One per document, as replayReloadKey.
- */
-function loadKey() {
-  return `hmr-proxy watch ${window === window.top ? 'top' : 'frame'} ${location.href}`;
-}
 
 /**
  * How long, in frames rendered, a reloaded page has to grow tall enough for its scroll position:

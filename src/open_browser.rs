@@ -11,12 +11,9 @@ use std::process::{Command, Stdio};
 /// Open `url` without waiting for the browser: the command is waited for on a thread of its
 /// own (`xdg-open` may not return until a first browser window closes).
 pub fn open(url: String) {
-    open_with(std::env::var("BROWSER").ok(), url);
-}
-
-/// [`open`] with `BROWSER`'s value given, so a test sets it without touching the environment.
-pub fn open_with(browser: Option<String>, url: String) {
-    let browser = browser.filter(|value| !value.trim().is_empty());
+    let browser = std::env::var("BROWSER")
+        .ok()
+        .filter(|value| !value.trim().is_empty());
     if browser
         .as_deref()
         .is_some_and(|value| value.trim().eq_ignore_ascii_case("none"))

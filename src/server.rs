@@ -281,11 +281,12 @@ where
 
 /// The address to tell people to browse to: `0.0.0.0`/`::` are not browsable, loopback is.
 pub fn browse_url(local: SocketAddr) -> String {
-    match local.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => url_at(ip_loopback(true), local.port()),
-        ip if ip.is_unspecified() => url_at(ip_loopback(false), local.port()),
-        ip => url_at(ip, local.port()),
-    }
+    let ip = match local.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    url_at(ip, local.port())
 }
 
 /// The URL another device on the network browses to when the proxy listens on all interfaces
@@ -305,14 +306,6 @@ pub fn network_url(local: SocketAddr) -> Option<String> {
     socket.connect(probe).ok()?;
     let ip = socket.local_addr().ok()?.ip();
     (!ip.is_unspecified() && !ip.is_loopback()).then(|| url_at(ip, local.port()))
-}
-
-fn ip_loopback(v4: bool) -> std::net::IpAddr {
-    if v4 {
-        std::net::Ipv4Addr::LOCALHOST.into()
-    } else {
-        std::net::Ipv6Addr::LOCALHOST.into()
-    }
 }
 
 fn url_at(ip: std::net::IpAddr, port: u16) -> String {

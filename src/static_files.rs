@@ -294,18 +294,20 @@ fn secret(file: &Path, root: &Path) -> Option<&'static str> {
     let below = file.strip_prefix(root).ok()?;
     // Without regard to case: on a case-insensitive disk (macOS's, by default) `/.ENV` opens
     // `.env`.
-    let names: Vec<String> = below
+    let names = below
         .components()
-        .filter_map(|part| part.as_os_str().to_str())
-        .map(str::to_ascii_lowercase)
-        .collect();
-    if names
-        .iter()
-        .any(|name| matches!(name.as_str(), ".git" | ".hg" | ".svn"))
-    {
-        return Some("version control's folders");
+        .filter_map(|part| part.as_os_str().to_str());
+    let mut last = "";
+    for name in names {
+        if [".git", ".hg", ".svn"]
+            .iter()
+            .any(|vcs| name.eq_ignore_ascii_case(vcs))
+        {
+            return Some("version control's folders");
+        }
+        last = name;
     }
-    let name = names.last()?;
+    let name = last.to_ascii_lowercase();
     if name == ".env" || name.starts_with(".env.") {
         return Some("`.env` files");
     }
