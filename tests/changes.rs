@@ -341,6 +341,25 @@ async fn written_in_parts(args: &[&str]) {
     );
 }
 
+/// A file written and held open (a server's output redirected into the project, a log under
+/// another name) is still reported: its batch goes out at the window cap, not at a close that may
+/// never come; and so is its next write, the file still open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_held_open_for_writing_is_still_reported() {
+    use std::io::Write;
+    let (_dir, root) = project();
+    let proxy = serve(&root, &[]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    let mut file = std::fs::File::create(root.join("server.out")).unwrap();
+    file.write_all(b"listening\n").unwrap();
+    let seen = paths_until(&mut tab, "server.out").await;
+    assert_eq!(seen, ["server.out"]);
+    file.write_all(b"GET /\n").unwrap();
+    let seen = paths_until(&mut tab, "server.out").await;
+    assert_eq!(seen, ["server.out"]);
+    drop(file);
+}
+
 /// `chmod`, `chown` and the like change no content: no batch (a container's `chown -R` at start
 /// reloaded every tab with every file). `touch` sets the mtime: a batch, as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

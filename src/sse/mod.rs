@@ -149,10 +149,10 @@ impl Hub {
         // Before the tabs hear of it: a page requested once a tab has the batch is past it.
         self.inner.latest.store(id, Ordering::Release);
         // No receivers is fine: nobody is looking.
-        let tabs = self.inner.tx.send(published).unwrap_or(0);
+        let streams = self.inner.tx.send(published).unwrap_or(0);
         drop(state);
         self.inner.batches.fetch_add(1, Ordering::Relaxed);
-        log_batch(batch, tabs);
+        log_batch(batch, streams);
         id
     }
 
@@ -235,7 +235,7 @@ impl Hub {
 /// `3 files changed (css/site.css, …) → 2 browsers`: a stream is a browser's, not a tab's (its
 /// tabs share one, see the client), so tabs are not what can be counted here.
 fn log_batch(batch: &ChangeBatch, streams: usize) {
-    let tabs = match streams {
+    let browsers = match streams {
         0 => "no browser".to_string(),
         1 => "1 browser".to_string(),
         n => format!("{n} browsers"),
@@ -251,11 +251,11 @@ fn log_batch(batch: &ChangeBatch, streams: usize) {
         names.push("…");
     }
     match (n, batch.reload) {
-        (0, _) => tracing::info!("full reload → {tabs}"),
-        (1, false) => tracing::info!("{} changed → {tabs}", names.join("")),
-        (_, false) => tracing::info!("{n} files changed ({}) → {tabs}", names.join(", ")),
+        (0, _) => tracing::info!("full reload → {browsers}"),
+        (1, false) => tracing::info!("{} changed → {browsers}", names.join("")),
+        (_, false) => tracing::info!("{n} files changed ({}) → {browsers}", names.join(", ")),
         (_, true) => tracing::info!(
-            "{n} files changed ({}), full reload → {tabs}",
+            "{n} files changed ({}), full reload → {browsers}",
             names.join(", ")
         ),
     }
