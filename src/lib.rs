@@ -57,7 +57,6 @@ use config::Backend;
 use proxy::health::{Health, Reach};
 use router::{Parts, Router};
 use sse::Hub;
-use watch::ChangeBatch;
 
 /// Bind the configured address, turning "in use" into an error that says how to pick another.
 ///
@@ -165,6 +164,8 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, origin: String) {
     let hub = hub.clone();
     tokio::spawn(async move {
         let mut last = *seen.borrow();
+        // Whether it has answered since the proxy started: a first answer is not a return.
+        let mut answered = last.reach == Reach::Up;
         while seen.changed().await.is_ok() {
             let now = *seen.borrow_and_update();
             match (last.reach, now.reach) {
@@ -176,16 +177,15 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, origin: String) {
                 _ => {}
             }
             if now.comebacks != last.comebacks {
-                if last.reach == Reach::Down {
-                    tracing::info!("upstream {origin} is back");
-                } else {
-                    tracing::info!("upstream {origin} restarted");
-                }
-                hub.publish(&ChangeBatch {
-                    changes: Vec::new(),
-                    reload: true,
-                });
+                // One line for the event and what it does (tabs showing the waiting page reload).
+                let what = match last.reach {
+                    Reach::Down if answered => "is back",
+                    Reach::Down | Reach::Unknown => "answers",
+                    Reach::Up => "restarted",
+                };
+                hub.publish_reload(&format!("upstream {origin} {what}"));
             }
+            answered |= now.reach == Reach::Up;
             last = now;
         }
     });

@@ -130,6 +130,23 @@ impl Hub {
 
     /// Publish a batch to every tab; returns its id.
     pub fn publish(&self, batch: &ChangeBatch) -> u64 {
+        let (id, streams) = self.send(batch);
+        log_batch(batch, streams);
+        id
+    }
+
+    /// Publish a full reload for `why` (`upstream … restarted`), logged as one line with it.
+    pub fn publish_reload(&self, why: &str) -> u64 {
+        let (id, streams) = self.send(&ChangeBatch {
+            changes: Vec::new(),
+            reload: true,
+        });
+        tracing::info!("{why}: full reload → {}", browsers(streams));
+        id
+    }
+
+    /// Publish without logging; returns the batch's id and the streams it went to.
+    fn send(&self, batch: &ChangeBatch) -> (u64, usize) {
         let paths: Vec<String> = batch.changes.iter().map(|c| c.path.clone()).collect();
         let urls: Vec<String> = batch.changes.iter().map(|c| c.url.clone()).collect();
         let mut state = self.state();
@@ -152,8 +169,7 @@ impl Hub {
         let streams = self.inner.tx.send(published).unwrap_or(0);
         drop(state);
         self.inner.batches.fetch_add(1, Ordering::Relaxed);
-        log_batch(batch, streams);
-        id
+        (id, streams)
     }
 
     /// Publish every batch from the watcher until it stops.
@@ -232,14 +248,19 @@ impl Hub {
     }
 }
 
-/// `3 files changed (css/site.css, …) → 2 browsers`: a stream is a browser's, not a tab's (its
-/// tabs share one, see the client), so tabs are not what can be counted here.
-fn log_batch(batch: &ChangeBatch, streams: usize) {
-    let browsers = match streams {
+/// `no browser`, `1 browser`, `2 browsers`.
+fn browsers(streams: usize) -> String {
+    match streams {
         0 => "no browser".to_string(),
         1 => "1 browser".to_string(),
         n => format!("{n} browsers"),
-    };
+    }
+}
+
+/// `3 files changed (css/site.css, …) → 2 browsers`: a stream is a browser's, not a tab's (its
+/// tabs share one, see the client), so tabs are not what can be counted here.
+fn log_batch(batch: &ChangeBatch, streams: usize) {
+    let browsers = browsers(streams);
     let n = batch.changes.len();
     let mut names: Vec<&str> = batch
         .changes
