@@ -42,6 +42,7 @@ static FRAGMENT_HEADERS: [(HeaderName, &str); 4] = [
 ];
 static X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
 static SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
+static SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
 
 impl Reader {
     /// Classify a request from its headers. Runs on every request: header lookups only, no
@@ -69,6 +70,11 @@ impl Reader {
                     .any(|d| dest.eq_ignore_ascii_case(d))
                 {
                     Reader::Page
+                } else if dest.eq_ignore_ascii_case(b"empty") && navigates(headers) {
+                    // A service worker passing a navigation on (`fetch(event.request)`): the
+                    // destination becomes `empty`, the mode stays `navigate`. Once an app's
+                    // worker controls the tab, every page it loads comes this way.
+                    Reader::Page
                 } else {
                     Reader::NotAPage("Sec-Fetch-Dest is not a document")
                 }
@@ -81,6 +87,13 @@ impl Reader {
             },
         }
     }
+}
+
+/// Whether `Sec-Fetch-Mode` says `navigate`.
+fn navigates(headers: &HeaderMap) -> bool {
+    headers
+        .get(&SEC_FETCH_MODE)
+        .is_some_and(|mode| mode.as_bytes().eq_ignore_ascii_case(b"navigate"))
 }
 
 /// Whether the browser said it loads the response as a document: a [`Reader::Page`] that told
@@ -190,8 +203,8 @@ pub(crate) fn decide(
 /// The request headers [`Reader::of`] reads, for the `Vary` of an HTML answer. (`Accept` counts
 /// only where a request says nothing of its destination, and would split the cache for every
 /// kind of request.)
-pub(crate) const VARY: &str =
-    "Sec-Fetch-Dest, HX-Request, Turbo-Frame, Datastar-Request, X-Up-Target, X-Requested-With";
+pub(crate) const VARY: &str = "Sec-Fetch-Dest, Sec-Fetch-Mode, HX-Request, Turbo-Frame, Datastar-Request, X-Up-Target, \
+     X-Requested-With";
 
 /// Whether a response is an HTML or XHTML document by its `Content-Type`.
 pub(crate) fn is_html(headers: &HeaderMap) -> bool {
@@ -264,6 +277,15 @@ mod tests {
             (&[("sec-fetch-dest", "frame")], true),
             (&[("sec-fetch-dest", "Document")], true),
             (&[("sec-fetch-dest", "empty")], false),
+            (
+                &[("sec-fetch-dest", "empty"), ("sec-fetch-mode", "cors")],
+                false,
+            ),
+            // A service worker's `fetch(event.request)` of a navigation.
+            (
+                &[("sec-fetch-dest", "empty"), ("sec-fetch-mode", "navigate")],
+                true,
+            ),
             (&[("sec-fetch-dest", "script")], false),
             (&[("sec-fetch-dest", "style")], false),
             (
