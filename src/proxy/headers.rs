@@ -452,6 +452,38 @@ impl Origins {
         let rewritten = self.rewrite_url(value.get(at..end)?, proxy_origin)?;
         Some(format!("{}{rewritten}{}", &value[..at], &value[end..]))
     }
+
+    /// A `Link` value (`<http://upstream/app.css>; rel=preload, <…>; rel=next`) with the URLs
+    /// in its angle brackets re-pointed, when any needs it. Brackets inside a quoted parameter
+    /// (`title="<b>"`) are not a URL.
+    fn rewrite_link(&self, value: &str, proxy_origin: &str) -> Option<String> {
+        let mut out = String::new();
+        let mut copied = 0;
+        let mut quoted = false;
+        let mut at = 0;
+        let bytes = value.as_bytes();
+        while at < bytes.len() {
+            match bytes[at] {
+                b'\\' if quoted => at += 1,
+                b'"' => quoted = !quoted,
+                b'<' if !quoted => {
+                    let Some(len) = value[at + 1..].find('>') else {
+                        break;
+                    };
+                    let url = &value[at + 1..at + 1 + len];
+                    if let Some(url) = self.rewrite_url(url.trim(), proxy_origin) {
+                        out.push_str(&value[copied..=at]);
+                        out.push_str(&url);
+                        copied = at + 1 + len;
+                    }
+                    at += len;
+                }
+                _ => {}
+            }
+            at += 1;
+        }
+        (copied > 0).then(|| out + &value[copied..])
+    }
 }
 
 impl UpstreamNames {
@@ -511,6 +543,25 @@ pub fn prepare_response(
         };
         if let Some(value) = rewritten.and_then(|v| HeaderValue::from_str(&v).ok()) {
             headers.insert(name, value);
+        }
+    }
+    // Preload hints (`Link: <http://localhost:8000/app.css>; rel=preload`, Rails and Laravel
+    // send them) fetched the upstream's copy, which the page's re-pointed link never used.
+    if headers.contains_key(header::LINK) {
+        let links: Vec<HeaderValue> = headers
+            .get_all(header::LINK)
+            .iter()
+            .map(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(|s| origins.rewrite_link(s, &proxy_origin()))
+                    .and_then(|s| HeaderValue::from_str(&s).ok())
+                    .unwrap_or_else(|| v.clone())
+            })
+            .collect();
+        headers.remove(header::LINK);
+        for link in links {
+            headers.append(header::LINK, link);
         }
     }
     if headers.contains_key(header::SET_COOKIE) {
@@ -896,6 +947,14 @@ mod tests {
             ("set-cookie", "other=2; Domain=example.com"),
             ("connection", "close"),
             ("keep-alive", "timeout=5"),
+            (
+                "link",
+                "<http://app:8080/app.css>; rel=preload; as=style, </x.js>; rel=modulepreload",
+            ),
+            (
+                "link",
+                "<https://cdn.example/f.woff2>; rel=preload; title=\"<http://app:8080/>\"",
+            ),
         ]);
         prepare_response(
             &mut h,
@@ -914,6 +973,14 @@ mod tests {
         );
         assert!(!h.contains_key("connection"));
         assert!(!h.contains_key("keep-alive"));
+        let links: Vec<_> = h.get_all("link").iter().collect();
+        assert_eq!(
+            links,
+            [
+                "<http://localhost:3000/app.css>; rel=preload; as=style, </x.js>; rel=modulepreload",
+                "<https://cdn.example/f.woff2>; rel=preload; title=\"<http://app:8080/>\""
+            ]
+        );
 
         let origin = "http://localhost:3000";
         for (refresh, want) in [
