@@ -194,6 +194,7 @@ async fn links_in_pages_to_the_upstream_point_at_the_proxy() {
         format!("srcset=\"http://{me}/a.png 1x, http://{me}/b.png 2x\""),
         format!("href=\"http://127.0.0.1:{up}0/other\""),
         format!("href=\"http://{me}\">home"),
+        format!("\"ws://{me}/live\""),
         "<script type=\"module\" src=\"/__hmr/client.js\"></script>".to_string(),
     ] {
         assert!(page.contains(&expected), "{expected} in {page}");
@@ -207,6 +208,36 @@ async fn links_in_pages_to_the_upstream_point_at_the_proxy() {
         fragment.contains(&format!("href=\"//localhost:{up}/about\"")),
         "{fragment}"
     );
+}
+
+/// Behind a TLS front end on this machine (ngrok, a Codespaces port, a local Caddy), which says
+/// `X-Forwarded-Proto: https`, the tab's origin is `https://`: re-pointed links and redirects
+/// say so (an `http://` stylesheet on an https page is blocked as mixed content), and the
+/// upstream hears `https`, as it would behind that front end alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_local_tls_front_end_urls_stay_https() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &[]).await;
+    let me = proxy.addr;
+    let front = [
+        ("accept", "text/html"),
+        ("sec-fetch-dest", "document"),
+        ("x-forwarded-proto", "https"),
+    ];
+    let (_, _, page) = get(&proxy.url("/links"), &front).await;
+    let page = String::from_utf8_lossy(&page);
+    for expected in [
+        format!("href=\"https://{me}/app.css\""),
+        format!("\"ajax\":\"https:\\/\\/{me}\\/ajax\""),
+        format!("href=\"//{me}/about\""),
+        format!("\"wss://{me}/live\""),
+    ] {
+        assert!(page.contains(&expected), "{expected} in {page}");
+    }
+    let (_, headers, _) = get(&proxy.url("/redirect"), &front).await;
+    assert_eq!(headers["location"], format!("https://{me}/target"));
+    let (_, _, body) = get(&proxy.url("/headers"), &front).await;
+    assert_eq!(json(&body)["headers"]["x-forwarded-proto"][0], "https");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

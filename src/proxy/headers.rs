@@ -148,6 +148,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Hop {
 pub struct Forwarding<'a> {
     /// The browser's address (appended to `X-Forwarded-For` from a local peer, else all of it).
     pub client_ip: IpAddr,
+    /// The browser reached the proxy over TLS, through a local front end ([`tls_front`]).
+    pub tls_front: bool,
     /// The `Host` the browser used (or the HTTP/2 `:authority`), read before stripping.
     pub host: Option<HeaderValue>,
     /// `host:port` of the upstream, as the `Host` it is sent (built once per upstream).
@@ -156,6 +158,18 @@ pub struct Forwarding<'a> {
     pub keep_host: bool,
     /// This proxy's `Via` entry.
     pub via: &'a HeaderValue,
+}
+
+/// Whether the browser reached the proxy over TLS through a front end on this machine: a
+/// tunnel (ngrok, cloudflared, a Codespaces or Gitpod port), or a local nginx or Caddy with a
+/// certificate, which say so in `X-Forwarded-Proto: https`. Believed only from a loopback peer,
+/// as `X-Forwarded-For` is. Pages then link `https://` (an `http://` stylesheet is mixed content
+/// there, and blocked) and the upstream hears `https`, as it would behind that front end alone.
+pub fn tls_front(headers: &HeaderMap, peer: IpAddr) -> bool {
+    headers.get(&X_FORWARDED_PROTO).is_some_and(|proto| {
+        let first = proto.as_bytes().split(|&b| b == b',').next().unwrap_or(&[]);
+        first.trim_ascii().eq_ignore_ascii_case(b"https")
+    }) && peer.to_canonical().is_loopback()
 }
 
 /// Turn a browser's request headers into the upstream's. Returns the hop facts.
@@ -230,7 +244,8 @@ pub fn prepare_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> Hop {
     if let Some(value) = xff {
         headers.insert(X_FORWARDED_FOR, value);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let proto = if fwd.tls_front { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     match &fwd.host {
         Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
         None => headers.remove(X_FORWARDED_HOST),
@@ -637,8 +652,10 @@ mod tests {
     fn forward_from(client: &str, pairs: &[(&str, &str)], keep_host: bool) -> (HeaderMap, Hop) {
         let mut h = map(pairs);
         let via = via();
+        let client_ip = client.parse().unwrap_or_else(|e| panic!("{e}"));
         let fwd = Forwarding {
-            client_ip: client.parse().unwrap_or_else(|e| panic!("{e}")),
+            client_ip,
+            tls_front: tls_front(&h, client_ip),
             host: h.get("host").cloned(),
             upstream_host: Some(&HeaderValue::from_static("localhost:8000")),
             keep_host,
@@ -794,6 +811,26 @@ mod tests {
         assert_eq!(cookies, ["a=1; b=2; c=3"]);
         let (h, _) = forward(&[("cookie", "a=1; b=2")], false);
         assert_eq!(h["cookie"], "a=1; b=2");
+    }
+
+    /// `X-Forwarded-Proto: https` from a front end on this machine is kept (and makes the
+    /// proxy's URLs `https://`); from a peer elsewhere, or anything but https, it is `http`.
+    #[test]
+    fn https_is_believed_only_from_a_local_front_end() {
+        for (client, proto, tls) in [
+            ("127.0.0.1", "https", true),
+            ("::1", "HTTPS", true),
+            ("::ffff:127.0.0.1", "https, http", true),
+            ("127.0.0.1", "http", false),
+            ("127.0.0.1", "wss", false),
+            ("192.168.1.20", "https", false),
+        ] {
+            let (h, _) = forward_from(client, &[("x-forwarded-proto", proto)], false);
+            let want = if tls { "https" } else { "http" };
+            assert_eq!(h["x-forwarded-proto"], want, "{client} {proto}");
+        }
+        let (h, _) = forward(&[], false);
+        assert_eq!(h["x-forwarded-proto"], "http");
     }
 
     #[test]

@@ -217,6 +217,7 @@ impl Links {
             return (None, data.len() - hold);
         }
         edits.sort_by_key(|edit| edit.start);
+        let ws: &[u8] = if origin.tls { b"wss:" } else { b"ws:" };
         let origin = origin.written().as_bytes();
         let authority = origin
             .iter()
@@ -231,7 +232,7 @@ impl Links {
             out.extend_from_slice(&data[from..edit.start]);
             let (prefix, replacement): (&[u8], &[u8]) = match edit.scheme {
                 Scheme::Http | Scheme::Https => (b"", origin),
-                Scheme::Ws => (b"ws:", authority),
+                Scheme::Ws => (ws, authority),
                 Scheme::Relative => (b"", authority),
             };
             out.extend_from_slice(prefix);
@@ -402,22 +403,25 @@ impl Links {
 pub struct Origin {
     host: Option<HeaderValue>,
     local: SocketAddr,
+    /// The tab reached the proxy through a TLS front end: `https://`, and `wss:` for sockets.
+    tls: bool,
     written: Option<String>,
 }
 
 impl Origin {
     /// From the browser's `Host`, or without one (HTTP/1.0) the address listened on.
-    pub fn new(host: Option<HeaderValue>, local: SocketAddr) -> Origin {
+    pub fn new(host: Option<HeaderValue>, local: SocketAddr, tls: bool) -> Origin {
         Origin {
             host,
             local,
+            tls,
             written: None,
         }
     }
 
     fn written(&mut self) -> &str {
         self.written
-            .get_or_insert_with(|| super::proxy_origin(self.host.as_ref(), self.local))
+            .get_or_insert_with(|| super::proxy_origin(self.host.as_ref(), self.local, self.tls))
     }
 }
 
@@ -581,7 +585,7 @@ mod tests {
     /// The tab's origin in every test: `localhost:3000`.
     fn origin() -> Origin {
         let host = HeaderValue::from_static("localhost:3000");
-        Origin::new(Some(host), SocketAddr::from(([127, 0, 0, 1], 9)))
+        Origin::new(Some(host), SocketAddr::from(([127, 0, 0, 1], 9)), false)
     }
 
     #[test]

@@ -50,12 +50,14 @@ use tls_probe::TlsProbe;
 use unavailable::Failure;
 use upload::Upload;
 
-/// The origin a browser loaded a page from, for URLs re-pointed at the proxy: from its `Host`,
-/// or for an HTTP/1.0 request without one, the address listened on, as a browser on this machine
-/// can open it (not `0.0.0.0`).
-fn proxy_origin(browser_host: Option<&HeaderValue>, local: SocketAddr) -> String {
+/// The origin a browser loaded a page from, for URLs re-pointed at the proxy: from its `Host`
+/// (`https://` behind a TLS front end, see [`headers::tls_front`]), or for an HTTP/1.0 request
+/// without one, the address listened on, as a browser on this machine can open it (not
+/// `0.0.0.0`).
+fn proxy_origin(browser_host: Option<&HeaderValue>, local: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     match browser_host {
-        Some(host) => format!("http://{}", String::from_utf8_lossy(host.as_bytes())),
+        Some(host) => format!("{scheme}://{}", String::from_utf8_lossy(host.as_bytes())),
         None => crate::server::browse_url(local),
     }
 }
@@ -229,10 +231,12 @@ impl Proxy {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
+        let tls_front = headers::tls_front(&parts.headers, peer.ip());
         let hop = headers::prepare_request(
             &mut parts.headers,
             &Forwarding {
                 client_ip: peer.ip(),
+                tls_front,
                 host: browser_host.clone(),
                 upstream_host: this.upstream_host.as_ref(),
                 keep_host: this.settings.keep_host,
@@ -241,7 +245,7 @@ impl Proxy {
         );
         let origin_checked = !this.settings.keep_host
             && (hop.websocket.is_some() || !parts.method.is_safe())
-            && origin_is(&parts.headers, browser_host.as_ref());
+            && origin_is(&parts.headers, browser_host.as_ref(), tls_front);
         let client_upgrade = match hop.websocket {
             Some(_) => parts.extensions.remove::<OnUpgrade>(),
             None => None,
@@ -412,7 +416,7 @@ impl Proxy {
             &mut parts.headers,
             &this.names,
             &this.origins,
-            || proxy_origin(browser_host.as_ref(), this.local),
+            || proxy_origin(browser_host.as_ref(), this.local, tls_front),
             upgraded.as_ref(),
         );
         tracing::debug!(
@@ -454,7 +458,7 @@ impl Proxy {
         // `If-Range: <date>` would get the upstream's un-injected bytes spliced onto the proxy's
         // (nginx's `sub_filter` drops it too). Its marked `ETag` still revalidates the page.
         parts.headers.remove(header::LAST_MODIFIED);
-        let origin = links::Origin::new(browser_host, this.local);
+        let origin = links::Origin::new(browser_host, this.local, tls_front);
         Response::from_parts(parts, this.links.repoint(page, origin))
     }
 
@@ -531,16 +535,17 @@ fn upstream_uri(
     Uri::from_parts(parts).ok()
 }
 
-/// `Origin` is the page's own (`http://` and the browser's `Host`): a write or an upgrade from
-/// the proxied page, which a dev server's origin check refuses when it compares `Origin` with
-/// the `Host` the proxy rewrote.
-fn origin_is(headers: &http::HeaderMap, browser_host: Option<&HeaderValue>) -> bool {
+/// `Origin` is the page's own (`http://`, or `https://` behind a TLS front end, and the
+/// browser's `Host`): a write or an upgrade from the proxied page, which a dev server's origin
+/// check refuses when it compares `Origin` with the `Host` the proxy rewrote.
+fn origin_is(headers: &http::HeaderMap, browser_host: Option<&HeaderValue>, tls: bool) -> bool {
     let (Some(origin), Some(host)) = (headers.get(header::ORIGIN), browser_host) else {
         return false;
     };
+    let scheme: &[u8] = if tls { b"https://" } else { b"http://" };
     origin
         .as_bytes()
-        .strip_prefix(b"http://")
+        .strip_prefix(scheme)
         .is_some_and(|rest| rest.eq_ignore_ascii_case(host.as_bytes()))
 }
 

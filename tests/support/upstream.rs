@@ -365,7 +365,8 @@ async fn route(
                  </head><body><a href=\"//localhost:{port}/about\">about</a>\
                  <img srcset=\"http://127.0.0.1:{port}/a.png 1x, http://[::1]:{port}/b.png 2x\">\
                  <a href=\"http://127.0.0.1:{port}0/other\">another port</a>\
-                 <a href=\"http://localhost:{port}\">home</a></body></html>"
+                 <a href=\"http://localhost:{port}\">home</a>\
+                 <script>new WebSocket(\"ws://localhost:{port}/live\")</script></body></html>"
             );
             let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = page
                 .as_bytes()
