@@ -71,6 +71,25 @@ pub struct Links {
     /// The bytes they are made of, in either case: a chunk that ends in any other byte (`>`, a
     /// newline, a quote: nearly every chunk) ends in no unfinished URL, at the cost of one look.
     alphabet: [bool; 256],
+    /// `textarea` as pages write it, in lower and in upper case, for [`Fields`].
+    textarea: [memmem::Finder<'static>; 2],
+}
+
+/// How much of a page's end [`Fields`] keeps, for a `</textarea` cut by a chunk's end.
+const SEAM: usize = b"</textarea".len();
+
+/// Where the page holds text its user submits: a `<textarea>`'s content and any `value`
+/// attribute (`<input value>`, `<option value>`). A URL there is data, not a link: re-pointed,
+/// a form saved through the proxy wrote the proxy's address into the app (WordPress's Site
+/// Address field, a post's `<img src>` in its editor's textarea). Per page, across its chunks.
+#[derive(Default)]
+pub(crate) struct Fields {
+    /// Inside a `<textarea>` at the end of what went out.
+    in_textarea: bool,
+    /// The last bytes that went out, for a tag name cut by a chunk's end.
+    seam: Vec<u8>,
+    /// A tag that went out unfinished (from its `<`), for an attribute cut from its tag.
+    open_tag: Vec<u8>,
 }
 
 /// How a found URL begins, which decides what replaces it.
@@ -158,6 +177,10 @@ impl Links {
         }
         let path_needed = 3 * origins.longest_prefix() + 1;
         Links {
+            textarea: [
+                memmem::Finder::new(b"textarea").into_owned(),
+                memmem::Finder::new(b"TEXTAREA").into_owned(),
+            ],
             path_needed,
             origins,
             anchors,
@@ -174,6 +197,7 @@ impl Links {
             inner: page,
             links: self.clone(),
             origin,
+            fields: Fields::default(),
             held: BytesMut::new(),
             prev: None,
             ended: false,
@@ -192,6 +216,7 @@ impl Links {
         prev: Option<u8>,
         last: bool,
         origin: &mut Origin,
+        fields: &mut Fields,
     ) -> (Option<Vec<u8>>, usize) {
         let mut edits: Vec<Edit> = Vec::new();
         let mut hold = if last {
@@ -213,10 +238,11 @@ impl Links {
             hold = cut.start;
         }
         edits.retain(|edit| edit.end <= hold);
+        edits.sort_by_key(|edit| edit.start);
+        self.keep_fields(data, hold, fields, &mut edits);
         if edits.is_empty() {
             return (None, data.len() - hold);
         }
-        edits.sort_by_key(|edit| edit.start);
         let ws: &[u8] = if origin.tls { b"wss:" } else { b"ws:" };
         let origin = origin.written().as_bytes();
         let authority = origin
@@ -250,6 +276,80 @@ impl Links {
         }
         out.extend_from_slice(&data[from..hold]);
         (Some(out), data.len() - hold)
+    }
+
+    /// Drop the `edits` (sorted) that fall in a form field's text, and carry [`Fields`] past
+    /// `data[..hold]`, the part that goes out now (the rest comes again with the next chunk).
+    fn keep_fields(&self, data: &[u8], hold: usize, fields: &mut Fields, edits: &mut Vec<Edit>) {
+        let out = &data[..hold];
+        // Where a `<textarea` or `</textarea` tag name ends, and whether it opens one.
+        let mut marks: Vec<(usize, bool)> = Vec::new();
+        let before = |at: usize, back: usize| -> Option<u8> {
+            match at.checked_sub(back) {
+                Some(i) => out.get(i).copied(),
+                None => fields.seam.iter().rev().nth(back - at - 1).copied(),
+            }
+        };
+        let mut tag_at = |at: usize, end: usize| match (before(at, 1), before(at, 2)) {
+            (Some(b'/'), Some(b'<')) => marks.push((end, false)),
+            (Some(b'<'), _) => marks.push((end, true)),
+            _ => {}
+        };
+        for finder in &self.textarea {
+            for at in finder.find_iter(out) {
+                tag_at(at, at + SEAM - 2);
+            }
+        }
+        // A name cut by the last chunk's end: found in the seam and the start of this one.
+        if !fields.seam.is_empty() {
+            let mut joined = fields.seam.clone();
+            joined.extend_from_slice(&out[..out.len().min(SEAM)]);
+            let cut = fields.seam.len();
+            for finder in &self.textarea {
+                for at in finder.find_iter(&joined) {
+                    if at < cut && at + SEAM - 2 > cut {
+                        let end = at + SEAM - 2 - cut;
+                        let byte = |back: usize| at.checked_sub(back).map(|i| joined[i]);
+                        match (byte(1), byte(2)) {
+                            (Some(b'/'), Some(b'<')) => marks.push((end, false)),
+                            (Some(b'<'), _) => marks.push((end, true)),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        marks.sort_unstable();
+        let mut next = marks.iter().peekable();
+        let mut inside = fields.in_textarea;
+        edits.retain(|edit| {
+            while let Some(&(_, opens)) = next.next_if(|(at, _)| *at <= edit.start) {
+                inside = opens;
+            }
+            !inside && !in_value_attribute(&fields.open_tag, out, edit.start)
+        });
+        fields.in_textarea = marks.last().map_or(fields.in_textarea, |&(_, opens)| opens);
+        match memchr::memrchr2(b'<', b'>', out) {
+            Some(lt) if out[lt] == b'<' => {
+                fields.open_tag.clear();
+                fields.open_tag.extend_from_slice(&out[lt..]);
+            }
+            Some(_) => fields.open_tag.clear(),
+            None if !fields.open_tag.is_empty() => fields.open_tag.extend_from_slice(out),
+            None => {}
+        }
+        if fields.open_tag.len() > MAX_HELD {
+            // Not a tag this long: a `<` in a script's text. No field, as for a tag unseen.
+            fields.open_tag.clear();
+        }
+        if out.len() >= SEAM {
+            fields.seam.clear();
+            fields.seam.extend_from_slice(&out[out.len() - SEAM..]);
+        } else {
+            fields.seam.extend_from_slice(out);
+            let extra = fields.seam.len().saturating_sub(SEAM);
+            fields.seam.drain(..extra);
+        }
     }
 
     /// Where the end of `data` starts something that may become a URL on an upstream once the
@@ -398,6 +498,69 @@ impl Links {
     }
 }
 
+/// Whether `at` is inside a `value` attribute's value. `open_tag` is the part of a tag that went
+/// out with the chunks before `data`, if `data` starts inside one.
+fn in_value_attribute(open_tag: &[u8], data: &[u8], at: usize) -> bool {
+    let before = &data[..at];
+    let joined;
+    let tag = match memchr::memrchr2(b'<', b'>', before) {
+        Some(lt) if before[lt] == b'<' => &before[lt + 1..],
+        Some(_) => return false,
+        None if open_tag.is_empty() => return false,
+        None => {
+            joined = [&open_tag[1..], before].concat();
+            &joined[..]
+        }
+    };
+    let blank = |b: u8| b.is_ascii_whitespace() || b == b'/';
+    let mut i = tag.iter().position(|&b| blank(b)).unwrap_or(tag.len());
+    loop {
+        while tag.get(i).is_some_and(|&b| blank(b)) {
+            i += 1;
+        }
+        let name_start = i;
+        while tag
+            .get(i)
+            .is_some_and(|&b| !blank(b) && b != b'=' && b != b'>')
+        {
+            i += 1;
+        }
+        let name = &tag[name_start..i];
+        while tag.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        if i >= tag.len() {
+            return false;
+        }
+        if tag[i] != b'=' {
+            continue;
+        }
+        i += 1;
+        while tag.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        let ends_here = match tag.get(i) {
+            None => true,
+            Some(&quote @ (b'"' | b'\'')) => match memchr::memchr(quote, &tag[i + 1..]) {
+                Some(len) => {
+                    i += len + 2;
+                    false
+                }
+                None => true,
+            },
+            Some(_) => {
+                while tag.get(i).is_some_and(|&b| !b.is_ascii_whitespace()) {
+                    i += 1;
+                }
+                i >= tag.len()
+            }
+        };
+        if ends_here {
+            return name.eq_ignore_ascii_case(b"value");
+        }
+    }
+}
+
 /// The origin a tab loaded a page from (`http://host:port`), written out only for a page with a
 /// URL to re-point: most have none.
 pub struct Origin {
@@ -430,6 +593,7 @@ struct Repointed {
     inner: Body,
     links: Arc<Links>,
     origin: Origin,
+    fields: Fields,
     /// The end of the last chunk, which may be the start of a URL.
     held: BytesMut,
     /// The page's last byte that went out (as the upstream sent it).
@@ -449,7 +613,9 @@ impl Repointed {
             self.held.extend_from_slice(&data);
             self.held.split().freeze()
         };
-        let (rewritten, held) = self.links.rewrite(&data, self.prev, last, &mut self.origin);
+        let (rewritten, held) =
+            self.links
+                .rewrite(&data, self.prev, last, &mut self.origin, &mut self.fields);
         if data.len() > held {
             self.prev = Some(data[data.len() - held - 1]);
         }
@@ -545,7 +711,13 @@ mod tests {
 
     /// The whole page at once: what each chunking must come to.
     fn whole(links: &Links, page: &str) -> String {
-        let (out, held) = links.rewrite(page.as_bytes(), None, true, &mut origin());
+        let (out, held) = links.rewrite(
+            page.as_bytes(),
+            None,
+            true,
+            &mut origin(),
+            &mut Fields::default(),
+        );
         assert_eq!(held, 0);
         out.map_or_else(
             || page.to_string(),
@@ -574,6 +746,7 @@ mod tests {
             inner: body::empty(),
             links: links.clone(),
             origin: origin(),
+            fields: Fields::default(),
             held: BytesMut::new(),
             prev: None,
             ended: false,
@@ -779,6 +952,44 @@ mod tests {
         for cut in 0..=page.len() {
             assert_eq!(pieces(&links, page, &[cut]), want, "cut at {cut}");
             for second in (cut..=page.len()).step_by(5) {
+                assert_eq!(
+                    pieces(&links, page, &[cut, second]),
+                    want,
+                    "cuts {cut}, {second}"
+                );
+            }
+        }
+    }
+
+    /// A URL a form submits (a `value` attribute, a `<textarea>`'s text) is data, left as the
+    /// upstream wrote it however the page is cut: re-pointed, a form saved through the proxy
+    /// wrote the proxy's address into the app. Links around the fields still change.
+    #[test]
+    fn urls_in_form_fields_are_left_alone_at_every_cut() {
+        let links = Arc::new(links(&[], "localhost:8000", false));
+        let page = "<a href=\"http://localhost:8000/a\">a</a>\
+                    <input name=siteurl value=\"http://localhost:8000\">\
+                    <input type=url value='http://localhost:8000/b' data-x=\"http://localhost:8000/c\">\
+                    <option value=http://localhost:8000/d>d</option>\
+                    <TEXTAREA name=content><img src=\"http://localhost:8000/e.png\"></TEXTAREA>\
+                    <img src=\"http://localhost:8000/f.png\">\
+                    <textarea>http://localhost:8000/g</textarea id=x><a href=http://localhost:8000/h>";
+        let want = whole(&links, page);
+        for kept in ["8000\"", "8000/b'", "8000/d>", "8000/e.png", "8000/g<"] {
+            assert!(
+                want.contains(&format!("http://localhost:{kept}")),
+                "{kept} in {want}"
+            );
+        }
+        for changed in ["3000/a", "3000/c", "3000/f.png", "3000/h"] {
+            assert!(
+                want.contains(&format!("http://localhost:{changed}")),
+                "{changed} in {want}"
+            );
+        }
+        for cut in 0..=page.len() {
+            assert_eq!(pieces(&links, page, &[cut]), want, "cut at {cut}");
+            for second in (cut..=page.len()).step_by(3) {
                 assert_eq!(
                     pieces(&links, page, &[cut, second]),
                     want,
