@@ -128,6 +128,46 @@ fn bad_environment_values_name_the_variable() {
     }
 }
 
+/// A misspelt option's variable stops the proxy, naming the real one: it only warned, and the
+/// proxy served the working folder instead of fronting the app. One near no option may be
+/// another tool's, and only warns.
+#[test]
+fn a_misspelt_variable_is_an_error_naming_the_real_one() {
+    let dir = tempdir();
+    for (var, fix) in [
+        ("HMR_PROXY_UPSTRAEM", "did you mean HMR_PROXY_UPSTREAM?"),
+        ("HMR_PROXY_INJECT", "HMR_PROXY_NO_INJECT=true turns it off"),
+    ] {
+        let out = run_to_exit(
+            &[],
+            &[(var, "x"), ("HMR_PROXY_LISTEN", "nowhere")],
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(2));
+        assert_mentions(
+            &error_line(&out),
+            &[&format!("environment variable {var}"), fix],
+        );
+    }
+    // Far from every option: a warning, and the next problem is the one reported.
+    let out = run_to_exit(
+        &[],
+        &[
+            ("HMR_PROXY_SOMETHING_ELSE_ENTIRELY", "1"),
+            ("HMR_PROXY_LISTEN", "nowhere"),
+        ],
+        dir.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_mentions(
+        &stderr,
+        &[
+            "WARN HMR_PROXY_SOMETHING_ELSE_ENTIRELY is not a setting and is ignored",
+            "error: environment variable HMR_PROXY_LISTEN",
+        ],
+    );
+}
+
 #[test]
 fn missing_serve_directory_names_the_flag() {
     let dir = tempdir();

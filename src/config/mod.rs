@@ -403,8 +403,32 @@ impl Config {
         let names: Vec<String> = std::env::vars_os()
             .filter_map(|(name, _)| name.into_string().ok())
             .collect();
-        for warning in unknown_variables(&layers.command, names.iter().map(String::as_str)) {
-            tracing::warn!("{warning}");
+        for (name, nearest) in unknown_variables(&layers.command, names.iter().map(String::as_str))
+        {
+            match nearest {
+                // A misspelt option (`HMR_PROXY_UPSTRAEM`) that only warned left the proxy
+                // serving the working folder, on 0.0.0.0 if that was set, instead of the app.
+                Some(real) => {
+                    let fix = if real.strip_suffix(&name[PREFIX.len()..])
+                        == Some(&format!("{PREFIX}NO_"))
+                    {
+                        format!(
+                            "did you mean {real}? It says the opposite: {real}=true turns it off"
+                        )
+                    } else {
+                        format!("did you mean {real}?")
+                    };
+                    return Err(ConfigError::invalid(
+                        Origin::Env(name),
+                        "is not a setting",
+                        fix,
+                    ));
+                }
+                None => tracing::warn!(
+                    "{name} is not a setting and is ignored: `hmr-proxy --help` names each \
+                     option's variable"
+                ),
+            }
         }
         let f = &layers.file;
 
@@ -1155,8 +1179,9 @@ fn parse_upstream(value: &str) -> Result<Upstream, (String, String)> {
         }
         None => {
             // `localhost:8000` parses as an authority; `8000` as a path. Suggest the URL meant.
-            let guess = if value.chars().all(|c| c.is_ascii_digit()) {
-                format!("http://localhost:{value}")
+            let port = value.strip_prefix(':').unwrap_or(value);
+            let guess = if !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) {
+                format!("http://localhost:{port}")
             } else {
                 format!("http://{}", value.trim_start_matches('/'))
             };
@@ -1186,11 +1211,18 @@ fn parse_upstream(value: &str) -> Result<Upstream, (String, String)> {
     }
     if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
         return Err((
-            format!("`{value}` has a path; the upstream is an origin"),
+            format!("`{value}` has a path or query; the upstream is an origin"),
             format!("write {scheme}://{authority} (requests keep their own paths)"),
         ));
     }
     let host = authority.host().to_string();
+    if host.is_empty() {
+        let port = authority.port_u16().unwrap_or(8000);
+        return Err((
+            format!("`{value}` has no host"),
+            format!("write {scheme}://localhost:{port}"),
+        ));
+    }
     // What follows the host, if anything, must be a port: `http` reads `:80800` or `:` as no
     // port at all, which made them port 80.
     if let Some(port) = authority.as_str()[host.len()..].strip_prefix(':')
@@ -1221,14 +1253,17 @@ fn parse_upstream(value: &str) -> Result<Upstream, (String, String)> {
     })
 }
 
-/// A warning for each `HMR_PROXY_` variable in `names` that no option reads, with the nearest
-/// real name: one spelt like its config file key (`HMR_PROXY_ALLOWED_HOSTS`,
-/// `HMR_PROXY_POLL_INTERVAL`) did nothing and said nothing.
+/// The prefix of every option's environment variable.
+const PREFIX: &str = "HMR_PROXY_";
+
+/// Each `HMR_PROXY_` variable in `names` that no option reads, with the real name it is nearest
+/// to, if any: one spelt like its config file key (`HMR_PROXY_ALLOWED_HOSTS`,
+/// `HMR_PROXY_POLL_INTERVAL`) did nothing and said nothing. One near no option may be another
+/// tool's.
 fn unknown_variables<'a>(
     command: &clap::Command,
     names: impl Iterator<Item = &'a str>,
-) -> Vec<String> {
-    const PREFIX: &str = "HMR_PROXY_";
+) -> Vec<(String, Option<String>)> {
     let known: Vec<String> = command
         .get_arguments()
         .filter_map(|arg| arg.get_env())
@@ -1256,13 +1291,7 @@ fn unknown_variables<'a>(
     };
     names
         .filter(|name| name.starts_with(PREFIX) && !known.iter().any(|k| k == name))
-        .map(|name| match nearest(name) {
-            Some(real) => format!("{name} is not a setting and is ignored: did you mean {real}?"),
-            None => format!(
-                "{name} is not a setting and is ignored: `hmr-proxy --help` names each option's \
-                 variable"
-            ),
-        })
+        .map(|name| (name.to_string(), nearest(name)))
         .collect()
 }
 
@@ -1509,21 +1538,17 @@ mod tests {
             ]
             .into_iter(),
         );
-        assert_eq!(warnings.len(), 4, "{warnings:?}");
-        for (warning, real) in warnings.iter().zip([
-            Some("HMR_PROXY_ALLOWED_HOST"),
-            Some("HMR_PROXY_NO_INJECT"),
-            Some("HMR_PROXY_POLL"),
-            None,
-        ]) {
-            match real {
-                Some(real) => assert!(
-                    warning.ends_with(&format!("did you mean {real}?")),
-                    "{warning}"
-                ),
-                None => assert!(warning.contains("--help"), "{warning}"),
-            }
-        }
+        let nearest: Vec<Option<&str>> = warnings.iter().map(|(_, n)| n.as_deref()).collect();
+        assert_eq!(
+            nearest,
+            [
+                Some("HMR_PROXY_ALLOWED_HOST"),
+                Some("HMR_PROXY_NO_INJECT"),
+                Some("HMR_PROXY_POLL"),
+                None,
+            ],
+            "{warnings:?}"
+        );
     }
 
     #[test]
@@ -1550,6 +1575,21 @@ mod tests {
                 && err.contains("write http://x:1/"),
             "{err}"
         );
+        // No host: it started, and every request was a 502 for a name that does not resolve.
+        for (bad, fix) in [
+            ("http://:4438", "write http://localhost:4438"),
+            (":4438", "write http://localhost:4438"),
+        ] {
+            let err = load_in(tmp().path(), &[bad]).err().unwrap_or_default();
+            assert!(err.ends_with(fix), "{bad}: {err}");
+        }
+        let err = load_in(
+            tmp().path(),
+            &["--route", "/api=http://:9000", "http://app"],
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(err.contains("has no host"), "{err}");
         // A port `http` cannot read is no port at all to it: it was taken for 80.
         for bad in [
             "http://localhost:80800",

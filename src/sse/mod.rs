@@ -275,6 +275,7 @@ fn log_batch(batch: &ChangeBatch, streams: usize) {
         (0, _) => tracing::info!("full reload → {browsers}"),
         (1, false) => tracing::info!("{} changed → {browsers}", names.join("")),
         (_, false) => tracing::info!("{n} files changed ({}) → {browsers}", names.join(", ")),
+        (1, true) => tracing::info!("{} changed, full reload → {browsers}", names.join("")),
         (_, true) => tracing::info!(
             "{n} files changed ({}), full reload → {browsers}",
             names.join(", ")
