@@ -111,25 +111,30 @@ impl StaticFiles {
             );
         }
         let slash = req.uri().path().ends_with('/');
+        let mut folder = false;
         let found = match on_disk(&self.root, &file).await {
             // `ServeDir` redirects to the path with its slash.
             OnDisk::Directory if !slash => {
                 return self.serve_dir(req, None).await;
             }
-            OnDisk::Directory => on_disk(&self.root, &file.join("index.html")).await,
+            OnDisk::Directory => {
+                folder = true;
+                on_disk(&self.root, &file.join("index.html")).await
+            }
             // `a.txt/` names a folder, and there is none (`ServeDir` served the file).
             OnDisk::File(_) if slash => OnDisk::Absent,
             found => found,
         };
-        match found {
-            OnDisk::File(metadata) => self.serve_dir(req, Some(&metadata)).await,
-            OnDisk::Outside => body::plain(StatusCode::NOT_FOUND, "not found"),
-            OnDisk::Absent | OnDisk::Directory => {
-                let facts = self.injector.facts(&req);
-                self.finish(&facts, not_found_page(req.uri().path()), None)
-                    .await
-            }
-        }
+        let missing = match found {
+            OnDisk::File(metadata) => return self.serve_dir(req, Some(&metadata)).await,
+            OnDisk::Outside => return body::plain(StatusCode::NOT_FOUND, "not found"),
+            OnDisk::Unreadable => return unreadable(req.uri().path(), &file),
+            OnDisk::Absent | OnDisk::Directory if folder => Missing::Index,
+            OnDisk::Absent | OnDisk::Directory => Missing::File,
+        };
+        let facts = self.injector.facts(&req);
+        self.finish(&facts, not_found_page(req.uri().path(), missing), None)
+            .await
     }
 
     /// `ServeDir`'s answer for a file whose `metadata` was read (`None`: for `ServeDir` to
@@ -189,7 +194,20 @@ impl StaticFiles {
         let path = req.uri().path().to_owned();
         let res: Result<_, Infallible> = self.serve.clone().oneshot(req).await;
         let res = match res {
-            Ok(res) if res.status() == StatusCode::NOT_FOUND => not_found_page(&path),
+            // The file was there a moment ago (`metadata`): `ServeDir` says 404 for a file it
+            // may not open too.
+            Ok(res)
+                if res.status() == StatusCode::NOT_FOUND
+                    && metadata.is_some()
+                    && let Some(file) = file_path(&self.root, &path)
+                    && std::fs::File::open(&file)
+                        .is_err_and(|err| err.kind() == std::io::ErrorKind::PermissionDenied) =>
+            {
+                return unreadable(&path, &file);
+            }
+            Ok(res) if res.status() == StatusCode::NOT_FOUND => {
+                not_found_page(&path, Missing::File)
+            }
             Ok(res) if facts.method == Method::HEAD => res.map(body::boxed),
             Ok(res) => read_whole(res.map(body::boxed)).await,
             Err(never) => match never {},
@@ -255,16 +273,45 @@ async fn read_whole(res: Response<Body>) -> Response<Body> {
     Response::from_parts(parts, body::full(bytes.freeze()))
 }
 
+/// What a 404 lacks.
+#[derive(Clone, Copy)]
+enum Missing {
+    File,
+    /// A folder's `index.html`.
+    Index,
+}
+
 /// `ServeDir`'s 404 has no body. A page instead, which gets the client like any other: a tab on a
 /// file not written yet reloads once it is (the change is one the tab cannot patch).
-fn not_found_page(path: &str) -> Response<Body> {
+fn not_found_page(path: &str, missing: Missing) -> Response<Body> {
     let path = body::escape_html(path);
+    let what = match missing {
+        Missing::File => format!("<code>{path}</code> is not in the served folder"),
+        Missing::Index => format!("The folder <code>{path}</code> has no <code>index.html</code>"),
+    };
     body::html(
         StatusCode::NOT_FOUND,
         format!(
             "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>404 Not Found</title></head>\n\
-             <body><h1>404 Not Found</h1><p><code>{path}</code> is not in the served folder. \
+             <body><h1>404 Not Found</h1><p>{what}. \
              This tab reloads when it appears.</p></body></html>\n"
+        ),
+    )
+}
+
+/// A file (or a folder on its way) the proxy's user may not read: a 403 that says so, not a
+/// 404 that says it is missing (a container's user, uid 10001, on a bind mount of files only
+/// their owner reads).
+fn unreadable(path: &str, file: &Path) -> Response<Body> {
+    tracing::warn!(
+        "GET {path}: {} cannot be read by the user hmr-proxy runs as (permission denied)",
+        file.display()
+    );
+    body::plain(
+        StatusCode::FORBIDDEN,
+        format!(
+            "hmr-proxy cannot read {path}: permission denied for the user it runs as; make the \
+             file and its folders readable (chmod a+r FILE, a+x on folders) or run it as their owner"
         ),
     )
 }
@@ -401,11 +448,17 @@ enum OnDisk {
     Absent,
     /// Resolves to somewhere outside the root.
     Outside,
+    /// A folder on the way may not be searched by this process's user.
+    Unreadable,
 }
 
 async fn on_disk(root: &Path, path: &Path) -> OnDisk {
-    let Ok(real) = tokio::fs::canonicalize(path).await else {
-        return OnDisk::Absent;
+    let real = match tokio::fs::canonicalize(path).await {
+        Ok(real) => real,
+        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+            return OnDisk::Unreadable;
+        }
+        Err(_) => return OnDisk::Absent,
     };
     if !real.starts_with(root) {
         return OnDisk::Outside;

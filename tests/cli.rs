@@ -207,19 +207,7 @@ fn an_unreadable_serve_directory_names_the_flag_and_the_fix() {
     }
     let run = |folder: &str| {
         if running_as_root() {
-            let mut cmd = std::process::Command::new("setpriv");
-            cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-                .arg(&bin)
-                .args(["--serve", folder])
-                .current_dir(dir.path())
-                .env_remove("RUST_LOG");
-            // As `bin::command` does: the test run's own settings (HMR_PROXY_SKIP_BROWSER)
-            // would be warned about as unknown, a second line.
-            for (name, _) in std::env::vars_os() {
-                if name.to_string_lossy().starts_with("HMR_PROXY_") {
-                    cmd.env_remove(&name);
-                }
-            }
+            let cmd = as_nobody(&bin, &["--serve", folder], dir.path());
             bin::run_command_to_exit(cmd, "hmr-proxy as nobody")
         } else {
             run_to_exit(&["--serve", folder], &[], dir.path())
@@ -245,6 +233,75 @@ fn an_unreadable_serve_directory_names_the_flag_and_the_fix() {
         ],
     );
     set_mode(&locked, 0o755); // so the temporary folder can be removed
+}
+
+/// `bin` (a copy `nobody` may run) with `args` in `cwd`, run as `nobody` with the test run's
+/// own settings cleared, as [`bin::command`] clears them.
+fn as_nobody(bin: &Path, args: &[&str], cwd: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("HMR_PROXY_") {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
+/// A served file the proxy's user may not read (a container's uid on a bind mount of files only
+/// their owner reads) is a 403 that says so and a warning, not a 404 saying it is missing; so is
+/// one in a folder it may not search. A folder without `index.html` is a 404 that says that.
+/// Run as `nobody` when the tests run as root, whom no permission stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_file_is_a_403_that_says_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
+    let set_mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    set_mode(dir.path(), 0o755);
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(site.join("locked")).expect("mkdir");
+    std::fs::create_dir_all(site.join("empty")).expect("mkdir");
+    std::fs::write(site.join("ok.txt"), "ok").expect("write");
+    std::fs::write(site.join("private.css"), "body {}").expect("write");
+    std::fs::write(site.join("locked/inner.css"), "body {}").expect("write");
+    // Root's files, readable by root alone; for another user, readable by nobody.
+    let closed = if running_as_root() { 0o600 } else { 0o000 };
+    set_mode(&site.join("private.css"), closed);
+    set_mode(&site.join("locked"), closed & 0o700);
+    let running = if running_as_root() {
+        let bin = dir.path().join("hmr-proxy");
+        std::fs::copy(bin::BIN, &bin).expect("copy the binary");
+        set_mode(&bin, 0o755);
+        Running::spawned(as_nobody(
+            &bin,
+            &["--serve", "site", "--listen", "127.0.0.1:0"],
+            dir.path(),
+        ))
+    } else {
+        Running::start(&["--serve", "site"], &[], dir.path())
+    };
+    let (status, _, _) = crate::support::get(&running.url("/ok.txt"), &[]).await;
+    assert_eq!(status, 200);
+    for path in ["/private.css", "/locked/inner.css"] {
+        let (status, _, body) = crate::support::get(&running.url(path), &[]).await;
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(body.contains("permission denied"), "{path}: {body}");
+        running.wait_for_log(&format!("GET {path}: "));
+    }
+    let (status, _, body) = crate::support::get(&running.url("/empty/"), &[]).await;
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("has no <code>index.html</code>"));
+    set_mode(&site.join("locked"), 0o755); // so the temporary folder can be removed
 }
 
 /// Whether this process runs as root (uid 0), from `/proc/self/status`.
