@@ -70,6 +70,9 @@ pub fn raise_fd_limit() {
     }
 }
 
+/// How often a proxy that stays at `--max-connections` says so.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
+
 /// Serve `listener` until `shutdown` triggers, then drain within `limits.grace`.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, limits: Limits) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -88,15 +91,32 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
     let changes_path: Arc<str> = router.changes_path().into();
     let keepalive = keepalive();
 
+    let mut warned_full: Option<std::time::Instant> = None;
     loop {
         // Take a permit before accepting: existing connections keep working, new ones queue.
-        let permit = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::Closed) => break,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                // Said, at most once a minute: a browser's request that hangs unanswered is
+                // otherwise a mystery (event streams hold connections for as long as tabs live).
+                if warned_full.is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY) {
+                    warned_full = Some(std::time::Instant::now());
+                    tracing::warn!(
+                        "all {} connections are in use (--max-connections); new ones wait \
+                         until one closes",
+                        limits.max_connections
+                    );
+                }
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break,
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                }
+            }
         };
         let (stream, peer) = tokio::select! {
             biased;

@@ -304,6 +304,19 @@ async fn an_unreadable_file_is_a_403_that_says_so() {
     set_mode(&site.join("locked"), 0o755); // so the temporary folder can be removed
 }
 
+/// A proxy at `--max-connections` says so (a request that hangs unanswered was a mystery).
+#[test]
+fn a_full_proxy_says_so() {
+    use std::io::Write;
+    let dir = tempdir();
+    let running = Running::start(&["--serve", ".", "--max-connections", "1"], &[], dir.path());
+    // The one slot, held by a connection that has sent part of a request.
+    let mut held = std::net::TcpStream::connect(running.addr).expect("connect");
+    held.write_all(b"GET / HTTP/1.1\r\n").expect("write");
+    let _waiting = std::net::TcpStream::connect(running.addr).expect("connect");
+    running.wait_for_log("all 1 connections are in use (--max-connections)");
+}
+
 /// Whether this process runs as root (uid 0), from `/proc/self/status`.
 fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
