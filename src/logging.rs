@@ -27,19 +27,33 @@ pub fn init(verbose: u8, quiet: u8) {
     };
     // The binary's name stands for the crate's (`RUST_LOG=hmr-proxy=debug`): the target is
     // `hmr_proxy`, and a directive for a target that does not exist silenced every line.
-    let filter = std::env::var(EnvFilter::DEFAULT_ENV)
-        .ok()
-        .and_then(|value| EnvFilter::try_new(value.replace("hmr-proxy", "hmr_proxy")).ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
+    let asked = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let parsed = asked
+        .as_deref()
+        .map(|value| EnvFilter::try_new(value.replace("hmr-proxy", "hmr_proxy")));
+    let (filter, refused) = match parsed {
+        Some(Ok(filter)) => (filter, None),
+        Some(Err(err)) => (EnvFilter::new(default), Some(err)),
+        None => (EnvFilter::new(default), None),
+    };
+    // Colour only for a person at a terminal who has not asked for none (no-color.org).
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .without_time()
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         // A failed write to stderr (a closed pipe: `hmr-proxy … | head`) is otherwise reported
         // with `eprintln!`, which panics on that same broken stderr, in whichever task logged:
         // the signal handler among them, and shutdown never came. Lost log lines are the lesser harm.
         .log_internal_errors(false)
         .init();
+    if let (Some(err), Some(value)) = (refused, asked) {
+        tracing::warn!(
+            "RUST_LOG={value} is not a log filter ({err}); logging as -v/-q say. Write e.g. \
+             RUST_LOG=hmr_proxy=debug"
+        );
+    }
 }

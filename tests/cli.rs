@@ -524,6 +524,14 @@ fn rust_log_may_name_the_binary() {
     );
 }
 
+/// A `RUST_LOG` that is no filter is said, not ignored in silence.
+#[test]
+fn a_rust_log_that_is_no_filter_is_a_warning() {
+    let dir = tempdir();
+    let running = Running::start(&[], &[("RUST_LOG", "hmr_proxy=loud")], dir.path());
+    running.wait_for_log("RUST_LOG=hmr_proxy=loud is not a log filter");
+}
+
 #[test]
 fn unknown_flag_exits_2() {
     let dir = tempdir();
