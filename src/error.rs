@@ -22,6 +22,11 @@ pub enum StartupError {
         free: SocketAddr,
     },
 
+    #[error(
+        "the upstream {upstream} is this proxy's own address ({addr}); point it at the dev server's port, or listen on another one with --listen"
+    )]
+    OwnAddress { upstream: String, addr: SocketAddr },
+
     #[error("cannot listen on {addr}: {source}{}; pick another address with {}", privileged(*.addr, .source), where_to_set(.origin))]
     Bind {
         addr: SocketAddr,

@@ -64,6 +64,56 @@ use sse::Hub;
 /// browser-sync do: a second project's proxy then starts instead of failing. An address the user
 /// set is a promise (a bookmark, a compose port mapping, a health check), so it never moves.
 pub async fn bind(config: &Config) -> Result<TcpListener, StartupError> {
+    let listener = bind_free(config).await?;
+    // An upstream on the proxy's own address: every request would come back to it (a 508 each,
+    // and a warning each), for a slip of the port that is plain before the first request.
+    if let Ok(local) = listener.local_addr() {
+        let upstreams = config.routes.iter().map(|route| &route.upstream);
+        let upstreams = upstreams.chain(match &config.backend {
+            Backend::Upstream(upstream) => Some(upstream),
+            Backend::Static { .. } => None,
+        });
+        for upstream in upstreams {
+            if is_this_address(upstream, local) {
+                return Err(StartupError::OwnAddress {
+                    upstream: upstream.origin(),
+                    addr: local,
+                });
+            }
+        }
+    }
+    Ok(listener)
+}
+
+/// Whether `upstream` names the address `local` on this machine. Only where no other server
+/// can be meant: a dev server may listen on the same port of another address (Vite on `[::1]`,
+/// which `localhost` may name, beside the proxy on 127.0.0.1).
+fn is_this_address(upstream: &config::Upstream, local: std::net::SocketAddr) -> bool {
+    use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+    if upstream.port != local.port() {
+        return false;
+    }
+    let covers = |ip: IpAddr| {
+        ip == local.ip()
+            || (local.ip().is_unspecified() && ip.is_loopback() && ip.is_ipv4() == local.is_ipv4())
+            || (ip.is_unspecified() && ip.is_ipv4() == local.is_ipv4())
+    };
+    let host = upstream.host.trim_matches(['[', ']']);
+    match host.parse::<IpAddr>() {
+        Ok(ip) => covers(ip),
+        // `localhost` is 127.0.0.1, and ::1 unless another server holds that port there.
+        Err(_) if host.eq_ignore_ascii_case("localhost") => {
+            let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), local.port());
+            covers(IpAddr::from([127, 0, 0, 1]))
+                && !std::net::TcpListener::bind(v6)
+                    .is_err_and(|err| err.kind() == std::io::ErrorKind::AddrInUse)
+        }
+        Err(_) => false,
+    }
+}
+
+/// [`bind`] without the check of what it found.
+async fn bind_free(config: &Config) -> Result<TcpListener, StartupError> {
     let source = match TcpListener::bind(config.listen).await {
         Ok(listener) => return Ok(listener),
         Err(source) => source,

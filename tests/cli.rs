@@ -524,6 +524,22 @@ fn rust_log_may_name_the_binary() {
     );
 }
 
+/// An upstream on the proxy's own address stops it at start (every request was a 508).
+#[test]
+fn an_upstream_on_the_proxys_own_address_is_an_error() {
+    let dir = tempdir();
+    let [port] = free_ports::<1>();
+    let listen = format!("127.0.0.1:{port}");
+    for upstream in [format!("http://{listen}"), format!("http://0.0.0.0:{port}")] {
+        let out = run_to_exit(&["--listen", &listen, &upstream], &[], dir.path());
+        assert_eq!(out.status.code(), Some(2));
+        assert_mentions(
+            &error_line(&out),
+            &[&upstream, "is this proxy's own address", "--listen"],
+        );
+    }
+}
+
 /// A `RUST_LOG` that is no filter is said, not ignored in silence.
 #[test]
 fn a_rust_log_that_is_no_filter_is_a_warning() {
