@@ -1334,6 +1334,17 @@ fn health_check_reports_whether_the_proxy_answers() {
         stderr.starts_with("error: no answer from 127.0.0.1:"),
         "{stderr}"
     );
+    // An address that is none names where it is set, as a normal start does.
+    let out = run_to_exit(
+        &["--health-check"],
+        &[("HMR_PROXY_LISTEN", "bogus")],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_mentions(
+        &String::from_utf8_lossy(&out.stderr),
+        &["error: `bogus`", "HMR_PROXY_LISTEN", "127.0.0.1:3000"],
+    );
 }
 
 /// Started with a low soft limit on open files (a desktop's 1,024, here 256) under a higher hard

@@ -341,7 +341,12 @@ impl Config {
             }
         };
         match cli.server.listen.clone().or_else(from_file) {
-            Some(value) => parse_listen(&value),
+            Some(value) => parse_listen(&value).map_err(|problem| {
+                format!(
+                    "{problem}: fix --listen, HMR_PROXY_LISTEN or the config file's `listen` \
+                     (an address like 127.0.0.1:3000 or 0.0.0.0:3000, or a port)"
+                )
+            }),
             None => Ok(SocketAddr::new(
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
                 DEFAULT_PORT,
