@@ -99,7 +99,29 @@ struct Root {
     dir: PathBuf,
     url: String,
     /// User globs (global `--ignore` plus this root's own), matched against the relative path.
-    globs: GlobSet,
+    globs: Globs,
+}
+
+/// User globs in the order given; a `!glob` re-includes what an earlier one ignored, as in a
+/// `.gitignore` (the last glob that matches decides).
+#[derive(Debug)]
+struct Globs {
+    set: GlobSet,
+    /// Whether each of `set`'s globs, by index, came from a `!glob`.
+    negated: Vec<bool>,
+    /// Whether each matches folders alone (`dist/`, `!*/`).
+    dirs_only: Vec<bool>,
+}
+
+impl Globs {
+    fn ignore(&self, rel: &Path, is_dir: bool) -> bool {
+        self.set
+            .matches(rel)
+            .into_iter()
+            .filter(|&i| is_dir || !self.dirs_only[i])
+            .max()
+            .is_some_and(|last| !self.negated[last])
+    }
 }
 
 /// The ignore rules for all roots.
@@ -135,7 +157,7 @@ impl Filter {
         }
         Ok(Filter {
             roots: built,
-            files: glob_set(IGNORED_FILES.iter())?,
+            files: glob_set(IGNORED_FILES.iter())?.set,
             ignore_files: HashMap::new(),
             // Found at the first event (see `refresh_own_output`): no file event is judged before.
             own_output: Vec::new(),
@@ -234,17 +256,17 @@ impl Filter {
         let mut outermost = &root.dir;
         for other in self.roots.iter().filter(|r| path.starts_with(&r.dir)) {
             if other.dir == root.dir {
-                if root.globs.is_match(rel) {
+                if root.globs.ignore(rel, is_dir) {
                     return true;
                 }
                 continue;
             }
             let inner = root.dir.strip_prefix(&other.dir).unwrap_or(Path::new(""));
-            if other.globs.is_match(inner) {
+            if other.globs.ignore(inner, true) {
                 continue;
             }
             if let Ok(rel) = path.strip_prefix(&other.dir)
-                && other.globs.is_match(rel)
+                && other.globs.ignore(rel, is_dir)
             {
                 return true;
             }
@@ -390,10 +412,20 @@ fn written_by_pipe_peers(pipes: &[PathBuf]) -> Vec<PathBuf> {
     files
 }
 
-fn glob_set<'a>(globs: impl Iterator<Item = impl AsRef<str> + 'a>) -> Result<GlobSet, FilterError> {
+fn glob_set<'a>(globs: impl Iterator<Item = impl AsRef<str> + 'a>) -> Result<Globs, FilterError> {
     let mut builder = GlobSetBuilder::new();
+    let (mut negated, mut dirs_only) = (Vec::new(), Vec::new());
     for glob in globs {
         let glob = glob.as_ref();
+        let (negate, glob) = match glob.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, glob),
+        };
+        let mut add = |glob: Glob, dir_only: bool| {
+            builder.add(glob);
+            negated.push(negate);
+            dirs_only.push(dir_only);
+        };
         let compile = |text: &str| {
             Glob::new(text).map_err(|source| FilterError {
                 glob: glob.to_string(),
@@ -417,21 +449,29 @@ fn glob_set<'a>(globs: impl Iterator<Item = impl AsRef<str> + 'a>) -> Result<Glo
                 } else {
                     format!("**/{dir}")
                 };
-                builder.add(compile(&dir)?);
-                builder.add(compile(&format!("{dir}/**"))?);
+                add(compile(&dir)?, true);
+                // What is in it, which a `!dist/` leaves to other globs, as git does.
+                if !negate {
+                    add(compile(&format!("{dir}/**"))?, false);
+                }
             }
             None => {
-                builder.add(compile(rel)?);
+                add(compile(rel)?, false);
                 // `/dist` may name a folder, as `/dist/` does.
                 if anchored {
-                    builder.add(compile(&format!("{rel}/**"))?);
+                    add(compile(&format!("{rel}/**"))?, false);
                 }
             }
         }
     }
-    builder.build().map_err(|source| FilterError {
+    let set = builder.build().map_err(|source| FilterError {
         glob: String::new(),
         source,
+    })?;
+    Ok(Globs {
+        set,
+        negated,
+        dirs_only,
     })
 }
 
@@ -552,6 +592,29 @@ mod tests {
             ("dist/a.js", false, true),
             ("packages/a/dist/a.js", false, true),
             ("src/dist.js", false, false),
+        ] {
+            assert_eq!(f.is_ignored(&root.join(rel), is_dir), ignored, "{rel}");
+        }
+    }
+
+    /// A `!glob` re-includes what an earlier glob ignored, as in a `.gitignore` (it was taken
+    /// for a name starting with `!`, and `--ignore '*' --ignore '!*.css'` reported nothing).
+    #[test]
+    fn a_negated_glob_takes_back_what_an_earlier_one_ignored() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
+        let f = filter(
+            &root,
+            &["*", "!*/", "!*.css", "vendor/", "!vendor/keep.css"],
+        );
+        for (rel, is_dir, ignored) in [
+            ("app.js", false, true),
+            ("css", true, false),
+            ("css/site.css", false, false),
+            ("css/site.scss", false, true),
+            ("vendor", true, true),
+            ("vendor/x.css", false, true),
+            ("vendor/keep.css", false, false),
         ] {
             assert_eq!(f.is_ignored(&root.join(rel), is_dir), ignored, "{rel}");
         }
