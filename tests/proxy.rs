@@ -260,7 +260,31 @@ async fn redirects_and_cookies_keep_the_browser_on_the_proxy() {
     );
 
     let (_, headers, _) = get(&proxy.url("/cookie"), &[]).await;
-    assert_eq!(headers["set-cookie"], "sid=abc; Path=/; HttpOnly");
+    let cookies: Vec<_> = headers.get_all("set-cookie").iter().collect();
+    assert_eq!(
+        cookies,
+        [
+            "sid=abc; Path=/; HttpOnly",
+            "csrf=x; Secure; SameSite=None; Path=/"
+        ]
+    );
+    // A tab on a LAN address over plain http, where browsers drop `Secure` cookies (and with
+    // them the app's session): the cookie comes without `Secure`, and `SameSite=None`, which
+    // needs it, as `Lax`. Behind a TLS front end it stays as set.
+    let lan = [("host", "192.168.1.20:3000")];
+    let (_, headers, _) = get(&proxy.url("/cookie"), &lan).await;
+    let cookies: Vec<_> = headers.get_all("set-cookie").iter().collect();
+    assert_eq!(
+        cookies,
+        ["sid=abc; Path=/; HttpOnly", "csrf=x; SameSite=Lax; Path=/"]
+    );
+    let front = [
+        ("host", "192.168.1.20:3000"),
+        ("x-forwarded-proto", "https"),
+    ];
+    let (_, headers, _) = get(&proxy.url("/cookie"), &front).await;
+    let cookies: Vec<_> = headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies[1], "csrf=x; Secure; SameSite=None; Path=/");
 
     // Without a Host (HTTP/1.0) the origin is the address listened on, as a browser can open it:
     // never `0.0.0.0`.

@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -170,6 +171,27 @@ pub fn tls_front(headers: &HeaderMap, peer: IpAddr) -> bool {
         let first = proto.as_bytes().split(|&b| b == b',').next().unwrap_or(&[]);
         first.trim_ascii().eq_ignore_ascii_case(b"https")
     }) && peer.to_canonical().is_loopback()
+}
+
+/// Whether a tab on `host` (the browser's `Host`) over plain http is no secure context: not
+/// `localhost`, `*.localhost` or a loopback address, where browsers keep `Secure` cookies.
+pub fn plain_origin(host: Option<&HeaderValue>, tls_front: bool) -> bool {
+    let Some(host) = host.and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_matches(['[', ']']).trim_end_matches('.');
+    let local = name.eq_ignore_ascii_case("localhost")
+        || name
+            .get(name.len().saturating_sub(".localhost".len())..)
+            .is_some_and(|end| end.eq_ignore_ascii_case(".localhost"))
+        || name
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback());
+    !tls_front && !local
 }
 
 /// Turn a browser's request headers into the upstream's. Returns the hop facts.
@@ -503,25 +525,47 @@ impl Origins {
 
 impl UpstreamNames {
     /// A `Set-Cookie` value without a `Domain` attribute naming the upstream, so the browser keeps
-    /// the cookie for the proxy's host; `None` when nothing needs to change.
-    fn rewrite_cookie(&self, value: &str) -> Option<String> {
+    /// the cookie for the proxy's host; `None` when nothing needs to change. For a tab on a
+    /// plain-http origin that is no secure context (`plain`: a phone on the LAN address), also
+    /// without `Secure`, and `SameSite=None` (which needs it) as `Lax`: browsers drop a `Secure`
+    /// cookie set over such an origin, and the app's session with it (browser-sync drops the
+    /// attribute too).
+    fn rewrite_cookie(&self, value: &str, plain: bool) -> Option<String> {
         let mut changed = false;
         let kept: Vec<&str> = value
             .split(';')
             .enumerate()
-            .filter(|(i, attr)| {
-                let drop = *i > 0
-                    && attr.trim().split_once('=').is_some_and(|(k, v)| {
-                        k.trim().eq_ignore_ascii_case("domain")
-                            && self
-                                .hosts
-                                .iter()
-                                .any(|h| v.trim().trim_start_matches('.').eq_ignore_ascii_case(h))
-                    });
-                changed |= drop;
-                !drop
+            .filter_map(|(i, attr)| {
+                if i == 0 {
+                    return Some(attr);
+                }
+                let (key, v) = attr.split_once('=').unwrap_or((attr, ""));
+                let (key, v) = (key.trim(), v.trim());
+                let is = |name: &str| key.eq_ignore_ascii_case(name);
+                let keep = if is("domain") {
+                    !self
+                        .hosts
+                        .iter()
+                        .any(|h| v.trim_start_matches('.').eq_ignore_ascii_case(h))
+                } else if plain && is("secure") {
+                    static SAID: AtomicBool = AtomicBool::new(false);
+                    if !SAID.swap(true, Ordering::Relaxed) {
+                        tracing::info!(
+                            "cookies the upstream sets Secure reach tabs on plain http (a LAN \
+                             address) without it: browsers keep them there otherwise only on \
+                             localhost (__Secure- and __Host- cookies cannot be kept)"
+                        );
+                    }
+                    false
+                } else if plain && is("samesite") && v.eq_ignore_ascii_case("none") {
+                    changed = true;
+                    return Some(" SameSite=Lax");
+                } else {
+                    true
+                };
+                changed |= !keep;
+                keep.then_some(attr)
             })
-            .map(|(_, attr)| attr)
             .collect();
         changed.then(|| kept.join(";"))
     }
@@ -535,6 +579,7 @@ pub fn prepare_response(
     origins: &Origins,
     proxy_origin: impl Fn() -> String,
     upgraded: Option<&HeaderValue>,
+    plain: impl Fn() -> bool,
 ) {
     // A response framed by `Transfer-Encoding` that also carries `Content-Length` (a buggy dev
     // server) was read as chunked; passed on, the length would cut the body short (RFC 9112,
@@ -580,13 +625,14 @@ pub fn prepare_response(
         }
     }
     if headers.contains_key(header::SET_COOKIE) {
+        let plain = plain();
         let cookies: Vec<HeaderValue> = headers
             .get_all(header::SET_COOKIE)
             .iter()
             .map(|v| {
                 v.to_str()
                     .ok()
-                    .and_then(|s| names.rewrite_cookie(s))
+                    .and_then(|s| names.rewrite_cookie(s, plain))
                     .and_then(|s| HeaderValue::from_str(&s).ok())
                     .unwrap_or_else(|| v.clone())
             })
@@ -833,6 +879,27 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "http");
     }
 
+    /// Origins where browsers keep `Secure` cookies over plain http, and ones where they do not.
+    #[test]
+    fn plain_origins_are_those_no_browser_counts_as_secure() {
+        for (host, plain) in [
+            ("localhost:3000", false),
+            ("LOCALHOST", false),
+            ("app.localhost:3000", false),
+            ("127.0.0.1:3000", false),
+            ("127.1.2.3", false),
+            ("[::1]:3000", false),
+            ("192.168.1.20:3000", true),
+            ("[fe80::1]:3000", true),
+            ("app.test:3000", true),
+            ("notlocalhost:3000", true),
+        ] {
+            let host = HeaderValue::from_static(host);
+            assert_eq!(plain_origin(Some(&host), false), plain, "{host:?}");
+            assert!(!plain_origin(Some(&host), true), "{host:?} behind TLS");
+        }
+    }
+
     #[test]
     fn loop_detection() {
         let h = map(&[("via", "1.0 nginx, 1.1 hmr-proxy-test")]);
@@ -999,6 +1066,7 @@ mod tests {
             &origins,
             || "http://localhost:3000".into(),
             None,
+            || false,
         );
         assert_eq!(h["location"], "http://localhost:3000/login");
         assert_eq!(h["content-location"], "http://localhost:3000/doc");
@@ -1051,11 +1119,11 @@ mod tests {
 
         // A chunked response that also names a length is passed on without the length.
         let mut h = map(&[("transfer-encoding", "chunked"), ("content-length", "3")]);
-        prepare_response(&mut h, &names, &origins, || origin.into(), None);
+        prepare_response(&mut h, &names, &origins, || origin.into(), None, || false);
         assert!(!h.contains_key("content-length"));
         assert!(!h.contains_key("transfer-encoding"));
         let mut h = map(&[("content-length", "3")]);
-        prepare_response(&mut h, &names, &origins, || origin.into(), None);
+        prepare_response(&mut h, &names, &origins, || origin.into(), None, || false);
         assert_eq!(h["content-length"], "3");
     }
 }

@@ -418,6 +418,7 @@ impl Proxy {
             &this.origins,
             || proxy_origin(browser_host.as_ref(), this.local, tls_front),
             upgraded.as_ref(),
+            || headers::plain_origin(browser_host.as_ref(), tls_front),
         );
         tracing::debug!(
             "{method} {path} → {} in {:.1?}",

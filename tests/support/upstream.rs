@@ -342,6 +342,10 @@ async fn route(
                 HeaderValue::from_str(&format!("sid=abc; Path=/; Domain={}; HttpOnly", me.ip()))
                     .expect("cookie"),
             );
+            res.headers_mut().append(
+                "set-cookie",
+                HeaderValue::from_static("csrf=x; Secure; SameSite=None; Path=/"),
+            );
             res
         }
         ["document"] => {
