@@ -218,18 +218,21 @@ async fn a_folder_no_longer_ignored_is_watched_from_then_on() {
 }
 
 /// A folder to watch that is made after the proxy started (a build's output, in a compose stack
-/// where the app container makes it): watched from when it appears, which reloads the tabs.
+/// where the app container makes it): watched from when it appears, which reloads the tabs;
+/// also one whose parent is not there yet either (`build/out`, which refused to start).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watched_folder_made_after_the_start_is_watched_once_there() {
-    let (_dir, root) = project();
-    let proxy = serve(&root, &["--watch", "dist=/dist"]).await;
-    let mut tab = SseClient::open(proxy.addr, &[]).await;
-    std::fs::create_dir(root.join("dist")).unwrap();
-    let batch = tab.next_batch().await;
-    assert_eq!(batch["reload"], true, "{batch}");
-    write(&root.join("dist/app.js"), "//");
-    let seen = paths_until(&mut tab, "app.js").await;
-    assert_eq!(seen, ["app.js"]);
+    for folder in ["dist", "build/out"] {
+        let (_dir, root) = project();
+        let proxy = serve(&root, &["--watch", &format!("{folder}=/dist")]).await;
+        let mut tab = SseClient::open(proxy.addr, &[]).await;
+        std::fs::create_dir_all(root.join(folder)).unwrap();
+        let batch = tab.next_batch().await;
+        assert_eq!(batch["reload"], true, "{folder}: {batch}");
+        write(&root.join(folder).join("app.js"), "//");
+        let seen = paths_until(&mut tab, "app.js").await;
+        assert_eq!(seen, ["app.js"], "{folder}");
+    }
 }
 
 /// Batches until one names `sentinel`: every event before it has been taken in. Returns all the

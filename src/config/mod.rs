@@ -1050,15 +1050,30 @@ fn as_browsers_send(path: &str) -> String {
     out
 }
 
-/// A directory that does not exist in one that does: the canonical folder above with its name.
+/// A directory that does not exist (nor, maybe, some folders above it) under one that does: the
+/// canonical folder above with the names below it.
 fn not_yet_made(cwd: &Path, dir: &Path) -> Option<PathBuf> {
     let path = cwd.join(dir);
     if path.symlink_metadata().is_ok() {
         return None;
     }
-    let name = path.file_name()?;
-    let parent = path.parent()?.canonicalize().ok()?;
-    parent.is_dir().then(|| parent.join(name))
+    // The nearest folder above that exists, and plain names below it (`build/out` before the
+    // first build made either; `..` there could not be resolved later the same way).
+    let mut missing = Vec::new();
+    let mut above = path.as_path();
+    while above.symlink_metadata().is_err() {
+        match above.components().next_back()? {
+            std::path::Component::Normal(name) => missing.push(name),
+            _ => return None,
+        }
+        above = above.parent()?;
+    }
+    let mut later = above.canonicalize().ok()?;
+    if !later.is_dir() {
+        return None;
+    }
+    later.extend(missing.iter().rev());
+    Some(later)
 }
 
 /// A directory that exists, made absolute and canonical (symlinks resolved once, here).
