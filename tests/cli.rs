@@ -304,6 +304,41 @@ async fn an_unreadable_file_is_a_403_that_says_so() {
     set_mode(&site.join("locked"), 0o755); // so the temporary folder can be removed
 }
 
+/// A watched folder this user may not read is named with the fix, and watched once its
+/// permissions change (saves in it went unseen until a restart). Run as `nobody` when the tests
+/// run as root, whom no permission stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_that_becomes_readable_is_watched_from_then_on() {
+    use crate::support::sse::{SseClient, paths};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
+    let set_mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    set_mode(dir.path(), 0o755);
+    let site = dir.path().join("site");
+    let secret = site.join("secret");
+    std::fs::create_dir_all(&secret).expect("mkdir");
+    set_mode(&secret, if running_as_root() { 0o700 } else { 0o000 });
+    let args = ["--serve", "site", "--listen", "127.0.0.1:0"];
+    let running = if running_as_root() {
+        let bin = dir.path().join("hmr-proxy");
+        std::fs::copy(bin::BIN, &bin).expect("copy the binary");
+        set_mode(&bin, 0o755);
+        Running::spawned(as_nobody(&bin, &args, dir.path()))
+    } else {
+        Running::start_as_given(&args, &[], dir.path())
+    };
+    running.wait_for_log("secret: permission denied; saves in it are not seen until");
+    let mut tab = SseClient::open(running.addr, &[]).await;
+    set_mode(&secret, 0o777);
+    std::fs::write(secret.join("a.css"), "body {}").expect("write");
+    within("secret/a.css to be reported", async {
+        while !paths(&tab.next_batch().await).contains(&"secret/a.css".to_string()) {}
+    })
+    .await;
+}
+
 /// A proxy at `--max-connections` says so (a request that hangs unanswered was a mystery).
 #[test]
 fn a_full_proxy_says_so() {

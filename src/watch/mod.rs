@@ -351,6 +351,13 @@ impl Watching {
                     dir.display()
                 );
             }
+        } else if matches!(&err.kind, notify::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied)
+        {
+            tracing::warn!(
+                "cannot watch {}: permission denied; saves in it are not seen until this user \
+                 may read it (then it is watched)",
+                dir.display()
+            );
         } else {
             // The kind alone: notify's own text appends the paths again, in debug syntax.
             let why = match &err.kind {
@@ -394,7 +401,10 @@ impl Watching {
             let meta = std::fs::symlink_metadata(&path);
             match meta.as_ref().map(std::fs::Metadata::is_dir) {
                 Ok(true) => {
-                    if kind.names() && !self.filter.is_ignored(&path, true) {
+                    // A folder this user could not watch (permission denied), whose permissions
+                    // changed: perhaps it can be watched now.
+                    let retry = kind == Kind::Attributes && !self.watched.contains(&path);
+                    if (kind.names() || retry) && !self.filter.is_ignored(&path, true) {
                         // A directory that is here after an event about its name may be another
                         // one than the directory watched under that name (renamed in over it,
                         // deleted and made again), whose watches the kernel has dropped: its
