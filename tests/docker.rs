@@ -1,6 +1,8 @@
 //! The compose sidecar configuration, proven without a Docker engine: the binary runs with exactly
 //! the environment `docker/compose.yml` gives the `hmr-proxy` service (only the service host and
-//! paths swapped for local ones), in poll mode, in front of a real upstream.
+//! paths swapped for local ones), in poll mode, in front of a real upstream. And docker/README.md,
+//! the image's only list of settings (it is configured through the environment), names every
+//! option's variable.
 
 use std::collections::BTreeMap;
 
@@ -121,4 +123,35 @@ async fn the_compose_environment_runs_in_poll_mode_in_front_of_an_upstream() {
     check_env.push(("HMR_PROXY_LISTEN", &listen));
     let out = run_to_exit(&["--health-check"], &check_env, &app);
     assert!(out.status.success(), "{out:?}");
+}
+
+/// The image takes its settings from the environment (the health check sees no command
+/// arguments), so docker/README.md's table is where a container user finds an option: it must
+/// have a row for every variable `--help` shows. `HMR_PROXY_INSECURE` once had none.
+#[test]
+fn the_docker_readme_lists_every_variable_help_shows() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker/README.md"))
+        .expect("docker/README.md");
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_to_exit(&["--help"], &[], dir.path());
+    assert!(out.status.success(), "{out:?}");
+    let help = String::from_utf8_lossy(&out.stdout);
+    let mut variables: Vec<&str> = help
+        .split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+        .filter(|word| word.starts_with("HMR_PROXY_") && word.len() > "HMR_PROXY_".len())
+        .collect();
+    variables.sort_unstable();
+    variables.dedup();
+    assert!(
+        variables.len() > 15,
+        "too few variables in --help: {variables:?}"
+    );
+    let missing: Vec<&str> = variables
+        .into_iter()
+        .filter(|var| !readme.contains(&format!("| `{var}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docker/README.md's table of variables has no row for {missing:?}"
+    );
 }

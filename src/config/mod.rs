@@ -1932,6 +1932,8 @@ mod tests {
         let cfg = load_in(dir.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
         assert!(cfg.file.is_some());
         assert_eq!(cfg.listen, defaults.listen);
+        // Set at all, even to the default, the address would no longer move off a taken port.
+        assert!(cfg.listen_origin.is_none(), "{:?}", cfg.listen_origin);
         assert!(
             matches!(cfg.backend, Backend::Static { implicit: true, .. }),
             "{:?}",
