@@ -160,7 +160,10 @@ impl Router {
     /// sources. With the whole project watched, each such save is also a batch here, and the
     /// page reloads right after Vite's update, its state lost: said once, with the fix.
     fn notice_vite(&self) {
-        if self.inner.vite_hint.swap(false, Ordering::Relaxed) {
+        let said = self.inner.vite_hint.swap(false, Ordering::Relaxed);
+        // Otherwise the hub says it at the first batch that would reload over Vite's update.
+        self.inner.hub.vite_seen(said);
+        if said {
             tracing::warn!(
                 "the upstream is a Vite dev server (a page loaded {VITE_CLIENT}), which updates \
                  its own sources in place; with the whole project watched, each save there \

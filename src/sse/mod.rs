@@ -13,7 +13,7 @@ mod stream;
 pub mod wire;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -54,7 +54,21 @@ struct Inner {
     instance: String,
     /// The newest batch id, read without the lock by every page request ([`Position`]).
     latest: Arc<AtomicU64>,
+    /// Whether a Vite dev server was seen behind the proxy, and the hint about it said
+    /// ([`Hub::vite_seen`]).
+    vite: AtomicU8,
 }
+
+/// [`Inner::vite`]'s states.
+const VITE_UNSEEN: u8 = 0;
+const VITE_SEEN: u8 = 1;
+const VITE_SAID: u8 = 2;
+
+/// What a Vite dev server updates in place itself (its modules and stylesheets).
+const VITE_UPDATES: [&str; 15] = [
+    ".js", ".mjs", ".ts", ".mts", ".jsx", ".tsx", ".vue", ".svelte", ".css", ".scss", ".sass",
+    ".less", ".styl", ".pcss", ".astro",
+];
 
 /// Where the batches stand, for pages: a page served now reflects every batch published so far,
 /// so its client starts after the newest one (the injector says which in the page's headers).
@@ -100,7 +114,25 @@ impl Hub {
                 shutdown,
                 instance: format!("{boot_ms:x}"),
                 latest: Arc::new(AtomicU64::new(boot_ms - 1)),
+                vite: AtomicU8::new(VITE_UNSEEN),
             }),
+        }
+    }
+
+    /// A tab loaded a Vite dev server's client (`said`: and the router has told the user what
+    /// that means). From then on, a batch naming a file Vite updates in place says it once: the
+    /// page reloads right after Vite's update, its state lost, and the fix is to leave those
+    /// files to Vite.
+    pub fn vite_seen(&self, said: bool) {
+        if said {
+            self.inner.vite.store(VITE_SAID, Ordering::Relaxed);
+        } else {
+            let _ = self.inner.vite.compare_exchange(
+                VITE_UNSEEN,
+                VITE_SEEN,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -132,6 +164,21 @@ impl Hub {
     pub fn publish(&self, batch: &ChangeBatch) -> u64 {
         let (id, streams) = self.send(batch);
         log_batch(batch, streams);
+        if self.inner.vite.load(Ordering::Relaxed) == VITE_SEEN
+            && let Some(change) = batch
+                .changes
+                .iter()
+                .find(|c| VITE_UPDATES.iter().any(|ext| c.path.ends_with(ext)))
+            && self.inner.vite.swap(VITE_SAID, Ordering::Relaxed) == VITE_SEEN
+        {
+            tracing::warn!(
+                "{} changed, and the upstream is a Vite dev server (a page loaded \
+                 /@vite/client), which updates it in place itself: this batch reloads the page \
+                 right after, its state lost. Leave what Vite serves out (--ignore 'src/**') or \
+                 watch only what it does not (--watch templates)",
+                change.path
+            );
+        }
         id
     }
 
