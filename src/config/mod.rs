@@ -1660,17 +1660,18 @@ mod tests {
             err.starts_with("--serve: directory `nope` cannot be used"),
             "{err}"
         );
-        // A folder to watch may come later (a build's output); one whose parent is missing
-        // too is a mistake.
-        let cfg = load_in(dir.path(), &["-w", "later=/x"]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            cfg.watch.roots[0].dir,
-            dir.path().canonicalize().expect("canonical").join("later")
-        );
-        let err = load_in(dir.path(), &["-w", "nope/deeper=/x"])
+        // A folder to watch may come later (a build's output), with folders above it too; one
+        // that goes up from a folder not made yet cannot be told where it will be.
+        let canonical = dir.path().canonicalize().expect("canonical");
+        for (later, want) in [("later", "later"), ("build/out", "build/out")] {
+            let cfg = load_in(dir.path(), &["-w", &format!("{later}=/x")])
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(cfg.watch.roots[0].dir, canonical.join(want));
+        }
+        let err = load_in(dir.path(), &["-w", "nope/../x=/x"])
             .err()
             .unwrap_or_default();
-        assert!(err.starts_with("--watch: directory `nope/deeper`"), "{err}");
+        assert!(err.starts_with("--watch: directory `nope/../x`"), "{err}");
     }
 
     #[test]
