@@ -210,6 +210,27 @@ async fn links_in_pages_to_the_upstream_point_at_the_proxy() {
     );
 }
 
+/// A page served with no `Content-Type` at all, which a browser shows as HTML when its first
+/// bytes look like a document, gets the client (a bare Node `res.end(html)` got none); text that
+/// does not look like one is left as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untyped_page_is_sniffed_as_browsers_do() {
+    let upstream = Upstream::start().await;
+    let (proxy, _dir) = Proxy::front(&upstream, &[]).await;
+    let navigation = [("accept", "text/html"), ("sec-fetch-dest", "document")];
+    let (_, headers, page) = get(&proxy.url("/untyped/page"), &navigation).await;
+    let page = String::from_utf8_lossy(&page);
+    assert!(page.contains("/__hmr/client.js"), "{page}");
+    assert!(page.ends_with("<body>hi</body></html>"), "{page}");
+    assert_eq!(headers["content-type"], "text/html");
+    let (_, headers, text) = get(&proxy.url("/untyped/text"), &navigation).await;
+    assert_eq!(text, "plain words, then <b>some markup</b>");
+    assert!(headers.get("content-type").is_none(), "{headers:?}");
+    // Not a navigation: left alone.
+    let (_, _, fetched) = get(&proxy.url("/untyped/page"), &[("sec-fetch-dest", "empty")]).await;
+    assert!(!String::from_utf8_lossy(&fetched).contains("/__hmr/"));
+}
+
 /// Behind a TLS front end on this machine (ngrok, a Codespaces port, a local Caddy), which says
 /// `X-Forwarded-Proto: https`, the tab's origin is `https://`: re-pointed links and redirects
 /// say so (an `http://` stylesheet on an https page is blocked as mixed content), and the

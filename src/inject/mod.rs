@@ -23,6 +23,7 @@ mod decode;
 mod head_scan;
 mod rewrite;
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -150,6 +151,11 @@ impl Injector {
     /// connection. The wait is for decoded bytes, not rewritten ones, which a head that streams
     /// slowly would hold back. An uncompressed page needs no wait: it is passed on as it comes.
     pub async fn apply(&self, facts: &RequestFacts, response: Response<Body>) -> Response<Body> {
+        let response = if self.enabled && untyped_page(facts, &response) {
+            sniffed(response).await
+        } else {
+            response
+        };
         let (parts, body, plan) = match self.plan(facts, response) {
             Ok(planned) => planned,
             Err(untouched) => return untouched,
@@ -319,21 +325,104 @@ fn unreadable_page(
     )
 }
 
+/// Whether `response` is a navigation's answer with no `Content-Type` at all (a bare Node
+/// `res.end(html)`), which a browser shows as HTML when its first bytes look like it: the one
+/// case where the body decides.
+fn untyped_page(facts: &RequestFacts, response: &Response<Body>) -> bool {
+    facts.navigation
+        && facts.method != Method::HEAD
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+        && !response.headers().contains_key(header::CONTENT_ENCODING)
+        && !matches!(
+            response.status(),
+            StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED | StatusCode::PARTIAL_CONTENT
+        )
+}
+
+/// An untyped response given `Content-Type: text/html` when its first frame starts as an HTML
+/// document does by the browsers' rule (WHATWG MIME Sniffing, 7.1: after blanks, a tag such as
+/// `<!DOCTYPE HTML`, `<html`, `<head`, `<body`, `<p` or `<!--` followed by a space or `>`), so
+/// the page gets the client as the browser will show it. Its first frame is read ahead.
+async fn sniffed(response: Response<Body>) -> Response<Body> {
+    let (mut parts, mut body) = response.into_parts();
+    // Frames until the longest pattern can be told (a server may flush a byte at a time), the
+    // body's end, its trailers or its error.
+    let mut ahead = VecDeque::new();
+    let mut seen = Vec::new();
+    while sniffs_as_html(&seen).is_none() {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        let data = frame.as_ref().ok().and_then(Frame::data_ref);
+        let more = data.is_some();
+        if let Some(data) = data {
+            seen.extend_from_slice(data);
+        }
+        ahead.push_back(frame);
+        if !more {
+            break;
+        }
+    }
+    if sniffs_as_html(&seen) == Some(true) {
+        parts
+            .headers
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    }
+    Response::from_parts(parts, body::boxed(Primed { ahead, rest: body }))
+}
+
+/// The HTML patterns of WHATWG MIME Sniffing's unknown-type rule, case-insensitively, after
+/// leading blanks: `None` while `data` is too short to tell.
+fn sniffs_as_html(data: &[u8]) -> Option<bool> {
+    const TAGS: [&[u8]; 17] = [
+        b"<!doctype html",
+        b"<html",
+        b"<head",
+        b"<script",
+        b"<iframe",
+        b"<h1",
+        b"<div",
+        b"<font",
+        b"<table",
+        b"<a",
+        b"<style",
+        b"<title",
+        b"<b",
+        b"<body",
+        b"<br",
+        b"<p",
+        b"<!--",
+    ];
+    let start = data
+        .iter()
+        .position(|b| !matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | b' '))
+        .unwrap_or(data.len());
+    let data = &data[start..];
+    let longest = TAGS.iter().map(|tag| tag.len() + 1).max().unwrap_or(0);
+    let html = TAGS.iter().any(|tag| {
+        data.len() > tag.len()
+            && data[..tag.len()].eq_ignore_ascii_case(tag)
+            && matches!(data[tag.len()], b' ' | b'>')
+    });
+    (html || data.len() >= longest).then_some(html)
+}
+
 /// The body with its first frame already read, or the error it ended with before any.
 async fn first_frame_ahead(mut body: Body) -> Result<Body, BoxError> {
     match body.frame().await {
         None => Ok(body::empty()),
         Some(Err(err)) => Err(err),
         Some(Ok(first)) => Ok(body::boxed(Primed {
-            first: Some(first),
+            ahead: VecDeque::from([Ok(first)]),
             rest: body,
         })),
     }
 }
 
-/// A body whose first frame was read ahead, handed out before the rest.
+/// A body whose first frames (and maybe the error that followed them) were read ahead, handed
+/// out before the rest.
 struct Primed {
-    first: Option<Frame<Bytes>>,
+    ahead: VecDeque<Result<Frame<Bytes>, BoxError>>,
     rest: Body,
 }
 
@@ -345,14 +434,14 @@ impl http_body::Body for Primed {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.first.take() {
-            Some(first) => Poll::Ready(Some(Ok(first))),
+        match self.ahead.pop_front() {
+            Some(frame) => Poll::Ready(Some(frame)),
             None => Pin::new(&mut self.rest).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.rest.is_end_stream()
+        self.ahead.is_empty() && self.rest.is_end_stream()
     }
 }
 

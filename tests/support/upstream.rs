@@ -359,6 +359,23 @@ async fn route(
                 .insert("content-type", HeaderValue::from_static("text/html"));
             res
         }
+        ["untyped", kind] => {
+            // No Content-Type at all (a bare Node `res.end(…)`), in 3-byte frames: the browser
+            // sniffs the first bytes.
+            let text: &[u8] = if *kind == "page" {
+                b"\n<!DOCTYPE html><html><head><title>t</title></head><body>hi</body></html>"
+            } else {
+                b"plain words, then <b>some markup</b>"
+            };
+            let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = text
+                .chunks(3)
+                .map(|chunk| Ok(Frame::data(Bytes::copy_from_slice(chunk))))
+                .collect();
+            respond(
+                200,
+                StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync(),
+            )
+        }
         ["links"] => {
             // A page that links to the upstream itself, as a framework that builds absolute URLs
             // from `Host` writes it, sent in 7-byte frames so that URLs straddle frames.
