@@ -71,12 +71,16 @@ pub struct Links {
     /// The bytes they are made of, in either case: a chunk that ends in any other byte (`>`, a
     /// newline, a quote: nearly every chunk) ends in no unfinished URL, at the cost of one look.
     alphabet: [bool; 256],
-    /// `textarea` as pages write it, in lower and in upper case, for [`Fields`].
-    textarea: [memmem::Finder<'static>; 2],
+    /// `textarea`, for [`Fields`]: in lower case, as pages write it (one pass over every chunk
+    /// of every page; a `<TEXTAREA>` has its URLs re-pointed, as before there were fields).
+    textarea: memmem::Finder<'static>,
 }
 
+/// The tag name [`Fields`] looks for.
+const TEXTAREA: &[u8] = b"textarea";
+
 /// How much of a page's end [`Fields`] keeps, for a `</textarea` cut by a chunk's end.
-const SEAM: usize = b"</textarea".len();
+const SEAM: usize = TEXTAREA.len() + 2;
 
 /// Where the page holds text its user submits: a `<textarea>`'s content and any `value`
 /// attribute (`<input value>`, `<option value>`). A URL there is data, not a link: re-pointed,
@@ -86,8 +90,9 @@ const SEAM: usize = b"</textarea".len();
 pub(crate) struct Fields {
     /// Inside a `<textarea>` at the end of what went out.
     in_textarea: bool,
-    /// The last bytes that went out, for a tag name cut by a chunk's end.
-    seam: Vec<u8>,
+    /// The last bytes that went out (zeros before the page's first), for a tag name cut by a
+    /// chunk's end.
+    seam: [u8; SEAM],
     /// A tag that went out unfinished (from its `<`), for an attribute cut from its tag.
     open_tag: Vec<u8>,
 }
@@ -177,10 +182,7 @@ impl Links {
         }
         let path_needed = 3 * origins.longest_prefix() + 1;
         Links {
-            textarea: [
-                memmem::Finder::new(b"textarea").into_owned(),
-                memmem::Finder::new(b"TEXTAREA").into_owned(),
-            ],
+            textarea: memmem::Finder::new(TEXTAREA).into_owned(),
             path_needed,
             origins,
             anchors,
@@ -282,41 +284,30 @@ impl Links {
     /// `data[..hold]`, the part that goes out now (the rest comes again with the next chunk).
     fn keep_fields(&self, data: &[u8], hold: usize, fields: &mut Fields, edits: &mut Vec<Edit>) {
         let out = &data[..hold];
+        let name = TEXTAREA.len();
         // Where a `<textarea` or `</textarea` tag name ends, and whether it opens one.
         let mut marks: Vec<(usize, bool)> = Vec::new();
-        let before = |at: usize, back: usize| -> Option<u8> {
-            match at.checked_sub(back) {
-                Some(i) => out.get(i).copied(),
-                None => fields.seam.iter().rev().nth(back - at - 1).copied(),
-            }
-        };
-        let mut tag_at = |at: usize, end: usize| match (before(at, 1), before(at, 2)) {
+        let mut mark = |end: usize, one: Option<u8>, two: Option<u8>| match (one, two) {
             (Some(b'/'), Some(b'<')) => marks.push((end, false)),
             (Some(b'<'), _) => marks.push((end, true)),
             _ => {}
         };
-        for finder in &self.textarea {
-            for at in finder.find_iter(out) {
-                tag_at(at, at + SEAM - 2);
-            }
+        let seam = &fields.seam;
+        let before = |at: usize, back: usize| match at.checked_sub(back) {
+            Some(i) => out[i],
+            None => seam[SEAM - (back - at)],
+        };
+        for at in self.textarea.find_iter(out) {
+            mark(at + name, Some(before(at, 1)), Some(before(at, 2)));
         }
         // A name cut by the last chunk's end: found in the seam and the start of this one.
-        if !fields.seam.is_empty() {
-            let mut joined = fields.seam.clone();
-            joined.extend_from_slice(&out[..out.len().min(SEAM)]);
-            let cut = fields.seam.len();
-            for finder in &self.textarea {
-                for at in finder.find_iter(&joined) {
-                    if at < cut && at + SEAM - 2 > cut {
-                        let end = at + SEAM - 2 - cut;
-                        let byte = |back: usize| at.checked_sub(back).map(|i| joined[i]);
-                        match (byte(1), byte(2)) {
-                            (Some(b'/'), Some(b'<')) => marks.push((end, false)),
-                            (Some(b'<'), _) => marks.push((end, true)),
-                            _ => {}
-                        }
-                    }
-                }
+        let mut joined = [0u8; 2 * SEAM];
+        let head = out.len().min(SEAM);
+        joined[..SEAM].copy_from_slice(seam);
+        joined[SEAM..SEAM + head].copy_from_slice(&out[..head]);
+        for at in self.textarea.find_iter(&joined[..SEAM + head]) {
+            if at < SEAM && at + name > SEAM {
+                mark(at + name - SEAM, Some(joined[at - 1]), Some(joined[at - 2]));
             }
         }
         marks.sort_unstable();
@@ -343,12 +334,10 @@ impl Links {
             fields.open_tag.clear();
         }
         if out.len() >= SEAM {
-            fields.seam.clear();
-            fields.seam.extend_from_slice(&out[out.len() - SEAM..]);
+            fields.seam.copy_from_slice(&out[out.len() - SEAM..]);
         } else {
-            fields.seam.extend_from_slice(out);
-            let extra = fields.seam.len().saturating_sub(SEAM);
-            fields.seam.drain(..extra);
+            fields.seam.copy_within(out.len().., 0);
+            fields.seam[SEAM - out.len()..].copy_from_slice(out);
         }
     }
 
@@ -971,7 +960,7 @@ mod tests {
                     <input name=siteurl value=\"http://localhost:8000\">\
                     <input type=url value='http://localhost:8000/b' data-x=\"http://localhost:8000/c\">\
                     <option value=http://localhost:8000/d>d</option>\
-                    <TEXTAREA name=content><img src=\"http://localhost:8000/e.png\"></TEXTAREA>\
+                    <textarea name=content><img src=\"http://localhost:8000/e.png\"></textarea>\
                     <img src=\"http://localhost:8000/f.png\">\
                     <textarea>http://localhost:8000/g</textarea id=x><a href=http://localhost:8000/h>";
         let want = whole(&links, page);
