@@ -32,9 +32,14 @@ const KEY = Symbol.for('hmr-proxy');
  * the module's namespace object.
  *
  *   container({ '/js/view.js': 'view' }, (c) => c.view.render(state));
+ *
+ * Outside a page (a Web Worker) there is nothing to swap: it says so, and the promise never
+ * settles.
  */
 export function container(map, update) {
-  return client.container(map, update);
+  if (client) return client.container(map, update);
+  log('container() in a worker swaps nothing: its update function is never called');
+  return new Promise(() => {});
 }
 
 /**
@@ -45,12 +50,15 @@ export function container(map, update) {
  *
  *   const timer = setInterval(tick, 1000);
  *   dispose(import.meta.url, () => clearInterval(timer));
+ *
+ * Outside a page it does nothing: a module the page swaps may be a Web Worker's too, whose copy
+ * is never replaced.
  */
 export function dispose(moduleUrl, callback) {
   if (typeof callback !== 'function') {
     throw new TypeError('dispose(import.meta.url, callback): callback is not a function');
   }
-  client.dispose(moduleUrl, callback);
+  client?.dispose(moduleUrl, callback);
 }
 
 /** A stream the browser gave up on (a non-200 answer) is reopened after this, doubling. */
@@ -113,8 +121,8 @@ function start(selfUrl) {
   const seen = new Set();
   /** The newest batch id known to exist (from a `hello`, or a batch). */
   let newest = since;
-  /** A stream of this page's own is catching it up (see catchUp). */
-  let catchingUp = false;
+  /** Ends the stream of this page's own that is catching it up (see catchUp); null when none. */
+  let catchingUp = null;
   /** One per container() call: its module entries, the container object, the update function. */
   const boxes = [];
   /** Module key → the batch id of the newest copy imported (absent: the plain URL's). */
@@ -125,7 +133,18 @@ function start(selfUrl) {
   const fetched = fetchRecord();
   let reloading = false;
   let retryMs = RETRY_MIN_MS;
+  /**
+   * To and from the other pages of the origin (see listen): null without BroadcastChannel, and
+   * while the page is in the back-forward cache (see away).
+   */
   let channel = null;
+  /** The stream this page opened (see connect), and the timer that opens another. */
+  let stream = null;
+  let retry = null;
+  /** Aborted when the page goes into the back-forward cache: it gives up the Web Lock. */
+  let leaving = null;
+  /** Set while a page shown again from the back-forward cache waits to join (see back). */
+  let rejoin = null;
 
   window.__hmrProxy = true;
   restoreScroll();
@@ -133,10 +152,7 @@ function start(selfUrl) {
 
   // ---- Who holds the connection ---------------------------------------------------------------
 
-  if (typeof BroadcastChannel === 'function') {
-    channel = new BroadcastChannel(name);
-    channel.onmessage = (event) => heard(event.data);
-  }
+  listen();
   const locks = channel && navigator.locks;
   if (!locks && typeof SharedWorker === 'function') {
     share(); // frames too: without a leader, nothing would relay to them
@@ -147,17 +163,73 @@ function start(selfUrl) {
     state.role = 'frame';
     channel?.postMessage({ type: 'ask' });
   } else if (locks) {
-    state.role = 'follower';
-    channel.postMessage({ type: 'ask' });
-    navigator.locks
-      .request(name, () => {
-        state.role = 'leader';
-        connect();
-        return new Promise(() => {}); // held until this page goes away
-      })
-      .catch(solo);
+    follow();
   } else {
     solo(); // neither Web Locks nor a SharedWorker: a stream per tab
+  }
+  addEventListener('pagehide', (event) => event.persisted && away());
+  addEventListener('pageshow', (event) => event.persisted && back());
+
+  function listen() {
+    if (typeof BroadcastChannel !== 'function') return;
+    channel = new BroadcastChannel(name);
+    channel.onmessage = (event) => heard(event.data);
+  }
+
+  /** Ask how far the stream is, and queue for the Web Lock: the page that holds it leads. */
+  function follow() {
+    state.role = 'follower';
+    channel.postMessage({ type: 'ask' });
+    const { signal } = (leaving = new AbortController());
+    navigator.locks
+      .request(name, { signal }, () => {
+        if (signal.aborted) return; // granted as the page went into the bfcache: given back
+        state.role = 'leader';
+        connect();
+        // Held until this page goes away, or into the back-forward cache.
+        return new Promise((resolve) => signal.addEventListener('abort', resolve));
+      })
+      .catch(() => {
+        // Not for the place in the queue the page gave up (see away): that rejects too.
+        if (!signal.aborted) solo();
+      });
+  }
+
+  /**
+   * The page goes into the back-forward cache. Chromium evicts a cached page that a message on
+   * its BroadcastChannel reaches, or that holds a Web Lock another page asks for, and the next
+   * page of the app does both as its client starts: back and forward within the app ran every
+   * page anew, and its state was lost. So the page closes its channel and gives up what it
+   * holds: the lock (or its place in the lock's queue), the stream it leads with, a catch-up.
+   * (The SharedWorker's pages leave it: see share. A solo page's stream is the browser's to
+   * resume: its EventSource reconnects, sending Last-Event-ID.)
+   */
+  function away() {
+    clearTimeout(rejoin);
+    channel?.close();
+    channel = null;
+    leaving?.abort();
+    catchingUp?.();
+    if (state.role !== 'leader') return;
+    state.role = 'follower';
+    state.connected = false;
+    clearTimeout(retry);
+    stream.close();
+  }
+
+  /**
+   * Shown again from the back-forward cache (see away): it joins as a starting page does, and
+   * the answer to its ask (or the stream it then leads with, from its floor) brings what it
+   * missed meanwhile. In a task of its own: Chromium shows it before the page it leaves has gone
+   * into the cache (that page lets the lock go in its `pagehide`), and a lock asked for in
+   * between was granted to nobody, in any tab, ever again.
+   */
+  function back() {
+    listen();
+    rejoin = setTimeout(() => {
+      if (state.role === 'frame') channel?.postMessage({ type: 'ask' });
+      else if (state.role === 'follower') follow();
+    });
   }
 
   function solo() {
@@ -213,6 +285,7 @@ function start(selfUrl) {
     // From the floor, not the newest batch taken in: what a gap below that lacks is replayed.
     if (floor !== null) url.searchParams.set('lastEventId', String(floor));
     const source = new EventSource(url);
+    stream = source;
     source.addEventListener('hello', (event) => {
       const { instance, last } = JSON.parse(event.data);
       if (state.instance === null) log(`connected to ${changes.pathname} (${state.role})`);
@@ -233,7 +306,7 @@ function start(selfUrl) {
       // CLOSED: it gave up, e.g. on a 502 from something in front; open a new one, later.
       if (source.readyState !== EventSource.CLOSED) return;
       log(`stream closed; retrying in ${retryMs / 1000} s`);
-      setTimeout(connect, retryMs);
+      retry = setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
     });
   }
@@ -300,15 +373,15 @@ function start(selfUrl) {
     // Behind: the floor is below the newest batch (ids of one proxy run are consecutive, and the
     // floor moves on over what came in).
     if (catchingUp || reloading || floor === null || newest === null || newest <= floor) return;
-    catchingUp = true;
     const target = newest;
     const url = new URL(changes);
     url.searchParams.set('lastEventId', String(floor));
     const source = new EventSource(url);
     const finish = () => {
       source.close();
-      catchingUp = false;
+      catchingUp = null;
     };
+    catchingUp = finish;
     source.addEventListener('hello', (event) => {
       const { instance, last } = JSON.parse(event.data);
       if (instance !== state.instance || last <= floor) {
@@ -616,6 +689,8 @@ function start(selfUrl) {
     }
     for (const url of new Set(images.map((i) => path(i.url)))) log(`image updated: ${url}`);
     for (const { box, entries } of modules) {
+      // A copy that fails to load too (deleted, broken): the next page load must fail on it as
+      // well, not run the old one from the cache.
       for (const e of entries) refresh.set(e.url.href, '*/*');
       await load(box, entries, batch.id);
     }
@@ -1297,6 +1372,17 @@ function start(selfUrl) {
         frame.hidden = true;
         document.documentElement.append(frame);
         const realm = frame.contentWindow;
+        // The page's import maps first: without them a bare specifier the module imports
+        // (`lib/format`) did not resolve there, and the frame's error was another one. Before
+        // the listener: a map that does not parse (the page's did not either) is not the
+        // module's error.
+        for (const map of document.querySelectorAll('script[type="importmap" i]')) {
+          const copy = realm.document.createElement('script');
+          copy.type = 'importmap';
+          copy.nonce = map.nonce; // the page's policy may allow inline scripts by nonce
+          copy.textContent = map.textContent;
+          realm.document.head.append(copy);
+        }
         realm.addEventListener('error', (event) => {
           event.preventDefault();
           if (event.filename && String(event.message).includes(err.message)) {
@@ -2217,7 +2303,8 @@ function sharedStream(selfUrl) {
 // One client per page, however often this file runs: the injected tag and an app's own import
 // share the module instance when the URLs match, and this global catches the rest (a tag with a
 // query string, a script re-run by hx-boost or Turbo). In the SharedWorker (no window), this
-// file holds the stream instead.
+// file holds the stream instead; there, and in a Web Worker that imports a module the page
+// swaps, there is no client.
 const client =
   typeof window === 'undefined'
     ? sharedStream(import.meta.url)

@@ -170,8 +170,18 @@ function within(what, promise) {
 
 let browser;
 
-async function newContext(options = {}) {
-  const context = await browser.newContext(options);
+/** Headless Chromium, with Playwright's launch `options` (one scenario needs its own browser). */
+function launch(options = {}) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking'],
+    ...options,
+  });
+}
+
+async function newContext(options = {}, from = browser) {
+  const context = await from.newContext(options);
   // Counts documents loaded in each tab (frames share the tab's sessionStorage, so they do not
   // count): a reload shows up as 2.
   await context.addInitScript(() => {
@@ -254,9 +264,11 @@ function h1Color(page, color) {
 /**
  * Something in front of the proxy (another proxy, a tunnel): passes every request on and counts
  * the change streams asked for. With `refuse`, it answers the first with a 502 once that settles.
- * (Playwright's routes do not see a SharedWorker's requests; this does.)
+ * With `cached`, it lets the browser cache scripts for an hour, as a dev server that sends
+ * `max-age` does. (Playwright's routes do not see a SharedWorker's requests, and turn the HTTP
+ * cache off; this does neither.)
  */
-async function frontProxy({ refuse } = {}) {
+async function frontProxy({ refuse, cached } = {}) {
   const target = new URL(origin);
   let streams = 0;
   let firstAsked;
@@ -273,7 +285,9 @@ async function frontProxy({ refuse } = {}) {
     const upstream = http.request(
       { host: target.hostname, port: target.port, path: req.url, method, headers },
       (answer) => {
-        res.writeHead(answer.statusCode, answer.headers);
+        const script = /\.js$/.test(new URL(req.url, origin).pathname);
+        const caching = cached && script ? { 'cache-control': 'max-age=3600' } : {};
+        res.writeHead(answer.statusCode, { ...answer.headers, ...caching });
         answer.pipe(res);
       },
     );
@@ -1612,6 +1626,86 @@ async function overtakenDispose() {
 }
 
 /**
+ * A module the page swaps is a Web Worker's too: in the worker, where nothing is swapped, its
+ * dispose() and the worker's own container() do nothing, and the worker runs. It died on a
+ * TypeError (the client is the page's, and a worker has none).
+ */
+async function workerDispose() {
+  const ticker = (v) =>
+    'import { dispose } from "/__hmr/client.js";\n' +
+    'const timer = setInterval(() => {}, 1000);\n' +
+    'dispose(import.meta.url, () => clearInterval(timer));\n' +
+    `export const v = "${v}";\n`;
+  await publish({
+    'extras/wk-ticker.js': ticker('v1'),
+    'extras/wk-worker.js':
+      'import { container } from "/__hmr/client.js";\n' +
+      'import { v } from "/extras/wk-ticker.js";\n' +
+      'container({ "/extras/wk-ticker.js": "t" }, () => postMessage("updated"));\n' +
+      'postMessage(`worker has ${v}`);\n',
+    'extras/wk.html': modulePage(
+      'worker',
+      '<p id="page"></p><p id="worker"></p>',
+      'container({ "/extras/wk-ticker.js": "t" }, (c) => {\n' +
+        '  document.getElementById("page").textContent = c.t.v;\n});\n' +
+        'const worker = new Worker("/extras/wk-worker.js", { type: "module" });\n' +
+        'worker.onmessage = (e) => { document.getElementById("worker").textContent += e.data; };\n' +
+        'worker.onerror = (e) => { document.getElementById("worker").textContent += e.message; };',
+    ),
+  });
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/wk.html');
+    await page.waitForFunction(() => document.getElementById('worker').textContent !== '');
+    assert.equal(await page.textContent('#worker'), 'worker has v1');
+    write('extras/wk-ticker.js', ticker('v2'));
+    await page.waitForFunction(() => document.getElementById('page').textContent === 'v2');
+    assert.equal(await page.textContent('#worker'), 'worker has v1', 'the worker keeps its copy');
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * A container's module deleted, behind a dev server that lets the browser cache scripts: the
+ * page's next load fails on it as the swap did, and does not run the deleted module from the
+ * cache. (That is why a failed swap fetches the module's plain URL again too, a second 404 in
+ * the console.)
+ */
+async function deletedCached() {
+  await publish({
+    'extras/gone.js': 'export const v = "here";\n',
+    'extras/gone.html': modulePage(
+      'gone',
+      '<p id="out"></p>',
+      'container({ "/extras/gone.js": "m" }, (c) => { document.getElementById("out").textContent = c.m.v; });',
+    ),
+  });
+  const front = await frontProxy({ cached: true });
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/gone.html', front.origin);
+    await page.waitForFunction(() => document.getElementById('out').textContent === 'here');
+    const plain = `${front.origin}/extras/gone.js`;
+    const refetched = page.waitForResponse((r) => r.url() === plain && r.status() === 404);
+    fs.rmSync(path.join(site, 'extras/gone.js'));
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'visible' });
+    assert.match(await page.textContent('#hmr-proxy-overlay strong'), /\/extras\/gone\.js \(404\)/);
+    await refetched;
+    await page.reload();
+    await page.waitForFunction(
+      () => document.getElementById('hmr-proxy-overlay') || document.getElementById('out').textContent,
+    );
+    assert.equal(await page.textContent('#out'), '', 'the deleted module ran, from the cache');
+    assert.match(await page.textContent('#hmr-proxy-overlay strong'), /\/extras\/gone\.js \(404\)/);
+  } finally {
+    await context.close();
+    front.close();
+  }
+}
+
+/**
  * JSON and CSS modules in a container: imported with their type, swapped on a save like
  * JavaScript ones (a JSON module without `with { type: 'json' }` failed to load).
  */
@@ -1718,6 +1812,8 @@ async function sourceMap() {
  * at another file, whose save swaps the file the page runs. Absolute and relative keys (on a
  * page in a subfolder) still resolve against the page. The busted key (`mapped.js?t=…`) missed
  * the map and ran the unmapped file, saving the mapped one reloaded, and a bare key was a 404.
+ * A module that imports a name a bare specifier's module does not export is shown with its file,
+ * line and column: the hidden frame that finds them had no import map, and failed otherwise.
  */
 async function importMap() {
   const mod = (v) => `export const v = "${v}";\n`;
@@ -1756,6 +1852,15 @@ async function importMap() {
       document.getElementById('paths').textContent === 'abs2 rel2 impl2' &&
       document.getElementById('bare').textContent === 'bare2',
     );
+
+    write('extras/im/abs.js', '// a link error\nimport { nope } from "app/bare";\nexport const v = nope;\n');
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'visible' });
+    assert.match(await page.textContent('#hmr-proxy-overlay strong'), /\/extras\/im\/abs\.js failed to load/);
+    const where = /SyntaxError.*'app\/bare'.*'nope'\n\s+at \/extras\/im\/abs\.js:2:\d+/;
+    assert.match(await page.textContent('#hmr-proxy-overlay pre'), where);
+    write('extras/im/abs.js', mod('abs3'));
+    await page.waitForSelector('#hmr-proxy-overlay', { state: 'detached' });
+    await page.waitForFunction(() => document.getElementById('paths').textContent === 'abs3 rel2 impl2');
     assert.equal(await loads(page), 1, 'no reload');
   } finally {
     await context.close();
@@ -2508,6 +2613,80 @@ async function back() {
   }
 }
 
+/**
+ * Back and forward within the app with the back-forward cache on (Playwright turns it off, so
+ * this scenario has a browser of its own): the page comes back from the cache, its state kept,
+ * and catches up on the saves made while it was away (a stylesheet swapped, a changed page
+ * reloaded), alone in its browser (it leads again) and beside another tab (which leads once the
+ * page away lets the lock go; the page back follows it). The next page's client evicted it from
+ * the cache (its ask on the BroadcastChannel, its request for the Web Lock the page held), and
+ * back ran the page anew.
+ */
+async function bfcache() {
+  const cached = await launch({ ignoreDefaultArgs: ['--disable-back-forward-cache'] });
+  try {
+    for (const beside of [false, true]) {
+      const context = await newContext({}, cached);
+      // Counts the returns from the cache (`pageshow` persisted) in each tab, and says why one
+      // was not (the page may reload as soon as it is back).
+      await context.addInitScript(() => {
+        addEventListener('pageshow', (event) => {
+          const [navigation] = performance.getEntriesByType('navigation');
+          if (event.persisted) sessionStorage.restored = String(Number(sessionStorage.restored || 0) + 1);
+          else if (navigation.type === 'back_forward') {
+            sessionStorage.notRestored = JSON.stringify(navigation.notRestoredReasons);
+          }
+        });
+      });
+      try {
+        const page = await openTab(context);
+        const away = async () => {
+          await page.goto(`${origin}/extras/srcset.html`);
+          await connected(page);
+        };
+        const restored = async (times) => {
+          const { count, reasons } = await page.evaluate(() => ({
+            count: Number(sessionStorage.restored || 0),
+            reasons: sessionStorage.notRestored,
+          }));
+          assert.equal(count, times, `not restored from the bfcache: ${reasons}`);
+        };
+        // A stylesheet the page uses: swapped on its return. The page away has no stylesheet of
+        // its own: it hears the batch, and stays.
+        await page.evaluate(() => (window.kept = 'yes'));
+        await away();
+        // The other tab waits for the lock the page away holds, and leads once that page goes
+        // into the cache. (The page shown again asked for the lock at once, before the page it
+        // left had let it go, and Chromium then gave it to neither.)
+        if (beside) await openTab(context, '/extras/home.html');
+        const heard = page.waitForEvent('console', (msg) => msg.text().includes('matched no stylesheet'));
+        const color = saveH1Color();
+        await heard;
+        await page.goBack({ waitUntil: 'commit' }); // a page from the cache fires no `load`
+        await h1Color(page, color);
+        await restored(1);
+        assert.equal(await page.evaluate(() => window.kept), 'yes', 'window variable kept');
+        // The stream the page led with before it went into the cache is not kept beside the one
+        // that leads now (the browser reopens it when the page is shown).
+        await statusUntil('one stream for all tabs', (s) => s.clients === 1);
+        // The page itself: reloaded on its return.
+        await away();
+        const reloaded = page.waitForEvent('load');
+        const version = String(++serial);
+        write('index.html', read('index.html').replace(/<main[^>]*>/, `<main data-version="${version}">`));
+        await reloaded;
+        await page.goBack({ waitUntil: 'commit' });
+        await page.waitForFunction((v) => document.querySelector('main')?.dataset.version === v, version);
+        await restored(2);
+      } finally {
+        await context.close();
+      }
+    }
+  } finally {
+    await cached.close();
+  }
+}
+
 /** The proxy restarts: the tabs reconnect, see a new instance, and reload once. */
 async function restart() {
   // Tabs sharing a leader's stream, then tabs sharing a SharedWorker's (no Web Locks).
@@ -2840,6 +3019,8 @@ const all = {
   twoContainers,
   disposeCallbacks,
   overtakenDispose,
+  workerDispose,
+  deletedCached,
   dataModules,
   definedElement,
   sourceMap,
@@ -2865,6 +3046,7 @@ const all = {
   stuckPosition,
   slowLeader,
   back,
+  bfcache,
   restart,
 };
 const only = process.env.ONLY ? process.env.ONLY.split(',') : Object.keys(all);
@@ -2872,11 +3054,7 @@ let failed = 0;
 const started = Date.now();
 try {
   await prepare();
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking'],
-  });
+  browser = await launch();
   for (const name of only) {
     transcript = [];
     const t0 = Date.now();
