@@ -449,8 +449,10 @@ function start(selfUrl) {
   }
 
   function reload(reason) {
-    if (reloading) return;
-    reloading = true;
+    // The proxy's waiting page reloads itself too when the dev server is back (`hmrReloading`
+    // is its mark as well): a second reload of a page that answered a POST sent the form twice.
+    if (reloading || window.hmrReloading) return;
+    reloading = window.hmrReloading = true;
     log(`reloading: ${reason}`);
     // The reload may not happen: a page that asks before it is left (unsaved changes) may be
     // kept by its user. A page that stayed must listen again, or it would hear no change more,
@@ -479,7 +481,7 @@ function start(selfUrl) {
   }
 
   function stayed() {
-    reloading = false;
+    reloading = window.hmrReloading = false;
     expectReload(false);
     for (const frame of frameClients(window)) frame.expectReload?.(false);
     log('the reload was cancelled: this page stays, and the next change that needs one asks again');

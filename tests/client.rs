@@ -6,8 +6,9 @@
 //! the tabs do (CSS and image swaps, container updates, the error overlay, full reloads, eight tabs
 //! on one stream, leader hand-over, proxy restart). For the restart it prints `@@restart`; this
 //! file then stops the proxy, starts a new one on the same port and answers `restarted` on the
-//! script's stdin. `HMR_PROXY_SKIP_BROWSER=1` skips these tests; otherwise a missing Chromium,
-//! Node or `tests/browser/node_modules` fails them.
+//! script's stdin. `tests/browser/waiting.mjs` drives the proxy's waiting page in front of a
+//! dev server it stops and starts itself. `HMR_PROXY_SKIP_BROWSER=1` skips these tests;
+//! otherwise a missing Chromium, Node or `tests/browser/node_modules` fails them.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -45,6 +46,41 @@ fn chromium_in_front_of_an_upstream() {
     let upstream = PythonServer::start(&site.dir);
     let url = upstream.url();
     run_browser(&[&url, "--watch", site.path()], &site);
+}
+
+/// A form posted while the dev server is down gets the proxy's waiting page, which reloads by
+/// itself once the server is back, and the form reaches the server once (it reached it twice:
+/// the page's poll and the injected client both reloaded it). See `tests/browser/waiting.mjs`.
+#[test]
+fn a_form_sent_while_the_upstream_is_down_arrives_once() {
+    if skipped() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let site = tempfile::tempdir().expect("tempdir");
+    let upstream = format!("http://127.0.0.1:{port}");
+    let proxy = Running::start(&[&upstream, "--watch", "."], &[], site.path());
+    // Bounded (coreutils' `timeout`): a script that hangs fails the test instead of the run.
+    let out = Command::new("timeout")
+        .args(["120", "node"])
+        .arg(browser_dir().join("waiting.mjs"))
+        .arg(proxy.url(""))
+        .arg(port.to_string())
+        .current_dir(browser_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("node runs (install Node.js, or set HMR_PROXY_SKIP_BROWSER=1)");
+    assert!(
+        out.status.success(),
+        "{}{}
+hmr-proxy logged:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        proxy.log()
+    );
 }
 
 /// True (and says so) when the environment asks to skip browser tests; otherwise insists that

@@ -279,13 +279,18 @@ pub fn response(failure: &Failure, upstream: &str, wants_html: bool) -> Response
 /// The waiting page's poll: any answer to `HEAD` without the marker means the dev server is
 /// back. Only for a dev server that is not there at all: one that answers `HEAD` but fails this
 /// page (a handler that crashes, a `GET` slower than the response timeout) would be reloaded
-/// into the same failure every few seconds, each time one more traceback in its log.
+/// into the same failure every few seconds, each time one more traceback in its log. The
+/// injected client reloads the page too when the proxy sees the server back: whichever comes
+/// first marks the window (`hmrReloading`) and the other leaves it, or a page that answered a
+/// POST sent the form twice.
 const POLL: &str = r#"<p class="wait">This page reloads by itself as soon as the dev server answers.</p>
 <script>
 (function poll(delay) {
   setTimeout(function () {
+    if (window.hmrReloading) return;
     fetch(location.href, { method: "HEAD", cache: "no-store" }).then(function (r) {
-      if (!r.headers.has("x-hmr-proxy-unavailable")) location.reload(); else poll(Math.min(delay * 1.5, 3000));
+      if (r.headers.has("x-hmr-proxy-unavailable")) return poll(Math.min(delay * 1.5, 3000));
+      if (!window.hmrReloading) { window.hmrReloading = true; location.reload(); }
     }, function () { poll(Math.min(delay * 1.5, 3000)); });
   }, delay);
 })(300);

@@ -1,0 +1,89 @@
+// The proxy's waiting page in headless Chromium: a form posted while the dev server is down gets
+// the page that reloads by itself once the server is back, and the form reaches the server once.
+//
+// Run by tests/client.rs:  node tests/browser/waiting.mjs <proxy-origin> <upstream-port>
+// The proxy fronts http://127.0.0.1:<upstream-port>, which this script serves itself, stops and
+// starts again. Two things reload that page when the server is back: its own poll, and the
+// injected client when the proxy sees the server answer. Each alone reloads it once; both used to
+// reload it twice, and a page that answered a POST sent the form twice. The server holds the
+// resent POST's answer for a while, so that both have come round while the first reload waits:
+// without the shared mark, the second POST is certain, not a race. Exits 0, or 1 with what
+// happened. Every wait is on an event, bounded by WAIT_MS.
+
+import http from 'node:http';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+const [origin, port] = process.argv.slice(2);
+if (!origin || !port) {
+  console.error('usage: node waiting.mjs <proxy-origin> <upstream-port>');
+  process.exit(2);
+}
+
+const WAIT_MS = 20_000;
+/** How long the server holds its answer to the resent form: past the poll's longest pause. */
+const HOLD_MS = 4_000;
+
+let posts = 0;
+
+/** The dev server: a form, and a POST handler that counts and (once back) answers late. */
+function serve(holdMs) {
+  const server = http.createServer((req, res) => {
+    if (req.method === 'POST') {
+      posts += 1;
+      req.resume();
+      req.on('end', () =>
+        setTimeout(() => res.writeHead(200, { 'content-type': 'text/html' }).end(
+          '<!doctype html><html><head><title>sent</title></head><body><p id="sent">sent</p></body></html>',
+        ), holdMs),
+      );
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/html' }).end(
+      '<!doctype html><html><head><title>form</title></head><body>' +
+        '<form method="post" action="/submit"><input name="q" value="1"><button>send</button></form>' +
+        '</body></html>',
+    );
+  });
+  return new Promise((resolve) => server.listen(Number(port), '127.0.0.1', () => resolve(server)));
+}
+
+function stop(server) {
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(resolve));
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking'],
+});
+const transcript = [];
+let server = null;
+try {
+  server = await serve(0);
+  const page = await browser.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  page.on('console', (m) => transcript.push(`[console] ${m.text()}`));
+  page.on('request', (r) => transcript.push(`[request] ${r.method()} ${r.url()}`));
+  await page.goto(`${origin}/form`);
+  await page.waitForFunction(() => window.__hmrProxy === true);
+  await stop(server);
+  // Sent while the server is down: the proxy's waiting page, with the client in it.
+  await page.click('button');
+  await page.waitForSelector('text=reloads by itself');
+  await page.waitForFunction(() => window.__hmrProxy === true);
+  assert.equal(posts, 0);
+  server = await serve(HOLD_MS);
+  await page.waitForSelector('#sent', { timeout: WAIT_MS + HOLD_MS });
+  assert.equal(posts, 1, 'the form reached the server once');
+  console.log('ok waiting page');
+} catch (err) {
+  console.log(`FAIL waiting page: ${err.stack || err}\n  posts: ${posts}\n  ${transcript.join('\n  ')}`);
+  process.exitCode = 1;
+} finally {
+  // A server still listening would keep this process (and the test) waiting for ever.
+  if (server?.listening) await stop(server);
+  await browser.close();
+  process.exit();
+}
