@@ -183,13 +183,9 @@ fn missing_serve_directory_names_the_flag() {
 /// `nobody` when the tests run as root, whom no permission stops.
 #[test]
 fn an_unreadable_serve_directory_names_the_flag_and_the_fix() {
-    use std::os::unix::fs::PermissionsExt;
     // Under /tmp, which everyone may traverse (`nobody` must reach the folder to be refused by
     // it, whatever TMPDIR says).
     let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
-    let set_mode = |path: &Path, mode: u32| {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-    };
     // Searchable, so the path resolves; not readable, so it cannot be listed.
     set_mode(dir.path(), 0o755);
     let site = dir.path().join("site");
@@ -235,6 +231,27 @@ fn an_unreadable_serve_directory_names_the_flag_and_the_fix() {
     set_mode(&locked, 0o755); // so the temporary folder can be removed
 }
 
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// The binary serving with `args` in `dir` (a folder under /tmp that everyone may traverse): as
+/// `nobody` when the tests run as root, whom no permission stops, from a copy in `dir` that
+/// `nobody` may run; else as this user.
+fn start_unprivileged(dir: &Path, args: &[&str]) -> Running {
+    if running_as_root() {
+        let bin = dir.join("hmr-proxy");
+        std::fs::copy(bin::BIN, &bin).expect("copy the binary");
+        set_mode(&bin, 0o755);
+        let mut argv = args.to_vec();
+        argv.extend(["--listen", "127.0.0.1:0"]);
+        Running::spawned(as_nobody(&bin, &argv, dir))
+    } else {
+        Running::start(args, &[], dir)
+    }
+}
+
 /// `bin` (a copy `nobody` may run) with `args` in `cwd`, run as `nobody` with the test run's
 /// own settings cleared, as [`bin::command`] clears them.
 fn as_nobody(bin: &Path, args: &[&str], cwd: &Path) -> std::process::Command {
@@ -261,11 +278,7 @@ fn as_nobody(bin: &Path, args: &[&str], cwd: &Path) -> std::process::Command {
 /// Run as `nobody` when the tests run as root, whom no permission stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_file_is_a_403_that_says_so() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
-    let set_mode = |path: &Path, mode: u32| {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-    };
     set_mode(dir.path(), 0o755);
     let site = dir.path().join("site");
     std::fs::create_dir_all(site.join("locked")).expect("mkdir");
@@ -277,18 +290,7 @@ async fn an_unreadable_file_is_a_403_that_says_so() {
     let closed = if running_as_root() { 0o600 } else { 0o000 };
     set_mode(&site.join("private.css"), closed);
     set_mode(&site.join("locked"), closed & 0o700);
-    let running = if running_as_root() {
-        let bin = dir.path().join("hmr-proxy");
-        std::fs::copy(bin::BIN, &bin).expect("copy the binary");
-        set_mode(&bin, 0o755);
-        Running::spawned(as_nobody(
-            &bin,
-            &["--serve", "site", "--listen", "127.0.0.1:0"],
-            dir.path(),
-        ))
-    } else {
-        Running::start(&["--serve", "site"], &[], dir.path())
-    };
+    let running = start_unprivileged(dir.path(), &["--serve", "site"]);
     let (status, _, _) = crate::support::get(&running.url("/ok.txt"), &[]).await;
     assert_eq!(status, 200);
     for path in ["/private.css", "/locked/inner.css"] {
@@ -310,25 +312,13 @@ async fn an_unreadable_file_is_a_403_that_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_folder_that_becomes_readable_is_watched_from_then_on() {
     use crate::support::sse::{SseClient, paths};
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
-    let set_mode = |path: &Path, mode: u32| {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-    };
     set_mode(dir.path(), 0o755);
     let site = dir.path().join("site");
     let secret = site.join("secret");
     std::fs::create_dir_all(&secret).expect("mkdir");
     set_mode(&secret, if running_as_root() { 0o700 } else { 0o000 });
-    let args = ["--serve", "site", "--listen", "127.0.0.1:0"];
-    let running = if running_as_root() {
-        let bin = dir.path().join("hmr-proxy");
-        std::fs::copy(bin::BIN, &bin).expect("copy the binary");
-        set_mode(&bin, 0o755);
-        Running::spawned(as_nobody(&bin, &args, dir.path()))
-    } else {
-        Running::start_as_given(&args, &[], dir.path())
-    };
+    let running = start_unprivileged(dir.path(), &["--serve", "site"]);
     running.wait_for_log("secret: permission denied; saves in it are not seen until");
     let mut tab = SseClient::open(running.addr, &[]).await;
     set_mode(&secret, 0o777);

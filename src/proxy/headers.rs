@@ -608,39 +608,38 @@ pub fn prepare_response(
     // Preload hints (`Link: <http://localhost:8000/app.css>; rel=preload`, Rails and Laravel
     // send them) fetched the upstream's copy, which the page's re-pointed link never used.
     if headers.contains_key(header::LINK) {
-        let links: Vec<HeaderValue> = headers
-            .get_all(header::LINK)
-            .iter()
-            .map(|v| {
-                v.to_str()
-                    .ok()
-                    .and_then(|s| origins.rewrite_link(s, &proxy_origin()))
-                    .and_then(|s| HeaderValue::from_str(&s).ok())
-                    .unwrap_or_else(|| v.clone())
-            })
-            .collect();
-        headers.remove(header::LINK);
-        for link in links {
-            headers.append(header::LINK, link);
-        }
+        rewrite_each(headers, header::LINK, |link| {
+            origins.rewrite_link(link, &proxy_origin())
+        });
     }
     if headers.contains_key(header::SET_COOKIE) {
         let plain = plain();
-        let cookies: Vec<HeaderValue> = headers
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .map(|v| {
-                v.to_str()
-                    .ok()
-                    .and_then(|s| names.rewrite_cookie(s, plain))
-                    .and_then(|s| HeaderValue::from_str(&s).ok())
-                    .unwrap_or_else(|| v.clone())
-            })
-            .collect();
-        headers.remove(header::SET_COOKIE);
-        for cookie in cookies {
-            headers.append(header::SET_COOKIE, cookie);
-        }
+        rewrite_each(headers, header::SET_COOKIE, |cookie| {
+            names.rewrite_cookie(cookie, plain)
+        });
+    }
+}
+
+/// Every `name` field's value through `rewrite` (`None`: kept as it is), in their order.
+fn rewrite_each(
+    headers: &mut HeaderMap,
+    name: HeaderName,
+    rewrite: impl Fn(&str) -> Option<String>,
+) {
+    let values: Vec<HeaderValue> = headers
+        .get_all(&name)
+        .iter()
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(&rewrite)
+                .and_then(|s| HeaderValue::from_str(&s).ok())
+                .unwrap_or_else(|| v.clone())
+        })
+        .collect();
+    headers.remove(&name);
+    for value in values {
+        headers.append(&name, value);
     }
 }
 
