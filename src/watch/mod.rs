@@ -590,11 +590,15 @@ impl Watching {
 
 /// Files that keep changing, batch after batch: a log not named `*.log`, a database, a server's
 /// output redirected into the project. Each batch reloads every open tab, for as long as the file
-/// is written, and nothing said why: the file is named once, with the fix.
+/// is written, and nothing said why: the file is named once, with the fix. So is a folder that
+/// gets a file of a new name in batch after batch (a session or cache file the server writes for
+/// each request: each reload wrote the next, and the tab reloaded for ever).
 #[derive(Default)]
 struct Restless {
     /// The paths of the last batch, and in how many batches in a row each has been.
     streak: Vec<(String, u32)>,
+    /// The same for the folders of the files new in each batch (not in the batch before).
+    folders: Vec<(String, u32)>,
     /// When the last batch went out: a streak is of batches close together.
     last: Option<Instant>,
     said: HashSet<String>,
@@ -614,17 +618,41 @@ impl Restless {
             .last
             .replace(now)
             .is_some_and(|last| now.duration_since(last) < RESTLESS_GAP);
-        let streak = if close {
-            std::mem::take(&mut self.streak)
+        let (streak, folders) = if close {
+            (
+                std::mem::take(&mut self.streak),
+                std::mem::take(&mut self.folders),
+            )
         } else {
             self.streak.clear();
-            Vec::new()
+            self.folders.clear();
+            (Vec::new(), Vec::new())
         };
         for change in &batch.changes {
             let before = streak
                 .iter()
                 .find(|(path, _)| *path == change.path)
                 .map_or(0, |(_, n)| *n);
+            if before == 0 {
+                let folder = change.path.rsplit_once('/').map_or(".", |(dir, _)| dir);
+                if !self.folders.iter().any(|(f, _)| f == folder) {
+                    let count = 1 + folders
+                        .iter()
+                        .find(|(f, _)| f == folder)
+                        .map_or(0, |(_, n)| *n);
+                    let key = format!("{folder}/");
+                    if count == RESTLESS_BATCHES && self.said.insert(key.clone()) {
+                        named = true;
+                        tracing::warn!(
+                            "{key} has had a file of a new name in each of the last {count} \
+                             batches, without a pause: if the server writes one there for each \
+                             request (sessions, a cache), every open tab reloads for ever; \
+                             --ignore '{key}'"
+                        );
+                    }
+                    self.folders.push((folder.to_string(), count));
+                }
+            }
             let count = before + 1;
             if count == RESTLESS_BATCHES && self.said.insert(change.path.clone()) {
                 named = true;
@@ -784,5 +812,29 @@ mod tests {
         }
         let when: Vec<usize> = (0..named.len()).filter(|&i| named[i]).collect();
         assert_eq!(when, [9]);
+    }
+
+    /// A file of a new name in one folder, batch after batch without a pause (a session file for
+    /// each request, each reload writing the next): the folder is named at the tenth, once;
+    /// saves by hand with pauses never.
+    #[test]
+    fn a_folder_with_a_new_file_in_batch_after_batch_is_named_once() {
+        let mut restless = Restless::default();
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        for i in 0..20 {
+            let path = format!("notes/n{i}.md");
+            assert!(!restless.note(&batch(&[&path]), at(i * 2000)));
+        }
+        let mut named = Vec::new();
+        for i in 0..25 {
+            let path = format!("storage/sessions/s{i}");
+            named.push(restless.note(&batch(&[&path, "index.html"]), at(60_000 + i * 300)));
+        }
+        let when: Vec<usize> = (0..named.len()).filter(|&i| named[i]).collect();
+        // index.html, in every batch, is named at the tenth too: it is the same file each time.
+        assert_eq!(when, [9]);
+        assert!(restless.said.contains("storage/sessions/"));
+        assert!(restless.said.contains("index.html"));
     }
 }
