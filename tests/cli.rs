@@ -201,14 +201,15 @@ fn an_unreadable_serve_directory_names_the_flag_and_the_fix() {
         std::fs::copy(bin::BIN, &bin).expect("copy the binary");
         set_mode(&bin, 0o755);
     }
-    let run = |folder: &str| {
+    let run_with = |flag: &str, folder: &str| {
         if running_as_root() {
-            let cmd = as_nobody(&bin, &["--serve", folder], dir.path());
+            let cmd = as_nobody(&bin, &[flag, folder], dir.path());
             bin::run_command_to_exit(cmd, "hmr-proxy as nobody")
         } else {
-            run_to_exit(&["--serve", folder], &[], dir.path())
+            run_to_exit(&[flag, folder], &[], dir.path())
         }
     };
+    let run = |folder: &str| run_with("--serve", folder);
     let line = error_line(&run("site"));
     assert_mentions(
         &line,
@@ -228,6 +229,14 @@ fn an_unreadable_serve_directory_names_the_flag_and_the_fix() {
             "search permission on the folders above",
         ],
     );
+    // A folder to watch there, not made yet or made: not taken for one to wait for.
+    for folder in ["locked/inner", "locked/a/b"] {
+        let line = error_line(&run_with("--watch", folder));
+        assert_mentions(
+            &line,
+            &["--watch", &format!("`{folder}`"), "cannot be reached"],
+        );
+    }
     set_mode(&locked, 0o755); // so the temporary folder can be removed
 }
 

@@ -1061,7 +1061,12 @@ fn not_yet_made(cwd: &Path, dir: &Path) -> Option<PathBuf> {
     // first build made either; `..` there could not be resolved later the same way).
     let mut missing = Vec::new();
     let mut above = path.as_path();
-    while above.symlink_metadata().is_err() {
+    // Only past names that are not there: a folder this user may not search is not "not made
+    // yet" (its error, naming the fix, is the caller's).
+    while let Err(err) = above.symlink_metadata() {
+        if err.kind() != std::io::ErrorKind::NotFound {
+            return None;
+        }
         match above.components().next_back()? {
             std::path::Component::Normal(name) => missing.push(name),
             _ => return None,
@@ -1291,19 +1296,28 @@ fn unknown_variables<'a>(
         .collect();
     let nearest = |name: &str| {
         let short = name.strip_prefix(PREFIX).unwrap_or(name);
+        // What other tools name the listen address and the upstream.
+        let alias = match short {
+            "PORT" | "HOST" | "ADDR" | "ADDRESS" | "BIND" => Some("LISTEN"),
+            "URL" | "TARGET" | "PROXY" | "BACKEND" => Some("UPSTREAM"),
+            _ => None,
+        };
+        if let Some(real) = alias {
+            return Some(format!("{PREFIX}{real}"));
+        }
         let shorts = known
             .iter()
             .filter_map(|k| k.strip_prefix(PREFIX).map(|s| (k, s)));
-        // One name inside the other (`POLL_INTERVAL`, `INJECT` of `NO_INJECT`), else a few
-        // letters apart.
+        // One name inside the other (`POLL_INTERVAL`, `INJECT` of `NO_INJECT`), else a slip of
+        // a letter or two: only for names long enough to tell (`LOG` is no slip of `POLL`).
         shorts
             .clone()
-            .filter(|(_, s)| short.contains(s) || s.contains(short))
+            .filter(|(_, s)| short.len() >= 4 && (short.contains(s) || s.contains(short)))
             .max_by_key(|(_, s)| s.len())
             .or_else(|| {
                 shorts
                     .map(|(k, s)| (k, s, edit_distance(short, s)))
-                    .filter(|(_, _, d)| *d <= 3)
+                    .filter(|(_, _, d)| *d <= short.len().min(12) / 4)
                     .min_by_key(|(_, _, d)| *d)
                     .map(|(k, s, _)| (k, s))
             })
@@ -1555,6 +1569,9 @@ mod tests {
                 "HMR_PROXY_WHATEVER",
                 "HMR_PROXY_LISTEN",
                 "PATH",
+                "HMR_PROXY_PORT",
+                "HMR_PROXY_LOG",
+                "HMR_PROXY_X",
             ]
             .into_iter(),
         );
@@ -1565,6 +1582,9 @@ mod tests {
                 Some("HMR_PROXY_ALLOWED_HOST"),
                 Some("HMR_PROXY_NO_INJECT"),
                 Some("HMR_PROXY_POLL"),
+                None,
+                Some("HMR_PROXY_LISTEN"),
+                None,
                 None,
             ],
             "{warnings:?}"
