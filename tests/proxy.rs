@@ -226,6 +226,10 @@ async fn an_untyped_page_is_sniffed_as_browsers_do() {
     let (_, headers, text) = get(&proxy.url("/untyped/text"), &navigation).await;
     assert_eq!(text, "plain words, then <b>some markup</b>");
     assert!(headers.get("content-type").is_none(), "{headers:?}");
+    // `nosniff`: the browser shows it as text, and so it is left.
+    let (_, headers, page) = get(&proxy.url("/untyped/nosniff"), &navigation).await;
+    assert!(!String::from_utf8_lossy(&page).contains("/__hmr/"));
+    assert!(headers.get("content-type").is_none(), "{headers:?}");
     // Not a navigation: left alone.
     let (_, _, fetched) = get(&proxy.url("/untyped/page"), &[("sec-fetch-dest", "empty")]).await;
     assert!(!String::from_utf8_lossy(&fetched).contains("/__hmr/"));

@@ -333,6 +333,11 @@ fn untyped_page(facts: &RequestFacts, response: &Response<Body>) -> bool {
         && facts.method != Method::HEAD
         && !response.headers().contains_key(header::CONTENT_TYPE)
         && !response.headers().contains_key(header::CONTENT_ENCODING)
+        // A browser sniffs nothing then, and shows the body as text.
+        && !response
+            .headers()
+            .get(header::X_CONTENT_TYPE_OPTIONS)
+            .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"nosniff"))
         && !matches!(
             response.status(),
             StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED | StatusCode::PARTIAL_CONTENT

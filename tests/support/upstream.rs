@@ -362,7 +362,7 @@ async fn route(
         ["untyped", kind] => {
             // No Content-Type at all (a bare Node `res.end(…)`), in 3-byte frames: the browser
             // sniffs the first bytes.
-            let text: &[u8] = if *kind == "page" {
+            let text: &[u8] = if *kind == "page" || *kind == "nosniff" {
                 b"\n<!DOCTYPE html><html><head><title>t</title></head><body>hi</body></html>"
             } else {
                 b"plain words, then <b>some markup</b>"
@@ -371,10 +371,17 @@ async fn route(
                 .chunks(3)
                 .map(|chunk| Ok(Frame::data(Bytes::copy_from_slice(chunk))))
                 .collect();
-            respond(
+            let mut res = respond(
                 200,
                 StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync(),
-            )
+            );
+            if *kind == "nosniff" {
+                res.headers_mut().insert(
+                    "x-content-type-options",
+                    HeaderValue::from_static("nosniff"),
+                );
+            }
+            res
         }
         ["links"] => {
             // A page that links to the upstream itself, as a framework that builds absolute URLs
