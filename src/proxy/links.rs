@@ -493,9 +493,12 @@ fn in_value_attribute(open_tag: &[u8], data: &[u8], at: usize) -> bool {
     let before = &data[..at];
     let joined;
     let tag = match memchr::memrchr2(b'<', b'>', before) {
+        // Not a tag this long, as for one carried across chunks (`Fields::open_tag`): a `<` in
+        // a script's text. Also bounds the scan, which is per URL.
+        Some(lt) if at - lt > MAX_HELD => return false,
         Some(lt) if before[lt] == b'<' => &before[lt + 1..],
         Some(_) => return false,
-        None if open_tag.is_empty() => return false,
+        None if open_tag.is_empty() || open_tag.len() + before.len() > MAX_HELD => return false,
         None => {
             joined = [&open_tag[1..], before].concat();
             &joined[..]
@@ -985,6 +988,22 @@ mod tests {
                     "cuts {cut}, {second}"
                 );
             }
+        }
+    }
+
+    /// A `<` further back than a tag can be (a script's `a < b`) starts no field, whether the
+    /// page comes whole or cut, and the URL after it is re-pointed.
+    #[test]
+    fn a_lone_angle_bracket_far_back_starts_no_field() {
+        let links = Arc::new(links(&[], "localhost:8000", false));
+        let page = format!(
+            "<script>if(a<b){{{}var value = \"http://localhost:8000/api\"}}</script>",
+            " ".repeat(MAX_HELD + 100)
+        );
+        let want = whole(&links, &page);
+        assert!(want.contains("http://localhost:3000/api"), "{want}");
+        for cuts in [&[3000][..], &[3000, 4150], &[100, 4100]] {
+            assert_eq!(pieces(&links, &page, cuts), want, "{cuts:?}");
         }
     }
 
