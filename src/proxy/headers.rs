@@ -167,15 +167,31 @@ pub struct Forwarding<'a> {
 /// as `X-Forwarded-For` is. Pages then link `https://` (an `http://` stylesheet is mixed content
 /// there, and blocked) and the upstream hears `https`, as it would behind that front end alone.
 pub fn tls_front(headers: &HeaderMap, peer: IpAddr) -> bool {
-    headers.get(&X_FORWARDED_PROTO).is_some_and(|proto| {
-        let first = proto.as_bytes().split(|&b| b == b',').next().unwrap_or(&[]);
-        first.trim_ascii().eq_ignore_ascii_case(b"https")
-    }) && peer.to_canonical().is_loopback()
+    claims_https(headers) && peer.to_canonical().is_loopback()
+}
+
+/// Whether `X-Forwarded-Proto` says `https`, whoever sent it: its last value, the one the
+/// nearest front end (which appends) vouches for.
+pub fn claims_https(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(&X_FORWARDED_PROTO)
+        .iter()
+        .next_back()
+        .is_some_and(|proto| {
+            let last = proto
+                .as_bytes()
+                .rsplit(|&b| b == b',')
+                .next()
+                .unwrap_or(&[]);
+            last.trim_ascii().eq_ignore_ascii_case(b"https")
+        })
 }
 
 /// Whether a tab on `host` (the browser's `Host`) over plain http is no secure context: not
 /// `localhost`, `*.localhost` or a loopback address, where browsers keep `Secure` cookies.
-pub fn plain_origin(host: Option<&HeaderValue>, tls_front: bool) -> bool {
+/// `https` is what the request claims ([`claims_https`]), from any peer: a TLS front end in
+/// another container is no loopback peer, and a claim that lies only leaves cookies as set.
+pub fn plain_origin(host: Option<&HeaderValue>, https: bool) -> bool {
     let Some(host) = host.and_then(|h| h.to_str().ok()) else {
         return false;
     };
@@ -191,7 +207,7 @@ pub fn plain_origin(host: Option<&HeaderValue>, tls_front: bool) -> bool {
         || name
             .parse::<IpAddr>()
             .is_ok_and(|ip| ip.to_canonical().is_loopback());
-    !tls_front && !local
+    !https && !local
 }
 
 /// Turn a browser's request headers into the upstream's. Returns the hop facts.
@@ -865,7 +881,8 @@ mod tests {
         for (client, proto, tls) in [
             ("127.0.0.1", "https", true),
             ("::1", "HTTPS", true),
-            ("::ffff:127.0.0.1", "https, http", true),
+            ("::ffff:127.0.0.1", "http, https", true),
+            ("127.0.0.1", "https, http", false),
             ("127.0.0.1", "http", false),
             ("127.0.0.1", "wss", false),
             ("192.168.1.20", "https", false),

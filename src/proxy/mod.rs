@@ -232,6 +232,7 @@ impl Proxy {
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
         let tls_front = headers::tls_front(&parts.headers, peer.ip());
+        let claims_https = headers::claims_https(&parts.headers);
         let hop = headers::prepare_request(
             &mut parts.headers,
             &Forwarding {
@@ -418,7 +419,7 @@ impl Proxy {
             &this.origins,
             || proxy_origin(browser_host.as_ref(), this.local, tls_front),
             upgraded.as_ref(),
-            || headers::plain_origin(browser_host.as_ref(), tls_front),
+            || headers::plain_origin(browser_host.as_ref(), claims_https),
         );
         tracing::debug!(
             "{method} {path} → {} in {:.1?}",
