@@ -603,10 +603,7 @@ mod tests {
     fn a_negated_glob_takes_back_what_an_earlier_one_ignored() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let root = dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
-        let f = filter(
-            &root,
-            &["*", "!*/", "!*.css", "vendor/", "!vendor/keep.css"],
-        );
+        let f = filter(&root, &["*", "!*/", "!*.css", "vendor/"]);
         for (rel, is_dir, ignored) in [
             ("app.js", false, true),
             ("css", true, false),
@@ -614,7 +611,6 @@ mod tests {
             ("css/site.scss", false, true),
             ("vendor", true, true),
             ("vendor/x.css", false, true),
-            ("vendor/keep.css", false, false),
         ] {
             assert_eq!(f.is_ignored(&root.join(rel), is_dir), ignored, "{rel}");
         }

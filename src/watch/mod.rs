@@ -597,8 +597,11 @@ impl Watching {
 struct Restless {
     /// The paths of the last batch, and in how many batches in a row each has been.
     streak: Vec<(String, u32)>,
-    /// The same for the folders of the files new in each batch (not in the batch before).
+    /// The same for the folders of the files new in each batch (not seen in this streak).
     folders: Vec<(String, u32)>,
+    /// The paths seen in this streak of batches close together (two files saved by turns are
+    /// no new names).
+    seen: HashSet<String>,
     /// When the last batch went out: a streak is of batches close together.
     last: Option<Instant>,
     said: HashSet<String>,
@@ -609,6 +612,8 @@ struct Restless {
 /// pauses; an editor saving on every keystroke is told apart by the wording only).
 const RESTLESS_BATCHES: u32 = 10;
 const RESTLESS_GAP: Duration = Duration::from_millis(1500);
+/// Paths a streak remembers before it starts over (a loop that writes a new name each time).
+const SEEN_AT_MOST: usize = 10_000;
 
 impl Restless {
     /// Take in a batch sent at `now`; true when it named a file (for the tests).
@@ -626,32 +631,37 @@ impl Restless {
         } else {
             self.streak.clear();
             self.folders.clear();
+            self.seen.clear();
             (Vec::new(), Vec::new())
         };
+        if self.seen.len() > SEEN_AT_MOST {
+            self.seen.clear();
+        }
         for change in &batch.changes {
             let before = streak
                 .iter()
                 .find(|(path, _)| *path == change.path)
                 .map_or(0, |(_, n)| *n);
-            if before == 0 {
-                let folder = change.path.rsplit_once('/').map_or(".", |(dir, _)| dir);
-                if !self.folders.iter().any(|(f, _)| f == folder) {
-                    let count = 1 + folders
-                        .iter()
-                        .find(|(f, _)| f == folder)
-                        .map_or(0, |(_, n)| *n);
-                    let key = format!("{folder}/");
-                    if count == RESTLESS_BATCHES && self.said.insert(key.clone()) {
-                        named = true;
-                        tracing::warn!(
-                            "{key} has had a file of a new name in each of the last {count} \
-                             batches, without a pause: if the server writes one there for each \
-                             request (sessions, a cache), every open tab reloads for ever; \
-                             --ignore '{key}'"
-                        );
-                    }
-                    self.folders.push((folder.to_string(), count));
+            // A folder, not the watched one itself: `--ignore` could not name that.
+            if self.seen.insert(change.path.clone())
+                && let Some((folder, _)) = change.path.rsplit_once('/')
+                && !self.folders.iter().any(|(f, _)| f == folder)
+            {
+                let count = 1 + folders
+                    .iter()
+                    .find(|(f, _)| f == folder)
+                    .map_or(0, |(_, n)| *n);
+                let key = format!("{folder}/");
+                if count == RESTLESS_BATCHES && self.said.insert(key.clone()) {
+                    named = true;
+                    tracing::warn!(
+                        "{key} has had a file of a new name in each of the last {count} \
+                         batches, without a pause: if the server writes one there for each \
+                         request (sessions, a cache), every open tab reloads for ever; \
+                         --ignore '{key}'"
+                    );
                 }
+                self.folders.push((folder.to_string(), count));
             }
             let count = before + 1;
             if count == RESTLESS_BATCHES && self.said.insert(change.path.clone()) {
@@ -836,5 +846,12 @@ mod tests {
         assert_eq!(when, [9]);
         assert!(restless.said.contains("storage/sessions/"));
         assert!(restless.said.contains("index.html"));
+        // Two files saved by turns, without a pause: no new names, only the files themselves.
+        let mut restless = Restless::default();
+        for i in 0..25 {
+            let path = if i % 2 == 0 { "css/a.css" } else { "css/b.css" };
+            restless.note(&batch(&[path]), at(120_000 + i * 300));
+        }
+        assert!(!restless.said.contains("css/"), "{:?}", restless.said);
     }
 }
