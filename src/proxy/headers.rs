@@ -163,11 +163,12 @@ pub struct Forwarding<'a> {
 
 /// Whether the browser reached the proxy over TLS through a front end on this machine: a
 /// tunnel (ngrok, cloudflared, a Codespaces or Gitpod port), or a local nginx or Caddy with a
-/// certificate, which say so in `X-Forwarded-Proto: https`. Believed only from a loopback peer,
-/// as `X-Forwarded-For` is. Pages then link `https://` (an `http://` stylesheet is mixed content
-/// there, and blocked) and the upstream hears `https`, as it would behind that front end alone.
-pub fn tls_front(headers: &HeaderMap, peer: IpAddr) -> bool {
-    claims_https(headers) && peer.to_canonical().is_loopback()
+/// certificate, which say so in `X-Forwarded-Proto: https` ([`claims_https`]). Believed only
+/// from a loopback peer, as `X-Forwarded-For` is. Pages then link `https://` (an `http://`
+/// stylesheet is mixed content there, and blocked) and the upstream hears `https`, as it would
+/// behind that front end alone.
+pub fn tls_front(claims_https: bool, peer: IpAddr) -> bool {
+    claims_https && peer.to_canonical().is_loopback()
 }
 
 /// Whether `X-Forwarded-Proto` says `https`, whoever sent it: its last value, the one the
@@ -716,7 +717,7 @@ mod tests {
         let client_ip = client.parse().unwrap_or_else(|e| panic!("{e}"));
         let fwd = Forwarding {
             client_ip,
-            tls_front: tls_front(&h, client_ip),
+            tls_front: tls_front(claims_https(&h), client_ip),
             host: h.get("host").cloned(),
             upstream_host: Some(&HeaderValue::from_static("localhost:8000")),
             keep_host,

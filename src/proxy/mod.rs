@@ -231,8 +231,8 @@ impl Proxy {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        let tls_front = headers::tls_front(&parts.headers, peer.ip());
         let claims_https = headers::claims_https(&parts.headers);
+        let tls_front = headers::tls_front(claims_https, peer.ip());
         let hop = headers::prepare_request(
             &mut parts.headers,
             &Forwarding {

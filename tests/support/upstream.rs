@@ -225,6 +225,15 @@ fn full(text: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
+/// `bytes` as a body of `size`-byte frames, so that what they hold straddles frames.
+fn in_frames(bytes: &[u8], size: usize) -> Body {
+    let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = bytes
+        .chunks(size)
+        .map(|chunk| Ok(Frame::data(Bytes::copy_from_slice(chunk))))
+        .collect();
+    StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
+}
+
 fn respond(status: u16, body: Body) -> Response<Body> {
     let mut res = Response::new(body);
     *res.status_mut() = StatusCode::from_u16(status).expect("status");
@@ -367,14 +376,7 @@ async fn route(
             } else {
                 b"plain words, then <b>some markup</b>"
             };
-            let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = text
-                .chunks(3)
-                .map(|chunk| Ok(Frame::data(Bytes::copy_from_slice(chunk))))
-                .collect();
-            let mut res = respond(
-                200,
-                StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync(),
-            );
+            let mut res = respond(200, in_frames(text, 3));
             if *kind == "nosniff" {
                 res.headers_mut().insert(
                     "x-content-type-options",
@@ -396,15 +398,7 @@ async fn route(
                  <a href=\"http://localhost:{port}\">home</a>\
                  <script>new WebSocket(\"ws://localhost:{port}/live\")</script></body></html>"
             );
-            let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = page
-                .as_bytes()
-                .chunks(7)
-                .map(|chunk| Ok(Frame::data(Bytes::copy_from_slice(chunk))))
-                .collect();
-            let mut res = respond(
-                200,
-                StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync(),
-            );
+            let mut res = respond(200, in_frames(page.as_bytes(), 7));
             res.headers_mut()
                 .insert("content-type", HeaderValue::from_static("text/html"));
             res
