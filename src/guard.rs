@@ -10,6 +10,7 @@
 //! DNS rebinding: only loopback names, IP literals and the names given with `--allowed-host`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 
@@ -80,6 +81,19 @@ pub fn host_refusal<B>(req: &Request<B>, allowed: &AllowedHosts) -> Option<Respo
             "hmr-proxy: the request has more than one Host header",
         ));
     }
+    // Both given (HTTP/2's `:authority` beside a `Host` field, or an HTTP/1 absolute-form target):
+    // the check would read one and the upstream or the page's links might use the other
+    // (RFC 9113, 8.3.1, lets a server treat the pair as malformed).
+    if let (Some(host), Some(authority)) = (first, req.uri().authority())
+        && !host
+            .as_bytes()
+            .eq_ignore_ascii_case(authority.as_str().as_bytes())
+    {
+        return Some(body::plain(
+            StatusCode::BAD_REQUEST,
+            "hmr-proxy: the Host header and the request target name different hosts",
+        ));
+    }
     let value = match first {
         Some(value) => value.as_bytes(),
         None => match req.uri().authority() {
@@ -102,7 +116,14 @@ pub fn host_refusal<B>(req: &Request<B>, allowed: &AllowedHosts) -> Option<Respo
     if host_allowed(&host, allowed) {
         return None;
     }
-    tracing::warn!("refused a request for host `{host}`: allow it with --allowed-host {host}");
+    if first_refusal_of(&host) {
+        tracing::warn!(
+            "refused a request for host `{host}`: allow it with --allowed-host {host} \
+             (further requests for it are logged with -v)"
+        );
+    } else {
+        tracing::debug!("refused a request for host `{host}`");
+    }
     Some(body::plain(
         StatusCode::FORBIDDEN,
         format!(
@@ -140,7 +161,32 @@ fn host_name(value: &[u8]) -> Option<String> {
         return None;
     }
     let host = host.trim_end_matches('.').to_ascii_lowercase();
-    (!host.is_empty()).then_some(host)
+    // A name holds letters, digits, `-`, `.`, `_` (and `~`, which URLs allow); browsers send any
+    // other as punycode or not at all. The name is written into the pages and headers the proxy
+    // re-points, so a `"` or `<` in it would be markup there.
+    let name_ok = host.starts_with('[')
+        || host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    (!host.is_empty() && name_ok).then_some(host)
+}
+
+/// Whether `host` is refused for the first time: a page that keeps asking (a rebinding attempt
+/// left open in a tab, an unlisted LAN name loading its assets) is one warning, not one a
+/// request. Bounded: past `WARNED_AT_MOST` names every refusal warns again.
+fn first_refusal_of(host: &str) -> bool {
+    const WARNED_AT_MOST: usize = 256;
+    static WARNED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let Ok(mut warned) = WARNED.lock() else {
+        return true;
+    };
+    if warned.iter().any(|h| h == host) {
+        return false;
+    }
+    if warned.len() < WARNED_AT_MOST {
+        warned.push(host.to_owned());
+    }
+    true
 }
 
 fn host_allowed(host: &str, allowed: &AllowedHosts) -> bool {
@@ -198,20 +244,72 @@ pub fn cross_site_refusal<B>(req: &Request<B>) -> Option<Response<Body>> {
 }
 
 /// A refusal for the control endpoint: loopback callers only, and no cross-site browser request.
+/// A loopback peer that says it forwards for someone elsewhere (a tunnel's agent, cloudflared or
+/// ngrok, or a reverse proxy on this machine, naming its visitor in `X-Forwarded-For`) is that
+/// someone: through a tunnel the whole internet is a loopback peer.
 pub fn control_refusal<B>(req: &Request<B>, peer: SocketAddr) -> Option<Response<Body>> {
-    let loopback = match peer.ip() {
+    if !is_loopback(peer.ip()) {
+        return Some(body::plain(
+            StatusCode::FORBIDDEN,
+            "hmr-proxy: the control endpoint answers loopback callers only (127.0.0.1, ::1)",
+        ));
+    }
+    if forwards_for_elsewhere(req.headers()) {
+        return Some(body::plain(
+            StatusCode::FORBIDDEN,
+            "hmr-proxy: the control endpoint answers loopback callers only, and this request \
+             was forwarded for a caller elsewhere (X-Forwarded-For or Forwarded)",
+        ));
+    }
+    cross_site_refusal(req)
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
             .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
         IpAddr::V4(v4) => v4.is_loopback(),
-    };
-    if !loopback {
-        return Some(body::plain(
-            StatusCode::FORBIDDEN,
-            "hmr-proxy: the control endpoint answers callers on this machine only",
-        ));
     }
-    cross_site_refusal(req)
+}
+
+/// Whether a forwarding header names a client that is not a loopback address (or names one in a
+/// form that cannot be read as an address: `unknown`, an obfuscated `_node`). The fields tunnels
+/// and reverse proxies set for the visitor: `X-Forwarded-For`, `Forwarded`'s `for=`,
+/// `X-Real-IP`, and Cloudflare's and Akamai's own.
+fn forwards_for_elsewhere(headers: &http::HeaderMap) -> bool {
+    const NAMING_THE_CLIENT: [&str; 4] = [
+        "x-forwarded-for",
+        "x-real-ip",
+        "cf-connecting-ip",
+        "true-client-ip",
+    ];
+    let elsewhere = |value: &str| {
+        let value = value.trim().trim_matches('"');
+        let ip = value
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| value.parse::<SocketAddr>().ok().map(|a| a.ip()))
+            .or_else(|| {
+                let inside = value.strip_prefix('[')?.split(']').next()?;
+                inside.parse::<IpAddr>().ok()
+            });
+        !ip.is_some_and(is_loopback)
+    };
+    let listed = NAMING_THE_CLIENT
+        .iter()
+        .flat_map(|name| headers.get_all(*name))
+        .any(|v| v.to_str().map_or(true, |v| v.split(',').any(elsewhere)));
+    listed
+        || headers.get_all(header::FORWARDED).iter().any(|v| {
+            v.to_str().map_or(true, |v| {
+                v.split([',', ';']).any(|pair| {
+                    pair.trim()
+                        .split_once('=')
+                        .is_some_and(|(k, val)| k.eq_ignore_ascii_case("for") && elsewhere(val))
+                })
+            })
+        })
 }
 
 /// Whether an absolute-form authority addresses this proxy: its port, and a loopback name, or the
@@ -283,10 +381,46 @@ mod tests {
             ("[::1]evil.example", Some(StatusCode::BAD_REQUEST)),
             ("[::1]evil.example:3000", Some(StatusCode::BAD_REQUEST)),
             ("", Some(StatusCode::BAD_REQUEST)),
+            // Characters no host name holds, which would be markup in a re-pointed link.
+            (
+                "a\"onmouseover=alert(1)\"x.localhost",
+                Some(StatusCode::BAD_REQUEST),
+            ),
+            ("a<b>.localhost:3000", Some(StatusCode::BAD_REQUEST)),
+            ("it's.localhost", Some(StatusCode::BAD_REQUEST)),
+            ("my_app.localhost:3000", None),
         ] {
             assert_eq!(status(host, &names), want, "{host:?}");
         }
         assert_eq!(status("evil.example", &AllowedHosts::All), None);
+        assert_eq!(
+            status("a\"b.example", &AllowedHosts::All),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        // The target's authority and `Host` must name one host (h2's `:authority`, absolute form).
+        for (target, host, want) in [
+            ("http://localhost:3000/", "localhost:3000", None),
+            ("http://LOCALHOST:3000/", "localhost:3000", None),
+            (
+                "http://localhost:3000/",
+                "evil.example",
+                Some(StatusCode::BAD_REQUEST),
+            ),
+            (
+                "http://evil.example/",
+                "localhost:3000",
+                Some(StatusCode::BAD_REQUEST),
+            ),
+        ] {
+            let mut r = req(Method::GET, target);
+            r.headers_mut()
+                .insert(header::HOST, HeaderValue::from_static(host));
+            assert_eq!(
+                host_refusal(&r, &AllowedHosts::All).map(|res| res.status()),
+                want,
+                "{target} with Host {host}"
+            );
+        }
         let mut two = req(Method::GET, "/");
         for host in ["localhost", "evil.example"] {
             two.headers_mut()
@@ -353,6 +487,48 @@ mod tests {
         );
         let me: SocketAddr = "127.0.0.1:5000".parse().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(control_refusal(&r, me).map(|x| x.status()), None);
+        // Through a tunnel or a reverse proxy on this machine, the visitor is who asks.
+        for (name, value, want) in [
+            (
+                "x-forwarded-for",
+                "203.0.113.9",
+                Some(StatusCode::FORBIDDEN),
+            ),
+            (
+                "x-forwarded-for",
+                "10.77.0.2, 127.0.0.1",
+                Some(StatusCode::FORBIDDEN),
+            ),
+            ("x-forwarded-for", "127.0.0.1, ::1", None),
+            ("x-forwarded-for", "127.0.0.1:51234", None),
+            ("x-forwarded-for", "unknown", Some(StatusCode::FORBIDDEN)),
+            ("x-real-ip", "192.168.1.9", Some(StatusCode::FORBIDDEN)),
+            (
+                "cf-connecting-ip",
+                "2001:db8::1",
+                Some(StatusCode::FORBIDDEN),
+            ),
+            (
+                "forwarded",
+                "for=\"[2001:db8::1]:80\";proto=https",
+                Some(StatusCode::FORBIDDEN),
+            ),
+            ("forwarded", "for=_tunnel", Some(StatusCode::FORBIDDEN)),
+            ("forwarded", "proto=https;for=127.0.0.1", None),
+            ("forwarded", "for=\"[::1]:5000\"", None),
+            ("x-forwarded-proto", "https", None),
+        ] {
+            let mut r = req(Method::POST, "/__hmr/reload");
+            r.headers_mut().insert(
+                http::HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+            assert_eq!(
+                control_refusal(&r, me).map(|x| x.status()),
+                want,
+                "{name}: {value}"
+            );
+        }
     }
 
     #[test]

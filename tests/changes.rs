@@ -1016,6 +1016,58 @@ async fn control_endpoints_refuse_callers_from_the_network() {
     }
 }
 
+/// Through a tunnel (cloudflared, ngrok) every visitor is a loopback peer; the agent names the
+/// visitor in `X-Forwarded-For`, and a visitor from elsewhere may not use the control endpoints.
+/// A reverse proxy on this machine forwarding for this machine's own browser still may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_endpoints_refuse_a_visitor_forwarded_from_elsewhere() {
+    let (_dir, root) = project();
+    let proxy = serve(&root, &[]).await;
+    let ask = |request: &'static str, forwarded: &'static str| {
+        let addr = proxy.addr;
+        async move {
+            let text = crate::support::raw(
+                addr,
+                format!(
+                    "{request} HTTP/1.1\r\nHost: {addr}\r\n{forwarded}Content-Length: 0\r\n\
+                     Connection: close\r\n\r\n"
+                )
+                .as_bytes(),
+                Some("\r\n"),
+            )
+            .await;
+            text.split(' ').nth(1).unwrap_or_default().to_string()
+        }
+    };
+    for request in ["GET /__hmr/status", "POST /__hmr/reload"] {
+        for forwarded in [
+            "X-Forwarded-For: 198.51.100.7\r\nX-Forwarded-Proto: https\r\n",
+            "Forwarded: for=198.51.100.7;proto=https\r\n",
+        ] {
+            assert_eq!(
+                ask(request, forwarded).await,
+                "403",
+                "{request} {forwarded:?}"
+            );
+        }
+        let mine = if request.starts_with("GET") {
+            "200"
+        } else {
+            "202"
+        };
+        assert_eq!(
+            ask(request, "X-Forwarded-For: 127.0.0.1\r\n").await,
+            mine,
+            "{request} forwarded for this machine"
+        );
+    }
+    // The pages still answer the visitor.
+    assert_eq!(
+        ask("GET /index.html", "X-Forwarded-For: 198.51.100.7\r\n").await,
+        "200"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_control_endpoint_broadcasts_paths_or_a_reload() {
     let (_dir, root) = project();
