@@ -53,7 +53,7 @@ pub use shutdown::Shutdown;
 
 use tokio::net::TcpListener;
 
-use config::Backend;
+use config::{AllowedHosts, Backend};
 use proxy::health::{Health, Reach};
 use router::{Parts, Router};
 use sse::Hub;
@@ -241,6 +241,19 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, origin: String) {
     });
 }
 
+/// Whether `dir` is the user's home folder or the file system's top: served by accident (the
+/// proxy started in a new terminal), with all that is in them.
+fn is_home_or_top(dir: &std::path::Path) -> bool {
+    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+    let Some(dir) = canonical(dir) else {
+        return false;
+    };
+    dir.parent().is_none()
+        || std::env::var_os("HOME")
+            .and_then(|home| canonical(std::path::Path::new(&home)))
+            .is_some_and(|home| home == dir)
+}
+
 /// The start-up lines: where to browse, what is served, what is watched.
 fn announce(config: &Config, local: std::net::SocketAddr) {
     let url = server::browse_url(local);
@@ -255,7 +268,21 @@ fn announce(config: &Config, local: std::net::SocketAddr) {
                     "no upstream given: serving the working directory (try `hmr-proxy http://localhost:8000`)"
                 );
             }
+            if is_home_or_top(root) {
+                tracing::warn!(
+                    "serving {}: every file below it but keys, `.env` files and credential \
+                     folders can be read at {url}; run hmr-proxy in your project's folder or \
+                     name it with --serve DIR",
+                    root.display()
+                );
+            }
         }
+    }
+    if config.allowed_hosts == AllowedHosts::All {
+        tracing::warn!(
+            "allowed_hosts is `all`: any name reaches the proxy, so a web page can read it and \
+             the dev server through DNS rebinding; list the names instead (--allowed-host NAME)"
+        );
     }
     for route in &config.routes {
         tracing::info!(

@@ -333,11 +333,27 @@ fn file_path(root: &Path, url_path: &str) -> Option<PathBuf> {
 }
 
 /// What in `file` (below `root`) is never served, named for the answer, as Vite's `fs.deny`
-/// refuses it: environment files (`.env`, `.env.local`), certificates and keys (`*.pem`,
-/// `*.crt`) and version control's folders (`.git/config` names the remote with its token). The
-/// folder served is often a whole project (the working directory, by default), and with
-/// `--listen 0.0.0.0` the network can ask for them.
+/// refuses it, and more: environment files (`.env`, `.env.local`, direnv's `.envrc`),
+/// certificates and private keys (`*.pem`, `*.crt`, `*.key`, `*.p12`, SSH's `id_rsa`), files
+/// that hold passwords or tokens (`.npmrc`, `.netrc`, `.htpasswd`), and the folders of version
+/// control and of credentials (`.git/config` names the remote with its token; `.ssh`, `.aws`).
+/// The folder served is often a whole project (the working directory, by default), at times a
+/// home folder, and with `--listen 0.0.0.0` the network can ask for them.
 fn secret(file: &Path, root: &Path) -> Option<&'static str> {
+    const VCS_DIRS: [&str; 3] = [".git", ".hg", ".svn"];
+    const CREDENTIAL_DIRS: [&str; 6] = [".ssh", ".aws", ".gnupg", ".docker", ".kube", ".azure"];
+    const KEY_SUFFIXES: [&str; 7] = [".pem", ".crt", ".key", ".p12", ".pfx", ".jks", ".keystore"];
+    const SSH_KEYS: [&str; 4] = ["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"];
+    const CREDENTIAL_FILES: [&str; 8] = [
+        ".npmrc",
+        ".netrc",
+        ".htpasswd",
+        ".pgpass",
+        ".git-credentials",
+        ".pypirc",
+        ".boto",
+        ".s3cfg",
+    ];
     let below = file.strip_prefix(root).ok()?;
     // Without regard to case: on a case-insensitive disk (macOS's, by default) `/.ENV` opens
     // `.env`.
@@ -346,19 +362,25 @@ fn secret(file: &Path, root: &Path) -> Option<&'static str> {
         .filter_map(|part| part.as_os_str().to_str());
     let mut last = "";
     for name in names {
-        if [".git", ".hg", ".svn"]
-            .iter()
-            .any(|vcs| name.eq_ignore_ascii_case(vcs))
-        {
+        let is = |list: &[&str]| list.iter().any(|n| name.eq_ignore_ascii_case(n));
+        if is(&VCS_DIRS) {
             return Some("version control's folders");
+        }
+        if is(&CREDENTIAL_DIRS) {
+            return Some("credential folders");
         }
         last = name;
     }
     let name = last.to_ascii_lowercase();
-    if name == ".env" || name.starts_with(".env.") {
+    if name == ".env" || name.starts_with(".env.") || name == ".envrc" {
         return Some("`.env` files");
     }
-    (name.ends_with(".pem") || name.ends_with(".crt")).then_some("certificates and keys")
+    if KEY_SUFFIXES.iter().any(|s| name.ends_with(s)) || SSH_KEYS.contains(&name.as_str()) {
+        return Some("certificates and keys");
+    }
+    CREDENTIAL_FILES
+        .contains(&name.as_str())
+        .then_some("files that hold credentials")
 }
 
 /// A strong tag for a file's version on disk: modification time to the nanosecond, size and

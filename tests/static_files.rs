@@ -152,6 +152,17 @@ async fn secrets_in_the_folder_are_refused() {
         "site/certs/dev.CRT",
         "site/.environment.js",
         "site/env.js",
+        "site/server.key",
+        "site/cert.p12",
+        "site/.envrc",
+        "site/.npmrc",
+        "site/.netrc",
+        "site/.htpasswd",
+        "site/.ssh/id_rsa",
+        "site/backup/id_ed25519",
+        "site/.aws/credentials",
+        "site/keys.js",
+        "site/id_rsa.pub",
     ] {
         let path = dir.path().join(rel);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
@@ -171,13 +182,24 @@ async fn secrets_in_the_folder_are_refused() {
         "/.Git/config",
         "/certs/dev.pem",
         "/certs/dev.CRT",
+        // Private keys, credential files and folders (a home folder served by mistake).
+        "/server.key",
+        "/cert.p12",
+        "/.envrc",
+        "/.npmrc",
+        "/.netrc",
+        "/.htpasswd",
+        "/.ssh/id_rsa",
+        "/backup/id_ed25519",
+        "/.aws/credentials",
+        "/.SSH/id_rsa",
     ] {
         let (status, _, body) = get(&proxy.url(path), &[]).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
         assert!(!text(&body).contains("s3cr3t"), "{path}");
         assert!(text(&body).contains("may hold secrets"), "{path}");
     }
-    for path in ["/.environment.js", "/env.js"] {
+    for path in ["/.environment.js", "/env.js", "/keys.js", "/id_rsa.pub"] {
         let (status, _, body) = get(&proxy.url(path), &[]).await;
         assert_eq!(status, StatusCode::OK, "{path}");
         assert_eq!(text(&body), "TOKEN=s3cr3t", "{path}");
