@@ -795,7 +795,7 @@ async fn a_large_page_streams_through_intact() {
 // What must pass untouched
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_that_are_not_page_loads_get_the_page_untouched() {
+async fn requests_that_are_not_page_loads_get_the_page_without_the_client() {
     let fixtures = Fixtures::start().await;
     let (proxy, _dir) = front(&fixtures.url(), &[]).await;
     let page = fixture("rails-exception.html");
@@ -821,12 +821,10 @@ async fn requests_that_are_not_page_loads_get_the_page_untouched() {
         let (status, h, body) = fetch(request("GET", &url, headers)).await;
         assert_eq!(status, 500);
         assert_eq!(body.unwrap(), page, "{headers:?}");
-        assert_eq!(
-            h[header::CONTENT_LENGTH],
-            page.len().to_string(),
-            "{headers:?}"
-        );
-        assert_eq!(h[header::ETAG], "\"fixture-v1\"", "{headers:?}");
+        // HTML for anything but a tab (htmx, Turbo, a `fetch`) streams through the links'
+        // re-pointing, which may change its length: its validator is weak.
+        assert!(h.get(header::CONTENT_LENGTH).is_none(), "{headers:?}");
+        assert_eq!(h[header::ETAG], "W/\"fixture-v1\"", "{headers:?}");
     }
     // The same page as a navigation, without fetch metadata (plain http://192.168… origins),
     // and inside an iframe: injected.

@@ -176,8 +176,10 @@ async fn keep_host_sends_the_browsers_host() {
 
 /// A page that links to the upstream's own origin (a framework building absolute URLs from the
 /// `Host` it was sent) reaches the tab linking to the proxy, in every spelling and form, even with
-/// each URL split across the upstream's frames; a link to another port stays, and a fragment (a
-/// `fetch`) is left as it came.
+/// each URL split across the upstream's frames; a link to another port stays. A fragment (Turbo
+/// Drive's `fetch`, htmx, a Turbo Frame), compressed or not, gets its links re-pointed and no
+/// client: a Turbo visit left every link on the page pointing at the upstream, and the next click
+/// took the tab off the proxy, its live reload gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_in_pages_to_the_upstream_point_at_the_proxy() {
     let upstream = Upstream::start().await;
@@ -201,13 +203,42 @@ async fn links_in_pages_to_the_upstream_point_at_the_proxy() {
     }
     assert!(!page.contains(&format!("localhost:{up}/")), "{page}");
 
-    let fetch = [("accept", "*/*"), ("sec-fetch-dest", "empty")];
-    let (_, _, fragment) = get(&proxy.url("/links"), &fetch).await;
-    let fragment = String::from_utf8_lossy(&fragment);
-    assert!(
-        fragment.contains(&format!("href=\"//localhost:{up}/about\"")),
-        "{fragment}"
-    );
+    let turbo = [
+        (
+            "accept",
+            "text/vnd.turbo-stream.html, text/html, application/xhtml+xml",
+        ),
+        ("sec-fetch-dest", "empty"),
+        ("accept-encoding", "gzip"),
+    ];
+    let htmx = [("hx-request", "true"), ("accept-encoding", "gzip")];
+    let frame = [("turbo-frame", "main"), ("sec-fetch-dest", "empty")];
+    for (path, request) in [
+        ("/links", &turbo[..]),
+        ("/links/gzip", &turbo[..]),
+        ("/links/gzip", &htmx[..]),
+        ("/links", &frame[..]),
+    ] {
+        let (status, headers, fragment) = get(&proxy.url(path), request).await;
+        assert_eq!(status, 200);
+        let fragment = String::from_utf8_lossy(&fragment);
+        for expected in [
+            format!("href=\"http://{me}/app.css\""),
+            format!("href=\"//{me}/about\""),
+            format!("\"ws://{me}/live\""),
+        ] {
+            assert!(
+                fragment.contains(&expected),
+                "{path} {request:?}: {expected} in {fragment}"
+            );
+        }
+        assert!(!fragment.contains("/__hmr/"), "{path}: {fragment}");
+        assert!(headers.get("content-encoding").is_none(), "{headers:?}");
+        if path.ends_with("gzip") {
+            // The upstream's validator, weak: the bytes are the proxy's, the content the same.
+            assert_eq!(headers["etag"], "W/\"links-1\"");
+        }
+    }
 }
 
 /// A page served with no `Content-Type` at all, which a browser shows as HTML when its first

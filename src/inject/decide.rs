@@ -26,7 +26,7 @@ pub(crate) enum Reader {
 /// Request headers that only fragment requests carry, and what each one means. Names, not
 /// strings: a string key is parsed and validated on every lookup, and this runs per request.
 static FRAGMENT_HEADERS: [(HeaderName, &str); 4] = [
-    (HeaderName::from_static("hx-request"), "htmx request"),
+    (HeaderName::from_static("hx-request"), HTMX_REQUEST),
     (
         HeaderName::from_static("turbo-frame"),
         "Turbo frame request",
@@ -40,11 +40,18 @@ static FRAGMENT_HEADERS: [(HeaderName, &str); 4] = [
         "Unpoly fragment request",
     ),
 ];
+/// Why an htmx request is not a page: also how [`Reader::is_htmx`] knows one.
+const HTMX_REQUEST: &str = "htmx request";
 static X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
 static SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
 static SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
 
 impl Reader {
+    /// A request htmx sent (`HX-Request`): its answer's `HX-*` headers steer the tab.
+    pub(crate) fn is_htmx(self) -> bool {
+        matches!(self, Reader::NotAPage(why) if why == HTMX_REQUEST)
+    }
+
     /// Classify a request from its headers. Runs on every request: header lookups only, no
     /// allocation. The method does not count: a form's `POST` may answer with a page, and a
     /// `HEAD` stands for the `GET` whose headers it must have.
@@ -153,21 +160,8 @@ pub(crate) fn decide(
     if let Reader::NotAPage(why) = reader {
         return Err(Skip::NotForUs(why));
     }
-    // 1xx, 204, 205 and 304 have no body; 206 and anything with Content-Range is a slice of a
-    // representation, which cannot be rewritten on its own.
-    if status.is_informational()
-        || matches!(
-            status,
-            StatusCode::NO_CONTENT
-                | StatusCode::RESET_CONTENT
-                | StatusCode::NOT_MODIFIED
-                | StatusCode::PARTIAL_CONTENT
-        )
-    {
-        return Err(Skip::NotForUs("status without a full body"));
-    }
-    if headers.contains_key(header::CONTENT_RANGE) {
-        return Err(Skip::NotForUs("Content-Range"));
+    if let Some(why) = no_full_body(status, headers) {
+        return Err(Skip::NotForUs(why));
     }
     let Some(xml) = html_kind(headers) else {
         return Err(Skip::NotForUs("not HTML"));
@@ -198,6 +192,56 @@ pub(crate) fn decide(
         charset,
         xml,
     })
+}
+
+/// Why a response has no whole body to rewrite: 1xx, 204, 205 and 304 have none; 206 and
+/// anything with `Content-Range` is a slice of a representation, which cannot be rewritten on
+/// its own.
+fn no_full_body(status: StatusCode, headers: &HeaderMap) -> Option<&'static str> {
+    if status.is_informational()
+        || matches!(
+            status,
+            StatusCode::NO_CONTENT
+                | StatusCode::RESET_CONTENT
+                | StatusCode::NOT_MODIFIED
+                | StatusCode::PARTIAL_CONTENT
+        )
+    {
+        return Some("status without a full body");
+    }
+    headers
+        .contains_key(header::CONTENT_RANGE)
+        .then_some("Content-Range")
+}
+
+/// The coding to undo when a response that is not for a tab (htmx, Turbo Drive and Turbo
+/// Frames, Unpoly, a bare `fetch`) is HTML whose links can be re-pointed: it goes into a page
+/// that has the client, so it gets no client of its own, but a URL on the upstream's origin in it
+/// leads the tab off the proxy as one in a page would (Flask's `url_for(_external=True)`, Django's
+/// `build_absolute_uri`). `None` when it is not HTML (or a Turbo Stream) with a whole body in a
+/// coding and charset the proxy reads.
+pub(crate) fn fragment(status: StatusCode, headers: &HeaderMap) -> Option<Coding> {
+    if no_full_body(status, headers).is_some() || is_attachment(headers) {
+        return None;
+    }
+    let turbo_stream = || {
+        headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+            let essence = v.as_bytes().split(|&b| b == b';').next().unwrap_or(&[]);
+            essence
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"text/vnd.turbo-stream.html")
+        })
+    };
+    if html_kind(headers).is_none() && !turbo_stream() {
+        return None;
+    }
+    if matches!(
+        charset::from_content_type(headers),
+        HeaderCharset::Unparsable(_)
+    ) {
+        return None;
+    }
+    decode::content_coding(headers).ok()
 }
 
 /// The request headers [`Reader::of`] reads, for the `Vary` of an HTML answer. (`Accept` counts
@@ -383,5 +427,40 @@ mod tests {
             "empty body"
         );
         assert!(decide(Reader::NotAPage("test"), StatusCode::OK, &html(&[]), false).is_err());
+    }
+
+    /// Which answers to fragment requests get their links re-pointed, and what is undone first.
+    #[test]
+    fn fragments() {
+        let of = |status: u16, pairs: &[(&'static str, &'static str)]| {
+            fragment(
+                StatusCode::from_u16(status).unwrap_or_else(|e| panic!("{e}")),
+                &headers(pairs),
+            )
+        };
+        let html = ("content-type", "text/html; charset=utf-8");
+        assert_eq!(of(200, &[html]), Some(Coding::Identity));
+        assert_eq!(of(422, &[html]), Some(Coding::Identity));
+        assert_eq!(
+            of(200, &[html, ("content-encoding", "gzip")]),
+            Some(Coding::Gzip)
+        );
+        assert_eq!(
+            of(200, &[("content-type", "text/vnd.turbo-stream.html")]),
+            Some(Coding::Identity)
+        );
+        assert_eq!(of(200, &[("content-type", "application/json")]), None);
+        assert_eq!(of(206, &[html]), None);
+        assert_eq!(of(304, &[html]), None);
+        assert_eq!(of(200, &[html, ("content-range", "bytes 0-1/9")]), None);
+        assert_eq!(
+            of(200, &[html, ("content-disposition", "attachment")]),
+            None
+        );
+        assert_eq!(
+            of(200, &[("content-type", "text/html; charset=utf-16")]),
+            None
+        );
+        assert_eq!(of(200, &[html, ("content-encoding", "compress")]), None);
     }
 }

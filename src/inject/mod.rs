@@ -60,6 +60,11 @@ pub struct RequestFacts {
 }
 
 impl RequestFacts {
+    /// htmx sent the request: its answer's `HX-*` headers steer the tab.
+    pub fn htmx(&self) -> bool {
+        self.reader.is_htmx()
+    }
+
     pub fn of<B>(req: &Request<B>) -> Self {
         let headers = req.headers();
         let host = headers.get(header::HOST).cloned().or_else(|| {
@@ -81,8 +86,9 @@ impl RequestFacts {
     }
 }
 
-/// In the extensions of a response whose body is a page the injector rewrote (not a `HEAD`'s),
-/// for later steps that edit pages alone (the proxy's link re-pointing).
+/// In the extensions of a response whose body is a page the injector rewrote (not a `HEAD`'s), or
+/// an HTML fragment it decoded, for later steps that edit HTML alone (the proxy's link
+/// re-pointing).
 #[derive(Debug, Clone, Copy)]
 pub struct Rewritten;
 
@@ -158,7 +164,7 @@ impl Injector {
         };
         let (parts, body, plan) = match self.plan(facts, response) {
             Ok(planned) => planned,
-            Err(untouched) => return untouched,
+            Err(untouched) => return self.fragment(facts, untouched),
         };
         if facts.method == Method::HEAD {
             return rewritten(facts, parts, body, plan);
@@ -171,6 +177,34 @@ impl Injector {
             };
         }
         rewritten(facts, parts, body, plan)
+    }
+
+    /// An HTML answer to a request that is not a page (see [`decide::fragment`]), decoded and
+    /// marked [`Rewritten`] for its links to be re-pointed; anything else as it is. No wait for
+    /// a compressed one's first bytes: the page it goes into is already shown, and one that
+    /// cannot be decoded ends early, as the upstream's broken bytes would have.
+    fn fragment(&self, facts: &RequestFacts, response: Response<Body>) -> Response<Body> {
+        if !self.enabled || facts.reader == Reader::Page || facts.method == Method::HEAD {
+            return response;
+        }
+        let Some(coding) = decide::fragment(response.status(), response.headers()) else {
+            return response;
+        };
+        let (mut parts, body) = response.into_parts();
+        let body = decode::decode(body, coding, &facts.method, &facts.uri);
+        for_changed_bytes(&mut parts.headers);
+        // Weak, and not marked as a page's: the upstream's validator still stands for the same
+        // content, and a navigation must not take this copy for one with the client.
+        if let Some(etag) = parts.headers.get(header::ETAG)
+            && !etag.as_bytes().starts_with(b"W/")
+        {
+            match HeaderValue::from_bytes(&[&b"W/"[..], etag.as_bytes()].concat()) {
+                Ok(weak) => parts.headers.insert(header::ETAG, weak),
+                Err(_) => parts.headers.remove(header::ETAG),
+            };
+        }
+        parts.extensions.insert(Rewritten);
+        Response::from_parts(parts, body)
     }
 
     /// [`Injector::apply`] for a page that is not compressed (the proxy's own), which needs no
@@ -465,13 +499,18 @@ static DIGESTS: [HeaderName; 4] = [
 /// upstream as its own tag, and a 304 lets the browser reuse its injected copy. `Vary` stays:
 /// it is still true.
 fn for_rewritten_body(headers: &mut HeaderMap) {
+    for_changed_bytes(headers);
+    mark_etag(headers);
+}
+
+/// The headers that describe bytes which the proxy changes, gone.
+fn for_changed_bytes(headers: &mut HeaderMap) {
     headers.remove(header::CONTENT_LENGTH);
     headers.remove(header::CONTENT_ENCODING);
     headers.remove(header::ACCEPT_RANGES);
     for name in &DIGESTS {
         headers.remove(name);
     }
-    mark_etag(headers);
 }
 
 /// What a rewritten page's entity tag ends with, inside its quotes. A browser that revalidates

@@ -600,11 +600,24 @@ fn apply_rewrites_headers_of_rewritten_pages_only() {
         format!("<html><head>{TAG}</head><body></body></html>")
     );
 
-    // Not a page: untouched, Content-Length included.
+    // Not a page (a fragment): no client, but handed on for its links to be re-pointed, so its
+    // length goes and its validator is weak, not marked as a page's.
     let res = rt.block_on(injector.apply(
         &request(&[("sec-fetch-dest", "empty")]),
         html_response(page, &[("etag", "\"v1\"")]),
     ));
+    assert_eq!(res.headers().get(header::ETAG).unwrap(), "W/\"v1\"");
+    assert!(res.headers().get(header::CONTENT_LENGTH).is_none());
+    assert!(res.extensions().get::<Rewritten>().is_some());
+    let body = rt.block_on(res.into_body().collect()).unwrap().to_bytes();
+    assert_eq!(body, page.as_bytes());
+    // Not HTML: untouched, Content-Length included.
+    let mut json = html_response("{}", &[("etag", "\"v1\"")]);
+    json.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    let res = rt.block_on(injector.apply(&request(&[("sec-fetch-dest", "empty")]), json));
     assert_eq!(res.headers().get(header::ETAG).unwrap(), "\"v1\"");
     assert!(res.headers().get(header::CONTENT_LENGTH).is_some());
 

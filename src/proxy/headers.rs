@@ -597,6 +597,7 @@ pub fn prepare_response(
     proxy_origin: impl Fn() -> String,
     upgraded: Option<&HeaderValue>,
     plain: impl Fn() -> bool,
+    htmx: bool,
 ) {
     // A response framed by `Transfer-Encoding` that also carries `Content-Length` (a buggy dev
     // server) was read as chunked; passed on, the length would cut the body short (RFC 9112,
@@ -635,6 +636,43 @@ pub fn prepare_response(
             names.rewrite_cookie(cookie, plain)
         });
     }
+    // htmx's own `Location`s: an upstream URL in them took the tab off the proxy (`HX-Redirect`)
+    // or failed htmx's same-origin check (`HX-Location`, `HX-Push-Url`: a `SecurityError`).
+    // Read only on htmx's requests, and looked for only there.
+    if htmx {
+        for name in &HTMX_URLS {
+            let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) else {
+                continue;
+            };
+            let rewritten = if value.trim_start().starts_with('{') {
+                htmx_location(value, |url| origins.rewrite_url(url, &proxy_origin()))
+            } else {
+                origins.rewrite_url(value, &proxy_origin())
+            };
+            if let Some(value) = rewritten.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                headers.insert(name, value);
+            }
+        }
+    }
+}
+
+/// The response headers in which htmx takes a URL to go to or to show.
+static HTMX_URLS: [HeaderName; 4] = [
+    HeaderName::from_static("hx-redirect"),
+    HeaderName::from_static("hx-location"),
+    HeaderName::from_static("hx-push-url"),
+    HeaderName::from_static("hx-replace-url"),
+];
+
+/// An `HX-Location` given as JSON (`{"path": "http://…/x", "target": "#main"}`) with its `path`
+/// re-pointed, when it needs it.
+fn htmx_location(value: &str, rewrite: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let mut location: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(value).ok()?;
+    let path = location.get("path")?.as_str()?;
+    let path = rewrite(path)?;
+    location.insert("path".into(), serde_json::Value::String(path));
+    serde_json::to_string(&location).ok()
 }
 
 /// Every `name` field's value through `rewrite` (`None`: kept as it is), in their order.
@@ -1084,6 +1122,7 @@ mod tests {
             || "http://localhost:3000".into(),
             None,
             || false,
+            false,
         );
         assert_eq!(h["location"], "http://localhost:3000/login");
         assert_eq!(h["content-location"], "http://localhost:3000/doc");
@@ -1136,11 +1175,91 @@ mod tests {
 
         // A chunked response that also names a length is passed on without the length.
         let mut h = map(&[("transfer-encoding", "chunked"), ("content-length", "3")]);
-        prepare_response(&mut h, &names, &origins, || origin.into(), None, || false);
+        prepare_response(
+            &mut h,
+            &names,
+            &origins,
+            || origin.into(),
+            None,
+            || false,
+            false,
+        );
         assert!(!h.contains_key("content-length"));
         assert!(!h.contains_key("transfer-encoding"));
         let mut h = map(&[("content-length", "3")]);
-        prepare_response(&mut h, &names, &origins, || origin.into(), None, || false);
+        prepare_response(
+            &mut h,
+            &names,
+            &origins,
+            || origin.into(),
+            None,
+            || false,
+            false,
+        );
         assert_eq!(h["content-length"], "3");
+
+        // htmx's headers, on htmx's requests.
+        let htmx = [
+            ("hx-redirect", "http://app:8080/done"),
+            ("hx-push-url", "http://app:8080/list?page=2"),
+            ("hx-replace-url", "false"),
+            (
+                "hx-location",
+                r##"{"path":"http://app:8080/x","target":"#main"}"##,
+            ),
+        ];
+        let mut h = map(&htmx);
+        prepare_response(
+            &mut h,
+            &names,
+            &origins,
+            || origin.into(),
+            None,
+            || false,
+            true,
+        );
+        assert_eq!(h["hx-redirect"], "http://localhost:3000/done");
+        assert_eq!(h["hx-push-url"], "http://localhost:3000/list?page=2");
+        assert_eq!(h["hx-replace-url"], "false");
+        let location: serde_json::Value =
+            serde_json::from_slice(h["hx-location"].as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            location,
+            serde_json::json!({"path": "http://localhost:3000/x", "target": "#main"})
+        );
+        let mut h = map(&[("hx-location", "http://app:8080/y")]);
+        prepare_response(
+            &mut h,
+            &names,
+            &origins,
+            || origin.into(),
+            None,
+            || false,
+            true,
+        );
+        assert_eq!(h["hx-location"], "http://localhost:3000/y");
+        // Elsewhere, and on a request htmx did not send, left alone.
+        let mut h = map(&[("hx-redirect", "http://elsewhere/z")]);
+        prepare_response(
+            &mut h,
+            &names,
+            &origins,
+            || origin.into(),
+            None,
+            || false,
+            true,
+        );
+        assert_eq!(h["hx-redirect"], "http://elsewhere/z");
+        let mut h = map(&htmx);
+        prepare_response(
+            &mut h,
+            &names,
+            &origins,
+            || origin.into(),
+            None,
+            || false,
+            false,
+        );
+        assert_eq!(h["hx-redirect"], "http://app:8080/done");
     }
 }

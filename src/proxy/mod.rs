@@ -420,6 +420,7 @@ impl Proxy {
             || proxy_origin(browser_host.as_ref(), this.local, tls_front),
             upgraded.as_ref(),
             || headers::plain_origin(browser_host.as_ref(), claims_https),
+            facts.htmx(),
         );
         tracing::debug!(
             "{method} {path} → {} in {:.1?}",

@@ -234,6 +234,20 @@ fn in_frames(bytes: &[u8], size: usize) -> Body {
     StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
 }
 
+/// A page that links to the upstream itself (at `origin`, listening on `port`) in every spelling
+/// and form, as a framework that builds absolute URLs from `Host` writes it.
+fn links_page(origin: &str, port: u16) -> String {
+    format!(
+        "<!DOCTYPE html><html><head><link rel=stylesheet href=\"{origin}/app.css\">\
+                 <script>var site = {{\"ajax\":\"http:\\/\\/localhost:{port}\\/ajax\"}};</script>\
+                 </head><body><a href=\"//localhost:{port}/about\">about</a>\
+                 <img srcset=\"http://127.0.0.1:{port}/a.png 1x, http://[::1]:{port}/b.png 2x\">\
+                 <a href=\"http://127.0.0.1:{port}0/other\">another port</a>\
+                 <a href=\"http://localhost:{port}\">home</a>\
+                 <script>new WebSocket(\"ws://localhost:{port}/live\")</script></body></html>"
+    )
+}
+
 fn respond(status: u16, body: Body) -> Response<Body> {
     let mut res = Response::new(body);
     *res.status_mut() = StatusCode::from_u16(status).expect("status");
@@ -385,19 +399,24 @@ async fn route(
             }
             res
         }
+        ["links", "gzip"] => {
+            // The same page compressed, with a strong validator, as a fragment a framework's
+            // compression middleware sends to htmx or Turbo.
+            use std::io::Write as _;
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(links_page(origin, me.port()).as_bytes())
+                .expect("gzip");
+            let mut res = respond(200, full(gz.finish().expect("gzip")));
+            let h = res.headers_mut();
+            h.insert("content-type", HeaderValue::from_static("text/html"));
+            h.insert("content-encoding", HeaderValue::from_static("gzip"));
+            h.insert("etag", HeaderValue::from_static("\"links-1\""));
+            res
+        }
         ["links"] => {
             // A page that links to the upstream itself, as a framework that builds absolute URLs
             // from `Host` writes it, sent in 7-byte frames so that URLs straddle frames.
-            let port = me.port();
-            let page = format!(
-                "<!DOCTYPE html><html><head><link rel=stylesheet href=\"{origin}/app.css\">\
-                 <script>var site = {{\"ajax\":\"http:\\/\\/localhost:{port}\\/ajax\"}};</script>\
-                 </head><body><a href=\"//localhost:{port}/about\">about</a>\
-                 <img srcset=\"http://127.0.0.1:{port}/a.png 1x, http://[::1]:{port}/b.png 2x\">\
-                 <a href=\"http://127.0.0.1:{port}0/other\">another port</a>\
-                 <a href=\"http://localhost:{port}\">home</a>\
-                 <script>new WebSocket(\"ws://localhost:{port}/live\")</script></body></html>"
-            );
+            let page = links_page(origin, me.port());
             let mut res = respond(200, in_frames(page.as_bytes(), 7));
             res.headers_mut()
                 .insert("content-type", HeaderValue::from_static("text/html"));
