@@ -16,12 +16,13 @@
 //! - `EventSource` (`connect-src`, else `default-src`): `'self'` where it would be refused; a
 //!   `connect-src` is created from `default-src` rather than widening `default-src` itself.
 //!
-//! `Content-Security-Policy-Report-Only` blocks nothing and is left alone. This module does not
-//! decide where the tag goes (`rewrite`) and does not parse HTML.
+//! `Content-Security-Policy-Report-Only` is edited the same way: it blocks nothing, but the
+//! client would be reported as a violation on every page load. This module does not decide where
+//! the tag goes (`rewrite`) and does not parse HTML.
 
 use std::borrow::Cow;
 
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use crate::client;
 
@@ -93,23 +94,32 @@ impl Csp {
     /// stay byte-identical; a field that is not visible ASCII is left alone (no browser would
     /// parse it either).
     pub(crate) fn edit_headers(&mut self, headers: &mut HeaderMap) {
-        if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
-            return;
-        }
-        let values: Vec<HeaderValue> = headers
-            .get_all(header::CONTENT_SECURITY_POLICY)
-            .iter()
-            .cloned()
-            .collect();
-        // Adopt the page's nonce first, so a later policy that needs one gets the page's rather
-        // than a fresh one.
-        for value in &values {
-            if let Ok(text) = value.to_str() {
-                for policy in text.split(',') {
-                    self.adopt_nonce(&Policy::parse(policy));
+        let names = [
+            header::CONTENT_SECURITY_POLICY,
+            header::CONTENT_SECURITY_POLICY_REPORT_ONLY,
+        ];
+        let present: Vec<&HeaderName> = names.iter().filter(|n| headers.contains_key(*n)).collect();
+        // Adopt the page's nonce first (an enforced policy's before a reported one's), so a later
+        // policy that needs one gets the page's rather than a fresh one.
+        for name in &present {
+            for value in headers.get_all(*name) {
+                if let Ok(text) = value.to_str() {
+                    for policy in text.split(',') {
+                        self.adopt_nonce(&Policy::parse(policy));
+                    }
                 }
             }
         }
+        for name in present {
+            self.edit_header(headers, name);
+        }
+    }
+
+    /// Every `name` policy edited to let the client through (see [`Csp::edit_policy`]). A
+    /// report-only policy too: it blocks nothing, but each page load reported the client as a
+    /// violation to the app's collector, and the console said so.
+    fn edit_header(&mut self, headers: &mut HeaderMap, name: &HeaderName) {
+        let values: Vec<HeaderValue> = headers.get_all(name).iter().cloned().collect();
         let mut edited = Vec::with_capacity(values.len());
         let mut changed = false;
         for value in values {
@@ -140,9 +150,9 @@ impl Csp {
             edited.push(value);
         }
         if changed {
-            headers.remove(header::CONTENT_SECURITY_POLICY);
+            headers.remove(name);
             for value in edited {
-                headers.append(header::CONTENT_SECURITY_POLICY, value);
+                headers.append(name, value);
             }
         }
     }
@@ -469,6 +479,43 @@ mod tests {
             Some("default-src 'nonce-xyz'; connect-src 'self'")
         );
         assert_eq!(tag, client::tag_with_nonce("xyz"));
+    }
+
+    /// A report-only policy is edited as an enforced one is (each page load reported the client
+    /// as a violation), and lends its nonce when the enforced policy has none; the enforced
+    /// policy's nonce comes first.
+    #[test]
+    fn report_only_policies_are_edited_too() {
+        let ro = header::CONTENT_SECURITY_POLICY_REPORT_ONLY;
+        let mut headers = HeaderMap::new();
+        headers.insert(&ro, HeaderValue::from_static("script-src 'nonce-r1'"));
+        let mut policy = csp();
+        policy.edit_headers(&mut headers);
+        assert_eq!(policy.tag(), client::tag_with_nonce("r1"));
+        assert_eq!(headers[&ro], "script-src 'nonce-r1'");
+
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            &ro,
+            HeaderValue::from_static("default-src 'none'; report-uri /r"),
+        );
+        let mut policy = csp();
+        policy.edit_headers(&mut headers);
+        assert_eq!(
+            headers[&ro],
+            "default-src 'none'; report-uri /r; script-src 'self'; connect-src 'self'"
+        );
+
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("script-src 'nonce-e1'"),
+        );
+        headers.insert(&ro, HeaderValue::from_static("script-src 'nonce-r1'"));
+        let mut policy = csp();
+        policy.edit_headers(&mut headers);
+        assert_eq!(policy.tag(), client::tag_with_nonce("e1"));
+        assert_eq!(headers[&ro], "script-src 'nonce-r1' 'nonce-e1'");
     }
 
     #[test]
