@@ -3,7 +3,10 @@
 // container API are documented in client/README.md.
 //
 // On each change batch from the proxy's event stream:
-//   a <link rel=stylesheet> (or a sheet it @imports)  -> pointed at a cache-busted address
+//   a <link rel=stylesheet> (or a sheet it @imports)  -> pointed at a cache-busted address (one
+//                                                        Turbo tracks keeps it: a copy carries
+//                                                        the new sheet); older copies coming
+//                                                        back (Turbo's cache) leave
 //   a stylesheet the page neither links nor loaded    -> the page's own sheets, loaded again
 //   <img>/<source> src and srcset, CSS url() values,  -> cache-busted in place
 //   SVG <use>/<image> href, <video poster>, icons
@@ -14,6 +17,8 @@
 //   anything else, or `reload: true`                  -> one full reload, which keeps the
 //                                                        scroll position; the reloaded page
 //                                                        shows its load errors on the overlay
+//                                                        (templates, on a page Turbo 8 morphs:
+//                                                        refreshed through Turbo)
 //
 // One stream per browser and origin: the tab holding a Web Lock opens the EventSource and relays
 // what it hears to the other tabs and frames over a BroadcastChannel. When it closes, the next tab
@@ -132,6 +137,8 @@ function start(selfUrl) {
   /** What this document has fetched, and which of its scripts failed to (see fetchRecord). */
   const fetched = fetchRecord();
   let reloading = false;
+  /** A refresh through Turbo is under way (see turboRefresh). */
+  let refreshing = false;
   let retryMs = RETRY_MIN_MS;
   /**
    * To and from the other pages of the origin (see listen): null without BroadcastChannel, and
@@ -487,6 +494,49 @@ function start(selfUrl) {
     log('the reload was cancelled: this page stays, and the next change that needs one asks again');
   }
 
+  /**
+   * Refresh the page through Turbo, as a reload would, where the page runs Turbo 8 and asks it to
+   * refresh by morphing (`<meta name="turbo-refresh-method" content="morph">`), as it does when
+   * the server broadcasts a refresh: the page's scripts keep their state (variables, Stimulus
+   * controllers, Alpine components), as hotwire-spark does for HTML changes. Only for templates
+   * (see isTemplate): a script or server code changed needs the page loaded anew. The visit is
+   * the one `Turbo.session.refresh` makes (Turbo 8 has it), made at once: that one waits 150 ms
+   * first, and does nothing when a visit is under way. The scroll position stays, as on the
+   * client's reloads. Whether Turbo took it is told by its `turbo:visit`, dispatched as the visit
+   * starts: none when Turbo refuses (the page's `turbo:before-visit` called it off, an address
+   * Turbo does not visit); then, and in a frame, while a visit (or an earlier refresh) is under
+   * way, the page reloads. Once started, the visit is Turbo's, which loads the page in full
+   * itself when it cannot fetch it.
+   */
+  function turboRefresh(reason) {
+    const turbo = window.Turbo;
+    const method = document.querySelector('meta[name="turbo-refresh-method"]');
+    if (window.top !== window || refreshing || method?.getAttribute('content') !== 'morph') {
+      return false;
+    }
+    if (typeof turbo?.session?.refresh !== 'function' || typeof turbo.visit !== 'function') {
+      return false;
+    }
+    // A visit to another page under way: the refresh would call it off.
+    if (turbo.navigator?.currentVisit) return false;
+    let started = false;
+    const visit = () => (started = true);
+    addEventListener('turbo:visit', visit, { once: true });
+    try {
+      const refresh = { method: 'morph', scroll: 'preserve' };
+      turbo.visit(location.href, { action: 'replace', shouldCacheSnapshot: false, refresh });
+    } catch (err) {
+      console.error('[hmr]', err);
+    } finally {
+      removeEventListener('turbo:visit', visit);
+    }
+    if (!started) return false;
+    refreshing = true;
+    addEventListener('turbo:load', () => (refreshing = false), { once: true });
+    log(`refreshing through Turbo: ${reason}`);
+    return true;
+  }
+
   // ---- The scroll position across a reload ----------------------------------------------------
 
   /**
@@ -602,8 +652,12 @@ function start(selfUrl) {
     }
     const { changed, rest, unused, links, imports, modules, images, roots, savedAs } = found;
     if (rest.length) {
-      reload(`${rest.map((k) => changed.get(k)).join(', ')} changed`);
-      return;
+      const why = `${rest.map((k) => changed.get(k)).join(', ')} changed`;
+      // Refreshed through Turbo, the page goes on: the rest of the batch is swapped as usual.
+      if (!rest.every(isTemplate) || !turboRefresh(why)) {
+        reload(why);
+        return;
+      }
     }
     // An image nothing here names and the page never loaded is another page's: a reload would
     // show nothing new, and lose what the user had typed or scrolled to.
@@ -856,11 +910,14 @@ function start(selfUrl) {
 
   // ---- Stylesheets ----------------------------------------------------------------------------
 
-  /** The stylesheet links of the document and of the shadow roots in `roots`. */
+  /**
+   * The stylesheet links of the document and of the shadow roots in `roots`, but for a swap's
+   * copies and the links on their way out (see phaseOut).
+   */
   function stylesheetLinks(roots) {
     return roots
-      .flatMap((root) => [...root.querySelectorAll('link[rel~="stylesheet" i][href]')])
-      .filter((link) => !isCopy(link));
+      .flatMap((root) => [...root.querySelectorAll(SHEET_LINK)])
+      .filter((link) => !isCopy(link) && !outgoing.has(link));
   }
 
   /**
@@ -875,11 +932,7 @@ function start(selfUrl) {
   function sameSheets(links) {
     const groups = new Map();
     for (const link of links) {
-      const sheet = sheetAddress(link.href);
-      // The media the page gave it, not the one a swap loads it under (see swapStylesheet).
-      const swap = swapOf.get(link);
-      const media = swap?.hidden ? (swap.media ?? '') : link.media;
-      const id = [sheet, media, link.title, link.rel.toLowerCase()].join('\n');
+      const id = sheetUse(link);
       const inRoot = groups.get(link.getRootNode()) ?? new Map();
       groups.set(link.getRootNode(), inRoot);
       const group = inRoot.get(id) ?? [];
@@ -887,6 +940,17 @@ function start(selfUrl) {
       inRoot.set(id, group);
     }
     return [...groups.values()].flatMap((inRoot) => [...inRoot.values()]).map((g) => g.reverse());
+  }
+
+  /**
+   * What tells one use of a sheet from another in a root (see sameSheets): its address without
+   * stamps, and the media (the one the page gave it, not the one a swap loads it under: see
+   * swapStylesheet), title and rel it is linked with.
+   */
+  function sheetUse(link) {
+    const swap = swapOf.get(link);
+    const media = swap?.hidden ? (swap.media ?? '') : link.media;
+    return [sheetAddress(link.href), media, link.title, link.rel.toLowerCase()].join('\n');
   }
 
   /** The @import rules below `sheet`, at any depth, whose URL `test` accepts. */
@@ -918,6 +982,22 @@ function start(selfUrl) {
    * clone of one: see apply).
    */
   const copies = new WeakMap();
+
+  /** The address of each sheet swapped (see sheetAddress) → the batch id of its newest swap. */
+  const freshest = new Map();
+
+  /**
+   * A link Turbo tracks → what carries its new styles (see carry): `copy`; `off`, whether the
+   * page had switched its sheet off itself; `href`, its address as the server wrote it; `stop`,
+   * which ends the link's listeners.
+   */
+  const carriers = new Map();
+
+  /** Each root a sheet was swapped in → the observer that guards it (see guard). */
+  const guards = new WeakMap();
+
+  /** The links on their way out (see phaseOut). */
+  const outgoing = new WeakSet();
 
   /**
    * The sheets of a document or shadow root, as the page has them: with the old sheet of a link
@@ -955,7 +1035,8 @@ function start(selfUrl) {
    * cache); it leaves once the link has loaded, or as soon as the page takes the link out, points
    * it elsewhere or switches it off. (Changed sheets it @imports are in the browser's cache by
    * now: see apply.) Settles when the link has loaded the new sheet, the copy failed, or a newer
-   * swap of the link took over.
+   * swap of the link took over. A link Turbo tracks keeps its address, and the copy stays to
+   * carry the new styles (see carry).
    */
   function swapStylesheet(link, id, duplicates = []) {
     const prev = swapOf.get(link);
@@ -965,6 +1046,15 @@ function start(selfUrl) {
     if (prev?.stage === 1) prev.end();
     if (!link.isConnected) return Promise.resolve(); // taken out by the page meanwhile
     const url = bust(link.href, id);
+    noteSwap(link, id);
+    if (link.hasAttribute('disabled') && isTracked(link)) {
+      // A copy switched off by the same attribute would never load: it carries the new address
+      // at once, and loads it when both are switched on.
+      const copy = copyOf(link, url);
+      link.after(copy);
+      carry(link, copy);
+      return Promise.resolve();
+    }
     if (link.hasAttribute('disabled')) {
       // Switched off by its attribute (a theme switcher's `link.disabled = true`): it has no
       // sheet and loads nothing, so a copy would never load and never settle. It shows nothing
@@ -974,7 +1064,15 @@ function start(selfUrl) {
     }
     const href = link.getAttribute('href');
     const copy = copyOf(link, url);
-    const swap = { stage: 1, before, hidden: false, media: null, end: null, done: null };
+    const swap = {
+      stage: 1,
+      before,
+      hidden: false,
+      media: null,
+      kept: false, // the copy stays: it carries a tracked link's new styles (see carry)
+      end: null,
+      done: null,
+    };
     const undo = [];
     let over = false;
     swap.done = new Promise((resolve) => {
@@ -982,8 +1080,10 @@ function start(selfUrl) {
         if (over) return;
         over = true;
         for (const step of undo.reverse()) step();
-        copy.remove();
-        copies.delete(copy);
+        if (!swap.kept) {
+          copy.remove();
+          copies.delete(copy);
+        }
         if (swapOf.get(link) === swap) swapOf.delete(link);
         resolve();
       };
@@ -1005,6 +1105,19 @@ function start(selfUrl) {
       const now = link.getAttribute('href');
       if (!link.isConnected || (now !== href && now !== given.get(link))) {
         swap.end(); // the page took the link out, or pointed it elsewhere: nothing to swap
+        return;
+      }
+      const dropDuplicates = () => {
+        for (const duplicate of duplicates) {
+          swapOf.get(duplicate)?.end();
+          duplicate.remove();
+        }
+      };
+      if (isTracked(link)) {
+        carry(link, copy);
+        swap.kept = true;
+        dropDuplicates();
+        swap.end();
         return;
       }
       if (link.hasAttribute('disabled')) {
@@ -1066,10 +1179,7 @@ function start(selfUrl) {
       }
       // The state of the old sheet now: the page may have switched it while the link loaded.
       if (old?.disabled && link.sheet) link.sheet.disabled = true;
-      for (const duplicate of duplicates) {
-        swapOf.get(duplicate)?.end();
-        duplicate.remove();
-      }
+      dropDuplicates();
       swap.end();
     })();
     return swap.done;
@@ -1079,13 +1189,15 @@ function start(selfUrl) {
    * A copy of `link` loading `url` under a media query that matches nothing (see
    * swapStylesheet): what decides how the sheet is fetched and where it applies (CORS mode,
    * referrer policy, the CSP nonce, rel and title), without what names the link to the page's
-   * scripts (id, inline event handlers, Turbo's `data-turbo-track`), holds up rendering
-   * (`blocking`) or pins the old content (integrity).
+   * scripts (id, inline event handlers, Turbo's `data-turbo-track`, Turbolinks' own), holds up
+   * rendering (`blocking`) or pins the old content (integrity).
    */
   function copyOf(link, url) {
     const copy = link.cloneNode();
     for (const { name } of [...copy.attributes]) {
-      if (/^(id|integrity|blocking|on.*|data-turbo-track)$/i.test(name)) copy.removeAttribute(name);
+      if (/^(id|integrity|blocking|on.*|data-turbo-track|data-turbolinks-track)$/i.test(name)) {
+        copy.removeAttribute(name);
+      }
     }
     copy.setAttribute(COPY_MARK, '');
     copy.media = 'not all';
@@ -1120,6 +1232,199 @@ function start(selfUrl) {
       link.addEventListener('load', () => resolve(true), options);
       link.addEventListener('error', () => resolve(false), options);
     });
+  }
+
+  // ---- Stylesheets after a swap ---------------------------------------------------------------
+
+  /** A swap of `link` to batch `id` began: its root is guarded from now on (see guard). */
+  function noteSwap(link, id) {
+    const sheet = sheetAddress(link.href);
+    freshest.set(sheet, Math.max(freshest.get(sheet) ?? id, id));
+    guard(link.getRootNode());
+  }
+
+  /**
+   * Have `copy` (loaded, or switched off by the `disabled` attribute: it loads when switched on)
+   * carry the new styles of `link`, a link Turbo tracks, which keeps its attributes as the server
+   * wrote them: Turbo reloads the page on a visit whose tracked head elements differ from the
+   * page's, by their HTML, and a swapped address made every visit after a CSS save a full reload,
+   * which took the state of the page along. The link's sheet is switched off through the CSSOM,
+   * which its HTML does not show, now and whenever it loads again (switched on by its `disabled`
+   * attribute, put back in the page); the copy follows its media and its `disabled` attribute,
+   * stays right after it (where it is in the cascade), stands in for it on the next save, and
+   * leaves with it: when the page takes it out, or points it elsewhere. A page whose tracked
+   * asset really changed still reloads, as its HTML says. A sheet the page had switched off
+   * through the CSSOM stays off, in the copy; the page's later switches of the link's sheet do
+   * not reach the copy.
+   */
+  function carry(link, copy) {
+    const held = carriers.get(link);
+    const off = held ? held.off : link.sheet?.disabled === true;
+    if (!copy.isConnected) link.after(copy);
+    setMedia(copy, link.getAttribute('media'));
+    copy.toggleAttribute('disabled', link.hasAttribute('disabled'));
+    if (off && copy.sheet) copy.sheet.disabled = true;
+    if (link.sheet) link.sheet.disabled = true;
+    if (held) {
+      held.copy.remove();
+      copies.delete(held.copy);
+    }
+    const stop = held?.stop ?? new AbortController();
+    if (!held) {
+      link.addEventListener(
+        'load',
+        () => {
+          if (carriers.has(link) && link.sheet) link.sheet.disabled = true;
+        },
+        { signal: stop.signal },
+      );
+      guard(link.getRootNode()).observe(link, {
+        attributes: true,
+        attributeFilter: ['href', 'media', 'disabled'],
+      });
+    }
+    carriers.set(link, { copy, off, href: link.getAttribute('href'), stop });
+  }
+
+  /** `link` carries its own sheet again (see carry): the page took it out, or re-pointed it. */
+  function uncarry(link) {
+    const held = carriers.get(link);
+    carriers.delete(link);
+    held.stop.abort();
+    held.copy.remove();
+    copies.delete(held.copy);
+  }
+
+  /**
+   * Watch `root` for older copies of the sheets swapped in it coming back, and for the tracked
+   * links whose new styles a copy carries (see carry) changing or leaving. Turbo puts the head of
+   * a page it shows from its snapshot cache together with the current one, and adds every
+   * stylesheet link the current head lacks, by its HTML: an older stamp from the snapshot (and
+   * the address the server wrote, which the new page has), which with `max-age` brought back the
+   * rules a later save had deleted, and without it another copy of the sheet, one more with
+   * every save and visit. htmx's head support, or a framework that renders the head again, do
+   * the same.
+   */
+  function guard(root) {
+    let observer = guards.get(root);
+    if (observer) return observer;
+    observer = new MutationObserver((records) => {
+      try {
+        cameBack(root, records);
+      } catch (err) {
+        console.error('[hmr]', err);
+      }
+    });
+    observer.observe(root, { childList: true, subtree: true });
+    guards.set(root, observer);
+    return observer;
+  }
+
+  /** What `guard` sees in `root`. */
+  function cameBack(root, records) {
+    const added = [];
+    for (const record of records) {
+      const held = record.type === 'attributes' ? carriers.get(record.target) : null;
+      if (held && record.attributeName === 'href') {
+        if (record.target.getAttribute('href') !== held.href) uncarry(record.target);
+      } else if (held && record.attributeName === 'media') {
+        setMedia(held.copy, record.target.getAttribute('media'));
+      } else if (held && record.attributeName === 'disabled') {
+        held.copy.toggleAttribute('disabled', record.target.hasAttribute('disabled'));
+      }
+      for (const node of record.addedNodes) added.push(...sheetLinksIn(node));
+    }
+    for (const [link, held] of carriers) {
+      if (!link.isConnected || link.getRootNode() !== held.copy.getRootNode()) uncarry(link);
+    }
+    const stale = new Map();
+    for (const link of added) {
+      // Added and taken out again since, or moved to another root.
+      if (!link.isConnected || link.getRootNode() !== root) continue;
+      if (isCopy(link)) {
+        if (!copies.has(link)) phaseOut(link); // a clone of a copy: Turbo's snapshot had it
+      } else if (carriers.has(link)) {
+        if (link.sheet) link.sheet.disabled = true; // moved: its sheet was made anew
+      } else if (older(link)) {
+        const use = sheetUse(link);
+        stale.set(use, [...(stale.get(use) ?? []), link]);
+      }
+    }
+    // As two links of a sheet are at a save (see sameSheets): one stays. The link already there
+    // is where the page has the sheet in the cascade; one that came back alone takes the newest
+    // copy: its address as the server wrote it may be an older copy in the browser's memory
+    // cache, under `max-age`, even after the swap fetched it again.
+    for (const [use, links] of stale) {
+      const others = stylesheetLinks([root]).filter(
+        (l) => !links.includes(l) && !outgoing.has(l) && sheetUse(l) === use,
+      );
+      const keep = others.length ? null : links.at(-1);
+      for (const link of links) if (link !== keep) phaseOut(link, use);
+      if (keep) renew(keep);
+    }
+  }
+
+  /**
+   * Whether `link` loads an older copy of a swapped sheet than the newest: an older stamp, or
+   * none. Not one another live reloader stamped (livereload, browser-sync): that is its swap, and
+   * it takes the old link out itself once its copy has loaded (the next save takes out what is
+   * left, as duplicates).
+   */
+  function older(link) {
+    const url = parse(link.href);
+    if (url === null) return false;
+    const sheet = sheetAddress(url.href);
+    const newest = freshest.get(sheet);
+    if (newest === undefined || sheet !== unbust(url.href)) return false;
+    const stamp = stampOf(url);
+    return stamp === null || stamp < newest;
+  }
+
+  /** Point `link`, an older copy of a swapped sheet, at the newest copy (see carry for Turbo's). */
+  function renew(link) {
+    const url = bust(link.href, freshest.get(sheetAddress(link.href)));
+    if (!isTracked(link)) {
+      point(link, url);
+      return;
+    }
+    const copy = copyOf(link, url);
+    link.after(copy);
+    carry(link, copy);
+  }
+
+  /**
+   * Take out `link`, a link that came back with an older copy of a sheet the page has (see
+   * cameBack), once it has loaded (or failed), and show nothing of it meanwhile. Not at once:
+   * Turbo waits for the `load` of each stylesheet link it adds before it shows the page (for 2 s,
+   * when none comes). A link that has the sheet's `use` (see sheetUse) and finds none other left
+   * by then (the page took the other out after adding it) stays, with its media, and is swapped
+   * to the newest copy (its own shows until that has loaded, as on a save).
+   */
+  function phaseOut(link, use = null) {
+    outgoing.add(link);
+    const media = link.getAttribute('media');
+    link.media = 'not all';
+    const stop = new AbortController();
+    const settle = () => {
+      stop.abort();
+      clearTimeout(timer);
+      outgoing.delete(link);
+      if (!link.isConnected) return;
+      const alone =
+        use !== null &&
+        !stylesheetLinks([link.getRootNode()]).some(
+          (l) => l !== link && !outgoing.has(l) && sheetUse(l) === use,
+        );
+      if (!alone) {
+        link.remove();
+        return;
+      }
+      setMedia(link, media);
+      swapStylesheet(link, freshest.get(sheetAddress(link.href)));
+    };
+    link.addEventListener('load', settle, { once: true, signal: stop.signal });
+    link.addEventListener('error', settle, { once: true, signal: stop.signal });
+    const timer = setTimeout(settle, PHASE_OUT_FALLBACK_MS);
   }
 
   /**
@@ -1681,6 +1986,12 @@ const IMPORT_FALLBACK_MS = 3000;
 /** How often a link loading a swapped sheet is looked at: is it still loading that address? */
 const LINK_WATCH_MS = 250;
 
+/**
+ * How long a link that came back with an older copy of a sheet waits for its `load` before it
+ * goes anyway (see phaseOut).
+ */
+const PHASE_OUT_FALLBACK_MS = 3000;
+
 /** The attribute that marks a swap's inert copy of a link (see swapStylesheet). */
 const COPY_MARK = 'data-hmr-copy';
 
@@ -1716,6 +2027,24 @@ function reference(el) {
  */
 function inDocument(text, url) {
   return text.trim().startsWith('#') || url.href.split('#')[0] === document.URL.split('#')[0];
+}
+
+/** The stylesheet links `node` is or holds. */
+function sheetLinksIn(node) {
+  if (node.nodeType !== 1) return [];
+  const own = node.matches(SHEET_LINK) ? [node] : [];
+  // Most of what a page adds has no elements inside (a text, a list item): not searched.
+  return node.firstElementChild ? [...own, ...node.querySelectorAll(SHEET_LINK)] : own;
+}
+
+const SHEET_LINK = 'link[rel~="stylesheet" i][href]';
+
+/**
+ * Whether Turbo (or Turbolinks, before it) tracks `link`: it compares the HTML of the tracked
+ * head elements of each page it visits with the current page's (see carry).
+ */
+function isTracked(link) {
+  return link.hasAttribute('data-turbo-track') || link.hasAttribute('data-turbolinks-track');
 }
 
 /** Whether `node` (a sheet's owner) is a swap's copy, or a clone of one. */
@@ -1919,6 +2248,18 @@ function isImage(k) {
   return /\.(?:a?png|jpe?g|jfif|pjpeg|pjp|gif|webp|avif|svg|ico|cur|bmp|tiff?)$/i.test(k);
 }
 
+/**
+ * Whether a key names a template (or a page), which a refresh through Turbo shows as a reload
+ * would (see turboRefresh): HTML, and the template languages of the servers Turbo is used with
+ * (Rails' `.html.erb`, Jinja, Django, Twig, Blade, Go, Phoenix, Razor…), not a script or server
+ * code.
+ */
+function isTemplate(k) {
+  const html = /\.(?:x?html?|html\.(?:erb|haml|slim)|blade\.php|cshtml|razor)$/i;
+  const other = /\.(?:jinja2?|j2|njk|twig|liquid|hbs|handlebars|mustache|ejs|pug|tmpl|gohtml)$/i;
+  return html.test(k) || other.test(k) || /\.h?eex$/i.test(k);
+}
+
 /** Whether a key names a stylesheet (see survey and apply). */
 function isStylesheet(k) {
   return /\.css$/i.test(k);
@@ -1998,6 +2339,12 @@ const STAMP_ELSEWHERE = 'hmr';
 function stampName(u) {
   const t = u.searchParams.get('t');
   return t === null || isStamp(t) ? 't' : STAMP_ELSEWHERE;
+}
+
+/** The stamp of `u` (a URL), as a number; null when it has none. */
+function stampOf(u) {
+  const value = u.searchParams.get(stampName(u));
+  return value !== null && isStamp(value) ? Number(value) : null;
 }
 
 /** A stamp's value: a batch id (or another tool's number), all digits. */

@@ -265,10 +265,10 @@ function h1Color(page, color) {
  * Something in front of the proxy (another proxy, a tunnel): passes every request on and counts
  * the change streams asked for. With `refuse`, it answers the first with a 502 once that settles.
  * With `cached`, it lets the browser cache scripts for an hour, as a dev server that sends
- * `max-age` does. (Playwright's routes do not see a SharedWorker's requests, and turn the HTTP
- * cache off; this does neither.)
+ * `max-age` does; with `cachedSheets`, stylesheets. (Playwright's routes do not see a
+ * SharedWorker's requests, and turn the HTTP cache off; this does neither.)
  */
-async function frontProxy({ refuse, cached } = {}) {
+async function frontProxy({ refuse, cached, cachedSheets } = {}) {
   const target = new URL(origin);
   let streams = 0;
   let firstAsked;
@@ -285,8 +285,9 @@ async function frontProxy({ refuse, cached } = {}) {
     const upstream = http.request(
       { host: target.hostname, port: target.port, path: req.url, method, headers },
       (answer) => {
-        const script = /\.js$/.test(new URL(req.url, origin).pathname);
-        const caching = cached && script ? { 'cache-control': 'max-age=3600' } : {};
+        const { pathname } = new URL(req.url, origin);
+        const kept = (cached && /\.js$/.test(pathname)) || (cachedSheets && /\.css$/.test(pathname));
+        const caching = kept ? { 'cache-control': 'max-age=3600' } : {};
         res.writeHead(answer.statusCode, { ...answer.headers, ...caching });
         answer.pipe(res);
       },
@@ -2727,6 +2728,20 @@ const stdinLines = readline.createInterface({ input: process.stdin })[Symbol.asy
 /** Extra pages for the @import, background-image and srcset checks, published before any tab opens. */
 async function prepare() {
   const stream = await changeStream();
+  const turbo = new URL('node_modules/@hotwired/turbo/dist/turbo.es2017-esm.js', import.meta.url);
+  write('extras/turbo/turbo.js', fs.readFileSync(turbo, 'utf8'));
+  write('extras/turbo/cache.css', 'h1 { font-size: 20px; }\n');
+  write('extras/turbo/track.css', 'h1 { font-size: 20px; }\n');
+  for (const name of ['a', 'b', 'c']) {
+    write(`extras/turbo/${name}.html`, turboPage(name, '/extras/turbo/cache.css'));
+  }
+  const attrs = ' data-turbo-track="reload"';
+  for (const name of ['ta', 'tb']) {
+    write(`extras/turbo/${name}.html`, turboPage(name, '/extras/turbo/track.css', { attrs }));
+  }
+  write('extras/turbo/tc.html', turboPage('tc', '/extras/turbo/track.css?v=2', { attrs }));
+  write('extras/turbo/m.html', morphPage(1));
+  write('extras/turbo/n.html', turboPage('n', '/extras/turbo/cache.css', { main: '<p id="v">1</p>' }));
   write('extras/theme.css', '#box { color: rgb(1, 2, 3); }\n');
   write(
     'extras/main.css',
@@ -2991,6 +3006,230 @@ async function prepare() {
   stream.close();
 }
 
+// ---- Turbo ---------------------------------------------------------------------------------------
+
+/**
+ * A page of the Turbo site (extras/turbo/, see prepare), which links `sheet` (its attributes as
+ * `attrs`) and Turbo 8 (the real one, from node_modules), with `head` and `main`. `window.shown`
+ * is the path of the page Turbo showed last (its `turbo:load`).
+ */
+function turboPage(name, sheet, { attrs = '', head = '', main = '' } = {}) {
+  return (
+    `<!doctype html>\n<html><head><meta charset="utf-8"><title>turbo ${name}</title>${head}\n` +
+    `<link rel="stylesheet" href="${sheet}"${attrs}>\n` +
+    '<script type="module" src="/extras/turbo/turbo.js"></script>\n' +
+    '<script>addEventListener("turbo:load", () => (window.shown = location.pathname));</script>\n' +
+    `</head>\n<body><nav>${['a', 'b', 'c', 'ta', 'tb', 'tc', 'm', 'n']
+      .map((p) => `<a href="/extras/turbo/${p}.html">${p}</a>`)
+      .join(' ')}</nav>\n<h1>turbo ${name}</h1>${main}</body></html>\n`
+  );
+}
+
+/** Open a page of the Turbo site, once Turbo has shown it. */
+async function openTurbo(context, name, base) {
+  const page = await openTab(context, `/extras/turbo/${name}.html`, base);
+  await page.waitForFunction((p) => window.shown === p, `/extras/turbo/${name}.html`);
+  return page;
+}
+
+/** Follow the page's link to another page of the Turbo site: Turbo visits it. */
+async function turboVisit(page, name) {
+  const to = `/extras/turbo/${name}.html`;
+  await page.click(`nav a[href="${to}"]`);
+  // Its `turbo:load`: the page is rendered, after Turbo has waited for the head's new sheets.
+  await page.waitForFunction((p) => window.shown === p && location.pathname === p, to);
+}
+
+/** The page's stylesheet links: `href` as written, and whether it is a swap's copy. */
+function sheetLinks(page) {
+  return page.evaluate(() =>
+    [...document.querySelectorAll('link[rel=stylesheet]')].map((l) => ({
+      href: l.getAttribute('href'),
+      copy: l.hasAttribute('data-hmr-copy'),
+      media: l.getAttribute('media'),
+    })),
+  );
+}
+
+function h1Now(page) {
+  return page.$eval('h1', (h1) => getComputedStyle(h1).color);
+}
+
+/**
+ * Turbo's snapshot cache does not bring back an older copy of a swapped sheet. After a save,
+ * visits a → b → a leave the swapped address in the snapshot of b; after a second save, which
+ * deleted a rule, the visit to b put Turbo's head merge to work: it added the older address
+ * back, and the one the server wrote, so the head had three links to the sheet, and with
+ * `max-age` (served from the cache, not asked again) the deleted rule applied again. Without
+ * it, each save and visit added a link more. A link the page puts back alone (a framework that
+ * renders the head again) takes the newest copy.
+ */
+async function turboCache() {
+  const front = await frontProxy({ cachedSheets: true });
+  const context = await newContext();
+  const sheet = '/extras/turbo/cache.css';
+  const base = 'h1 { font-size: 20px; }\n';
+  try {
+    const page = await openTurbo(context, 'a', front.origin);
+    const plain = await h1Now(page);
+    await publish({ 'extras/turbo/cache.css': `${base}h1 { color: rgb(255, 0, 0); }\n` });
+    await h1Color(page, 'rgb(255, 0, 0)');
+    await turboVisit(page, 'b');
+    await turboVisit(page, 'a');
+    assert.equal(await h1Now(page), 'rgb(255, 0, 0)');
+    // The rule goes: the page is as it was before the first save.
+    await publish({ 'extras/turbo/cache.css': base });
+    await h1Color(page, plain);
+    await page.waitForFunction(() => !document.querySelector('link[data-hmr-copy]'));
+    const [{ href: newest }] = await sheetLinks(page);
+    assert.match(newest, /\/extras\/turbo\/cache\.css\?t=\d+$/);
+    await turboVisit(page, 'b');
+    assert.deepEqual(
+      { color: await h1Now(page), links: await sheetLinks(page) },
+      { color: plain, links: [{ href: newest, copy: false, media: null }] },
+      'after a visit from the snapshot cache: the newest copy, once',
+    );
+    await turboVisit(page, 'c');
+    await turboVisit(page, 'b');
+    assert.deepEqual(await sheetLinks(page), [{ href: newest, copy: false, media: null }]);
+
+    // The head rendered again: the link the server wrote, alone, in place of the page's.
+    const renewed = await page.evaluate((href) => {
+      const fresh = document.createElement('link');
+      fresh.rel = 'stylesheet';
+      fresh.href = href;
+      document.querySelector('link[rel=stylesheet]').replaceWith(fresh);
+      window.fresh = fresh;
+      return Promise.resolve().then(() => fresh.getAttribute('href'));
+    }, sheet);
+    assert.equal(renewed, newest, 'a link put back alone takes the newest copy');
+    await page.waitForFunction(() => window.fresh.sheet);
+    assert.equal(await h1Now(page), plain);
+    assert.equal(await loads(page), 1, 'no reload');
+  } finally {
+    await context.close();
+    front.close();
+  }
+}
+
+/**
+ * A stylesheet Turbo tracks (`data-turbo-track="reload"`, Rails' default layout) keeps its
+ * address through a swap: Turbo compares the tracked head elements of each page it visits with
+ * the page's, by their HTML, and reloaded on the first visit after a CSS save, taking the page's
+ * state along. A copy carries the new styles, on Turbo visits too, stands in for the link on the
+ * next save, and does not come back from Turbo's snapshot cache in an older version. A page whose
+ * tracked sheet really is another still reloads.
+ */
+async function turboTrack() {
+  const context = await newContext();
+  try {
+    const page = await openTurbo(context, 'ta');
+    const link = () => page.$eval('link[data-turbo-track]', (l) => l.outerHTML);
+    const written = await link();
+    await page.evaluate(() => (window.kept = 'yes'));
+    const first = freshColor();
+    write('extras/turbo/track.css', `h1 { color: ${first}; }\n`);
+    await h1Color(page, first);
+    const [, { href: firstCopy } = {}] = await sheetLinks(page);
+
+    await turboVisit(page, 'tb');
+    assert.equal(await loads(page), 1, 'no reload on the visit after the swap');
+    assert.equal(await page.evaluate(() => window.kept), 'yes');
+    assert.equal(await h1Now(page), first);
+    assert.equal(await link(), written, 'the tracked link as the server wrote it');
+    const carried = (href) => [
+      { href: '/extras/turbo/track.css', copy: false, media: null },
+      { href, copy: true, media: null },
+    ];
+    assert.match(firstCopy, /track\.css\?t=\d+$/);
+    assert.deepEqual(await sheetLinks(page), carried(firstCopy));
+
+    // The next save: a new copy takes over from the first.
+    const second = freshColor();
+    write('extras/turbo/track.css', `h1 { color: ${second}; }\n`);
+    await h1Color(page, second);
+    const [, { href: secondCopy }] = await sheetLinks(page);
+    assert.notEqual(secondCopy, firstCopy);
+    assert.deepEqual(await sheetLinks(page), carried(secondCopy));
+    assert.equal(await link(), written);
+
+    // Back to a page Turbo has a snapshot of, from before the second save: its copy does not
+    // come back.
+    await turboVisit(page, 'ta');
+    assert.equal(await h1Now(page), second);
+    assert.deepEqual(await sheetLinks(page), carried(secondCopy));
+    assert.equal(await loads(page), 1, 'no reload');
+    assert.equal(await page.evaluate(() => window.kept), 'yes');
+
+    // The head rendered again: the tracked link as the server wrote it, in place of the page's,
+    // takes the newest copy, carried as well; the old copy leaves with the old link.
+    await page.evaluate(() => {
+      const old = document.querySelector('link[data-turbo-track]');
+      old.replaceWith(old.cloneNode());
+    });
+    await page.waitForFunction(
+      (color) =>
+        document.querySelector('link[data-turbo-track]').sheet?.disabled &&
+        document.querySelector('link[data-hmr-copy]').sheet &&
+        getComputedStyle(document.querySelector('h1')).color === color,
+      second,
+    );
+    assert.deepEqual(await sheetLinks(page), carried(secondCopy));
+
+    // A page whose tracked sheet is another: Turbo reloads, as it would without the proxy.
+    await page.click('nav a[href="/extras/turbo/tc.html"]');
+    await page.waitForFunction(() => sessionStorage.loads === '2' && window.shown === location.pathname);
+    assert.equal(new URL(page.url()).pathname, '/extras/turbo/tc.html');
+  } finally {
+    await context.close();
+  }
+}
+
+/** The Turbo page that asks Turbo to refresh by morphing, in its `version`. */
+function morphPage(version) {
+  const head = '\n<meta name="turbo-refresh-method" content="morph">';
+  const main = `<p id="v">${version}</p><div style="height: 400vh"></div>`;
+  return turboPage('m', '/extras/turbo/cache.css', { head, main });
+}
+
+/**
+ * A template saved on a page that runs Turbo 8 and asks it to refresh by morphing: Turbo
+ * refreshes it, and the page's state stays (its scripts' variables, the scroll position), as
+ * hotwire-spark does. It was reloaded. A Turbo page that does not ask for morphing reloads.
+ */
+async function turboMorph() {
+  const context = await newContext();
+  try {
+    const page = await openTurbo(context, 'm');
+    await page.evaluate(() => {
+      window.kept = 'yes';
+      window.scrollTo(0, 700);
+    });
+    write('extras/turbo/m.html', morphPage(2));
+    await page.waitForFunction(() => document.getElementById('v').textContent === '2');
+    assert.equal(await loads(page), 1, 'no reload');
+    assert.equal(await page.evaluate(() => window.kept), 'yes');
+    assert.equal(await page.evaluate(() => window.scrollY), 700, 'scroll position kept');
+    assert.ok(logged('[hmr] refreshing through Turbo: /extras/turbo/m.html changed'));
+    // Again, once Turbo is done with the first.
+    await page.waitForFunction(() => !document.documentElement.hasAttribute('aria-busy'));
+    write('extras/turbo/m.html', morphPage(3));
+    await page.waitForFunction(() => document.getElementById('v').textContent === '3');
+    assert.equal(await loads(page), 1, 'no reload');
+
+    // Turbo's visit takes the page's meta out with its head.
+    await turboVisit(page, 'n');
+    assert.equal(await page.$('meta[name="turbo-refresh-method"]'), null);
+    const reloaded = page.waitForEvent('load');
+    write('extras/turbo/n.html', read('extras/turbo/n.html').replace('<p id="v">1</p>', '<p id="v">2</p>'));
+    await reloaded;
+    assert.equal(await page.textContent('#v'), '2');
+    assert.equal(await loads(page), 2, 'reloaded');
+  } finally {
+    await context.close();
+  }
+}
+
 const all = {
   css,
   duplicates,
@@ -3000,6 +3239,9 @@ const all = {
   sheetKinds,
   keptRemoved,
   keptChanged,
+  turboCache,
+  turboTrack,
+  turboMorph,
   ownT,
   stayed,
   fragmentFirst,
