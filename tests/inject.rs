@@ -54,6 +54,8 @@ struct Case {
     nth: usize,
     nonce: Option<String>,
     csp_after: Option<String>,
+    /// The report-only policy as the browser gets it, when the proxy edits it.
+    csp_report_only_after: Option<String>,
     #[serde(default)]
     edits: Vec<(String, String)>,
     #[serde(default)]
@@ -682,8 +684,10 @@ fn check_case(
         headers
             .get(header::CONTENT_SECURITY_POLICY_REPORT_ONLY)
             .map(|v| v.to_str().unwrap()),
-        case.csp_report_only.as_deref(),
-        "{what}: report-only policies are left alone"
+        case.csp_report_only_after
+            .as_deref()
+            .or(case.csp_report_only.as_deref()),
+        "{what}: report-only policies are edited as enforced ones are"
     );
 }
 
