@@ -33,6 +33,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod frameworks;
 pub mod guard;
 pub mod healthcheck;
 pub mod inject;
@@ -172,6 +173,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
         open_browser::open(format!("{}{path}", server::browse_url(local)));
     }
     let hub = Hub::new(config.heartbeat, shutdown.clone());
+    hub.know_roots(&config.watch.roots);
     match watch::spawn(&config.watch, shutdown.clone()) {
         Ok(batches) => hub.feed(batches),
         Err(err) => tracing::error!("{err}; live reload is off"),

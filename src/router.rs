@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use crate::body::{self, Body};
 use crate::config::{AllowedHosts, Backend, Config, OWN_PREFIX, Route, Upstream};
 use crate::control::Control;
+use crate::frameworks::{self, FRAMEWORKS};
 use crate::inject::Injector;
 use crate::proxy::health::Health;
 use crate::proxy::{self, Proxy};
@@ -44,14 +45,11 @@ struct Inner {
     client: bytes::Bytes,
     hub: Hub,
     control: Control,
-    /// Armed while a Vite dev server behind the proxy would see each of its hot updates followed
-    /// by a reload: the proxy watches the whole project, its sources included (see
-    /// [`Router::notice_vite`]).
-    vite_hint: AtomicBool,
+    /// For each of [`FRAMEWORKS`], armed while its dev server behind the proxy would see each of
+    /// its hot updates followed by a reload: the proxy watches the whole project, its sources
+    /// included (see [`Router::notice_framework`]).
+    framework_hints: [AtomicBool; FRAMEWORKS.len()],
 }
-
-/// The module every page a Vite dev server serves loads first: its own HMR client.
-const VITE_CLIENT: &str = "/@vite/client";
 
 enum Target {
     Proxy(Proxy),
@@ -124,9 +122,9 @@ impl Router {
                 client: client::render(&config.changes_path),
                 control: Control::new(config, hub.clone(), health),
                 hub,
-                vite_hint: AtomicBool::new(
-                    config.watch.whole_project && config.watch.ignore.is_empty(),
-                ),
+                framework_hints: std::array::from_fn(|_| {
+                    AtomicBool::new(config.watch.whole_project && config.watch.ignore.is_empty())
+                }),
             }),
         }
     }
@@ -144,8 +142,8 @@ impl Router {
         if let Some(own) = path.strip_prefix(OWN_PREFIX) {
             return self.own_endpoint(own.to_string(), req, peer).await;
         }
-        if path == VITE_CLIENT {
-            self.notice_vite();
+        if let Some(framework) = frameworks::marked_by(path) {
+            self.notice_framework(framework);
         }
         if let Some((_, proxy)) = this.routes.iter().find(|(route, _)| route.matches(path)) {
             return proxy.forward(req, peer).await;
@@ -156,19 +154,22 @@ impl Router {
         }
     }
 
-    /// A tab loaded Vite's client: the upstream is a Vite dev server, which hot-swaps its own
+    /// A tab asked for what only a page of [`FRAMEWORKS`]`[index]` asks for (Vite's client,
+    /// Next.js's Fast Refresh socket): the upstream is that dev server, which hot-updates its own
     /// sources. With the whole project watched, each such save is also a batch here, and the
-    /// page reloads right after Vite's update, its state lost: said once, with the fix.
-    fn notice_vite(&self) {
-        let said = self.inner.vite_hint.swap(false, Ordering::Relaxed);
-        // Otherwise the hub says it at the first batch that would reload over Vite's update.
-        self.inner.hub.vite_seen(said);
+    /// page reloads right after the server's update, its state lost: said once, with the fix.
+    fn notice_framework(&self, index: usize) {
+        let said = self.inner.framework_hints[index].swap(false, Ordering::Relaxed);
+        // Otherwise the hub says it at the first batch that would reload over the update.
+        self.inner.hub.framework_seen(index, said);
         if said {
+            let framework = &FRAMEWORKS[index];
             tracing::warn!(
-                "the upstream is a Vite dev server (a page loaded {VITE_CLIENT}), which updates \
-                 its own sources in place; with the whole project watched, each save there \
-                 also reloads the page: watch only what Vite does not serve (--watch templates) \
-                 or leave its sources out (--ignore 'src/**')"
+                "the upstream is {} ({}), which updates its own sources in place; with the \
+                 whole project watched, each save there also reloads the page: {}",
+                framework.name,
+                framework.seen_by,
+                framework.fix
             );
         }
     }

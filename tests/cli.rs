@@ -1433,6 +1433,66 @@ fn a_bare_poll_flag_keeps_the_environments_interval() {
     running.wait_for_log(", polling every 700 ms");
 }
 
+/// A Next.js dev server is seen by its Fast Refresh socket, and a save of a source it updates
+/// itself is said once. A stylesheet in a folder these servers serve as it is (`public/`,
+/// SvelteKit's `static/`), which the README says to watch, is the proxy's to swap: nothing said
+/// (it was, with Vite, for every `.css`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_upstream_is_seen_and_files_served_as_they_are_are_not_its() {
+    let upstream = crate::support::upstream::Upstream::start().await;
+    let dir = tempdir();
+    for folder in ["app", "public", "static"] {
+        std::fs::create_dir(dir.path().join(folder)).expect("mkdir");
+    }
+    for (marker, args, save, hint) in [
+        (
+            "/_next/webpack-hmr",
+            &["--watch", "app", "--watch", "public=/"][..],
+            &["public/site.css", "app/page.tsx"][..],
+            Some("page.tsx changed, and the upstream is a Next.js dev server"),
+        ),
+        (
+            "/@vite/client",
+            &["--watch", "static=/"][..],
+            &["static/site.css", "static/js/plain.js"][..],
+            None,
+        ),
+    ] {
+        let mut argv: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        argv.push(upstream.url());
+        let running = bin::blocking("hmr-proxy to start", {
+            let dir = dir.path().to_owned();
+            move || {
+                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                Running::start(&argv, &[], &dir)
+            }
+        })
+        .await;
+        let request =
+            format!("GET {marker} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let answer = raw(running.addr, request.as_bytes(), None).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        for file in save {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, "/* saved */").expect("write");
+            let name = file.rsplit('/').next().expect("name");
+            running.wait_for_log(&format!("{name} changed"));
+        }
+        if let Some(hint) = hint {
+            running.wait_for_log(hint);
+        }
+        running.terminate();
+        running.wait_for_log("stopped");
+        let log = running.log();
+        let hints = log
+            .lines()
+            .filter(|l| l.contains("which updates it in place itself"))
+            .count();
+        assert_eq!(hints, usize::from(hint.is_some()), "{marker}; log:\n{log}");
+    }
+}
+
 /// A page that loads Vite's client says the upstream is Vite, which hot-swaps its own sources:
 /// with the whole project watched (nothing named), each save there would also reload the page,
 /// so the proxy says so once, with the fix. Watching a folder of one's own choice says nothing.

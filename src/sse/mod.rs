@@ -13,8 +13,9 @@ mod stream;
 pub mod wire;
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -22,8 +23,10 @@ use http::{HeaderValue, Response, StatusCode, header};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::body::Body;
+use crate::config::WatchRoot;
+use crate::frameworks::FRAMEWORKS;
 use crate::shutdown::Shutdown;
-use crate::watch::ChangeBatch;
+use crate::watch::{Change, ChangeBatch};
 
 /// Batches kept for reconnecting tabs: a tab that was away for a few saves catches up exactly;
 /// one away for longer reloads.
@@ -54,21 +57,18 @@ struct Inner {
     instance: String,
     /// The newest batch id, read without the lock by every page request ([`Position`]).
     latest: Arc<AtomicU64>,
-    /// Whether a Vite dev server was seen behind the proxy, and the hint about it said
-    /// ([`Hub::vite_seen`]).
-    vite: AtomicU8,
+    /// For each of [`FRAMEWORKS`], whether its dev server was seen behind the proxy, and the hint
+    /// about it said ([`Hub::framework_seen`]).
+    frameworks: [AtomicU8; FRAMEWORKS.len()],
+    /// The watched folders' URL prefixes and folder names, to tell where a change's file lies
+    /// ([`Hub::know_roots`]).
+    roots: OnceLock<Vec<(String, PathBuf)>>,
 }
 
-/// [`Inner::vite`]'s states.
-const VITE_UNSEEN: u8 = 0;
-const VITE_SEEN: u8 = 1;
-const VITE_SAID: u8 = 2;
-
-/// What a Vite dev server updates in place itself (its modules and stylesheets).
-const VITE_UPDATES: [&str; 15] = [
-    ".js", ".mjs", ".ts", ".mts", ".jsx", ".tsx", ".vue", ".svelte", ".css", ".scss", ".sass",
-    ".less", ".styl", ".pcss", ".astro",
-];
+/// [`Inner::frameworks`]' states.
+const UNSEEN: u8 = 0;
+const SEEN: u8 = 1;
+const SAID: u8 = 2;
 
 /// Where the batches stand, for pages: a page served now reflects every batch published so far,
 /// so its client starts after the newest one (the injector says which in the page's headers).
@@ -114,26 +114,54 @@ impl Hub {
                 shutdown,
                 instance: format!("{boot_ms:x}"),
                 latest: Arc::new(AtomicU64::new(boot_ms - 1)),
-                vite: AtomicU8::new(VITE_UNSEEN),
+                frameworks: [const { AtomicU8::new(UNSEEN) }; FRAMEWORKS.len()],
+                roots: OnceLock::new(),
             }),
         }
     }
 
-    /// A tab loaded a Vite dev server's client (`said`: and the router has told the user what
-    /// that means). From then on, a batch naming a file Vite updates in place says it once: the
-    /// page reloads right after Vite's update, its state lost, and the fix is to leave those
-    /// files to Vite.
-    pub fn vite_seen(&self, said: bool) {
+    /// A tab showed that the dev server is [`FRAMEWORKS`]`[index]` (`said`: and the router has
+    /// told the user what that means). From then on, a batch naming a file that server updates
+    /// in place says it once: the page reloads right after its update, its state lost, and the
+    /// fix is to leave those files to it.
+    pub fn framework_seen(&self, index: usize, said: bool) {
+        let Some(state) = self.inner.frameworks.get(index) else {
+            return;
+        };
         if said {
-            self.inner.vite.store(VITE_SAID, Ordering::Relaxed);
+            state.store(SAID, Ordering::Relaxed);
         } else {
-            let _ = self.inner.vite.compare_exchange(
-                VITE_UNSEEN,
-                VITE_SEEN,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            let _ = state.compare_exchange(UNSEEN, SEEN, Ordering::Relaxed, Ordering::Relaxed);
         }
+    }
+
+    /// The watched folders, to tell a change in a folder served as it is (`static=/`) from one in
+    /// the sources.
+    pub fn know_roots(&self, roots: &[WatchRoot]) {
+        let roots = roots
+            .iter()
+            .map(|r| (r.url.clone(), r.dir.clone()))
+            .collect();
+        let _ = self.inner.roots.set(roots);
+    }
+
+    /// The name of the watched folder `change` lies in: the one with the longest URL prefix of
+    /// its URL, and of folders under one prefix (`-w app -w public=/`) the one that holds it.
+    fn folder_of(&self, change: &Change) -> Option<String> {
+        let roots = self.inner.roots.get()?;
+        let under = |(prefix, _): &&(String, PathBuf)| change.url.starts_with(prefix.as_str());
+        let longest = roots.iter().filter(under).map(|(p, _)| p.len()).max()?;
+        let mut candidates = roots
+            .iter()
+            .filter(under)
+            .filter(|(prefix, _)| prefix.len() == longest)
+            .map(|(_, dir)| dir);
+        let first = candidates.next()?;
+        let dir = std::iter::once(first)
+            .chain(candidates)
+            .find(|dir| dir.join(&change.path).exists())
+            .unwrap_or(first);
+        Some(dir.file_name()?.to_string_lossy().into_owned())
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -164,20 +192,23 @@ impl Hub {
     pub fn publish(&self, batch: &ChangeBatch) -> u64 {
         let (id, streams) = self.send(batch);
         log_batch(batch, streams);
-        if self.inner.vite.load(Ordering::Relaxed) == VITE_SEEN
-            && let Some(change) = batch
-                .changes
-                .iter()
-                .find(|c| VITE_UPDATES.iter().any(|ext| c.path.ends_with(ext)))
-            && self.inner.vite.swap(VITE_SAID, Ordering::Relaxed) == VITE_SEEN
-        {
-            tracing::warn!(
-                "{} changed, and the upstream is a Vite dev server (a page loaded \
-                 /@vite/client), which updates it in place itself: this batch reloads the page \
-                 right after, its state lost. Leave what Vite serves out (--ignore 'src/**') or \
-                 watch only what it does not (--watch templates)",
-                change.path
-            );
+        for (framework, state) in FRAMEWORKS.iter().zip(&self.inner.frameworks) {
+            if state.load(Ordering::Relaxed) == SEEN
+                && let Some(change) = batch
+                    .changes
+                    .iter()
+                    .find(|c| framework.updates(self.folder_of(c).as_deref(), &c.path))
+                && state.swap(SAID, Ordering::Relaxed) == SEEN
+            {
+                tracing::warn!(
+                    "{} changed, and the upstream is {} ({}), which updates it in place itself: \
+                     this batch reloads the page right after, its state lost. {}",
+                    change.path,
+                    framework.name,
+                    framework.seen_by,
+                    capitalised(framework.fix),
+                );
+            }
         }
         id
     }
@@ -296,6 +327,14 @@ impl Hub {
 }
 
 /// `no browser`, `1 browser`, `2 browsers`.
+/// `text` with its first letter upper-case (a hint's fix, said as a sentence of its own).
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
+}
+
 fn browsers(streams: usize) -> String {
     match streams {
         0 => "no browser".to_string(),
