@@ -13,6 +13,10 @@ mod proxy;
 /// File saves to `/changes` events, replay, lagging and many tabs, control endpoints.
 mod changes;
 
+/// Editors and tools writing in odd ways: bulk writes with pauses, unrelated temp names, safe
+/// writes with a pause between renames, IDE state, git's ignore sources from outside.
+mod watch_editors;
+
 /// The real binary: errors, precedence, help, start-up, SIGTERM.
 mod cli;
 

@@ -1,15 +1,19 @@
 //! Turning a burst of file-system events into one batch.
 //!
 //! Owns the batching window and the pending set. A batch opens with the first event, stays open
-//! while events keep arriving within the debounce interval of each other, and closes when the
+//! while events keep arriving within the quiet interval of each other, and closes when the
 //! quiet interval passes or the window cap (measured from the first event) runs out, so a
-//! constant stream still flushes. A burst that starts soon after the last batch went out (a
-//! build writing its output file by file, tens of milliseconds apart) waits for a longer quiet
-//! interval ([`busy_quiet`]): each batch makes every open page reload, and a build writing 60
-//! files 30 ms apart reloaded a tab 36 times in 2.5 s. A save after a pause still goes out after
-//! the plain debounce. Paths are de-duplicated in arrival order; a file that was both
-//! created and gone again within one batch (an editor's temp file in an atomic save) is dropped.
-//! It knows nothing of notify or of the event stream.
+//! constant stream still flushes. The quiet interval is the debounce while the batch holds what
+//! one save touches; once it holds more paths than that ([`BULK_PATHS`]: a checkout, a formatter,
+//! a build) it is the longer [`bulk_quiet`], since such a writer pauses longer than 10 ms between
+//! files (a busy machine, a formatter awaiting each file) and each part went out as a batch of its
+//! own, every open page reloading two or three times. A burst that starts soon after the last
+//! batch went out (a build writing its output file by file, tens of milliseconds apart) waits for
+//! the longer interval ([`busy_quiet`]) from its first event: a build writing 60 files 30 ms apart
+//! reloaded a tab 36 times in 2.5 s. A save after a pause still goes out after the plain
+//! debounce. Paths are de-duplicated in arrival order; a file that was both created and gone
+//! again within one batch (an editor's temp file in an atomic save) is dropped. It knows nothing
+//! of notify or of the event stream.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -25,15 +29,66 @@ use tokio::time::Instant;
 const CAP_FACTOR: u32 = 10;
 const CAP_FLOOR: Duration = Duration::from_secs(1);
 
-/// The quiet interval that ends a burst starting within this long of the last batch sent:
-/// 100 ms, or the debounce when that is longer (a debounce raised that far already folds a
-/// build's writes, and ten of it swallowed the whole window). `None` with no debounce at all
-/// (`--debounce 0` asks for every event at once).
+/// The quiet interval that ends a burst starting within this long of the last batch sent, and a
+/// batch holding a bulk write ([`bulk_quiet`]): 100 ms, or the debounce when that is longer (a
+/// debounce raised that far already folds a build's writes, and ten of it swallowed the whole
+/// window). `None` with no debounce at all (`--debounce 0` asks for every event at once).
 pub fn busy_quiet(debounce: Duration) -> Option<Duration> {
     (!debounce.is_zero()).then(|| debounce.max(BUSY_QUIET))
 }
 
+/// Longer than the pauses of a `git checkout` or a `prettier --write` on a loaded machine (a
+/// 700-file checkout on two busy cores split at a 10 ms quiet in 5 runs of 8, and was whole in all
+/// six at 50 ms), short enough for the page to follow at once.
 const BUSY_QUIET: Duration = Duration::from_millis(100);
+
+/// Distinct paths from which a batch is a bulk write rather than one save, and waits for the
+/// longer quiet interval. One save touches at most two: the file, and the copy or temp file of an
+/// atomic save (`app.css.Ab12Cd`, `sedAb12Cd`) when that is seen before its rename; every other
+/// file of an editor's save (swap, backup, `4913`, JetBrains' `___jb_tmp___`) is ignored before it
+/// reaches a batch. So a single save keeps the debounce's latency, and three files are a tool at
+/// work (a "save all" of three files waits 100 ms: it is one too).
+pub const BULK_PATHS: usize = 3;
+
+/// The quiet interval of a batch that holds a bulk write: [`busy_quiet`], or in poll mode the time
+/// one pass takes to come round (`poll_round`, measured by the poller) when that is longer and
+/// under the cap. Polling sees a burst in slices, one a pass, 250 ms or more apart: a checkout
+/// that spanned a pass went out as two or three batches. A pass longer than the cap is not waited
+/// for: the batch would go out at the cap anyway, without the next slice. `None` with no debounce.
+pub fn bulk_quiet(debounce: Duration, poll_round: Option<Duration>) -> Option<Duration> {
+    let busy = busy_quiet(debounce)?;
+    Some(match poll_round {
+        Some(round) if round > busy && round < window_cap(debounce) => round,
+        _ => busy,
+    })
+}
+
+/// The quiet intervals that end one batch: `plain` while it holds what one save touches, `bulk`
+/// once it holds [`BULK_PATHS`] paths or more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quiet {
+    pub plain: Duration,
+    pub bulk: Duration,
+}
+
+impl Quiet {
+    /// `plain` for a batch opened now, and `bulk` (never shorter) from [`bulk_quiet`].
+    pub fn new(plain: Duration, bulk: Option<Duration>) -> Quiet {
+        Quiet {
+            plain,
+            bulk: bulk.map_or(plain, |bulk| bulk.max(plain)),
+        }
+    }
+
+    /// The quiet interval of a batch holding `paths` distinct paths.
+    pub fn for_paths(self, paths: usize) -> Duration {
+        if paths >= BULK_PATHS {
+            self.bulk
+        } else {
+            self.plain
+        }
+    }
+}
 
 /// The batch window cap for a debounce interval.
 pub fn window_cap(debounce: Duration) -> Duration {
@@ -41,23 +96,24 @@ pub fn window_cap(debounce: Duration) -> Duration {
 }
 
 /// Receive the rest of a burst that began with an event already taken: call `absorb` for each
-/// event until `debounce` passes without one or `cap` has passed since `opened`. Returns false
-/// when the channel closed (the watcher is gone).
+/// event until the quiet interval passes without one or `cap` has passed since `opened`. The
+/// interval is `quiet` at first, then what `absorb` returns for the batch it has made (see
+/// [`Quiet::for_paths`]). Returns false when the channel closed (the watcher is gone).
 pub async fn collect<T>(
     rx: &mut mpsc::Receiver<T>,
     opened: Instant,
-    debounce: Duration,
+    mut quiet: Duration,
     cap: Duration,
-    mut absorb: impl FnMut(T),
+    mut absorb: impl FnMut(T) -> Duration,
 ) -> bool {
     loop {
         let left = cap.saturating_sub(opened.elapsed());
-        let wait = debounce.min(left);
+        let wait = quiet.min(left);
         if wait.is_zero() {
             return true;
         }
         match tokio::time::timeout(wait, rx.recv()).await {
-            Ok(Some(event)) => absorb(event),
+            Ok(Some(event)) => quiet = absorb(event),
             Ok(None) => return false,
             Err(_) => return true,
         }
@@ -101,6 +157,11 @@ impl Pending {
     pub fn add_gone_dir(&mut self, path: PathBuf) {
         self.gone_dirs.insert(path.clone());
         self.add(path, Seen::Changed);
+    }
+
+    /// Distinct paths so far (a temp file that will drop out at [`Self::finish`] included).
+    pub fn len(&self) -> usize {
+        self.order.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -159,19 +220,22 @@ mod tests {
     use super::*;
 
     async fn batches(gaps_ms: Vec<u64>, debounce_ms: u64) -> Vec<Vec<u32>> {
+        let debounce = Duration::from_millis(debounce_ms);
+        batches_with(gaps_ms, Quiet::new(debounce, None), window_cap(debounce)).await
+    }
+
+    /// The batches events sent with `gaps_ms` between them make, each ended by `quiet` for the
+    /// events it holds (one path an event) or by `cap`, on a paused clock.
+    async fn batches_with(gaps_ms: Vec<u64>, quiet: Quiet, cap: Duration) -> Vec<Vec<u32>> {
         let (tx, mut rx) = mpsc::channel(1024);
         tokio::spawn(feed(tx, gaps_ms));
-        let debounce = Duration::from_millis(debounce_ms);
         let mut out = Vec::new();
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
-            let open = collect(
-                &mut rx,
-                Instant::now(),
-                debounce,
-                window_cap(debounce),
-                |e| batch.push(e),
-            )
+            let open = collect(&mut rx, Instant::now(), quiet.for_paths(1), cap, |e| {
+                batch.push(e);
+                quiet.for_paths(batch.len())
+            })
             .await;
             out.push(batch);
             if !open {
@@ -198,6 +262,77 @@ mod tests {
             // A save after a pause is not held to the cap.
             assert!(got < window_cap(ms(debounce)), "debounce {debounce} ms");
         }
+    }
+
+    /// A bulk write with pauses longer than the debounce (a checkout, a formatter on a busy
+    /// machine) is one batch once it holds a few paths; a single save still goes out after the
+    /// debounce, and two saves 40 ms apart are two batches.
+    #[tokio::test(start_paused = true)]
+    async fn a_bulk_write_waits_out_its_pauses_and_a_single_save_does_not() {
+        let ms = Duration::from_millis;
+        let debounce = ms(10);
+        let quiet = Quiet::new(debounce, bulk_quiet(debounce, None));
+        let cap = window_cap(debounce);
+        // 100 files 1 ms apart, pausing 15, 60 and 90 ms: one batch.
+        let mut gaps = vec![1; 100];
+        for (at, pause) in [(25, 15), (50, 60), (75, 90)] {
+            gaps[at] = pause;
+        }
+        let got = batches_with(gaps, quiet, cap).await;
+        assert_eq!(
+            got.len(),
+            1,
+            "{:?}",
+            got.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        // Two saves 40 ms apart (one path each, and a save with its temp file: two): two batches,
+        // each after the plain debounce.
+        let got = batches_with(vec![0, 1, 40], quiet, cap).await;
+        assert_eq!(got, vec![vec![0, 1], vec![2]]);
+        // A pause longer than the bulk quiet still ends a bulk batch.
+        let got = batches_with(vec![0, 1, 1, 150, 1], quiet, cap).await;
+        assert_eq!(got, vec![vec![0, 1, 2], vec![3, 4]]);
+        // `--debounce 0`: no quiet at all, bulk or not.
+        let none = Quiet::new(Duration::ZERO, bulk_quiet(Duration::ZERO, None));
+        assert_eq!(none.for_paths(1000), Duration::ZERO);
+        let got = batches_with(vec![0, 1, 1, 1], none, window_cap(Duration::ZERO)).await;
+        assert_eq!(got.len(), 4, "{got:?}");
+    }
+
+    /// A bulk write that never pauses for the bulk quiet still flushes at the cap: the longer
+    /// quiet never holds a batch beyond it.
+    #[tokio::test(start_paused = true)]
+    async fn a_bulk_stream_still_flushes_at_the_cap() {
+        let debounce = Duration::from_millis(10);
+        let quiet = Quiet::new(debounce, bulk_quiet(debounce, None));
+        // Three files at once, then one every 50 ms for 3 s.
+        let mut gaps = vec![0, 1, 1];
+        gaps.extend([50; 57]);
+        let got = batches_with(gaps, quiet, window_cap(debounce)).await;
+        // The first batch ends at the 1 s cap, with the 22 events sent by then.
+        assert!((20..=23).contains(&got[0].len()), "{got:?}");
+        assert_eq!(got.iter().map(Vec::len).sum::<usize>(), 60);
+    }
+
+    /// In poll mode a bulk batch waits one pass round (the slices of one burst come a pass apart),
+    /// unless the round is longer than the cap: then the plain bulk quiet.
+    #[test]
+    fn the_bulk_quiet_covers_a_poll_pass_under_the_cap() {
+        let ms = Duration::from_millis;
+        assert_eq!(bulk_quiet(ms(0), Some(ms(300))), None);
+        assert_eq!(bulk_quiet(ms(10), None), Some(ms(100)));
+        assert_eq!(bulk_quiet(ms(10), Some(ms(50))), Some(ms(100)));
+        assert_eq!(bulk_quiet(ms(10), Some(ms(305))), Some(ms(305)));
+        // A big tree's stretched pass: not coverable under the 1 s cap.
+        assert_eq!(bulk_quiet(ms(10), Some(ms(1300))), Some(ms(100)));
+        // A longer debounce has a longer cap: covered there.
+        assert_eq!(bulk_quiet(ms(200), Some(ms(1300))), Some(ms(1300)));
+        assert_eq!(bulk_quiet(ms(500), Some(ms(305))), Some(ms(500)));
+        // The bulk quiet is never shorter than the quiet a batch opened with.
+        let quiet = Quiet::new(ms(100), Some(ms(100)));
+        assert_eq!((quiet.for_paths(1), quiet.for_paths(3)), (ms(100), ms(100)));
+        let quiet = Quiet::new(ms(10), Some(ms(305)));
+        assert_eq!((quiet.for_paths(2), quiet.for_paths(3)), (ms(10), ms(305)));
     }
 
     #[tokio::test(start_paused = true)]

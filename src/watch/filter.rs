@@ -1,6 +1,8 @@
 //! Which paths under the watched roots matter: built-in ignores, `.gitignore`/`.ignore` files and
 //! user globs, applied both when directories are registered (so ignored trees are never watched)
-//! and to every event (so ignored files never reach a batch).
+//! and to every event (so ignored files never reach a batch). In a git repository, git's other
+//! sources too, with git's precedence: the ignore files in the folders above a watched root up to
+//! the repository's top, then `info/exclude`, then the global excludes file (`core.excludesFile`).
 //!
 //! Owns [`Filter`]: mapping an absolute path to its root and URL, and the ignore decision. It does
 //! no watching and no batching. Paths outside every root are treated as ignored, never passed to
@@ -8,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
@@ -20,6 +23,10 @@ use crate::config::WatchRoot;
 /// dev, Phoenix compiles into `_build` when a request comes, Sprockets caches into `tmp`, so in a
 /// project watched from its top (the default) each page load was a change that reloaded the page,
 /// for ever; and what they build there is served by their own dev server, which has its own HMR.
+/// And IDEs' and tools' state, which no page loads: JetBrains rewrites `.idea/workspace.xml` on
+/// its own (when the window loses focus, on the way to the browser), VS Code's local history
+/// extension copies every save into `.history`, coverage runs write `.nyc_output`. Not
+/// `coverage/`: its HTML report is a page, and is gitignored where it is not wanted.
 const IGNORED_DIRS: &[&str] = &[
     ".git",
     ".hg",
@@ -46,6 +53,13 @@ const IGNORED_DIRS: &[&str] = &[
     ".gradle",
     "_build",
     "tmp",
+    ".idea",
+    ".vscode",
+    ".vs",
+    ".fleet",
+    ".history",
+    ".nyc_output",
+    ".sass-cache",
 ];
 
 /// Editor swap, backup and temporary files: vim (`.swp`, `4913` probe, `~`), Emacs (`.#x` lock,
@@ -54,7 +68,12 @@ const IGNORED_DIRS: &[&str] = &[
 /// into the project) writes one on every request, so a log that counted as a change would
 /// reload every tab, whose requests write the log again, for ever. And SQLite databases with
 /// their journals (Django's `db.sqlite3` sits at the project's top and is written by every login
-/// and session), for the same reason.
+/// and session), for the same reason. And tools' state that no page loads: lint caches written by
+/// each lint-on-save (`--cache`), TypeScript's incremental build info, Python's bytecode outside
+/// `__pycache__`, LibreOffice's lock files, NFS's silly-renamed open files, Chrome's swap files
+/// of the File System Access API, and package managers' lockfiles (`npm install` rewrote
+/// `package-lock.json` beside `package.json`; the manifest stays, a page may fetch it for its
+/// version).
 const IGNORED_FILES: &[&str] = &[
     "*.swp",
     "*.swx",
@@ -79,6 +98,29 @@ const IGNORED_FILES: &[&str] = &[
     "*.db-journal",
     "*.db-wal",
     "*.db-shm",
+    "npm-debug.log*",
+    ".eslintcache",
+    ".stylelintcache",
+    "*.tsbuildinfo",
+    "*.pyc",
+    "*.pyo",
+    ".~lock.*#",
+    ".nfs*",
+    "*.crswap",
+    "package-lock.json",
+    "npm-shrinkwrap.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "bun.lock",
+    "bun.lockb",
+    "deno.lock",
+    "Cargo.lock",
+    "composer.lock",
+    "Gemfile.lock",
+    "poetry.lock",
+    "Pipfile.lock",
+    "uv.lock",
+    "mix.lock",
 ];
 
 /// Names of ignore files honoured in every watched directory.
@@ -100,6 +142,19 @@ struct Root {
     url: String,
     /// User globs (global `--ignore` plus this root's own), matched against the relative path.
     globs: Globs,
+    /// The git repository the root is in, if any.
+    repo: Option<Repo>,
+}
+
+/// The git repository a watched root is in: where git's ignore sources from outside the root
+/// apply (only there, as git reads them only there).
+#[derive(Debug)]
+struct Repo {
+    /// The folder holding `.git` (a folder, or for a worktree or submodule a file naming one).
+    top: PathBuf,
+    /// `info/exclude`, then the global excludes file: below every `.gitignore` in precedence, and
+    /// in that order between themselves, as in git.
+    excludes: Vec<Gitignore>,
 }
 
 /// User globs in the order given; a `!glob` re-includes what an earlier one ignored, as in a
@@ -145,7 +200,19 @@ pub struct Located {
 }
 
 impl Filter {
+    /// The rules for `roots`, with the global `--ignore` globs, and git's excludes file as git
+    /// finds it (`core.excludesFile`, by default `$XDG_CONFIG_HOME/git/ignore`).
     pub fn new(roots: &[WatchRoot], global: &[String]) -> Result<Filter, FilterError> {
+        let excludes_file = ignore::gitignore::gitconfig_excludes_path();
+        Filter::with_excludes_file(roots, global, excludes_file.as_deref())
+    }
+
+    /// [`Filter::new`] with the global excludes file given (a test's own, not the user's).
+    fn with_excludes_file(
+        roots: &[WatchRoot],
+        global: &[String],
+        excludes_file: Option<&Path>,
+    ) -> Result<Filter, FilterError> {
         let mut built = Vec::new();
         for root in roots {
             let globs = glob_set(global.iter().chain(root.ignore.iter()))?;
@@ -153,15 +220,39 @@ impl Filter {
                 dir: root.dir.clone(),
                 url: root.url.clone(),
                 globs,
+                repo: Repo::of(&root.dir, excludes_file),
             });
         }
-        Ok(Filter {
+        let mut filter = Filter {
             roots: built,
             files: glob_set(IGNORED_FILES.iter())?.set,
             ignore_files: HashMap::new(),
             // Found at the first event (see `refresh_own_output`): no file event is judged before.
             own_output: Vec::new(),
-        })
+        };
+        // The ignore files in the folders above each root, up to its repository's top: read once,
+        // here (those folders are not watched, so an edit there needs a restart), beside the
+        // ones the watch reads in the folders it registers.
+        let above: Vec<PathBuf> = filter
+            .roots
+            .iter()
+            .filter_map(|root| {
+                let top = &root.repo.as_ref()?.top;
+                Some(
+                    root.dir
+                        .ancestors()
+                        .skip(1)
+                        .take_while(|dir| dir.starts_with(top))
+                        .map(Path::to_path_buf)
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .flatten()
+            .collect();
+        for dir in above {
+            filter.load_ignore_files(&dir);
+        }
+        Ok(filter)
     }
 
     /// Look for the files this process's output ends up in (see [`own_output_files`]).
@@ -253,7 +344,7 @@ impl Filter {
         // it: the outer root's globs (relative to the outer root) and the ignore files above the
         // inner root apply too. Unless they ignore the inner folder itself (a gitignored build
         // folder, watched on purpose): then they stop at it.
-        let mut outermost = &root.dir;
+        let mut outermost = root;
         for other in self.roots.iter().filter(|r| path.starts_with(&r.dir)) {
             if other.dir == root.dir {
                 if root.globs.ignore(rel, is_dir) {
@@ -270,22 +361,42 @@ impl Filter {
             {
                 return true;
             }
-            if other.dir.as_os_str().len() < outermost.as_os_str().len() {
-                outermost = &other.dir;
+            if other.dir.as_os_str().len() < outermost.dir.as_os_str().len() {
+                outermost = other;
             }
         }
         if let Some(verdict) = self.ignore_files_say(path, is_dir, &root.dir) {
             return verdict;
         }
-        if outermost != &root.dir
-            && let Some(parent) = root.dir.parent()
-            && self.ignore_files_say_from(&root.dir, true, parent, outermost) != Some(true)
-        {
-            return self
-                .ignore_files_say_from(path, is_dir, parent, outermost)
-                .unwrap_or(false);
+        // The rules from outside the watched folder, taken together: the outer watched folder's
+        // ignore files above it, then git's from outside the watched folders. If they ignore the
+        // folder itself (a gitignored build folder, watched on purpose) they stop at it, as git
+        // never looks inside a folder it ignores.
+        if self.outside_says(&root.dir, true, &root.dir, outermost) == Some(true) {
+            return false;
         }
-        false
+        self.outside_says(path, is_dir, &root.dir, outermost)
+            .unwrap_or(false)
+    }
+
+    /// What the rules from outside the watched folder `root` say about `path` (see
+    /// [`Self::is_ignored`]): the ignore files from above `root` up to `outermost`, the outermost
+    /// watched folder it is in, and then git's from above that ([`Self::repo_says`]).
+    fn outside_says(
+        &self,
+        path: &Path,
+        is_dir: bool,
+        root: &Path,
+        outermost: &Root,
+    ) -> Option<bool> {
+        if outermost.dir != root
+            && let Some(parent) = root.parent()
+            && let Some(verdict) = self.ignore_files_say_from(path, is_dir, parent, &outermost.dir)
+        {
+            return Some(verdict);
+        }
+        let repo = outermost.repo.as_ref()?;
+        self.repo_says(path, is_dir, &outermost.dir, repo)
     }
 
     /// What the ignore files from `path`'s folder up to `stop` say about it: ignored, kept (a
@@ -308,29 +419,107 @@ impl Filter {
             if !d.starts_with(stop) {
                 break;
             }
-            if let Some(matcher) = self.ignore_files.get(d) {
-                let m = matcher.matched(path.strip_prefix(d).unwrap_or(path), is_dir);
-                if m.is_ignore() {
-                    return Some(true);
-                }
-                if m.is_whitelist() {
-                    return Some(false);
-                }
-                // Directory rules (`dist/`) must also hide files inside that directory.
-                let parents = path.strip_prefix(d).ok().map(|rel| {
-                    rel.ancestors()
-                        .skip(1)
-                        .filter(|a| !a.as_os_str().is_empty())
-                });
-                if let Some(mut parents) = parents
-                    && parents.any(|p| matcher.matched(p, true).is_ignore())
-                {
-                    return Some(true);
-                }
+            if let Some(matcher) = self.ignore_files.get(d)
+                && let Ok(rel) = path.strip_prefix(d)
+                && let Some(verdict) = says(matcher, rel, is_dir)
+            {
+                return Some(verdict);
             }
             dir = d.parent();
         }
         None
+    }
+
+    /// What git's rules from outside the watched folder `root` say about `path` in it, in git's
+    /// order: the ignore files in the folders above `root` up to the repository's top (deepest
+    /// first), then `info/exclude`, then the global excludes file.
+    fn repo_says(&self, path: &Path, is_dir: bool, root: &Path, repo: &Repo) -> Option<bool> {
+        let rel = path.strip_prefix(&repo.top).ok()?;
+        if rel.as_os_str().is_empty() {
+            return None; // the repository's own folder
+        }
+        if let Some(parent) = root.parent()
+            && let Some(verdict) = self.ignore_files_say_from(path, is_dir, parent, &repo.top)
+        {
+            return Some(verdict);
+        }
+        repo.excludes
+            .iter()
+            .find_map(|matcher| says(matcher, rel, is_dir))
+    }
+}
+
+/// What one set of ignore rules says about `rel` (relative to the folder they apply from):
+/// ignored, kept (a `!` rule), or nothing. Folder rules (`dist/`) hide the files inside that
+/// folder too.
+fn says(matcher: &Gitignore, rel: &Path, is_dir: bool) -> Option<bool> {
+    let m = matcher.matched(rel, is_dir);
+    if m.is_ignore() {
+        return Some(true);
+    }
+    if m.is_whitelist() {
+        return Some(false);
+    }
+    rel.ancestors()
+        .skip(1)
+        .filter(|a| !a.as_os_str().is_empty())
+        .any(|a| matcher.matched(a, true).is_ignore())
+        .then_some(true)
+}
+
+impl Repo {
+    /// The repository `dir` is in (the nearest folder up holding `.git`), with its
+    /// `info/exclude` and the global excludes file at `excludes_file`; `None` outside one.
+    fn of(dir: &Path, excludes_file: Option<&Path>) -> Option<Repo> {
+        let top = dir
+            .ancestors()
+            .find(|d| std::fs::symlink_metadata(d.join(".git")).is_ok())?;
+        let info_exclude = git_dir(top).map(|git| git.join("info").join("exclude"));
+        let excludes = [info_exclude.as_deref(), excludes_file]
+            .into_iter()
+            .flatten()
+            .filter_map(|file| rules_from(top, file))
+            .collect();
+        Some(Repo {
+            top: top.to_path_buf(),
+            excludes,
+        })
+    }
+}
+
+/// The folder git keeps the repository at `top` in (where `info/exclude` is): its `.git`, or for
+/// a worktree or a submodule, whose `.git` is a file (`gitdir: PATH`), the folder named there, or
+/// the worktree's common folder (`commondir`).
+fn git_dir(top: &Path) -> Option<PathBuf> {
+    let dot_git = top.join(".git");
+    if dot_git.is_dir() {
+        return Some(dot_git);
+    }
+    let text = std::fs::read_to_string(&dot_git).ok()?;
+    let named = text.lines().next()?.strip_prefix("gitdir:")?.trim();
+    let git = top.join(named);
+    match std::fs::read_to_string(git.join("commondir")) {
+        Ok(common) => Some(git.join(common.trim())),
+        Err(_) => Some(git),
+    }
+}
+
+/// The rules of the ignore file `file`, matched from the folder `top`; `None` when there is no
+/// such file or it holds no rule.
+fn rules_from(top: &Path, file: &Path) -> Option<Gitignore> {
+    if !file.is_file() {
+        return None;
+    }
+    let mut builder = GitignoreBuilder::new(top);
+    if let Some(err) = builder.add(file) {
+        tracing::warn!("{}: {err}", file.display());
+    }
+    match builder.build() {
+        Ok(rules) => (!rules.is_empty()).then_some(rules),
+        Err(err) => {
+            tracing::warn!("ignore rules in {}: {err}", file.display());
+            None
+        }
     }
 }
 
@@ -476,18 +665,25 @@ fn glob_set<'a>(globs: impl Iterator<Item = impl AsRef<str> + 'a>) -> Result<Glo
 }
 
 /// Whether the file at `path` may be the temporary copy an atomic save writes beside a file and
-/// renames over it: the file's own name and a random suffix, as Qt's QSaveFile writes (Kate,
-/// KDevelop: `app.css.Ab1234`), npm's write-file-atomic (`app.css.1f2a3b4c`) and rsync
-/// (`.app.css.Xy12Ab`). When the copy outlives the batch window (an fsync before the rename is
-/// enough), it reloaded every tab, and the stylesheet swap came a batch later. The name alone
-/// cannot tell (`page.html.jinja2`, `app.js.sha256` are files of their own): the batch waits for
-/// such a file to be renamed away, and reports it if it stays (see `watch`). Told by the suffix
-/// (six letters and digits with a digit or a capital, or eight hex digits) and by the file it
-/// is named after being there beside it.
+/// renames over it. Either the file's own name and a random suffix, as Qt's QSaveFile writes
+/// (Kate, KDevelop: `app.css.Ab1234`), npm's write-file-atomic (`app.css.1f2a3b4c`) and rsync
+/// (`.app.css.Xy12Ab`), told by the suffix (six letters and digits with a digit or a capital, or
+/// eight hex digits) and by the file it is named after being there beside it. Or the name a temp
+/// file maker gives, unrelated to the file ([`temp_file_name`]: Python's `tempfile`, `sed -i`).
+/// When the copy outlives the batch window (an fsync before the rename is enough), it reloaded
+/// every tab (a copy's name has no `.css` to swap a stylesheet by), and the stylesheet came a
+/// batch later, beside the copy's name again. The name alone cannot tell (`page.html.jinja2`,
+/// `app.js.sha256` are files of their own): the batch waits for such a file to be renamed away,
+/// and reports it if it stays (see `watch`).
 pub fn may_be_save_temp(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
         return false;
     };
+    temp_file_name(name) || named_after_its_file(path, name)
+}
+
+/// The copy's name is the file's own with a random suffix, and the file is there beside it.
+fn named_after_its_file(path: &Path, name: &str) -> bool {
     let unhidden = name.strip_prefix('.').unwrap_or(name);
     let Some((base, suffix)) = unhidden.rsplit_once('.') else {
         return false;
@@ -508,6 +704,62 @@ pub fn may_be_save_temp(path: &Path) -> bool {
         && base.contains('.')
         && !base.starts_with('.')
         && path.parent().is_some_and(|dir| dir.join(base).is_file())
+}
+
+/// A name exactly as a temp file maker makes it, with no extension and nothing of the file it
+/// will become: Python's `tempfile` (`mkstemp`, `NamedTemporaryFile`, and the `atomicwrites`
+/// built on them: `tmp` and eight of `a-z0-9_`) and GNU `sed -i` (`sed` and six letters or
+/// digits, from `mkostemp`). Only these exact shapes: a file of its own by such a name (rare
+/// without an extension) is still reported, a cap later.
+fn temp_file_name(name: &str) -> bool {
+    let shaped = |prefix: &str, len: usize, allowed: fn(&u8) -> bool| {
+        name.strip_prefix(prefix)
+            .is_some_and(|rest| rest.len() == len && rest.as_bytes().iter().all(allowed))
+    };
+    shaped("tmp", 8, |b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_'
+    }) || shaped("sed", 6, u8::is_ascii_alphanumeric)
+}
+
+/// The names an editor moves a file aside to before renaming its new version in: JetBrains'
+/// safe write (`X___jb_old___`), vim's `backupcopy=no` and Emacs's first save (`X~`).
+const BACKUP_SUFFIXES: [&str; 2] = ["___jb_old___", "~"];
+
+/// How recently the backup must have been made (its inode changed: a rename sets the ctime) to
+/// count: an Emacs `X~` left by an earlier save must not make a plain deletion of `X` wait.
+/// Generous, for a poller that sees the file gone a pass late on a big tree.
+const BACKUP_FRESH: Duration = Duration::from_secs(10);
+
+/// Whether the file at `path`, just gone, was moved aside to a backup name of itself a moment
+/// ago ([`BACKUP_SUFFIXES`], there beside it and fresh): its new version is about to be renamed in
+/// under its name. JetBrains waits between its two renames, 15 ms and more, and a batch sent in
+/// between reloaded the page while the file was missing, and again for the new version.
+pub fn backed_up(path: &Path) -> bool {
+    let Some(name) = path.file_name() else {
+        return false;
+    };
+    BACKUP_SUFFIXES.iter().any(|suffix| {
+        let mut backup = name.to_os_string();
+        backup.push(suffix);
+        std::fs::symlink_metadata(path.with_file_name(backup))
+            .is_ok_and(|meta| meta.is_file() && changed_within(&meta, BACKUP_FRESH))
+    })
+}
+
+/// Whether the inode of `meta` changed (ctime) within `within` of now, or in the future (a clock
+/// behind the file system's).
+fn changed_within(meta: &std::fs::Metadata, within: Duration) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(secs), Ok(nanos)) = (
+        u64::try_from(meta.ctime()),
+        u32::try_from(meta.ctime_nsec()),
+    ) else {
+        return false; // before 1970: not a moment ago
+    };
+    let changed = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos.min(999_999_999));
+    SystemTime::now()
+        .duration_since(changed)
+        .map_or(true, |age| age < within)
 }
 
 /// Percent-encode what cannot stand in a URL path (spaces, `#`, `?`, `%`, non-ASCII), keeping `/`.
@@ -708,12 +960,249 @@ mod tests {
             ("other.css.Ab1234", false), // no `other.css` beside it
             ("Makefile.Ab1234", false),  // stands for a file without an extension
             ("app.css.Ab12-4", false),   // not letters and digits
+            ("tmpx7am0ym4", true),       // Python's tempfile
+            ("tmp_8k2ab9z", true),       // with its `_`
+            ("sedFCJcEr", true),         // sed -i
+            ("sedAbC123", true),
+            ("tmpx7am0ym", false),      // seven
+            ("tmpx7am0ym4a", false),    // nine
+            ("tmpX7am0ym4", false),     // no capitals in Python's
+            ("tmpx7am0ym4.css", false), // a name of its own
+            ("sedFCJcE", false),        // five
+            ("sedFCJ_Er", false),       // no `_` in sed's
+            ("Sed123456", false),
+            (".tmpx7am0ym4", false),
         ] {
             assert_eq!(may_be_save_temp(&root.join(name)), suspected, "{name}");
         }
         // Suspected, never ignored: a file of its own with such a name is still reported.
         let f = filter(&root, &[]);
         assert!(!f.is_ignored(&root.join("app.css.Ab1234"), false));
+    }
+
+    /// A file gone beside a fresh backup of itself was moved aside by a save; beside an old one
+    /// (Emacs keeps `X~` from the first save on), or none, it was deleted.
+    #[test]
+    fn a_file_moved_aside_to_its_backup_is_told_by_the_fresh_backup() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
+        let write =
+            |name: &str| std::fs::write(root.join(name), "x").unwrap_or_else(|e| panic!("{e}"));
+        write("index.html___jb_old___");
+        write("app.js~");
+        // A ctime cannot be set back, so an old backup is the freshness rule on its own: a backup
+        // made just now is within the window, and none is within no time at all.
+        let meta = std::fs::metadata(root.join("app.js~")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(changed_within(&meta, BACKUP_FRESH));
+        assert!(!changed_within(&meta, Duration::ZERO));
+        for (name, moved_aside) in [
+            ("index.html", true),
+            ("app.js", true),
+            ("site.css", false), // no backup beside it
+            ("index", false),    // `index.html___jb_old___` is not `index`'s
+            ("app.js___jb_tmp___", false),
+        ] {
+            assert_eq!(backed_up(&root.join(name)), moved_aside, "{name}");
+        }
+        // A directory by a backup's name is no backup.
+        std::fs::create_dir(root.join("dist~")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!backed_up(&root.join("dist")));
+    }
+
+    /// IDE and tool state, lockfiles: no page loads them, and each write reloaded the page.
+    /// Anything a page may load stays reported.
+    #[test]
+    fn builtins_cover_ide_and_tool_state_and_lockfiles() {
+        let f = filter(Path::new("/p"), &[]);
+        for (path, is_dir, ignored) in [
+            ("/p/.idea/workspace.xml", false, true),
+            ("/p/.idea", true, true),
+            ("/p/.vscode/settings.json", false, true),
+            ("/p/web/.history/index_20240101.html", false, true),
+            ("/p/.eslintcache", false, true),
+            ("/p/.stylelintcache", false, true),
+            ("/p/tsconfig.tsbuildinfo", false, true),
+            ("/p/.tsbuildinfo", false, true),
+            ("/p/x.pyc", false, true),
+            ("/p/x.pyo", false, true),
+            ("/p/docs/.~lock.report.odt#", false, true),
+            ("/p/.nfs000000000189d3a600000001", false, true),
+            ("/p/index.html.crswap", false, true),
+            ("/p/package-lock.json", false, true),
+            ("/p/yarn.lock", false, true),
+            ("/p/pnpm-lock.yaml", false, true),
+            ("/p/bun.lockb", false, true),
+            ("/p/Gemfile.lock", false, true),
+            ("/p/npm-debug.log.123", false, true),
+            ("/p/package.json", false, false),
+            ("/p/coverage/lcov-report/index.html", false, false),
+            ("/p/src/yarn.lock.js", false, false),
+            ("/p/src/lockfile.js", false, false),
+            ("/p/src/app.py", false, false),
+            ("/p/tsbuildinfo.html", false, false),
+            ("/p/src/idea/index.html", false, false),
+            ("/p/.~lock.odt", false, false),
+        ] {
+            assert_eq!(f.is_ignored(Path::new(path), is_dir), ignored, "{path}");
+        }
+    }
+
+    /// A git repository at `top` with `.gitignore` files, `info/exclude` and a global excludes
+    /// file as given, and a filter watching `watched` (relative to `top`, each at its own URL)
+    /// with that global file.
+    fn in_repo(
+        top: &Path,
+        gitignores: &[(&str, &str)],
+        exclude: &str,
+        global: &str,
+        watched: &[&str],
+    ) -> Filter {
+        let write = |path: PathBuf, text: &str| {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+            }
+            std::fs::write(path, text).unwrap_or_else(|e| panic!("{e}"));
+        };
+        write(top.join(".git/info/exclude"), exclude);
+        for (dir, text) in gitignores {
+            write(top.join(dir).join(".gitignore"), text);
+        }
+        let global_file = top.join(".git/global-ignore");
+        write(global_file.clone(), global);
+        let roots: Vec<WatchRoot> = watched
+            .iter()
+            .enumerate()
+            .map(|(i, dir)| {
+                let dir = top.join(dir);
+                std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+                WatchRoot {
+                    dir,
+                    url: format!("/{i}/"),
+                    ignore: vec![],
+                }
+            })
+            .collect();
+        let mut f = Filter::with_excludes_file(&roots, &[], Some(&global_file))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // What the watch does as it registers each root.
+        for root in &roots {
+            f.load_ignore_files(&root.dir);
+        }
+        f
+    }
+
+    /// In a repository, a watched folder's files are judged by git's rules from outside it too:
+    /// the `.gitignore` files above it up to the top, `info/exclude`, the global excludes file,
+    /// with git's precedence (deeper over shallower over `info/exclude` over global).
+    #[test]
+    fn git_rules_from_above_the_watched_folder_apply_with_gits_precedence() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let top = dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
+        let f = in_repo(
+            &top,
+            &[
+                ("", "*.gen.js\n!keep.*\n"),
+                ("app", "*.draft.html\n!*.excl.css\n"),
+                ("app/public", "!pub.gen.js\n"),
+            ],
+            "excl/\n*.excl.css\n*.both.txt\n",
+            "*.scratch.html\n*.both.txt\n!*.both.txt\nkeep.scratch.css\n",
+            &["app/public"],
+        );
+        let public = top.join("app/public");
+        for (rel, is_dir, ignored) in [
+            ("a.gen.js", false, true), // the repository's top `.gitignore`
+            ("deep/b.gen.js", false, true),
+            ("pub.gen.js", false, false), // the watched folder's own `!` wins
+            ("page.draft.html", false, true), // `app/.gitignore`
+            ("excl", true, true),         // `info/exclude`
+            ("excl/a.js", false, true),
+            ("x.excl.css", false, false), // `app/.gitignore`'s `!` over `info/exclude`
+            ("n.scratch.html", false, true), // the global file
+            ("n.both.txt", false, true),  // `info/exclude` over the global `!`
+            ("keep.scratch.css", false, false), // the top `.gitignore`'s `!` over global
+            ("index.html", false, false),
+            ("css/site.css", false, false),
+        ] {
+            assert_eq!(f.is_ignored(&public.join(rel), is_dir), ignored, "{rel}");
+        }
+    }
+
+    /// Outside a repository git's rules from elsewhere do not apply: a `.gitignore` above the
+    /// watched folder is not read, nor is the global file.
+    #[test]
+    fn outside_a_repository_only_the_watched_folders_own_rules_apply() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let top = dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(top.join("site")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(top.join(".gitignore"), "*.gen.js\n").unwrap_or_else(|e| panic!("{e}"));
+        let global = top.join("global-ignore");
+        std::fs::write(&global, "*.scratch.html\n").unwrap_or_else(|e| panic!("{e}"));
+        let roots = [WatchRoot {
+            dir: top.join("site"),
+            url: "/".into(),
+            ignore: vec![],
+        }];
+        let f = Filter::with_excludes_file(&roots, &[], Some(&global))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!f.is_ignored(&top.join("site/a.gen.js"), false));
+        assert!(!f.is_ignored(&top.join("site/n.scratch.html"), false));
+    }
+
+    /// A folder git ignores, watched on purpose (`-w dist`): git's rules from outside stop at it,
+    /// whichever of them ignores it, alone or nested in another watched folder; the built-ins
+    /// still apply in it.
+    #[test]
+    fn a_gitignored_folder_watched_on_purpose_is_still_watched() {
+        for (gitignore, exclude, global) in [
+            ("dist/\n*.map\n", "", ""),
+            ("*.map\n", "dist/\n", ""),
+            ("*.map\n", "", "dist\n"),
+        ] {
+            for watched in [&["dist"][..], &["", "dist"][..]] {
+                let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+                let top = dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
+                let f = in_repo(&top, &[("", gitignore)], exclude, global, watched);
+                let case = format!("{gitignore:?} {exclude:?} {global:?} {watched:?}");
+                assert!(!f.is_ignored(&top.join("dist"), true), "{case}");
+                assert!(!f.is_ignored(&top.join("dist/app.js"), false), "{case}");
+                assert!(!f.is_ignored(&top.join("dist/app.js.map"), false), "{case}");
+                assert!(f.is_ignored(&top.join("dist/.idea/x.xml"), false), "{case}");
+                if watched.len() == 2 {
+                    // Outside the folder watched on purpose, the rules hold.
+                    assert!(f.is_ignored(&top.join("src/app.js.map"), false), "{case}");
+                }
+            }
+        }
+    }
+
+    /// A worktree's or a submodule's `.git` is a file naming the git folder: `info/exclude` is
+    /// read from there (the worktree's common folder).
+    #[test]
+    fn a_worktrees_exclude_file_is_found_through_its_git_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let base = dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
+        let main_git = base.join("main/.git");
+        let worktree_git = main_git.join("worktrees/feature");
+        std::fs::create_dir_all(main_git.join("info")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&worktree_git).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(base.join("feature/web")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(main_git.join("info/exclude"), "*.local.js\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(worktree_git.join("commondir"), "../..\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            base.join("feature/.git"),
+            format!("gitdir: {}\n", worktree_git.display()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let roots = [WatchRoot {
+            dir: base.join("feature/web"),
+            url: "/".into(),
+            ignore: vec![],
+        }];
+        let f = Filter::with_excludes_file(&roots, &[], None).unwrap_or_else(|e| panic!("{e}"));
+        assert!(f.is_ignored(&base.join("feature/web/a.local.js"), false));
+        assert!(!f.is_ignored(&base.join("feature/web/a.js"), false));
     }
 
     #[test]

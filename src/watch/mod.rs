@@ -5,10 +5,13 @@
 //! [`ChangeBatch`]es on a channel. Directories are watched one by one (non-recursively) after
 //! the filter has had its say, so ignored trees such as `node_modules` cost no watches; new
 //! directories are registered as they appear, and their files reported, since they can be
-//! written before the watch lands. The watcher's callback only converts and `try_send`s: its
-//! thread must never block, and a full queue becomes a reload rather than back-pressure. A root
-//! that disappears is re-armed when it comes back, and a file that keeps changing batch after
-//! batch is named in the log. It knows nothing of HTTP or of the event stream (`sse`).
+//! written before the watch lands. A batch is held, up to its cap, while a save is under way: a
+//! file still open for writing, an atomic save's copy not yet renamed over its file, a file moved
+//! aside to its backup name whose new version is not in yet. The watcher's callback only converts
+//! and `try_send`s: its thread must never block, and a full queue becomes a reload rather than
+//! back-pressure. A root that disappears is re-armed when it comes back, and a file that keeps
+//! changing batch after batch is named in the log. It knows nothing of HTTP or of the event
+//! stream (`sse`).
 
 mod batch;
 mod filter;
@@ -89,9 +92,13 @@ pub fn spawn(
         }
     };
     let mut polling = settings.poll;
+    // How far apart a poller's passes come: a bulk batch waits for the next one (`batch`).
+    let mut round = None;
     let watcher: Box<dyn Watcher + Send> = match settings.poll {
         Some(interval) => {
-            Box::new(poll::StatPoller::new(handler, interval).map_err(WatchError::Start)?)
+            let poller = poll::StatPoller::new(handler, interval).map_err(WatchError::Start)?;
+            round = Some(poller.round());
+            Box::new(poller)
         }
         None => {
             // The handler is needed again if the OS watcher cannot start: shared, not moved.
@@ -115,6 +122,7 @@ pub fn spawn(
                     polling = Some(interval);
                     let poller = poll::StatPoller::new(move |event| handler(event), interval)
                         .map_err(WatchError::Start)?;
+                    round = Some(poller.round());
                     Box::new(poller)
                 }
             }
@@ -133,6 +141,7 @@ pub fn spawn(
         open_writes: HashSet::new(),
         long_writes: HashSet::new(),
         maybe_temps: HashSet::new(),
+        vacated: HashSet::new(),
     };
     let roots: Vec<PathBuf> = state.filter.root_dirs().map(Path::to_path_buf).collect();
     for root in &roots {
@@ -155,7 +164,7 @@ pub fn spawn(
 
     let (tx, rx) = mpsc::channel(16);
     let debounce = settings.debounce;
-    tokio::spawn(run(state, raw_rx, tx, overflow, debounce, shutdown));
+    tokio::spawn(run(state, raw_rx, tx, overflow, debounce, round, shutdown));
     Ok(rx)
 }
 
@@ -271,6 +280,11 @@ struct Watching {
     /// Files of the open batch that may be an atomic save's temporary copy
     /// ([`filter::may_be_save_temp`]): the batch waits for them to be renamed away.
     maybe_temps: HashSet<PathBuf>,
+    /// Files of the open batch that went by being moved aside to a backup name of their own
+    /// ([`filter::backed_up`]: JetBrains' safe write, vim's `backupcopy=no`): the new version is
+    /// about to be renamed in, and the batch waits for it. Sent without it, the batch reloaded
+    /// the page while the file was missing (a 404), and the new version was a second batch.
+    vacated: HashSet<PathBuf>,
     /// Directories left unwatched for want of watches or handles (told once, with a count).
     unwatched: usize,
 }
@@ -421,6 +435,8 @@ impl Watching {
                     if self.filter.is_ignored(&path, false) {
                         continue;
                     }
+                    // Back after being moved aside: the new version is in.
+                    self.vacated.remove(&path);
                     if kind == Kind::Attributes && meta.as_ref().is_ok_and(|m| !touched_now(m)) {
                         continue;
                     }
@@ -467,8 +483,24 @@ impl Watching {
                     };
                     self.open_writes.remove(&path);
                     self.long_writes.remove(&path);
-                    self.maybe_temps.remove(&path);
+                    let was_temp = self.maybe_temps.remove(&path);
                     self.forget(&path, pending);
+                    // Moved aside to a backup of itself (or, polling, seen gone beside one): its
+                    // new version is about to be renamed in, and the batch waits for it.
+                    if !was_dir
+                        && !ignored
+                        && matches!(kind, Kind::Renamed | Kind::Removed)
+                        && filter::backed_up(&path)
+                    {
+                        self.vacated.insert(path.clone());
+                    }
+                    // A save's copy renamed over its file, which is reported under its own name:
+                    // no change of its own, even when the copy outlived a batch (the cap) and was
+                    // reported there. Reported again, it named a file that is not there, and
+                    // reloaded the page a second time.
+                    let copy_renamed = kind == Kind::Renamed
+                        && !was_dir
+                        && (was_temp || filter::may_be_save_temp(&path));
                     // An ignore file deleted: its rules go, and what they hid is watched.
                     if filter::IGNORE_FILES.iter().any(|n| path.ends_with(n))
                         && let Some(dir) = path.parent()
@@ -476,7 +508,7 @@ impl Watching {
                         self.filter.load_ignore_files(dir);
                         self.to_rescan.push(dir.to_path_buf());
                     }
-                    if !ignored {
+                    if !ignored && !copy_renamed {
                         let how = match kind {
                             Kind::Created => Seen::Created,
                             _ => Seen::Changed,
@@ -492,9 +524,10 @@ impl Watching {
         }
     }
 
-    /// A file of the open batch is still being written, or may be a copy about to be renamed.
+    /// A file of the open batch is still being written, may be a copy about to be renamed, or
+    /// was moved aside for a new version not there yet.
     fn unsettled(&self) -> bool {
-        !self.open_writes.is_empty() || !self.maybe_temps.is_empty()
+        !self.open_writes.is_empty() || !self.maybe_temps.is_empty() || !self.vacated.is_empty()
     }
 
     /// Drop the watches at and below `dir`: every one, since a tree moved elsewhere keeps its
@@ -685,6 +718,7 @@ async fn run(
     tx: mpsc::Sender<ChangeBatch>,
     overflow: Arc<AtomicBool>,
     debounce: Duration,
+    round: Option<poll::Round>,
     shutdown: Shutdown,
 ) {
     let cap = batch::window_cap(debounce);
@@ -714,28 +748,47 @@ async fn run(
         };
         state.absorb(first, &mut pending);
         let opened = Instant::now();
-        let quiet = match (busy_quiet, last_sent) {
+        let plain = match (busy_quiet, last_sent) {
             (Some(busy), Some(sent)) if opened.duration_since(sent) < busy => busy,
             _ => debounce,
         };
-        let mut open = batch::collect(&mut raw_rx, opened, quiet, cap, |raw| {
-            state.absorb(raw, &mut pending)
-        })
+        // Polling, a bulk write's next slice comes a pass later: the pass as it is now.
+        let bulk = batch::bulk_quiet(debounce, round.as_ref().map(poll::Round::get));
+        let quiet = batch::Quiet::new(plain, bulk);
+        let mut open = batch::collect(
+            &mut raw_rx,
+            opened,
+            quiet.for_paths(pending.len()),
+            cap,
+            |raw| {
+                state.absorb(raw, &mut pending);
+                quiet.for_paths(pending.len())
+            },
+        )
         .await;
         // Quiet, yet a file written in this batch may still be open for writing (a copy under
         // way, a generator writing in parts, a script pausing between writes): its close is the
         // end of the write, which the page must not be reloaded before. Or a file made in it may
-        // be an atomic save's copy, about to be renamed over the file it is named after. Waited
-        // for up to the window cap; with `--debounce 0` too, which waits for no quiet but still
-        // for a save to end: its truncation and its bytes were two batches, and a stylesheet was
-        // swapped twice, the second swap queued behind the first.
+        // be an atomic save's copy, about to be renamed over the file it is named after (or over
+        // any, for a temp file maker's name). Or a file moved aside to its backup name is about to
+        // be replaced by its new version. Waited for up to the window cap; with `--debounce 0`
+        // too, which waits for no quiet but still for a save to end: its truncation and its bytes
+        // were two batches, and a stylesheet was swapped twice, the second swap queued behind the
+        // first.
         while open && state.unsettled() {
             match tokio::time::timeout_at(opened + cap, raw_rx.recv()).await {
                 Ok(Some(raw)) => {
                     state.absorb(raw, &mut pending);
-                    open = batch::collect(&mut raw_rx, opened, quiet, cap, |raw| {
-                        state.absorb(raw, &mut pending)
-                    })
+                    open = batch::collect(
+                        &mut raw_rx,
+                        opened,
+                        quiet.for_paths(pending.len()),
+                        cap,
+                        |raw| {
+                            state.absorb(raw, &mut pending);
+                            quiet.for_paths(pending.len())
+                        },
+                    )
                     .await;
                 }
                 Ok(None) => open = false,
@@ -747,6 +800,7 @@ async fn run(
         let still_open = std::mem::take(&mut state.open_writes);
         state.long_writes.extend(still_open);
         state.maybe_temps.clear();
+        state.vacated.clear();
         if overflow.swap(false, Ordering::Relaxed) {
             tracing::warn!("too many file events at once; reloading");
             pending.reload = true;

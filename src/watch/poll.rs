@@ -7,12 +7,14 @@
 //! whole modification time, the size and the inode of each entry, reads no file contents, and
 //! watches each directory one level deep, as [`super::Watching`] asks (it registers every
 //! directory it wants on its own); symlinks are not followed. It knows nothing of filters or
-//! batches: it reports what it sees to the same handler the OS watcher would.
+//! batches: it reports what it sees to the same handler the OS watcher would, and says how far
+//! apart its passes come ([`Round`]), since a burst of writes reaches it one slice a pass.
 
 use std::collections::HashMap;
 use std::fs::{self, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -32,6 +34,40 @@ const SCAN_SHARE: u32 = 4;
 /// pass when that is longer.
 fn pause(interval: Duration, last_pass: Duration) -> Duration {
     interval.max(last_pass.saturating_mul(SCAN_SHARE))
+}
+
+/// Margin on the time between two passes' events (see [`round`]): the poll thread, woken late on a
+/// busy machine, or a pass slowed by other writers.
+const ROUND_SLACK: Duration = Duration::from_millis(50);
+
+/// How long after one pass's events the next pass's may come: the pause, the next pass itself
+/// (taken to last up to twice this one, `took`), and [`ROUND_SLACK`]. A batch holding a bulk write
+/// waits this long for the next slice of it (`batch::bulk_quiet`).
+fn round(interval: Duration, took: Duration) -> Duration {
+    pause(interval, took) + took.saturating_mul(2) + ROUND_SLACK
+}
+
+/// The poller's [`round`] as last measured, shared with the batching task, which reads it as each
+/// batch opens. Microseconds in an atomic: written by the poll thread after every pass.
+#[derive(Debug, Clone)]
+pub struct Round(Arc<AtomicU64>);
+
+impl Round {
+    fn new(round: Duration) -> Round {
+        let shared = Round(Arc::new(AtomicU64::new(0)));
+        shared.set(round);
+        shared
+    }
+
+    fn set(&self, round: Duration) {
+        let micros = u64::try_from(round.as_micros()).unwrap_or(u64::MAX);
+        self.0.store(micros, Ordering::Relaxed);
+    }
+
+    /// The time from one pass's events to the next pass's, as last measured.
+    pub fn get(&self) -> Duration {
+        Duration::from_micros(self.0.load(Ordering::Relaxed))
+    }
 }
 
 /// What tells one version of an entry from the next.
@@ -152,6 +188,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 pub struct StatPoller {
     shared: Arc<Shared>,
+    round: Round,
 }
 
 impl StatPoller {
@@ -159,6 +196,8 @@ impl StatPoller {
     pub fn new<F: EventHandler>(mut handler: F, interval: Duration) -> notify::Result<StatPoller> {
         let shared = Arc::new(Shared::default());
         let thread_shared = shared.clone();
+        let rounds = Round::new(round(interval, Duration::ZERO));
+        let thread_rounds = rounds.clone();
         std::thread::Builder::new()
             .name("hmr-proxy poll".into())
             .spawn(move || {
@@ -176,6 +215,7 @@ impl StatPoller {
                     }
                     let took = started.elapsed();
                     next = pause(interval, took);
+                    thread_rounds.set(round(interval, took));
                     slow = if next > interval { slow + 1 } else { 0 };
                     if slow == SLOW_PASSES_TO_SAY && !said {
                         said = true;
@@ -188,7 +228,15 @@ impl StatPoller {
                 }
             })
             .map_err(notify::Error::io)?;
-        Ok(StatPoller { shared })
+        Ok(StatPoller {
+            shared,
+            round: rounds,
+        })
+    }
+
+    /// How far apart the passes' events come, kept up to date by the polling thread.
+    pub fn round(&self) -> Round {
+        self.round.clone()
     }
 }
 
@@ -300,6 +348,20 @@ mod tests {
             inode,
             is_dir: false,
         }
+    }
+
+    /// The next pass's events come a pause and a pass after this one's: a bulk batch waits that
+    /// long, with margin, for them.
+    #[test]
+    fn a_round_covers_the_pause_and_the_next_pass() {
+        let ms = Duration::from_millis;
+        assert_eq!(round(ms(250), ms(3)), ms(250 + 6 + 50));
+        // A big tree: the stretched pause, and the next pass as long as this one, twice over.
+        assert_eq!(round(ms(250), ms(130)), ms(520 + 260 + 50));
+        let shared = Round::new(round(ms(250), Duration::ZERO));
+        assert_eq!(shared.get(), ms(300));
+        shared.set(ms(830));
+        assert_eq!(shared.clone().get(), ms(830));
     }
 
     #[test]
