@@ -634,7 +634,7 @@ function start(selfUrl) {
     if (reloading) return;
     if (batch.reload) {
       if (batch.paths.length) {
-        reload(`${batch.paths.join(', ')} changed`);
+        reload(`${listed(batch.paths)} changed`);
         return;
       }
       remember(documentKey('reloaded'), since);
@@ -647,12 +647,12 @@ function start(selfUrl) {
     } catch (err) {
       // Something in the page the survey could not read must not leave the change unseen (and
       // every later one with it): the reload shows it.
-      reload(`${batch.paths.join(', ')} changed, and this page could not be patched (${err})`);
+      reload(`${listed(batch.paths)} changed, and this page could not be patched (${err})`);
       return;
     }
     const { changed, rest, unused, links, imports, modules, images, roots, savedAs } = found;
     if (rest.length) {
-      const why = `${rest.map((k) => changed.get(k)).join(', ')} changed`;
+      const why = `${listed(rest.map((k) => changed.get(k)))} changed`;
       // Refreshed through Turbo, the page goes on: the rest of the batch is swapped as usual.
       if (!rest.every(isTemplate) || !turboRefresh(why)) {
         reload(why);
@@ -2050,6 +2050,15 @@ function isTracked(link) {
 /** Whether `node` (a sheet's owner) is a swap's copy, or a clone of one. */
 function isCopy(node) {
   return node?.nodeType === 1 && node.hasAttribute(COPY_MARK);
+}
+
+/**
+ * Names for a console line: the first few and how many more (a checkout's 700 paths made one
+ * line of 700 URLs).
+ */
+function listed(names, shown = 5) {
+  if (names.length <= shown + 1) return names.join(', ');
+  return `${names.slice(0, shown).join(', ')} and ${names.length - shown} more`;
 }
 
 function log(text) {

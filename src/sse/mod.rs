@@ -12,6 +12,7 @@
 mod stream;
 pub mod wire;
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -203,7 +204,7 @@ impl Hub {
                 tracing::warn!(
                     "{} changed, and the upstream is {} ({}), which updates it in place itself: \
                      this batch reloads the page right after, its state lost. {}",
-                    change.path,
+                    printable(&change.path),
                     framework.name,
                     framework.seen_by,
                     capitalised(framework.fix),
@@ -345,17 +346,27 @@ fn browsers(streams: usize) -> String {
 
 /// `3 files changed (css/site.css, …) → 2 browsers`: a stream is a browser's, not a tab's (its
 /// tabs share one, see the client), so tabs are not what can be counted here.
+/// `path` as a log line can hold it: a file name may hold a newline (which split the line in
+/// two) or any other control character (a terminal's escape sequence), shown escaped.
+fn printable(path: &str) -> Cow<'_, str> {
+    if path.chars().any(char::is_control) {
+        Cow::Owned(path.escape_debug().to_string())
+    } else {
+        Cow::Borrowed(path)
+    }
+}
+
 fn log_batch(batch: &ChangeBatch, streams: usize) {
     let browsers = browsers(streams);
     let n = batch.changes.len();
-    let mut names: Vec<&str> = batch
+    let mut names: Vec<Cow<'_, str>> = batch
         .changes
         .iter()
         .take(3)
-        .map(|c| c.path.as_str())
+        .map(|c| printable(&c.path))
         .collect();
     if n > 3 {
-        names.push("…");
+        names.push(Cow::Borrowed("…"));
     }
     match (n, batch.reload) {
         (0, _) => tracing::info!("full reload → {browsers}"),
@@ -366,5 +377,18 @@ fn log_batch(batch: &ChangeBatch, streams: usize) {
             "{n} files changed ({}), full reload → {browsers}",
             names.join(", ")
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_in_log_lines_stay_on_their_line() {
+        assert_eq!(printable("css/site.css"), "css/site.css");
+        assert_eq!(printable("café/ü.css"), "café/ü.css");
+        assert_eq!(printable("new\nline.js"), "new\\nline.js");
+        assert_eq!(printable("a\u{1b}[31mred"), "a\\u{1b}[31mred");
     }
 }

@@ -2045,6 +2045,20 @@ async function html() {
     await cssProbe([page]);
     assert.equal(await loads(page), 2, 'still one reload');
     assert.ok(logged('[hmr] reloading: /index.html changed'));
+    // A checkout's batch is named in a line, not listed in full.
+    const again = page.waitForEvent('load');
+    const paths = Array.from({ length: 8 }, (_, i) => `/p${i + 1}.html`);
+    const posted = await fetch(`${origin}/__hmr/reload`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ paths }),
+    });
+    assert.equal(posted.status, 202);
+    await again;
+    assert.ok(
+      logged('[hmr] reloading: /p1.html, /p2.html, /p3.html, /p4.html, /p5.html and 3 more changed'),
+      'names five and counts the rest',
+    );
   } finally {
     await context.close();
   }
