@@ -342,6 +342,16 @@ async fn written_in_parts(args: &[&str]) {
         times, 1,
         "{args:?}: index.html in {times} batches: {seen:?}"
     );
+    // A new file, open from its creation: `cp` of a large file writes it in one call at the end,
+    // and its creation went out alone, a tab reloading onto an empty file, then again.
+    let mut file = std::fs::File::create(root.join("gen.html")).unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    file.write_all(b"<!doctype html><body></body>").unwrap();
+    drop(file);
+    write(&root.join("css/site.css"), "sentinel 2");
+    let seen = paths_until(&mut tab, "css/site.css").await;
+    let times = seen.iter().filter(|p| *p == "gen.html").count();
+    assert_eq!(times, 1, "{args:?}: gen.html in {times} batches: {seen:?}");
 }
 
 /// A file written and held open (a server's output redirected into the project, a log under

@@ -440,9 +440,16 @@ impl Watching {
                     if kind == Kind::Attributes && meta.as_ref().is_ok_and(|m| !touched_now(m)) {
                         continue;
                     }
+                    // Written, or made (a regular file is made by opening it: `cp` of a large
+                    // file writes it all in one call just before closing it, and the creation
+                    // alone went out, a tab reloading onto an empty file).
+                    let made = kind == Kind::Created
+                        && meta.as_ref().is_ok_and(|m| m.file_type().is_file());
                     match kind {
-                        Kind::Written
-                            if self.closes_reported && !self.long_writes.contains(&path) =>
+                        Kind::Written | Kind::Created
+                            if (kind == Kind::Written || made)
+                                && self.closes_reported
+                                && !self.long_writes.contains(&path) =>
                         {
                             self.open_writes.insert(path.clone());
                         }
