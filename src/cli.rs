@@ -53,6 +53,13 @@ pub struct ServerArgs {
     #[arg(long, value_name = "DIR", env = "HMR_PROXY_SERVE")]
     pub serve: Option<PathBuf>,
 
+    /// Serving a folder: answer a page address that is no file and has no extension (a
+    /// single-page app's route, /app/users/42) with the folder's index.html.
+    #[arg(long, value_name = "BOOL", env = "HMR_PROXY_SPA", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub spa: Option<bool>,
+
     /// Path of the live-reload event stream [default: /changes].
     #[arg(long, value_name = "PATH", env = "HMR_PROXY_CHANGES_PATH")]
     pub changes_path: Option<String>,

@@ -263,8 +263,17 @@ fn announce(config: &Config, local: std::net::SocketAddr) {
         Backend::Upstream(upstream) => {
             tracing::info!("listening on {url} → {}", upstream.origin());
         }
-        Backend::Static { root, implicit } => {
-            tracing::info!("listening on {url} → files in {}", root.display());
+        Backend::Static {
+            root,
+            implicit,
+            spa,
+        } => {
+            let spa = if *spa {
+                ", index.html for app routes"
+            } else {
+                ""
+            };
+            tracing::info!("listening on {url} → files in {}{spa}", root.display());
             if *implicit {
                 tracing::info!(
                     "no upstream given: serving the working directory (try `hmr-proxy http://localhost:8000`)"

@@ -108,8 +108,8 @@ impl Router {
             .collect();
         let target = match &config.backend {
             Backend::Upstream(upstream) => Target::Proxy(proxy_for(upstream)),
-            Backend::Static { root, .. } => {
-                Target::Static(StaticFiles::new(root.clone(), injector.clone()))
+            Backend::Static { root, spa, .. } => {
+                Target::Static(StaticFiles::new(root.clone(), injector.clone()).with_spa(*spa))
             }
         };
         Router {

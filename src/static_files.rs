@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt as _, Empty};
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
@@ -45,6 +45,8 @@ pub struct StaticFiles {
     serve: ServeDir,
     /// HTML files get the client like proxied pages do.
     injector: Injector,
+    /// A page address that is no file answers with the folder's `index.html` (`--spa`).
+    spa: bool,
 }
 
 impl StaticFiles {
@@ -55,7 +57,13 @@ impl StaticFiles {
             root: Arc::new(root),
             serve,
             injector,
+            spa: false,
         }
+    }
+
+    /// Answer a single-page app's routes with the folder's `index.html` (see [`app_route`]).
+    pub fn with_spa(self, spa: bool) -> Self {
+        StaticFiles { spa, ..self }
     }
 
     pub fn root(&self) -> &Path {
@@ -131,6 +139,19 @@ impl StaticFiles {
             OnDisk::Unreadable => return unreadable(req.uri().path(), &file),
             OnDisk::Absent | OnDisk::Directory if folder => Missing::Index,
             OnDisk::Absent | OnDisk::Directory => Missing::File,
+        };
+        // A route of a single-page app (its history router's `/app/users/42`): the app's page,
+        // which reads the address itself. Without `--spa`, the 404 says so when it may be one.
+        let route = matches!(missing, Missing::File) && app_route(&req);
+        let missing = if route
+            && let OnDisk::File(metadata) = on_disk(&self.root, &self.root.join("index.html")).await
+        {
+            if self.spa {
+                return self.serve_dir(to_index(req), Some(&metadata)).await;
+            }
+            Missing::Route
+        } else {
+            missing
         };
         let facts = self.injector.facts(&req);
         self.finish(&facts, not_found_page(req.uri().path(), missing), None)
@@ -279,6 +300,28 @@ enum Missing {
     File,
     /// A folder's `index.html`.
     Index,
+    /// A file, at an address that may be a single-page app's route (see [`app_route`]), in a
+    /// folder with an `index.html`.
+    Route,
+}
+
+/// Whether a request may be a browser loading a single-page app at one of its routes: a page
+/// (it accepts HTML) at an address whose last segment has no extension (`/app/users/42`, not
+/// `/app.js` or `/logo.png`), as Vite's fallback decides.
+fn app_route<B>(req: &Request<B>) -> bool {
+    let accepts_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .is_some_and(|accept| memchr::memmem::find(accept.as_bytes(), b"text/html").is_some());
+    let last = req.uri().path().rsplit('/').next().unwrap_or_default();
+    accepts_html && !last.contains('.')
+}
+
+/// The request, for the folder's `index.html`.
+fn to_index<B>(req: Request<B>) -> Request<B> {
+    let (mut parts, body) = req.into_parts();
+    parts.uri = Uri::from_static("/index.html");
+    Request::from_parts(parts, body)
 }
 
 /// `ServeDir`'s 404 has no body. A page instead, which gets the client like any other: a tab on a
@@ -288,6 +331,11 @@ fn not_found_page(path: &str, missing: Missing) -> Response<Body> {
     let what = match missing {
         Missing::File => format!("<code>{path}</code> is not in the served folder"),
         Missing::Index => format!("The folder <code>{path}</code> has no <code>index.html</code>"),
+        Missing::Route => format!(
+            "<code>{path}</code> is not in the served folder. If it is a route of a single-page \
+             app, start hmr-proxy with <code>--spa</code>: it answers such addresses with the \
+             folder's <code>index.html</code>"
+        ),
     };
     body::html(
         StatusCode::NOT_FOUND,

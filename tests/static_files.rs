@@ -138,6 +138,49 @@ async fn missing_file_is_404() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// With `--spa`, a page address that is no file (a single-page app's route, reloaded or linked
+/// deep) gets the folder's `index.html`, with the client; a missing script, image or data request
+/// is still a 404. Without it, the 404 page says that `--spa` is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_page_apps_routes_get_its_index_with_spa() {
+    let dir = project();
+    let page = [
+        ("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+        ("sec-fetch-dest", "document"),
+    ];
+    let spa = Proxy::start_in(dir.path(), &["--serve", "site", "--spa"]).await;
+    for route in ["/app/users/42", "/settings", "/app/users/42/"] {
+        let (status, headers, body) = get(&spa.url(route), &page).await;
+        assert_eq!(status, StatusCode::OK, "{route}");
+        assert!(
+            text(&body).contains("<title>home</title>"),
+            "{route}: {body:?}"
+        );
+        assert!(
+            text(&body).contains("/__hmr/client.js"),
+            "{route}: no client"
+        );
+        assert!(headers.get(header::ETAG).is_some(), "{route}");
+    }
+    // Files are what they are: present, or a 404.
+    let (_, _, body) = get(&spa.url("/docs/"), &page).await;
+    assert!(text(&body).contains("<title>docs</title>"));
+    for (path, headers) in [
+        ("/missing.js", &[("accept", "*/*")][..]),
+        ("/img/missing.png", &page[..]),
+        ("/app/users/42", &[("accept", "application/json")][..]),
+    ] {
+        let (status, _, _) = get(&spa.url(path), headers).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path} {headers:?}");
+    }
+    let plain = serve(dir.path()).await;
+    let (status, _, body) = get(&plain.url("/app/users/42"), &page).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(text(&body).contains("--spa"), "{body:?}");
+    let (_, _, body) = get(&plain.url("/missing.js"), &page).await;
+    assert!(!text(&body).contains("--spa"), "{body:?}");
+}
+
 /// Files that hold secrets in a project are refused (the folder served is often the whole
 /// project), whatever the spelling of the path; their neighbours are served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -116,6 +116,8 @@ pub enum Backend {
         /// True when neither an upstream nor `--serve` was given and the working directory is
         /// served by default (start-up says so).
         implicit: bool,
+        /// A page address that is no file answers with the folder's `index.html` (`--spa`).
+        spa: bool,
     },
 }
 
@@ -364,6 +366,7 @@ impl Config {
                 ServerArgs {
                     listen,
                     serve,
+                    spa,
                     changes_path,
                     heartbeat,
                     no_inject,
@@ -485,11 +488,28 @@ impl Config {
             (None, Some(dir)) => Backend::Static {
                 root: existing_dir(cwd, &dir.value, &dir.origin)?,
                 implicit: false,
+                spa: false,
             },
             (None, None) => Backend::Static {
                 root: existing_dir(cwd, Path::new("."), &Origin::Flag("--serve".into()))?,
                 implicit: true,
+                spa: false,
             },
+        };
+        let backend = match (backend, layers.pick(spa, "spa", f.spa, "spa")) {
+            (Backend::Static { root, implicit, .. }, spa) => Backend::Static {
+                root,
+                implicit,
+                spa: spa.is_some_and(|raw| raw.value),
+            },
+            (Backend::Upstream(_), Some(raw)) if raw.value => {
+                return Err(ConfigError::invalid(
+                    raw.origin,
+                    "is for a served folder; a dev server answers its own app's routes",
+                    "drop it, or serve a folder (no upstream, --serve DIR)",
+                ));
+            }
+            (upstream, _) => upstream,
         };
 
         // Flags or environment replace the file's routes, as for every list.
@@ -1715,7 +1735,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let cfg = load_in(dir.path(), &["--serve", "public"]).unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            matches!(cfg.backend, Backend::Static { ref root, implicit: false } if root.ends_with("public")),
+            matches!(cfg.backend, Backend::Static { ref root, implicit: false, .. } if root.ends_with("public")),
             "{:?}",
             cfg.backend
         );
@@ -2116,6 +2136,28 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("0h").is_err());
+    }
+
+    /// `--spa` is for a served folder (flag, environment or file); with an upstream, the dev
+    /// server answers its own routes, and the flag is a mistake named with its fix.
+    #[test]
+    fn spa_is_for_a_served_folder() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let spa = |cfg: &Config| matches!(cfg.backend, Backend::Static { spa: true, .. });
+        let cfg = load_in(dir.path(), &["--spa"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(spa(&cfg));
+        let cfg = load_in(dir.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!spa(&cfg));
+        let err = load_in(dir.path(), &["--spa", "http://localhost:8000"])
+            .err()
+            .unwrap_or_else(|| panic!("--spa with an upstream was accepted"));
+        assert!(err.contains("--spa") && err.contains("drop it"), "{err}");
+        let cfg = load_in(dir.path(), &["--spa=false", "http://localhost:8000"]);
+        assert!(cfg.is_ok(), "{cfg:?}");
+        std::fs::write(dir.path().join("hmr-proxy.toml"), "spa = true\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cfg = load_in(dir.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(spa(&cfg));
     }
 
     #[test]
