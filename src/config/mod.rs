@@ -481,6 +481,17 @@ impl Config {
                         && poll.as_deref() == Some("true");
                     if bare_poll && up.value.chars().all(|c| c.is_ascii_digit()) {
                         fix = format!("write --poll={} for a poll interval, or {fix}", up.value);
+                    } else if cwd.join(&up.value).is_dir() {
+                        // `hmr-proxy site`, as `live-server site` and `vite site` take it.
+                        fix = format!(
+                            "to serve the folder, write --serve {}; for a dev server, {fix}",
+                            up.value
+                        );
+                    } else if up.value.starts_with('/')
+                        && matches.value_source("open") == Some(ValueSource::CommandLine)
+                    {
+                        // `--open /about/`: the flag takes its page only after `=`.
+                        fix = format!("write --open={} for the page to open", up.value);
                     }
                     ConfigError::invalid(up.origin, problem, fix)
                 })?)
@@ -2136,6 +2147,23 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("0h").is_err());
+    }
+
+    /// A folder or a page given where the upstream goes is named with the flag it needs.
+    #[test]
+    fn a_folder_or_page_for_the_upstream_names_the_flag() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir(dir.path().join("site")).unwrap_or_else(|e| panic!("{e}"));
+        for (args, want) in [
+            (&["site"][..], "write --serve site"),
+            (&["."][..], "write --serve ."),
+            (&["--open", "/about/"][..], "write --open=/about/"),
+        ] {
+            let err = load_in(dir.path(), args)
+                .err()
+                .unwrap_or_else(|| panic!("{args:?} accepted"));
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
     }
 
     /// `--spa` is for a served folder (flag, environment or file); with an upstream, the dev
