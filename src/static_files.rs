@@ -233,6 +233,11 @@ impl StaticFiles {
             Ok(res) => read_whole(res.map(body::boxed)).await,
             Err(never) => match never {},
         };
+        let mut res = res;
+        if res.status().is_success() {
+            let file = file_path(&self.root, &path);
+            content_type(res.headers_mut(), &path, file.as_deref()).await;
+        }
         self.finish(&facts, res, etag).await
     }
 
@@ -254,6 +259,59 @@ impl StaticFiles {
         }
         self.injector.apply(facts, res).await
     }
+}
+
+/// The `Content-Type` a browser reads the file right with: source maps are JSON and `.cjs` is
+/// JavaScript (the type table has neither), and text says it is UTF-8, as live-server and
+/// browser-sync say: without a charset a browser reads a `.txt`, `.md` or `.csv` (and a page
+/// without `<meta charset>`) as windows-1252, and "Crème" came out "CrÃ¨me". A page that names
+/// its charset in its first 1024 bytes (where browsers look for it) keeps it: a header would
+/// override its `<meta>`.
+async fn content_type(headers: &mut http::HeaderMap, path: &str, file: Option<&Path>) {
+    let own = if path.ends_with(".map") {
+        Some("application/json")
+    } else if path.ends_with(".cjs") {
+        Some("text/javascript")
+    } else {
+        None
+    };
+    if let Some(own) = own {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(own));
+    }
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    let lower = value.to_ascii_lowercase();
+    let text = lower.starts_with("text/")
+        || ["javascript", "json", "xml", "svg"]
+            .iter()
+            .any(|kind| lower.contains(kind));
+    if !text || lower.contains("charset") {
+        return;
+    }
+    if lower.starts_with("text/html") && names_a_charset(file).await {
+        return;
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!("{value}; charset=utf-8")) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+}
+
+/// Whether a page's first 1024 bytes say `charset` (a `<meta charset>` or `http-equiv`).
+async fn names_a_charset(file: Option<&Path>) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let Some(file) = file else {
+        return false;
+    };
+    let mut head = Vec::with_capacity(1024);
+    let read = match tokio::fs::File::open(file).await {
+        Ok(f) => f.take(1024).read_to_end(&mut head).await,
+        Err(err) => Err(err),
+    };
+    read.is_ok() && memchr::memmem::find(&head.to_ascii_lowercase(), b"charset").is_some()
 }
 
 /// A whole small file's answer, read before it goes out, with the length read (see the module
@@ -389,10 +447,14 @@ fn file_path(root: &Path, url_path: &str) -> Option<PathBuf> {
 /// home folder, and with `--listen 0.0.0.0` the network can ask for them.
 fn secret(file: &Path, root: &Path) -> Option<&'static str> {
     const VCS_DIRS: [&str; 3] = [".git", ".hg", ".svn"];
-    const CREDENTIAL_DIRS: [&str; 6] = [".ssh", ".aws", ".gnupg", ".docker", ".kube", ".azure"];
+    // `.config` holds tools' tokens in a home folder (`gh`, `gcloud`).
+    const CREDENTIAL_DIRS: [&str; 7] = [
+        ".ssh", ".aws", ".gnupg", ".docker", ".kube", ".azure", ".config",
+    ];
     const KEY_SUFFIXES: [&str; 7] = [".pem", ".crt", ".key", ".p12", ".pfx", ".jks", ".keystore"];
     const SSH_KEYS: [&str; 4] = ["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"];
-    const CREDENTIAL_FILES: [&str; 8] = [
+    const CREDENTIAL_FILES: [&str; 9] = [
+        "credentials.json",
         ".npmrc",
         ".netrc",
         ".htpasswd",

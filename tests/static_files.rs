@@ -106,6 +106,32 @@ async fn content_types_by_extension() {
             headers.get(header::CONTENT_TYPE)
         );
     }
+    // Text says it is UTF-8 (a `.txt`, or a page without `<meta charset>`, read as windows-1252
+    // garbled "Crème"); a page that names its charset keeps it; source maps are JSON.
+    let site = dir.path().join("site");
+    std::fs::write(site.join("notes.md"), "Crème brûlée").expect("write");
+    std::fs::write(site.join("enc.html"), "<p>Crème brûlée</p>").expect("write");
+    std::fs::write(
+        site.join("latin.html"),
+        "<meta charset=\"windows-1252\"><p>Cr\u{e8}me</p>",
+    )
+    .expect("write");
+    std::fs::write(site.join("app.js.map"), "{}").expect("write");
+    std::fs::write(site.join("lib.cjs"), "module.exports = 1;").expect("write");
+    for (path, expected) in [
+        ("/data.txt", "text/plain; charset=utf-8"),
+        ("/notes.md", "text/markdown; charset=utf-8"),
+        ("/enc.html", "text/html; charset=utf-8"),
+        ("/latin.html", "text/html"),
+        ("/style.css", "text/css; charset=utf-8"),
+        ("/app.js.map", "application/json; charset=utf-8"),
+        ("/lib.cjs", "text/javascript; charset=utf-8"),
+        ("/logo.svg", "image/svg+xml; charset=utf-8"),
+    ] {
+        let (status, headers, _) = get(&proxy.url(path), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(content_type(&headers), expected, "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,6 +230,8 @@ async fn secrets_in_the_folder_are_refused() {
         "site/.ssh/id_rsa",
         "site/backup/id_ed25519",
         "site/.aws/credentials",
+        "site/.config/gh/hosts.yml",
+        "site/credentials.json",
         "site/keys.js",
         "site/id_rsa.pub",
     ] {
@@ -235,6 +263,8 @@ async fn secrets_in_the_folder_are_refused() {
         "/.ssh/id_rsa",
         "/backup/id_ed25519",
         "/.aws/credentials",
+        "/.config/gh/hosts.yml",
+        "/credentials.json",
         "/.SSH/id_rsa",
     ] {
         let (status, _, body) = get(&proxy.url(path), &[]).await;
