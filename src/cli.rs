@@ -45,7 +45,8 @@ pub struct Cli {
 #[command(next_help_heading = "Server")]
 pub struct ServerArgs {
     /// Address to listen on [default: 127.0.0.1:3000, or the next free port if that one is
-    /// taken]; a bare port means 127.0.0.1:PORT. An address set here never moves.
+    /// taken]; a bare port means 127.0.0.1:PORT, a bare address ADDR:3000. An address set here
+    /// never moves.
     #[arg(short, long, value_name = "ADDR", env = "HMR_PROXY_LISTEN")]
     pub listen: Option<String>,
 

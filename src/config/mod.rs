@@ -1198,11 +1198,16 @@ fn duration_setting(raw: Option<Raw<String>>, default: Duration) -> Result<Durat
     }
 }
 
-/// `ADDR:PORT`, `localhost:PORT` or a bare `PORT`.
+/// `ADDR:PORT`, `localhost:PORT`, a bare `PORT`, or a bare address (`0.0.0.0`, `[::]`) on
+/// [`DEFAULT_PORT`], as Vite's `--host 0.0.0.0` keeps its port.
 fn parse_listen(value: &str) -> Result<SocketAddr, String> {
     let value = value.trim();
     if let Ok(addr) = value.parse::<SocketAddr>() {
         return Ok(addr);
+    }
+    let bare = value.strip_prefix('[').and_then(|v| v.strip_suffix(']'));
+    if let Ok(ip) = bare.unwrap_or(value).parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
     }
     if let Ok(port) = value.parse::<u16>() {
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
@@ -1691,6 +1696,11 @@ mod tests {
         assert_eq!(cfg.listen.port(), 4000);
         let cfg = load_in(dir.path(), &["-l", "0.0.0.0:80"]).unwrap_or_else(|e| panic!("{e}"));
         assert!(cfg.listen.ip().is_unspecified());
+        // A bare address keeps the default port.
+        for bare in ["0.0.0.0", "[::]", "::1", "192.168.1.5"] {
+            let cfg = load_in(dir.path(), &["-l", bare]).unwrap_or_else(|e| panic!("{bare}: {e}"));
+            assert_eq!(cfg.listen.port(), DEFAULT_PORT, "{bare}");
+        }
         let err = load_in(dir.path(), &["--listen", "nowhere"])
             .err()
             .unwrap_or_default();
