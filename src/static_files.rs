@@ -140,6 +140,27 @@ impl StaticFiles {
             OnDisk::Absent | OnDisk::Directory if folder => Missing::Index,
             OnDisk::Absent | OnDisk::Directory => Missing::File,
         };
+        // A clean URL (`/contact` for `contact.html`), as GitHub Pages, Netlify and Vite answer
+        // it: the page the site links to without its extension.
+        if matches!(missing, Missing::File)
+            && !req.uri().path().ends_with('/')
+            && let Some(name) = file.file_name()
+            && !name.to_string_lossy().contains('.')
+        {
+            let mut page = file.clone().into_os_string();
+            page.push(".html");
+            let page = PathBuf::from(page);
+            if let OnDisk::File(metadata) = on_disk(&self.root, &page).await {
+                let path = format!("{}.html", req.uri().path());
+                if let Ok(uri) = path.parse::<Uri>() {
+                    let (mut parts, body) = req.into_parts();
+                    parts.uri = uri;
+                    return self
+                        .serve_dir(Request::from_parts(parts, body), Some(&metadata))
+                        .await;
+                }
+            }
+        }
         // A route of a single-page app (its history router's `/app/users/42`): the app's page,
         // which reads the address itself. Without `--spa`, the 404 says so when it may be one.
         let route = matches!(missing, Missing::File) && app_route(&req);

@@ -164,6 +164,23 @@ async fn missing_file_is_404() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// A clean URL (`/page` for `page.html`) gets the page, as GitHub Pages, Netlify and Vite answer
+/// it; `/page/` names a folder, which there is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_urls_get_their_html_page() {
+    let dir = project();
+    let proxy = serve(dir.path()).await;
+    let page = [("accept", "text/html"), ("sec-fetch-dest", "document")];
+    let (status, _, body) = get(&proxy.url("/page"), &page).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text(&body).contains("<title>page</title>"), "{body:?}");
+    assert!(text(&body).contains("/__hmr/client.js"), "{body:?}");
+    let (status, _, _) = get(&proxy.url("/page/"), &page).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = get(&proxy.url("/style"), &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "only .html is looked for");
+}
+
 /// With `--spa`, a page address that is no file (a single-page app's route, reloaded or linked
 /// deep) gets the folder's `index.html`, with the client; a missing script, image or data request
 /// is still a 404. Without it, the 404 page says that `--spa` is there.
