@@ -1199,6 +1199,19 @@ mod tests {
         assert_eq!(h["content-length"], "3");
 
         // htmx's headers, on htmx's requests.
+        let respond = |pairs: &[(&'static str, &'static str)], htmx: bool| {
+            let mut h = map(pairs);
+            prepare_response(
+                &mut h,
+                &names,
+                &origins,
+                || origin.into(),
+                None,
+                || false,
+                htmx,
+            );
+            h
+        };
         let htmx = [
             ("hx-redirect", "http://app:8080/done"),
             ("hx-push-url", "http://app:8080/list?page=2"),
@@ -1208,16 +1221,7 @@ mod tests {
                 r##"{"path":"http://app:8080/x","target":"#main"}"##,
             ),
         ];
-        let mut h = map(&htmx);
-        prepare_response(
-            &mut h,
-            &names,
-            &origins,
-            || origin.into(),
-            None,
-            || false,
-            true,
-        );
+        let h = respond(&htmx, true);
         assert_eq!(h["hx-redirect"], "http://localhost:3000/done");
         assert_eq!(h["hx-push-url"], "http://localhost:3000/list?page=2");
         assert_eq!(h["hx-replace-url"], "false");
@@ -1227,39 +1231,12 @@ mod tests {
             location,
             serde_json::json!({"path": "http://localhost:3000/x", "target": "#main"})
         );
-        let mut h = map(&[("hx-location", "http://app:8080/y")]);
-        prepare_response(
-            &mut h,
-            &names,
-            &origins,
-            || origin.into(),
-            None,
-            || false,
-            true,
-        );
+        let h = respond(&[("hx-location", "http://app:8080/y")], true);
         assert_eq!(h["hx-location"], "http://localhost:3000/y");
         // Elsewhere, and on a request htmx did not send, left alone.
-        let mut h = map(&[("hx-redirect", "http://elsewhere/z")]);
-        prepare_response(
-            &mut h,
-            &names,
-            &origins,
-            || origin.into(),
-            None,
-            || false,
-            true,
-        );
+        let h = respond(&[("hx-redirect", "http://elsewhere/z")], true);
         assert_eq!(h["hx-redirect"], "http://elsewhere/z");
-        let mut h = map(&htmx);
-        prepare_response(
-            &mut h,
-            &names,
-            &origins,
-            || origin.into(),
-            None,
-            || false,
-            false,
-        );
+        let h = respond(&htmx, false);
         assert_eq!(h["hx-redirect"], "http://app:8080/done");
     }
 }

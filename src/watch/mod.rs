@@ -719,6 +719,21 @@ impl Restless {
     }
 }
 
+/// The rest of a burst into `pending` ([`batch::collect`]), each event's quiet decided by the
+/// paths the batch holds by then; false when the watcher is gone.
+async fn collect_rest(
+    raw_rx: &mut mpsc::Receiver<Raw>,
+    state: &mut Watching,
+    pending: &mut Pending,
+    (opened, quiet, cap): (Instant, batch::Quiet, Duration),
+) -> bool {
+    batch::collect(raw_rx, opened, quiet.for_paths(pending.len()), cap, |raw| {
+        state.absorb(raw, pending);
+        quiet.for_paths(pending.len())
+    })
+    .await
+}
+
 async fn run(
     mut state: Watching,
     mut raw_rx: mpsc::Receiver<Raw>,
@@ -762,17 +777,8 @@ async fn run(
         // Polling, a bulk write's next slice comes a pass later: the pass as it is now.
         let bulk = batch::bulk_quiet(debounce, round.as_ref().map(poll::Round::get));
         let quiet = batch::Quiet::new(plain, bulk);
-        let mut open = batch::collect(
-            &mut raw_rx,
-            opened,
-            quiet.for_paths(pending.len()),
-            cap,
-            |raw| {
-                state.absorb(raw, &mut pending);
-                quiet.for_paths(pending.len())
-            },
-        )
-        .await;
+        let mut open =
+            collect_rest(&mut raw_rx, &mut state, &mut pending, (opened, quiet, cap)).await;
         // Quiet, yet a file written in this batch may still be open for writing (a copy under
         // way, a generator writing in parts, a script pausing between writes): its close is the
         // end of the write, which the page must not be reloaded before. Or a file made in it may
@@ -786,17 +792,9 @@ async fn run(
             match tokio::time::timeout_at(opened + cap, raw_rx.recv()).await {
                 Ok(Some(raw)) => {
                     state.absorb(raw, &mut pending);
-                    open = batch::collect(
-                        &mut raw_rx,
-                        opened,
-                        quiet.for_paths(pending.len()),
-                        cap,
-                        |raw| {
-                            state.absorb(raw, &mut pending);
-                            quiet.for_paths(pending.len())
-                        },
-                    )
-                    .await;
+                    open =
+                        collect_rest(&mut raw_rx, &mut state, &mut pending, (opened, quiet, cap))
+                            .await;
                 }
                 Ok(None) => open = false,
                 Err(_) => break,
