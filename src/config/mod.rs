@@ -472,6 +472,19 @@ impl Config {
             },
             given => given,
         };
+        let spa = match layers
+            .pick(spa, "spa", f.spa, "spa")
+            .filter(|raw| raw.value)
+        {
+            Some(raw) if upstream_raw.is_some() => {
+                return Err(ConfigError::invalid(
+                    raw.origin,
+                    "is for a served folder; a dev server answers its own app's routes",
+                    "drop it, or serve a folder (no upstream, --serve DIR)",
+                ));
+            }
+            on => on.is_some(),
+        };
         let backend = match (upstream_raw, serve_raw) {
             (Some(up), _) => {
                 Backend::Upstream(parse_upstream(&up.value).map_err(|(problem, mut fix)| {
@@ -499,28 +512,13 @@ impl Config {
             (None, Some(dir)) => Backend::Static {
                 root: existing_dir(cwd, &dir.value, &dir.origin)?,
                 implicit: false,
-                spa: false,
+                spa,
             },
             (None, None) => Backend::Static {
                 root: existing_dir(cwd, Path::new("."), &Origin::Flag("--serve".into()))?,
                 implicit: true,
-                spa: false,
+                spa,
             },
-        };
-        let backend = match (backend, layers.pick(spa, "spa", f.spa, "spa")) {
-            (Backend::Static { root, implicit, .. }, spa) => Backend::Static {
-                root,
-                implicit,
-                spa: spa.is_some_and(|raw| raw.value),
-            },
-            (Backend::Upstream(_), Some(raw)) if raw.value => {
-                return Err(ConfigError::invalid(
-                    raw.origin,
-                    "is for a served folder; a dev server answers its own app's routes",
-                    "drop it, or serve a folder (no upstream, --serve DIR)",
-                ));
-            }
-            (upstream, _) => upstream,
         };
 
         // Flags or environment replace the file's routes, as for every list.

@@ -225,12 +225,7 @@ pub(crate) fn fragment(status: StatusCode, headers: &HeaderMap) -> Option<Coding
         return None;
     }
     let turbo_stream = || {
-        headers.get(header::CONTENT_TYPE).is_some_and(|v| {
-            let essence = v.as_bytes().split(|&b| b == b';').next().unwrap_or(&[]);
-            essence
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"text/vnd.turbo-stream.html")
-        })
+        media_type(headers).is_some_and(|t| t.eq_ignore_ascii_case(b"text/vnd.turbo-stream.html"))
     };
     if html_kind(headers).is_none() && !turbo_stream() {
         return None;
@@ -258,9 +253,7 @@ pub(crate) fn is_html(headers: &HeaderMap) -> bool {
 /// `Some(false)` for `text/html`, `Some(true)` for `application/xhtml+xml` (parameters ignored),
 /// `None` for anything else.
 fn html_kind(headers: &HeaderMap) -> Option<bool> {
-    let value = headers.get(header::CONTENT_TYPE)?;
-    let essence = value.as_bytes().split(|&b| b == b';').next().unwrap_or(&[]);
-    let essence = essence.trim_ascii();
+    let essence = media_type(headers)?;
     if essence.eq_ignore_ascii_case(b"text/html") {
         Some(false)
     } else if essence.eq_ignore_ascii_case(b"application/xhtml+xml") {
@@ -268,6 +261,18 @@ fn html_kind(headers: &HeaderMap) -> Option<bool> {
     } else {
         None
     }
+}
+
+/// The `Content-Type`'s media type, without its parameters.
+fn media_type(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(header::CONTENT_TYPE)?.as_bytes();
+    Some(
+        value
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or(&[])
+            .trim_ascii(),
+    )
 }
 
 /// `Content-Disposition: attachment` means a download, not a page.
