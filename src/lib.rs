@@ -24,6 +24,7 @@
 //! - [`inject`]: decides which responses are pages for a tab and puts the client tag into them.
 //! - [`client`]: the embedded browser client, served at `/__hmr/client.js`, and its tag.
 //! - [`body`]: the one boxed body type responses are carried in.
+//! - [`etag`]: `If-None-Match` and `If-Match` against the version the proxy holds.
 //! - [`healthcheck`]: `--health-check`, the client side of a container health check.
 //! - [`open_browser`]: `--open`, the proxy's page opened in the browser once it listens.
 
@@ -33,6 +34,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod etag;
 pub mod frameworks;
 pub mod guard;
 pub mod healthcheck;

@@ -42,7 +42,9 @@ struct Inner {
     /// Where tabs subscribe to changes.
     changes_path: String,
     /// The client script as served (with `changes_path` written in).
-    client: bytes::Bytes,
+    client: client::Script,
+    /// The classic script that imports the client into XML documents.
+    xml_loader: client::Script,
     hub: Hub,
     control: Control,
     /// For each of [`FRAMEWORKS`], armed while its dev server behind the proxy would see each of
@@ -120,6 +122,9 @@ impl Router {
                 local,
                 changes_path: config.changes_path.clone(),
                 client: client::render(&config.changes_path),
+                xml_loader: client::Script::new(bytes::Bytes::from_static(
+                    client::XML_LOADER.as_bytes(),
+                )),
                 control: Control::new(config, hub.clone(), health),
                 hub,
                 framework_hints: std::array::from_fn(|_| {
@@ -236,11 +241,8 @@ impl Router {
             {
                 method_not_allowed("GET, HEAD")
             }
-            "client.js" => client::response(req.method(), &this.client),
-            "xml.js" => client::response(
-                req.method(),
-                &bytes::Bytes::from_static(client::XML_LOADER.as_bytes()),
-            ),
+            "client.js" => client::response(req.method(), req.headers(), &this.client),
+            "xml.js" => client::response(req.method(), req.headers(), &this.xml_loader),
             // Answers without touching the upstream, so a container health check passes while
             // the app is still starting.
             "health" => body::plain(StatusCode::OK, "ok"),

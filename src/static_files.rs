@@ -31,6 +31,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
 use crate::body::{self, Body};
+use crate::etag::matches;
 use crate::inject::{Injector, RequestFacts};
 
 /// Files up to this size are read whole before they are answered (see the module docs): the
@@ -531,29 +532,6 @@ fn entity_tag(metadata: &std::fs::Metadata) -> Option<HeaderValue> {
         metadata.ino()
     );
     HeaderValue::from_str(&tag).ok()
-}
-
-/// Whether a list of tags (`If-None-Match`, `If-Match`) names `etag`, or is `*`. `strong`:
-/// strong comparison (`If-Match`: a weak tag matches nothing); else weak (`If-None-Match`: an
-/// injected page's tag is the weak form of its file's).
-fn matches(tags: &HeaderValue, etag: &HeaderValue, strong: bool) -> bool {
-    let Ok(tags) = tags.to_str() else {
-        return false;
-    };
-    let ours = etag.to_str().unwrap_or_default();
-    tags.split(',').map(str::trim).any(|tag| {
-        tag == "*"
-            || if strong {
-                tag == ours && !tag.starts_with("W/")
-            } else {
-                opaque(tag) == opaque(ours)
-            }
-    })
-}
-
-/// A tag without its weak marker.
-fn opaque(tag: &str) -> &str {
-    tag.strip_prefix("W/").unwrap_or(tag)
 }
 
 /// Whether a `Range` value is one `bytes` range whose numbers fit in 64 bits: the only kind

@@ -1069,6 +1069,46 @@ async fn no_inject_leaves_pages_alone_and_still_serves_the_client() {
     assert!(!body.unwrap().is_empty());
 }
 
+/// Every page load revalidates the client: a browser that has it gets a 304, one that accepts
+/// gzip gets it compressed, one that does not gets the source as shipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_is_sent_compressed_and_revalidated() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_in(dir.path(), &["--serve", &dir.path().to_string_lossy()]).await;
+    let url = proxy.url("/__hmr/client.js");
+    let gzip = [("accept-encoding", "gzip, deflate, br, zstd")];
+    let (status, h, body) = fetch(request("GET", &url, &gzip)).await;
+    assert_eq!(status, 200);
+    assert_eq!(h[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(h[header::VARY], "Accept-Encoding");
+    let compressed = body.unwrap();
+    assert!(compressed.len() < hmr_proxy::client::SOURCE.len() / 2);
+    let mut source = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&compressed[..]),
+        &mut source,
+    )
+    .unwrap();
+    assert_eq!(source, hmr_proxy::client::SOURCE);
+
+    let (status, plain, body) = fetch(request("GET", &url, &[])).await;
+    assert_eq!(status, 200);
+    assert!(plain.get(header::CONTENT_ENCODING).is_none());
+    assert_eq!(body.unwrap(), hmr_proxy::client::SOURCE.as_bytes());
+    assert_eq!(plain[header::ETAG], h[header::ETAG]);
+
+    let tag = h[header::ETAG].to_str().unwrap().to_owned();
+    let (status, h, body) = fetch(request(
+        "GET",
+        &url,
+        &[gzip[0], ("if-none-match", tag.as_str())],
+    ))
+    .await;
+    assert_eq!(status, 304);
+    assert_eq!(h[header::ETAG], tag.as_str());
+    assert!(body.unwrap().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_mode_injects_into_html_files_only() {
     let dir = tempfile::tempdir().unwrap();
