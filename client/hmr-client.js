@@ -77,6 +77,9 @@ const RETRY_MAX_MS = 10000;
  */
 const BATCH_PATIENCE_MS = 5000;
 
+/** How long a reload waits for the changed files it fetches again first (see refreshFetched). */
+const REFRESH_PATIENCE_MS = 1000;
+
 /** How long the overlay waits for a broken module's line and column (see `locate`). */
 const LOCATE_PATIENCE_MS = 1000;
 
@@ -634,6 +637,7 @@ function start(selfUrl) {
     if (reloading) return;
     if (batch.reload) {
       if (batch.paths.length) {
+        await refreshFetched(batch.urls);
         reload(`${listed(batch.paths)} changed`);
         return;
       }
@@ -655,6 +659,7 @@ function start(selfUrl) {
       const why = `${listed(rest.map((k) => changed.get(k)))} changed`;
       // Refreshed through Turbo, the page goes on: the rest of the batch is swapped as usual.
       if (!rest.every(isTemplate) || !turboRefresh(why)) {
+        await refreshFetched(rest.map((k) => changed.get(k)));
         reload(why);
         return;
       }
@@ -906,6 +911,27 @@ function start(selfUrl) {
    */
   function refetch(url, accept) {
     return fetch(unbust(url), { cache: 'reload', headers: { Accept: accept } }).catch(() => {});
+  }
+
+  /**
+   * Before a reload for changed files: fetch again, past the HTTP cache, the ones this page
+   * fetched (a helper a swapped module imports, a dynamically imported module, a worker's
+   * script, a font), as a swap does for what it swaps. From a dev server that sends `max-age`
+   * they were cached, and the reloaded page took the old copies: a reload revalidates the page,
+   * not what it loads. Only what the page fetched: templates and server code have no URL the
+   * server answers. Waits for them at most REFRESH_PATIENCE_MS.
+   */
+  async function refreshFetched(urls) {
+    const loaded = urls
+      .map((u) => parse(u))
+      .filter((url) => url !== null && url.origin === location.origin && fetched.has(key(url)));
+    if (!loaded.length) return;
+    const accept = (url) =>
+      isStylesheet(key(url)) ? ACCEPT_CSS : isImage(key(url)) ? ACCEPT_IMAGE : '*/*';
+    let timer;
+    const patience = new Promise((resolve) => (timer = setTimeout(resolve, REFRESH_PATIENCE_MS)));
+    await Promise.race([Promise.all(loaded.map((url) => refetch(url.href, accept(url)))), patience]);
+    clearTimeout(timer);
   }
 
   // ---- Stylesheets ----------------------------------------------------------------------------
@@ -2125,6 +2151,11 @@ function fetchRecord() {
   return {
     mayHave(k) {
       if (!complete) return true;
+      update();
+      return keys.has(k);
+    },
+    /** Whether it is known to have fetched `k` (the record may lack some; see mayHave). */
+    has(k) {
       update();
       return keys.has(k);
     },

@@ -1707,6 +1707,37 @@ async function deletedCached() {
 }
 
 /**
+ * A reload for a changed file the page loaded, from a dev server that sends `max-age`: the
+ * reloaded page runs the new copy. A reload revalidates the page, not what it loads: the helper
+ * its module imports came back from the HTTP cache, and so did the old text.
+ */
+async function cachedReload() {
+  const page =
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>cached</title></head>\n' +
+    '<body><p id="out"></p><script type="module">\n' +
+    `import { v } from "/extras/cached/helper.js";\ndocument.getElementById("out").textContent = v;\n` +
+    '</script></body></html>\n';
+  await publish({
+    'extras/cached/helper.js': 'export const v = "one";\n',
+    'extras/cached/page.html': page,
+  });
+  const front = await frontProxy({ cached: true });
+  const context = await newContext();
+  try {
+    const tab = await openTab(context, '/extras/cached/page.html', front.origin);
+    await tab.waitForFunction(() => document.getElementById('out').textContent === 'one');
+    const reloaded = tab.waitForEvent('load');
+    write('extras/cached/helper.js', 'export const v = "two";\n');
+    await within('the reload', reloaded);
+    await tab.waitForFunction(() => document.getElementById('out').textContent !== '');
+    assert.equal(await tab.textContent('#out'), 'two', 'the reloaded page ran the cached copy');
+  } finally {
+    await context.close();
+    front.close();
+  }
+}
+
+/**
  * JSON and CSS modules in a container: imported with their type, swapped on a save like
  * JavaScript ones (a JSON module without `with { type: 'json' }` failed to load).
  */
@@ -3277,6 +3308,7 @@ const all = {
   overtakenDispose,
   workerDispose,
   deletedCached,
+  cachedReload,
   dataModules,
   definedElement,
   sourceMap,
