@@ -245,19 +245,6 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, origin: String) {
     });
 }
 
-/// Whether `dir` is the user's home folder or the file system's top: served by accident (the
-/// proxy started in a new terminal), with all that is in them.
-fn is_home_or_top(dir: &std::path::Path) -> bool {
-    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).ok();
-    let Some(dir) = canonical(dir) else {
-        return false;
-    };
-    dir.parent().is_none()
-        || std::env::var_os("HOME")
-            .and_then(|home| canonical(std::path::Path::new(&home)))
-            .is_some_and(|home| home == dir)
-}
-
 /// The start-up lines: where to browse, what is served, what is watched.
 fn announce(config: &Config, local: std::net::SocketAddr) {
     let url = server::browse_url(local);
@@ -281,7 +268,7 @@ fn announce(config: &Config, local: std::net::SocketAddr) {
                     "no upstream given: serving the working directory (try `hmr-proxy http://localhost:8000`)"
                 );
             }
-            if is_home_or_top(root) {
+            if config::home_or_top(root).is_some() {
                 tracing::warn!(
                     "serving {}: every file below it but keys, `.env` files and credential \
                      folders can be read at {url}; run hmr-proxy in your project's folder or \

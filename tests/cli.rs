@@ -558,6 +558,36 @@ fn rust_log_may_name_the_binary() {
     );
 }
 
+/// Started in the home folder with nothing named to watch (a new terminal), the proxy watched all
+/// of it, and the browser writing its profile there (`.config/chromium`) reloaded the page again
+/// with each load's history and code-cache writes, without end: an error that says what to do.
+/// Named, the home folder is watched, with a warning.
+#[test]
+fn the_home_folder_is_not_watched_by_default() {
+    let home = tempdir();
+    let home_dir = home.path().to_str().expect("UTF-8 tempdir");
+    for args in [&["http://127.0.0.1:9"][..], &[]] {
+        let mut argv = vec!["--listen", "127.0.0.1:0"];
+        argv.extend_from_slice(args);
+        let out = run_to_exit(&argv, &[("HOME", home_dir)], home.path());
+        assert_mentions(
+            &error_line(&out),
+            &[
+                "--watch: nothing names what to watch",
+                "your home folder",
+                "every write would reload the page",
+                "--watch DIR",
+            ],
+        );
+    }
+    let running = Running::start(
+        &["--watch", ".", "http://127.0.0.1:9"],
+        &[("HOME", home_dir)],
+        home.path(),
+    );
+    running.wait_for_log("your home folder: a browser writing its profile there");
+}
+
 /// An upstream on the proxy's own address stops it at start (every request was a 508).
 #[test]
 fn an_upstream_on_the_proxys_own_address_is_an_error() {

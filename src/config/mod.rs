@@ -919,13 +919,33 @@ fn resolve_watch(
             Backend::Static { root, .. } => root.clone(),
             Backend::Upstream(_) => cwd.to_path_buf(),
         };
-        roots.push(watch_root(
-            cwd,
-            &dir,
-            None,
-            Vec::new(),
-            &Origin::Flag("--watch".into()),
-        )?);
+        let origin = Origin::Flag("--watch".into());
+        let root = watch_root(cwd, &dir, None, Vec::new(), &origin)?;
+        // Started in a new terminal, in the home folder: the browser writes its profile there
+        // (`.config/chromium`, `.mozilla`), each page load wrote its history and code cache, and
+        // each write reloaded the page again, without end. `/` has `/proc`.
+        if let Some(what) = home_or_top(&root.dir) {
+            return Err(ConfigError::invalid(
+                origin,
+                format!(
+                    "nothing names what to watch, and the default, {}, is {what}: the browser \
+                     writes its profile there, and every write would reload the page",
+                    root.dir.display()
+                ),
+                "start hmr-proxy in your project's folder, or name what to watch with --watch DIR",
+            ));
+        }
+        roots.push(root);
+    } else {
+        for root in &roots {
+            if let Some(what) = home_or_top(&root.dir) {
+                tracing::warn!(
+                    "watching {}, {what}: a browser writing its profile there reloads the page \
+                     with every write; name the project's folders with --watch DIR instead",
+                    root.dir.display()
+                );
+            }
+        }
     }
 
     let ignore = ignore.map(|globs| globs.iter().flat_map(|g| split_globs(g)).collect());
@@ -1111,6 +1131,16 @@ fn not_yet_made(cwd: &Path, dir: &Path) -> Option<PathBuf> {
 }
 
 /// A directory that exists, made absolute and canonical (symlinks resolved once, here).
+/// Whether `dir` (canonical) is the user's home folder or the file system's top, said as such:
+/// started there by accident (a new terminal), the proxy would serve or watch all of it.
+pub fn home_or_top(dir: &Path) -> Option<&'static str> {
+    if dir.parent().is_none() {
+        return Some("the file system's top");
+    }
+    let home = std::env::var_os("HOME").and_then(|home| Path::new(&home).canonicalize().ok())?;
+    (home == dir).then_some("your home folder")
+}
+
 fn existing_dir(cwd: &Path, dir: &Path, origin: &Origin) -> Result<PathBuf, ConfigError> {
     let path = cwd.join(dir);
     match path.canonicalize() {
