@@ -13,9 +13,11 @@ pub enum StartupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
 
-    #[error("{addr} is already in use by another program; stop it, or pick another port with {}", fix_flag(.origin, *.free))]
+    #[error("{addr} is already in use by {holder}; stop it, or pick another port with {}", fix_flag(.origin, *.free))]
     PortInUse {
         addr: SocketAddr,
+        /// `another hmr-proxy` when it answers as one, else `another program`.
+        holder: &'static str,
         origin: Option<Origin>,
         /// A port after it that was free a moment ago, to suggest (the next one may be taken
         /// too: a second dev server is often on it).

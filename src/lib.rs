@@ -71,12 +71,7 @@ pub async fn bind(config: &Config) -> Result<TcpListener, StartupError> {
     // An upstream on the proxy's own address: every request would come back to it (a 508 each,
     // and a warning each), for a slip of the port that is plain before the first request.
     if let Ok(local) = listener.local_addr() {
-        let upstreams = config.routes.iter().map(|route| &route.upstream);
-        let upstreams = upstreams.chain(match &config.backend {
-            Backend::Upstream(upstream) => Some(upstream),
-            Backend::Static { .. } => None,
-        });
-        for upstream in upstreams {
+        for upstream in upstreams(config) {
             if is_this_address(upstream, local) {
                 return Err(StartupError::OwnAddress {
                     upstream: upstream.origin(),
@@ -117,6 +112,23 @@ fn is_this_address(upstream: &config::Upstream, local: std::net::SocketAddr) -> 
 
 /// [`bind`] without the check of what it found.
 async fn bind_free(config: &Config) -> Result<TcpListener, StartupError> {
+    // The default port is the dev server's own (Rails, Next.js and Express use 3000): the proxy
+    // moves on, as it does when the port is taken, whether or not the dev server is up yet.
+    if config.listen_origin.is_none()
+        && let Some(upstream) = upstreams(config).find(|u| local_on_port(u, config.listen.port()))
+    {
+        for candidate in ports_after(config.listen) {
+            if let Ok(listener) = TcpListener::bind(candidate).await {
+                tracing::info!(
+                    "the upstream {} is on the default port {}; listening on {candidate} \
+                     instead (--listen sets the address)",
+                    upstream.origin(),
+                    config.listen.port()
+                );
+                return Ok(listener);
+            }
+        }
+    }
     let source = match TcpListener::bind(config.listen).await {
         Ok(listener) => return Ok(listener),
         Err(source) => source,
@@ -128,11 +140,12 @@ async fn bind_free(config: &Config) -> Result<TcpListener, StartupError> {
             source,
         });
     }
+    let holder = holder_of(config.listen).await;
     if config.listen_origin.is_none() {
         for candidate in ports_after(config.listen) {
             if let Ok(listener) = TcpListener::bind(candidate).await {
                 tracing::warn!(
-                    "{} is in use by another program; listening on {candidate} instead \
+                    "{} is in use by {holder}; listening on {candidate} instead \
                      (--listen sets the address, and then never moves)",
                     config.listen
                 );
@@ -142,9 +155,58 @@ async fn bind_free(config: &Config) -> Result<TcpListener, StartupError> {
     }
     Err(StartupError::PortInUse {
         addr: config.listen,
+        holder,
         origin: config.listen_origin.clone(),
         free: free_port_after(config.listen),
     })
+}
+
+/// Every upstream: the main one's and the routes'.
+fn upstreams(config: &Config) -> impl Iterator<Item = &config::Upstream> {
+    let main = match &config.backend {
+        Backend::Upstream(upstream) => Some(upstream),
+        Backend::Static { .. } => None,
+    };
+    config
+        .routes
+        .iter()
+        .map(|route| &route.upstream)
+        .chain(main)
+}
+
+/// Whether `upstream` is on `port` of this machine (a loopback address, `localhost`, or any).
+fn local_on_port(upstream: &config::Upstream, port: u16) -> bool {
+    let host = upstream.host.trim_matches(['[', ']']);
+    upstream.port == port
+        && (host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified()))
+}
+
+/// Who holds `addr`: another hmr-proxy answers its health endpoint with `ok` (a second
+/// terminal's, left running), where a plain "another program" sent the user looking elsewhere.
+async fn holder_of(addr: std::net::SocketAddr) -> &'static str {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream
+            .write_all(b"GET /__hmr/health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await
+            .ok()?;
+        let mut answer = Vec::with_capacity(512);
+        stream.take(4096).read_to_end(&mut answer).await.ok()?;
+        let answer = String::from_utf8_lossy(&answer);
+        Some(
+            answer.starts_with("HTTP/1.")
+                && answer.contains(" 200 ")
+                && answer.trim_end().ends_with("\r\n\r\nok"),
+        )
+    };
+    match tokio::time::timeout(std::time::Duration::from_millis(500), ask).await {
+        Ok(Some(true)) => "another hmr-proxy",
+        _ => "another program",
+    }
 }
 
 /// The next 100 ports on `addr`'s address, as far as there are any.

@@ -453,6 +453,39 @@ fn the_default_port_in_use_moves_on_to_the_next_free_one() {
     ));
 }
 
+/// An upstream on the default port (Rails', Next.js' and Express's 3000) that is not up yet: the
+/// proxy moves on as it does when the port is taken, where it refused its own address, and the
+/// same command worked or failed by which of the two started first.
+#[test]
+fn an_upstream_on_the_default_port_moves_the_proxy_on() {
+    let dir = tempdir();
+    let default = hmr_proxy::config::DEFAULT_PORT;
+    let upstream = format!("http://localhost:{default}");
+    let running = Running::start_as_given(&[&upstream, "--watch", "."], &[], dir.path());
+    assert!(running.addr.port() > default, "{}", running.listening_line);
+    running.wait_for_log(&format!(
+        "the upstream {upstream} is on the default port {default}; listening on {} instead",
+        running.addr
+    ));
+}
+
+/// A port held by another hmr-proxy (a second terminal's, left running) says so.
+#[test]
+fn a_port_held_by_another_hmr_proxy_says_so() {
+    let dir = tempdir();
+    let first = Running::start(&["--serve", "."], &[], dir.path());
+    let addr = first.addr.to_string();
+    let line = error_line(&run_to_exit(
+        &["--listen", &addr, "--serve", "."],
+        &[],
+        dir.path(),
+    ));
+    assert_mentions(
+        &line,
+        &[&format!("{addr} is already in use by another hmr-proxy")],
+    );
+}
+
 /// `--open=PATH` runs `BROWSER` with the proxy's URL of that path once it listens, and says so;
 /// the URL it was given serves the page through the proxy.
 #[tokio::test]
