@@ -469,6 +469,23 @@ fn an_upstream_on_the_default_port_moves_the_proxy_on() {
     ));
 }
 
+/// A relative `[[watch]] dir` from a config file in another folder starts at the working
+/// directory, as documented; when it is not there but next to the file, the warning says so and
+/// how to name it (it said only "does not exist (yet)", and no save ever counted).
+#[test]
+fn a_watch_folder_next_to_another_folders_config_file_is_named() {
+    let dir = tempdir();
+    let project = dir.path().join("proj");
+    std::fs::create_dir_all(project.join("templates")).expect("mkdir");
+    write_config(&project, "[[watch]]\ndir = \"templates\"\n");
+    let running = Running::start(
+        &["--config", "proj/hmr-proxy.toml", "--serve", "."],
+        &[],
+        dir.path(),
+    );
+    running.wait_for_log("for the one next to the config file, write `proj/templates`");
+}
+
 /// A port held by another hmr-proxy (a second terminal's, left running) says so.
 #[test]
 fn a_port_held_by_another_hmr_proxy_says_so() {

@@ -1041,8 +1041,10 @@ fn watch_root(
             // after the sidecar started: watched once it is there (as a root that vanishes is).
             Some(later) => {
                 tracing::warn!(
-                    "{origin}: directory `{}` does not exist (yet); watching it once it does",
-                    dir.display()
+                    "{origin}: directory `{}` does not exist (yet); watching it once it \
+                     does{}",
+                    dir.display(),
+                    beside_the_file(cwd, dir, origin)
                 );
                 later
             }
@@ -1131,6 +1133,30 @@ fn not_yet_made(cwd: &Path, dir: &Path) -> Option<PathBuf> {
 }
 
 /// A directory that exists, made absolute and canonical (symlinks resolved once, here).
+/// For a relative folder from a config file that is not in the working directory, and is next to
+/// the file: where relative paths start, and how to name the one meant (`-c proj/hmr-proxy.toml`
+/// from the folder above watched `./templates`, not `proj/templates`, and no save ever counted).
+fn beside_the_file(cwd: &Path, dir: &Path, origin: &Origin) -> String {
+    let Origin::File { path, .. } = origin else {
+        return String::new();
+    };
+    let Some(folder) = path.parent().filter(|_| dir.is_relative()) else {
+        return String::new();
+    };
+    let beside = folder.join(dir);
+    if !beside.is_dir() {
+        return String::new();
+    }
+    let named = beside.strip_prefix(cwd).unwrap_or(&beside);
+    format!(
+        " (relative paths start at the working directory, {}; for the one next to the config \
+         file, write `{}`, or start hmr-proxy in {})",
+        cwd.display(),
+        named.display(),
+        folder.display()
+    )
+}
+
 /// Whether `dir` (canonical) is the user's home folder or the file system's top, said as such:
 /// started there by accident (a new terminal), the proxy would serve or watch all of it.
 pub fn home_or_top(dir: &Path) -> Option<&'static str> {
