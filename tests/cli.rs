@@ -90,7 +90,17 @@ fn unknown_config_key_names_file_key_and_line() {
         &line,
         &[
             "hmr-proxy.toml line 2",
-            "unknown field `lisen`",
+            "unknown key `lisen`",
+            "did you mean `listen`?",
+        ],
+    );
+    // Far from every key: the list of them.
+    write_config(dir.path(), "colour = true\n");
+    let line = error_line(&run_to_exit(&[], &[], dir.path()));
+    assert_mentions(
+        &line,
+        &[
+            "unknown key `colour`, expected one of",
             "`listen`",
             "fix the key's spelling or remove it",
         ],

@@ -86,7 +86,7 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
         let line = err
             .span()
             .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-        let mut detail = err.message().trim().to_string();
+        let mut detail = plain_words(err.message().trim());
         let key = err.span().and_then(|span| key_at(text, span.start));
         // `poll = 500`: the file spells HMR_PROXY_POLL=500 as two keys, and the number meant
         // the other one.
@@ -100,14 +100,17 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
             .map(|(ms, _)| ms.to_string());
         let table = err.span().and_then(|span| table_above(text, span.start));
         let fix = if let (true, Some(key), Some(table)) =
-            (detail.starts_with("unknown field"), key, table)
+            (detail.starts_with("unknown key"), key, table)
             && is_top_level(key)
         {
             format!(
                 "`{key}` is a top-level key, and TOML reads every key after `[[{table}]]` as part \
                  of that table: move it above the first `[[…]]` table"
             )
-        } else if detail.starts_with("unknown field") {
+        } else if let Some((unknown, nearest)) = misspelt(&detail) {
+            detail = format!("unknown key `{unknown}`");
+            format!("did you mean `{nearest}`?")
+        } else if detail.starts_with("unknown key") {
             "fix the key's spelling or remove it (config/hmr-proxy.toml lists every key)"
                 .to_string()
         } else if let Some(ms) = poll_ms {
@@ -129,6 +132,41 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
             fix,
         }
     })
+}
+
+/// serde's message in the file's words: `expected u64` and `expected struct WatchTable` named
+/// Rust types, which a config file's writer never sees.
+fn plain_words(message: &str) -> String {
+    [
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected usize", "expected a whole number"),
+        ("expected struct WatchTable", "expected a [[watch]] table"),
+        ("expected struct RouteTable", "expected a [[route]] table"),
+        ("expected a sequence", "expected a list"),
+        ("invalid type: map", "invalid type: table"),
+        ("invalid type: sequence", "invalid type: list"),
+        ("unknown field", "unknown key"),
+    ]
+    .iter()
+    .fold(message.to_string(), |text, (rust, words)| {
+        text.replace(rust, words)
+    })
+}
+
+/// An unknown key close to one serde listed (`unknown key `lisen`, expected one of `upstream`,
+/// `listen`, …`): it and the nearest, as a misspelt flag or variable is answered.
+fn misspelt(detail: &str) -> Option<(String, String)> {
+    let rest = detail.strip_prefix("unknown key `")?;
+    let (unknown, expected) = rest.split_once('`')?;
+    let nearest = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|known| (super::edit_distance(unknown, known), known))
+        .min()?;
+    (nearest.0 <= 2.max(unknown.len() / 3)).then(|| (unknown.to_string(), nearest.1.to_string()))
 }
 
 /// The key of the `key = value` line that holds byte `at` of `text`, if it is one, or the name
@@ -215,7 +253,7 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("x.toml line 2"), "{err}");
-        assert!(err.contains("unknown field `listen_addr`"), "{err}");
+        assert!(err.contains("unknown key `listen_addr`"), "{err}");
         assert!(err.contains("fix the key's spelling"), "{err}");
     }
 
@@ -239,7 +277,30 @@ mod tests {
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-        assert!(err.contains("fix the key's spelling"), "{err}");
+        assert!(err.contains("did you mean `upstream`?"), "{err}");
+    }
+
+    #[test]
+    fn rust_type_names_are_said_in_the_files_words() {
+        for (text, said, not) in [
+            ("debounce = \"10ms\"\n", "expected a whole number", "u64"),
+            (
+                "watch = [\"../app\"]\n",
+                "expected a [[watch]] table",
+                "struct",
+            ),
+            (
+                "[watch]\ndir = \"x\"\n",
+                "invalid type: table, expected a list",
+                "sequence",
+            ),
+        ] {
+            let err = parse(Path::new("x.toml"), text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(said) && !err.contains(not), "{err}");
+        }
     }
 
     #[test]
