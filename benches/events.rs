@@ -45,6 +45,7 @@ fn encode(c: &mut Criterion) {
             paths: &paths,
             urls: &urls,
             reload: false,
+            reason: None,
         };
         let bytes = batch(&message).len();
         group.throughput(Throughput::Elements(1));

@@ -642,7 +642,9 @@ function start(selfUrl) {
         return;
       }
       remember(documentKey('reloaded'), since);
-      reload('the proxy asked for it (the dev server came back, or this page missed changes)');
+      // The proxy says why (the dev server restarted, a build tool asked, this page missed
+      // changes); an older one did not.
+      reload(batch.reason || 'the proxy asked for it');
       return;
     }
     let found;

@@ -1084,12 +1084,21 @@ async fn the_control_endpoint_broadcasts_paths_or_a_reload() {
     let proxy = serve(&root, &[]).await;
     let mut tab = SseClient::open(proxy.addr, &[]).await;
     let client = crate::support::client();
-    for (body, want_paths, want_reload) in [
-        ("", serde_json::json!([]), true),
+    // A reload that names no file says why, for the tab's console (which said "the dev server
+    // came back, or this page missed changes" for a build tool's call).
+    for (body, want_paths, want_reload, want_reason) in [
+        ("", serde_json::json!([]), true, "POST /__hmr/reload".into()),
+        (
+            r#"{"paths":[]}"#,
+            serde_json::json!([]),
+            true,
+            "POST /__hmr/reload".into(),
+        ),
         (
             r#"{"paths":["css/site.css","/static/x.js"]}"#,
             serde_json::json!(["css/site.css", "static/x.js"]),
             false,
+            serde_json::Value::Null,
         ),
     ] {
         let req = http::Request::post(proxy.url("/__hmr/reload"))
@@ -1100,6 +1109,7 @@ async fn the_control_endpoint_broadcasts_paths_or_a_reload() {
         let batch = tab.next_batch().await;
         assert_eq!(batch["paths"], want_paths);
         assert_eq!(batch["reload"], want_reload);
+        assert_eq!(batch["reason"], want_reason);
     }
     let req = http::Request::post(proxy.url("/__hmr/reload"))
         .body(http_body_util::Full::new(bytes::Bytes::from("{not json")))
@@ -1109,7 +1119,7 @@ async fn the_control_endpoint_broadcasts_paths_or_a_reload() {
 
     let (_, _, body) = get(&proxy.url("/__hmr/status"), &[]).await;
     let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(status["batches_sent"], 2);
+    assert_eq!(status["batches_sent"], 3);
     assert_eq!(status["clients"], 1);
     assert_eq!(status["watching"][0]["dir"], root.display().to_string());
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
@@ -1151,6 +1161,7 @@ async fn an_upstream_that_restarts_triggers_one_reload() {
     let _back = Upstream::serve(listener);
     let batch = tab.next_batch().await;
     assert_eq!(batch["reload"], true);
+    assert_eq!(batch["reason"], format!("upstream {url} is back"));
     drop(dir);
 }
 

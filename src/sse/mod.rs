@@ -191,8 +191,8 @@ impl Hub {
 
     /// Publish a batch to every tab; returns its id.
     pub fn publish(&self, batch: &ChangeBatch) -> u64 {
-        let (id, streams) = self.send(batch);
-        log_batch(batch, streams);
+        let (id, streams) = self.send(batch, None);
+        log_batch(batch, streams, "");
         for (framework, state) in FRAMEWORKS.iter().zip(&self.inner.frameworks) {
             if state.load(Ordering::Relaxed) == SEEN
                 && let Some(change) = batch
@@ -214,18 +214,33 @@ impl Hub {
         id
     }
 
-    /// Publish a full reload for `why` (`upstream … restarted`), logged as one line with it.
+    /// Publish a full reload for `why` (`upstream … restarted`), logged as one line with it, and
+    /// said in the tabs' consoles.
     pub fn publish_reload(&self, why: &str) -> u64 {
-        let (id, streams) = self.send(&ChangeBatch {
-            changes: Vec::new(),
-            reload: true,
-        });
+        let (id, streams) = self.send(
+            &ChangeBatch {
+                changes: Vec::new(),
+                reload: true,
+            },
+            Some(why),
+        );
         tracing::info!("{why}: full reload → {}", browsers(streams));
         id
     }
 
+    /// Publish a batch someone asked for (`POST /__hmr/reload` from a build tool), logged as
+    /// theirs: the line a save gives sent the developer looking for a save.
+    pub fn publish_asked(&self, batch: &ChangeBatch, by: &str) -> u64 {
+        if batch.changes.is_empty() {
+            return self.publish_reload(by);
+        }
+        let (id, streams) = self.send(batch, None);
+        log_batch(batch, streams, &format!("{by}: "));
+        id
+    }
+
     /// Publish without logging; returns the batch's id and the streams it went to.
-    fn send(&self, batch: &ChangeBatch) -> (u64, usize) {
+    fn send(&self, batch: &ChangeBatch, reason: Option<&str>) -> (u64, usize) {
         let paths: Vec<String> = batch.changes.iter().map(|c| c.path.clone()).collect();
         let urls: Vec<String> = batch.changes.iter().map(|c| c.url.clone()).collect();
         let mut state = self.state();
@@ -236,6 +251,7 @@ impl Hub {
             paths: &paths,
             urls: &urls,
             reload: batch.reload,
+            reason,
         });
         let published = Published { id, bytes };
         if state.ring.len() == RING {
@@ -268,6 +284,7 @@ impl Hub {
             paths: &[],
             urls: &[],
             reload: true,
+            reason: Some("this page missed changes"),
         })
     }
 
@@ -356,7 +373,8 @@ fn printable(path: &str) -> Cow<'_, str> {
     }
 }
 
-fn log_batch(batch: &ChangeBatch, streams: usize) {
+/// One line for a batch; `by` (`POST /__hmr/reload: `) opens it when someone asked for it.
+fn log_batch(batch: &ChangeBatch, streams: usize, by: &str) {
     let browsers = browsers(streams);
     let n = batch.changes.len();
     let mut names: Vec<Cow<'_, str>> = batch
@@ -369,12 +387,12 @@ fn log_batch(batch: &ChangeBatch, streams: usize) {
         names.push(Cow::Borrowed("…"));
     }
     match (n, batch.reload) {
-        (0, _) => tracing::info!("full reload → {browsers}"),
-        (1, false) => tracing::info!("{} changed → {browsers}", names.join("")),
-        (_, false) => tracing::info!("{n} files changed ({}) → {browsers}", names.join(", ")),
-        (1, true) => tracing::info!("{} changed, full reload → {browsers}", names.join("")),
+        (0, _) => tracing::info!("{by}full reload → {browsers}"),
+        (1, false) => tracing::info!("{by}{} changed → {browsers}", names.join("")),
+        (_, false) => tracing::info!("{by}{n} files changed ({}) → {browsers}", names.join(", ")),
+        (1, true) => tracing::info!("{by}{} changed, full reload → {browsers}", names.join("")),
         (_, true) => tracing::info!(
-            "{n} files changed ({}), full reload → {browsers}",
+            "{by}{n} files changed ({}), full reload → {browsers}",
             names.join(", ")
         ),
     }

@@ -1,7 +1,8 @@
 //! The event-stream wire format: what `/changes` sends, byte for byte.
 //!
 //! Owns SSE framing and the JSON payload shared with `client/` (documented in `client/README.md`).
-//! Each batch is one `change` event carrying `{"id","paths","urls","reload"}`, followed by one
+//! Each batch is one `change` event carrying `{"id","paths","urls","reload"}` (and `"reason"` for
+//! a reload that names no file), followed by one
 //! plain `data:` message per path holding the path as a JSON string, so the smallest possible
 //! client (`onmessage` + `JSON.parse`) works too. A stream opens with a `hello` event carrying
 //! the proxy's instance id and the newest batch id. Encoding happens once per batch; the bytes are
@@ -21,6 +22,10 @@ pub struct Message<'a> {
     pub paths: &'a [String],
     pub urls: &'a [String],
     pub reload: bool,
+    /// Why a batch that names no file reloads (`upstream http://localhost:8000 restarted`,
+    /// `POST /__hmr/reload`), for the tab's console.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
 }
 
 /// The first bytes of every stream: the retry interval and a comment, so the browser sees the
@@ -68,6 +73,7 @@ mod tests {
             paths: &paths,
             urls: &urls,
             reload: false,
+            reason: None,
         });
         assert_eq!(
             String::from_utf8_lossy(&bytes),

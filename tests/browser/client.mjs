@@ -2090,6 +2090,12 @@ async function html() {
       logged('[hmr] reloading: /p1.html, /p2.html, /p3.html, /p4.html, /p5.html and 3 more changed'),
       'names five and counts the rest',
     );
+    // A reload a build tool asks for says so.
+    await connected(page);
+    const third = page.waitForEvent('load');
+    assert.equal((await fetch(`${origin}/__hmr/reload`, { method: 'POST' })).status, 202);
+    await third;
+    assert.ok(logged('[hmr] reloading: POST /__hmr/reload'), 'names who asked');
   } finally {
     await context.close();
   }
