@@ -247,8 +247,16 @@ pub fn cross_site_refusal<B>(req: &Request<B>) -> Option<Response<Body>> {
 /// A loopback peer that says it forwards for someone elsewhere (a tunnel's agent, cloudflared or
 /// ngrok, or a reverse proxy on this machine, naming its visitor in `X-Forwarded-For`) is that
 /// someone: through a tunnel the whole internet is a loopback peer.
-pub fn control_refusal<B>(req: &Request<B>, peer: SocketAddr) -> Option<Response<Body>> {
-    if !is_loopback(peer.ip()) {
+///
+/// `local` is the address the proxy listens on: listening on one LAN address only, there is no
+/// loopback way in, and a caller from that same address is this machine (a build tool beside it).
+pub fn control_refusal<B>(
+    req: &Request<B>,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Option<Response<Body>> {
+    let this_machine = !local.ip().is_unspecified() && peer.ip() == local.ip();
+    if !is_loopback(peer.ip()) && !this_machine {
         return Some(body::plain(
             StatusCode::FORBIDDEN,
             "hmr-proxy: the control endpoint answers loopback callers only (127.0.0.1, ::1)",
@@ -480,13 +488,26 @@ mod tests {
         );
         assert_eq!(with(&[("origin", "null")]), Some(StatusCode::FORBIDDEN));
         let r = req(Method::POST, "/__hmr/reload");
-        let lan: SocketAddr = "192.168.1.5:5000".parse().unwrap_or_else(|e| panic!("{e}"));
+        let addr = |a: &str| a.parse::<SocketAddr>().unwrap_or_else(|e| panic!("{e}"));
+        let lan = addr("192.168.1.5:5000");
+        let local = addr("127.0.0.1:3000");
         assert_eq!(
-            control_refusal(&r, lan).map(|x| x.status()),
+            control_refusal(&r, lan, local).map(|x| x.status()),
             Some(StatusCode::FORBIDDEN)
         );
-        let me: SocketAddr = "127.0.0.1:5000".parse().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(control_refusal(&r, me).map(|x| x.status()), None);
+        assert_eq!(
+            control_refusal(&r, lan, addr("0.0.0.0:3000")).map(|x| x.status()),
+            Some(StatusCode::FORBIDDEN)
+        );
+        let me = addr("127.0.0.1:5000");
+        assert_eq!(control_refusal(&r, me, local).map(|x| x.status()), None);
+        // Listening on one LAN address, a caller from that address is this machine.
+        let on_lan = addr("192.168.1.5:3000");
+        assert_eq!(control_refusal(&r, lan, on_lan).map(|x| x.status()), None);
+        assert_eq!(
+            control_refusal(&r, addr("192.168.1.6:5000"), on_lan).map(|x| x.status()),
+            Some(StatusCode::FORBIDDEN)
+        );
         // Through a tunnel or a reverse proxy on this machine, the visitor is who asks.
         for (name, value, want) in [
             (
@@ -524,7 +545,7 @@ mod tests {
                 HeaderValue::from_static(value),
             );
             assert_eq!(
-                control_refusal(&r, me).map(|x| x.status()),
+                control_refusal(&r, me, local).map(|x| x.status()),
                 want,
                 "{name}: {value}"
             );

@@ -247,12 +247,12 @@ impl Router {
             // the app is still starting.
             "health" => body::plain(StatusCode::OK, "ok"),
             // Status names the watched folders and the upstreams: for this machine only too.
-            "status" => match guard::control_refusal(&req, peer) {
+            "status" => match guard::control_refusal(&req, peer, this.local) {
                 Some(refusal) => refusal,
                 None => this.control.status(),
             },
             "reload" if method != Method::POST => method_not_allowed("POST"),
-            "reload" => match guard::control_refusal(&req, peer) {
+            "reload" => match guard::control_refusal(&req, peer, this.local) {
                 Some(refusal) => refusal,
                 None => this.control.reload(req).await,
             },

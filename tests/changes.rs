@@ -1024,6 +1024,28 @@ async fn control_endpoints_refuse_callers_from_the_network() {
             "{request} from {outward}"
         );
     }
+    // Listening on that one address, there is no loopback way in: a caller from the same
+    // address is this machine (a build tool beside the proxy), and may.
+    let listen = format!("{outward}:0"); // IPv4: the probe was bound to 0.0.0.0
+    let proxy = serve(&root, &["--listen", &listen]).await;
+    let port = proxy.addr.port();
+    for (request, mine) in [("GET /__hmr/status", "200"), ("POST /__hmr/reload", "202")] {
+        let text = crate::support::raw(
+            (outward, port).into(),
+            format!(
+                "{request} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\
+                 Connection: close\r\n\r\n"
+            )
+            .as_bytes(),
+            Some("\r\n"),
+        )
+        .await;
+        assert_eq!(
+            text.split(' ').nth(1).unwrap_or_default(),
+            mine,
+            "{request} from {outward} to {outward}"
+        );
+    }
 }
 
 /// Through a tunnel (cloudflared, ngrok) every visitor is a loopback peer; the agent names the
