@@ -46,6 +46,7 @@ fn encode(c: &mut Criterion) {
             urls: &urls,
             reload: false,
             reason: None,
+            served: false,
         };
         let bytes = batch(&message).len();
         group.throughput(Throughput::Elements(1));

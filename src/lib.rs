@@ -238,6 +238,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
     }
     let hub = Hub::new(config.heartbeat, shutdown.clone());
     hub.know_roots(&config.watch.roots);
+    if let Backend::Static { root, .. } = &config.backend {
+        hub.know_served(root);
+    }
     match watch::spawn(&config.watch, shutdown.clone()) {
         Ok(batches) => hub.feed(batches),
         Err(err) => tracing::error!("{err}; live reload is off"),

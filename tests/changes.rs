@@ -1100,6 +1100,43 @@ async fn control_endpoints_refuse_a_visitor_forwarded_from_elsewhere() {
     );
 }
 
+/// A batch of files the proxy serves as they are (no upstream) says so: a file no page fetched
+/// then changes no page. A file of a folder it only watches, or any behind an upstream, may make
+/// a page (a source a build turns into it, a template), and does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_served_files_says_so() {
+    let (_dir, root) = project();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let src = elsewhere.path().canonicalize().unwrap();
+    let proxy = serve(
+        &root,
+        &[
+            "--watch",
+            ".",
+            "--watch",
+            &format!("{}=/src", src.display()),
+        ],
+    )
+    .await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    std::fs::write(root.join("notes.md"), "# notes\n").unwrap();
+    let batch = tab.next_batch().await;
+    assert_eq!(batch["paths"], serde_json::json!(["notes.md"]));
+    assert_eq!(batch["served"], true);
+    std::fs::write(src.join("app.ts"), "export {}\n").unwrap();
+    let batch = tab.next_batch().await;
+    assert_eq!(batch["paths"], serde_json::json!(["app.ts"]));
+    assert_eq!(batch["served"], serde_json::Value::Null);
+
+    let upstream = Upstream::start().await;
+    let proxy = Proxy::start_in(&root, &[&upstream.url(), "--watch", "."]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    std::fs::write(root.join("notes.md"), "# notes, again\n").unwrap();
+    let batch = tab.next_batch().await;
+    assert_eq!(batch["paths"], serde_json::json!(["notes.md"]));
+    assert_eq!(batch["served"], serde_json::Value::Null);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_control_endpoint_broadcasts_paths_or_a_reload() {
     let (_dir, root) = project();

@@ -890,6 +890,30 @@ async fn responses_without_a_whole_body_pass_untouched() {
     }
 }
 
+/// A page that answers a form sent with POST says so (`hmr-post`), so its client reloads it with
+/// a GET: a reload sent the form again with every save. A page fetched with GET does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_answering_a_post_says_so() {
+    let fixtures = Fixtures::start().await;
+    let (proxy, _dir) = front(&fixtures.url(), &[]).await;
+    for method in ["GET", "POST"] {
+        let (status, h, body) =
+            fetch(request(method, &proxy.url("/html-status/200"), NAVIGATION)).await;
+        assert_eq!(status, 200);
+        assert_eq!(find_tag(&body.unwrap()).len(), 1, "{method}");
+        let metrics: Vec<&str> = h
+            .get_all("server-timing")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        assert_eq!(
+            metrics.contains(&"hmr-post"),
+            method == "POST",
+            "{method}: {metrics:?}"
+        );
+    }
+}
+
 /// An upstream that answers one canned response, to serve what the fixture upstream does not:
 /// codings the proxy cannot decode.
 async fn canned(

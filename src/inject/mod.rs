@@ -104,6 +104,9 @@ pub struct Injector {
 const POSITION_METRIC: &str = "hmr;desc=";
 static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
+/// The `Server-Timing` metric of a page that answers a POST (see [`add_position`]).
+const POST_METRIC: &str = "hmr-post";
+
 impl Injector {
     pub fn new(enabled: bool) -> Self {
         Injector {
@@ -311,8 +314,13 @@ fn rewritten(
 }
 
 /// Say in the page's headers where the change batches stood when it was requested (see
-/// [`Injector::facts`]).
+/// [`Injector::facts`]), and whether it answers a form sent with POST (`hmr-post`): its client
+/// then reloads it with a GET, where `location.reload()` sent the form again with every save
+/// (and with every restart of the dev server), a duplicate row or mail each time.
 fn add_position(facts: &RequestFacts, headers: &mut HeaderMap) {
+    if facts.method == Method::POST {
+        headers.append(&SERVER_TIMING, HeaderValue::from_static(POST_METRIC));
+    }
     // The value changes with each batch, not each page: each thread keeps the last one built
     // (formatting it cost ~1,300 instructions a page, 2 % of a proxied page's).
     thread_local! {

@@ -64,6 +64,8 @@ struct Inner {
     /// The watched folders' URL prefixes and folder names, to tell where a change's file lies
     /// ([`Hub::know_roots`]).
     roots: OnceLock<Vec<(String, PathBuf)>>,
+    /// The folder served when there is no upstream ([`Hub::know_served`]).
+    served: OnceLock<PathBuf>,
 }
 
 /// [`Inner::frameworks`]' states.
@@ -117,6 +119,7 @@ impl Hub {
                 latest: Arc::new(AtomicU64::new(boot_ms - 1)),
                 frameworks: [const { AtomicU8::new(UNSEEN) }; FRAMEWORKS.len()],
                 roots: OnceLock::new(),
+                served: OnceLock::new(),
             }),
         }
     }
@@ -144,6 +147,42 @@ impl Hub {
             .map(|r| (r.url.clone(), r.dir.clone()))
             .collect();
         let _ = self.inner.roots.set(roots);
+    }
+
+    /// The folder the proxy serves (no upstream): a batch of files only from it says so (see
+    /// [`wire::Message::served`]).
+    pub fn know_served(&self, root: &std::path::Path) {
+        let _ = self.inner.served.set(root.to_path_buf());
+    }
+
+    /// Whether every change of `batch` is a file of the served folder, under the URL it is
+    /// served at: its watched folder, of those whose URL prefix is the longest that the change's
+    /// URL starts with, is the served folder or one inside it, mapped to the matching path.
+    fn all_served(&self, batch: &ChangeBatch) -> bool {
+        let (Some(served), Some(roots)) = (self.inner.served.get(), self.inner.roots.get()) else {
+            return false;
+        };
+        let in_place = |(prefix, dir): &(String, PathBuf)| {
+            dir.strip_prefix(served).is_ok_and(|inside| {
+                let inside = inside.to_string_lossy();
+                let expected = format!("/{inside}/").replace("//", "/");
+                *prefix == expected
+            })
+        };
+        !batch.reload
+            && !batch.changes.is_empty()
+            && batch.changes.iter().all(|change| {
+                let under =
+                    |(prefix, _): &&(String, PathBuf)| change.url.starts_with(prefix.as_str());
+                let Some(longest) = roots.iter().filter(under).map(|(p, _)| p.len()).max() else {
+                    return false;
+                };
+                roots
+                    .iter()
+                    .filter(under)
+                    .filter(|(prefix, _)| prefix.len() == longest)
+                    .all(in_place)
+            })
     }
 
     /// The name of the watched folder `change` lies in: the one with the longest URL prefix of
@@ -252,6 +291,7 @@ impl Hub {
             urls: &urls,
             reload: batch.reload,
             reason,
+            served: self.all_served(batch),
         });
         let published = Published { id, bytes };
         if state.ring.len() == RING {
@@ -285,6 +325,7 @@ impl Hub {
             urls: &[],
             reload: true,
             reason: Some("this page missed changes"),
+            served: false,
         })
     }
 

@@ -2,7 +2,7 @@
 //!
 //! Owns SSE framing and the JSON payload shared with `client/` (documented in `client/README.md`).
 //! Each batch is one `change` event carrying `{"id","paths","urls","reload"}` (and `"reason"` for
-//! a reload that names no file), followed by one
+//! a reload that names no file, `"served"` for files served as they are), followed by one
 //! plain `data:` message per path holding the path as a JSON string, so the smallest possible
 //! client (`onmessage` + `JSON.parse`) works too. A stream opens with a `hello` event carrying
 //! the proxy's instance id and the newest batch id. Encoding happens once per batch; the bytes are
@@ -26,6 +26,10 @@ pub struct Message<'a> {
     /// `POST /__hmr/reload`), for the tab's console.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'a str>,
+    /// Every file of the batch is one the proxy serves from its folder as it is (no upstream):
+    /// nothing else makes a page, so a file no page fetched changes none.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub served: bool,
 }
 
 /// The first bytes of every stream: the retry interval and a comment, so the browser sees the
@@ -74,6 +78,7 @@ mod tests {
             urls: &urls,
             reload: false,
             reason: None,
+            served: false,
         });
         assert_eq!(
             String::from_utf8_lossy(&bytes),
