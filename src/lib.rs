@@ -54,6 +54,8 @@ pub use config::Config;
 pub use error::StartupError;
 pub use shutdown::Shutdown;
 
+use std::time::Instant;
+
 use tokio::net::TcpListener;
 
 use config::{AllowedHosts, Backend};
@@ -285,8 +287,9 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, origin: String) {
         let mut last = *seen.borrow();
         // Whether it has answered since the proxy started: a first answer is not a return.
         let mut answered = last.reach == Reach::Up;
+        let mut crash_loop = CrashLoop::default();
         while seen.changed().await.is_ok() {
-            let now = *seen.borrow_and_update();
+            let mut now = *seen.borrow_and_update();
             match (last.reach, now.reach) {
                 (Reach::Up, Reach::Down) => tracing::warn!("upstream {origin} is down"),
                 // Said at start, before any tab asks: a wrong port or a server not started yet.
@@ -302,12 +305,79 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, origin: String) {
                     Reach::Down | Reach::Unknown => "answers",
                     Reach::Up => "restarted",
                 };
+                if let Some(wait) = crash_loop.next(Instant::now(), hub.batches_sent()) {
+                    tracing::warn!(
+                        "upstream {origin} {what}, the {} time in a row within {} s of the tabs' \
+                         reload: it may crash on a page's request (under compose `restart:` or \
+                         a supervisor); reloading the tabs in {} s",
+                        ordinal(crash_loop.streak + 1),
+                        CRASH_WINDOW.as_secs(),
+                        wait.as_secs()
+                    );
+                    tokio::time::sleep(wait).await;
+                    // What came meanwhile is this reload's too.
+                    now = *seen.borrow_and_update();
+                }
                 hub.publish_reload(&format!("upstream {origin} {what}"));
+                crash_loop.reloaded(Instant::now(), hub.batches_sent());
             }
             answered |= now.reach == Reach::Up;
             last = now;
         }
     });
+}
+
+/// A restart this soon after the tabs' last reload for one is taken for a crash on their
+/// requests (see [`CrashLoop`]).
+const CRASH_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The longest a reload for a restart waits in a crash loop.
+const CRASH_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Restart reloads that come back to back. A dev server that crashes on the page's request,
+/// restarted at once by compose's `restart:`, systemd or a shell loop, came back, the tabs
+/// reloaded, their requests crashed it again: two reloads a second, without end. From the
+/// third restart in a row, each within [`CRASH_WINDOW`] of the previous reload with no save in
+/// between (a save's restart is the developer's, however quick), the reload waits 1 s, then 2,
+/// 4… up to [`CRASH_WAIT_MAX`]; a restart after a quiet spell or a save starts afresh.
+#[derive(Default)]
+struct CrashLoop {
+    /// Restarts in a row, each within the window of the reload before it.
+    streak: u32,
+    /// When the last reload for a restart went out, and how many batches had been sent then.
+    last_reload: Option<(Instant, u64)>,
+}
+
+impl CrashLoop {
+    /// A restart now, with `batches` sent so far: how long its reload waits, if it is part of a
+    /// loop.
+    fn next(&mut self, now: Instant, batches: u64) -> Option<std::time::Duration> {
+        let soon = self
+            .last_reload
+            .is_some_and(|(at, sent)| now.duration_since(at) < CRASH_WINDOW && sent == batches);
+        self.streak = if soon { self.streak + 1 } else { 0 };
+        (self.streak >= 2).then(|| {
+            let doubled = 1u64 << (self.streak - 2).min(5);
+            std::time::Duration::from_secs(doubled).min(CRASH_WAIT_MAX)
+        })
+    }
+
+    /// The reload went out, itself one of the `batches` sent.
+    fn reloaded(&mut self, at: Instant, batches: u64) {
+        self.last_reload = Some((at, batches));
+    }
+}
+
+/// `2nd`, `3rd`, `4th`… for log lines.
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (1, 11) | (2, 12) | (3, 13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 /// The start-up lines: where to browse, what is served, what is watched.
@@ -393,5 +463,63 @@ fn announce(config: &Config, local: std::net::SocketAddr) {
     tracing::info!("watching {}{polling}", roots.join(", "));
     if let Some(file) = &config.file {
         tracing::info!("config from {}", file.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn restarts_back_to_back_wait_longer_and_longer() {
+        let mut crash_loop = CrashLoop::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        // A first restart, and one long after its reload: no wait.
+        assert_eq!(crash_loop.next(at(0), 0), None);
+        crash_loop.reloaded(at(0), 1);
+        assert_eq!(crash_loop.next(at(60), 1), None);
+        crash_loop.reloaded(at(60), 2);
+        // Back to back: the second in a row still goes at once, then 1 s, 2 s, 4 s…
+        let mut now = 60;
+        let mut sent = 2;
+        let mut waits = Vec::new();
+        for _ in 0..9 {
+            now += 1;
+            let wait = crash_loop.next(at(now), sent);
+            waits.push(wait.map(|w| w.as_secs()));
+            now += wait.map_or(0, |w| w.as_secs());
+            sent += 1;
+            crash_loop.reloaded(at(now), sent);
+        }
+        assert_eq!(
+            waits,
+            [
+                None,
+                Some(1),
+                Some(2),
+                Some(4),
+                Some(8),
+                Some(16),
+                Some(30),
+                Some(30),
+                Some(30)
+            ]
+        );
+        // A save in between starts afresh (the developer's restart), and so does a quiet spell.
+        assert_eq!(crash_loop.next(at(now + 1), sent + 1), None);
+        crash_loop.reloaded(at(now + 1), sent + 2);
+        assert_eq!(crash_loop.next(at(now + 2), sent + 2), None);
+        crash_loop.reloaded(at(now + 2), sent + 3);
+        assert_eq!(
+            crash_loop.next(at(now + 3), sent + 3),
+            Some(Duration::from_secs(1))
+        );
+        crash_loop.reloaded(at(now + 4), sent + 4);
+        assert_eq!(crash_loop.next(at(now + 20), sent + 4), None);
+        assert_eq!(ordinal(3), "3rd");
+        assert_eq!(ordinal(12), "12th");
+        assert_eq!(ordinal(22), "22nd");
     }
 }
