@@ -340,6 +340,13 @@ impl Filter {
                 return true;
             }
         }
+        // A Python virtualenv by any name (`venv`, `env`, not only `.venv`): it holds its
+        // `pyvenv.cfg`. Its 20,000 files cost a poller 7–10 % of a core while idle, and a
+        // `pip install` into it was a batch that reloaded every tab. Asked when a folder is
+        // registered (one look each), so what is below it never reports.
+        if is_dir && path.join("pyvenv.cfg").is_file() {
+            return true;
+        }
         // A folder watched on its own inside another (`-w . -w static=/assets`) is still inside
         // it: the outer root's globs (relative to the outer root) and the ignore files above the
         // inner root apply too. Unless they ignore the inner folder itself (a gitignored build
@@ -824,6 +831,28 @@ mod tests {
         );
         assert_eq!(f.locate(Path::new("/elsewhere/x")), None);
         assert_eq!(f.locate(Path::new("/pp/x")), None);
+    }
+
+    #[test]
+    fn a_virtualenv_by_any_name_is_ignored() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
+        for name in ["venv", "env", "myenv"] {
+            std::fs::create_dir_all(root.join(name).join("lib")).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(root.join("venv/pyvenv.cfg"), "home = /usr/bin\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(root.join("myenv/pyvenv.cfg"), "home = /usr/bin\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let f = filter(&root, &[]);
+        for (rel, ignored) in [
+            ("venv", true),
+            ("myenv", true),
+            ("env", false),
+            ("env/lib", false),
+        ] {
+            assert_eq!(f.is_ignored(&root.join(rel), true), ignored, "{rel}");
+        }
     }
 
     #[test]
