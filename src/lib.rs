@@ -327,6 +327,19 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, origin: String) {
     });
 }
 
+/// Listening on a container's own loopback: a published port forwards to the container's
+/// network interface, so the browser on the host never gets through (`HMR_PROXY_LISTEN=3000`
+/// means 127.0.0.1:3000).
+fn unreachable_in_container(in_container: bool, local: std::net::SocketAddr) -> Option<String> {
+    (in_container && local.ip().is_loopback()).then(|| {
+        format!(
+            "listening on {local}, this container's own loopback: a published port cannot \
+             reach it; listen on all of its interfaces (HMR_PROXY_LISTEN=0.0.0.0:{})",
+            local.port()
+        )
+    })
+}
+
 /// A restart this soon after the tabs' last reload for one is taken for a crash on their
 /// requests (see [`CrashLoop`]).
 const CRASH_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
@@ -426,12 +439,15 @@ fn announce(config: &Config, local: std::net::SocketAddr) {
             route.upstream.origin()
         );
     }
+    let in_container = ["/.dockerenv", "/run/.containerenv"]
+        .iter()
+        .any(|marker| std::path::Path::new(marker).exists());
+    if let Some(warning) = unreachable_in_container(in_container, local) {
+        tracing::warn!("{warning}");
+    }
     if local.ip().is_unspecified() {
         // In a container that is how a sidecar must listen, and the published port (the compose
         // file's `127.0.0.1:3000:3000`) decides who reaches it; on a machine it is the network.
-        let in_container = ["/.dockerenv", "/run/.containerenv"]
-            .iter()
-            .any(|marker| std::path::Path::new(marker).exists());
         let port = local.port();
         if in_container {
             tracing::info!(
@@ -521,5 +537,18 @@ mod tests {
         assert_eq!(ordinal(3), "3rd");
         assert_eq!(ordinal(12), "12th");
         assert_eq!(ordinal(22), "22nd");
+    }
+
+    #[test]
+    fn a_containers_loopback_is_said_to_be_unreachable() {
+        let addr = |a: &str| {
+            a.parse::<std::net::SocketAddr>()
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let said = unreachable_in_container(true, addr("127.0.0.1:3000"));
+        assert!(said.is_some_and(|w| w.contains("HMR_PROXY_LISTEN=0.0.0.0:3000")));
+        assert!(unreachable_in_container(true, addr("[::1]:3000")).is_some());
+        assert!(unreachable_in_container(true, addr("0.0.0.0:3000")).is_none());
+        assert!(unreachable_in_container(false, addr("127.0.0.1:3000")).is_none());
     }
 }
