@@ -331,21 +331,26 @@ async fn an_unreadable_file_is_a_403_that_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_folder_that_becomes_readable_is_watched_from_then_on() {
     use crate::support::sse::{SseClient, paths};
-    let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
-    set_mode(dir.path(), 0o755);
-    let site = dir.path().join("site");
-    let secret = site.join("secret");
-    std::fs::create_dir_all(&secret).expect("mkdir");
-    set_mode(&secret, if running_as_root() { 0o700 } else { 0o000 });
-    let running = start_unprivileged(dir.path(), &["--serve", "site"]);
-    running.wait_for_log("secret: permission denied; saves in it are not seen until");
-    let mut tab = SseClient::open(running.addr, &[]).await;
-    set_mode(&secret, 0o777);
-    std::fs::write(secret.join("a.css"), "body {}").expect("write");
-    within("secret/a.css to be reported", async {
-        while !paths(&tab.next_batch().await).contains(&"secret/a.css".to_string()) {}
-    })
-    .await;
+    // With OS events and with the poller (a container's bind mount), which said nothing.
+    for poll in [&[][..], &["--poll=100"]] {
+        let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
+        set_mode(dir.path(), 0o755);
+        let site = dir.path().join("site");
+        let secret = site.join("secret");
+        std::fs::create_dir_all(&secret).expect("mkdir");
+        set_mode(&secret, if running_as_root() { 0o700 } else { 0o000 });
+        let mut args = vec!["--serve", "site"];
+        args.extend_from_slice(poll);
+        let running = start_unprivileged(dir.path(), &args);
+        running.wait_for_log("secret: permission denied; saves in it are not seen until");
+        let mut tab = SseClient::open(running.addr, &[]).await;
+        set_mode(&secret, 0o777);
+        std::fs::write(secret.join("a.css"), "body {}").expect("write");
+        within("secret/a.css to be reported", async {
+            while !paths(&tab.next_batch().await).contains(&"secret/a.css".to_string()) {}
+        })
+        .await;
+    }
 }
 
 /// A proxy at `--max-connections` says so (a request that hangs unanswered was a mystery).

@@ -807,7 +807,12 @@ async fn run(
         state.maybe_temps.clear();
         state.vacated.clear();
         if overflow.swap(false, Ordering::Relaxed) {
-            tracing::warn!("too many file events at once; reloading");
+            tracing::warn!(
+                "more than {RAW_QUEUE} file events at once (a checkout, a deletion or a build of \
+                 thousands of files): tabs reload instead of taking the changes one by one, and \
+                 the watched folders are looked at again; if that folder is no page's, \
+                 --ignore it"
+            );
             pending.reload = true;
             // Among the events dropped, a new directory's: it would never be watched.
             state.rescan_roots();

@@ -287,6 +287,18 @@ impl notify::Watcher for StatPoller {
         }
         // The baseline: what is there now is not a change.
         let snapshot = Snapshot::take(path);
+        // A folder this user may not read (mode 700 on a bind mount) lists nothing, and is said
+        // as OS events say it; polled still, its files show up as new once it may be read.
+        if snapshot.entries.is_empty()
+            && fs::read_dir(path)
+                .is_err_and(|err| err.kind() == std::io::ErrorKind::PermissionDenied)
+        {
+            tracing::warn!(
+                "cannot watch {}: permission denied; saves in it are not seen until this user \
+                 may read it (then it is watched)",
+                path.display()
+            );
+        }
         lock(&self.shared.watched).insert(path.to_path_buf(), snapshot);
         Ok(())
     }
