@@ -118,8 +118,9 @@ pub fn host_refusal<B>(req: &Request<B>, allowed: &AllowedHosts) -> Option<Respo
     }
     if first_refusal_of(&host) {
         tracing::warn!(
-            "refused a request for host `{host}`: allow it with --allowed-host {host} \
-             (further requests for it are logged with -v)"
+            "refused a request for host `{host}`: allow it with --allowed-host {host} (or \
+             HMR_PROXY_ALLOWED_HOST={host}, or allowed_hosts in the config file; further \
+             requests for it are logged with -v)"
         );
     } else {
         tracing::debug!("refused a request for host `{host}`");

@@ -107,6 +107,19 @@ fn unknown_config_key_names_file_key_and_line() {
     );
 }
 
+/// A fix for a config file's value is written as TOML: `DIR=/prefix`, the flag's syntax, could
+/// not be pasted into a `[[watch]]` table.
+#[test]
+fn a_config_files_fix_is_written_as_toml() {
+    let dir = tempdir();
+    write_config(dir.path(), "[[watch]]\ndir = \".\"\nurl = \"static\"\n");
+    let line = error_line(&run_to_exit(&[], &[], dir.path()));
+    assert_mentions(
+        &line,
+        &["key `watch`", "`static`", "write url = \"/assets\""],
+    );
+}
+
 #[test]
 fn bad_config_value_names_file_and_key() {
     let dir = tempdir();
@@ -124,7 +137,22 @@ fn bad_environment_values_name_the_variable() {
     for (var, value, fix) in [
         ("HMR_PROXY_LISTEN", "nowhere", "127.0.0.1:3000"),
         ("HMR_PROXY_CONNECT_TIMEOUT", "10", "3s, 500ms or 2m"),
-        ("HMR_PROXY_DEBOUNCE", "fast", "give milliseconds"),
+        // Fixes written as the variable takes them, not as a flag (compose's `environment:`).
+        (
+            "HMR_PROXY_DEBOUNCE",
+            "fast",
+            "give milliseconds, e.g. HMR_PROXY_DEBOUNCE=50",
+        ),
+        (
+            "HMR_PROXY_POLL",
+            "1.5x",
+            "HMR_PROXY_POLL=500 (milliseconds)",
+        ),
+        (
+            "HMR_PROXY_ROUTE",
+            "/api",
+            "write e.g. HMR_PROXY_ROUTE=/api=http://localhost:8080",
+        ),
         (
             "HMR_PROXY_SERVE",
             "missing-dir",

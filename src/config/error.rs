@@ -28,6 +28,19 @@ impl fmt::Display for Origin {
     }
 }
 
+impl Origin {
+    /// A fix written the way this origin takes it: `flag` for a flag, `env` (the value only,
+    /// after the variable's name and `=`) for a variable, `file` for a config file. A fix in
+    /// flag syntax could not be pasted into compose's `environment:` or into TOML.
+    pub fn spelled(&self, flag: &str, env: &str, file: &str) -> String {
+        match self {
+            Origin::Flag(_) => flag.to_string(),
+            Origin::Env(var) => format!("{var}={env}"),
+            Origin::File { .. } => file.to_string(),
+        }
+    }
+}
+
 /// A configuration problem that stops the proxy before it starts.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

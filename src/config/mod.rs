@@ -804,10 +804,15 @@ fn resolve_routes(
             let mut entries = Vec::new();
             for spec in specs.iter().filter(|s| !s.trim().is_empty()) {
                 let Some((path, url)) = spec.split_once('=') else {
+                    let fix = origin.spelled(
+                        "--route /api=http://localhost:8080",
+                        "/api=http://localhost:8080",
+                        "[[route]] path = \"/api\" upstream = \"http://localhost:8080\"",
+                    );
                     return Err(ConfigError::invalid(
                         origin,
                         format!("`{spec}` is not PATH=URL"),
-                        "write e.g. --route /api=http://localhost:8080",
+                        format!("write e.g. {fix}"),
                     ));
                 };
                 entries.push((
@@ -965,7 +970,12 @@ fn resolve_watch(
     );
     let debounce = match debounce_raw {
         Some(raw) => parse_millis(&raw.value).map_err(|problem| {
-            ConfigError::invalid(raw.origin, problem, "give milliseconds, e.g. --debounce 50")
+            let fix = raw.origin.spelled("--debounce 50", "50", "debounce = 50");
+            ConfigError::invalid(
+                raw.origin,
+                problem,
+                format!("give milliseconds, e.g. {fix}"),
+            )
         })?,
         None => DEFAULT_DEBOUNCE,
     };
@@ -974,11 +984,14 @@ fn resolve_watch(
     // arrives as `true`.
     let asked = match poll.filter(|value| !value.trim().is_empty()) {
         Some(value) => Some(parse_poll(&value).map_err(|problem| {
-            ConfigError::invalid(
-                layers.cli_origin("poll"),
-                problem,
-                "write --poll, --poll=500 (milliseconds), --poll=2s or --poll=false",
-            )
+            let origin = layers.cli_origin("poll");
+            let fix = match &origin {
+                Origin::Env(var) => {
+                    format!("write {var}=true, {var}=500 (milliseconds), {var}=2s or {var}=false")
+                }
+                _ => "write --poll, --poll=500 (milliseconds), --poll=2s or --poll=false".into(),
+            };
+            ConfigError::invalid(origin, problem, fix)
         })?),
         None => None,
     };
@@ -1065,7 +1078,14 @@ fn watch_root(
                 format!(
                     "URL prefix `{url}` must be a path starting with one /, without `?`, `#` or spaces"
                 ),
-                "write DIR=/prefix, e.g. static=/assets",
+                format!(
+                    "write {}",
+                    origin.spelled(
+                        "DIR=/prefix, e.g. static=/assets",
+                        "static=/assets",
+                        "url = \"/assets\"",
+                    )
+                ),
             ));
         }
     };
