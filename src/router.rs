@@ -34,8 +34,9 @@ pub struct Router {
 struct Inner {
     /// Host names requests may carry (DNS-rebinding protection).
     allowed_hosts: AllowedHosts,
-    /// Path prefixes served by other upstreams, longest first; tried before `target`.
-    routes: Vec<(Route, Proxy)>,
+    /// Path prefixes served by other upstreams, longest first; tried before `target`. Always
+    /// [`Target::Proxy`].
+    routes: Vec<(Route, Target)>,
     target: Target,
     /// The bound address, for the absolute-form check.
     local: SocketAddr,
@@ -106,7 +107,7 @@ impl Router {
         let routes = config
             .routes
             .iter()
-            .map(|route| (route.clone(), proxy_for(&route.upstream)))
+            .map(|route| (route.clone(), Target::Proxy(proxy_for(&route.upstream))))
             .collect();
         let target = match &config.backend {
             Backend::Upstream(upstream) => Target::Proxy(proxy_for(upstream)),
@@ -150,13 +151,19 @@ impl Router {
         if let Some(framework) = frameworks::marked_by(path) {
             self.notice_framework(framework);
         }
-        if let Some((_, proxy)) = this.routes.iter().find(|(route, _)| route.matches(path)) {
-            return proxy.forward(req, peer).await;
-        }
-        match &this.target {
+        match self.serving(path) {
             Target::Proxy(proxy) => proxy.forward(req, peer).await,
             Target::Static(files) => files.serve(req).await,
         }
+    }
+
+    /// What serves `path`: the first route it falls under, else the backend.
+    fn serving(&self, path: &str) -> &Target {
+        let this = &*self.inner;
+        this.routes
+            .iter()
+            .find(|(route, _)| route.matches(path))
+            .map_or(&this.target, |(_, target)| target)
     }
 
     /// A tab asked for what only a page of [`FRAMEWORKS`]`[index]` asks for (Vite's client,
@@ -236,7 +243,7 @@ impl Router {
         let this = &*self.inner;
         let method = req.method();
         match name.as_str() {
-            "client.js" | "xml.js" | "health" | "status"
+            "client.js" | "xml.js" | "health" | "status" | "upstream"
                 if method != Method::GET && method != Method::HEAD =>
             {
                 method_not_allowed("GET, HEAD")
@@ -246,6 +253,7 @@ impl Router {
             // Answers without touching the upstream, so a container health check passes while
             // the app is still starting.
             "health" => body::plain(StatusCode::OK, "ok"),
+            "upstream" => self.upstream_back(req.uri().query()).await,
             // Status names the watched folders and the upstreams: for this machine only too.
             "status" => match guard::control_refusal(&req, peer, this.local) {
                 Some(refusal) => refusal,
@@ -258,6 +266,39 @@ impl Router {
             },
             _ => body::plain(StatusCode::NOT_FOUND, "hmr-proxy: no such endpoint"),
         }
+    }
+
+    /// `/__hmr/upstream?path=/the/page`: the waiting page's poll (see `proxy::unavailable`).
+    /// `{"up": true}` once the upstream that serves that path (a route's, or the default one)
+    /// takes connections again, asked with a connect ([`Proxy::is_back`]), never a request:
+    /// the page's own URL asked with `HEAD` ran the app's handler for it, and put a red 502 in
+    /// the console at every try. Always 200, so the console stays clean while it is down. The
+    /// path is the rest of the query as the browser sent it (`location.pathname`, not
+    /// decoded), which routes match as they match the page's own request; a folder, served by
+    /// the proxy itself, is always up.
+    async fn upstream_back(&self, query: Option<&str>) -> Response<Body> {
+        let path = query
+            .and_then(|query| query.strip_prefix("path="))
+            .filter(|path| path.starts_with('/'))
+            .unwrap_or("/");
+        let up = match self.serving(path) {
+            Target::Proxy(proxy) => proxy.is_back().await,
+            Target::Static(_) => true,
+        };
+        let mut res = Response::new(body::full(if up {
+            &br#"{"up":true}"#[..]
+        } else {
+            &br#"{"up":false}"#[..]
+        }));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        res.headers_mut().insert(
+            header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        res
     }
 }
 

@@ -481,6 +481,139 @@ async fn upstream_down_gives_a_helpful_502_then_recovers() {
     assert_eq!(body, "upstream saw /back");
 }
 
+/// A dev server that counts the requests reaching it and answers each with `200 here`; a
+/// connection that sends nothing (a connect that only looks) is no request.
+struct Counting {
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Counting {
+    fn serve(listener: tokio::net::TcpListener) -> Counting {
+        use std::sync::atomic::Ordering;
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = requests.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_req| {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        async {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from("here"),
+                            )))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Counting { requests, task }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stop listening (connections already open stay, as when a server is killed they would
+    /// not: what matters here is that new connections are refused).
+    async fn stop(&mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Counting {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The waiting page asks the proxy's own `/__hmr/upstream` whether the dev server is back, and
+/// the proxy tells by connecting, sending the server nothing: the page used to ask its own URL
+/// with `HEAD`, which ran the app's handler for it (Go's `net/http` runs a `GET` handler for a
+/// `HEAD`: a form handler ran with an empty form), and each try while it was down was a red 502
+/// in the console. The answer is always 200; the upstream asked is the one serving the path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waiting_page_asks_the_proxy_whether_the_server_is_back_not_the_app() {
+    let addr = support::dead_addr().await;
+    let api = support::dead_addr().await;
+    let url = format!("http://{addr}");
+    let route = format!("/api=http://{api}");
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_in(dir.path(), &["--route", &route, &url]).await;
+
+    let (status, _, body) = get(&proxy.url("/form"), &[("accept", "text/html")]).await;
+    assert_eq!(status, 502);
+    let page = String::from_utf8_lossy(&body);
+    assert!(
+        page.contains(r#"fetch("/__hmr/upstream?path=" + location.pathname"#),
+        "{page}"
+    );
+    assert!(!page.contains("location.href"), "{page}");
+
+    let back = |path: &str| {
+        let url = proxy.url(&format!("/__hmr/upstream?path={path}"));
+        async move {
+            let (status, headers, body) = get(&url, &[]).await;
+            assert_eq!(status, 200);
+            assert_eq!(headers["content-type"], "application/json");
+            assert_eq!(headers["cache-control"], "no-store");
+            json(&body)["up"]
+                .as_bool()
+                .unwrap_or_else(|| panic!("{body:?}"))
+        }
+    };
+    // Asked again until the answer changes: one answer stands for a moment for every tab.
+    let until = |path: &'static str, up: bool| async move {
+        within("the poll's answer to change", async {
+            while back(path).await != up {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+    };
+    assert!(!back("/form").await);
+
+    // The dev server comes back on its address: the poll says so, and nothing it asked reached
+    // the server.
+    let mut server = Counting::serve(tokio::net::TcpListener::bind(addr).await.expect("rebind"));
+    until("/form", true).await;
+    for _ in 0..5 {
+        assert!(back("/form").await);
+    }
+    assert_eq!(server.requests(), 0, "the poll reached the app");
+    // A path under a route is asked of that route's upstream, which is still down.
+    assert!(!back("/api/users").await);
+    // The page itself goes through: the first request the server sees.
+    let (status, _, body) = get(&proxy.url("/form"), &[("accept", "text/html")]).await;
+    assert_eq!((status.as_u16(), body.as_ref()), (200, b"here".as_ref()));
+    assert_eq!(server.requests(), 1);
+
+    // As every own endpoint: GET and HEAD only, and only for the hosts the proxy answers.
+    let ask = |method: &str, host: &str| {
+        format!(
+            "{method} /__hmr/upstream?path=/form HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    };
+    for (method, host, want) in [
+        ("HEAD", "localhost", "HTTP/1.1 200"),
+        ("POST", "localhost", "HTTP/1.1 405"),
+        ("GET", "rebound.example", "HTTP/1.1 403"),
+    ] {
+        let reply = raw(proxy.addr, ask(method, host).as_bytes(), Some("\r\n")).await;
+        assert!(reply.starts_with(want), "{method} from {host}: {reply}");
+    }
+
+    // Down again: the poll says so.
+    server.stop().await;
+    until("/form", false).await;
+    assert_eq!(server.requests(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_upstream_gives_504_after_the_response_timeout() {
     let upstream = Upstream::start().await;

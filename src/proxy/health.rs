@@ -12,6 +12,11 @@
 //! connection closed mid-handshake is one log line each time on some (Go's `net/http`: "TLS
 //! handshake error … EOF").
 //! It decides nothing about reloads itself.
+//!
+//! It also answers the waiting page's question, "is the dev server back?" ([`accepts`], asked
+//! through [`Back`]): the same connect, made when a page asks, never an HTTP request, which
+//! would run the app's handler for that page (a `HEAD` does, in Go's `net/http`: a form handler
+//! ran with an empty form) and would be one more line in the dev server's log every poll.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +33,16 @@ use crate::shutdown::Shutdown;
 /// How often the probe runs when it runs: a backend restart is noticed within half a second,
 /// and a connect every half second costs a dev server nothing measurable.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long the waiting page's question waits for the upstream to take a connection: on this
+/// machine or a compose network a connect takes a millisecond, and a page asks again within
+/// three seconds anyway; the answer must come before that, not after the whole connect timeout.
+pub const BACK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long one answer to "is it back?" stands for every page that asks: any number of tabs
+/// polling, or anyone calling the endpoint in a loop, cost the upstream at most a connect this
+/// often; a page that asks every 300 ms at first learns of the comeback at most this late.
+const BACK_REUSE: Duration = Duration::from_millis(250);
 
 /// Last known reachability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +193,47 @@ impl Health {
                 }
             }
         });
+    }
+}
+
+/// The answer to the waiting page's question for one upstream: one check at a time, and its
+/// answer reused for [`BACK_REUSE`] (pages and their assets ask together).
+#[derive(Debug, Default)]
+pub struct Back {
+    /// When the last check ended, and what it found.
+    last: tokio::sync::Mutex<Option<(Instant, bool)>>,
+}
+
+impl Back {
+    /// The last answer if it is recent, else `check`'s (callers meanwhile wait for it).
+    pub async fn ask<F>(&self, check: impl FnOnce() -> F) -> bool
+    where
+        F: std::future::Future<Output = bool>,
+    {
+        let mut last = self.last.lock().await;
+        if let Some((at, up)) = *last
+            && at.elapsed() < BACK_REUSE
+        {
+            return up;
+        }
+        let up = check().await;
+        *last = Some((Instant::now(), up));
+        up
+    }
+}
+
+/// Whether the upstream at `authority` takes a connection within [`BACK_TIMEOUT`], and, for an
+/// https upstream (`tls`: the handshake and the host to name), completes a TLS handshake: an
+/// exchange needs both, and neither reaches the app. The connection is closed without a
+/// request.
+pub async fn accepts(authority: &str, tls: Option<(&Tls, &str)>) -> bool {
+    let connect = tokio::net::TcpStream::connect(authority);
+    let Ok(Ok(stream)) = tokio::time::timeout(BACK_TIMEOUT, connect).await else {
+        return false;
+    };
+    match tls {
+        Some((tls, host)) => politely_closed(tls, stream, host).await.is_ok(),
+        None => true,
     }
 }
 

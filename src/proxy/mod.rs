@@ -6,8 +6,9 @@
 //! request once when a pooled connection turns out to be dead, and handing back the response with
 //! its headers rewritten. Header rules live in [`headers`], the WebSocket tunnel in [`upgrade`], the
 //! upstream-down answer in [`unavailable`], the re-pointing of links in pages in [`links`]. It
-//! does not decide which requests reach it (`router`) and does not touch other response bodies
-//! beyond boxing them: bytes stream through as they arrive.
+//! also answers the waiting page's "is the dev server back?" ([`Proxy::is_back`]) with a
+//! connect, never a request. It does not decide which requests reach it (`router`) and does not
+//! touch other response bodies beyond boxing them: bytes stream through as they arrive.
 
 mod connector;
 pub mod headers;
@@ -42,7 +43,7 @@ use crate::inject::{Injector, Rewritten};
 use crate::shutdown::Shutdown;
 use connector::{Connector, LARGE_BODY, LargeBody};
 use headers::{Forwarding, Origins, UpstreamNames};
-use health::Health;
+use health::{Back, Health};
 pub use links::Links;
 use pool::{POOL_IDLE_TIMEOUT, Pool, PoolError, UpstreamBody};
 use tls::Tls;
@@ -145,6 +146,14 @@ struct Inner {
     origin_hinted: AtomicBool,
     /// Whether the upstream speaks TLS, asked when an exchange breaks.
     tls: TlsProbe,
+    /// The last failure was this `http://` upstream answering in TLS: it is back only once it
+    /// speaks plain HTTP, which a connect cannot tell. Cleared by the next answer.
+    spoke_tls: AtomicBool,
+    /// The waiting page's question, asked of this upstream (see [`Proxy::is_back`]).
+    back: Back,
+    /// For an `https://` upstream, the handshake that question completes, bounded by
+    /// [`health::BACK_TIMEOUT`], and the host to name in it.
+    back_tls: Option<(Tls, String)>,
 }
 
 impl Proxy {
@@ -166,6 +175,7 @@ impl Proxy {
         };
         let via = HeaderValue::from_str(&format!("1.1 hmr-proxy-{:x}", instance_id()))
             .unwrap_or_else(|_| HeaderValue::from_static("1.1 hmr-proxy"));
+        let settings_insecure = settings.insecure;
         Proxy {
             inner: Arc::new(Inner {
                 client: upstreams.client.clone(),
@@ -189,6 +199,14 @@ impl Proxy {
                 outage_logged: AtomicBool::new(false),
                 origin_hinted: AtomicBool::new(false),
                 tls: TlsProbe::default(),
+                spoke_tls: AtomicBool::new(false),
+                back: Back::default(),
+                back_tls: upstream.tls.then(|| {
+                    (
+                        Tls::new(settings_insecure, health::BACK_TIMEOUT),
+                        upstream.host.clone(),
+                    )
+                }),
             }),
         }
     }
@@ -196,6 +214,40 @@ impl Proxy {
     /// The upstream's origin, for logs and status.
     pub fn origin(&self) -> &str {
         &self.inner.origin
+    }
+
+    /// Whether the waiting page for a path this upstream serves should reload: the upstream
+    /// takes connections again (an https one completes the handshake too), and, if the last
+    /// failure was an `http://` upstream answering in TLS, it speaks plain HTTP now. Asked
+    /// without a request (see `health::accepts`); several pages asking at once share one check.
+    pub async fn is_back(&self) -> bool {
+        let this = &*self.inner;
+        this.back
+            .ask(|| async {
+                let tls = this
+                    .back_tls
+                    .as_ref()
+                    .map(|(tls, host)| (tls, host.as_str()));
+                if !health::accepts(this.authority.as_str(), tls).await {
+                    return false;
+                }
+                if !this.spoke_tls.load(Ordering::Relaxed) {
+                    return true;
+                }
+                // A connect cannot tell a server restarted on plain HTTP from the TLS one: one
+                // ClientHello can, as when the exchange first broke. The verdict is forgotten
+                // first (the probe keeps it until an answer), or it would be the old one.
+                this.tls.answered();
+                let plain = !this
+                    .tls
+                    .speaks_tls(this.authority.as_str(), health::BACK_TIMEOUT)
+                    .await;
+                if plain {
+                    this.spoke_tls.store(false, Ordering::Relaxed);
+                }
+                plain
+            })
+            .await
     }
 
     /// Forward one request and return the upstream's response (or the proxy's error answer).
@@ -339,6 +391,7 @@ impl Proxy {
                                 .speaks_tls(this.authority.as_str(), this.settings.connect_timeout)
                                 .await =>
                     {
+                        this.spoke_tls.store(true, Ordering::Relaxed);
                         Failure::Tls
                     }
                     other => other,
@@ -508,6 +561,9 @@ impl Proxy {
                     this.outage_logged.store(false, Ordering::Relaxed);
                 }
                 this.tls.answered();
+                if this.spoke_tls.load(Ordering::Relaxed) {
+                    this.spoke_tls.store(false, Ordering::Relaxed);
+                }
                 this.health.report(true);
             }
             Err(failure) if failure.is_unreachable() => this.health.report(false),

@@ -3,12 +3,13 @@
 //! Owns the classification of a failed upstream exchange ([`Failure`]), its status (502 or 504)
 //! and the response body. Browsers asking for HTML get a page that says which upstream, what failed
 //! and what to check. When the upstream is not there at all, the page reloads itself once it
-//! answers again (it polls with `HEAD` and stops polling as soon as a response lacks the
-//! [`MARKER`] header), and so does it when the upstream's address has the wrong scheme or its
-//! certificate is not trusted (fixed by restarting one of the two); when it is there but failed
-//! this page, the page waits for the next save
-//! (the proxy injects the client into it). Everything else gets short plain text. Error text is
-//! HTML-escaped: it can contain anything the network said.
+//! is back: it asks the proxy's own `/__hmr/upstream?path=<its path>` (`router`), which
+//! answers `{"up": …}` after a connect to the upstream that serves that path and never sends it
+//! a request, so polling runs none of the app's handlers and puts no failed request in the
+//! console. So does it when the upstream's address has the wrong scheme or its certificate is
+//! not trusted (fixed by restarting one of the two); when it is there but failed this page, the
+//! page waits for the next save (the proxy injects the client into it). Everything else gets
+//! short plain text. Error text is HTML-escaped: it can contain anything the network said.
 
 use std::time::Duration;
 
@@ -17,8 +18,8 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use super::tls::{HandshakeError, Verdict};
 use crate::body::{self, Body};
 
-/// Header on every response this module makes, so the waiting page can tell "still down" (this
-/// proxy's 502) from an upstream's own 502.
+/// Header on every response this module makes, so a tool (or someone in the network panel) can
+/// tell this proxy's 502 from an upstream's own.
 pub const MARKER: &str = "x-hmr-proxy-unavailable";
 
 /// Why the upstream exchange failed.
@@ -276,22 +277,30 @@ pub fn response(failure: &Failure, upstream: &str, wants_html: bool) -> Response
     res
 }
 
-/// The waiting page's poll: any answer to `HEAD` without the marker means the dev server is
-/// back. Only for a dev server that is not there at all: one that answers `HEAD` but fails this
-/// page (a handler that crashes, a `GET` slower than the response timeout) would be reloaded
-/// into the same failure every few seconds, each time one more traceback in its log. The
-/// injected client reloads the page too when the proxy sees the server back: whichever comes
-/// first marks the window (`hmrReloading`) and the other leaves it, or a page that answered a
-/// POST sent the form twice.
+/// The waiting page's poll: the proxy's `/__hmr/upstream` says whether the upstream serving
+/// this path is back, from a connect (asking the page's own URL, even with `HEAD`, ran the
+/// app's handler: Go's `net/http` runs a `GET` handler for it, and a form handler ran with an
+/// empty form; and each failed try was a red 502 in the console). The path goes as the
+/// browser keeps it (`location.pathname`, already escaped), the query's only and last field.
+/// Every 300 ms at first, backing off to 3 s; a proxy that does not answer (restarting) is
+/// asked again too. Only for a dev server that is not there at all: one that is up but fails
+/// this page (a handler that crashes, a `GET` slower than the response timeout) would be
+/// reloaded into the same failure every few seconds, each time one more traceback in its log.
+/// The injected client reloads the page too when the proxy sees the server back: whichever
+/// comes first marks the window (`hmrReloading`) and the other leaves it, or a page that
+/// answered a POST sent the form twice.
 const POLL: &str = r#"<p class="wait">This page reloads by itself as soon as the dev server answers.</p>
 <script>
 (function poll(delay) {
   setTimeout(function () {
     if (window.hmrReloading) return;
-    fetch(location.href, { method: "HEAD", cache: "no-store" }).then(function (r) {
-      if (r.headers.has("x-hmr-proxy-unavailable")) return poll(Math.min(delay * 1.5, 3000));
-      if (!window.hmrReloading) { window.hmrReloading = true; location.reload(); }
-    }, function () { poll(Math.min(delay * 1.5, 3000)); });
+    var again = function () { poll(Math.min(delay * 1.5, 3000)); };
+    fetch("/__hmr/upstream?path=" + location.pathname, { cache: "no-store" })
+      .then(function (r) { return r.json(); })
+      .then(function (state) {
+        if (!state.up) return again();
+        if (!window.hmrReloading) { window.hmrReloading = true; location.reload(); }
+      }, again);
   }, delay);
 })(300);
 </script>"#;
@@ -374,7 +383,9 @@ mod tests {
     #[test]
     fn only_a_missing_upstream_is_polled_for() {
         let missing = page(&Failure::Refused, "http://x:1", "down");
-        assert!(missing.contains(MARKER) && missing.contains("reloads by itself"));
+        assert!(missing.contains("/__hmr/upstream?path=") && missing.contains("reloads by itself"));
+        // Never the page's own URL: that runs the app's handler.
+        assert!(!missing.contains("location.href") && !missing.contains("HEAD"));
         let failing = page(&Failure::Exchange("reset".into()), "http://x:1", "reset");
         assert!(!failing.contains("fetch(") && failing.contains("next save"));
         // An https server answers nothing until it is restarted on plain HTTP: polled for.
