@@ -215,7 +215,19 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown, li
             };
             tokio::select! {
                 ended = conn => if let Err(err) = ended {
-                    tracing::debug!("connection from {peer} ended: {err}");
+                    // hyper answers these itself, with an empty 414 or 431 the browser shows
+                    // as a blank page: the log says what happened.
+                    let too_large = err
+                        .downcast_ref::<hyper::Error>()
+                        .is_some_and(hyper::Error::is_parse_too_large);
+                    if too_large {
+                        tracing::warn!(
+                            "a request from {peer} was refused: its URL or headers are larger \
+                             than hyper reads (about 64 KiB, or 100 header fields)"
+                        );
+                    } else {
+                        tracing::debug!("connection from {peer} ended: {err}");
+                    }
                 },
                 requests = idle => if requests == 0 {
                     tracing::debug!("connection from {peer} sent no request in time; closed");

@@ -381,6 +381,21 @@ async fn a_folder_that_becomes_readable_is_watched_from_then_on() {
     }
 }
 
+/// A request hyper refuses for its size gets hyper's empty 414 (a blank page in the browser):
+/// the log says what happened, where it said nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_request_is_logged() {
+    let dir = tempdir();
+    let running = Running::start(&["--serve", "."], &[], dir.path());
+    let request = format!(
+        "GET /?q={} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let answer = raw(running.addr, request.as_bytes(), Some("\r\n")).await;
+    assert!(answer.starts_with("HTTP/1.1 414"), "{answer}");
+    running.wait_for_log("was refused: its URL or headers are larger than hyper reads");
+}
+
 /// A proxy at `--max-connections` says so (a request that hangs unanswered was a mystery).
 #[test]
 fn a_full_proxy_says_so() {
