@@ -73,16 +73,31 @@ impl Shutdown {
         let this = self.clone();
         let mut signals = Signals::register();
         tokio::spawn(async move {
-            signals.recv().await;
-            tracing::info!(
-                "shutting down: finishing in-flight requests (Ctrl-C again to stop now)"
-            );
+            let first = signals.recv().await;
+            let again = match first {
+                Signal::Interrupt => "Ctrl-C again",
+                Signal::Terminate => "a second SIGTERM",
+            };
+            tracing::info!("shutting down: finishing in-flight requests ({again} to stop now)");
             this.trigger();
-            signals.recv().await;
+            let second = signals.recv().await;
             tracing::warn!("stopping now, in-flight requests cut off");
-            std::process::exit(130);
+            // As a shell reports a process its signal ended: 128 and the signal's number.
+            std::process::exit(match second {
+                Signal::Interrupt => 130,
+                Signal::Terminate => 143,
+            });
         });
     }
+}
+
+/// Which of the two stop signals came.
+#[derive(Clone, Copy)]
+enum Signal {
+    /// SIGINT: Ctrl-C in the terminal.
+    Interrupt,
+    /// SIGTERM: `docker stop`, systemd, `kill`.
+    Terminate,
 }
 
 /// SIGINT and SIGTERM handlers, installed when this is built (not when first polled), so a signal
@@ -106,7 +121,7 @@ impl Signals {
         Signals { int, term }
     }
 
-    async fn recv(&mut self) {
+    async fn recv(&mut self) -> Signal {
         async fn next(sig: &mut Option<tokio::signal::unix::Signal>) {
             match sig {
                 Some(sig) => {
@@ -116,8 +131,8 @@ impl Signals {
             }
         }
         tokio::select! {
-            _ = next(&mut self.int) => {}
-            _ = next(&mut self.term) => {}
+            _ = next(&mut self.int) => Signal::Interrupt,
+            _ = next(&mut self.term) => Signal::Terminate,
         }
     }
 }
@@ -131,7 +146,8 @@ impl Signals {
         Signals
     }
 
-    async fn recv(&mut self) {
+    async fn recv(&mut self) -> Signal {
         let _ = tokio::signal::ctrl_c().await;
+        Signal::Interrupt
     }
 }
