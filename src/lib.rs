@@ -329,12 +329,14 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, origin: String) {
 
 /// Listening on a container's own loopback: a published port forwards to the container's
 /// network interface, so the browser on the host never gets through (`HMR_PROXY_LISTEN=3000`
-/// means 127.0.0.1:3000).
+/// means 127.0.0.1:3000). A dev container's forwarded port comes in on the loopback and does.
 fn unreachable_in_container(in_container: bool, local: std::net::SocketAddr) -> Option<String> {
     (in_container && local.ip().is_loopback()).then(|| {
         format!(
-            "listening on {local}, this container's own loopback: a published port cannot \
-             reach it; listen on all of its interfaces (HMR_PROXY_LISTEN=0.0.0.0:{})",
+            "listening on {local}, this container's own loopback: a port the container \
+             publishes (compose's `ports:`) cannot reach it, only one forwarded into it (a dev \
+             container's); to publish it, listen on all of its interfaces \
+             (HMR_PROXY_LISTEN=0.0.0.0:{})",
             local.port()
         )
     })
@@ -442,8 +444,9 @@ fn announce(config: &Config, local: std::net::SocketAddr) {
     let in_container = ["/.dockerenv", "/run/.containerenv"]
         .iter()
         .any(|marker| std::path::Path::new(marker).exists());
-    if let Some(warning) = unreachable_in_container(in_container, local) {
-        tracing::warn!("{warning}");
+    // Said, not warned: in a dev container (VS Code's) the forwarded port reaches it.
+    if let Some(note) = unreachable_in_container(in_container, local) {
+        tracing::info!("{note}");
     }
     if local.ip().is_unspecified() {
         // In a container that is how a sidecar must listen, and the published port (the compose

@@ -381,6 +381,43 @@ async fn a_folder_that_becomes_readable_is_watched_from_then_on() {
     }
 }
 
+/// With several watched folders, a batch's log line names each file's folder (`app.py changed`
+/// did not say which project's); with one, the path alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_names_its_folder_when_there_are_several() {
+    let dir = tempdir();
+    for sub in ["web", "admin"] {
+        std::fs::create_dir(dir.path().join(sub)).expect("mkdir");
+    }
+    // Answering a request, it watches: the watcher starts before the accept loop.
+    let serving = |addr| {
+        raw(
+            addr,
+            b"GET /__hmr/health HTTP/1.0\r\nHost: localhost\r\n\r\n",
+            None,
+        )
+    };
+    let running = Running::start(
+        &["--serve", ".", "--watch", "web", "--watch", "admin=/admin"],
+        &[],
+        dir.path(),
+    );
+    serving(running.addr).await;
+    std::fs::write(dir.path().join("admin/app.css"), "a {}").expect("write");
+    bin::blocking("the batch's line", move || {
+        running.wait_for_log("admin/app.css changed → no browser")
+    })
+    .await;
+    let single = Running::start(&["--serve", "web"], &[], dir.path());
+    serving(single.addr).await;
+    std::fs::write(dir.path().join("web/site.css"), "b {}").expect("write");
+    let line = bin::blocking("the batch's line", move || {
+        single.wait_for_log("site.css changed → no browser")
+    })
+    .await;
+    assert!(!line.contains("web/site.css"), "{line}");
+}
+
 /// A request hyper refuses for its size gets hyper's empty 414 (a blank page in the browser):
 /// the log says what happened, where it said nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -185,6 +185,14 @@ impl Hub {
             })
     }
 
+    /// The name of `change`'s watched folder for a log line, where there are several.
+    fn folder_named(&self, change: &Change) -> Option<String> {
+        if self.inner.roots.get().is_none_or(|roots| roots.len() < 2) {
+            return None;
+        }
+        self.folder_of(change)
+    }
+
     /// The name of the watched folder `change` lies in: the one with the longest URL prefix of
     /// its URL, and of folders under one prefix (`-w app -w public=/`) the one that holds it.
     fn folder_of(&self, change: &Change) -> Option<String> {
@@ -231,7 +239,7 @@ impl Hub {
     /// Publish a batch to every tab; returns its id.
     pub fn publish(&self, batch: &ChangeBatch) -> u64 {
         let (id, streams) = self.send(batch, None);
-        log_batch(batch, streams, "");
+        log_batch(batch, streams, "", |c| self.folder_named(c));
         for (framework, state) in FRAMEWORKS.iter().zip(&self.inner.frameworks) {
             if state.load(Ordering::Relaxed) == SEEN
                 && let Some(change) = batch
@@ -274,7 +282,7 @@ impl Hub {
             return self.publish_reload(by);
         }
         let (id, streams) = self.send(batch, None);
-        log_batch(batch, streams, &format!("{by}: "));
+        log_batch(batch, streams, &format!("{by}: "), |c| self.folder_named(c));
         id
     }
 
@@ -415,14 +423,24 @@ fn printable(path: &str) -> Cow<'_, str> {
 }
 
 /// One line for a batch; `by` (`POST /__hmr/reload: `) opens it when someone asked for it.
-fn log_batch(batch: &ChangeBatch, streams: usize, by: &str) {
+/// `folder` names each change's watched folder, when there are several: `app.py changed` did not
+/// say which of two projects' it was.
+fn log_batch(
+    batch: &ChangeBatch,
+    streams: usize,
+    by: &str,
+    folder: impl Fn(&Change) -> Option<String>,
+) {
     let browsers = browsers(streams);
     let n = batch.changes.len();
     let mut names: Vec<Cow<'_, str>> = batch
         .changes
         .iter()
         .take(3)
-        .map(|c| printable(&c.path))
+        .map(|c| match folder(c) {
+            Some(folder) => Cow::Owned(format!("{}/{}", printable(&folder), printable(&c.path))),
+            None => printable(&c.path),
+        })
         .collect();
     if n > 3 {
         names.push(Cow::Borrowed("…"));
