@@ -18,7 +18,9 @@
 //                                                        scroll position; the reloaded page
 //                                                        shows its load errors on the overlay
 //                                                        (templates, on a page Turbo 8 morphs:
-//                                                        refreshed through Turbo)
+//                                                        refreshed through Turbo); held while
+//                                                        the tab loads another page, which a
+//                                                        reload would cancel
 //
 // One stream per browser and origin: the tab holding a Web Lock opens the EventSource and relays
 // what it hears to the other tabs and frames over a BroadcastChannel. When it closes, the next tab
@@ -80,6 +82,14 @@ const BATCH_PATIENCE_MS = 5000;
 /** How long a reload waits for the changed files it fetches again first (see refreshFetched). */
 const REFRESH_PATIENCE_MS = 1000;
 
+/**
+ * How long a navigation to another document holds a reload back (see beingLeft): one whose page
+ * has not come by then is taken for one that ended without a page (an answer with no content, a
+ * download), which Chromium tells the page nothing of. Long, as cancelling one loses what it
+ * carried (an upload, a click), where waiting only leaves the page as it was a while longer.
+ */
+const NAVIGATION_PATIENCE_MS = 30_000;
+
 /** How long the overlay waits for a broken module's line and column (see `locate`). */
 const LOCATE_PATIENCE_MS = 1000;
 
@@ -140,6 +150,16 @@ function start(selfUrl) {
   /** What this document has fetched, and which of its scripts failed to (see fetchRecord). */
   const fetched = fetchRecord();
   let reloading = false;
+  /**
+   * A navigation to another document under way (see watchDepartures): `at`, when it began
+   * (`performance.now()`), and its `navigate` event (none from `beforeunload`). Null when none.
+   */
+  let departure = null;
+  /** The navigate event this document heard last (see watchDepartures). */
+  let lastNavigate = null;
+  /** Why the page would have reloaded, while a navigation holds the reload back (see hold). */
+  let held = null;
+  let heldTimer = null;
   /** A refresh through Turbo is under way (see turboRefresh). */
   let refreshing = false;
   let retryMs = RETRY_MIN_MS;
@@ -159,6 +179,7 @@ function start(selfUrl) {
   window.__hmrProxy = true;
   restoreScroll();
   watchLoad();
+  watchDepartures();
 
   // ---- Who holds the connection ---------------------------------------------------------------
 
@@ -462,6 +483,10 @@ function start(selfUrl) {
     // The proxy's waiting page reloads itself too when the dev server is back (`hmrReloading`
     // is its mark as well): a second reload of a page that answered a POST sent the form twice.
     if (reloading || window.hmrReloading) return;
+    if (beingLeft()) {
+      hold(reason);
+      return;
+    }
     reloading = window.hmrReloading = true;
     log(`reloading: ${reason}`);
     // The reload may not happen: a page that asks before it is left (unsaved changes) may be
@@ -495,6 +520,97 @@ function start(selfUrl) {
     expectReload(false);
     for (const frame of frameClients(window)) frame.expectReload?.(false);
     log('the reload was cancelled: this page stays, and the next change that needs one asks again');
+  }
+
+  // ---- A reload waits while the page is being left --------------------------------------------
+
+  /**
+   * Follow the navigations that leave this document (see beingLeft). With the Navigation API: its
+   * `navigate` events to another document, but for a download (`<a download>`) and the client's
+   * own reload. Whether the page intercepts one (a router's, which stays in the page) is known
+   * only once every listener has run: `navigation.transition` while it runs, `navigatesuccess`
+   * when it is over. What Chromium does once one has begun, as seen in it: its signal aborts when
+   * it is stopped (the user's Esc, `window.stop()`) or when a newer navigation begins, and then
+   * a `navigate` event for the newer one follows at once; a same-document one (a hash, a
+   * `pushState`) aborts it too, but the document still goes. When the answer has no page to show
+   * (a 204 or 205, a download by `Content-Disposition: attachment`), nothing at all happens: the
+   * signal stays as it was, no `navigateerror`, no `pagehide`, until the next navigation. So a
+   * navigation stopped is over at once, and one that ended without a page is taken for over after
+   * NAVIGATION_PATIENCE_MS. Without the API, `beforeunload` says one began, and nothing says when
+   * one ended without a page (or its page's user answered Stay): the same patience.
+   */
+  function watchDepartures() {
+    const api = navigationApi();
+    if (!api) {
+      addEventListener('beforeunload', () => {
+        if (!reloading) departure = { at: performance.now(), event: null };
+      });
+    } else {
+      api.addEventListener('navigate', (event) => {
+        lastNavigate = event;
+        if (reloading || event.destination.sameDocument || event.downloadRequest !== null) return;
+        const mine = { at: performance.now(), event };
+        departure = mine;
+        const aborted = () => {
+          // A task later, when a newer navigation has had its event: none, it was stopped.
+          setTimeout(() => {
+            if (departure === mine && lastNavigate === event) arrived();
+          });
+        };
+        event.signal.addEventListener('abort', aborted, { once: true });
+      });
+      // An intercepted navigation that finished: the page's own, which stays.
+      api.addEventListener('navigatesuccess', () => {
+        if (departure && departure.event === lastNavigate) arrived();
+      });
+    }
+    // Shown again from the back-forward cache: the page it went to has been and gone.
+    addEventListener('pageshow', (event) => event.persisted && arrived());
+  }
+
+  /** No navigation holds a reload back any more (see watchDepartures): a held one is made. */
+  function arrived() {
+    departure = null;
+    resume();
+  }
+
+  /**
+   * Whether this document is being left for another (see watchDepartures): a link to a page that
+   * takes seconds, a form uploading a file. `location.reload()` would cancel that navigation (the
+   * upload lost, the click undone), and the page it opens is current anyway: it carries its batch
+   * position (Server-Timing) and catches up on what came after. Not a navigation the page
+   * intercepted or cancelled (`preventDefault`), nor one under way for longer than
+   * NAVIGATION_PATIENCE_MS.
+   */
+  function beingLeft() {
+    if (departure === null) return false;
+    const { at, event } = departure;
+    if (performance.now() - at >= NAVIGATION_PATIENCE_MS) return false;
+    if (event === null) return true;
+    const intercepted = navigationApi()?.transition && lastNavigate === event;
+    return !event.defaultPrevented && !intercepted;
+  }
+
+  /**
+   * Hold a reload back while the page is being left (see beingLeft): made once the navigation is
+   * stopped, or after NAVIGATION_PATIENCE_MS (it ended without a page). A page that goes takes
+   * it along, needing none.
+   */
+  function hold(reason) {
+    held = reason;
+    log(`${reason}: the reload waits, as this tab is loading another page (a reload would cancel it)`);
+    clearTimeout(heldTimer);
+    const left = departure.at + NAVIGATION_PATIENCE_MS - performance.now();
+    heldTimer = setTimeout(resume, Math.max(0, left));
+  }
+
+  /** Make the reload held back (see hold), unless a newer navigation holds it again. */
+  function resume() {
+    clearTimeout(heldTimer);
+    if (held === null) return;
+    const reason = held;
+    held = null;
+    reload(reason);
   }
 
   /**

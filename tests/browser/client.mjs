@@ -265,10 +265,12 @@ function h1Color(page, color) {
  * Something in front of the proxy (another proxy, a tunnel): passes every request on and counts
  * the change streams asked for. With `refuse`, it answers the first with a 502 once that settles.
  * With `cached`, it lets the browser cache scripts for an hour, as a dev server that sends
- * `max-age` does; with `cachedSheets`, stylesheets. (Playwright's routes do not see a
- * SharedWorker's requests, and turn the HTTP cache off; this does neither.)
+ * `max-age` does; with `cachedSheets`, stylesheets. `intercept(req, res, pass)` sees each request
+ * first: it answers it itself (or passes it on later, with `pass()`) and returns true, or returns
+ * false to have it passed on at once. (Playwright's routes do not see a SharedWorker's requests,
+ * and turn the HTTP cache off; this does neither.)
  */
-async function frontProxy({ refuse, cached, cachedSheets } = {}) {
+async function frontProxy({ refuse, cached, cachedSheets, intercept } = {}) {
   const target = new URL(origin);
   let streams = 0;
   let firstAsked;
@@ -281,6 +283,10 @@ async function frontProxy({ refuse, cached, cachedSheets } = {}) {
         return;
       }
     }
+    if (intercept?.(req, res, () => pass(req, res))) return;
+    pass(req, res);
+  });
+  const pass = (req, res) => {
     const { method, headers } = req;
     const upstream = http.request(
       { host: target.hostname, port: target.port, path: req.url, method, headers },
@@ -295,7 +301,7 @@ async function frontProxy({ refuse, cached, cachedSheets } = {}) {
     upstream.on('error', () => res.destroy());
     res.on('close', () => upstream.destroy()); // a stream the browser drops ends at the proxy too
     req.pipe(upstream);
-  });
+  };
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   return {
     origin: `http://127.0.0.1:${server.address().port}`,
@@ -2170,6 +2176,132 @@ async function scrollKept() {
   }
 }
 
+/**
+ * The proxy behind a front that holds the tab's requests for /extras/arrive.html, and its form
+ * posts to /extras/posted (which it answers itself, and counts), until `release()`; it answers
+ * /extras/empty with a 204, and /extras/report.csv as a download: a navigation that takes seconds,
+ * and ones that end without a page. `next()` resolves when the next of those is asked for.
+ */
+async function leavingFront() {
+  let release;
+  let gate = new Promise((r) => (release = r));
+  const seen = { posts: 0 };
+  let heard = () => {};
+  const front = await frontProxy({
+    intercept(req, res, pass) {
+      const { pathname } = new URL(req.url, origin);
+      if (pathname === '/extras/arrive.html') {
+        gate.then(pass);
+      } else if (pathname === '/extras/posted' && req.method === 'POST') {
+        seen.posts += 1;
+        req.resume();
+        const page = '<!doctype html>\n<html><head><title>posted</title></head><body><p id="posted">posted</p></body></html>\n';
+        gate.then(() => res.writeHead(200, { 'content-type': 'text/html' }).end(page));
+      } else if (pathname === '/extras/empty') {
+        res.writeHead(204).end();
+      } else if (pathname === '/extras/report.csv') {
+        const download = { 'content-type': 'text/csv', 'content-disposition': 'attachment; filename="report.csv"' };
+        res.writeHead(200, download).end('a,b\n1,2\n');
+      } else {
+        return false;
+      }
+      heard(pathname);
+      return true;
+    },
+  });
+  return {
+    ...front,
+    seen,
+    next: () => new Promise((resolve) => (heard = resolve)),
+    release() {
+      release();
+      gate = new Promise((r) => (release = r));
+    },
+  };
+}
+
+/** Change extras/leave.html, the page the navigation scenarios leave (see leavingFront). */
+function touchLeave() {
+  write('extras/leave.html', read('extras/leave.html').replace('</body>', '<p>more</p></body>'));
+}
+
+/**
+ * A save while the tab loads another page (a link to a page that takes seconds, a form that sends
+ * a file) leaves that navigation alone: the client's reload cancelled it, and the tab stayed on
+ * the old page, the click undone and the upload lost. The page that arrives is current.
+ */
+async function navigating() {
+  const context = await newContext();
+  const front = await leavingFront();
+  try {
+    const page = await openTab(context, '/extras/leave.html', front.origin);
+    const leave = async (button, arrived) => {
+      const waits = page.waitForEvent('console', (m) => m.text().includes('the reload waits'));
+      const asked = front.next();
+      await page.click(button, { noWaitAfter: true });
+      await within(`the page ${button} opens to be asked for`, asked);
+      touchLeave();
+      await waits;
+      front.release();
+      await page.waitForSelector(arrived);
+    };
+    await leave('#slow', '#arrived');
+    await connected(page);
+    await cssProbe([page]); // caught up: it was asked for after the save
+    assert.equal(await loads(page), 2, 'left once, for the page the link opens');
+
+    await page.goto(`${front.origin}/extras/leave.html`);
+    await connected(page);
+    await page.fill('#file', 'fifty megabytes');
+    await leave('#send', '#posted');
+    assert.equal(front.seen.posts, 1, 'the form was sent once');
+    assert.equal(await loads(page), 4, 'no reload between the page and its answer');
+  } finally {
+    await context.close();
+    front.close();
+  }
+}
+
+/**
+ * A navigation that ends without a page (a 204, a download) leaves the page as it was, and tells
+ * it nothing (Chromium neither aborts its navigate event's signal nor fires navigateerror): the
+ * reload it held back is made once the navigation has been under way for the client's patience,
+ * and a save after that reloads at once. (The page's clock is Playwright's, moved on by hand.)
+ */
+async function noPage() {
+  const context = await newContext();
+  await context.clock.install();
+  const front = await leavingFront();
+  try {
+    const page = await openTab(context, '/extras/leave.html', front.origin);
+    await page.fill('#file', 'typed');
+    const waits = page.waitForEvent('console', (m) => m.text().includes('the reload waits'));
+    const answered = front.next();
+    await page.click('#empty', { noWaitAfter: true });
+    await within('the 204 to be asked for', answered);
+    touchLeave();
+    await waits;
+    assert.equal(await page.inputValue('#file'), 'typed', 'held: the page is as it was');
+    let reloaded = page.waitForEvent('load');
+    await page.clock.fastForward(30_000);
+    await reloaded;
+    await connected(page);
+    assert.equal(await loads(page), 2, 'reloaded once the navigation was taken for over');
+
+    const downloaded = page.waitForEvent('download');
+    await page.click('#report', { noWaitAfter: true });
+    await downloaded;
+    await page.clock.fastForward(30_000);
+    reloaded = page.waitForEvent('load');
+    touchLeave();
+    await reloaded;
+    assert.equal(await loads(page), 3, 'a later save reloads');
+  } finally {
+    await context.close();
+    front.close();
+  }
+}
+
 /** A page not written yet: its 404 carries the client, and the tab shows the page once it exists. */
 async function missing() {
   const context = await newContext();
@@ -3052,6 +3184,19 @@ async function prepare() {
     '<!doctype html>\n<html><head><meta charset="utf-8"><title>later host</title></head>\n' +
       '<body><iframe src="/extras/later.html" style="width: 300px; height: 300px"></iframe></body></html>\n',
   );
+  write(
+    'extras/leave.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>leave</title></head>\n' +
+      '<body><a id="slow" href="/extras/arrive.html">slow</a> <a id="empty" href="/extras/empty">nothing</a>\n' +
+      '<a id="report" href="/extras/report.csv">report</a>\n' +
+      '<form method="post" action="/extras/posted"><input id="file" name="file"><button id="send">send</button></form>\n' +
+      '</body></html>\n',
+  );
+  write(
+    'extras/arrive.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>arrive</title>\n' +
+      '<link rel="stylesheet" href="/css/app.css"></head>\n<body><h1 id="arrived">arrived</h1></body></html>\n',
+  );
   write('extras/ready.txt', 'ready\n');
   await stream.until('the prepared files to be published', (b) => b.urls.includes('/extras/ready.txt'));
   stream.close();
@@ -3323,6 +3468,8 @@ const all = {
   deepImport,
   shadowRoots,
   html,
+  navigating,
+  noPage,
   scrollKept,
   missing,
   badUrls,
