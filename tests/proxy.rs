@@ -614,6 +614,144 @@ async fn the_waiting_page_asks_the_proxy_whether_the_server_is_back_not_the_app(
     assert_eq!(server.requests(), 1);
 }
 
+/// A dev server that dies under the requests it takes: reads each whole (a connect that sends
+/// nothing is passed over), then closes the connection without an answer; with `exits`, closes
+/// its listening socket first, after the first request, as a process that exits does, and the
+/// task ends. Counts the requests it took in `taken`.
+fn dies_under_requests(
+    listener: tokio::net::TcpListener,
+    exits: bool,
+    taken: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
+    use tokio::io::AsyncReadExt;
+    tokio::spawn(async move {
+        let mut listener = Some(listener);
+        while let Some(Ok((mut stream, _))) = match &listener {
+            Some(listener) => Some(listener.accept().await),
+            None => None,
+        } {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The head, then as many body bytes as it declares: closing with bytes unread
+            // would reset the connection rather than close it.
+            let complete = loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break false,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|n| n.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break true;
+                    }
+                }
+            };
+            if !complete {
+                continue;
+            }
+            taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if exits {
+                listener = None;
+            }
+            drop(stream);
+        }
+    })
+}
+
+/// A dev server that dies while a form is being answered (a restart after a save, a crash):
+/// the page says that, in words about the dev server (it read "client error (SendRequest):
+/// connection closed before message completed", as if the browser had failed), and that the
+/// POST was not sent again, since sending it twice could do its work twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_cut_off_by_the_dev_server_says_so_and_is_not_sent_again() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let _server = dies_under_requests(listener, false, taken.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_in(dir.path(), &[&url]).await;
+
+    let post = |accept: &'static str| {
+        let req = http::Request::post(proxy.url("/submit"))
+            .header("accept", accept)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from("q=1")))
+            .unwrap();
+        async move {
+            let res = within("response", support::client().request(req))
+                .await
+                .unwrap();
+            let status = res.status();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (status, text) = post("application/json").await;
+    assert_eq!(status, 502);
+    assert_eq!(
+        text,
+        format!(
+            "hmr-proxy: {url} closed the connection before answering (the dev server may have \
+             restarted or crashed); the POST was not sent again, as POST is not idempotent\n"
+        )
+    );
+    let (status, page) = post("text/html").await;
+    assert_eq!(status, 502);
+    assert!(
+        page.contains("closed the connection before answering"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("SendRequest") && !page.contains("client error"),
+        "{page}"
+    );
+    assert!(page.contains("next save"), "{page}");
+    // Each POST reached the server once.
+    assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// A GET cut off by a dev server that exits (a restart) is sent again once, and finds nothing
+/// listening: the answer says both (it said only "connection refused", hiding that the server
+/// went away under the request), and the page waits for the server, as for any outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_cut_off_by_a_restart_says_so_and_what_sending_it_again_found() {
+    for accept in ["application/json", "text/html"] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = dies_under_requests(listener, true, taken.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = Proxy::start_in(dir.path(), &[&url]).await;
+        let (status, _, body) = get(&proxy.url("/page"), &[("accept", accept)]).await;
+        assert_eq!(status, 502);
+        let text = String::from_utf8_lossy(&body);
+        if accept == "text/html" {
+            assert!(
+                text.contains("closed the connection before answering"),
+                "{text}"
+            );
+            assert!(text.contains("connection refused"), "{text}");
+            assert!(text.contains("reloads by itself"), "{text}");
+        } else {
+            assert_eq!(
+                text,
+                format!(
+                    "hmr-proxy: {url} closed the connection before answering the GET (the dev \
+                     server may have restarted or crashed); sent again, nothing is listening \
+                     at {url} (connection refused)\n"
+                )
+            );
+        }
+        within("the server's end", server).await.unwrap();
+        assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_upstream_gives_504_after_the_response_timeout() {
     let upstream = Upstream::start().await;

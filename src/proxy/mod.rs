@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use http::uri::{self, Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -48,7 +48,7 @@ pub use links::Links;
 use pool::{POOL_IDLE_TIMEOUT, Pool, PoolError, UpstreamBody};
 use tls::Tls;
 use tls_probe::TlsProbe;
-use unavailable::Failure;
+use unavailable::{Failure, Resend};
 use upload::Upload;
 
 /// The origin a browser loaded a page from, for URLs re-pointed at the proxy: from its `Host`
@@ -343,23 +343,15 @@ impl Proxy {
         // pooled client.
         let own = upload.is_none() && client_upgrade.is_none();
 
-        let mut result = self.send(request, own, upload.as_deref()).await;
-        // Decided before sending again: the first result is not held across the wait (a
-        // response body that drives its connection is not `Sync`).
-        let retry = match (&result, replay) {
-            (Err(Failure::Exchange(reason)), Some(replay)) => {
-                tracing::debug!("retrying {method} {path} once: {reason}");
-                Some(replay)
+        let result = self.send(request, own, upload.as_deref()).await;
+        // Matched by value: a borrow of the first result held across sending again would need
+        // it to be `Sync`, and a response body that drives its connection is not.
+        let result = match (result, replay) {
+            (Err(first @ (Failure::Closed { .. } | Failure::Exchange(_))), Some(replay)) => {
+                Box::pin(self.resend(first, replay, own, &path)).await
             }
-            _ => None,
+            (result, _) => result,
         };
-        if let Some((method, uri, headers)) = retry {
-            let mut again = Request::new(body::empty());
-            *again.method_mut() = method;
-            *again.uri_mut() = uri;
-            *again.headers_mut() = headers;
-            result = self.send(again, own, None).await;
-        }
         let response = match result {
             Ok(response) => response,
             Err(_) if upload.as_ref().is_some_and(|upload| upload.stalled()) => {
@@ -381,19 +373,35 @@ impl Proxy {
                 );
             }
             Err(failure) => {
+                if let Failure::Closed { detail, .. } = &failure {
+                    tracing::debug!("{method} {path}: {detail}");
+                }
                 // A connection that breaks before any answer, or an answer that is not HTTP, is
                 // what an https dev server does with a plain request.
                 let failure = match failure {
-                    Failure::Exchange(_) | Failure::Malformed(_)
-                        if this.scheme == Scheme::HTTP
-                            && this
-                                .tls
-                                .speaks_tls(this.authority.as_str(), this.settings.connect_timeout)
-                                .await =>
+                    f if matches!(
+                        f.last(),
+                        Failure::Closed { .. } | Failure::Exchange(_) | Failure::Malformed(_)
+                    ) && this.scheme == Scheme::HTTP
+                        && this
+                            .tls
+                            .speaks_tls(this.authority.as_str(), this.settings.connect_timeout)
+                            .await =>
                     {
                         this.spoke_tls.store(true, Ordering::Relaxed);
                         Failure::Tls
                     }
+                    // Not sent again (see `replay`): the page says so, as the browser's request
+                    // did not reach the end it was meant for.
+                    Failure::Closed {
+                        detail,
+                        resend: Resend::Unsaid,
+                    } => Failure::Closed {
+                        detail,
+                        resend: Resend::Not {
+                            method: method.clone(),
+                        },
+                    },
                     other => other,
                 };
                 if failure.is_outage() && this.outage_logged.swap(true, Ordering::Relaxed) {
@@ -516,6 +524,43 @@ impl Proxy {
         parts.headers.remove(header::LAST_MODIFIED);
         let origin = links::Origin::new(browser_host, this.local, tls_front);
         Response::from_parts(parts, this.links.repoint(page, origin))
+    }
+
+    /// Send a bodiless idempotent request once more (`replay`: its method, URI and headers)
+    /// after its connection broke before an answer (`first`). If that fails too, and the first
+    /// was the dev server closing the connection, both are said: a GET cut off by a restart
+    /// and sent again while the server is still down said only "connection refused", which
+    /// hid that it went away under the request.
+    async fn resend(
+        &self,
+        first: Failure,
+        (method, uri, headers): (Method, Uri, http::HeaderMap),
+        own: bool,
+        path: &str,
+    ) -> Result<Response<UpstreamBody>, Failure> {
+        match &first {
+            Failure::Closed { detail, .. } | Failure::Exchange(detail) => {
+                tracing::debug!("retrying {method} {path} once: {detail}");
+            }
+            _ => {}
+        }
+        let mut again = Request::new(body::empty());
+        *again.method_mut() = method.clone();
+        *again.uri_mut() = uri;
+        *again.headers_mut() = headers;
+        self.send(again, own, None)
+            .await
+            .map_err(|then| match first {
+                Failure::Closed { detail, .. } => Failure::Closed {
+                    detail,
+                    resend: Resend::Failed {
+                        method,
+                        then: Box::new(then),
+                    },
+                },
+                // A break of another kind: what sending again found says more.
+                _ => then,
+            })
     }
 
     /// One exchange with the upstream, bounded by the response-header timeout (counted from the

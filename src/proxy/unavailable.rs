@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 
 use super::tls::{HandshakeError, Verdict};
 use crate::body::{self, Body};
@@ -38,8 +38,13 @@ pub enum Failure {
     OutOfFiles(String),
     /// Connected, but no response headers arrived in time.
     ResponseTimeout(Duration),
-    /// The connection broke before a response arrived (a pooled connection the upstream had
-    /// just closed, a server that crashed on the request).
+    /// The upstream closed (or reset) the connection before any answer: the dev server
+    /// restarted or crashed under the request, or a pooled connection it had just closed.
+    /// hyper says "connection closed before message completed", after hyper-util's "client
+    /// error (SendRequest)", which reads as if the browser had failed: `detail` keeps it for the
+    /// debug log only.
+    Closed { detail: String, resend: Resend },
+    /// The connection broke otherwise before a response arrived.
     Exchange(String),
     /// The upstream answered, but not in HTTP/1.1 hmr-proxy can read (a header block with more
     /// than 100 fields, a malformed status line). Sending the request again would get the same.
@@ -59,6 +64,19 @@ pub enum Failure {
     /// down and, at the next probe's connect, back up, which reloaded every tab, whose reload
     /// failed the same way, for ever.
     Handshake(String),
+}
+
+/// What became of a request whose connection closed before an answer ([`Failure::Closed`]):
+/// said by `proxy::mod`, which decides whether to send it again.
+#[derive(Debug)]
+pub enum Resend {
+    /// Not said (what classifying the error gives).
+    Unsaid,
+    /// Not sent again: its method is not idempotent, or (an idempotent one) its body went
+    /// through as it came, and is not kept to send twice.
+    Not { method: Method },
+    /// Sent again, and that failed as `then` says.
+    Failed { method: Method, then: Box<Failure> },
 }
 
 impl Failure {
@@ -97,8 +115,24 @@ impl Failure {
             }
         } else if is_unreadable_answer(err) {
             Failure::Malformed(chain)
+        } else if is_closed_early(err) {
+            Failure::Closed {
+                detail: chain,
+                resend: Resend::Unsaid,
+            }
         } else {
             Failure::Exchange(chain)
+        }
+    }
+
+    /// The failure the exchange ended with: for a request sent again, that one's.
+    pub fn last(&self) -> &Failure {
+        match self {
+            Failure::Closed {
+                resend: Resend::Failed { then, .. },
+                ..
+            } => then.last(),
+            other => other,
         }
     }
 
@@ -107,15 +141,16 @@ impl Failure {
     pub fn is_outage(&self) -> bool {
         self.is_unreachable()
             || matches!(
-                self,
+                self.last(),
                 Failure::Tls | Failure::Untrusted(_) | Failure::NotTls | Failure::Handshake(_)
             )
     }
 
-    /// The upstream is not there at all (as opposed to slow or misbehaving).
+    /// The upstream is not there at all (as opposed to slow or misbehaving): also a request
+    /// cut off by a dev server that exited, sent again and refused.
     pub fn is_unreachable(&self) -> bool {
         matches!(
-            self,
+            self.last(),
             Failure::Refused
                 | Failure::Unresolved
                 | Failure::ConnectTimeout(_)
@@ -124,7 +159,7 @@ impl Failure {
     }
 
     pub fn status(&self) -> StatusCode {
-        match self {
+        match self.last() {
             Failure::ConnectTimeout(_) | Failure::ResponseTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Failure::OutOfFiles(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,
@@ -145,6 +180,31 @@ impl Failure {
             }
             Failure::ResponseTimeout(d) => {
                 format!("{upstream} sent no response within {}", human(*d))
+            }
+            Failure::Closed { resend, .. } => {
+                let closed = format!("{upstream} closed the connection before answering");
+                let why = "(the dev server may have restarted or crashed)";
+                match resend {
+                    Resend::Unsaid => format!("{closed} {why}"),
+                    Resend::Not { method } if !method.is_idempotent() => format!(
+                        "{closed} {why}; the {method} was not sent again, as {method} is not \
+                         idempotent"
+                    ),
+                    Resend::Not { method } => format!(
+                        "{closed} {why}; the {method} was not sent again, as its body was passed \
+                         on as it came, not kept"
+                    ),
+                    Resend::Failed { method, then } => match &**then {
+                        Failure::Closed { .. } => format!(
+                            "{closed} the {method}, and again when it was sent again (the dev \
+                             server may have restarted or crashed, or it fails on this request)"
+                        ),
+                        then => format!(
+                            "{closed} the {method} {why}; sent again, {}",
+                            then.summary(upstream)
+                        ),
+                    },
+                }
             }
             Failure::Exchange(e) => format!("the exchange with {upstream} failed: {e}"),
             Failure::Malformed(e) => {
@@ -168,6 +228,21 @@ impl Failure {
     /// What the developer should check, most likely first.
     fn hints(&self) -> &'static [&'static str] {
         match self {
+            Failure::Closed { resend, .. } => match resend {
+                Resend::Unsaid => &[
+                    "It may have restarted after a save, or crashed on this request: its log says which.",
+                ],
+                Resend::Not { .. } => &[
+                    "It may have restarted after a save, or crashed on this request: its log says which.",
+                    "hmr-proxy sends a request again by itself only when that is safe (a GET, HEAD, PUT or DELETE without a body): send this one again once the dev server is back.",
+                ],
+                Resend::Failed { then, .. } => match &**then {
+                    Failure::Closed { .. } => &[
+                        "A dev server that closes the connection on every try may be crashing on this request: its log says why.",
+                    ],
+                    then => then.hints(),
+                },
+            },
             Failure::Refused => &[
                 "Is the dev server running? It may be restarting after a change.",
                 "Is it listening on this port? Check the URL given to hmr-proxy.",
@@ -226,6 +301,26 @@ fn is_unreadable_answer(err: &(dyn std::error::Error + 'static)) -> bool {
         .is_some_and(|hyper| {
             hyper.is_parse() || hyper.is_parse_too_large() || hyper.is_parse_status()
         })
+}
+
+/// Whether the upstream closed or reset the connection before an answer came: hyper's
+/// "connection closed before message completed" (and its request cancelled, its channel closed,
+/// for the same), or the socket's reset, abort or early end.
+fn is_closed_early(err: &(dyn std::error::Error + 'static)) -> bool {
+    sources(err).any(|e| {
+        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
+            return hyper.is_incomplete_message() || hyper.is_canceled() || hyper.is_closed();
+        }
+        e.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        })
+    })
 }
 
 /// The error and everything under it.
@@ -343,6 +438,7 @@ h1 {{ font-size: 1.4rem; }} code {{ background: #f3f3f3; padding: 0 .25em; borde
             Failure::NotTls => "The dev server speaks plain HTTP",
             Failure::Untrusted(_) => "The dev server's certificate is not trusted",
             Failure::Handshake(_) => "The TLS handshake with the dev server failed",
+            Failure::Closed { .. } => "The dev server closed the connection",
             f if f.is_unreachable() => "hmr-proxy cannot reach the dev server",
             _ => "The dev server did not answer this page",
         },
@@ -392,6 +488,56 @@ mod tests {
         let tls = page(&Failure::Tls, "http://x:1", "tls");
         assert!(tls.contains("reloads by itself") && tls.contains("plain HTTP"));
         assert!(!Failure::Tls.is_unreachable());
+    }
+
+    /// A connection the dev server closed before answering is said in its words, with what
+    /// became of the request; a request sent again and refused is an outage, polled for.
+    #[test]
+    fn a_closed_connection_says_what_became_of_the_request() {
+        let up = "http://x:1";
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let failure = Failure::classify_chain(&reset, false, Duration::from_secs(1));
+        assert!(
+            matches!(
+                failure,
+                Failure::Closed {
+                    resend: Resend::Unsaid,
+                    ..
+                }
+            ),
+            "{failure:?}"
+        );
+        let closed = |resend| Failure::Closed {
+            detail: "connection closed before message completed".into(),
+            resend,
+        };
+        let put = closed(Resend::Not {
+            method: Method::PUT,
+        });
+        assert!(
+            put.summary(up).ends_with(
+                "the PUT was not sent again, as its body was passed on as it came, not kept"
+            ),
+            "{}",
+            put.summary(up)
+        );
+        assert!(!put.is_outage() && !put.summary(up).contains("message completed"));
+        let gone = closed(Resend::Failed {
+            method: Method::GET,
+            then: Box::new(Failure::ConnectTimeout(Duration::from_secs(3))),
+        });
+        assert!(gone.is_unreachable() && gone.is_outage());
+        assert_eq!(gone.status(), StatusCode::GATEWAY_TIMEOUT);
+        let twice = closed(Resend::Failed {
+            method: Method::GET,
+            then: Box::new(closed(Resend::Unsaid)),
+        });
+        assert!(!twice.is_outage());
+        assert!(
+            twice
+                .summary(up)
+                .contains("and again when it was sent again")
+        );
     }
 
     #[test]
