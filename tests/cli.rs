@@ -831,6 +831,15 @@ fn listen_precedence_is_flag_over_environment_over_file() {
             "file {in_file}, env {in_env}, flag {as_flag}: {}",
             running.listening_line
         );
+        // The file's value beaten is said (a compose variable silently beat it).
+        if in_file && winner > 0 {
+            let by = if as_flag {
+                "--listen"
+            } else {
+                "environment variable HMR_PROXY_LISTEN"
+            };
+            running.wait_for_log(&format!("{by} overrides `listen` in "));
+        }
     }
 }
 

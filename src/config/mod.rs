@@ -294,10 +294,17 @@ impl Layers<'_> {
         key: &'static str,
     ) -> Option<Raw<T>> {
         match cli {
-            Some(value) => Some(Raw {
-                value,
-                origin: self.cli_origin(id),
-            }),
+            Some(value) => {
+                let origin = self.cli_origin(id);
+                // Said: a compose file's variable silently beat the config file's key, which
+                // looked ignored (docker/README.md warns of it; the log now shows it).
+                if file.is_some()
+                    && let Origin::File { path, key } = self.file_origin(key)
+                {
+                    tracing::info!("{origin} overrides `{key}` in {}", path.display());
+                }
+                Some(Raw { value, origin })
+            }
             None => file.map(|value| Raw {
                 value,
                 origin: self.file_origin(key),
