@@ -176,8 +176,39 @@ impl StaticFiles {
             missing
         };
         let facts = self.injector.facts(&req);
-        self.finish(&facts, not_found_page(req.uri().path(), missing), None)
-            .await
+        let page = match self.own_not_found_page(&req).await {
+            Some(page) => page,
+            None => not_found_page(req.uri().path(), missing),
+        };
+        self.finish(&facts, page, None).await
+    }
+
+    /// The site's own `404.html` at the folder's top, for a page asked for (its `Accept` names
+    /// HTML), as GitHub Pages, Netlify and Cloudflare Pages answer a missing address: the proxy's
+    /// own page showed instead, and the site's could not be seen until it was deployed. It gets
+    /// the client like any page, so a tab on a file not written yet still reloads once it is.
+    async fn own_not_found_page<B>(&self, req: &Request<B>) -> Option<Response<Body>> {
+        if !accepts_html(req) {
+            return None;
+        }
+        let file = self.root.join("404.html");
+        let OnDisk::File(metadata) = on_disk(&self.root, &file).await else {
+            return None;
+        };
+        if metadata.len() > READ_WHOLE as u64 {
+            return None;
+        }
+        let bytes = tokio::fs::read(&file).await.ok()?;
+        let mut res = Response::new(if req.method() == Method::HEAD {
+            body::empty()
+        } else {
+            body::full(bytes)
+        });
+        *res.status_mut() = StatusCode::NOT_FOUND;
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        content_type(res.headers_mut(), "/404.html", Some(&file)).await;
+        Some(res)
     }
 
     /// `ServeDir`'s answer for a file whose `metadata` was read (`None`: for `ServeDir` to
@@ -389,12 +420,15 @@ enum Missing {
 /// (it accepts HTML) at an address whose last segment has no extension (`/app/users/42`, not
 /// `/app.js` or `/logo.png`), as Vite's fallback decides.
 fn app_route<B>(req: &Request<B>) -> bool {
-    let accepts_html = req
-        .headers()
-        .get(header::ACCEPT)
-        .is_some_and(|accept| memchr::memmem::find(accept.as_bytes(), b"text/html").is_some());
     let last = req.uri().path().rsplit('/').next().unwrap_or_default();
-    accepts_html && !last.contains('.')
+    accepts_html(req) && !last.contains('.')
+}
+
+/// Whether the request's `Accept` names HTML: a page, not a script or an image.
+fn accepts_html<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .is_some_and(|accept| memchr::memmem::find(accept.as_bytes(), b"text/html").is_some())
 }
 
 /// The request, for the folder's `index.html`.

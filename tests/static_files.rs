@@ -164,6 +164,41 @@ async fn missing_file_is_404() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// The site's own `404.html` answers a missing page, as GitHub Pages and Netlify answer it, with
+/// the client in it (the tab reloads once the page is written); a script or an image that is
+/// missing still gets the proxy's short page, and a folder with no `404.html` the proxy's too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sites_own_404_page_answers_a_missing_page() {
+    let dir = project();
+    std::fs::write(
+        dir.path().join("site/404.html"),
+        "<!doctype html><html><head><title>Lost</title></head><body>Lost in space</body></html>",
+    )
+    .unwrap();
+    let proxy = serve(dir.path()).await;
+    let page = [
+        ("sec-fetch-dest", "document"),
+        ("sec-fetch-mode", "navigate"),
+        ("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+    ];
+    for path in ["/nope.html", "/blog/post", "/missing/dir/"] {
+        let (status, headers, body) = get(&proxy.url(path), &page).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(content_type(&headers), "text/html; charset=utf-8", "{path}");
+        let body = text(&body);
+        assert!(body.contains("Lost in space"), "{path}: {body}");
+        assert!(body.contains("/__hmr/client.js"), "{path}: {body}");
+    }
+    let (status, _, body) = get(&proxy.url("/gone.js"), &[("accept", "*/*")]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!text(&body).contains("Lost in space"));
+
+    std::fs::remove_file(dir.path().join("site/404.html")).unwrap();
+    let (status, _, body) = get(&proxy.url("/nope.html"), &page).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(text(&body).contains("<code>/nope.html</code>"));
+}
+
 /// A clean URL (`/page` for `page.html`) gets the page, as GitHub Pages, Netlify and Vite answer
 /// it; `/page/` names a folder, which there is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
