@@ -20,6 +20,13 @@ fn json(body: &Bytes) -> serde_json::Value {
     serde_json::from_slice(body).expect("json body")
 }
 
+/// A page's `<title>`.
+fn title(page: &str) -> &str {
+    page.split_once("<title>")
+        .and_then(|(_, rest)| rest.split_once("</title>"))
+        .map_or("", |(title, _)| title)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn methods_and_bodies_round_trip_byte_exact() {
     let upstream = Upstream::start().await;
@@ -711,6 +718,8 @@ async fn a_post_cut_off_by_the_dev_server_says_so_and_is_not_sent_again() {
         "{page}"
     );
     assert!(page.contains("next save"), "{page}");
+    // It waits for a save, not for the server: titled by what happened.
+    assert_eq!(title(&page), format!("502 · {url} closed the connection"));
     // Each POST reached the server once.
     assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
@@ -771,6 +780,11 @@ async fn a_silent_upstream_gives_504_after_the_response_timeout() {
     let page = String::from_utf8_lossy(&body);
     assert!(page.contains("next save"), "{page}");
     assert!(!page.contains("fetch("), "{page}");
+    // Titled by what happened: "waiting for" read as if the dev server were still starting.
+    assert_eq!(
+        title(&page),
+        format!("504 · {} sent no response in time", upstream.url())
+    );
     assert!(
         page.contains(r#"<script type="module" src="/__hmr/client.js">"#),
         "{page}"

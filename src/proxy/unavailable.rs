@@ -225,6 +225,22 @@ impl Failure {
         }
     }
 
+    /// The tab's title after the status: what the page waits for when it polls, else what
+    /// happened. A page that reloads only on the next save waits for nothing the title could
+    /// name; "waiting for" there read as if the dev server were still starting.
+    fn title(&self, upstream: &str) -> String {
+        if self.is_outage() {
+            return format!("waiting for {upstream}");
+        }
+        match self.last() {
+            Failure::Closed { .. } => format!("{upstream} closed the connection"),
+            Failure::ResponseTimeout(_) => format!("{upstream} sent no response in time"),
+            Failure::Malformed(_) => format!("{upstream} sent an answer hmr-proxy cannot read"),
+            Failure::OutOfFiles(_) => "hmr-proxy has no file descriptor left".to_string(),
+            _ => format!("the exchange with {upstream} failed"),
+        }
+    }
+
     /// What the developer should check, most likely first.
     fn hints(&self) -> &'static [&'static str] {
         match self {
@@ -417,7 +433,7 @@ fn page(failure: &Failure, upstream: &str, summary: &str) -> String {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{status} · waiting for {upstream_e}</title>
+<title>{status} · {title_e}</title>
 <style>
 body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 4rem auto; padding: 0 1rem; color: #222; }}
 h1 {{ font-size: 1.4rem; }} code {{ background: #f3f3f3; padding: 0 .25em; border-radius: 3px; }}
@@ -443,6 +459,7 @@ h1 {{ font-size: 1.4rem; }} code {{ background: #f3f3f3; padding: 0 .25em; borde
             _ => "The dev server did not answer this page",
         },
         status = failure.status().as_u16(),
+        title_e = body::escape_html(&failure.title(upstream)),
         upstream_e = body::escape_html(upstream),
         summary_e = body::escape_html(summary),
     )
@@ -528,6 +545,8 @@ mod tests {
         });
         assert!(gone.is_unreachable() && gone.is_outage());
         assert_eq!(gone.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(put.title(up), "http://x:1 closed the connection");
+        assert_eq!(gone.title(up), "waiting for http://x:1");
         let twice = closed(Resend::Failed {
             method: Method::GET,
             then: Box::new(closed(Resend::Unsaid)),
