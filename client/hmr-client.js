@@ -20,7 +20,8 @@
 //                                                        (templates, on a page Turbo 8 morphs:
 //                                                        refreshed through Turbo); held while
 //                                                        the tab loads another page, which a
-//                                                        reload would cancel
+//                                                        reload would cancel; a page answering
+//                                                        a POST is loaded again with a GET
 //
 // One stream per browser and origin: the tab holding a Web Lock opens the EventSource and relays
 // what it hears to the other tabs and frames over a BroadcastChannel. When it closes, the next tab
@@ -149,6 +150,8 @@ function start(selfUrl) {
   let queue = Promise.resolve();
   /** What this document has fetched, and which of its scripts failed to (see fetchRecord). */
   const fetched = fetchRecord();
+  /** This page answers a form sent with POST: it reloads with a GET (see reloadWithGet). */
+  const answersPost = pageAnswersPost();
   let reloading = false;
   /**
    * A navigation to another document under way (see watchDepartures): `at`, when it began
@@ -488,7 +491,12 @@ function start(selfUrl) {
       return;
     }
     reloading = window.hmrReloading = true;
-    log(`reloading: ${reason}`);
+    const get = answersPost && !pollsForServer();
+    if (get) {
+      log(`reloading with GET: ${reason} (this page answers a form sent with POST, which a reload would send again)`);
+    } else {
+      log(`reloading: ${reason}`);
+    }
     // The reload may not happen: a page that asks before it is left (unsaved changes) may be
     // kept by its user. A page that stayed must listen again, or it would hear no change more,
     // and neither would the other tabs if it leads them. The Navigation API tells: the reload's
@@ -509,10 +517,23 @@ function start(selfUrl) {
     } finally {
       // Whatever went wrong above, the page goes: one that stayed `reloading` without reloading
       // would never act on a change again, nor relay one to the tabs it leads.
-      location.reload();
+      if (get) reloadWithGet();
+      else location.reload();
     }
     api?.removeEventListener('navigate', caught);
     if (signal?.aborted) stayed();
+  }
+
+  /**
+   * Load this page again with a GET, where it answers a form sent with POST (see answersPost):
+   * `location.reload()` sent the form again with every save and every restart of the dev server
+   * (a row added, a mail sent each time). In place of this history entry, as a reload is: pushed,
+   * it would leave the POST's entry behind it, which going back asks to send again. Without the
+   * URL's fragment, which would make it a navigation within this document, and no load at all
+   * (the client keeps the scroll position itself: see keepScroll).
+   */
+  function reloadWithGet() {
+    location.replace(location.href.split('#')[0]);
   }
 
   function stayed() {
@@ -2220,7 +2241,9 @@ const ACCEPT_IMAGE = 'image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*
  * storage is its frames' too, and a frame starting first must not take the top's.
  */
 function documentKey(what) {
-  return `hmr-proxy ${what} ${window === window.top ? 'top' : 'frame'} ${location.href}`;
+  // Without the fragment, which a reload with GET leaves out (see reloadWithGet).
+  const url = location.href.split('#')[0];
+  return `hmr-proxy ${what} ${window === window.top ? 'top' : 'frame'} ${url}`;
 }
 
 /**
@@ -2364,6 +2387,30 @@ function pagePosition() {
   } catch {
     return null;
   }
+}
+
+/**
+ * Whether this document answers a form sent with POST, from the `hmr-post` metric the proxy adds
+ * to its `Server-Timing` header then (see reloadWithGet). False where the browser hides
+ * Server-Timing from the page.
+ */
+function pageAnswersPost() {
+  try {
+    const [navigation] = performance.getEntriesByType('navigation');
+    return navigation?.serverTiming?.some((entry) => entry.name === 'hmr-post') === true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether this is the proxy's waiting page for a dev server that is not there, which polls the
+ * proxy's `/__hmr/upstream` and reloads itself once the server answers (src/proxy/unavailable.rs).
+ * The form it answers never reached the server: its reload is what sends it, once, so the client
+ * reloads it as the page does, sending it again, and not with a GET, which would lose it.
+ */
+function pollsForServer() {
+  return [...document.scripts].some((s) => !s.src && s.textContent.includes('/__hmr/upstream?'));
 }
 
 /**

@@ -2302,6 +2302,108 @@ async function noPage() {
   }
 }
 
+/**
+ * A page that answers a form sent with POST (the proxy says so: `Server-Timing: hmr-post`) is
+ * reloaded with a GET, for a save and for the proxy's own reload batches, in place of its history
+ * entry: `location.reload()` sent the form again each time (a row added, a mail sent). Only in
+ * front of an upstream (Python's answers the POST with its 501 page): the proxy's own files take
+ * no POST.
+ */
+async function postAnswer() {
+  if ((await status()).upstream === null) return;
+  let posts = 0;
+  const front = await frontProxy({
+    intercept(req) {
+      if (req.method === 'POST') posts += 1;
+      return false;
+    },
+  });
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/form.html', front.origin);
+    const send = async () => {
+      const answered = page.waitForEvent('load');
+      await page.click('#send');
+      await answered;
+      await connected(page);
+      const metrics = await page.evaluate(() =>
+        performance.getEntriesByType('navigation')[0].serverTiming.map((m) => m.name),
+      );
+      assert.ok(metrics.includes('hmr-post'), `the proxy says the page answers a POST: ${metrics}`);
+    };
+    await send();
+    const entries = await page.evaluate(() => history.length);
+    const reloaded = page.waitForEvent('load');
+    write('extras/sent.html', read('extras/sent.html').replace('</body>', '<p>more</p></body>'));
+    await reloaded;
+    assert.equal(await page.textContent('#got'), 'got', 'the answer to a GET');
+    assert.equal(posts, 1, 'the form was sent once');
+    assert.equal(await page.evaluate(() => history.length), entries, 'in place of its history entry');
+    assert.ok(logged('[hmr] reloading with GET: /extras/sent.html changed'), 'the console says why');
+
+    await page.goto(`${front.origin}/extras/form.html`);
+    await connected(page);
+    await send();
+    const again = page.waitForEvent('load');
+    assert.equal((await fetch(`${origin}/__hmr/reload`, { method: 'POST' })).status, 202);
+    await again;
+    await page.waitForSelector('#got');
+    assert.equal(posts, 2, 'the proxy\'s reload did not send it again');
+  } finally {
+    await context.close();
+    front.close();
+  }
+}
+
+/**
+ * The proxy's waiting page, answering a form sent while the dev server was down, is reloaded as
+ * before, sending the form again: it never reached the server, and the page is there to send it
+ * once the server is back (its poll reloads it then). A reload with a GET lost it. (A stand-in
+ * here, answered by the front with the page's `Server-Timing` and its poll, which never runs: the
+ * upstream of these runs is up.)
+ */
+async function waitingPost() {
+  let posts = 0;
+  const front = await frontProxy({
+    intercept(req, res) {
+      if (new URL(req.url, origin).pathname !== '/extras/waiting') return false;
+      if (req.method !== 'POST') {
+        res.writeHead(200, { 'content-type': 'text/html' }).end('<p id="lost">the form is lost</p>');
+        return true;
+      }
+      posts += 1;
+      req.resume();
+      const page =
+        '<!doctype html>\n<html><head><meta charset="utf-8"><title>502 · waiting</title>\n' +
+        '<script type="module" src="/__hmr/client.js"></script></head>\n' +
+        '<body><p class="wait">This page reloads by itself as soon as the dev server answers.</p>\n' +
+        '<script>const poll = () => fetch("/__hmr/upstream?path=" + location.pathname);</script></body></html>\n';
+      res.writeHead(502, { 'content-type': 'text/html', 'server-timing': 'hmr-post' }).end(page);
+      return true;
+    },
+  });
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/leave.html', front.origin);
+    await page.evaluate(() => {
+      const form = document.querySelector('form');
+      form.action = '/extras/waiting';
+      form.submit();
+    });
+    await page.waitForSelector('.wait');
+    await connected(page);
+    const reloaded = page.waitForEvent('load');
+    assert.equal((await fetch(`${origin}/__hmr/reload`, { method: 'POST' })).status, 202);
+    await reloaded;
+    await page.waitForSelector('.wait');
+    assert.equal(posts, 2, 'sent again, to wait for the server');
+    assert.ok(logged('[hmr] reloading: POST /__hmr/reload'));
+  } finally {
+    await context.close();
+    front.close();
+  }
+}
+
 /** A page not written yet: its 404 carries the client, and the tab shows the page once it exists. */
 async function missing() {
   const context = await newContext();
@@ -3197,6 +3299,17 @@ async function prepare() {
     '<!doctype html>\n<html><head><meta charset="utf-8"><title>arrive</title>\n' +
       '<link rel="stylesheet" href="/css/app.css"></head>\n<body><h1 id="arrived">arrived</h1></body></html>\n',
   );
+  write(
+    'extras/form.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>form</title></head>\n' +
+      '<body><form method="post" action="/extras/sent.html"><input name="row" value="1">' +
+      '<button id="send">send</button></form></body></html>\n',
+  );
+  write(
+    'extras/sent.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>sent</title></head>\n' +
+      '<body><p id="got">got</p></body></html>\n',
+  );
   write('extras/ready.txt', 'ready\n');
   await stream.until('the prepared files to be published', (b) => b.urls.includes('/extras/ready.txt'));
   stream.close();
@@ -3470,6 +3583,8 @@ const all = {
   html,
   navigating,
   noPage,
+  postAnswer,
+  waitingPost,
   scrollKept,
   missing,
   badUrls,
