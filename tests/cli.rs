@@ -64,21 +64,27 @@ fn write_config(dir: &Path, text: &str) {
 #[test]
 fn upstream_without_scheme_suggests_the_url() {
     let dir = tempdir();
-    let line = error_line(&run_to_exit(&["localhost:8000"], &[], dir.path()));
+    let line = error_line(&run_to_exit(&["/app"], &[], dir.path()));
     assert_eq!(
         line,
-        "error: UPSTREAM: `localhost:8000` has no scheme; write http://localhost:8000"
+        "error: UPSTREAM: `/app` has no scheme; write http://app"
     );
-
     let line = error_line(&run_to_exit(
         &[],
-        &[("HMR_PROXY_UPSTREAM", "localhost:8000")],
+        &[("HMR_PROXY_UPSTREAM", "ws://localhost:8000")],
         dir.path(),
     ));
-    assert_mentions(
-        &line,
-        &["HMR_PROXY_UPSTREAM", "write http://localhost:8000"],
-    );
+    assert_mentions(&line, &["HMR_PROXY_UPSTREAM", "http://localhost:8000"]);
+}
+
+/// A port, or a host and port, is taken for the dev server's http URL, as browser-sync's
+/// `--proxy localhost:8000` takes it, and said.
+#[test]
+fn a_bare_port_is_taken_for_the_dev_servers_url() {
+    let dir = tempdir();
+    let running = Running::start(&["localhost:8000", "--watch", "."], &[], dir.path());
+    assert_eq!(running.target(), "http://localhost:8000");
+    running.wait_for_log("`localhost:8000` taken as http://localhost:8000");
 }
 
 #[test]

@@ -494,12 +494,20 @@ impl Config {
         };
         let backend = match (upstream_raw, serve_raw) {
             (Some(up), _) => {
-                Backend::Upstream(parse_upstream(&up.value).map_err(|(problem, mut fix)| {
-                    // `--poll 500`: the flag takes its interval only after `=`, and the number
-                    // became the upstream.
-                    let bare_poll = matches.value_source("poll") == Some(ValueSource::CommandLine)
-                        && poll.as_deref() == Some("true");
-                    if bare_poll && up.value.chars().all(|c| c.is_ascii_digit()) {
+                // `--poll 500`: the flag takes its interval only after `=`, and the number
+                // became the upstream.
+                let bare_poll = matches.value_source("poll") == Some(ValueSource::CommandLine)
+                    && poll.as_deref() == Some("true");
+                let poll_meant = bare_poll && up.value.chars().all(|c| c.is_ascii_digit());
+                // A bare port is taken for a dev server's URL, but for these.
+                let lenient = !poll_meant && !cwd.join(&up.value).is_dir();
+                let parsed = if lenient {
+                    parse_upstream(&up.value)
+                } else {
+                    parse_upstream_strictly(&up.value)
+                };
+                Backend::Upstream(parsed.map_err(|(problem, mut fix)| {
+                    if poll_meant {
                         fix = format!("write --poll={} for a poll interval, or {fix}", up.value);
                     } else if cwd.join(&up.value).is_dir() {
                         // `hmr-proxy site`, as `live-server site` and `vite site` take it.
@@ -1303,6 +1311,15 @@ fn parse_listen(value: &str) -> Result<SocketAddr, String> {
 
 /// Validate an upstream URL; on error returns (problem, fix).
 fn parse_upstream(value: &str) -> Result<Upstream, (String, String)> {
+    parse_upstream_as(value, true)
+}
+
+/// [`parse_upstream`], with a bare port or `host:port` an error that suggests the URL.
+fn parse_upstream_strictly(value: &str) -> Result<Upstream, (String, String)> {
+    parse_upstream_as(value, false)
+}
+
+fn parse_upstream_as(value: &str, lenient: bool) -> Result<Upstream, (String, String)> {
     let value = value.trim();
     let uri: http::Uri = value.parse().map_err(|_| {
         (
@@ -1320,13 +1337,28 @@ fn parse_upstream(value: &str) -> Result<Upstream, (String, String)> {
             ));
         }
         None => {
-            // `localhost:8000` parses as an authority; `8000` as a path. Suggest the URL meant.
+            // `localhost:8000` parses as an authority; `8000` as a path. A port, with or without
+            // a host, is taken for the http URL meant, as browser-sync's `--proxy` takes it;
+            // anything else gets the URL suggested.
             let port = value.strip_prefix(':').unwrap_or(value);
-            let guess = if !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) {
+            let digits = |text: &str| !text.is_empty() && text.chars().all(|c| c.is_ascii_digit());
+            let guess = if digits(port) {
                 format!("http://localhost:{port}")
             } else {
                 format!("http://{}", value.trim_start_matches('/'))
             };
+            let host_and_port = value.rsplit_once(':').is_some_and(|(host, port)| {
+                digits(port)
+                    && !host.is_empty()
+                    && host
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-._[]:".contains(c))
+            });
+            if lenient && (digits(port) || host_and_port) {
+                let upstream = parse_upstream(&guess)?;
+                tracing::info!("`{value}` taken as {}", upstream.origin());
+                return Ok(upstream);
+            }
             return Err((format!("`{value}` has no scheme"), format!("write {guess}")));
         }
     };
@@ -1663,16 +1695,28 @@ mod tests {
     }
 
     #[test]
-    fn upstream_without_scheme_suggests_the_url() {
-        let err = load_in(tmp().path(), &["localhost:8000"])
-            .err()
-            .unwrap_or_default();
-        assert_eq!(
-            err,
-            "UPSTREAM: `localhost:8000` has no scheme; write http://localhost:8000"
-        );
-        let err = load_in(tmp().path(), &["8000"]).err().unwrap_or_default();
-        assert!(err.ends_with("write http://localhost:8000"), "{err}");
+    fn a_bare_port_or_host_and_port_is_taken_for_the_http_url() {
+        for (given, origin) in [
+            ("8000", "http://localhost:8000"),
+            (":8000", "http://localhost:8000"),
+            ("localhost:8000", "http://localhost:8000"),
+            ("web:3000", "http://web:3000"),
+            ("[::1]:5173", "http://[::1]:5173"),
+        ] {
+            let cfg = load_in(tmp().path(), &[given]).unwrap_or_else(|e| panic!("{given}: {e}"));
+            let Backend::Upstream(up) = cfg.backend else {
+                panic!("{given}: not an upstream")
+            };
+            assert_eq!(up.origin(), origin, "{given}");
+        }
+        // Anything else still gets the URL suggested.
+        let err = load_in(tmp().path(), &["/app"]).err().unwrap_or_default();
+        assert_eq!(err, "UPSTREAM: `/app` has no scheme; write http://app");
+        // A folder by that name is meant to be served.
+        let dir = tmp();
+        std::fs::create_dir(dir.path().join("8000")).unwrap_or_else(|e| panic!("{e}"));
+        let err = load_in(dir.path(), &["8000"]).err().unwrap_or_default();
+        assert!(err.contains("write --serve 8000"), "{err}");
     }
 
     #[test]
@@ -1733,13 +1777,10 @@ mod tests {
             "{err}"
         );
         // No host: it started, and every request was a 502 for a name that does not resolve.
-        for (bad, fix) in [
-            ("http://:4438", "write http://localhost:4438"),
-            (":4438", "write http://localhost:4438"),
-        ] {
-            let err = load_in(tmp().path(), &[bad]).err().unwrap_or_default();
-            assert!(err.ends_with(fix), "{bad}: {err}");
-        }
+        let err = load_in(tmp().path(), &["http://:4438"])
+            .err()
+            .unwrap_or_default();
+        assert!(err.ends_with("write http://localhost:4438"), "{err}");
         let err = load_in(
             tmp().path(),
             &["--route", "/api=http://:9000", "http://app"],
@@ -2184,8 +2225,8 @@ mod tests {
             ),
             (&["--route", "/api"][..], "--route: `/api` is not PATH=URL"),
             (
-                &["--route", "/api=localhost:1"][..],
-                "--route: `localhost:1` has no scheme",
+                &["--route", "/api=ftp:/x"][..],
+                "--route: `ftp:/x` has scheme `ftp`",
             ),
             (
                 &["--route", "/__hmr/x=http://x:1"][..],
