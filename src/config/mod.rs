@@ -2225,8 +2225,8 @@ mod tests {
             ),
             (&["--route", "/api"][..], "--route: `/api` is not PATH=URL"),
             (
-                &["--route", "/api=ftp:/x"][..],
-                "--route: `ftp:/x` has scheme `ftp`",
+                &["--route", "/api=ftp://x:1"][..],
+                "--route: `ftp://x:1` has scheme `ftp`",
             ),
             (
                 &["--route", "/__hmr/x=http://x:1"][..],
