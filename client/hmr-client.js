@@ -12,6 +12,8 @@
 //   SVG <use>/<image> href, <video poster>, icons
 //   (in the document and in every open shadow root in it)
 //   an image the page never loaded                    -> nothing (another page's)
+//   a document, media file, archive or font the page  -> nothing (an upload)
+//   neither embeds nor loaded
 //   modules registered with container()               -> re-imported, update(c) called once
 //   a source map (`app.js.map`, `site.css.map`)       -> nothing (only DevTools reads it)
 //   anything else, or `reload: true`                  -> one full reload, which keeps the
@@ -803,10 +805,14 @@ function start(selfUrl) {
         return;
       }
     }
-    // An image nothing here names and the page never loaded is another page's: a reload would
-    // show nothing new, and lose what the user had typed or scrolled to.
-    const unusedImages = [...unused].filter(isImage).map((k) => path(changed.get(k)));
-    if (unusedImages.length) log(`not in this page, which never loaded it: ${unusedImages.join(', ')}`);
+    // An image nothing here names and the page never loaded is another page's, and an inert file
+    // nothing here embeds is no page's at all: a reload would show nothing new, and lose what the
+    // user had typed or scrolled to (the flash message of an app that stored an upload).
+    const unusedFiles = [...unused].filter((k) => isImage(k) || isInert(k));
+    if (unusedFiles.length) {
+      const names = unusedFiles.map((k) => path(changed.get(k)));
+      log(`not in this page, which never loaded it: ${names.join(', ')}`);
+    }
     // A stylesheet that matches none of this page's, and that it never loaded: another page's
     // (it reloaded this one, and took what the user had typed with it), or one served under
     // another URL than the batch names (a folder mapped under the wrong prefix, a build that
@@ -952,13 +958,49 @@ function start(selfUrl) {
     // An image or a stylesheet nothing here names, which this document never fetched either: it
     // is another page's (two tabs, each with its own sheet), not one this page uses in a way the
     // client cannot patch (a sprite sheet drawn on a canvas, a CSS module in adoptedStyleSheets,
-    // an SVG in an <object>), which it would have fetched.
+    // an SVG in an <object>), which it would have fetched. So is an inert file (a document, a
+    // video, an archive, a font: see isInert) that nothing here embeds: an upload the app stored
+    // (a link to it changes nothing in the page).
+    const unclaimed = [...changed.keys()].filter((k) => !claimed.has(k) && !mayHaveFetched(k));
+    const embedded = unclaimed.some(isInert) ? embeds(roots) : new Set();
     const unused = new Set(
-      [...changed.keys()].filter(
-        (k) => !claimed.has(k) && (isImage(k) || isStylesheet(k)) && !mayHaveFetched(k),
-      ),
+      unclaimed.filter((k) => isImage(k) || isStylesheet(k) || (isInert(k) && !embedded.has(k))),
     );
     return { changed, claimed, unused, links, imports, modules, images, roots, savedAs };
+  }
+
+  /**
+   * The keys of what the page (the document and the shadow roots in `roots`) embeds but may not
+   * have fetched yet: a video or an audio file it plays (`preload="none"` fetches nothing until
+   * then), their sources and tracks, an embedded document (`<embed>`, `<object>`, `<iframe>`: a
+   * PDF), and a font a same-origin sheet's `@font-face` names (fetched when text first needs it).
+   * A change to one of those reloads the page, as before. A link (`<a href>`) embeds nothing.
+   */
+  function embeds(roots) {
+    const found = new Set();
+    const add = (text, base) => {
+      const url = text ? parse(text, base) : null;
+      if (url !== null) found.add(key(url));
+    };
+    const selector =
+      'video[src], audio[src], source[src], track[src], embed[src], iframe[src], object[data]';
+    for (const el of roots.flatMap((root) => [...root.querySelectorAll(selector)])) {
+      add(el.getAttribute(el.localName === 'object' ? 'data' : 'src'), document.baseURI);
+    }
+    const walk = (group, base) => {
+      for (const rule of rules(group)) {
+        if (rule instanceof CSSImportRule) walk(rule.styleSheet, rule.styleSheet?.href || base);
+        else if (rule instanceof CSSFontFaceRule) {
+          const src = rule.style.getPropertyValue('src');
+          for (const m of src.matchAll(URL_IN_CSS)) add(m[2], base);
+        }
+        if (rule.cssRules) walk(rule, base); // @media, @supports, @layer
+      }
+    };
+    for (const root of roots) {
+      for (const sheet of liveSheets(root)) walk(sheet, sheet.href || document.baseURI);
+    }
+    return found;
   }
 
   /**
@@ -2446,11 +2488,27 @@ function key(url) {
 
 /**
  * Whether a key names an image, by its extension: one the page never loaded reloads nothing (see
- * survey). Fonts are not among them: a page that uses one may not have loaded it yet (a font is
- * fetched when text first needs it), so a change to one still reloads the page.
+ * survey).
  */
 function isImage(k) {
   return /\.(?:a?png|jpe?g|jfif|pjpeg|pjp|gif|webp|avif|svg|ico|cur|bmp|tiff?)$/i.test(k);
+}
+
+/**
+ * Whether a key names an inert file, by its extension: one no server renders a page from, and no
+ * template or code is: a document (PDF, office files), a video or audio file, an archive, a font.
+ * One the page neither embeds nor loaded reloads nothing (see survey): an app that stores an
+ * upload in its public folder reloaded the tab right after its redirect, and the flash message
+ * went with it. Not what a server may read to render a page: text and data (`.csv`, `.json`,
+ * `.md`, `.xml`, `.yaml`), a database (`.sqlite`), an archive of code (`.jar`, `.war`), nor what
+ * a page runs (`.wasm`); and not `.ts`, which is TypeScript far more often than a video stream.
+ */
+function isInert(k) {
+  const documents = /\.(?:pdf|docx?|xlsx?|pptx?|odt|ods|odp|odg|rtf|epub)$/i;
+  const media = /\.(?:mp4|m4v|webm|mov|ogv|mkv|avi|mp3|wav|ogg|oga|flac|m4a|aac|opus|weba)$/i;
+  const archives = /\.(?:zip|gz|tgz|bz2|xz|zst|7z|rar|tar)$/i;
+  const fonts = /\.(?:woff2?|ttf|otf|eot)$/i;
+  return [documents, media, archives, fonts].some((re) => re.test(k));
 }
 
 /**

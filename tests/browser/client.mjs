@@ -2404,6 +2404,61 @@ async function waitingPost() {
   }
 }
 
+/**
+ * Resolves once the tab's console has said `not in this page, which never loaded it` of every path
+ * in `paths` (the watcher may split them over batches).
+ */
+function saidUnused(page, paths) {
+  const left = new Set(paths);
+  return within(`${paths.join(', ')} to be passed over`, new Promise((resolve) => {
+    const heard = (msg) => {
+      const said = /not in this page, which never loaded it: (.*)$/.exec(msg.text());
+      for (const p of said ? said[1].split(', ') : []) left.delete(p);
+      if (left.size) return;
+      page.off('console', heard);
+      resolve();
+    };
+    page.on('console', heard);
+  }));
+}
+
+/**
+ * Documents, media, archives and fonts that nothing in the page embeds and that it never loaded
+ * reload nothing: an app storing an upload in its public folder (a link to it in the page) reloaded
+ * the tab right after its redirect, and the flash message went. A font the page loaded, one its
+ * `@font-face` names that no text has needed yet, and a video it plays without preloading it
+ * still reload it.
+ */
+async function inert() {
+  const context = await newContext();
+  try {
+    const page = await openTab(context, '/extras/inert.html');
+    await page.waitForFunction(() =>
+      performance.getEntriesByType('resource').some((e) => e.name.endsWith('/extras/used.woff2')),
+    );
+    await page.fill('#notes', 'the flash message');
+    const files = ['uploads/doc.pdf', 'uploads/all.zip', 'extras/song.mp3', 'extras/clip.mp4', 'extras/other.woff2', 'extras/slides.pptx'];
+    const passed = saidUnused(page, files.map((f) => `/${f}`));
+    for (const file of files) write(file, `${file} ${++serial}\n`);
+    await passed;
+    await cssProbe([page]);
+    assert.equal(await page.inputValue('#notes'), 'the flash message', 'form input kept');
+    assert.equal(await loads(page), 1, 'no reload');
+
+    let count = 1;
+    for (const file of ['extras/used.woff2', 'extras/later.woff2', 'extras/clip.webm']) {
+      const reloaded = page.waitForEvent('load');
+      write(file, `${file} ${++serial}\n`);
+      await reloaded;
+      await connected(page);
+      assert.equal(await loads(page), ++count, `${file}: one reload`);
+      assert.ok(logged(`[hmr] reloading: /${file} changed`), file);
+    }
+  } finally {
+    await context.close();
+  }
+}
+
 /** A page not written yet: its 404 carries the client, and the tab shows the page once it exists. */
 async function missing() {
   const context = await newContext();
@@ -3310,6 +3365,17 @@ async function prepare() {
     '<!doctype html>\n<html><head><meta charset="utf-8"><title>sent</title></head>\n' +
       '<body><p id="got">got</p></body></html>\n',
   );
+  write(
+    'extras/inert.html',
+    '<!doctype html>\n<html><head><meta charset="utf-8"><title>inert</title>\n' +
+      '<link rel="stylesheet" href="/css/app.css">\n' +
+      '<style>@font-face { font-family: "Used"; src: url("/extras/used.woff2") format("woff2"); }\n' +
+      '@font-face { font-family: "Later"; src: url("/extras/later.woff2") format("woff2"); }\n' +
+      '#used { font-family: "Used", sans-serif; }</style></head>\n' +
+      '<body><h1>inert</h1><p id="used">in the font</p><video src="/extras/clip.webm" preload="none"></video>\n' +
+      '<a href="/uploads/doc.pdf">the upload</a><textarea id="notes"></textarea></body></html>\n',
+  );
+  for (const file of ['extras/used.woff2', 'extras/later.woff2', 'extras/clip.webm']) write(file, `${file}\n`);
   write('extras/ready.txt', 'ready\n');
   await stream.until('the prepared files to be published', (b) => b.urls.includes('/extras/ready.txt'));
   stream.close();
@@ -3585,6 +3651,7 @@ const all = {
   noPage,
   postAnswer,
   waitingPost,
+  inert,
   scrollKept,
   missing,
   badUrls,
