@@ -761,6 +761,79 @@ async fn a_get_cut_off_by_a_restart_says_so_and_what_sending_it_again_found() {
     }
 }
 
+/// An upstream given as `localhost` that refuses names the addresses tried (`localhost` is
+/// 127.0.0.1 alone on many systems, `::1` first on others), and when a server listens on that
+/// port of the other loopback family (a Node dev server on `::1`), the address to give instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_localhost_names_where_it_tried_and_the_other_loopback_address() {
+    let resolved: Vec<std::net::SocketAddr> = tokio::net::lookup_host(("localhost", 80))
+        .await
+        .expect("localhost resolves")
+        .collect();
+    let v4 = resolved.iter().any(|a| a.is_ipv4());
+    let v6 = resolved.iter().any(|a| a.is_ipv6());
+    // The family `localhost` does not resolve to here, if one (and this machine has it).
+    let other = match (v4, v6) {
+        (true, false) => Some("[::1]:0"),
+        (false, true) => Some("127.0.0.1:0"),
+        _ => None,
+    };
+    // A port free on both families: bound on the other one, then let go until it is needed.
+    let other = match other {
+        Some(other) => tokio::net::TcpListener::bind(other).await.ok(),
+        None => None,
+    };
+    let (port, there) = match &other {
+        Some(listener) => {
+            let there = listener.local_addr().unwrap();
+            (there.port(), Some(there))
+        }
+        None => (support::dead_addr().await.port(), None),
+    };
+    drop(other);
+    let url = format!("http://localhost:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_in(dir.path(), &[&url]).await;
+    let tried: Vec<String> = resolved
+        .iter()
+        .map(|a| std::net::SocketAddr::new(a.ip(), port).to_string())
+        .collect();
+    let refused = format!(
+        "hmr-proxy: nothing is listening at {url} (connection refused at {}",
+        tried.join(" and ")
+    );
+
+    // Nothing on the other family yet: the addresses tried, nothing more.
+    let (status, _, body) = get(&proxy.url("/"), &[]).await;
+    assert_eq!(status, 502);
+    assert_eq!(body, format!("{refused})\n"));
+
+    let Some(there) = there else {
+        println!("skipped the other loopback family: localhost resolves to both here, or no ::1");
+        return;
+    };
+    // A dev server on the other family: the address to give instead, on the page too.
+    let listener = tokio::net::TcpListener::bind(there)
+        .await
+        .expect("the port again");
+    let _server = Upstream::serve(listener);
+    let (status, _, body) = get(&proxy.url("/"), &[]).await;
+    assert_eq!(status, 502);
+    assert_eq!(
+        body,
+        format!(
+            "{refused}); a server listens on {there}, which localhost does not resolve to here: \
+             give hmr-proxy http://{there} instead\n"
+        )
+    );
+    let (_, _, page) = get(&proxy.url("/"), &[("accept", "text/html")]).await;
+    let page = String::from_utf8_lossy(&page);
+    assert!(
+        page.contains(&format!("give hmr-proxy http://{there} instead")),
+        "{page}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_upstream_gives_504_after_the_response_timeout() {
     let upstream = Upstream::start().await;

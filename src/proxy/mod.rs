@@ -22,10 +22,10 @@ pub mod unavailable;
 pub mod upgrade;
 mod upload;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
@@ -48,7 +48,7 @@ pub use links::Links;
 use pool::{POOL_IDLE_TIMEOUT, Pool, PoolError, UpstreamBody};
 use tls::Tls;
 use tls_probe::TlsProbe;
-use unavailable::{Failure, Resend};
+use unavailable::{Failure, Resend, Tried};
 use upload::Upload;
 
 /// The origin a browser loaded a page from, for URLs re-pointed at the proxy: from its `Host`
@@ -116,6 +116,8 @@ struct Inner {
     origin: Arc<str>,
     /// `host:port`, every forwarded request's authority.
     authority: Authority,
+    /// The port in it (or the scheme's).
+    port: u16,
     /// `http` or `https`.
     scheme: Scheme,
     /// The same, as the `Host` sent upstream (built once, not per request).
@@ -187,6 +189,7 @@ impl Proxy {
                 links: upstreams.links.clone(),
                 origin: upstream.origin().into(),
                 authority: upstream.authority.clone(),
+                port: upstream.port,
                 scheme,
                 upstream_host: HeaderValue::from_str(upstream.authority.as_str()).ok(),
                 names: UpstreamNames::new(upstream),
@@ -404,6 +407,12 @@ impl Proxy {
                     },
                     other => other,
                 };
+                let mut failure = failure;
+                if let Some(tried) = failure.tried_mut()
+                    && this.authority.host().eq_ignore_ascii_case("localhost")
+                {
+                    *tried = Box::pin(tried_localhost(this.port)).await;
+                }
                 if failure.is_outage() && this.outage_logged.swap(true, Ordering::Relaxed) {
                     tracing::debug!("{method} {path}: {}", failure.summary(&this.origin));
                 } else {
@@ -616,6 +625,41 @@ impl Proxy {
         }
         result
     }
+}
+
+/// How long the look at the other loopback family waits for a connect: on loopback one is
+/// accepted or refused at once; this only bounds a firewall that drops it.
+const OTHER_LOOPBACK_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// Where a refused `localhost` upstream on `port` was tried (the addresses `localhost` resolves
+/// to here), and whether a server listens on that port of the loopback family it does not
+/// resolve to (see [`Tried`]). Costs a lookup in `/etc/hosts` and a connect on loopback, on
+/// refused requests only; the connect sends nothing.
+async fn tried_localhost(port: u16) -> Tried {
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    if let Ok(resolved) = tokio::net::lookup_host(("localhost", port)).await {
+        for addr in resolved {
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+    }
+    let mut elsewhere = None;
+    for ip in [
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ] {
+        if addrs.iter().any(|addr| addr.is_ipv4() == ip.is_ipv4()) {
+            continue;
+        }
+        let there = SocketAddr::new(ip, port);
+        let connect = tokio::net::TcpStream::connect(there);
+        if let Ok(Ok(_)) = tokio::time::timeout(OTHER_LOOPBACK_TIMEOUT, connect).await {
+            elsewhere = Some(there);
+            break;
+        }
+    }
+    Tried { addrs, elsewhere }
 }
 
 /// The URI a request is forwarded to: the configured upstream's authority and the browser's path

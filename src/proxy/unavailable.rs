@@ -11,6 +11,7 @@
 //! page waits for the next save (the proxy injects the client into it). Everything else gets
 //! short plain text. Error text is HTML-escaped: it can contain anything the network said.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
@@ -25,8 +26,9 @@ pub const MARKER: &str = "x-hmr-proxy-unavailable";
 /// Why the upstream exchange failed.
 #[derive(Debug)]
 pub enum Failure {
-    /// Nothing listens at the upstream's address.
-    Refused,
+    /// Nothing listens at the upstream's address (for a `localhost` upstream, where it was
+    /// tried: filled in by `proxy::mod`).
+    Refused(Tried),
     /// The upstream's host name does not resolve.
     Unresolved,
     /// The TCP connection was not established in time.
@@ -64,6 +66,17 @@ pub enum Failure {
     /// down and, at the next probe's connect, back up, which reloaded every tab, whose reload
     /// failed the same way, for ever.
     Handshake(String),
+}
+
+/// Where a refused `localhost` upstream was tried: the addresses `localhost` resolves to here,
+/// and the same port on the other loopback family if a server listens there. `localhost` is
+/// 127.0.0.1 alone on some systems (many container images, an `/etc/hosts` without `::1`) and
+/// `::1` first on others, and a dev server listens on one of them (Node 17 and later, and so
+/// Vite, on the first `localhost` resolved to): each side reads "localhost" and they miss.
+#[derive(Debug, Default)]
+pub struct Tried {
+    pub addrs: Vec<SocketAddr>,
+    pub elsewhere: Option<SocketAddr>,
 }
 
 /// What became of a request whose connection closed before an answer ([`Failure::Closed`]):
@@ -106,7 +119,7 @@ impl Failure {
                 return Failure::OutOfFiles(chain);
             }
             match io.map(std::io::Error::kind) {
-                Some(std::io::ErrorKind::ConnectionRefused) => Failure::Refused,
+                Some(std::io::ErrorKind::ConnectionRefused) => Failure::Refused(Tried::default()),
                 Some(std::io::ErrorKind::TimedOut) => Failure::ConnectTimeout(connect_timeout),
                 _ if chain.contains("dns error") || chain.contains("lookup address") => {
                     Failure::Unresolved
@@ -122,6 +135,19 @@ impl Failure {
             }
         } else {
             Failure::Exchange(chain)
+        }
+    }
+
+    /// Where a refused connection was tried, to be filled in: the exchange's (or, for a
+    /// request sent again, that one's) when it was refused.
+    pub fn tried_mut(&mut self) -> Option<&mut Tried> {
+        match self {
+            Failure::Closed {
+                resend: Resend::Failed { then, .. },
+                ..
+            } => then.tried_mut(),
+            Failure::Refused(tried) => Some(tried),
+            _ => None,
         }
     }
 
@@ -151,7 +177,7 @@ impl Failure {
     pub fn is_unreachable(&self) -> bool {
         matches!(
             self.last(),
-            Failure::Refused
+            Failure::Refused(_)
                 | Failure::Unresolved
                 | Failure::ConnectTimeout(_)
                 | Failure::Connect(_)
@@ -169,7 +195,23 @@ impl Failure {
     /// One sentence: what went wrong.
     pub fn summary(&self, upstream: &str) -> String {
         match self {
-            Failure::Refused => format!("nothing is listening at {upstream} (connection refused)"),
+            Failure::Refused(Tried { addrs, elsewhere }) => {
+                let mut text = format!("nothing is listening at {upstream} (connection refused");
+                if !addrs.is_empty() {
+                    let addrs: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+                    text.push_str(" at ");
+                    text.push_str(&addrs.join(" and "));
+                }
+                text.push(')');
+                if let Some(there) = elsewhere {
+                    let scheme = upstream.split_once("://").map_or("http", |(s, _)| s);
+                    text.push_str(&format!(
+                        "; a server listens on {there}, which localhost does not resolve to \
+                         here: give hmr-proxy {scheme}://{there} instead"
+                    ));
+                }
+                text
+            }
             Failure::Unresolved => format!("the host name in {upstream} does not resolve"),
             Failure::ConnectTimeout(d) => {
                 format!("connecting to {upstream} timed out after {}", human(*d))
@@ -259,7 +301,12 @@ impl Failure {
                     then => then.hints(),
                 },
             },
-            Failure::Refused => &[
+            Failure::Refused(Tried {
+                elsewhere: Some(_), ..
+            }) => &[
+                "hmr-proxy connects where localhost resolves to on this machine, and the dev server listens on the other loopback address: give hmr-proxy the address it listens on (above), or have the dev server listen on both 127.0.0.1 and ::1.",
+            ],
+            Failure::Refused(_) => &[
                 "Is the dev server running? It may be restarting after a change.",
                 "Is it listening on this port? Check the URL given to hmr-proxy.",
                 "In Docker, the dev server must listen on 0.0.0.0 and the upstream must name its service.",
@@ -495,7 +542,7 @@ mod tests {
 
     #[test]
     fn only_a_missing_upstream_is_polled_for() {
-        let missing = page(&Failure::Refused, "http://x:1", "down");
+        let missing = page(&Failure::Refused(Tried::default()), "http://x:1", "down");
         assert!(missing.contains("/__hmr/upstream?path=") && missing.contains("reloads by itself"));
         // Never the page's own URL: that runs the app's handler.
         assert!(!missing.contains("location.href") && !missing.contains("HEAD"));
@@ -559,9 +606,45 @@ mod tests {
         );
     }
 
+    /// A refused `localhost` names where it was tried, and the address to give instead when
+    /// a server listens on the other loopback family.
+    #[test]
+    fn a_refused_localhost_names_the_addresses() {
+        let up = "http://localhost:8080";
+        let tried = |elsewhere| {
+            Failure::Refused(Tried {
+                addrs: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+                elsewhere,
+            })
+        };
+        assert_eq!(
+            tried(None).summary(up),
+            "nothing is listening at http://localhost:8080 (connection refused at 127.0.0.1:8080)"
+        );
+        let there = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 8080));
+        assert!(
+            tried(Some(there))
+                .summary(up)
+                .ends_with("give hmr-proxy http://[::1]:8080 instead"),
+            "{}",
+            tried(Some(there)).summary(up)
+        );
+        let mut gone = Failure::Closed {
+            detail: String::new(),
+            resend: Resend::Failed {
+                method: Method::GET,
+                then: Box::new(Failure::Refused(Tried::default())),
+            },
+        };
+        assert!(gone.tried_mut().is_some());
+    }
+
     #[test]
     fn statuses() {
-        assert_eq!(Failure::Refused.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            Failure::Refused(Tried::default()).status(),
+            StatusCode::BAD_GATEWAY
+        );
         assert_eq!(
             Failure::ResponseTimeout(Duration::from_secs(1)).status(),
             StatusCode::GATEWAY_TIMEOUT
