@@ -381,7 +381,7 @@ impl Proxy {
                 }
                 // A connection that breaks before any answer, or an answer that is not HTTP, is
                 // what an https dev server does with a plain request.
-                let failure = match failure {
+                let mut failure = match failure {
                     f if matches!(
                         f.last(),
                         Failure::Closed { .. } | Failure::Exchange(_) | Failure::Malformed(_)
@@ -394,8 +394,9 @@ impl Proxy {
                         this.spoke_tls.store(true, Ordering::Relaxed);
                         Failure::Tls
                     }
-                    // Not sent again (see `replay`): the page says so, as the browser's request
-                    // did not reach the end it was meant for.
+                    // Cut off and not sent again (it has a body, or its method is not
+                    // idempotent: see `replay`): said, so that whoever sent a form knows it may
+                    // or may not have been done, and was not done twice.
                     Failure::Closed {
                         detail,
                         resend: Resend::Unsaid,
@@ -407,7 +408,6 @@ impl Proxy {
                     },
                     other => other,
                 };
-                let mut failure = failure;
                 if let Some(tried) = failure.tried_mut()
                     && this.authority.host().eq_ignore_ascii_case("localhost")
                 {
