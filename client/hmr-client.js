@@ -14,6 +14,8 @@
 //   an image the page never loaded                    -> nothing (another page's)
 //   a document, media file, archive or font the page  -> nothing (an upload)
 //   neither embeds nor loaded
+//   in static mode (`served`), a file the page neither -> nothing (a note, another page)
+//   loaded nor embeds, but a script or its own page
 //   modules registered with container()               -> re-imported, update(c) called once
 //   a source map (`app.js.map`, `site.css.map`)       -> nothing (only DevTools reads it)
 //   anything else, or `reload: true`                  -> one full reload, which keeps the
@@ -788,7 +790,7 @@ function start(selfUrl) {
     }
     let found;
     try {
-      found = surveyTab(batch.urls);
+      found = surveyTab(batch.urls, batch.served === true);
     } catch (err) {
       // Something in the page the survey could not read must not leave the change unseen (and
       // every later one with it): the reload shows it.
@@ -805,10 +807,12 @@ function start(selfUrl) {
         return;
       }
     }
-    // An image nothing here names and the page never loaded is another page's, and an inert file
-    // nothing here embeds is no page's at all: a reload would show nothing new, and lose what the
-    // user had typed or scrolled to (the flash message of an app that stored an upload).
-    const unusedFiles = [...unused].filter((k) => isImage(k) || isInert(k));
+    // An image nothing here names and the page never loaded is another page's, an inert file
+    // nothing here embeds is no page's at all, and a file the proxy serves as it is that this page
+    // never loaded is not in it: a reload would show nothing new, and lose what the user had typed
+    // or scrolled to (the flash message of an app that stored an upload). A stylesheet is said
+    // below.
+    const unusedFiles = [...unused].filter((k) => !isStylesheet(k));
     if (unusedFiles.length) {
       const names = unusedFiles.map((k) => path(changed.get(k)));
       log(`not in this page, which never loaded it: ${names.join(', ')}`);
@@ -906,9 +910,10 @@ function start(selfUrl) {
   /**
    * What this document would patch for the changed `urls`: the stylesheet links, @import rules,
    * container modules and images naming them, in it and in its open shadow roots; `claimed`
-   * holds their keys, `changed` maps every key to its URL.
+   * holds their keys, `changed` maps every key to its URL. `served`: the proxy serves every one
+   * of them as it is, from its folder (the batch says so: see unused).
    */
-  function survey(urls) {
+  function survey(urls, served = false) {
     const changed = new Map(urls.map((u) => [key(new URL(u, location.href)), u]));
     const claimed = new Set();
     /** Is `url` one of the changed ones? Marks it as handled. */
@@ -960,11 +965,23 @@ function start(selfUrl) {
     // client cannot patch (a sprite sheet drawn on a canvas, a CSS module in adoptedStyleSheets,
     // an SVG in an <object>), which it would have fetched. So is an inert file (a document, a
     // video, an archive, a font: see isInert) that nothing here embeds: an upload the app stored
-    // (a link to it changes nothing in the page).
+    // (a link to it changes nothing in the page). And, where the proxy serves the files as they
+    // are (no upstream: no server makes a page from them), any file this document never fetched,
+    // but a script (a worker or a service worker may import it where the page cannot see) and the
+    // document's own file (see ownFiles): a note, a data file, another page.
+    // What the page embeds but may not have fetched yet is used all the same (see embeds).
     const unclaimed = [...changed.keys()].filter((k) => !claimed.has(k) && !mayHaveFetched(k));
-    const embedded = unclaimed.some(isInert) ? embeds(roots) : new Set();
+    const embedded = served || unclaimed.some(isInert) ? embeds(roots) : new Set();
+    const own = served ? ownFiles() : new Set();
     const unused = new Set(
-      unclaimed.filter((k) => isImage(k) || isStylesheet(k) || (isInert(k) && !embedded.has(k))),
+      unclaimed.filter(
+        (k) =>
+          !embedded.has(k) &&
+          (isImage(k) ||
+            isStylesheet(k) ||
+            isInert(k) ||
+            (served && !isScript(k) && !own.has(k))),
+      ),
     );
     return { changed, claimed, unused, links, imports, modules, images, roots, savedAs };
   }
@@ -1004,24 +1021,43 @@ function start(selfUrl) {
   }
 
   /**
+   * The keys of the files the proxy may have answered this document's address with, when it
+   * serves a folder: the address's own file, a folder's `index.html` (`/docs/` is
+   * `/docs/index.html`), a clean URL's page (`/contact` is `/contact.html`), the top
+   * `index.html` (`--spa` answers any route with it), and, on a 404, the site's `404.html`.
+   * A tab on a file not written yet (its 404) reloads once it is.
+   */
+  function ownFiles() {
+    const here = new URL(location.href);
+    const own = new Set([key(here), `${location.origin}/index.html`]);
+    const { pathname } = here;
+    const clean = !pathname.split('/').pop().includes('.');
+    if (pathname.endsWith('/')) own.add(key(new URL(`${pathname}index.html`, here)));
+    else if (clean) own.add(key(new URL(`${pathname}.html`, here)));
+    const status = performance.getEntriesByType?.('navigation')[0]?.responseStatus;
+    if (status === undefined || status === 404) own.add(`${location.origin}/404.html`);
+    return own;
+  }
+
+  /**
    * survey(), and `rest`: the keys of the changed `urls` that no document in the tab would
    * patch, and some document in it may use. A URL only a frame uses is that frame's to swap: its
    * client hears the same batch. So the top reloads (taking its frames along) only for what no
    * document in the tab can patch, and a frame that can see the top's client leaves that call to
    * it. (Frames hear batches only from a leader's relay: a solo top has nobody to leave them to,
-   * and reloads for what they use.) `unused` keeps the image and stylesheet keys that no document
-   * in the tab uses (see survey): they reload nothing. A source map is never in `rest` (see
-   * isSourceMap).
+   * and reloads for what they use.) `unused` keeps the keys that no document in the tab uses (see
+   * survey): they reload nothing. A source map is never in `rest` (see isSourceMap).
    */
-  function surveyTab(urls) {
-    const found = survey(urls);
+  function surveyTab(urls, served) {
+    const found = survey(urls, served);
     const open = [...found.changed.keys()].filter((k) => !found.claimed.has(k) && !isSourceMap(k));
     let rest = open.filter((k) => !found.unused.has(k));
     let unused = found.unused;
     if (window.top !== window) {
       if (topClient()) rest = [];
     } else if (open.length) {
-      const answers = frameClients(window).map((c) => c.claims?.(urls) ?? { patches: [], needs: [] });
+      const none = { patches: [], needs: [] };
+      const answers = frameClients(window).map((c) => c.claims?.(urls, served) ?? none);
       const patched = new Set(answers.flatMap((a) => a.patches));
       const needed = new Set(answers.flatMap((a) => a.needs));
       if (state.role === 'solo') {
@@ -1039,9 +1075,9 @@ function start(selfUrl) {
    * the keys it would patch (`patches`), and those it may use and cannot patch (`needs`: a
    * reload would show them).
    */
-  function claims(urls) {
+  function claims(urls, served = false) {
     if (reloading) return { patches: [], needs: [] };
-    const { changed, claimed, unused } = survey(urls);
+    const { changed, claimed, unused } = survey(urls, served);
     const needs = [...changed.keys()].filter(
       (k) => !claimed.has(k) && !unused.has(k) && !isSourceMap(k),
     );
@@ -2492,6 +2528,14 @@ function key(url) {
  */
 function isImage(k) {
   return /\.(?:a?png|jpe?g|jfif|pjpeg|pjp|gif|webp|avif|svg|ico|cur|bmp|tiff?)$/i.test(k);
+}
+
+/**
+ * Whether a key names a script, or code a script loads (`.wasm`): a worker or a service worker may
+ * import it where the page cannot see (see survey).
+ */
+function isScript(k) {
+  return /\.(?:[cm]?js|jsx|wasm)$/i.test(k);
 }
 
 /**

@@ -2082,9 +2082,10 @@ async function html() {
     await cssProbe([page]);
     assert.equal(await loads(page), 2, 'still one reload');
     assert.ok(logged('[hmr] reloading: /index.html changed'));
-    // A checkout's batch is named in a line, not listed in full.
+    // A checkout's batch is named in a line, not listed in full. (Scripts, which reload a page
+    // whether it loaded them or not: in static mode, pages it never loaded reload nothing.)
     const again = page.waitForEvent('load');
-    const paths = Array.from({ length: 8 }, (_, i) => `/p${i + 1}.html`);
+    const paths = Array.from({ length: 8 }, (_, i) => `/p${i + 1}.js`);
     const posted = await fetch(`${origin}/__hmr/reload`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -2093,7 +2094,7 @@ async function html() {
     assert.equal(posted.status, 202);
     await again;
     assert.ok(
-      logged('[hmr] reloading: /p1.html, /p2.html, /p3.html, /p4.html, /p5.html and 3 more changed'),
+      logged('[hmr] reloading: /p1.js, /p2.js, /p3.js, /p4.js, /p5.js and 3 more changed'),
       'names five and counts the rest',
     );
     // A reload a build tool asks for says so.
@@ -2459,19 +2460,77 @@ async function inert() {
   }
 }
 
-/** A page not written yet: its 404 carries the client, and the tab shows the page once it exists. */
-async function missing() {
+/**
+ * Where the proxy serves the files as they are (static mode: the batch says `served`), a file the
+ * page never fetched reloads nothing: a note, an unused data file, another page. Saving one used
+ * to reload the page, and what the user had typed went. A file the page fetched, the page itself
+ * and a script (a worker may import it unseen) still reload it. In front of an upstream, which
+ * may render pages from any file, a note reloads it as ever.
+ */
+async function servedOnly() {
+  const upstream = (await status()).upstream !== null;
   const context = await newContext();
   try {
-    const page = await newTab(context);
-    const file = `later-${++serial}.html`;
-    const res = await page.goto(`${origin}/${file}`);
-    assert.equal(res.status(), 404, `${file} status`);
-    await connected(page);
+    const page = await openTab(context, '/');
+    if (upstream) {
+      const reloaded = page.waitForEvent('load');
+      write('NOTES.md', `# notes ${++serial}\n`);
+      await reloaded;
+      assert.ok(logged('[hmr] reloading: /NOTES.md changed'));
+      return;
+    }
+    await page.fill('#notes', 'typed');
+    const files = ['NOTES.md', 'about.html', 'data/x.json', 'extras/home.html'];
+    const passed = saidUnused(page, files.map((f) => `/${f}`));
+    for (const file of files) write(file, `${file} ${++serial}\n`);
+    await passed;
+    await cssProbe([page]);
+    assert.equal(await page.inputValue('#notes'), 'typed', 'form input kept');
+    assert.equal(await loads(page), 1, 'no reload');
+
+    // Fetched by the page; a script it never loaded; the page itself.
+    write('data/used.json', '{"v": 1}\n');
+    await page.evaluate(() => fetch('/data/used.json').then((r) => r.json()));
+    let count = 1;
+    for (const [file, text] of [['data/used.json', '{"v": 2}\n'], ['extras/worker-only.js', 'self.v = 1;\n']]) {
+      const reloaded = page.waitForEvent('load');
+      write(file, text);
+      await reloaded;
+      await connected(page);
+      assert.equal(await loads(page), ++count, `${file}: one reload`);
+    }
     const reloaded = page.waitForEvent('load');
-    write(file, '<!doctype html>\n<html><head><title>later</title></head><body><p id="later">written</p></body></html>\n');
+    write('index.html', read('index.html').replace('</body>', '<p>more</p></body>'));
     await reloaded;
-    assert.equal(await page.textContent('#later'), 'written');
+    assert.equal(await loads(page), ++count, 'index.html: one reload');
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * A page not written yet: its 404 carries the client, and the tab shows the page once it exists:
+ * the file its address names, a folder's index.html, and (in static mode, which answers clean
+ * URLs) `/contact`'s contact.html. In static mode a file no page fetched reloads nothing, but
+ * these are the page's own.
+ */
+async function missing() {
+  const context = await newContext();
+  const upstream = (await status()).upstream !== null;
+  try {
+    const page = await newTab(context);
+    const n = ++serial;
+    const cases = [[`later-${n}.html`, `later-${n}.html`], [`dir-${n}/`, `dir-${n}/index.html`]];
+    if (!upstream) cases.push([`clean-${n}`, `clean-${n}.html`]);
+    for (const [address, file] of cases) {
+      const res = await page.goto(`${origin}/${address}`);
+      assert.equal(res.status(), 404, `${address} status`);
+      await connected(page);
+      const reloaded = page.waitForEvent('load');
+      write(file, `<!doctype html>\n<html><head><title>later</title></head><body><p id="later">${file}</p></body></html>\n`);
+      await reloaded;
+      assert.equal(await page.textContent('#later'), file);
+    }
   } finally {
     await context.close();
   }
@@ -2520,9 +2579,10 @@ async function globalNames() {
     const nav = await openTab(context, '/extras/nav.html');
     await nav.waitForFunction(() => window[Symbol.for('hmr-proxy')].state.role === 'leader');
     const other = await openTab(context, '/');
-    // Both reload (the other tab does not use the page either), and hear changes after that.
+    // Both reload (for a script, which a page may use unseen, whether it loaded it or not), and
+    // hear changes after that.
     const reloaded = [nav, other].map((page) => page.waitForEvent('load'));
-    write('extras/nav.html', read('extras/nav.html').replace('</body>', '<p>more</p></body>'));
+    write('extras/nav.js', `// ${++serial}\n`);
     await Promise.all(reloaded);
     await Promise.all([nav, other].map(connected));
     await cssProbe([nav, other]);
@@ -3652,6 +3712,7 @@ const all = {
   postAnswer,
   waitingPost,
   inert,
+  servedOnly,
   scrollKept,
   missing,
   badUrls,
