@@ -860,11 +860,26 @@ function start(selfUrl) {
     // Sheets imported below a <style>'s own @import come with the new copy of the one above them
     // (see ownSheets), from the cache too.
     await Promise.all([...carried, ...again.nested].map(({ url }) => refetch(url, ACCEPT_CSS)));
+    /**
+     * What to say of a changed imported sheet once its new styles apply (its rule may have left
+     * its sheet by then); the ones loaded again for a missing sheet were said above.
+     */
+    const sayImport = ({ rule, url }) => {
+      const line = `css swapped: ${url.pathname} (imported by ${importer(rule)})`;
+      const changedOne = imports.some((i) => i.rule === rule);
+      return () => changedOne && log(line);
+    };
     const swaps = [];
     for (const [link, ...duplicates] of sameSheets(whole)) {
-      swaps.push(swapStylesheet(link, batch.id, duplicates));
+      const name = path(link.href);
       const own = [link, ...duplicates].some((l) => links.includes(l));
-      if (own) log(`css swapped: ${path(link.href)}`);
+      // The sheets it imports that changed come with it (see above).
+      const inIt = carried.filter((i) => [link, ...duplicates].includes(ownerOf(i))).map(sayImport);
+      const said = () => {
+        if (own) log(`css swapped: ${name}`);
+        for (const say of inIt) say();
+      };
+      swaps.push(swapStylesheet(link, batch.id, duplicates, said));
       const saved = [link, ...duplicates].map((l) => savedAs.get(l)).find(Boolean);
       if (saved) {
         const prefix = path(link.href).slice(0, -saved.length);
@@ -874,13 +889,6 @@ function start(selfUrl) {
         );
       }
     }
-    /** Said of a changed sheet; the ones loaded again for a missing sheet were said above. */
-    const swapped = ({ rule, url }) => {
-      if (imports.some((i) => i.rule === rule)) {
-        log(`css swapped: ${url.pathname} (imported by ${importer(rule)})`);
-      }
-    };
-    carried.forEach(swapped);
     // A swapped sheet's own URL is fetched again only once the copies have loaded: fetched beside
     // them, it competed with them for the connection and the server and put off the new styles.
     // Not awaited: the next batch does not wait for a sheet.
@@ -889,9 +897,8 @@ function start(selfUrl) {
     for (const { rule, url } of every) {
       const owner = ownerOf({ rule });
       if (whole.includes(owner)) continue; // loaded again with its link
-      if (!replaceImport(rule, url, batch.id)) return;
+      if (!replaceImport(rule, url, batch.id, sayImport({ rule, url }))) return;
       refresh.set(url.href, ACCEPT_CSS);
-      swapped({ rule, url });
     }
     for (const image of images) {
       image.set(batch.id);
@@ -1279,9 +1286,11 @@ function start(selfUrl) {
    * it elsewhere or switches it off. (Changed sheets it @imports are in the browser's cache by
    * now: see apply.) Settles when the link has loaded the new sheet, the copy failed, or a newer
    * swap of the link took over. A link Turbo tracks keeps its address, and the copy stays to
-   * carry the new styles (see carry).
+   * carry the new styles (see carry). `applied` is called once the new styles apply (the copy has
+   * loaded; at once for a link switched off, which shows nothing), not when a copy fails or the
+   * page took the link out meanwhile: a slow sheet was said to be swapped seconds before it was.
    */
-  function swapStylesheet(link, id, duplicates = []) {
+  function swapStylesheet(link, id, duplicates = [], applied = () => {}) {
     const prev = swapOf.get(link);
     // A swap whose copy still loads is overtaken, and its copy goes. One whose link loads already
     // finishes first (it gives back what it changed on the link): this one waits for it.
@@ -1296,6 +1305,7 @@ function start(selfUrl) {
       const copy = copyOf(link, url);
       link.after(copy);
       carry(link, copy);
+      applied();
       return Promise.resolve();
     }
     if (link.hasAttribute('disabled')) {
@@ -1303,6 +1313,7 @@ function start(selfUrl) {
       // sheet and loads nothing, so a copy would never load and never settle. It shows nothing
       // either: it takes the new address itself, loaded when it is switched on.
       point(link, url);
+      applied();
       return Promise.resolve();
     }
     const href = link.getAttribute('href');
@@ -1358,6 +1369,7 @@ function start(selfUrl) {
       };
       if (isTracked(link)) {
         carry(link, copy);
+        applied();
         swap.kept = true;
         dropDuplicates();
         swap.end();
@@ -1365,6 +1377,7 @@ function start(selfUrl) {
       }
       if (link.hasAttribute('disabled')) {
         point(link, url); // switched off by its attribute meanwhile (see above)
+        applied();
         swap.end();
         return;
       }
@@ -1386,6 +1399,7 @@ function start(selfUrl) {
       } else {
         setMedia(copy, link.getAttribute('media'));
       }
+      applied();
       const linkLoaded = loaded(link, undo);
       point(link, url);
       // The page's changes to the link while it loads: the copy follows its media, and goes the
@@ -1675,9 +1689,10 @@ function start(selfUrl) {
    * deleted once the new sheet has loaded (the owning <link> or <style> fires `load` again; a
    * timer covers browsers that do not). Lighter than swapping the link, which loads every sheet
    * of it again. Not below the top of a <link>'s sheet (see belowLink): there Chromium switches
-   * off every rule of the link.
+   * off every rule of the link. `applied` is called once the new sheet has loaded (or the timer
+   * ran out), not when it failed.
    */
-  function replaceImport(rule, url, id) {
+  function replaceImport(rule, url, id, applied = () => {}) {
     const sheet = rule.parentStyleSheet;
     const text = rule.cssText.replace(IMPORT_URL, `@import url("${bust(url, id)}")`);
     try {
@@ -1686,14 +1701,18 @@ function start(selfUrl) {
       reload(`cannot replace ${url.pathname}: ${err}`);
       return false;
     }
-    const done = () => {
+    let over = false;
+    const done = (ok) => {
+      if (over) return;
+      over = true;
       const index = [...sheet.cssRules].indexOf(rule);
       if (index >= 0) sheet.deleteRule(index);
+      if (ok) applied();
     };
     const node = ownerNode(sheet);
-    node?.addEventListener('load', done, { once: true });
-    node?.addEventListener('error', done, { once: true });
-    setTimeout(done, IMPORT_FALLBACK_MS);
+    node?.addEventListener('load', () => done(true), { once: true });
+    node?.addEventListener('error', () => done(false), { once: true });
+    setTimeout(() => done(true), IMPORT_FALLBACK_MS);
     return true;
   }
 

@@ -331,7 +331,9 @@ async function css() {
     });
     const own = (r) => new URL(r.url()).pathname === '/css/app.css' && !new URL(r.url()).search;
     const refetched = page.waitForResponse(own);
+    const said = page.waitForEvent('console', (m) => m.text() === '[hmr] css swapped: /css/app.css');
     await cssProbe([page]);
+    await said;
     await page.waitForFunction(() => document.querySelectorAll('link[rel=stylesheet]').length === 1);
     assert.match(await page.getAttribute('link[rel=stylesheet]', 'href'), /\/css\/app\.css\?t=\d+$/);
     assert.ok(
@@ -342,7 +344,6 @@ async function css() {
     assert.equal(await page.evaluate(() => window.scrollY), 700, 'scroll position kept');
     assert.equal(await page.inputValue('#notes'), 'typed before the swap', 'form input kept');
     assert.equal(await loads(page), 1, 'no reload');
-    assert.ok(logged('[hmr] css swapped: /css/app.css'), 'console says css swapped');
     // Fetched again for an upstream whose caching headers would keep the old copy, and only after
     // the copy has loaded, so that it does not hold the new styles up. (The first entry for the
     // sheet's own URL is the page's load.)
@@ -498,6 +499,32 @@ async function cssTwice() {
   } finally {
     release();
     stream.close();
+    await context.close();
+  }
+}
+
+/**
+ * `css swapped` is said when the new styles apply (the swap's copy has loaded), not when the swap
+ * starts: a slow sheet was said to be swapped seconds before it showed.
+ */
+async function cssSaid() {
+  const context = await newContext();
+  let release;
+  const gate = new Promise((r) => (release = r));
+  try {
+    const page = await openTab(context);
+    const { requested } = await hold(page, sheetCopy, gate, { first: true });
+    const said = page.waitForEvent('console', (m) => m.text() === '[hmr] css swapped: /css/app.css');
+    const color = saveH1Color();
+    await within('the copy to be asked for', requested);
+    await page.evaluate(() => 0); // what the page said before this has reached the script
+    assert.ok(!logged('css swapped'), 'not said while the copy loads');
+    assert.notEqual(await page.$eval('h1', (h1) => getComputedStyle(h1).color), color);
+    release();
+    await said;
+    assert.equal(await page.$eval('h1', (h1) => getComputedStyle(h1).color), color, 'said once they apply');
+  } finally {
+    release();
     await context.close();
   }
 }
@@ -1912,12 +1939,14 @@ async function extras() {
     const page = await openTab(context, '/extras/');
     await page.evaluate(() => (window.kept = 'yes'));
     const color = freshColor();
+    const line = '[hmr] css swapped: /extras/theme.css (imported by /extras/main.css)';
+    const said = page.waitForEvent('console', (m) => m.text() === line);
     write('extras/theme.css', `#box { color: ${color}; }\n`);
     await page.waitForFunction(
       (c) => getComputedStyle(document.getElementById('box')).color === c,
       color,
     );
-    assert.ok(logged('[hmr] css swapped: /extras/theme.css (imported by /extras/main.css)'));
+    await said;
 
     write('extras/dot.svg', svg(8, '#3c3'));
     await page.waitForFunction(() =>
@@ -1951,10 +1980,12 @@ async function deepImport() {
     const [a, b] = await colors();
     assert.deepEqual([a, b], ['rgb(4, 0, 1)', 'rgb(4, 0, 2)']);
     const leaf = freshColor();
+    const line = '[hmr] css swapped: /extras/deep-leaf.css (imported by /extras/deep-mid.css)';
+    const said = page.waitForEvent('console', (m) => m.text() === line);
     write('extras/deep-leaf.css', `#dc { color: ${leaf}; }\n`);
     await page.waitForFunction((c) => getComputedStyle(document.getElementById('dc')).color === c, leaf);
     assert.deepEqual(await colors(), [a, b, leaf], "the link's other rules stay");
-    assert.ok(logged('[hmr] css swapped: /extras/deep-leaf.css (imported by /extras/deep-mid.css)'));
+    await said;
 
     // The link's own sheet and the deep one, saved together.
     const top = freshColor();
@@ -2021,6 +2052,7 @@ async function shadowRoots() {
 
     // A sheet only the inner shadow root links: swapped in place.
     const only = freshColor();
+    const said = page.waitForEvent('console', (m) => m.text() === '[hmr] css swapped: /extras/shadow-only.css');
     write('extras/shadow-only.css', `#so { color: ${only}; }\n`);
     await page.waitForFunction((c) => {
       const inner = document.getElementById('card').shadowRoot.getElementById('inner').shadowRoot;
@@ -2031,7 +2063,7 @@ async function shadowRoots() {
         /\/extras\/shadow-only\.css\?t=\d+$/.test(links[0].href)
       );
     }, only);
-    assert.ok(logged('[hmr] css swapped: /extras/shadow-only.css'), 'console says css swapped');
+    await said;
     assert.equal(await loads(page), 1, 'no reload for a sheet only a shadow root uses');
 
     // An image in the inner shadow root: cache-busted in place.
@@ -3670,6 +3702,7 @@ const all = {
   duplicates,
   copyFails,
   cssTwice,
+  cssSaid,
   cssOff,
   sheetKinds,
   keptRemoved,
