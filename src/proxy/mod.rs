@@ -83,6 +83,9 @@ pub fn client(settings: &ProxySettings) -> UpstreamClient {
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .set_host(false)
+        // A form's answer may set a hundred cookies too; these requests are few, so their
+        // connections read as many fields as a widened `Pool`'s from the start.
+        .http1_max_headers(pool::WIDE_HEADERS)
         .build(connector(settings))
 }
 
@@ -351,6 +354,11 @@ impl Proxy {
         // it to be `Sync`, and a response body that drives its connection is not.
         let result = match (result, replay) {
             (Err(first @ (Failure::Closed { .. } | Failure::Exchange(_))), Some(replay)) => {
+                Box::pin(self.resend(first, replay, own, &path)).await
+            }
+            // The first answer with more header fields than hyper reads by default widened this
+            // upstream's connections (`pool`): the request goes once more on a new one.
+            (Err(first @ Failure::TooLarge(_)), Some(replay)) if own => {
                 Box::pin(self.resend(first, replay, own, &path)).await
             }
             (result, _) => result,

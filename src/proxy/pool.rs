@@ -19,7 +19,7 @@
 
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -72,7 +72,16 @@ pub struct Pool {
     /// `http://host:port` (or `https://`), what the connector is asked for.
     origin: Uri,
     shared: Arc<Mutex<Shared>>,
+    /// The upstream has answered with more header fields than hyper reads by default: new
+    /// connections read up to [`WIDE_HEADERS`] (see [`Pool::send_on`]).
+    wide: AtomicBool,
 }
+
+/// How many response header fields a connection reads once the upstream has sent more than
+/// hyper's default 100 (a debug toolbar's, a page that sets a hundred cookies: Chromium takes
+/// them all). Only then: a connection that reads more allocates its header list for every
+/// response, where the default list lives on the stack (hyper counts 5 % of a request).
+pub const WIDE_HEADERS: usize = 1000;
 
 #[derive(Default)]
 struct Shared {
@@ -216,6 +225,7 @@ impl Pool {
             connector,
             origin,
             shared: Arc::default(),
+            wide: AtomicBool::new(false),
         }
     }
 
@@ -251,6 +261,17 @@ impl Pool {
         // end of the match, so this future's state was kept beside the second exchange's, and
         // the request path's future (copied whole for every request) was 2 KB larger.
         let first = self.exchange(conn, request).await;
+        if let Err(Unanswered::Failed(err)) = &first
+            && too_many_headers(err.as_ref())
+            && !self.wide.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "upstream {} answered with a response head larger than hyper reads by default \
+                 (over 100 header fields); its connections read up to {WIDE_HEADERS} fields from \
+                 now on",
+                self.origin
+            );
+        }
         match first {
             // A reused connection that closed before hyper wrote the request hands it back: it
             // goes out once more on a new connection, as hyper-util's client does.
@@ -351,7 +372,12 @@ impl Pool {
             .await
             .map_err(PoolError::Connect)?;
         let large = io.large();
-        let (send, conn) = http1::handshake(io)
+        let mut builder = http1::Builder::new();
+        if self.wide.load(Ordering::Relaxed) {
+            builder.max_headers(WIDE_HEADERS);
+        }
+        let (send, conn) = builder
+            .handshake(io)
             .await
             .map_err(|err| PoolError::Exchange(err.into()))?;
         Ok(Conn {
@@ -361,6 +387,13 @@ impl Pool {
             quiet: Quiet::new(),
         })
     }
+}
+
+/// Whether an exchange failed on a response head with more header fields than the connection
+/// reads (hyper says "message head is too large" for the count as for the size).
+fn too_many_headers(err: &(dyn std::error::Error + 'static)) -> bool {
+    err.downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_parse_too_large)
 }
 
 /// Put a connection whose exchange has ended back with the idle ones, and see that idle ones are

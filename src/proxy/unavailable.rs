@@ -48,9 +48,14 @@ pub enum Failure {
     Closed { detail: String, resend: Resend },
     /// The connection broke otherwise before a response arrived.
     Exchange(String),
-    /// The upstream answered, but not in HTTP/1.1 hmr-proxy can read (a header block with more
-    /// than 100 fields, a malformed status line). Sending the request again would get the same.
+    /// The upstream answered, but not in HTTP/1.1 hmr-proxy can read (a malformed status line
+    /// or header). Sending the request again would get the same.
     Malformed(String),
+    /// The upstream's response head was larger than the connection reads: more header fields
+    /// than hyper's default 100 (a debug toolbar's, a page setting a hundred cookies), after
+    /// which the upstream's connections read more (`pool`), and a request without a body is sent
+    /// again; or larger than any connection reads (1,000 fields, about 400 KB).
+    TooLarge(String),
     /// The exchange broke or was unreadable, and the upstream answers a TLS ClientHello: it is
     /// an https server given as `http://` (`tls_probe`).
     Tls,
@@ -126,6 +131,8 @@ impl Failure {
                 }
                 _ => Failure::Connect(chain),
             }
+        } else if is_too_large(err) {
+            Failure::TooLarge(chain)
         } else if is_unreadable_answer(err) {
             Failure::Malformed(chain)
         } else if is_closed_early(err) {
@@ -252,6 +259,10 @@ impl Failure {
             Failure::Malformed(e) => {
                 format!("{upstream} answered with a response hmr-proxy cannot read: {e}")
             }
+            Failure::TooLarge(_) => format!(
+                "{upstream} answered with a response head larger than hmr-proxy reads (more \
+                 than 1,000 header fields, or about 400 KB)"
+            ),
             Failure::Tls => format!(
                 "{upstream} speaks HTTPS (TLS): give hmr-proxy {} instead",
                 upstream.replacen("http://", "https://", 1)
@@ -277,7 +288,9 @@ impl Failure {
         match self.last() {
             Failure::Closed { .. } => format!("{upstream} closed the connection"),
             Failure::ResponseTimeout(_) => format!("{upstream} sent no response in time"),
-            Failure::Malformed(_) => format!("{upstream} sent an answer hmr-proxy cannot read"),
+            Failure::Malformed(_) | Failure::TooLarge(_) => {
+                format!("{upstream} sent an answer hmr-proxy cannot read")
+            }
             Failure::OutOfFiles(_) => "hmr-proxy has no file descriptor left".to_string(),
             _ => format!("the exchange with {upstream} failed"),
         }
@@ -330,7 +343,10 @@ impl Failure {
                 &["The dev server closed the connection before answering; check its log."]
             }
             Failure::Malformed(_) => &[
-                "Look at what the dev server sends for this URL with `curl -i`: hmr-proxy reads at most 100 header fields and only well-formed HTTP/1.1.",
+                "Look at what the dev server sends for this URL with `curl -i`: hmr-proxy reads only well-formed HTTP/1.1.",
+            ],
+            Failure::TooLarge(_) => &[
+                "Look at what the dev server sends for this URL with `curl -i`: a header sent again and again (a cookie set in a loop) is a bug of the app's.",
             ],
             Failure::Tls => &[
                 "The browser still talks plain HTTP to hmr-proxy, which needs no certificate.",
@@ -358,6 +374,14 @@ pub fn out_of_files(err: &std::io::Error) -> bool {
 
 /// Whether hyper failed on the upstream's answer itself (it arrived, and could not be parsed),
 /// rather than on the connection.
+/// Whether the upstream's response head was larger than the connection reads (hyper says
+/// "message head is too large" for the number of fields as for the size).
+fn is_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
+    sources(err)
+        .find_map(|e| e.downcast_ref::<hyper::Error>())
+        .is_some_and(hyper::Error::is_parse_too_large)
+}
+
 fn is_unreadable_answer(err: &(dyn std::error::Error + 'static)) -> bool {
     sources(err)
         .find_map(|e| e.downcast_ref::<hyper::Error>())
