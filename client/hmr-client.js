@@ -14,8 +14,8 @@
 //   an image the page never loaded                    -> nothing (another page's)
 //   a document, media file, archive or font the page  -> nothing (an upload)
 //   neither embeds nor loaded
-//   in static mode (`served`), a file the page neither -> nothing (a note, another page)
-//   loaded nor embeds, but a script or its own page
+//   a file the page neither loaded nor embeds,        -> nothing (a note, another page)
+//   in static mode (`served`), but a script or the page's own file
 //   modules registered with container()               -> re-imported, update(c) called once
 //   a source map (`app.js.map`, `site.css.map`)       -> nothing (only DevTools reads it)
 //   anything else, or `reload: true`                  -> one full reload, which keeps the
