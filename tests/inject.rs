@@ -912,6 +912,23 @@ async fn a_page_answering_a_post_says_so() {
             "{method}: {metrics:?}"
         );
     }
+    // The proxy's own page for a POST the dev server never got (it was down) does not say so:
+    // its reload must send the form once the server is back, which a GET would lose.
+    let dead = format!("http://{}", support::dead_addr().await);
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_in(dir.path(), &[&dead, "--watch", "."]).await;
+    let (status, h, _) = fetch(request("POST", &proxy.url("/form"), NAVIGATION)).await;
+    assert_eq!(status, 502);
+    let metrics: Vec<&str> = h
+        .get_all("server-timing")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert!(!metrics.contains(&"hmr-post"), "{metrics:?}");
+    assert!(
+        metrics.iter().any(|m| m.starts_with("hmr;desc=")),
+        "{metrics:?}"
+    );
 }
 
 /// An upstream that answers one canned response, to serve what the fixture upstream does not:

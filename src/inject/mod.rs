@@ -92,6 +92,11 @@ impl RequestFacts {
 #[derive(Debug, Clone, Copy)]
 pub struct Rewritten;
 
+/// In the extensions of a page the proxy made in the upstream's stead (the upstream could not be
+/// reached): the request did not reach the dev server, so a POST's page is not its answer.
+#[derive(Debug, Clone, Copy)]
+pub struct StandIn;
+
 /// Puts the client tag into pages. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Injector {
@@ -234,7 +239,9 @@ impl Injector {
             // position (a revalidation updates the stored headers), or its client would take
             // the page for as old as when it was first served. A copy that is a rewritten page
             // (asked for with the marked validator it was given) keeps it marked.
-            add_position(facts, response.headers_mut());
+            let (mut parts, body) = response.into_parts();
+            add_position(facts, &mut parts.headers, &parts.extensions);
+            let mut response = Response::from_parts(parts, body);
             if facts.holds_rewritten {
                 mark_etag(response.headers_mut());
                 // A 304's headers replace the stored copy's: the date the 200 left out would come
@@ -304,7 +311,7 @@ fn rewritten(
     }
     csp.edit_headers(&mut parts.headers);
     for_rewritten_body(&mut parts.headers);
-    add_position(facts, &mut parts.headers);
+    add_position(facts, &mut parts.headers, &parts.extensions);
     if facts.method == Method::HEAD {
         return Response::from_parts(parts, body);
     }
@@ -317,8 +324,10 @@ fn rewritten(
 /// [`Injector::facts`]), and whether it answers a form sent with POST (`hmr-post`): its client
 /// then reloads it with a GET, where `location.reload()` sent the form again with every save
 /// (and with every restart of the dev server), a duplicate row or mail each time.
-fn add_position(facts: &RequestFacts, headers: &mut HeaderMap) {
-    if facts.method == Method::POST {
+fn add_position(facts: &RequestFacts, headers: &mut HeaderMap, extensions: &http::Extensions) {
+    // Not on the proxy's own page for a POST the dev server never got (it was down): that
+    // page's reload must send the form, which a GET would lose.
+    if facts.method == Method::POST && extensions.get::<StandIn>().is_none() {
         headers.append(&SERVER_TIMING, HeaderValue::from_static(POST_METRIC));
     }
     // The value changes with each batch, not each page: each thread keeps the last one built
