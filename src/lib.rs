@@ -186,28 +186,14 @@ fn local_on_port(upstream: &config::Upstream, port: u16) -> bool {
                 .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified()))
 }
 
-/// Who holds `addr`: another hmr-proxy answers its health endpoint with `ok` (a second
+/// Who holds `addr`: another hmr-proxy passes the container health check on it (a second
 /// terminal's, left running), where a plain "another program" sent the user looking elsewhere.
 async fn holder_of(addr: std::net::SocketAddr) -> &'static str {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let ask = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        stream
-            .write_all(b"GET /__hmr/health HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .await
-            .ok()?;
-        let mut answer = Vec::with_capacity(512);
-        stream.take(4096).read_to_end(&mut answer).await.ok()?;
-        let answer = String::from_utf8_lossy(&answer);
-        Some(
-            answer.starts_with("HTTP/1.")
-                && answer.contains(" 200 ")
-                && answer.trim_end().ends_with("\r\n\r\nok"),
-        )
-    };
-    match tokio::time::timeout(std::time::Duration::from_millis(500), ask).await {
-        Ok(Some(true)) => "another hmr-proxy",
-        _ => "another program",
+    let ours = tokio::task::spawn_blocking(move || healthcheck::check(addr).is_ok()).await;
+    if ours.unwrap_or(false) {
+        "another hmr-proxy"
+    } else {
+        "another program"
     }
 }
 

@@ -262,7 +262,7 @@ impl Pool {
         // the request path's future (copied whole for every request) was 2 KB larger.
         let first = self.exchange(conn, request).await;
         if let Err(Unanswered::Failed(err)) = &first
-            && too_many_headers(err.as_ref())
+            && super::unavailable::is_too_large(err.as_ref())
             && !self.wide.swap(true, Ordering::Relaxed)
         {
             tracing::warn!(
@@ -387,13 +387,6 @@ impl Pool {
             quiet: Quiet::new(),
         })
     }
-}
-
-/// Whether an exchange failed on a response head with more header fields than the connection
-/// reads (hyper says "message head is too large" for the count as for the size).
-fn too_many_headers(err: &(dyn std::error::Error + 'static)) -> bool {
-    err.downcast_ref::<hyper::Error>()
-        .is_some_and(hyper::Error::is_parse_too_large)
 }
 
 /// Put a connection whose exchange has ended back with the idle ones, and see that idle ones are

@@ -375,8 +375,9 @@ pub fn out_of_files(err: &std::io::Error) -> bool {
 /// Whether hyper failed on the upstream's answer itself (it arrived, and could not be parsed),
 /// rather than on the connection.
 /// Whether the upstream's response head was larger than the connection reads (hyper says
-/// "message head is too large" for the number of fields as for the size).
-fn is_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
+/// "message head is too large" for the number of fields as for the size). `pool` widens its
+/// connections on it.
+pub(super) fn is_too_large(err: &(dyn std::error::Error + 'static)) -> bool {
     sources(err)
         .find_map(|e| e.downcast_ref::<hyper::Error>())
         .is_some_and(hyper::Error::is_parse_too_large)
