@@ -1,7 +1,7 @@
 //! The proxy's control endpoints: `GET /__hmr/status` and `POST /__hmr/reload`.
 //!
 //! Owns what they answer: status as JSON (version, upstream and whether it answers, watched
-//! roots, open streams, batches sent), and a reload or a batch of paths broadcast on request, for
+//! roots, open streams, batches sent, the files of a batch held for the upstream's restart), and a reload or a batch of paths broadcast on request, for
 //! build tools that finish after the file change (a Go or Rust backend restarting). Who may call
 //! them is `guard`'s business, checked by the router before these run.
 
@@ -15,6 +15,7 @@ use std::collections::HashMap;
 
 use crate::config::{Backend, Config, Route, Upstream};
 use crate::proxy::health::{Check, Health, Reach};
+use crate::rebuild::Rebuilds;
 use crate::sse::Hub;
 use crate::watch::{Change, ChangeBatch};
 
@@ -30,6 +31,7 @@ pub struct Control {
     upstream: Option<Upstream>,
     routes: Vec<Route>,
     roots: Vec<RootStatus>,
+    rebuilds: Rebuilds,
 }
 
 #[derive(Serialize, Clone)]
@@ -46,6 +48,8 @@ struct Status<'a> {
     watching: &'a [RootStatus],
     clients: usize,
     batches_sent: u64,
+    /// The files of the batch held until the upstream restarts (empty when none is).
+    awaiting_restart: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -74,7 +78,12 @@ struct ReloadRequest {
 }
 
 impl Control {
-    pub fn new(config: &Config, hub: Hub, health: HashMap<String, Health>) -> Control {
+    pub fn new(
+        config: &Config,
+        hub: Hub,
+        health: HashMap<String, Health>,
+        rebuilds: Rebuilds,
+    ) -> Control {
         let upstream = match &config.backend {
             Backend::Upstream(up) => Some(up.clone()),
             Backend::Static { .. } => None,
@@ -94,6 +103,7 @@ impl Control {
             upstream,
             routes: config.routes.clone(),
             roots,
+            rebuilds,
         }
     }
 
@@ -112,6 +122,7 @@ impl Control {
             watching: &self.roots,
             clients: self.hub.clients(),
             batches_sent: self.hub.batches_sent(),
+            awaiting_restart: self.rebuilds.held_paths(),
         };
         json(
             StatusCode::OK,

@@ -18,6 +18,7 @@
 //!   callers of the proxy's own endpoints.
 //! - [`watch`]: the one file watcher; turns bursts of saves into change batches.
 //! - [`sse`]: the change hub and the `/changes` event stream every tab subscribes to.
+//! - [`rebuild`]: batches held for the upstream's restart when a restart follows such saves.
 //! - [`control`]: `/__hmr/status` and `/__hmr/reload`.
 //! - [`proxy`]: forwarding to the upstream, header rewriting, WebSocket tunnels, the 502 page.
 //! - [`static_files`]: serving a folder when there is no upstream.
@@ -43,6 +44,7 @@ pub mod logging;
 pub mod open_browser;
 pub mod proxy;
 pub mod raw_stream;
+pub mod rebuild;
 pub mod router;
 pub mod server;
 pub mod shutdown;
@@ -60,6 +62,7 @@ use tokio::net::TcpListener;
 
 use config::{AllowedHosts, Backend};
 use proxy::health::{Health, Reach};
+use rebuild::Rebuilds;
 use router::{Parts, Router};
 use sse::Hub;
 
@@ -229,12 +232,16 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
     if let Backend::Static { root, .. } = &config.backend {
         hub.know_served(root);
     }
+    let rebuilds = Rebuilds::default();
+    let upstreams = config.upstreams();
     match watch::spawn(&config.watch, shutdown.clone()) {
-        Ok(batches) => hub.feed(batches),
+        // A folder has no server to restart: nothing to hold a batch for.
+        Ok(batches) if upstreams.is_empty() => hub.feed(batches),
+        Ok(batches) => rebuilds.feed(batches, hub.clone()),
         Err(err) => tracing::error!("{err}; live reload is off"),
     }
     let mut health = std::collections::HashMap::new();
-    for upstream in config.upstreams() {
+    for upstream in upstreams {
         let probe = Health::new();
         let clients = hub.clone();
         probe.spawn_probe(
@@ -243,7 +250,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
             move || clients.clients() > 0,
             shutdown.clone(),
         );
-        reload_when_upstream_returns(&probe, &hub, upstream.origin());
+        reload_when_upstream_returns(&probe, &hub, &rebuilds, upstream.origin());
         health.insert(upstream.authority.to_string(), probe);
     }
     let router = Router::new(
@@ -253,6 +260,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
             shutdown: shutdown.clone(),
             hub,
             health,
+            rebuilds,
         },
     );
     let limits = server::Limits {
@@ -265,10 +273,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
 }
 
 /// A backend that restarts (after a rebuild) comes back with new code: reload every tab once it
-/// answers again, or once a new server listens in the old one's place.
-fn reload_when_upstream_returns(health: &Health, hub: &Hub, origin: String) {
+/// answers again, or once a new server listens in the old one's place. A batch held for the
+/// restart (`rebuild`) goes out as this reload, named in its reason.
+fn reload_when_upstream_returns(health: &Health, hub: &Hub, rebuilds: &Rebuilds, origin: String) {
     let mut seen = health.subscribe();
     let hub = hub.clone();
+    let rebuilds = rebuilds.clone();
     tokio::spawn(async move {
         let mut last = *seen.borrow();
         // Whether it has answered since the proxy started: a first answer is not a return.
@@ -291,7 +301,10 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, origin: String) {
                     Reach::Down | Reach::Unknown => "answers",
                     Reach::Up => "restarted",
                 };
-                if let Some(wait) = crash_loop.next(Instant::now(), hub.batches_sent()) {
+                let held = rebuilds.restarted(Instant::now());
+                // A held batch is a save before this restart: the developer's, not a crash.
+                let saved = u64::from(held.is_some());
+                if let Some(wait) = crash_loop.next(Instant::now(), hub.batches_sent() + saved) {
                     tracing::warn!(
                         "upstream {origin} {what}, the {} time in a row within {} s of the tabs' \
                          reload: it may crash on a page's request (under compose `restart:` or \
@@ -304,7 +317,15 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, origin: String) {
                     // What came meanwhile is this reload's too.
                     now = *seen.borrow_and_update();
                 }
-                hub.publish_reload(&format!("upstream {origin} {what}"));
+                hub.publish_reload(&match &held {
+                    Some(batch) => {
+                        format!(
+                            "upstream {origin} {what} after {} changed",
+                            rebuild::what(batch)
+                        )
+                    }
+                    None => format!("upstream {origin} {what}"),
+                });
                 crash_loop.reloaded(Instant::now(), hub.batches_sent());
             }
             answered |= now.reach == Reach::Up;

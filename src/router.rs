@@ -20,6 +20,7 @@ use crate::frameworks::{self, FRAMEWORKS};
 use crate::inject::Injector;
 use crate::proxy::health::Health;
 use crate::proxy::{self, Proxy};
+use crate::rebuild::Rebuilds;
 use crate::shutdown::Shutdown;
 use crate::sse::Hub;
 use crate::static_files::StaticFiles;
@@ -66,6 +67,8 @@ pub struct Parts {
     pub hub: Hub,
     /// Reachability of each upstream, by authority (`host:port`).
     pub health: HashMap<String, Health>,
+    /// The batch held for the upstream's restart, for `/__hmr/status`.
+    pub rebuilds: Rebuilds,
 }
 
 impl Router {
@@ -75,6 +78,7 @@ impl Router {
             shutdown,
             hub,
             health,
+            rebuilds,
         } = parts;
         let injector = Injector::new(config.inject).with_position(hub.position());
         let default_upstream = match &config.backend {
@@ -126,7 +130,7 @@ impl Router {
                 xml_loader: client::Script::new(bytes::Bytes::from_static(
                     client::XML_LOADER.as_bytes(),
                 )),
-                control: Control::new(config, hub.clone(), health),
+                control: Control::new(config, hub.clone(), health, rebuilds),
                 hub,
                 framework_hints: std::array::from_fn(|_| {
                     AtomicBool::new(config.watch.whole_project && config.watch.ignore.is_empty())

@@ -39,3 +39,6 @@ mod client;
 /// Hostile clients and faulty upstreams: limits, slowloris, smuggling, garbage, upstreams that
 /// die, lie or hang, clients that leave.
 mod hostile;
+
+/// Saves a restart of the upstream follows: held until it, one reload instead of two or three.
+mod rebuild;

@@ -1,0 +1,101 @@
+//! Saves the upstream restarts for (a `.py` under Django's `runserver`, a `.go` under `air`):
+//! with a real upstream that restarts on the same port and a real event-stream client, the first
+//! such save reloads the tabs at once and again on the restart; from then on the save waits for
+//! the restart, and the tabs reload once.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::sse::{SseClient, paths};
+use crate::support::{Proxy, Upstream, get, within};
+
+async fn status(proxy: &Proxy) -> serde_json::Value {
+    let (_, _, body) = get(&proxy.url("/__hmr/status"), &[]).await;
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Once a page has gone through the proxy, the proxy watches the upstream's listening socket:
+/// a restart on the same port then shows however quick it is.
+async fn watched(proxy: &Proxy) {
+    let (code, _, _) = get(&proxy.url("/"), &[]).await;
+    assert_eq!(code, 200);
+    within("the proxy to watch the upstream's socket", async {
+        while status(proxy).await["upstream"]["restart_check"] != "listening socket" {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+/// The upstream stopped and started again on its port, as a reloader or `air` does.
+async fn restart(upstream: Upstream, addr: SocketAddr) -> Upstream {
+    upstream.stop().await;
+    let listener = within("rebind", async {
+        loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => return listener,
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+    })
+    .await;
+    Upstream::serve(listener)
+}
+
+fn save(root: &Path, path: &str, text: &str) {
+    std::fs::write(root.join(path), text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_a_restart_followed_before_waits_for_the_next_restart() {
+    let mut upstream = Upstream::start().await;
+    let addr = upstream.addr;
+    let url = upstream.url();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::create_dir_all(root.join("static")).unwrap();
+    save(&root, "app.py", "v = 1\n");
+    save(&root, "static/site.css", "body {}\n");
+    let proxy = Proxy::start_in(&root, &[&url]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    watched(&proxy).await;
+
+    // The first save goes out at once: nothing is known yet. The restart reloads again.
+    save(&root, "app.py", "v = 2\n");
+    let batch = tab.next_batch().await;
+    assert_eq!(paths(&batch), ["app.py"], "{batch}");
+    upstream = restart(upstream, addr).await;
+    let batch = tab.next_batch().await;
+    assert_eq!(batch["reload"], true, "{batch}");
+    assert!(paths(&batch).is_empty(), "{batch}");
+    watched(&proxy).await;
+
+    // The next one waits for the restart, and the tabs reload once, told why.
+    save(&root, "app.py", "v = 3\n");
+    within("the save to be held", async {
+        while status(&proxy).await["awaiting_restart"] != serde_json::json!(["app.py"]) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let _upstream = restart(upstream, addr).await;
+    let batch = tab.next_batch().await;
+    assert_eq!(batch["reload"], true, "{batch}");
+    let reason = batch["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!("upstream {url} "))
+            && reason.ends_with(" after app.py changed"),
+        "{batch}"
+    );
+    assert_eq!(
+        status(&proxy).await["awaiting_restart"],
+        serde_json::json!([])
+    );
+
+    // A stylesheet is never held: it is swapped in place.
+    save(&root, "static/site.css", "body { color: teal }\n");
+    let batch = tab.next_batch().await;
+    assert_eq!(paths(&batch), ["static/site.css"], "{batch}");
+    drop(dir);
+}
