@@ -848,7 +848,7 @@ async fn requests_that_are_not_page_loads_get_the_page_without_the_client() {
     assert!(body.unwrap().is_empty());
     assert_eq!(head.get(header::CONTENT_LENGTH), None, "{head:?}");
     assert_eq!(head[header::ETAG], "W/\"fixture-v1-hmr\"");
-    for name in get.keys() {
+    for name in get.keys().chain(head.keys()) {
         if name != header::TRANSFER_ENCODING && name != header::DATE {
             let values =
                 |map: &http::HeaderMap| map.get_all(name).iter().cloned().collect::<Vec<_>>();

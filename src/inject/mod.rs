@@ -86,9 +86,9 @@ impl RequestFacts {
     }
 }
 
-/// In the extensions of a response whose body is a page the injector rewrote (not a `HEAD`'s), or
-/// an HTML fragment it decoded, for later steps that edit HTML alone (the proxy's link
-/// re-pointing).
+/// In the extensions of a response whose body is a page the injector rewrote (or would, for a
+/// `HEAD`), or an HTML fragment it decoded, for later steps that edit HTML alone (the proxy's
+/// link re-pointing, and the `Last-Modified` it drops).
 #[derive(Debug, Clone, Copy)]
 pub struct Rewritten;
 
@@ -312,10 +312,11 @@ fn rewritten(
     csp.edit_headers(&mut parts.headers);
     for_rewritten_body(&mut parts.headers);
     add_position(facts, &mut parts.headers, &parts.extensions);
+    // A HEAD's too: the proxy's edits of a rewritten page's headers are the GET's.
+    parts.extensions.insert(Rewritten);
     if facts.method == Method::HEAD {
         return Response::from_parts(parts, body);
     }
-    parts.extensions.insert(Rewritten);
     let body = rewrite::rewrite_page(body, plan.charset, csp, facts.navigation);
     Response::from_parts(parts, body)
 }
