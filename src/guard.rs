@@ -263,11 +263,13 @@ pub fn control_refusal<B>(
             "hmr-proxy: the control endpoint answers loopback callers only (127.0.0.1, ::1)",
         ));
     }
-    if forwards_for_elsewhere(req.headers()) {
+    if let Some(field) = forwards_for_elsewhere(req.headers()) {
         return Some(body::plain(
             StatusCode::FORBIDDEN,
-            "hmr-proxy: the control endpoint answers loopback callers only, and this request \
-             was forwarded for a caller elsewhere (X-Forwarded-For or Forwarded)",
+            format!(
+                "hmr-proxy: the control endpoint answers loopback callers only, and this request \
+                 was forwarded for a caller elsewhere (its {field} names one)"
+            ),
         ));
     }
     cross_site_refusal(req)
@@ -285,13 +287,13 @@ fn is_loopback(ip: IpAddr) -> bool {
 /// Whether a forwarding header names a client that is not a loopback address (or names one in a
 /// form that cannot be read as an address: `unknown`, an obfuscated `_node`). The fields tunnels
 /// and reverse proxies set for the visitor: `X-Forwarded-For`, `Forwarded`'s `for=`,
-/// `X-Real-IP`, and Cloudflare's and Akamai's own.
-fn forwards_for_elsewhere(headers: &http::HeaderMap) -> bool {
-    const NAMING_THE_CLIENT: [&str; 4] = [
-        "x-forwarded-for",
-        "x-real-ip",
-        "cf-connecting-ip",
-        "true-client-ip",
+/// `X-Real-IP`, and Cloudflare's and Akamai's own. Returns the field, as the refusal names it.
+fn forwards_for_elsewhere(headers: &http::HeaderMap) -> Option<&'static str> {
+    const NAMING_THE_CLIENT: [(&str, &str); 4] = [
+        ("x-forwarded-for", "X-Forwarded-For"),
+        ("x-real-ip", "X-Real-IP"),
+        ("cf-connecting-ip", "CF-Connecting-IP"),
+        ("true-client-ip", "True-Client-IP"),
     ];
     let elsewhere = |value: &str| {
         let value = value.trim().trim_matches('"');
@@ -305,20 +307,25 @@ fn forwards_for_elsewhere(headers: &http::HeaderMap) -> bool {
             });
         !ip.is_some_and(is_loopback)
     };
-    let listed = NAMING_THE_CLIENT
-        .iter()
-        .flat_map(|name| headers.get_all(*name))
-        .any(|v| v.to_str().map_or(true, |v| v.split(',').any(elsewhere)));
-    listed
-        || headers.get_all(header::FORWARDED).iter().any(|v| {
-            v.to_str().map_or(true, |v| {
-                v.split([',', ';']).any(|pair| {
-                    pair.trim()
-                        .split_once('=')
-                        .is_some_and(|(k, val)| k.eq_ignore_ascii_case("for") && elsewhere(val))
-                })
+    let listed = NAMING_THE_CLIENT.iter().find(|(name, _)| {
+        headers
+            .get_all(*name)
+            .iter()
+            .any(|v| v.to_str().map_or(true, |v| v.split(',').any(elsewhere)))
+    });
+    if let Some((_, field)) = listed {
+        return Some(field);
+    }
+    let forwarded = headers.get_all(header::FORWARDED).iter().any(|v| {
+        v.to_str().map_or(true, |v| {
+            v.split([',', ';']).any(|pair| {
+                pair.trim()
+                    .split_once('=')
+                    .is_some_and(|(k, val)| k.eq_ignore_ascii_case("for") && elsewhere(val))
             })
         })
+    });
+    forwarded.then_some("Forwarded")
 }
 
 /// Whether an absolute-form authority addresses this proxy: its port, and a loopback name, or the
