@@ -778,8 +778,10 @@ function start(selfUrl) {
     if (reloading) return;
     if (batch.reload) {
       if (batch.paths.length) {
+        // A batch of thousands of files names the first few hundred and counts the rest
+        // (`unlisted`): a reload, whatever they are. Only the named can be fetched again.
         await refreshFetched(batch.urls);
-        reload(`${listed(batch.paths)} changed`);
+        reload(`${listed(batch.paths, 5, batch.unlisted || 0)} changed`);
         return;
       }
       remember(documentKey('reloaded'), since);
@@ -2316,11 +2318,12 @@ function isCopy(node) {
 
 /**
  * Names for a console line: the first few and how many more (a checkout's 700 paths made one
- * line of 700 URLs).
+ * line of 700 URLs), counting `unlisted` ones the batch did not name (see apply).
  */
-function listed(names, shown = 5) {
-  if (names.length <= shown + 1) return names.join(', ');
-  return `${names.slice(0, shown).join(', ')} and ${names.length - shown} more`;
+function listed(names, shown = 5, unlisted = 0) {
+  const more = Math.max(0, names.length - shown) + unlisted;
+  if (more === 0 || (more === 1 && !unlisted)) return names.join(', ');
+  return `${names.slice(0, shown).join(', ')} and ${more} more`;
 }
 
 function log(text) {

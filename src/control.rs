@@ -198,9 +198,14 @@ impl Control {
             })
             .collect();
         let reload = changes.is_empty();
-        let id = self
-            .hub
-            .publish_asked(&ChangeBatch { changes, reload }, "POST /__hmr/reload");
+        let id = self.hub.publish_asked(
+            &ChangeBatch {
+                changes,
+                reload,
+                reason: None,
+            },
+            "POST /__hmr/reload",
+        );
         json(
             StatusCode::ACCEPTED,
             serde_json::to_vec(&serde_json::json!({ "id": id })).unwrap_or_default(),

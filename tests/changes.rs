@@ -118,6 +118,103 @@ async fn a_burst_of_500_files_is_one_batch() {
     assert_eq!(batch["reload"], false);
 }
 
+/// A batch of more files than a tab should parse (a folder of 1,200 made at once) lists the first
+/// 500, counts the rest and reloads, with a plain message for each file listed only: 20,000 files
+/// sent every tab 2.2 MB, only for it to reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_more_than_500_files_lists_500_and_reloads() {
+    const FILES: usize = 1200;
+    let (_dir, root) = project();
+    // A long quiet interval so a loaded machine's pauses between writes cannot split the burst.
+    let proxy = serve(&root, &["--debounce", "1000"]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    std::fs::create_dir(root.join("gen")).unwrap();
+    for i in 0..FILES {
+        std::fs::write(root.join(format!("gen/file{i:04}.js")), "//").unwrap();
+    }
+    let change = within("the batch", async {
+        loop {
+            let msg = tab.next_message().await.expect("a message");
+            if msg.event.as_deref() == Some("change") {
+                break msg;
+            }
+        }
+    })
+    .await;
+    let json: serde_json::Value = serde_json::from_str(change.data.as_deref().unwrap()).unwrap();
+    assert_eq!(json["reload"], true);
+    assert_eq!(json["paths"].as_array().unwrap().len(), 500);
+    assert_eq!(json["urls"].as_array().unwrap().len(), 500);
+    assert_eq!(json["unlisted"], FILES - 500);
+    let first = json["paths"][0].as_str().unwrap();
+    assert!(first.starts_with("gen/file"), "{first}");
+    assert!(json.get("served").is_none(), "{json}");
+    // A plain message for each file listed, and none for the rest: the next event is the next
+    // save's.
+    write(&root.join("css/site.css"), "sentinel");
+    let mut plain = Vec::new();
+    let next = within("the sentinel's batch", async {
+        loop {
+            let msg = tab.next_message().await.expect("a message");
+            match msg.event.as_deref() {
+                Some("change") => break msg,
+                None if msg.data.is_some() => plain.push(msg.data.unwrap()),
+                _ => {} // a heartbeat
+            }
+        }
+    })
+    .await;
+    assert_eq!(plain.len(), 500);
+    assert_eq!(plain[0], format!("{:?}", first));
+    let next: serde_json::Value = serde_json::from_str(next.data.as_deref().unwrap()).unwrap();
+    assert_eq!(paths(&next), ["css/site.css"]);
+    assert!(next.get("unlisted").is_none(), "{next}");
+}
+
+/// A folder of thousands of files deleted slowly, part by part with pauses longer than the bulk
+/// quiet (`rm -rf` on a loaded machine took 9 s for 20,000 files), is one storm: a batch for the
+/// first part, which cannot be told from a checkout, and one for the rest, not one a part or a
+/// second (each batch reloads every open tab, onto a tree half gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_deletion_of_thousands_of_files_is_two_batches() {
+    const PARTS: usize = 16;
+    const FILES: usize = 100;
+    let (_dir, root) = project();
+    for part in 0..PARTS {
+        for i in 0..FILES {
+            write(&root.join(format!("vendor/pkg{part:02}/f{i:03}.js")), "x");
+        }
+    }
+    let proxy = serve(&root, &[]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    // The pauses are the slow `rm` being imitated, not synchronisation: 2.4 s in all.
+    let rm = std::thread::spawn({
+        let vendor = root.join("vendor");
+        move || {
+            for part in 0..PARTS {
+                std::fs::remove_dir_all(vendor.join(format!("pkg{part:02}"))).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(150));
+            }
+        }
+    });
+    let mut batches = Vec::new();
+    let mut files = 0;
+    within("every file's batch", async {
+        while files < PARTS * FILES {
+            let batch = tab.next_batch().await;
+            let listed = batch["paths"].as_array().unwrap().len();
+            files += listed + batch["unlisted"].as_u64().unwrap_or(0) as usize;
+            batches.push(listed);
+        }
+    })
+    .await;
+    rm.join().unwrap();
+    assert_eq!(files, PARTS * FILES, "{batches:?}");
+    // One a part (or a second) before; a third only if the machine is so slow that the
+    // deletion outlasts the five-second cap.
+    assert!(batches.len() <= 3, "{} batches: {batches:?}", batches.len());
+}
+
 /// A build writing its output file by file, 30 ms apart, is a few batches, not one per file:
 /// each batch reloads every open page, and 60 files made a tab reload 36 times in 2.5 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,6 +326,12 @@ async fn a_watched_folder_made_after_the_start_is_watched_once_there() {
         std::fs::create_dir_all(root.join(folder)).unwrap();
         let batch = tab.next_batch().await;
         assert_eq!(batch["reload"], true, "{folder}: {batch}");
+        // Said in the tabs' consoles: no file changed that the page could see.
+        let reason = format!(
+            "watched directory {} is there now",
+            root.join(folder).display()
+        );
+        assert_eq!(batch["reason"], reason.as_str(), "{folder}: {batch}");
         write(&root.join(folder).join("app.js"), "//");
         let seen = paths_until(&mut tab, "app.js").await;
         assert_eq!(seen, ["app.js"], "{folder}");
@@ -285,10 +388,17 @@ async fn a_watched_folder_moved_away_is_no_longer_watched() {
     let moved = root.with_extension("moved");
     std::fs::rename(&root, &moved).unwrap();
     // The proxy finds its folder gone, and says so with a reload.
-    within("the reload for the folder gone", async {
-        while tab.next_batch().await["reload"] != true {}
+    let gone = within("the reload for the folder gone", async {
+        loop {
+            let batch = tab.next_batch().await;
+            if batch["reload"] == true {
+                break batch;
+            }
+        }
     })
     .await;
+    let reason = format!("watched directory {} was removed", root.display());
+    assert_eq!(gone["reason"], reason.as_str(), "{gone}");
     write(&moved.join("css/site.css"), "saved where it went");
     // Back under its name, a new folder: watched again, and a save there is the sentinel.
     std::fs::create_dir(&root).unwrap();

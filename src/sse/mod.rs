@@ -2,12 +2,13 @@
 //! number of browser tabs.
 //!
 //! Owns [`Hub`]: it numbers batches (ids are monotonic across proxy restarts: they start at the
-//! boot time in milliseconds), encodes each once ([`wire`]), keeps the last few in a ring for
-//! tabs that reconnect with `Last-Event-ID`, and broadcasts the shared bytes. A tab that falls
-//! behind the broadcast buffer, or asks for batches the ring no longer holds, gets one `reload`
-//! batch instead: memory stays bounded and nothing is silently lost. Per-tab streaming lives in
-//! [`stream`]. [`Position`] lets the injector tell each page which batch was the newest when it
-//! was served. It does not watch files and does not route requests.
+//! boot time in milliseconds), encodes each once ([`wire`]; a batch of thousands of files goes out
+//! as a reload listing a few hundred, so neither the tabs nor the ring hold megabytes), keeps the
+//! last few in a ring for tabs that reconnect with `Last-Event-ID`, and broadcasts the shared
+//! bytes. A tab that falls behind the broadcast buffer, or asks for batches the ring no longer
+//! holds, gets one `reload` batch instead: memory stays bounded and nothing is silently lost.
+//! Per-tab streaming lives in [`stream`]. [`Position`] lets the injector tell each page which batch
+//! was the newest when it was served. It does not watch files and does not route requests.
 
 mod stream;
 pub mod wire;
@@ -238,7 +239,7 @@ impl Hub {
 
     /// Publish a batch to every tab; returns its id.
     pub fn publish(&self, batch: &ChangeBatch) -> u64 {
-        let (id, streams) = self.send(batch, None);
+        let (id, streams) = self.send(batch, batch.reason.as_deref());
         log_batch(batch, streams, "", |c| self.folder_named(c));
         for (framework, state) in FRAMEWORKS.iter().zip(&self.inner.frameworks) {
             if state.load(Ordering::Relaxed) == SEEN
@@ -268,6 +269,7 @@ impl Hub {
             &ChangeBatch {
                 changes: Vec::new(),
                 reload: true,
+                reason: None,
             },
             Some(why),
         );
@@ -282,7 +284,21 @@ impl Hub {
             return self.publish_reload(by);
         }
         let (id, streams) = self.send(batch, None);
-        log_batch(batch, streams, &format!("{by}: "), |c| self.folder_named(c));
+        // Logged by URL, as the caller named them and the tabs match them: they are not files,
+        // and a watched folder's name before one (`templates/abs/x.css`) named none that exists.
+        let as_urls = ChangeBatch {
+            changes: batch
+                .changes
+                .iter()
+                .map(|c| Change {
+                    path: c.url.clone(),
+                    url: c.url.clone(),
+                })
+                .collect(),
+            reload: batch.reload,
+            reason: None,
+        };
+        log_batch(&as_urls, streams, &format!("{by}: "), |_| None);
         id
     }
 
@@ -445,8 +461,13 @@ fn log_batch(
     if n > 3 {
         names.push(Cow::Borrowed("…"));
     }
-    match (n, batch.reload) {
-        (0, _) => tracing::info!("{by}full reload → {browsers}"),
+    // Too many to list on the wire: sent as a reload (see [`wire::LISTED_AT_MOST`]).
+    let reload = batch.reload || n > wire::LISTED_AT_MOST;
+    match (n, reload) {
+        (0, _) => match &batch.reason {
+            Some(why) => tracing::info!("{by}{why}: full reload → {browsers}"),
+            None => tracing::info!("{by}full reload → {browsers}"),
+        },
         (1, false) => tracing::info!("{by}{} changed → {browsers}", names.join("")),
         (_, false) => tracing::info!("{by}{n} files changed ({}) → {browsers}", names.join(", ")),
         (1, true) => tracing::info!("{by}{} changed, full reload → {browsers}", names.join("")),

@@ -4,9 +4,11 @@
 //! Each batch is one `change` event carrying `{"id","paths","urls","reload"}` (and `"reason"` for
 //! a reload that names no file, `"served"` for files served as they are), followed by one
 //! plain `data:` message per path holding the path as a JSON string, so the smallest possible
-//! client (`onmessage` + `JSON.parse`) works too. A stream opens with a `hello` event carrying
-//! the proxy's instance id and the newest batch id. Encoding happens once per batch; the bytes are
-//! shared by every tab.
+//! client (`onmessage` + `JSON.parse`) works too. A batch of more than [`LISTED_AT_MOST`] files
+//! lists only the first of them, counts the rest in `"unlisted"` and is a reload: a deletion of
+//! 20,000 files sent 2.2 MB to every tab, which only reloaded. A stream opens with a `hello` event
+//! carrying the proxy's instance id and the newest batch id. Encoding happens once per batch; the
+//! bytes are shared by every tab.
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -15,8 +17,17 @@ use serde::Serialize;
 /// proxy is picked up before the developer looks back at the page.
 const RETRY_MS: u32 = 1000;
 
-/// The JSON body of a `change` event.
-#[derive(Debug, Serialize)]
+/// The most files one `change` event lists. A batch with more (a folder of thousands deleted, a
+/// checkout of a whole branch) lists these, says how many it left out, and reloads the page: no
+/// page swaps thousands of files in place, and the whole list (paths, URLs and a message per
+/// path: 2.2 MB for 20,000 files) was parsed by every tab, and kept in the replay ring, only to
+/// reload. A `git checkout` of 500 files is still sent whole (the benchmark's, and a tab can still
+/// swap what it holds of it).
+pub const LISTED_AT_MOST: usize = 500;
+
+/// A batch to encode: every file of it, in order (the encoding lists at most
+/// [`LISTED_AT_MOST`]).
+#[derive(Debug)]
 pub struct Message<'a> {
     pub id: u64,
     pub paths: &'a [String],
@@ -24,11 +35,9 @@ pub struct Message<'a> {
     pub reload: bool,
     /// Why a batch that names no file reloads (`upstream http://localhost:8000 restarted`,
     /// `POST /__hmr/reload`), for the tab's console.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'a str>,
     /// Every file of the batch is one the proxy serves from its folder as it is (no upstream):
     /// nothing else makes a page, so a file no page fetched changes none.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub served: bool,
 }
 
@@ -51,11 +60,45 @@ pub fn heartbeat() -> Bytes {
     Bytes::from_static(b": ping\n\n")
 }
 
-/// One batch: the `change` event, then a plain message per path.
+/// The JSON body of a `change` event as sent: the files listed, and how many were left out.
+#[derive(Serialize)]
+struct Sent<'a> {
+    id: u64,
+    paths: &'a [String],
+    urls: &'a [String],
+    reload: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    served: bool,
+    /// Files of the batch not listed (beyond [`LISTED_AT_MOST`]); absent when none.
+    #[serde(skip_serializing_if = "is_zero")]
+    unlisted: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// One batch: the `change` event, then a plain message per path listed.
 pub fn batch(message: &Message<'_>) -> Bytes {
-    let json = serde_json::to_string(message).unwrap_or_else(|_| String::from("{}"));
+    let listed = message.paths.len().min(LISTED_AT_MOST);
+    let unlisted = message.paths.len() - listed;
+    let sent = Sent {
+        id: message.id,
+        paths: &message.paths[..listed],
+        urls: &message.urls[..listed.min(message.urls.len())],
+        // Whatever the files left out are, the page cannot be patched for them.
+        reload: message.reload || unlisted > 0,
+        reason: message.reason,
+        // Said of every file of the batch, and the page cannot tell which it fetched of those
+        // not listed: a reload, like any other.
+        served: message.served && unlisted == 0,
+        unlisted,
+    };
+    let json = serde_json::to_string(&sent).unwrap_or_else(|_| String::from("{}"));
     let mut out = format!("id: {}\nevent: change\ndata: {json}\n\n", message.id);
-    for path in message.paths {
+    for path in sent.paths {
         let quoted = serde_json::to_string(path).unwrap_or_default();
         out.push_str("data: ");
         out.push_str(&quoted);
@@ -86,5 +129,53 @@ mod tests {
              \"urls\":[\"/css/site.css\",\"/a%22b%0Ac.js\"],\"reload\":false}\n\n\
              data: \"css/site.css\"\n\ndata: \"a\\\"b\\nc.js\"\n\n"
         );
+    }
+
+    /// A batch of more files than a tab should parse lists the first [`LISTED_AT_MOST`], counts
+    /// the rest, and reloads; one of that many is sent whole, as before.
+    #[test]
+    fn a_batch_of_thousands_lists_a_few_hundred_and_reloads() {
+        let encode = |n: usize| {
+            let paths: Vec<String> = (0..n)
+                .map(|i| format!("vendorlib/pkg{}/lib/sub/f{}.js", i / 100, i % 100))
+                .collect();
+            let urls: Vec<String> = paths.iter().map(|p| format!("/{p}")).collect();
+            let bytes = batch(&Message {
+                id: 9,
+                paths: &paths,
+                urls: &urls,
+                reload: false,
+                reason: None,
+                served: true,
+            });
+            let text = String::from_utf8(bytes.to_vec()).expect("utf-8");
+            let json = text
+                .lines()
+                .find_map(|line| line.strip_prefix("data: {"))
+                .map(|rest| format!("{{{rest}"))
+                .expect("the change event");
+            let json: serde_json::Value = serde_json::from_str(&json).expect("json");
+            let plain = text.matches("\ndata: \"").count();
+            (json, plain, text.len())
+        };
+        let (json, plain, _) = encode(LISTED_AT_MOST);
+        assert_eq!(json["paths"].as_array().map(Vec::len), Some(LISTED_AT_MOST));
+        assert_eq!(
+            (json["reload"].as_bool(), json.get("unlisted")),
+            (Some(false), None)
+        );
+        assert_eq!(json["served"], true);
+        assert_eq!(plain, LISTED_AT_MOST);
+
+        let (json, plain, len) = encode(20_000);
+        assert_eq!(json["paths"].as_array().map(Vec::len), Some(LISTED_AT_MOST));
+        assert_eq!(json["urls"].as_array().map(Vec::len), Some(LISTED_AT_MOST));
+        assert_eq!(json["paths"][0], "vendorlib/pkg0/lib/sub/f0.js");
+        assert_eq!(json["unlisted"], 20_000 - LISTED_AT_MOST);
+        assert_eq!(json["reload"], true);
+        assert!(json.get("served").is_none(), "{json}");
+        assert_eq!(plain, LISTED_AT_MOST);
+        // Tens of kilobytes for every tab, not the 2.2 MB of the whole list.
+        assert!(len < 64 * 1024, "{len} bytes");
     }
 }

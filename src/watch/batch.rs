@@ -10,10 +10,13 @@
 //! own, every open page reloading two or three times. A burst that starts soon after the last
 //! batch went out (a build writing its output file by file, tens of milliseconds apart) waits for
 //! the longer interval ([`busy_quiet`]) from its first event: a build writing 60 files 30 ms apart
-//! reloaded a tab 36 times in 2.5 s. A save after a pause still goes out after the plain
-//! debounce. Paths are de-duplicated in arrival order; a file that was both created and gone
-//! again within one batch (an editor's temp file in an atomic save) is dropped. It knows nothing
-//! of notify or of the event stream.
+//! reloaded a tab 36 times in 2.5 s. A bulk batch is capped later ([`bulk_cap`]) than one save's
+//! ([`window_cap`]), and one that follows a batch of hundreds closely is the same storm and waits
+//! for a longer quiet ([`STORM_QUIET`]): a folder of 20,000 files deleted over 9 s went out as 11
+//! batches, each a reload of every tab onto a half-deleted tree. A save after a pause still goes
+//! out after the plain debounce. Paths are de-duplicated in arrival order; a file that was both
+//! created and gone again within one batch (an editor's temp file in an atomic save) is dropped.
+//! It knows nothing of notify or of the event stream.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -28,6 +31,27 @@ use tokio::time::Instant;
 /// that a file written continuously still reaches the browser every second.
 const CAP_FACTOR: u32 = 10;
 const CAP_FLOOR: Duration = Duration::from_secs(1);
+
+/// The least a batch holding a bulk write ([`BULK_PATHS`] paths or more) stays open for, while it
+/// goes on: a storm of thousands of files (a folder deleted or unpacked, a branch switched, a
+/// build) that outlasts the 1 s cap went out once a second, and each batch reloaded every open
+/// tab onto a tree half written (`rm -rf` of 20,000 files took 9 s on a loaded machine: 11
+/// reloads). Five seconds: at most one reload that often while such a writer goes on, and one
+/// at its end; a writer that never stops (a generator in a loop) still reaches the page.
+const BULK_CAP_FLOOR: Duration = Duration::from_secs(5);
+
+/// The quiet interval of a bulk batch that opens within this long of the last bulk batch sent:
+/// the same storm, paused (a loaded machine stalled `rm` for longer than the bulk quiet, a poll
+/// pass came late) rather than ended. Its end then waits this long, once, and the pause is no
+/// reload of its own. A save alone after a bulk write still goes out after the plain debounce.
+pub const STORM_QUIET: Duration = Duration::from_secs(1);
+
+/// Distinct paths from which a batch that went out starts a storm ([`STORM_QUIET`]): a slice of a
+/// folder deleted or unpacked, a site generator's whole output. Not a bundler's few files after
+/// each save (a bundle, its sheet, their maps): with saves under a second apart (an editor's
+/// auto-save) each such batch waited a second for a quiet that never came, and the styles
+/// followed the typing by up to the bulk cap.
+const STORM_PATHS: usize = 100;
 
 /// The quiet interval that ends a burst starting within this long of the last batch sent, and a
 /// batch holding a bulk write ([`bulk_quiet`]): 100 ms, or the debounce when that is longer (a
@@ -52,40 +76,62 @@ pub const BULK_PATHS: usize = 3;
 
 /// The quiet interval of a batch that holds a bulk write: [`busy_quiet`], or in poll mode the time
 /// one pass takes to come round (`poll_round`, measured by the poller) when that is longer and
-/// under the cap. Polling sees a burst in slices, one a pass, 250 ms or more apart: a checkout
-/// that spanned a pass went out as two or three batches. A pass longer than the cap is not waited
-/// for: the batch would go out at the cap anyway, without the next slice. `None` with no debounce.
+/// under the bulk cap. Polling sees a burst in slices, one a pass, 250 ms or more apart: a
+/// checkout that spanned a pass went out as two or three batches, and a deletion that spanned
+/// twenty as twenty. A pass longer than the cap is not waited for: the batch would go out at the
+/// cap anyway, without the next slice. `None` with no debounce.
 pub fn bulk_quiet(debounce: Duration, poll_round: Option<Duration>) -> Option<Duration> {
     let busy = busy_quiet(debounce)?;
     Some(match poll_round {
-        Some(round) if round > busy && round < window_cap(debounce) => round,
+        Some(round) if round > busy && round < bulk_cap(debounce) => round,
         _ => busy,
     })
 }
 
-/// The quiet intervals that end one batch: `plain` while it holds what one save touches, `bulk`
-/// once it holds [`BULK_PATHS`] paths or more.
+/// When one batch ends: its quiet interval and its cap, `plain` while it holds what one save
+/// touches, `bulk` once it holds [`BULK_PATHS`] paths or more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quiet {
+pub struct Window {
     pub plain: Duration,
     pub bulk: Duration,
+    pub cap: Duration,
+    pub bulk_cap: Duration,
 }
 
-impl Quiet {
-    /// `plain` for a batch opened now, and `bulk` (never shorter) from [`bulk_quiet`].
-    pub fn new(plain: Duration, bulk: Option<Duration>) -> Quiet {
-        Quiet {
+impl Window {
+    /// The window of a batch opened now, for `debounce`: quiet `plain` at first, `bulk` (never
+    /// shorter) from [`bulk_quiet`] once bulk, and at least [`STORM_QUIET`] then if it opened
+    /// within that of the last bulk batch sent (`storm`); capped at [`window_cap`], and at
+    /// [`bulk_cap`] once bulk.
+    pub fn new(debounce: Duration, plain: Duration, bulk: Option<Duration>, storm: bool) -> Window {
+        let bulk = match bulk {
+            Some(bulk) if storm => bulk.max(STORM_QUIET),
+            Some(bulk) => bulk,
+            None => plain,
+        };
+        Window {
             plain,
-            bulk: bulk.map_or(plain, |bulk| bulk.max(plain)),
+            bulk: bulk.max(plain),
+            cap: window_cap(debounce),
+            bulk_cap: bulk_cap(debounce),
         }
     }
 
     /// The quiet interval of a batch holding `paths` distinct paths.
-    pub fn for_paths(self, paths: usize) -> Duration {
+    pub fn quiet(self, paths: usize) -> Duration {
         if paths >= BULK_PATHS {
             self.bulk
         } else {
             self.plain
+        }
+    }
+
+    /// The cap of a batch holding `paths` distinct paths, from its first event.
+    pub fn cap(self, paths: usize) -> Duration {
+        if paths >= BULK_PATHS {
+            self.bulk_cap
+        } else {
+            self.cap
         }
     }
 }
@@ -95,25 +141,71 @@ pub fn window_cap(debounce: Duration) -> Duration {
     (debounce * CAP_FACTOR).max(CAP_FLOOR)
 }
 
-/// Receive the rest of a burst that began with an event already taken: call `absorb` for each
-/// event until the quiet interval passes without one or `cap` has passed since `opened`. The
-/// interval is `quiet` at first, then what `absorb` returns for the batch it has made (see
-/// [`Quiet::for_paths`]). Returns false when the channel closed (the watcher is gone).
+/// The window cap of a batch holding a bulk write: [`BULK_CAP_FLOOR`], or the plain cap when a
+/// long debounce makes that longer.
+pub fn bulk_cap(debounce: Duration) -> Duration {
+    window_cap(debounce).max(BULK_CAP_FLOOR)
+}
+
+/// What the batches sent so far say of the next one's window: how soon after them it opens.
+#[derive(Debug, Default)]
+pub struct Recent {
+    /// When the last batch went out: a burst that follows it closely waits longer
+    /// ([`busy_quiet`]).
+    sent: Option<Instant>,
+    /// When the last batch of [`STORM_PATHS`] paths or more went out: a bulk batch that follows
+    /// it closely is the same storm ([`STORM_QUIET`]).
+    bulk_sent: Option<Instant>,
+}
+
+impl Recent {
+    /// The window of a batch that opens at `opened`; `poll_round` is the poller's pass as it is
+    /// now, when polling (see [`bulk_quiet`]).
+    pub fn window(
+        &self,
+        debounce: Duration,
+        opened: Instant,
+        poll_round: Option<Duration>,
+    ) -> Window {
+        let within = |at: Option<Instant>, span: Duration| {
+            at.is_some_and(|at| opened.duration_since(at) < span)
+        };
+        let plain = match busy_quiet(debounce) {
+            Some(busy) if within(self.sent, busy) => busy,
+            _ => debounce,
+        };
+        let storm = within(self.bulk_sent, STORM_QUIET);
+        Window::new(debounce, plain, bulk_quiet(debounce, poll_round), storm)
+    }
+
+    /// A batch of `paths` distinct paths went out at `now`.
+    pub fn sent(&mut self, paths: usize, now: Instant) {
+        self.sent = Some(now);
+        if paths >= STORM_PATHS {
+            self.bulk_sent = Some(now);
+        }
+    }
+}
+
+/// Receive the rest of a burst that began with an event already taken, into a batch of `paths`
+/// distinct paths so far: call `absorb` for each event until the quiet interval passes without one
+/// or the cap has passed since `opened`, both as `window` gives them for the paths the batch
+/// holds (`absorb` returns how many). Returns false when the channel closed (the watcher is gone).
 pub async fn collect<T>(
     rx: &mut mpsc::Receiver<T>,
     opened: Instant,
-    mut quiet: Duration,
-    cap: Duration,
-    mut absorb: impl FnMut(T) -> Duration,
+    window: Window,
+    mut paths: usize,
+    mut absorb: impl FnMut(T) -> usize,
 ) -> bool {
     loop {
-        let left = cap.saturating_sub(opened.elapsed());
-        let wait = quiet.min(left);
+        let left = window.cap(paths).saturating_sub(opened.elapsed());
+        let wait = window.quiet(paths).min(left);
         if wait.is_zero() {
             return true;
         }
         match tokio::time::timeout(wait, rx.recv()).await {
-            Ok(Some(event)) => quiet = absorb(event),
+            Ok(Some(event)) => paths = absorb(event),
             Ok(None) => return false,
             Err(_) => return true,
         }
@@ -138,9 +230,17 @@ pub struct Pending {
     gone_dirs: HashSet<PathBuf>,
     /// Something was lost or unknowable (queue overflow, rescan, removed root): reload fully.
     pub reload: bool,
+    /// What that was, for the tabs' consoles (the first, when several).
+    pub reason: Option<String>,
 }
 
 impl Pending {
+    /// Reload fully, for `why` (`the file watcher lost events`).
+    pub fn reload_for(&mut self, why: String) {
+        self.reload = true;
+        self.reason.get_or_insert(why);
+    }
+
     pub fn add(&mut self, path: PathBuf, how: Seen) {
         match self.seen.get_mut(&path) {
             Some(_) => {} // first sighting decides whether it was born in this batch
@@ -204,12 +304,13 @@ impl Pending {
     }
 }
 
-/// Helper for tests of [`collect`]: send events with given gaps on a paused clock.
+/// Helper for tests of [`collect`]: send events, each a path's number after a gap in
+/// milliseconds, on a paused clock.
 #[cfg(test)]
-async fn feed(tx: mpsc::Sender<u32>, gaps_ms: Vec<u64>) {
-    for (i, gap) in gaps_ms.into_iter().enumerate() {
+async fn feed(tx: mpsc::Sender<u32>, events: Vec<(u64, u32)>) {
+    for (gap, path) in events {
         tokio::time::sleep(Duration::from_millis(gap)).await;
-        if tx.send(i as u32).await.is_err() {
+        if tx.send(path).await.is_err() {
             return;
         }
     }
@@ -219,22 +320,28 @@ async fn feed(tx: mpsc::Sender<u32>, gaps_ms: Vec<u64>) {
 mod tests {
     use super::*;
 
-    async fn batches(gaps_ms: Vec<u64>, debounce_ms: u64) -> Vec<Vec<u32>> {
-        let debounce = Duration::from_millis(debounce_ms);
-        batches_with(gaps_ms, Quiet::new(debounce, None), window_cap(debounce)).await
+    /// Events with `gaps_ms` before each, each of a path of its own.
+    fn distinct(gaps_ms: Vec<u64>) -> Vec<(u64, u32)> {
+        gaps_ms.into_iter().zip(0..).collect()
     }
 
-    /// The batches events sent with `gaps_ms` between them make, each ended by `quiet` for the
-    /// events it holds (one path an event) or by `cap`, on a paused clock.
-    async fn batches_with(gaps_ms: Vec<u64>, quiet: Quiet, cap: Duration) -> Vec<Vec<u32>> {
+    async fn batches(gaps_ms: Vec<u64>, debounce_ms: u64) -> Vec<Vec<u32>> {
+        let debounce = Duration::from_millis(debounce_ms);
+        let window = Window::new(debounce, debounce, None, false);
+        batches_with(gaps_ms, window).await
+    }
+
+    /// The batches events sent with `gaps_ms` between them make, each ended by `window`'s quiet or
+    /// cap for the events it holds (one path an event), on a paused clock.
+    async fn batches_with(gaps_ms: Vec<u64>, window: Window) -> Vec<Vec<u32>> {
         let (tx, mut rx) = mpsc::channel(1024);
-        tokio::spawn(feed(tx, gaps_ms));
+        tokio::spawn(feed(tx, distinct(gaps_ms)));
         let mut out = Vec::new();
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
-            let open = collect(&mut rx, Instant::now(), quiet.for_paths(1), cap, |e| {
+            let open = collect(&mut rx, Instant::now(), window, 1, |e| {
                 batch.push(e);
-                quiet.for_paths(batch.len())
+                batch.len()
             })
             .await;
             out.push(batch);
@@ -243,6 +350,54 @@ mod tests {
             }
         }
         out
+    }
+
+    /// As the watcher batches `events` (see `feed`) with `debounce`, polling with passes
+    /// `poll_round` apart if given: each batch's window from [`Recent`], its paths de-duplicated.
+    /// Each batch with the milliseconds from the first event to the moment it went out.
+    async fn watched(
+        events: Vec<(u64, u32)>,
+        debounce_ms: u64,
+        poll_round: Option<Duration>,
+    ) -> Vec<(Vec<u32>, u64)> {
+        let debounce = Duration::from_millis(debounce_ms);
+        let (tx, mut rx) = mpsc::channel(100_000);
+        // The watcher stays: the last batch ends by its quiet, not by the channel closing.
+        let watcher = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(watcher);
+        });
+        tokio::spawn(feed(tx, events));
+        let mut recent = Recent::default();
+        let mut out = Vec::new();
+        let mut start = None;
+        while let Some(first) = rx.recv().await {
+            let opened = Instant::now();
+            let start = *start.get_or_insert(opened);
+            let window = recent.window(debounce, opened, poll_round);
+            let mut batch = vec![first];
+            let mut seen = HashSet::from([first]);
+            let open = collect(&mut rx, opened, window, 1, |e| {
+                if seen.insert(e) {
+                    batch.push(e);
+                }
+                batch.len()
+            })
+            .await;
+            let now = Instant::now();
+            recent.sent(batch.len(), now);
+            out.push((batch, now.duration_since(start).as_millis() as u64));
+            if !open {
+                break;
+            }
+        }
+        out
+    }
+
+    /// The number of paths in each batch.
+    fn sizes(got: &[(Vec<u32>, u64)]) -> Vec<usize> {
+        got.iter().map(|(batch, _)| batch.len()).collect()
     }
 
     #[tokio::test(start_paused = true)]
@@ -271,14 +426,13 @@ mod tests {
     async fn a_bulk_write_waits_out_its_pauses_and_a_single_save_does_not() {
         let ms = Duration::from_millis;
         let debounce = ms(10);
-        let quiet = Quiet::new(debounce, bulk_quiet(debounce, None));
-        let cap = window_cap(debounce);
+        let window = Window::new(debounce, debounce, bulk_quiet(debounce, None), false);
         // 100 files 1 ms apart, pausing 15, 60 and 90 ms: one batch.
         let mut gaps = vec![1; 100];
         for (at, pause) in [(25, 15), (50, 60), (75, 90)] {
             gaps[at] = pause;
         }
-        let got = batches_with(gaps, quiet, cap).await;
+        let got = batches_with(gaps, window).await;
         assert_eq!(
             got.len(),
             1,
@@ -287,35 +441,125 @@ mod tests {
         );
         // Two saves 40 ms apart (one path each, and a save with its temp file: two): two batches,
         // each after the plain debounce.
-        let got = batches_with(vec![0, 1, 40], quiet, cap).await;
+        let got = batches_with(vec![0, 1, 40], window).await;
         assert_eq!(got, vec![vec![0, 1], vec![2]]);
         // A pause longer than the bulk quiet still ends a bulk batch.
-        let got = batches_with(vec![0, 1, 1, 150, 1], quiet, cap).await;
+        let got = batches_with(vec![0, 1, 1, 150, 1], window).await;
         assert_eq!(got, vec![vec![0, 1, 2], vec![3, 4]]);
-        // `--debounce 0`: no quiet at all, bulk or not.
-        let none = Quiet::new(Duration::ZERO, bulk_quiet(Duration::ZERO, None));
-        assert_eq!(none.for_paths(1000), Duration::ZERO);
-        let got = batches_with(vec![0, 1, 1, 1], none, window_cap(Duration::ZERO)).await;
+        // `--debounce 0`: no quiet at all, bulk or not, storm or not.
+        let zero = Duration::ZERO;
+        let none = Window::new(zero, zero, bulk_quiet(zero, None), true);
+        assert_eq!(none.quiet(1000), Duration::ZERO);
+        let got = batches_with(vec![0, 1, 1, 1], none).await;
         assert_eq!(got.len(), 4, "{got:?}");
     }
 
-    /// A bulk write that never pauses for the bulk quiet still flushes at the cap: the longer
-    /// quiet never holds a batch beyond it.
+    /// A bulk write that never pauses for the bulk quiet still flushes at the bulk cap, once every
+    /// five seconds: the longer quiet never holds a batch beyond it.
     #[tokio::test(start_paused = true)]
-    async fn a_bulk_stream_still_flushes_at_the_cap() {
-        let debounce = Duration::from_millis(10);
-        let quiet = Quiet::new(debounce, bulk_quiet(debounce, None));
-        // Three files at once, then one every 50 ms for 3 s.
+    async fn a_bulk_stream_still_flushes_at_the_bulk_cap() {
+        // Three files at once, then one every 50 ms for 12 s.
         let mut gaps = vec![0, 1, 1];
-        gaps.extend([50; 57]);
-        let got = batches_with(gaps, quiet, window_cap(debounce)).await;
-        // The first batch ends at the 1 s cap, with the 22 events sent by then.
-        assert!((20..=23).contains(&got[0].len()), "{got:?}");
-        assert_eq!(got.iter().map(Vec::len).sum::<usize>(), 60);
+        gaps.extend([50; 237]);
+        let got = watched(distinct(gaps), 10, None).await;
+        // The first batch ends at the 5 s cap, with the 102 events sent by then; the next at the
+        // cap too, the last at the end.
+        assert_eq!(got.len(), 3, "{:?}", sizes(&got));
+        assert!((100..=103).contains(&got[0].0.len()), "{:?}", sizes(&got));
+        assert_eq!(got[0].1, 5000);
+        assert!(got[1].1 >= 9990 && got[1].1 <= 10_100, "{got:?}");
+        assert_eq!(sizes(&got).iter().sum::<usize>(), 240);
+    }
+
+    /// A storm of thousands of files that lasts longer than the plain cap (`rm -rf` of a folder of
+    /// 20,000 taking 9 s on a loaded machine, a large unpack) is one batch every five seconds and
+    /// one at its end, not one a second: each batch reloads every open tab.
+    #[tokio::test(start_paused = true)]
+    async fn a_storm_of_files_is_a_batch_every_five_seconds_and_one_at_its_end() {
+        // OS events: 20,000 files, one every 0.45 ms (9 ms for every 20), 9 s in all.
+        let at = |i: u32| u64::from(i) * 9 / 20;
+        let events: Vec<(u64, u32)> = (0..20_000)
+            .map(|i: u32| (if i == 0 { 0 } else { at(i) - at(i - 1) }, i))
+            .collect();
+        let got = watched(events, 10, None).await;
+        assert_eq!(got.len(), 2, "{:?}", sizes(&got));
+        assert_eq!(got[0].1, 5000, "{got:?}");
+        assert_eq!(sizes(&got).iter().sum::<usize>(), 20_000);
+
+        // The same, with the machine stalling the writer now and then for longer than the bulk
+        // quiet (300 ms every 1.5 s): pauses of one storm, not its end.
+        let events: Vec<(u64, u32)> = (0..20_000)
+            .map(|i: u32| match i {
+                0 => (0, i),
+                _ if i % 3000 == 0 => (300, i),
+                _ => (at(i) - at(i - 1), i),
+            })
+            .collect();
+        let got = watched(events, 10, None).await;
+        assert!(got.len() <= 3, "{:?}", sizes(&got));
+        assert!(
+            got.windows(2).all(|w| w[1].1 - w[0].1 >= 4000),
+            "batches at {:?} ms",
+            got.iter().map(|b| b.1).collect::<Vec<_>>()
+        );
+
+        // Polling every 500 ms: the deletion comes in slices of 1,400 files, one a pass, 600 ms
+        // apart (the round the poller measures has a margin: 650 ms).
+        let round = Duration::from_millis(650);
+        let events: Vec<(u64, u32)> = (0..20_000)
+            .map(|i: u32| (if i > 0 && i % 1400 == 0 { 600 } else { 0 }, i))
+            .collect();
+        let got = watched(events, 10, Some(round)).await;
+        assert_eq!(got.len(), 2, "{:?}", sizes(&got));
+        assert_eq!(sizes(&got).iter().sum::<usize>(), 20_000);
+    }
+
+    /// A single save keeps the plain debounce's latency, after a pause and right after a storm;
+    /// a `git checkout` of 500 files with pauses is one batch, out 100 ms after its last file.
+    #[tokio::test(start_paused = true)]
+    async fn a_save_after_a_pause_or_a_storm_keeps_its_latency() {
+        let got = watched(vec![(0, 7)], 10, None).await;
+        assert_eq!(got, vec![(vec![7], 10)]);
+        let got = watched(vec![(0, 7)], 10, Some(Duration::from_millis(300))).await;
+        assert_eq!(got, vec![(vec![7], 10)]);
+        // 500 files 1 ms apart, with pauses of 60 and 90 ms: one batch, 100 ms after the last.
+        let mut checkout = distinct(vec![1; 500]);
+        checkout[200].0 = 60;
+        checkout[400].0 = 90;
+        let got = watched(checkout.clone(), 10, None).await;
+        assert_eq!(sizes(&got), [500]);
+        assert_eq!(got[0].1, 499 - 2 + 60 + 90 + 100);
+        // A storm (2 s of files), then a save 500 ms after it went out: the save alone, after
+        // the debounce.
+        let mut events = distinct(vec![1; 2000]);
+        events.push((100 + 500, 9_999_999));
+        let got = watched(events, 10, None).await;
+        assert_eq!(sizes(&got), [2000, 1]);
+        assert_eq!(got[1].1 - got[0].1, 500 + 10);
+    }
+
+    /// A bundler writes four files after each save (`app.js`, `app.css` and their maps), and an
+    /// editor's auto-save saves every 800 ms while its user types: each batch goes out 100 ms
+    /// after its last file, not a storm's second later.
+    #[tokio::test(start_paused = true)]
+    async fn a_bundlers_few_files_after_each_quick_save_are_no_storm() {
+        let mut events = Vec::new();
+        for save in 0..6u32 {
+            let gap = if save == 0 { 0 } else { 800 - 3 };
+            events.push((gap, save * 10));
+            for file in 1..4 {
+                events.push((1, save * 10 + file));
+            }
+        }
+        let got = watched(events, 10, None).await;
+        assert_eq!(sizes(&got), [4; 6], "{got:?}");
+        for (i, (_, at)) in got.iter().enumerate() {
+            assert_eq!(*at, 800 * i as u64 + 3 + 100, "{got:?}");
+        }
     }
 
     /// In poll mode a bulk batch waits one pass round (the slices of one burst come a pass apart),
-    /// unless the round is longer than the cap: then the plain bulk quiet.
+    /// unless the round is longer than the bulk cap: then the plain bulk quiet.
     #[test]
     fn the_bulk_quiet_covers_a_poll_pass_under_the_cap() {
         let ms = Duration::from_millis;
@@ -323,25 +567,32 @@ mod tests {
         assert_eq!(bulk_quiet(ms(10), None), Some(ms(100)));
         assert_eq!(bulk_quiet(ms(10), Some(ms(50))), Some(ms(100)));
         assert_eq!(bulk_quiet(ms(10), Some(ms(305))), Some(ms(305)));
-        // A big tree's stretched pass: not coverable under the 1 s cap.
-        assert_eq!(bulk_quiet(ms(10), Some(ms(1300))), Some(ms(100)));
+        // A big tree's stretched pass: covered under the 5 s bulk cap (a deletion that spanned
+        // passes 1.3 s apart went out a batch a pass), but not one of 6 s.
+        assert_eq!(bulk_quiet(ms(10), Some(ms(1300))), Some(ms(1300)));
+        assert_eq!(bulk_quiet(ms(10), Some(ms(6000))), Some(ms(100)));
         // A longer debounce has a longer cap: covered there.
-        assert_eq!(bulk_quiet(ms(200), Some(ms(1300))), Some(ms(1300)));
+        assert_eq!(bulk_quiet(ms(1000), Some(ms(6000))), Some(ms(6000)));
         assert_eq!(bulk_quiet(ms(500), Some(ms(305))), Some(ms(500)));
         // The bulk quiet is never shorter than the quiet a batch opened with.
-        let quiet = Quiet::new(ms(100), Some(ms(100)));
-        assert_eq!((quiet.for_paths(1), quiet.for_paths(3)), (ms(100), ms(100)));
-        let quiet = Quiet::new(ms(10), Some(ms(305)));
-        assert_eq!((quiet.for_paths(2), quiet.for_paths(3)), (ms(10), ms(305)));
+        let window = Window::new(ms(100), ms(100), Some(ms(100)), false);
+        assert_eq!((window.quiet(1), window.quiet(3)), (ms(100), ms(100)));
+        let window = Window::new(ms(10), ms(10), Some(ms(305)), false);
+        assert_eq!((window.quiet(2), window.quiet(3)), (ms(10), ms(305)));
+        assert_eq!((window.cap(2), window.cap(3)), (ms(1000), ms(5000)));
+        // Within a storm, a bulk batch waits for the storm's quiet; one save never does.
+        let window = Window::new(ms(10), ms(10), Some(ms(305)), true);
+        assert_eq!((window.quiet(2), window.quiet(3)), (ms(10), STORM_QUIET));
     }
 
+    /// A file written continuously (a log by another name) is one path: it flushes at the plain
+    /// cap, once a second.
     #[tokio::test(start_paused = true)]
     async fn a_constant_stream_still_flushes_at_the_cap() {
         // An event every 10 ms for 3 s with a 30 ms debounce: capped at 1 s windows.
-        let got = batches(vec![10; 300], 30).await;
+        let got = watched(vec![(10, 1); 300], 30, None).await;
         assert!(got.len() >= 3, "{} batches", got.len());
-        assert!(got.iter().all(|b| b.len() <= 101), "{got:?}");
-        assert_eq!(got.iter().map(Vec::len).sum::<usize>(), 300);
+        assert_eq!(got[0].1, 1000, "{got:?}");
     }
 
     #[test]

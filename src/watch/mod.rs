@@ -55,6 +55,9 @@ pub struct ChangeBatch {
     pub changes: Vec<Change>,
     /// The browser cannot patch this: reload the page.
     pub reload: bool,
+    /// Why the watcher reloads the page, when it is not the files (events lost, a watched folder
+    /// gone or back), for the tabs' consoles.
+    pub reason: Option<String>,
 }
 
 /// Why watching could not start.
@@ -402,7 +405,7 @@ impl Watching {
             }
             Raw::Rescan => {
                 tracing::warn!("the file watcher lost events; reloading");
-                pending.reload = true;
+                pending.reload_for("the file watcher lost events".to_string());
                 self.rescan_roots();
                 return;
             }
@@ -566,8 +569,8 @@ impl Watching {
                     "watched directory {} was removed; watching again when it comes back",
                     root.display()
                 );
+                pending.reload_for(format!("watched directory {} was removed", root.display()));
                 self.missing.push(root);
-                pending.reload = true;
             }
         }
     }
@@ -598,8 +601,8 @@ impl Watching {
         }
     }
 
-    /// Re-arm roots that exist again; true when any came back.
-    fn rearm(&mut self) -> bool {
+    /// Re-arm roots that exist again; when any came back, the reload's reason that says so.
+    fn rearm(&mut self) -> Option<String> {
         let back: Vec<PathBuf> = self
             .missing
             .iter()
@@ -611,11 +614,13 @@ impl Watching {
             self.register_tree(root, None);
         }
         self.missing.retain(|root| !back.contains(root));
-        !back.is_empty()
+        back.first()
+            .map(|root| format!("watched directory {} is there now", root.display()))
     }
 
     /// The pending batch as changes with URLs.
-    fn finish(&self, pending: Pending) -> ChangeBatch {
+    fn finish(&self, mut pending: Pending) -> ChangeBatch {
+        let reason = pending.reason.take();
         let (paths, reload) =
             pending.finish(|path| std::fs::symlink_metadata(path).ok().map(|m| m.is_dir()));
         let changes = paths
@@ -624,7 +629,11 @@ impl Watching {
             .filter(|located| !located.rel.is_empty())
             .map(|Located { rel, url, .. }| Change { path: rel, url })
             .collect();
-        ChangeBatch { changes, reload }
+        ChangeBatch {
+            changes,
+            reload,
+            reason: reload.then_some(reason).flatten(),
+        }
     }
 }
 
@@ -719,17 +728,17 @@ impl Restless {
     }
 }
 
-/// The rest of a burst into `pending` ([`batch::collect`]), each event's quiet decided by the
-/// paths the batch holds by then; false when the watcher is gone.
+/// The rest of a burst into `pending` ([`batch::collect`]), each event's quiet and cap decided by
+/// the paths the batch holds by then; false when the watcher is gone.
 async fn collect_rest(
     raw_rx: &mut mpsc::Receiver<Raw>,
     state: &mut Watching,
     pending: &mut Pending,
-    (opened, quiet, cap): (Instant, batch::Quiet, Duration),
+    (opened, window): (Instant, batch::Window),
 ) -> bool {
-    batch::collect(raw_rx, opened, quiet.for_paths(pending.len()), cap, |raw| {
+    batch::collect(raw_rx, opened, window, pending.len(), |raw| {
         state.absorb(raw, pending);
-        quiet.for_paths(pending.len())
+        pending.len()
     })
     .await
 }
@@ -743,10 +752,8 @@ async fn run(
     round: Option<poll::Round>,
     shutdown: Shutdown,
 ) {
-    let cap = batch::window_cap(debounce);
-    let busy_quiet = batch::busy_quiet(debounce);
-    // When the last batch went out: a burst that follows it closely waits longer (`batch`).
-    let mut last_sent: Option<Instant> = None;
+    // When the last batches went out: a burst that follows them closely waits longer (`batch`).
+    let mut recent = batch::Recent::default();
     let mut restless = Restless::default();
     let mut rearm = tokio::time::interval(REARM_INTERVAL);
     rearm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -758,8 +765,8 @@ async fn run(
                 None => break,
             },
             _ = rearm.tick(), if !state.missing.is_empty() => {
-                if state.rearm() {
-                    pending.reload = true;
+                if let Some(why) = state.rearm() {
+                    pending.reload_for(why);
                     if tx.send(state.finish(pending)).await.is_err() {
                         break;
                     }
@@ -770,15 +777,9 @@ async fn run(
         };
         state.absorb(first, &mut pending);
         let opened = Instant::now();
-        let plain = match (busy_quiet, last_sent) {
-            (Some(busy), Some(sent)) if opened.duration_since(sent) < busy => busy,
-            _ => debounce,
-        };
         // Polling, a bulk write's next slice comes a pass later: the pass as it is now.
-        let bulk = batch::bulk_quiet(debounce, round.as_ref().map(poll::Round::get));
-        let quiet = batch::Quiet::new(plain, bulk);
-        let mut open =
-            collect_rest(&mut raw_rx, &mut state, &mut pending, (opened, quiet, cap)).await;
+        let window = recent.window(debounce, opened, round.as_ref().map(poll::Round::get));
+        let mut open = collect_rest(&mut raw_rx, &mut state, &mut pending, (opened, window)).await;
         // Quiet, yet a file written in this batch may still be open for writing (a copy under
         // way, a generator writing in parts, a script pausing between writes): its close is the
         // end of the write, which the page must not be reloaded before. Or a file made in it may
@@ -789,12 +790,12 @@ async fn run(
         // were two batches, and a stylesheet was swapped twice, the second swap queued behind the
         // first.
         while open && state.unsettled() {
+            let cap = window.cap(pending.len());
             match tokio::time::timeout_at(opened + cap, raw_rx.recv()).await {
                 Ok(Some(raw)) => {
                     state.absorb(raw, &mut pending);
                     open =
-                        collect_rest(&mut raw_rx, &mut state, &mut pending, (opened, quiet, cap))
-                            .await;
+                        collect_rest(&mut raw_rx, &mut state, &mut pending, (opened, window)).await;
                 }
                 Ok(None) => open = false,
                 Err(_) => break,
@@ -813,7 +814,7 @@ async fn run(
                  the watched folders are looked at again; if that folder is no page's, \
                  --ignore it"
             );
-            pending.reload = true;
+            pending.reload_for(format!("more than {RAW_QUEUE} file events at once"));
             // Among the events dropped, a new directory's: it would never be watched.
             state.rescan_roots();
         }
@@ -833,13 +834,14 @@ async fn run(
             };
         }
         if !pending.is_empty() {
+            let paths = pending.len();
             let batch = state.finish(pending);
             if !batch.changes.is_empty() || batch.reload {
                 restless.note(&batch, Instant::now());
                 if tx.send(batch).await.is_err() {
                     break;
                 }
-                last_sent = Some(Instant::now());
+                recent.sent(paths, Instant::now());
             }
         }
         if !open {
@@ -862,6 +864,7 @@ mod tests {
                 })
                 .collect(),
             reload: false,
+            reason: None,
         }
     }
 

@@ -2129,6 +2129,22 @@ async function html() {
       logged('[hmr] reloading: /p1.js, /p2.js, /p3.js, /p4.js, /p5.js and 3 more changed'),
       'names five and counts the rest',
     );
+    // A batch of more than 500 files lists 500 and counts the others: one reload, whose line
+    // counts them all.
+    await connected(page);
+    const big = page.waitForEvent('load');
+    const many = Array.from({ length: 600 }, (_, i) => `/q${i + 1}.js`);
+    const postedMany = await fetch(`${origin}/__hmr/reload`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ paths: many }),
+    });
+    assert.equal(postedMany.status, 202);
+    await big;
+    assert.ok(
+      logged('[hmr] reloading: q1.js, q2.js, q3.js, q4.js, q5.js and 595 more changed'),
+      'counts the files not listed',
+    );
     // A reload a build tool asks for says so.
     await connected(page);
     const third = page.waitForEvent('load');
