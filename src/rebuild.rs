@@ -322,20 +322,9 @@ pub fn what(batch: &ChangeBatch) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watch::Change;
 
     fn batch(paths: &[&str]) -> ChangeBatch {
-        ChangeBatch {
-            changes: paths
-                .iter()
-                .map(|p| Change {
-                    path: (*p).to_string(),
-                    url: format!("/{p}"),
-                })
-                .collect(),
-            reload: false,
-            reason: None,
-        }
+        ChangeBatch::of(paths)
     }
 
     fn secs(s: f32) -> Duration {

@@ -1318,15 +1318,7 @@ async fn an_upstream_that_restarts_triggers_one_reload() {
         }
     })
     .await;
-    let listener = within("rebind", async {
-        loop {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(listener) => return listener,
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    })
-    .await;
+    let listener = support::rebind(addr).await;
     let _back = Upstream::serve(listener);
     let batch = tab.next_batch().await;
     assert_eq!(batch["reload"], true);
@@ -1367,15 +1359,7 @@ async fn an_upstream_that_restarts_between_two_probes_triggers_a_reload() {
     let (_dir, _, proxy, mut tab) = watching_the_upstream(&upstream.url()).await;
 
     drop(upstream);
-    let listener = within("rebind", async {
-        loop {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(listener) => return listener,
-                Err(_) => tokio::task::yield_now().await,
-            }
-        }
-    })
-    .await;
+    let listener = support::rebind(addr).await;
     let _back = Upstream::serve(listener);
     let batch = tab.next_batch().await;
     assert_eq!(batch["reload"], true);

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::sse::{SseClient, paths};
-use crate::support::{Proxy, Upstream, get, within};
+use crate::support::{self, Proxy, Upstream, get, within};
 
 async fn status(proxy: &Proxy) -> serde_json::Value {
     let (_, _, body) = get(&proxy.url("/__hmr/status"), &[]).await;
@@ -31,16 +31,7 @@ async fn watched(proxy: &Proxy) {
 /// The upstream stopped and started again on its port, as a reloader or `air` does.
 async fn restart(upstream: Upstream, addr: SocketAddr) -> Upstream {
     upstream.stop().await;
-    let listener = within("rebind", async {
-        loop {
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(listener) => return listener,
-                Err(_) => tokio::task::yield_now().await,
-            }
-        }
-    })
-    .await;
-    Upstream::serve(listener)
+    Upstream::serve(support::rebind(addr).await)
 }
 
 fn save(root: &Path, path: &str, text: &str) {

@@ -60,6 +60,24 @@ pub struct ChangeBatch {
     pub reason: Option<String>,
 }
 
+#[cfg(test)]
+impl ChangeBatch {
+    /// A batch of these paths, each served at `/` and its path.
+    pub fn of(paths: &[&str]) -> ChangeBatch {
+        ChangeBatch {
+            changes: paths
+                .iter()
+                .map(|p| Change {
+                    path: (*p).to_string(),
+                    url: format!("/{p}"),
+                })
+                .collect(),
+            reload: false,
+            reason: None,
+        }
+    }
+}
+
 /// Why watching could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -855,17 +873,7 @@ mod tests {
     use super::*;
 
     fn batch(paths: &[&str]) -> ChangeBatch {
-        ChangeBatch {
-            changes: paths
-                .iter()
-                .map(|p| Change {
-                    path: p.to_string(),
-                    url: format!("/{p}"),
-                })
-                .collect(),
-            reload: false,
-            reason: None,
-        }
+        ChangeBatch::of(paths)
     }
 
     #[test]

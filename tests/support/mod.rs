@@ -153,6 +153,20 @@ pub async fn read_until(stream: &mut TcpStream, until: Option<&str>) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A listener on `addr` again, once the one there before has let go of it: an upstream
+/// restarting on its port, as a reloader or `air` restarts it.
+pub async fn rebind(addr: SocketAddr) -> TcpListener {
+    within("rebind", async {
+        loop {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => return listener,
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+    })
+    .await
+}
+
 /// An address on which nothing listens (bound, then released).
 pub async fn dead_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
