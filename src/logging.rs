@@ -1,4 +1,6 @@
-//! Log output: one line per meaningful event, to stderr.
+//! Log output: one line per meaningful event, to stderr, each opening with the local time of day
+//! (`14:03:07`, as Vite's lines do: a proxy runs all day, and "when did the server restart?" is
+//! asked of its log).
 //!
 //! Owns the tracing subscriber set-up and the mapping from `-v`/`-q` to a level. `RUST_LOG`, when
 //! set, wins (it is the expert's knob, e.g. `RUST_LOG=hmr_proxy=trace,hyper=debug`; the binary's
@@ -6,7 +8,29 @@
 
 use std::io::IsTerminal;
 
+use time::UtcOffset;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::time::OffsetTime;
+
+/// The time of day, to the second: a date would be noise in a dev server's terminal.
+const LOCAL: &[BorrowedFormatItem<'static>] = format_description!("[hour]:[minute]:[second]");
+
+/// The same in UTC, said so, when the local offset cannot be known (see [`clock`]).
+const UTC: &[BorrowedFormatItem<'static>] = format_description!("[hour]:[minute]:[second]Z");
+
+/// The clock of the log lines. The local offset is read now, at start, while the process has one
+/// thread: the `time` crate reads it on Linux only then (the C library's time zone functions are
+/// not safe to call while another thread may change the environment). Fixed for the process's
+/// life, so a change to or from summer time shows an hour off until the next start; where it
+/// cannot be read, the time is UTC and says so.
+fn clock() -> OffsetTime<&'static [BorrowedFormatItem<'static>]> {
+    match UtcOffset::current_local_offset() {
+        Ok(offset) => OffsetTime::new(offset, LOCAL),
+        Err(_) => OffsetTime::new(UtcOffset::UTC, UTC),
+    }
+}
 
 /// Install the global subscriber. `verbose` and `quiet` are the counts of `-v` and `-q`.
 pub fn init(verbose: u8, quiet: u8) {
@@ -42,7 +66,7 @@ pub fn init(verbose: u8, quiet: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .without_time()
+        .with_timer(clock())
         .with_ansi(colour)
         .with_writer(std::io::stderr)
         // A failed write to stderr (a closed pipe: `hmr-proxy … | head`) is otherwise reported

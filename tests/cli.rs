@@ -1733,3 +1733,34 @@ async fn a_vite_upstream_with_the_whole_project_watched_gets_one_hint() {
         assert_eq!(hints, 1, "{args:?}; log:\n{}", running.log());
     }
 }
+
+/// Each log line opens with the time of day in the local time zone (read once, at start): a
+/// zone 14 hours east of UTC shows in the hour.
+#[test]
+fn log_lines_open_with_the_local_time_of_day() {
+    let dir = tempdir();
+    let utc_hour = || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970");
+        now.as_secs() / 3600 % 24
+    };
+    let before = utc_hour();
+    let running = Running::start(&["--serve", "."], &[("TZ", "<+14>-14")], dir.path());
+    let line = running.wait_for_log("listening on");
+    let after = utc_hour();
+    let (time, rest) = line.trim_start().split_at(8);
+    let parts: Vec<u64> = time
+        .split(':')
+        .map(|part| part.parse().unwrap_or(99))
+        .collect();
+    assert!(
+        parts.len() == 3 && parts[1] < 60 && parts[2] < 60,
+        "no time of day: {line}"
+    );
+    assert!(
+        [before, after].map(|h| (h + 14) % 24).contains(&parts[0]),
+        "not the zone's hour ({before}–{after} UTC + 14): {line}"
+    );
+    assert!(rest.trim_start().starts_with("INFO"), "{line}");
+}
