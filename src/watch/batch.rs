@@ -66,6 +66,13 @@ pub fn busy_quiet(debounce: Duration) -> Option<Duration> {
 /// six at 50 ms), short enough for the page to follow at once.
 const BUSY_QUIET: Duration = Duration::from_millis(100);
 
+/// The quiet interval that ends a batch of [`STORM_PATHS`] paths or more (with a debounce): a
+/// site generator writing hundreds of pages pauses midway on a loaded machine (Eleventy: gaps of
+/// 100–300 ms in half of its 654-file builds at load 6), and each part went out as a batch, every
+/// tab reloaded onto a half-written site and again 1 s later. browser-sync waits 500 ms after
+/// any change; a batch this large is a reload whose page load takes longer than the wait.
+const LARGE_QUIET: Duration = Duration::from_millis(400);
+
 /// Distinct paths from which a batch is a bulk write rather than one save, and waits for the
 /// longer quiet interval. One save touches at most two: the file, and the copy or temp file of an
 /// atomic save (`app.css.Ab12Cd`, `sedAb12Cd`) when that is seen before its rename; every other
@@ -89,11 +96,12 @@ pub fn bulk_quiet(debounce: Duration, poll_round: Option<Duration>) -> Option<Du
 }
 
 /// When one batch ends: its quiet interval and its cap, `plain` while it holds what one save
-/// touches, `bulk` once it holds [`BULK_PATHS`] paths or more.
+/// touches, `bulk` once it holds [`BULK_PATHS`] paths or more, `large` from [`STORM_PATHS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     pub plain: Duration,
     pub bulk: Duration,
+    pub large: Duration,
     pub cap: Duration,
     pub bulk_cap: Duration,
 }
@@ -101,17 +109,20 @@ pub struct Window {
 impl Window {
     /// The window of a batch opened now, for `debounce`: quiet `plain` at first, `bulk` (never
     /// shorter) from [`bulk_quiet`] once bulk, and at least [`STORM_QUIET`] then if it opened
-    /// within that of the last bulk batch sent (`storm`); capped at [`window_cap`], and at
-    /// [`bulk_cap`] once bulk.
+    /// within that of the last bulk batch sent (`storm`), and [`LARGE_QUIET`] once large;
+    /// capped at [`window_cap`], and at [`bulk_cap`] once bulk.
     pub fn new(debounce: Duration, plain: Duration, bulk: Option<Duration>, storm: bool) -> Window {
-        let bulk = match bulk {
-            Some(bulk) if storm => bulk.max(STORM_QUIET),
-            Some(bulk) => bulk,
-            None => plain,
+        let (bulk, large) = match bulk {
+            Some(bulk) => {
+                let bulk = if storm { bulk.max(STORM_QUIET) } else { bulk };
+                (bulk, bulk.max(LARGE_QUIET))
+            }
+            None => (plain, plain),
         };
         Window {
             plain,
             bulk: bulk.max(plain),
+            large: large.max(plain),
             cap: window_cap(debounce),
             bulk_cap: bulk_cap(debounce),
         }
@@ -119,7 +130,9 @@ impl Window {
 
     /// The quiet interval of a batch holding `paths` distinct paths.
     pub fn quiet(self, paths: usize) -> Duration {
-        if paths >= BULK_PATHS {
+        if paths >= STORM_PATHS {
+            self.large
+        } else if paths >= BULK_PATHS {
             self.bulk
         } else {
             self.plain
@@ -486,21 +499,23 @@ mod tests {
         assert_eq!(got[0].1, 5000, "{got:?}");
         assert_eq!(sizes(&got).iter().sum::<usize>(), 20_000);
 
-        // The same, with the machine stalling the writer now and then for longer than the bulk
-        // quiet (300 ms every 1.5 s): pauses of one storm, not its end.
+        // The same, with the machine stalling the writer now and then for longer than a large
+        // batch's quiet (600 ms every 1.5 s): pauses of one storm, not its end. A batch every
+        // 5 s while it lasts, and the rest at its end.
         let events: Vec<(u64, u32)> = (0..20_000)
             .map(|i: u32| match i {
                 0 => (0, i),
-                _ if i % 3000 == 0 => (300, i),
+                _ if i % 3000 == 0 => (600, i),
                 _ => (at(i) - at(i - 1), i),
             })
             .collect();
+        // The first stall ends the first batch (nothing says a storm yet); from then on, one.
         let got = watched(events, 10, None).await;
-        assert!(got.len() <= 3, "{:?}", sizes(&got));
+        assert!(got.len() <= 4, "{:?}", sizes(&got));
+        let at: Vec<u64> = got.iter().map(|b| b.1).collect();
         assert!(
-            got.windows(2).all(|w| w[1].1 - w[0].1 >= 4000),
-            "batches at {:?} ms",
-            got.iter().map(|b| b.1).collect::<Vec<_>>()
+            at[..at.len() - 1].windows(2).all(|w| w[1] - w[0] >= 4000),
+            "batches at {at:?} ms"
         );
 
         // Polling every 500 ms: the deletion comes in slices of 1,400 files, one a pass, 600 ms
@@ -515,24 +530,28 @@ mod tests {
     }
 
     /// A single save keeps the plain debounce's latency, after a pause and right after a storm;
-    /// a `git checkout` of 500 files with pauses is one batch, out 100 ms after its last file.
+    /// a `git checkout` of 500 files with pauses is one batch, out [`LARGE_QUIET`] after its last
+    /// file; a generator's 654 pages with a pause of 300 ms midway are one batch too.
     #[tokio::test(start_paused = true)]
     async fn a_save_after_a_pause_or_a_storm_keeps_its_latency() {
         let got = watched(vec![(0, 7)], 10, None).await;
         assert_eq!(got, vec![(vec![7], 10)]);
         let got = watched(vec![(0, 7)], 10, Some(Duration::from_millis(300))).await;
         assert_eq!(got, vec![(vec![7], 10)]);
-        // 500 files 1 ms apart, with pauses of 60 and 90 ms: one batch, 100 ms after the last.
+        // 500 files 1 ms apart, with pauses of 60 and 90 ms: one batch, 400 ms after the last.
         let mut checkout = distinct(vec![1; 500]);
         checkout[200].0 = 60;
         checkout[400].0 = 90;
         let got = watched(checkout.clone(), 10, None).await;
         assert_eq!(sizes(&got), [500]);
-        assert_eq!(got[0].1, 499 - 2 + 60 + 90 + 100);
+        assert_eq!(got[0].1, 499 - 2 + 60 + 90 + 400);
+        let mut site = distinct(vec![1; 654]);
+        site[327].0 = 300;
+        assert_eq!(sizes(&watched(site, 10, None).await), [654]);
         // A storm (2 s of files), then a save 500 ms after it went out: the save alone, after
         // the debounce.
         let mut events = distinct(vec![1; 2000]);
-        events.push((100 + 500, 9_999_999));
+        events.push((400 + 500, 9_999_999));
         let got = watched(events, 10, None).await;
         assert_eq!(sizes(&got), [2000, 1]);
         assert_eq!(got[1].1 - got[0].1, 500 + 10);
