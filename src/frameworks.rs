@@ -5,7 +5,8 @@
 //!
 //! Owns the table and the question "does this file belong to the dev server's hot updates?". It
 //! does not watch for the requests (`router`) nor decide when to say it (`sse`'s hub, once per
-//! framework).
+//! framework). Also the table of other tools' live reloads a page behind the proxy may load
+//! (Eleventy's, LiveReload's, MkDocs', browser-sync's), which `router` names once.
 
 /// One dev server with hot updates of its own.
 #[derive(Debug)]
@@ -52,6 +53,50 @@ pub fn marked_by(path: &str) -> Option<usize> {
     FRAMEWORKS.iter().position(|f| f.marker == path)
 }
 
+/// Another tool's live reload, loaded by the pages behind the proxy: the tab then has two clients
+/// that each reload it on a save (twice, and a stylesheet the proxy would swap is a reload), and
+/// nothing said why. Recognised by the path its pages ask for, a prefix.
+#[derive(Debug)]
+pub struct Reloader {
+    /// For log lines: "Eleventy's dev server".
+    pub name: &'static str,
+    /// The path (a prefix of it) only its pages ask for.
+    pub marker: &'static str,
+    /// How to have one reloader, for log lines.
+    pub fix: &'static str,
+}
+
+/// The other live reloads recognised.
+pub static RELOADERS: [Reloader; 4] = [
+    Reloader {
+        name: "Eleventy's dev server",
+        marker: "/.11ty/reload-client.js",
+        fix: "run `eleventy --watch` and `hmr-proxy --serve _site` in place of `eleventy --serve`",
+    },
+    Reloader {
+        name: "a LiveReload server (Hugo's, Jekyll's --livereload, python-livereload)",
+        marker: "/livereload.js",
+        fix: "turn it off (`hugo server --disableLiveReload`, `jekyll serve` without \
+              --livereload), or run the generator in watch mode and `hmr-proxy --serve` its \
+              output folder",
+    },
+    Reloader {
+        name: "MkDocs' dev server",
+        marker: "/livereload/",
+        fix: "run `mkdocs serve --no-livereload`",
+    },
+    Reloader {
+        name: "browser-sync",
+        marker: "/browser-sync/",
+        fix: "put hmr-proxy in front of the dev server itself, not of browser-sync",
+    },
+];
+
+/// The other live reload whose pages ask for `path`, by its index in [`RELOADERS`].
+pub fn reloader_for(path: &str) -> Option<usize> {
+    RELOADERS.iter().position(|r| path.starts_with(r.marker))
+}
+
 /// Folders whose files these dev servers serve as they are, never as modules: Vite's, Next.js's
 /// and Astro's `public/`, SvelteKit's `static/`. A stylesheet linked from there is the proxy's to
 /// swap (their READMEs say to watch exactly these).
@@ -72,6 +117,19 @@ impl Framework {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_live_reloads_by_the_paths_their_pages_ask_for() {
+        assert_eq!(reloader_for("/.11ty/reload-client.js"), Some(0));
+        assert_eq!(reloader_for("/livereload.js"), Some(1));
+        assert_eq!(reloader_for("/livereload/1712345/0"), Some(2));
+        assert_eq!(
+            reloader_for("/browser-sync/browser-sync-client.js"),
+            Some(3)
+        );
+        assert_eq!(reloader_for("/js/livereload.json"), None);
+        assert_eq!(reloader_for("/"), None);
+    }
 
     #[test]
     fn what_each_updates_itself() {

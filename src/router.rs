@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use crate::body::{self, Body};
 use crate::config::{AllowedHosts, Backend, Config, OWN_PREFIX, Route, Upstream};
 use crate::control::Control;
-use crate::frameworks::{self, FRAMEWORKS};
+use crate::frameworks::{self, FRAMEWORKS, RELOADERS};
 use crate::inject::Injector;
 use crate::proxy::health::Health;
 use crate::proxy::{self, Proxy};
@@ -53,6 +53,9 @@ struct Inner {
     /// its hot updates followed by a reload: the proxy watches the whole project, its sources
     /// included (see [`Router::notice_framework`]).
     framework_hints: [AtomicBool; FRAMEWORKS.len()],
+    /// For each of [`RELOADERS`], whether it has been named (once, see
+    /// [`Router::notice_reloader`]).
+    reloaders_named: [AtomicBool; RELOADERS.len()],
 }
 
 enum Target {
@@ -135,6 +138,7 @@ impl Router {
                 framework_hints: std::array::from_fn(|_| {
                     AtomicBool::new(config.watch.whole_project && config.watch.ignore.is_empty())
                 }),
+                reloaders_named: std::array::from_fn(|_| AtomicBool::new(false)),
             }),
         }
     }
@@ -154,6 +158,8 @@ impl Router {
         }
         if let Some(framework) = frameworks::marked_by(path) {
             self.notice_framework(framework);
+        } else if let Some(reloader) = frameworks::reloader_for(path) {
+            self.notice_reloader(reloader);
         }
         match self.serving(path) {
             Target::Proxy(proxy) => proxy.forward(req, peer).await,
@@ -188,6 +194,22 @@ impl Router {
                 framework.fix
             );
         }
+    }
+
+    /// A page asked for another tool's live-reload client ([`RELOADERS`]`[index]`): said once,
+    /// with how to keep one of the two.
+    fn notice_reloader(&self, index: usize) {
+        if self.inner.reloaders_named[index].swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let reloader = &RELOADERS[index];
+        tracing::warn!(
+            "a page loaded the live reload of {} ({}) as well as hmr-proxy's: a save reloads it \
+             twice, and a stylesheet hmr-proxy would swap in place is reloaded; {}",
+            reloader.name,
+            reloader.marker,
+            reloader.fix
+        );
     }
 
     /// The change stream's path.

@@ -1764,3 +1764,32 @@ fn log_lines_open_with_the_local_time_of_day() {
     );
     assert!(rest.trim_start().starts_with("INFO"), "{line}");
 }
+
+/// A page that loads another tool's live reload (Eleventy's, behind the proxy) gets two reloaders:
+/// said once, with the way to keep one.
+#[tokio::test]
+async fn another_live_reload_in_the_pages_is_named_once() {
+    let dir = tempdir();
+    std::fs::create_dir_all(dir.path().join(".11ty")).expect("mkdir");
+    std::fs::write(dir.path().join(".11ty/reload-client.js"), "//").expect("write");
+    let running = bin::blocking("hmr-proxy to start", {
+        let dir = dir.path().to_owned();
+        move || Running::start(&["--serve", "."], &[], &dir)
+    })
+    .await;
+    for _ in 0..2 {
+        let request =
+            b"GET /.11ty/reload-client.js HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        assert!(
+            raw(running.addr, request, None)
+                .await
+                .starts_with("HTTP/1.1 200")
+        );
+    }
+    let line = running.wait_for_log("Eleventy's dev server");
+    assert!(line.contains("eleventy --watch"), "{line}");
+    running.terminate();
+    running.wait_for_log("stopped");
+    let named = running.log().matches("Eleventy's dev server").count();
+    assert_eq!(named, 1, "{}", running.log());
+}
