@@ -47,6 +47,7 @@ fn encode(c: &mut Criterion) {
             reload: false,
             reason: None,
             served: false,
+            spa: false,
         };
         let bytes = batch(&message).len();
         group.throughput(Throughput::Elements(1));

@@ -792,7 +792,9 @@ function start(selfUrl) {
     }
     let found;
     try {
-      found = surveyTab(batch.urls, batch.served === true);
+      // `served`: false, true, or 'spa' (the folder's top index.html answers any page address).
+      const served = batch.served === true && (batch.spa === true ? 'spa' : true);
+      found = surveyTab(batch.urls, served);
     } catch (err) {
       // Something in the page the survey could not read must not leave the change unseen (and
       // every later one with it): the reload shows it.
@@ -920,7 +922,8 @@ function start(selfUrl) {
    * What this document would patch for the changed `urls`: the stylesheet links, @import rules,
    * container modules and images naming them, in it and in its open shadow roots; `claimed`
    * holds their keys, `changed` maps every key to its URL. `served`: the proxy serves every one
-   * of them as it is, from its folder (the batch says so: see unused).
+   * of them as it is, from its folder (the batch says so: see unused); `'spa'` when it answers
+   * every page address that is no file with its top index.html (`--spa`).
    */
   function survey(urls, served = false) {
     const changed = new Map(urls.map((u) => [key(new URL(u, location.href)), u]));
@@ -981,7 +984,7 @@ function start(selfUrl) {
     // What the page embeds but may not have fetched yet is used all the same (see embeds).
     const unclaimed = [...changed.keys()].filter((k) => !claimed.has(k) && !mayHaveFetched(k));
     const embedded = served || unclaimed.some(isInert) ? embeds(roots) : new Set();
-    const own = served ? ownFiles() : new Set();
+    const own = served ? ownFiles(served === 'spa') : new Set();
     const unused = new Set(
       unclaimed.filter(
         (k) =>
@@ -1032,13 +1035,15 @@ function start(selfUrl) {
   /**
    * The keys of the files the proxy may have answered this document's address with, when it
    * serves a folder: the address's own file, a folder's `index.html` (`/docs/` is
-   * `/docs/index.html`), a clean URL's page (`/contact` is `/contact.html`), the top
-   * `index.html` (`--spa` answers any route with it), and, on a 404, the site's `404.html`.
+   * `/docs/index.html`), a clean URL's page (`/contact` is `/contact.html`), with `spa` the top
+   * `index.html` (`--spa` answers any route with it; without, a save of the home page reloaded
+   * a tab on every page of a site), and, on a 404, the site's `404.html`.
    * A tab on a file not written yet (its 404) reloads once it is.
    */
-  function ownFiles() {
+  function ownFiles(spa) {
     const here = new URL(location.href);
-    const own = new Set([key(here), `${location.origin}/index.html`]);
+    const own = new Set([key(here)]);
+    if (spa) own.add(`${location.origin}/index.html`);
     const { pathname } = here;
     const clean = !pathname.split('/').pop().includes('.');
     if (pathname.endsWith('/')) own.add(key(new URL(`${pathname}index.html`, here)));

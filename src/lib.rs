@@ -229,8 +229,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
     }
     let hub = Hub::new(config.heartbeat, shutdown.clone());
     hub.know_roots(&config.watch.roots);
-    if let Backend::Static { root, .. } = &config.backend {
-        hub.know_served(root);
+    if let Backend::Static { root, spa, .. } = &config.backend {
+        hub.know_served(root, *spa);
     }
     let rebuilds = Rebuilds::default();
     let upstreams = config.upstreams();

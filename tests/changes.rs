@@ -1233,10 +1233,22 @@ async fn a_batch_of_served_files_says_so() {
     let batch = tab.next_batch().await;
     assert_eq!(batch["paths"], serde_json::json!(["notes.md"]));
     assert_eq!(batch["served"], true);
+    // Only under `--spa` is the top index.html every page's own.
+    assert_eq!(batch["spa"], serde_json::Value::Null);
     std::fs::write(src.join("app.ts"), "export {}\n").unwrap();
     let batch = tab.next_batch().await;
     assert_eq!(batch["paths"], serde_json::json!(["app.ts"]));
     assert_eq!(batch["served"], serde_json::Value::Null);
+
+    let proxy = serve(&root, &["--spa"]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    std::fs::write(root.join("index.html"), "<p>home</p>\n").unwrap();
+    let batch = tab.next_batch().await;
+    assert_eq!(batch["paths"], serde_json::json!(["index.html"]));
+    assert_eq!(
+        (&batch["served"], &batch["spa"]),
+        (&true.into(), &true.into())
+    );
 
     let upstream = Upstream::start().await;
     let proxy = Proxy::start_in(&root, &[&upstream.url(), "--watch", "."]).await;

@@ -65,8 +65,9 @@ struct Inner {
     /// The watched folders' URL prefixes and folder names, to tell where a change's file lies
     /// ([`Hub::know_roots`]).
     roots: OnceLock<Vec<(String, PathBuf)>>,
-    /// The folder served when there is no upstream ([`Hub::know_served`]).
-    served: OnceLock<PathBuf>,
+    /// The folder served when there is no upstream, and whether with `--spa`
+    /// ([`Hub::know_served`]).
+    served: OnceLock<(PathBuf, bool)>,
 }
 
 /// [`Inner::frameworks`]' states.
@@ -152,15 +153,16 @@ impl Hub {
 
     /// The folder the proxy serves (no upstream): a batch of files only from it says so (see
     /// [`wire::Message::served`]).
-    pub fn know_served(&self, root: &std::path::Path) {
-        let _ = self.inner.served.set(root.to_path_buf());
+    pub fn know_served(&self, root: &std::path::Path, spa: bool) {
+        let _ = self.inner.served.set((root.to_path_buf(), spa));
     }
 
     /// Whether every change of `batch` is a file of the served folder, under the URL it is
     /// served at: its watched folder, of those whose URL prefix is the longest that the change's
     /// URL starts with, is the served folder or one inside it, mapped to the matching path.
     fn all_served(&self, batch: &ChangeBatch) -> bool {
-        let (Some(served), Some(roots)) = (self.inner.served.get(), self.inner.roots.get()) else {
+        let (Some((served, _)), Some(roots)) = (self.inner.served.get(), self.inner.roots.get())
+        else {
             return false;
         };
         let in_place = |(prefix, dir): &(String, PathBuf)| {
@@ -316,6 +318,7 @@ impl Hub {
             reload: batch.reload,
             reason,
             served: self.all_served(batch),
+            spa: self.inner.served.get().is_some_and(|(_, spa)| *spa),
         });
         let published = Published { id, bytes };
         if state.ring.len() == RING {
@@ -350,6 +353,7 @@ impl Hub {
             reload: true,
             reason: Some("this page missed changes"),
             served: false,
+            spa: false,
         })
     }
 

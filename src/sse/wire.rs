@@ -2,7 +2,8 @@
 //!
 //! Owns SSE framing and the JSON payload shared with `client/` (documented in `client/README.md`).
 //! Each batch is one `change` event carrying `{"id","paths","urls","reload"}` (and `"reason"` for
-//! a reload that names no file, `"served"` for files served as they are), followed by one
+//! a reload that names no file, `"served"` for files served as they are, `"spa"` with them under
+//! `--spa`), followed by one
 //! plain `data:` message per path holding the path as a JSON string, so the smallest possible
 //! client (`onmessage` + `JSON.parse`) works too. A batch of more than [`LISTED_AT_MOST`] files
 //! lists only the first of them, counts the rest in `"unlisted"` and is a reload: a deletion of
@@ -39,6 +40,9 @@ pub struct Message<'a> {
     /// Every file of the batch is one the proxy serves from its folder as it is (no upstream):
     /// nothing else makes a page, so a file no page fetched changes none.
     pub served: bool,
+    /// Served with `--spa`: the folder's top `index.html` answers every page address that is no
+    /// file, so it is every page's own file; without it, only `/`'s.
+    pub spa: bool,
 }
 
 /// The first bytes of every stream: the retry interval and a comment, so the browser sees the
@@ -71,6 +75,8 @@ struct Sent<'a> {
     reason: Option<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     served: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    spa: bool,
     /// Files of the batch not listed (beyond [`LISTED_AT_MOST`]); absent when none.
     #[serde(skip_serializing_if = "is_zero")]
     unlisted: usize,
@@ -94,6 +100,7 @@ pub fn batch(message: &Message<'_>) -> Bytes {
         // Said of every file of the batch, and the page cannot tell which it fetched of those
         // not listed: a reload, like any other.
         served: message.served && unlisted == 0,
+        spa: message.served && message.spa && unlisted == 0,
         unlisted,
     };
     let json = serde_json::to_string(&sent).unwrap_or_else(|_| String::from("{}"));
@@ -122,6 +129,7 @@ mod tests {
             reload: false,
             reason: None,
             served: false,
+            spa: false,
         });
         assert_eq!(
             String::from_utf8_lossy(&bytes),
@@ -147,6 +155,7 @@ mod tests {
                 reload: false,
                 reason: None,
                 served: true,
+                spa: false,
             });
             let text = String::from_utf8(bytes.to_vec()).expect("utf-8");
             let json = text

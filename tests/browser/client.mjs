@@ -2547,10 +2547,18 @@ async function servedOnly() {
       await connected(page);
       assert.equal(await loads(page), ++count, `${file}: one reload`);
     }
+    // The home page's file is that page's alone (no --spa here): a tab on another page stays.
+    const written = saidUnused(page, ['/about.html']);
+    write('about.html', '<!doctype html><title>about</title><p>about</p>\n');
+    await written; // its batch is out before the tab opens, which would reload for its own file
+    const about = await openTab(context, '/about.html');
+    const passedOver = saidUnused(about, ['/index.html']);
     const reloaded = page.waitForEvent('load');
     write('index.html', read('index.html').replace('</body>', '<p>more</p></body>'));
     await reloaded;
     assert.equal(await loads(page), ++count, 'index.html: one reload');
+    await passedOver;
+    assert.equal(await loads(about), 1, 'another page: no reload for index.html');
   } finally {
     await context.close();
   }
