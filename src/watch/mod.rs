@@ -9,13 +9,15 @@
 //! file still open for writing, an atomic save's copy not yet renamed over its file, a file moved
 //! aside to its backup name whose new version is not in yet. The watcher's callback only converts
 //! and `try_send`s: its thread must never block, and a full queue becomes a reload rather than
-//! back-pressure. A root that disappears is re-armed when it comes back, and a file that keeps
-//! changing batch after batch is named in the log. It knows nothing of HTTP or of the event
+//! back-pressure. A root that disappears is re-armed when it comes back, a file that keeps
+//! changing batch after batch is named in the log, and a bulk batch leaves out the files written
+//! again unchanged ([`unchanged`]). It knows nothing of HTTP or of the event
 //! stream (`sse`).
 
 mod batch;
 mod filter;
 mod poll;
+mod unchanged;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,7 @@ use crate::config::WatchSettings;
 use crate::shutdown::Shutdown;
 use batch::{Pending, Seen};
 pub use filter::{Filter, FilterError, Located};
+use unchanged::Unchanged;
 
 /// Raw events buffered between notify's thread and the batching task. A `git checkout` of a few
 /// thousand files fits; beyond it the batch becomes a full reload (nothing is lost that matters).
@@ -163,6 +166,7 @@ pub fn spawn(
         long_writes: HashSet::new(),
         maybe_temps: HashSet::new(),
         vacated: HashSet::new(),
+        unchanged: Unchanged::default(),
     };
     let roots: Vec<PathBuf> = state.filter.root_dirs().map(Path::to_path_buf).collect();
     for root in &roots {
@@ -308,6 +312,9 @@ struct Watching {
     vacated: HashSet<PathBuf>,
     /// Directories left unwatched for want of watches or handles (told once, with a count).
     unwatched: usize,
+    /// What the files of past batches held: a generator's pages written again unchanged leave a
+    /// bulk batch ([`Unchanged`]).
+    unchanged: Unchanged,
 }
 
 impl Watching {
@@ -637,10 +644,11 @@ impl Watching {
     }
 
     /// The pending batch as changes with URLs.
-    fn finish(&self, mut pending: Pending) -> ChangeBatch {
+    fn finish(&mut self, mut pending: Pending) -> ChangeBatch {
         let reason = pending.reason.take();
         let (paths, reload) =
             pending.finish(|path| std::fs::symlink_metadata(path).ok().map(|m| m.is_dir()));
+        let paths = self.unchanged.drop_unchanged(paths);
         let changes = paths
             .iter()
             .filter_map(|path| self.filter.locate(path))
