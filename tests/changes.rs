@@ -541,6 +541,32 @@ async fn an_atomic_saves_slow_copy_is_not_reported() {
     assert_eq!(paths(&tab.next_batch().await), ["css/site.css.sha256"]);
 }
 
+/// A site generator writes every page again on a stylesheet save: the pages with the bytes they
+/// had leave the batch, and the sheet alone goes (swapped in place, not a reload of every tab).
+/// One file saved unchanged still counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_written_again_unchanged_leave_a_bulk_batch() {
+    let (_dir, root) = project();
+    // A longer quiet, so that a loaded machine does not split a build's four writes.
+    let proxy = serve(&root, &["--debounce", "200"]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    let build = |css: &str| {
+        for page in ["index.html", "about.html", "blog.html"] {
+            std::fs::write(root.join(page), format!("<p>{page}</p>\n")).unwrap();
+        }
+        std::fs::write(root.join("css/site.css"), css).unwrap();
+    };
+    build("body { color: red }\n");
+    let first = paths_until(&mut tab, "css/site.css").await;
+    assert_eq!(first.len(), 4, "{first:?}");
+    build("body { color: teal }\n");
+    let batch = tab.next_batch().await;
+    assert_eq!(paths(&batch), ["css/site.css"], "{batch}");
+    std::fs::write(root.join("about.html"), "<p>about.html</p>\n").unwrap();
+    let batch = tab.next_batch().await;
+    assert_eq!(paths(&batch), ["about.html"], "{batch}");
+}
+
 /// A folder deleted with its files is reported as the files it held, not also as each folder on
 /// the way up; a folder moved out of the tree, whose files are not reported, as its own name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
