@@ -234,24 +234,29 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
     }
     let rebuilds = Rebuilds::default();
     let upstreams = config.upstreams();
-    match watch::spawn(&config.watch, shutdown.clone()) {
-        // A folder has no server to restart: nothing to hold a batch for.
-        Ok(batches) if upstreams.is_empty() => hub.feed(batches),
-        Ok(batches) => rebuilds.feed(batches, hub.clone()),
-        Err(err) => tracing::error!("{err}; live reload is off"),
-    }
+    let batches = watch::spawn(&config.watch, shutdown.clone());
     let mut health = std::collections::HashMap::new();
-    for upstream in upstreams {
+    for upstream in &upstreams {
         let probe = Health::new();
         let clients = hub.clone();
         probe.spawn_probe(
             upstream,
             &config.proxy,
-            move || clients.clients() > 0,
+            move || clients.listened_within(RELOAD_GRACE),
             shutdown.clone(),
         );
         reload_when_upstream_returns(&probe, &hub, &rebuilds, upstream.origin());
         health.insert(upstream.authority.to_string(), probe);
+    }
+    match batches {
+        // A folder has no server to restart: nothing to hold a batch for.
+        Ok(batches) if upstreams.is_empty() => hub.feed(batches),
+        Ok(batches) => {
+            let probes: Vec<Health> = health.values().cloned().collect();
+            let down = move || probes.iter().any(|h| h.current() == Reach::Down);
+            rebuilds.feed(batches, hub.clone(), down);
+        }
+        Err(err) => tracing::error!("{err}; live reload is off"),
     }
     let router = Router::new(
         &config,
@@ -277,6 +282,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
 /// restart (`rebuild`) goes out as this reload, named in its reason.
 fn reload_when_upstream_returns(health: &Health, hub: &Hub, rebuilds: &Rebuilds, origin: String) {
     let mut seen = health.subscribe();
+    let serving = health.clone();
     let hub = hub.clone();
     let rebuilds = rebuilds.clone();
     tokio::spawn(async move {
@@ -302,8 +308,10 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, rebuilds: &Rebuilds,
                     Reach::Up => "restarted",
                 };
                 let held = rebuilds.restarted(Instant::now());
-                // A held batch is a save before this restart: the developer's, not a crash.
-                let saved = u64::from(held.is_some());
+                // A held batch is a save before this restart: the developer's, not a crash; so
+                // is a restart after the server answered a request (a save of its code, which
+                // the proxy does not watch): a crash loop never serves the page.
+                let saved = u64::from(held.is_some() || serving.take_answered());
                 if let Some(wait) = crash_loop.next(Instant::now(), hub.batches_sent() + saved) {
                     tracing::warn!(
                         "upstream {origin} {what}, the {} time in a row within {} s of the tabs' \
@@ -349,6 +357,11 @@ fn unreachable_in_container(in_container: bool, local: std::net::SocketAddr) -> 
     })
 }
 
+/// How long after the last tab's stream ended the upstream is still watched for restarts: the
+/// tab is reloading, between its old stream and its new one, and a server that restarted then
+/// (`node --watch`, quicker than the page's load) left the tab on the old code.
+const RELOAD_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A restart this soon after the tabs' last reload for one is taken for a crash on their
 /// requests (see [`CrashLoop`]).
 const CRASH_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
@@ -361,7 +374,10 @@ const CRASH_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 /// reloaded, their requests crashed it again: two reloads a second, without end. From the
 /// third restart in a row, each within [`CRASH_WINDOW`] of the previous reload with no save in
 /// between (a save's restart is the developer's, however quick), the reload waits 1 s, then 2,
-/// 4… up to [`CRASH_WAIT_MAX`]; a restart after a quiet spell or a save starts afresh.
+/// 4… up to [`CRASH_WAIT_MAX`]; a restart after a quiet spell or a save starts afresh, and so
+/// does one after the server answered a request (the caller counts that as a save: a server
+/// restarted for its own code, which the proxy does not watch, every few seconds served the
+/// page each time, and its reloads waited 1, 2, 4… 30 s).
 #[derive(Default)]
 struct CrashLoop {
     /// Restarts in a row, each within the window of the reload before it.

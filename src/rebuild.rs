@@ -42,16 +42,26 @@ const HOLD_MAX: Duration = Duration::from_secs(20);
 const SCORE_MAX: i8 = 3;
 const SCORE_MIN: i8 = -3;
 
-/// What a miss (no restart after the batch) takes off a kind's score: two misses in a row after
-/// any number of restarts and the kind is published at once again.
-const MISS_COST: i8 = 2;
+/// What a miss (no restart after the batch) takes off a kind's score: as much as a restart adds,
+/// so a compile error fixed in two tries does not unlearn `.rs` (each failed build was a miss),
+/// and three misses after many restarts publish the kind at once again.
+const MISS_COST: i8 = 1;
 
-/// Kinds the client applies without a reload (a stylesheet swapped, a module re-imported, an
-/// image refreshed) or ignores (a source map): holding them would turn a hot swap into a
-/// reload seconds later, so they are neither learned nor held.
+/// Kinds the client applies without a reload (a stylesheet swapped, an image refreshed) or
+/// ignores (a source map): holding them would turn a hot swap into a reload seconds later, so
+/// they are neither learned nor held.
 const IN_PLACE: &[&str] = &[
-    "css", "js", "mjs", "map", "png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "ico",
+    "css", "map", "png", "jpg", "jpeg", "gif", "svg", "webp", "avif", "ico",
 ];
+
+/// Kinds that are a browser's module or a server's code alike (`public/app.js`, `server.js`
+/// under nodemon): learned file by file, so a Node server's restarts teach nothing about the
+/// page's own modules, which are swapped in place.
+const PER_FILE: &[&str] = &["js", "mjs", "cjs"];
+
+/// How long a held batch waits for an upstream that went down after it (a restart under way, or
+/// a server that cannot start: a syntax error) before it goes out anyway.
+const HOLD_WHILE_DOWN: Duration = Duration::from_secs(30);
 
 /// What happened to a batch offered to [`Rebuilds::offer`].
 #[derive(Debug)]
@@ -94,6 +104,8 @@ struct Held {
     batch: ChangeBatch,
     since: Instant,
     until: Instant,
+    /// The upstream was down when the time ran out: the restart is under way, or failed.
+    down: bool,
 }
 
 impl Rebuilds {
@@ -144,30 +156,43 @@ impl Rebuilds {
                     batch,
                     since: now,
                     until,
+                    down: false,
                 });
                 Offer::Held(until)
             }
         }
     }
 
-    /// The held batch, once its time is up at `now`: no restart came. It counts against its
-    /// kinds, and stays a candidate for a restart that comes later still (a slow build).
-    pub fn expired(&self, now: Instant) -> Option<ChangeBatch> {
+    /// The held batch, once its time is up at `now` with no restart come: it goes out (and
+    /// whether the upstream was down then), counted against its kinds, and stays a candidate for
+    /// a restart that comes later still (a slow build). With the upstream `down` at its time,
+    /// it waits on (a restart under way) for up to [`HOLD_WHILE_DOWN`], and is no miss: the
+    /// server did stop (a server that cannot start, a syntax error, is no reason to forget).
+    pub fn expired(&self, now: Instant, down: bool) -> Option<(ChangeBatch, bool)> {
         let mut state = self.state();
-        if state.held.as_ref().is_none_or(|held| held.until > now) {
+        let held = state.held.as_mut()?;
+        if held.until > now {
+            return None;
+        }
+        let longest = held.since + HOLD_WHILE_DOWN;
+        if down && now < longest {
+            held.down = true;
+            held.until = (now + Duration::from_millis(500)).min(longest);
             return None;
         }
         let held = state.held.take()?;
         let kinds = kinds(&held.batch);
-        for kind in &kinds {
-            state.missed(kind);
+        if !held.down {
+            for kind in &kinds {
+                state.missed(kind);
+            }
         }
         state.recent.push(Recent {
             at: held.since,
             kinds,
             missed: true,
         });
-        Some(held.batch)
+        Some((held.batch, held.down))
     }
 
     /// When the held batch goes out if no restart comes first.
@@ -209,8 +234,14 @@ impl Rebuilds {
         })
     }
 
-    /// Publish every batch from the watcher until it stops, holding those a restart follows.
-    pub fn feed(&self, mut batches: mpsc::Receiver<ChangeBatch>, hub: Hub) {
+    /// Publish every batch from the watcher until it stops, holding those a restart follows;
+    /// `down` says whether an upstream is down now.
+    pub fn feed(
+        &self,
+        mut batches: mpsc::Receiver<ChangeBatch>,
+        hub: Hub,
+        down: impl Fn() -> bool + Send + 'static,
+    ) {
         let rebuilds = self.clone();
         tokio::spawn(async move {
             loop {
@@ -226,10 +257,14 @@ impl Rebuilds {
                         let Some(batch) = batch else { break };
                         let listening = hub.clients() > 0;
                         let said = what(&batch);
+                        let holding = deadline.is_some();
                         match rebuilds.offer(batch, Instant::now(), listening) {
                             Offer::Publish(batch) => {
                                 hub.publish(&batch);
                             }
+                            Offer::Held(_) if holding => tracing::info!(
+                                "{said} changed too: waiting for the same restart"
+                            ),
                             Offer::Held(until) => tracing::info!(
                                 "{said} changed → the tabs reload when the upstream restarts, as \
                                  it did after such saves (waiting up to {:.1} s)",
@@ -238,11 +273,20 @@ impl Rebuilds {
                         }
                     }
                     () = expiry => {
-                        if let Some(batch) = rebuilds.expired(Instant::now()) {
-                            tracing::info!(
-                                "the upstream did not restart after {} changed: reloading now",
-                                what(&batch)
-                            );
+                        if let Some((batch, down)) = rebuilds.expired(Instant::now(), down()) {
+                            if down {
+                                tracing::warn!(
+                                    "the upstream is still down after {} changed (an error at \
+                                     its start? see its terminal): reloading now",
+                                    what(&batch)
+                                );
+                            } else {
+                                tracing::info!(
+                                    "the upstream did not restart after {} changed (a build \
+                                     that failed?): reloading now",
+                                    what(&batch)
+                                );
+                            }
                             hub.publish(&batch);
                         }
                     }
@@ -290,12 +334,19 @@ fn kinds(batch: &ChangeBatch) -> Vec<String> {
 }
 
 /// A file's kind: its extension, lower-cased, or its name when it has none (`tmp/main`, a built
-/// binary; `Dockerfile`).
+/// binary; `Dockerfile`); for a script ([`PER_FILE`]), its path.
 fn kind(path: &str) -> String {
-    let path = Path::new(path);
-    match path.extension() {
-        Some(ext) => ext.to_string_lossy().to_ascii_lowercase(),
-        None => path
+    let file = Path::new(path);
+    match file.extension() {
+        Some(ext) => {
+            let ext = ext.to_string_lossy().to_ascii_lowercase();
+            if PER_FILE.contains(&ext.as_str()) {
+                path.to_owned()
+            } else {
+                ext
+            }
+        }
+        None => file
             .file_name()
             .map_or_else(String::new, |name| name.to_string_lossy().into_owned()),
     }
@@ -363,7 +414,7 @@ mod tests {
             "twice 1.5 s, and a second"
         );
         assert_eq!(r.held_paths(), ["blog/views.py"]);
-        assert!(r.expired(t + secs(12.0)).is_none(), "not yet");
+        assert!(r.expired(t + secs(12.0), false).is_none(), "not yet");
         let batch = r.restarted(t + secs(11.0)).expect("the held batch");
         assert_eq!(batch.changes[0].path, "blog/views.py");
         assert!(r.deadline().is_none());
@@ -393,16 +444,19 @@ mod tests {
     }
 
     #[test]
-    fn styles_and_scripts_are_never_held() {
+    fn styles_are_never_held_and_scripts_are_learned_file_by_file() {
         let r = Rebuilds::default();
         let t = Instant::now();
-        // nodemon restarts a Node server on every .js save, the browser's modules included.
+        // nodemon restarts a Node server on its .js saves; a stylesheet saved just before.
         for i in 0..3 {
-            learn(&r, "public/app.js", t + secs(20.0 * i as f32), secs(1.0));
+            learn(&r, "server.js", t + secs(20.0 * i as f32), secs(1.0));
             learn(&r, "site.css", t + secs(20.0 * i as f32 + 10.0), secs(1.0));
         }
-        published(r.offer(batch(&["public/app.js"]), t + secs(100.0), true));
-        published(r.offer(batch(&["site.css"]), t + secs(120.0), true));
+        held(r.offer(batch(&["server.js"]), t + secs(100.0), true));
+        assert!(r.restarted(t + secs(101.0)).is_some());
+        // The page's own module is not the server's: swapped in place, at once.
+        published(r.offer(batch(&["public/app.js"]), t + secs(120.0), true));
+        published(r.offer(batch(&["site.css"]), t + secs(140.0), true));
     }
 
     #[test]
@@ -434,19 +488,18 @@ mod tests {
         // A build that failed: no restart.
         let until = held(r.offer(batch(&["main.go"]), t, true));
         assert_eq!(r.deadline(), Some(until));
-        assert!(r.expired(until - secs(0.1)).is_none());
-        let batch = r.expired(until).expect("out at its time");
-        assert_eq!(batch.changes[0].path, "main.go");
-        // Three saves followed by restarts outweigh one failure; the next failure tips it.
-        let until = held(r.offer(batch.clone(), t + secs(20.0), true));
-        assert!(r.expired(until).is_some());
+        assert!(r.expired(until - secs(0.1), false).is_none());
+        let (batch, down) = r.expired(until, false).expect("out at its time");
+        assert_eq!((batch.changes[0].path.as_str(), down), ("main.go", false));
+        // A compile error fixed in three tries is still held for; the third failure tips it.
+        for i in 1..3 {
+            let until = held(r.offer(batch.clone(), t + secs(20.0 * i as f32), true));
+            assert!(r.expired(until, false).is_some());
+        }
         published(r.offer(batch.clone(), t + secs(80.0), true));
         // A restart after it teaches it again.
         assert!(r.restarted(t + secs(82.0)).is_none());
-        assert!(r.restarted(t + secs(90.0)).is_none());
-        published(r.offer(batch.clone(), t + secs(100.0), true));
-        assert!(r.restarted(t + secs(102.0)).is_none());
-        held(r.offer(batch, t + secs(120.0), true));
+        held(r.offer(batch, t + secs(100.0), true));
     }
 
     #[test]
@@ -458,7 +511,7 @@ mod tests {
         published(r.offer(batch(&["app.py"]), t + secs(5.0), true));
         assert!(r.restarted(t + secs(6.0)).is_none());
         let until = held(r.offer(batch(&["templates/page.html"]), t + secs(30.0), true));
-        assert!(r.expired(until).is_some());
+        assert!(r.expired(until, false).is_some());
         published(r.offer(batch(&["templates/page.html"]), t + secs(60.0), true));
         held(r.offer(batch(&["app.py"]), t + secs(90.0), true));
     }
@@ -469,16 +522,38 @@ mod tests {
         let t = Instant::now();
         learn(&r, "src/main.rs", t, secs(2.0));
         let until = held(r.offer(batch(&["src/main.rs"]), t + secs(20.0), true));
-        assert!(r.expired(until).is_some());
+        assert!(r.expired(until, false).is_some());
         // The restart came after all, 9 s after the save.
         assert!(r.restarted(t + secs(29.0)).is_none());
         let until = held(r.offer(batch(&["src/main.rs"]), t + secs(40.0), true));
         assert_eq!(until, t + secs(40.0) + secs(19.0));
-        assert!(r.expired(until).is_some());
+        assert!(r.expired(until, false).is_some());
         // Never longer than the cap.
         learn(&r, "src/lib.rs", t + secs(60.0), secs(14.0));
         let until = held(r.offer(batch(&["src/lib.rs"]), t + secs(80.0), true));
         assert_eq!(until, t + secs(80.0) + HOLD_MAX);
+    }
+
+    /// The upstream went down after the save (a restart under way, slower than the last): the
+    /// batch waits for it to be back; a server that cannot start (a syntax error) gets the
+    /// reload after 30 s, and its kind is not forgotten for it.
+    #[test]
+    fn a_batch_waits_on_while_the_upstream_is_down() {
+        let r = Rebuilds::default();
+        let t = Instant::now();
+        learn(&r, "views.py", t, secs(1.0));
+        let until = held(r.offer(batch(&["views.py"]), t + secs(20.0), true));
+        assert!(r.expired(until, true).is_none(), "down: waits on");
+        let later = r.deadline().expect("still held");
+        assert!(later > until, "{later:?}");
+        assert!(r.restarted(later).is_some(), "back: the restart's reload");
+        let until = held(r.offer(batch(&["views.py"]), t + secs(40.0), true));
+        let mut now = until;
+        while r.expired(now, true).is_none() {
+            now = r.deadline().expect("still held");
+        }
+        assert_eq!(now, t + secs(40.0) + HOLD_WHILE_DOWN);
+        held(r.offer(batch(&["views.py"]), t + secs(80.0), true));
     }
 
     #[test]

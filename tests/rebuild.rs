@@ -90,3 +90,102 @@ async fn a_save_a_restart_followed_before_waits_for_the_next_restart() {
     assert_eq!(paths(&batch), ["static/site.css"], "{batch}");
     drop(dir);
 }
+
+/// A Node server under nodemon: `server.js` is learned as that file (scripts are learned file by
+/// file), held for its restart; the page's own scripts are not the server's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_script_is_held_for_its_restart() {
+    let mut upstream = Upstream::start().await;
+    let addr = upstream.addr;
+    let url = upstream.url();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::create_dir_all(root.join("public")).unwrap();
+    save(&root, "server.js", "// 1\n");
+    let proxy = Proxy::start_in(&root, &[&url]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    watched(&proxy).await;
+    save(&root, "server.js", "// 2\n");
+    assert_eq!(paths(&tab.next_batch().await), ["server.js"]);
+    upstream = restart(upstream, addr).await;
+    assert_eq!(tab.next_batch().await["reload"], true);
+    watched(&proxy).await;
+    save(&root, "server.js", "// 3\n");
+    within("the save to be held", async {
+        while status(&proxy).await["awaiting_restart"] != serde_json::json!(["server.js"]) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Meanwhile the page's own script goes out at once.
+    save(&root, "public/app.js", "export const v = 1;\n");
+    assert_eq!(paths(&tab.next_batch().await), ["public/app.js"]);
+    let _upstream = restart(upstream, addr).await;
+    let batch = tab.next_batch().await;
+    let reason = batch["reason"].as_str().unwrap_or_default();
+    assert!(reason.ends_with(" after server.js changed"), "{batch}");
+}
+
+/// A server restarted for saves the proxy does not watch (its code, with only templates and
+/// static files watched) serves the page after each restart: no crash loop, and its reloads do
+/// not wait 1, 2, 4, 8 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_after_pages_were_served_are_no_crash_loop() {
+    let mut upstream = Upstream::start().await;
+    let addr = upstream.addr;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let proxy = Proxy::start_in(&root, &[&upstream.url()]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    watched(&proxy).await;
+    // Six restarts a crash loop would make wait 1 + 2 + 4 + 8 s in all.
+    let restarts = async {
+        for _ in 0..6 {
+            upstream = restart(upstream, addr).await;
+            assert_eq!(tab.next_batch().await["reload"], true);
+            watched(&proxy).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(12), restarts)
+        .await
+        .expect("the reloads waited as for a crash loop");
+}
+
+/// A restart while the only tab is between two pages (its old stream closed, its new one not
+/// open yet: `node --watch` restarts faster than a page loads) is still seen, and the tab hears
+/// of it when it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_while_the_tab_reloads_is_seen() {
+    let upstream = Upstream::start().await;
+    let addr = upstream.addr;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let proxy = Proxy::start_in(&root, &[&upstream.url()]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    watched(&proxy).await;
+    save(&root, "page.html", "<p>1</p>\n");
+    let last = tab.next_batch().await["id"].to_string();
+    drop(tab);
+    within("the stream to end", async {
+        while status(&proxy).await["clients"] != 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // An observation window: the probe looks twice or more meanwhile, and keeps watching.
+    tokio::time::sleep(hmr_proxy::proxy::health::PROBE_INTERVAL * 3).await;
+    assert_eq!(
+        status(&proxy).await["upstream"]["restart_check"],
+        "listening socket"
+    );
+    let _upstream = restart(upstream, addr).await;
+    let mut tab = SseClient::open(proxy.addr, &[("last-event-id", &last)]).await;
+    let batch = tab.next_batch().await;
+    assert_eq!(batch["reload"], true, "{batch}");
+    assert!(
+        batch["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("upstream ")),
+        "{batch}"
+    );
+}

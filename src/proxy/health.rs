@@ -78,6 +78,9 @@ pub struct Seen {
 #[derive(Debug, Clone)]
 pub struct Health {
     tx: Arc<watch::Sender<Seen>>,
+    /// A request has been answered since [`Health::take_answered`] last looked: the server
+    /// serves pages, so a restart now is no crash on the page's request.
+    answered: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for Health {
@@ -95,7 +98,24 @@ impl Health {
         };
         Health {
             tx: Arc::new(watch::channel(seen).0),
+            answered: Arc::default(),
         }
+    }
+
+    /// A request the upstream answered. Read before written: on the path of every request, the
+    /// flag is written once per restart, not once per request.
+    pub fn report_answered(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.answered.load(Ordering::Relaxed) {
+            self.answered.store(true, Ordering::Relaxed);
+        }
+        self.report(true);
+    }
+
+    /// Whether a request was answered since the last call.
+    pub fn take_answered(&self) -> bool {
+        self.answered
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Record an outcome; observers wake only on a change.

@@ -626,7 +626,7 @@ impl Proxy {
                 if this.spoke_tls.load(Ordering::Relaxed) {
                     this.spoke_tls.store(false, Ordering::Relaxed);
                 }
-                this.health.report(true);
+                this.health.report_answered();
             }
             Err(failure) if failure.is_unreachable() => this.health.report(false),
             Err(_) => {}

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -51,6 +51,8 @@ struct Inner {
     tx: broadcast::Sender<Published>,
     /// Open streams right now (each stream holds a guard).
     clients: AtomicUsize,
+    /// When the last stream ended ([`Hub::listened_within`]).
+    last_left: Mutex<Option<std::time::Instant>>,
     /// Batches published since start.
     batches: AtomicU64,
     heartbeat: Duration,
@@ -114,6 +116,7 @@ impl Hub {
                 }),
                 tx,
                 clients: AtomicUsize::new(0),
+                last_left: Mutex::new(None),
                 batches: AtomicU64::new(0),
                 heartbeat,
                 shutdown,
@@ -232,6 +235,28 @@ impl Hub {
     /// Number of open `/changes` streams.
     pub fn clients(&self) -> usize {
         self.inner.clients.load(Ordering::Relaxed)
+    }
+
+    /// Whether a tab listens now, or one stopped within `grace`: a tab reloading is gone from
+    /// its old stream and not yet on its new one, and a restart of the upstream meanwhile (a
+    /// fast one: `node --watch`) must still be seen.
+    pub fn listened_within(&self, grace: std::time::Duration) -> bool {
+        self.clients() > 0
+            || self
+                .inner
+                .last_left
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some_and(|left| left.elapsed() < grace)
+    }
+
+    /// A stream ended.
+    fn left(&self) {
+        *self
+            .inner
+            .last_left
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(std::time::Instant::now());
     }
 
     /// Number of batches published since start.

@@ -31,6 +31,7 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        self.0.left();
         self.0.inner.clients.fetch_sub(1, Ordering::Relaxed);
     }
 }
