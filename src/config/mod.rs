@@ -325,7 +325,7 @@ impl Config {
         let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
         let matches = without_empty_variables(Cli::command())
             .try_get_matches_from(&args)
-            .map_err(|err| from_environment(err, &args))?;
+            .map_err(|err| value_after_a_space(from_environment(err, &args), &args))?;
         let cli = Cli::from_arg_matches(&matches)?;
         Ok((cli, matches))
     }
@@ -776,6 +776,43 @@ fn from_environment(err: clap::Error, args: &[std::ffi::OsString]) -> clap::Erro
             "environment variable {}={:?}: {why}; set it to {example} or unset it (it stands for {flag})\n",
             var.to_string_lossy(),
             value.to_string_lossy(),
+        ),
+    )
+}
+
+/// clap's "unexpected argument" for `--poll 500 http://localhost:8000`, with the cause: a flag
+/// whose value is optional takes it only after `=` (a bare `--poll` is a setting of its own), so
+/// `500` was taken for the upstream and the URL was one argument too many. Any other error, or
+/// one with no such flag before the argument clap names, is left as it is.
+fn value_after_a_space(err: clap::Error, args: &[std::ffi::OsString]) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if err.kind() != ErrorKind::UnknownArgument {
+        return err;
+    }
+    let Some(ContextValue::String(unexpected)) = err.get(ContextKind::InvalidArg) else {
+        return err;
+    };
+    let command = Cli::command();
+    let args: Vec<&str> = args.iter().skip(1).filter_map(|a| a.to_str()).collect();
+    let unexpected_at = args.iter().position(|a| a == unexpected);
+    let separated = args.windows(2).enumerate().find_map(|(i, pair)| {
+        let long = pair[0].strip_prefix("--")?;
+        let value = pair[1];
+        let arg = command
+            .get_arguments()
+            .find(|arg| arg.get_long() == Some(long) && arg.is_require_equals_set())?;
+        let before = unexpected_at.is_none_or(|at| i < at);
+        (before && !value.starts_with('-')).then(|| (arg.get_long().unwrap_or(long), value))
+    });
+    let Some((flag, value)) = separated else {
+        return err;
+    };
+    clap::Error::raw(
+        err.kind(),
+        format!(
+            "unexpected argument '{unexpected}': --{flag} takes its value after `=` only (a bare \
+             --{flag} is a setting of its own), so `{value}` was read as another argument; write \
+             --{flag}={value}\n"
         ),
     )
 }
@@ -1692,6 +1729,42 @@ mod tests {
             err.contains("write --poll=500 for a poll interval"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_value_after_a_space_is_named_with_the_fix() {
+        for (args, fix) in [
+            (
+                &["--poll", "500", "http://localhost:8000"][..],
+                "write --poll=500",
+            ),
+            (
+                &["--open", "/admin", "http://localhost:8000"],
+                "write --open=/admin",
+            ),
+            (
+                &["http://localhost:8000", "--no-inject", "true"],
+                "write --no-inject=true",
+            ),
+        ] {
+            let err = load_in(tmp().path(), args).err().unwrap_or_default();
+            assert!(err.contains(fix), "{args:?}: {err}");
+            assert!(err.contains("takes its value after `=`"), "{args:?}: {err}");
+        }
+        // Without such a flag, clap's own words.
+        let err = load_in(
+            tmp().path(),
+            &["http://localhost:8000", "http://localhost:9000"],
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(err.contains("unexpected argument"), "{err}");
+        assert!(!err.contains("takes its value"), "{err}");
+        // A flag that takes its value after a space is no such mistake.
+        let err = load_in(tmp().path(), &["--debounce", "20", "a", "b"])
+            .err()
+            .unwrap_or_default();
+        assert!(!err.contains("takes its value"), "{err}");
     }
 
     #[test]
