@@ -290,10 +290,31 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, rebuilds: &Rebuilds,
         // Whether it has answered since the proxy started: a first answer is not a return.
         let mut answered = last.reach == Reach::Up;
         let mut crash_loop = CrashLoop::default();
-        while seen.changed().await.is_ok() {
+        // When the upstream went down, until that is said: a restart that is over within
+        // DOWN_NOTICE (nodemon, `go run`, Django's reloader) is one line when it is back, not a
+        // warning before it.
+        let mut unsaid: Option<Instant> = None;
+        loop {
+            let changed = match unsaid {
+                Some(since) => {
+                    let deadline = tokio::time::Instant::from_std(since + DOWN_NOTICE);
+                    match tokio::time::timeout_at(deadline, seen.changed()).await {
+                        Ok(changed) => changed,
+                        Err(_) => {
+                            tracing::warn!("upstream {origin} is down");
+                            unsaid = None;
+                            continue;
+                        }
+                    }
+                }
+                None => seen.changed().await,
+            };
+            if changed.is_err() {
+                break;
+            }
             let mut now = *seen.borrow_and_update();
             match (last.reach, now.reach) {
-                (Reach::Up, Reach::Down) => tracing::warn!("upstream {origin} is down"),
+                (Reach::Up, Reach::Down) => unsaid = Some(Instant::now()),
                 // Said at start, before any tab asks: a wrong port or a server not started yet.
                 (Reach::Unknown, Reach::Down) => tracing::warn!(
                     "upstream {origin} does not answer (yet): tabs get a page that reloads once it does"
@@ -303,6 +324,7 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, rebuilds: &Rebuilds,
             if now.comebacks != last.comebacks {
                 // One line for the event and what it does (tabs showing the waiting page reload).
                 let what = match last.reach {
+                    Reach::Down if unsaid.take().is_some() => "restarted",
                     Reach::Down if answered => "is back",
                     Reach::Down | Reach::Unknown => "answers",
                     Reach::Up => "restarted",
@@ -361,6 +383,9 @@ fn unreachable_in_container(in_container: bool, local: std::net::SocketAddr) -> 
 /// tab is reloading, between its old stream and its new one, and a server that restarted then
 /// (`node --watch`, quicker than the page's load) left the tab on the old code.
 const RELOAD_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long the upstream is down before the log says so (see [`reload_when_upstream_returns`]).
+const DOWN_NOTICE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A restart this soon after the tabs' last reload for one is taken for a crash on their
 /// requests (see [`CrashLoop`]).

@@ -1518,6 +1518,80 @@ async fn an_outage_is_logged_once_until_the_upstream_answers() {
     );
 }
 
+/// A dev server down for a moment (a restart by nodemon or Django's reloader) is one line when it
+/// is back, no warning before it; one down for longer than that is a warning, said seconds after
+/// it went (not at once), and a line when it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_down_for_a_moment_is_no_warning() {
+    use crate::support::sse::SseClient;
+    use crate::support::{Upstream, get};
+    let dir = tempdir();
+    let upstream = Upstream::start().await;
+    let addr = upstream.addr;
+    let url = upstream.url();
+    let running = bin::blocking("hmr-proxy to start", {
+        let dir = dir.path().to_owned();
+        let url = url.clone();
+        move || Running::start(&["--watch", ".", url.as_str()], &[], &dir)
+    })
+    .await;
+    let base = format!("http://{}", running.addr);
+    let reachable = |base: String| async move {
+        let (_, _, body) = get(&format!("{base}/__hmr/status"), &[]).await;
+        let status: serde_json::Value = serde_json::from_slice(&body).expect("status JSON");
+        status["upstream"]["reachable"].clone()
+    };
+    let mut tab = SseClient::open(running.addr, &[]).await;
+    // Seen up first: a server that was never seen answering "answers" when it comes.
+    let (code, _, _) = get(&format!("{base}/"), &[]).await;
+    assert_eq!(code, 200);
+    within("the proxy to see the upstream up", async {
+        while reachable(base.clone()).await != true {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let gone = |upstream: Upstream| {
+        let base = base.clone();
+        async move {
+            upstream.stop().await;
+            within("the proxy to see the upstream go", async {
+                while reachable(base.clone()).await != false {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+        }
+    };
+
+    gone(upstream).await;
+    let upstream = Upstream::serve(crate::support::rebind(addr).await);
+    let batch = tab.next_batch().await;
+    assert_eq!(
+        batch["reason"],
+        format!("upstream {url} restarted"),
+        "{batch}"
+    );
+    assert!(!running.log().contains("is down"), "{}", running.log());
+
+    gone(upstream).await;
+    let went = std::time::Instant::now();
+    // On this thread: the upstream and the tab go on on the runtime's other worker.
+    let log = tokio::task::block_in_place(|| running.wait_for_log("is down"));
+    assert!(
+        went.elapsed() >= Duration::from_secs(2),
+        "said {:?} after the upstream went:\n{log}",
+        went.elapsed()
+    );
+    let _upstream = Upstream::serve(crate::support::rebind(addr).await);
+    let batch = tab.next_batch().await;
+    assert_eq!(
+        batch["reason"],
+        format!("upstream {url} is back"),
+        "{batch}"
+    );
+}
+
 /// `--health-check` (the container health check) exits 0 while a proxy answers at the listen
 /// address given in the environment, as in the compose file, and 1 with a reason once it is gone.
 #[test]
