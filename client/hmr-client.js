@@ -182,6 +182,8 @@ function start(selfUrl) {
   let leaving = null;
   /** Set while a page shown again from the back-forward cache waits to join (see back). */
   let rejoin = null;
+  /** The dev servers the proxy says are down, for longer than a restart takes (see upstream). */
+  let down = [];
 
   window.__hmrProxy = true;
   restoreScroll();
@@ -332,11 +334,21 @@ function start(selfUrl) {
       if (reloading) return; // a new proxy run: this page is going, and speaks for it no more
       state.connected = true;
       relay({ type: 'hello', instance, last: newest });
+      // A stream opens with the list when it is not empty (right after this): none, none down.
+      if (down.length) {
+        relay({ type: 'upstream', down: [] });
+        upstream([]);
+      }
     });
     source.addEventListener('change', (event) => {
       const batch = JSON.parse(event.data);
       relay({ type: 'change', batch });
       receive(batch, true);
+    });
+    source.addEventListener('upstream', (event) => {
+      const { down: list } = JSON.parse(event.data);
+      relay({ type: 'upstream', down: list });
+      upstream(list);
     });
     source.addEventListener('error', () => {
       state.connected = false;
@@ -368,12 +380,33 @@ function start(selfUrl) {
       // A tab or frame just started: tell it which proxy run this is and where we are.
       if (state.role === 'leader' && state.connected) {
         channel.postMessage({ type: 'hello', instance: state.instance, last: newest });
+        if (down.length) channel.postMessage({ type: 'upstream', down });
       }
     } else if (message.type === 'hello') {
       hello(message.instance, message.last, !message.mine);
     } else if (message.type === 'change') {
       receive(message.batch, message.mine === true);
+    } else if (message.type === 'upstream') {
+      upstream(message.down);
     }
+  }
+
+  /**
+   * The proxy's list of the dev servers down for longer than a restart takes (a crash, a syntax
+   * error its reloader waits on): said in the console and in a note in the page's corner until
+   * they answer again. The reload when one is back is the proxy's, as after any restart. Frames
+   * leave the note to their page.
+   */
+  function upstream(list) {
+    const was = down;
+    down = Array.isArray(list) ? list.filter((origin) => typeof origin === 'string') : [];
+    for (const origin of down) {
+      if (!was.includes(origin)) {
+        log(`${origin} is down (its terminal says why); this page reloads once it is back`);
+      }
+    }
+    for (const origin of was) if (!down.includes(origin)) log(`${origin} answers again`);
+    if (window.top === window) downNote(down);
   }
 
   /** A stream's greeting (`relayed`: the leader's, passed on): the proxy run, its newest batch. */
@@ -2203,6 +2236,39 @@ function start(selfUrl) {
     if (host && !(keep && kinds.get(host) === keep)) host.remove();
   }
 
+  /**
+   * The note that dev servers are down (see upstream), bottom left (the error overlay is bottom
+   * right), or none when `origins` is empty. It takes no clicks: the page stays usable under it.
+   */
+  function downNote(origins) {
+    document.getElementById(DOWN_ID)?.remove();
+    if (!origins.length) return;
+    const host = element('div', {
+      position: 'fixed',
+      left: '1rem',
+      bottom: '1rem',
+      zIndex: '2147483647',
+      pointerEvents: 'none',
+    });
+    host.id = DOWN_ID;
+    host.dataset.down = origins.join(' ');
+    const note = element(
+      'div',
+      {
+        background: '#222',
+        color: '#fff',
+        borderRadius: '6px',
+        boxShadow: '0 4px 16px rgba(0, 0, 0, .2)',
+        padding: '.4rem .75rem',
+        font: '13px/1.4 system-ui, sans-serif',
+        opacity: '.92',
+      },
+      `hmr-proxy: ${origins.join(', ')} is down; this page reloads once it is back`,
+    );
+    host.attachShadow({ mode: 'open' }).append(note);
+    (document.body || document.documentElement).append(host);
+  }
+
   // ---- Dispose callbacks ----------------------------------------------------------------------
 
   /** A module copy's URL (its `import.meta.url`) → the callbacks it registered. */
@@ -2897,6 +2963,9 @@ function isObject(value) {
 /** The id of the overlay's host element. */
 const OVERLAY_ID = 'hmr-proxy-overlay';
 
+/** The id of the host element of the note that a dev server is down. */
+const DOWN_ID = 'hmr-proxy-down';
+
 /**
  * The SharedWorker side of this file (started by share() where pages have no Web Locks): holds
  * one stream for every page of the origin, opened from the position of the page that asks first
@@ -2917,6 +2986,8 @@ function sharedStream(selfUrl) {
   let live = false;
   /** Where a reopened stream resumes: the floor it opened from, moved on by what it passed on. */
   let resume = null;
+  /** The dev servers down, as the stream last said (passed on to the pages that join). */
+  let down = [];
 
   globalThis.onconnect = (event) => {
     const port = event.ports[0];
@@ -2928,6 +2999,7 @@ function sharedStream(selfUrl) {
           open(data.floor);
         } else if (live) {
           port.postMessage({ type: 'hello', instance, last: newest, mine: false });
+          if (down.length) port.postMessage({ type: 'upstream', down, mine: false });
         }
       } else if (data.type === 'leave') {
         ports.delete(port);
@@ -2961,6 +3033,15 @@ function sharedStream(selfUrl) {
       resume ??= newest;
       live = true;
       post({ type: 'hello', instance, last: newest });
+      // The stream says the list after its hello when it is not empty.
+      if (down.length) {
+        down = [];
+        post({ type: 'upstream', down });
+      }
+    });
+    stream.addEventListener('upstream', (event) => {
+      ({ down } = JSON.parse(event.data));
+      post({ type: 'upstream', down });
     });
     stream.addEventListener('change', (event) => {
       const batch = JSON.parse(event.data);

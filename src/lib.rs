@@ -302,6 +302,7 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, rebuilds: &Rebuilds,
                         Ok(changed) => changed,
                         Err(_) => {
                             tracing::warn!("upstream {origin} is down");
+                            hub.upstream_down(&origin, true);
                             unsaid = None;
                             continue;
                         }
@@ -320,6 +321,10 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, rebuilds: &Rebuilds,
                     "upstream {origin} does not answer (yet): tabs get a page that reloads once it does"
                 ),
                 _ => {}
+            }
+            if now.reach != Reach::Down {
+                // Said to the tabs before the reload that follows, so none shows it on.
+                hub.upstream_down(&origin, false);
             }
             if now.comebacks != last.comebacks {
                 // One line for the event and what it does (tabs showing the waiting page reload).

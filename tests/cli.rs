@@ -1520,9 +1520,10 @@ async fn an_outage_is_logged_once_until_the_upstream_answers() {
 
 /// A dev server down for a moment (a restart by nodemon or Django's reloader) is one line when it
 /// is back, no warning before it; one down for longer than that is a warning, said seconds after
-/// it went (not at once), and a line when it is back.
+/// it went (not at once), told to the tabs (an `upstream` event, which a tab opened meanwhile
+/// gets too), and a line when it is back, told to the tabs before their reload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upstream_down_for_a_moment_is_no_warning() {
+async fn an_upstream_down_for_a_moment_is_no_warning_a_longer_outage_is_told() {
     use crate::support::sse::SseClient;
     use crate::support::{Upstream, get};
     let dir = tempdir();
@@ -1583,7 +1584,28 @@ async fn an_upstream_down_for_a_moment_is_no_warning() {
         "said {:?} after the upstream went:\n{log}",
         went.elapsed()
     );
+    // The tabs are told, and so is a tab that opens now.
+    async fn told(tab: &mut SseClient) -> serde_json::Value {
+        within("an upstream event", async {
+            loop {
+                let msg = tab.next_message().await.expect("stream open");
+                if msg.event.as_deref() == Some("upstream") {
+                    let data = msg.data.unwrap_or_default();
+                    return serde_json::from_str::<serde_json::Value>(&data).expect("json");
+                }
+                assert_ne!(msg.event.as_deref(), Some("change"), "{msg:?}");
+            }
+        })
+        .await
+    }
+    assert_eq!(told(&mut tab).await, serde_json::json!({ "down": [url] }));
+    let mut new_tab = SseClient::open(running.addr, &[]).await;
+    assert_eq!(
+        told(&mut new_tab).await,
+        serde_json::json!({ "down": [url] })
+    );
     let _upstream = Upstream::serve(crate::support::rebind(addr).await);
+    assert_eq!(told(&mut tab).await, serde_json::json!({ "down": [] }));
     let batch = tab.next_batch().await;
     assert_eq!(
         batch["reason"],

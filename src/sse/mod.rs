@@ -93,9 +93,12 @@ impl Position {
 struct State {
     next_id: u64,
     ring: VecDeque<Published>,
+    /// Upstreams down for longer than a restart takes, as the tabs were last told
+    /// ([`Hub::upstream_down`]).
+    down: Vec<String>,
 }
 
-/// One encoded batch.
+/// One encoded batch, or an `upstream` event (id 0: never in the ring).
 #[derive(Clone, Debug)]
 struct Published {
     id: u64,
@@ -112,6 +115,7 @@ impl Hub {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
                     next_id: boot_ms,
+                    down: Vec::new(),
                     ring: VecDeque::with_capacity(RING),
                 }),
                 tx,
@@ -304,6 +308,24 @@ impl Hub {
         id
     }
 
+    /// Tell every tab that `origin` is down (for longer than a restart takes) or answers again,
+    /// with the list of those down: an `upstream` event, which is no batch (no id, not replayed;
+    /// a stream that opens while one is down gets the list after its `hello`).
+    pub fn upstream_down(&self, origin: &str, down: bool) {
+        let mut state = self.state();
+        let listed = state.down.iter().position(|o| o == origin);
+        match (listed, down) {
+            (None, true) => state.down.push(origin.to_string()),
+            (Some(at), false) => {
+                state.down.remove(at);
+            }
+            _ => return,
+        }
+        let bytes = wire::upstream(&state.down);
+        // Under the lock, as batches are: a stream subscribing now gets this or the list.
+        let _ = self.inner.tx.send(Published { id: 0, bytes });
+    }
+
     /// Publish a batch someone asked for (`POST /__hmr/reload` from a build tool), logged as
     /// theirs: the line a save gives sent the developer looking for a save.
     pub fn publish_asked(&self, batch: &ChangeBatch, by: &str) -> u64 {
@@ -384,7 +406,7 @@ impl Hub {
 
     /// Open a stream for one tab. `last_event_id` is the tab's `Last-Event-ID` on reconnect.
     pub fn subscribe(&self, last_event_id: Option<&str>) -> Response<Body> {
-        let (rx, catch_up, latest) = {
+        let (rx, catch_up, latest, down) = {
             let state = self.state();
             let rx = self.inner.tx.subscribe();
             let latest = state.next_id - 1;
@@ -404,10 +426,11 @@ impl Hub {
                 // Gone from the ring, from another proxy run, or unreadable: start afresh.
                 Some(_) => vec![Self::reload_bytes(latest)],
             };
-            (rx, catch_up, latest)
+            let down = (!state.down.is_empty()).then(|| wire::upstream(&state.down));
+            (rx, catch_up, latest, down)
         };
         let mut first = wire::preamble(&self.inner.instance, latest).to_vec();
-        for bytes in catch_up {
+        for bytes in catch_up.into_iter().chain(down) {
             first.extend_from_slice(&bytes);
         }
         let body = stream::body(

@@ -59,6 +59,15 @@ pub fn preamble(instance: &str, last: u64) -> Bytes {
     ))
 }
 
+/// The `upstream` event: the dev servers (their origins) that have been down for longer than a
+/// restart takes, `{"down":["http://localhost:8000"]}`, or `{"down":[]}` once all answer again.
+/// Sent when the list changes, and after `hello` to a stream that opens while it is not empty;
+/// a tab shows it (see `client/README.md`). No id: it is no batch, and not replayed.
+pub fn upstream(down: &[String]) -> Bytes {
+    let data = serde_json::json!({ "down": down }).to_string();
+    Bytes::from(format!("event: upstream\ndata: {data}\n\n"))
+}
+
 /// A comment that keeps idle connections (and intermediaries) alive and detects dead peers.
 pub fn heartbeat() -> Bytes {
     Bytes::from_static(b": ping\n\n")

@@ -1,5 +1,7 @@
 // The proxy's waiting page in headless Chromium: a form posted while the dev server is down gets
 // the page that reloads by itself once the server is back, and the form reaches the server once.
+// First, a page open while the dev server goes down for longer than a restart takes says so in
+// a note, and reloads without it once the server is back.
 //
 // Run by tests/client.rs:  node tests/browser/waiting.mjs <proxy-origin> <upstream-port>
 // The proxy fronts http://127.0.0.1:<upstream-port>, which this script serves itself, stops and
@@ -68,6 +70,38 @@ try {
   page.on('request', (r) => transcript.push(`[request] ${r.method()} ${r.url()}`));
   await page.goto(`${origin}/form`);
   await page.waitForFunction(() => window.__hmrProxy === true);
+
+  // Down for longer than a restart takes: the page says so in its corner, and when the server
+  // is back the proxy reloads it (without the note). As the tab that holds the stream, and as
+  // one that hears it through the SharedWorker (no Web Locks: an address that is no secure
+  // context).
+  const noLocks = await browser.newContext();
+  await noLocks.addInitScript(() => delete Navigator.prototype.locks);
+  const shared = await noLocks.newPage();
+  shared.setDefaultTimeout(WAIT_MS);
+  shared.on('console', (m) => transcript.push(`[shared console] ${m.text()}`));
+  await shared.goto(`${origin}/form`);
+  for (const [tab, role] of [[page, 'leader'], [shared, 'shared']]) {
+    await tab.waitForFunction(() => window.__hmrProxy === true);
+    const roleNow = await tab.evaluate(() => window[Symbol.for('hmr-proxy')].state.role);
+    assert.equal(roleNow, role);
+    await stop(server);
+    const stopped = Date.now();
+    const note = await tab.waitForSelector('#hmr-proxy-down');
+    assert.ok(Date.now() - stopped >= 2_000, 'no note for what may be a restart');
+    assert.equal(await note.getAttribute('data-down'), `http://127.0.0.1:${port}`);
+    const text = await note.evaluate((host) => host.shadowRoot.textContent);
+    assert.match(text, /is down; this page reloads once it is back/);
+    assert.ok(transcript.some((line) => line.includes(`http://127.0.0.1:${port} is down`)));
+    const reloaded = tab.waitForEvent('load');
+    server = await serve(0);
+    await reloaded;
+    await tab.waitForFunction(() => window.__hmrProxy === true);
+    assert.equal(await tab.$('#hmr-proxy-down'), null, 'the reloaded page has no note');
+    console.log(`ok note while down (${role})`);
+  }
+  await noLocks.close();
+
   await stop(server);
   // Sent while the server is down: the proxy's waiting page, with the client in it.
   await page.click('button');
