@@ -384,6 +384,9 @@ function start(selfUrl) {
       }
     } else if (message.type === 'hello') {
       hello(message.instance, message.last, !message.mine);
+      // The list follows a hello when it is not empty (a page back from the back-forward cache
+      // may hold one from before).
+      if (down.length && !reloading) upstream([]);
     } else if (message.type === 'change') {
       receive(message.batch, message.mine === true);
     } else if (message.type === 'upstream') {
