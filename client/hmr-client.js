@@ -2266,7 +2266,9 @@ function start(selfUrl) {
         font: '13px/1.4 system-ui, sans-serif',
         opacity: '.92',
       },
-      `hmr-proxy: ${origins.join(', ')} is down; this page reloads once it is back`,
+      origins.length === 1
+        ? `hmr-proxy: ${origins[0]} is down; this page reloads once it is back`
+        : `hmr-proxy: ${origins.join(' and ')} are down; this page reloads once they are back`,
     );
     host.attachShadow({ mode: 'open' }).append(note);
     (document.body || document.documentElement).append(host);
