@@ -534,6 +534,46 @@ fn log_batch(
 mod tests {
     use super::*;
 
+    /// The bytes of `body`'s next frame.
+    async fn next_frame(body: &mut Body) -> String {
+        use http_body_util::BodyExt;
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("a frame in time")
+            .expect("a frame")
+            .expect("no error");
+        String::from_utf8(frame.into_data().expect("data").to_vec()).expect("UTF-8")
+    }
+
+    #[tokio::test]
+    async fn the_tabs_hear_which_upstreams_are_down_and_a_new_one_hears_the_list() {
+        let hub = Hub::new(Duration::from_secs(60), Shutdown::new());
+        hub.upstream_down("http://a", true);
+        hub.upstream_down("http://b", true);
+        hub.upstream_down("http://a", true);
+        hub.upstream_down("http://c", false);
+        let mut tab = hub.subscribe(None).into_body();
+        let first = next_frame(&mut tab).await;
+        assert!(first.contains("event: hello\n"), "{first}");
+        assert!(
+            first.ends_with("event: upstream\ndata: {\"down\":[\"http://a\",\"http://b\"]}\n\n"),
+            "{first}"
+        );
+        hub.upstream_down("http://a", false);
+        let told = next_frame(&mut tab).await;
+        assert_eq!(told, "event: upstream\ndata: {\"down\":[\"http://b\"]}\n\n");
+        hub.upstream_down("http://b", false);
+        let told = next_frame(&mut tab).await;
+        assert_eq!(told, "event: upstream\ndata: {\"down\":[]}\n\n");
+        // None down: a new stream opens with its hello alone.
+        let mut other = hub.subscribe(None).into_body();
+        let first = next_frame(&mut other).await;
+        assert!(
+            first.ends_with("\n\n") && !first.contains("upstream"),
+            "{first}"
+        );
+    }
+
     #[test]
     fn paths_in_log_lines_stay_on_their_line() {
         assert_eq!(printable("css/site.css"), "css/site.css");
