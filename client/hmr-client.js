@@ -398,7 +398,7 @@ function start(selfUrl) {
    * The proxy's list of the dev servers down for longer than a restart takes (a crash, a syntax
    * error its reloader waits on): said in the console and in a note in the page's corner until
    * they answer again. The reload when one is back is the proxy's, as after any restart. Frames
-   * leave the note to their page.
+   * leave the note to their page, and the proxy's waiting page has no need of it.
    */
   function upstream(list) {
     const was = down;
@@ -409,7 +409,8 @@ function start(selfUrl) {
       }
     }
     for (const origin of was) if (!down.includes(origin)) log(`${origin} answers again`);
-    if (window.top === window) downNote(down);
+    // The proxy's waiting page says so itself.
+    if (window.top === window && !pollsForServer()) downNote(down);
   }
 
   /** A stream's greeting (`relayed`: the leader's, passed on): the proxy run, its newest batch. */

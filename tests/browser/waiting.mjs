@@ -93,6 +93,14 @@ try {
     const text = await note.evaluate((host) => host.shadowRoot.textContent);
     assert.match(text, /is down; this page reloads once it is back/);
     assert.ok(transcript.some((line) => line.includes(`http://127.0.0.1:${port} is down`)));
+    if (role === 'leader') {
+      // Reloaded meanwhile: the proxy's waiting page, which says so itself, without the note.
+      const told = tab.waitForEvent('console', (m) => m.text().includes(`${port} is down`));
+      await tab.reload();
+      await tab.waitForSelector('text=reloads by itself');
+      await told;
+      assert.equal(await tab.$('#hmr-proxy-down'), null, 'no note on the waiting page');
+    }
     const reloaded = tab.waitForEvent('load');
     server = await serve(0);
     await reloaded;
