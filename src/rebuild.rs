@@ -148,7 +148,10 @@ impl Rebuilds {
                         held.batch.changes.push(change);
                     }
                 }
-                held.until = held.until.max(until);
+                // Later saves wait for their own restart too, but the batch that started the
+                // wait goes out HOLD_MAX after it at the latest: a save every few seconds (a
+                // build writing all the time) held it until the next restart, a minute later.
+                held.until = held.until.max(until).min(held.since + HOLD_MAX);
                 Offer::Held(held.until)
             }
             None => {
@@ -419,6 +422,29 @@ mod tests {
         assert_eq!(batch.changes[0].path, "blog/views.py");
         assert!(r.deadline().is_none());
         assert!(r.held_paths().is_empty());
+    }
+
+    #[test]
+    fn batches_that_keep_coming_wait_with_the_held_one_for_hold_max_at_most() {
+        let r = Rebuilds::default();
+        let t = Instant::now();
+        learn(&r, "main.go", t, secs(2.0));
+        let t = t + secs(20.0);
+        let first = held(r.offer(batch(&["main.go"]), t, true));
+        assert_eq!(first, t + secs(5.0));
+        // One more save: it waits for its restart too.
+        assert_eq!(
+            held(r.offer(batch(&["util.go"]), t + secs(1.0), true)),
+            t + secs(6.0)
+        );
+        // Saves every second, for longer than the batch may wait.
+        for i in 2..40 {
+            let until = held(r.offer(batch(&["util.go"]), t + secs(i as f32), true));
+            assert!(until <= t + HOLD_MAX, "{:?}", until - t);
+        }
+        assert_eq!(r.deadline(), Some(t + HOLD_MAX));
+        let (batch, _) = r.expired(t + HOLD_MAX, false).expect("out");
+        assert_eq!(batch.changes.len(), 2);
     }
 
     #[test]
