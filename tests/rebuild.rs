@@ -15,15 +15,31 @@ async fn status(proxy: &Proxy) -> serde_json::Value {
     serde_json::from_slice(&body).unwrap()
 }
 
+/// Until `/__hmr/status` shows what `done` looks for (no event says it: it is asked again).
+async fn status_until(proxy: &Proxy, what: &str, done: impl Fn(&serde_json::Value) -> bool) {
+    within(what, async {
+        while !done(&status(proxy).await) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+/// Until the proxy holds a batch of `paths` for the upstream's restart.
+async fn held_for(proxy: &Proxy, paths: &[&str]) {
+    status_until(proxy, "the save to be held", |s| {
+        s["awaiting_restart"] == serde_json::json!(paths)
+    })
+    .await;
+}
+
 /// Once a page has gone through the proxy, the proxy watches the upstream's listening socket:
 /// a restart on the same port then shows however quick it is.
 async fn watched(proxy: &Proxy) {
     let (code, _, _) = get(&proxy.url("/"), &[]).await;
     assert_eq!(code, 200);
-    within("the proxy to watch the upstream's socket", async {
-        while status(proxy).await["upstream"]["restart_check"] != "listening socket" {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    status_until(proxy, "the proxy to watch the upstream's socket", |s| {
+        s["upstream"]["restart_check"] == "listening socket"
     })
     .await;
 }
@@ -64,12 +80,7 @@ async fn a_save_a_restart_followed_before_waits_for_the_next_restart() {
 
     // The next one waits for the restart, and the tabs reload once, told why.
     save(&root, "app.py", "v = 3\n");
-    within("the save to be held", async {
-        while status(&proxy).await["awaiting_restart"] != serde_json::json!(["app.py"]) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    held_for(&proxy, &["app.py"]).await;
     let _upstream = restart(upstream, addr).await;
     let batch = tab.next_batch().await;
     assert_eq!(batch["reload"], true, "{batch}");
@@ -111,12 +122,7 @@ async fn a_servers_script_is_held_for_its_restart() {
     assert_eq!(tab.next_batch().await["reload"], true);
     watched(&proxy).await;
     save(&root, "server.js", "// 3\n");
-    within("the save to be held", async {
-        while status(&proxy).await["awaiting_restart"] != serde_json::json!(["server.js"]) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    held_for(&proxy, &["server.js"]).await;
     // Meanwhile the page's own script goes out at once.
     save(&root, "public/app.js", "export const v = 1;\n");
     assert_eq!(paths(&tab.next_batch().await), ["public/app.js"]);
@@ -166,12 +172,7 @@ async fn a_restart_while_the_tab_reloads_is_seen() {
     save(&root, "page.html", "<p>1</p>\n");
     let last = tab.next_batch().await["id"].to_string();
     drop(tab);
-    within("the stream to end", async {
-        while status(&proxy).await["clients"] != 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    status_until(&proxy, "the stream to end", |s| s["clients"] == 0).await;
     // An observation window: the probe looks twice or more meanwhile, and keeps watching.
     tokio::time::sleep(hmr_proxy::proxy::health::PROBE_INTERVAL * 3).await;
     assert_eq!(

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -51,8 +51,6 @@ struct Inner {
     tx: broadcast::Sender<Published>,
     /// Open streams right now (each stream holds a guard).
     clients: AtomicUsize,
-    /// When the last stream ended ([`Hub::listened_within`]).
-    last_left: Mutex<Option<std::time::Instant>>,
     /// Batches published since start.
     batches: AtomicU64,
     heartbeat: Duration,
@@ -96,6 +94,8 @@ struct State {
     /// Upstreams down for longer than a restart takes, as the tabs were last told
     /// ([`Hub::upstream_down`]).
     down: Vec<String>,
+    /// When the last stream ended ([`Hub::listened_within`]).
+    last_left: Option<std::time::Instant>,
 }
 
 /// One encoded batch, or an `upstream` event (id 0: never in the ring).
@@ -116,11 +116,11 @@ impl Hub {
                 state: Mutex::new(State {
                     next_id: boot_ms,
                     down: Vec::new(),
+                    last_left: None,
                     ring: VecDeque::with_capacity(RING),
                 }),
                 tx,
                 clients: AtomicUsize::new(0),
-                last_left: Mutex::new(None),
                 batches: AtomicU64::new(0),
                 heartbeat,
                 shutdown,
@@ -247,20 +247,14 @@ impl Hub {
     pub fn listened_within(&self, grace: std::time::Duration) -> bool {
         self.clients() > 0
             || self
-                .inner
+                .state()
                 .last_left
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
                 .is_some_and(|left| left.elapsed() < grace)
     }
 
     /// A stream ended.
     fn left(&self) {
-        *self
-            .inner
-            .last_left
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(std::time::Instant::now());
+        self.state().last_left = Some(std::time::Instant::now());
     }
 
     /// Number of batches published since start.
