@@ -604,6 +604,34 @@ async fn removing_an_ignored_directory_reports_nothing() {
     );
 }
 
+/// A folder tree that never held a file changes nothing served when it goes: a compiler's scratch
+/// folder (`rustc` makes `rustcXXXXXX/raw-dylibs` beside its output and deletes it at the end of
+/// every build) was reported by the inner folder's name, and tabs reloaded for it. One that held a
+/// file is still reported (the test above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_folder_tree_that_held_no_file_reports_nothing() {
+    let (_dir, root) = project();
+    std::fs::create_dir_all(root.join("uploads/cache")).unwrap();
+    let proxy = serve(&root, &[]).await;
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    std::fs::create_dir_all(root.join("rustcAx9Qz1/raw-dylibs")).unwrap();
+    // Once the save after it is reported, the scratch folder is watched: its removal is seen.
+    write(&root.join("css/site.css"), "a");
+    assert_eq!(
+        paths_until(&mut tab, "css/site.css").await,
+        ["css/site.css"]
+    );
+    std::fs::remove_dir_all(root.join("rustcAx9Qz1")).unwrap();
+    std::fs::remove_dir_all(root.join("uploads")).unwrap();
+    write(&root.join("css/site.css"), "b");
+    let seen = paths_until(&mut tab, "css/site.css").await;
+    assert_eq!(
+        seen,
+        ["css/site.css"],
+        "an empty folder's removal was reported"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_roots_map_to_their_url_prefixes() {
     let (_dir, root) = project();

@@ -241,6 +241,10 @@ pub struct Pending {
     seen: HashMap<PathBuf, Seen>,
     /// Paths among `order` that were watched directories when they went.
     gone_dirs: HashSet<PathBuf>,
+    /// Those of them that never held a file: nothing served was in them. Kept (not left out at
+    /// once) so that the second event of the same removal, from the parent's watch, finds the
+    /// path taken and is not reported as a file.
+    empty_dirs: HashSet<PathBuf>,
     /// Something was lost or unknowable (queue overflow, rescan, removed root): reload fully.
     pub reload: bool,
     /// What that was, for the tabs' consoles (the first, when several).
@@ -266,8 +270,12 @@ impl Pending {
 
     /// A directory that went (deleted, moved away). It stays in the batch only when none of its
     /// files is there: `rm -rf a` is reported as the files it held, but a folder moved out of
-    /// the tree is only its own name, and a page using its files must still hear of it.
-    pub fn add_gone_dir(&mut self, path: PathBuf) {
+    /// the tree is only its own name, and a page using its files must still hear of it. One
+    /// that never `held_files` (a compiler's scratch folder) leaves no path at all.
+    pub fn add_gone_dir(&mut self, path: PathBuf, held_files: bool) {
+        if !held_files {
+            self.empty_dirs.insert(path.clone());
+        }
         self.gone_dirs.insert(path.clone());
         self.add(path, Seen::Changed);
     }
@@ -288,6 +296,7 @@ impl Pending {
     pub fn finish(self, exists: impl Fn(&PathBuf) -> Option<bool>) -> (Vec<PathBuf>, bool) {
         let seen = self.seen;
         let gone_dirs = self.gone_dirs;
+        let empty_dirs = self.empty_dirs;
         // Every folder above a path of the batch, once: a `rm -rf` of thousands of files and
         // folders is one batch, and each folder asked of every path was quadratic.
         let mut above: HashSet<&Path> = HashSet::new();
@@ -311,6 +320,8 @@ impl Pending {
                 )
             })
             .filter(|path| !(gone_dirs.contains(*path) && holds_a_reported_file(path)))
+            // (unless a file of that name is there now)
+            .filter(|path| !(empty_dirs.contains(*path) && exists(path) != Some(false)))
             .cloned()
             .collect();
         (paths, self.reload)
@@ -639,11 +650,16 @@ mod tests {
         let mut p = Pending::default();
         // `rm -rf a`: the files first, then each folder on the way up.
         p.add("/p/a/b/c/f.js".into(), Seen::Changed);
-        p.add_gone_dir("/p/a/b/c".into());
-        p.add_gone_dir("/p/a/b".into());
-        p.add_gone_dir("/p/a".into());
+        p.add_gone_dir("/p/a/b/c".into(), true);
+        p.add_gone_dir("/p/a/b".into(), true);
+        p.add_gone_dir("/p/a".into(), true);
         // `mv static /elsewhere`: the folder's name alone.
-        p.add_gone_dir("/p/static".into());
+        p.add_gone_dir("/p/static".into(), true);
+        // `rustc`'s scratch folder, which never held a file, goes: nothing. Each folder's removal
+        // is told twice (its own watch, its parent's), the second time as a path not watched.
+        p.add_gone_dir("/p/rustcX/raw-dylibs".into(), false);
+        p.add("/p/rustcX/raw-dylibs".into(), Seen::Changed);
+        p.add_gone_dir("/p/rustcX".into(), false);
         // A sibling whose name starts the same is not inside it.
         p.add("/p/ab.css".into(), Seen::Changed);
         let (paths, _) = p.finish(|_| None);

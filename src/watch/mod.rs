@@ -156,6 +156,7 @@ pub fn spawn(
         watcher,
         filter,
         watched: HashSet::new(),
+        with_files: HashSet::new(),
         missing: Vec::new(),
         limit_reported: false,
         own_output_found: false,
@@ -284,6 +285,11 @@ struct Watching {
     filter: Filter,
     /// Directories with a watch, to avoid double registration and to forget removed ones.
     watched: HashSet<PathBuf>,
+    /// Watched directories that have held a file (not ignored) since they were watched. A folder
+    /// tree that never held one goes without a batch: a compiler's scratch folder (`rustc`'s
+    /// `rustcXXXXXX/raw-dylibs`, made and deleted around every build) was reported by its name,
+    /// and a tab with nothing to swap for it reloaded.
+    with_files: HashSet<PathBuf>,
     /// Roots that vanished; re-armed when they exist again.
     missing: Vec<PathBuf>,
     /// The watch-limit error is explained once, not once per directory.
@@ -364,10 +370,11 @@ impl Watching {
                     if !self.filter.is_ignored(&path, true) {
                         stack.push(path);
                     }
-                } else if let Some(found) = found.as_deref_mut()
-                    && !self.filter.is_ignored(&path, false)
-                {
-                    found.push(path);
+                } else if !self.filter.is_ignored(&path, false) {
+                    self.with_files.insert(dir.clone());
+                    if let Some(found) = found.as_deref_mut() {
+                        found.push(path);
+                    }
                 }
             }
         }
@@ -465,6 +472,12 @@ impl Watching {
                     }
                     // Back after being moved aside: the new version is in.
                     self.vacated.remove(&path);
+                    if let Some(dir) = path.parent()
+                        && !self.with_files.contains(dir)
+                        && self.watched.contains(dir)
+                    {
+                        self.with_files.insert(dir.to_path_buf());
+                    }
                     if kind == Kind::Attributes && meta.as_ref().is_ok_and(|m| !touched_now(m)) {
                         continue;
                     }
@@ -511,6 +524,8 @@ impl Watching {
                     // otherwise either (an ignored directory, `node_modules` or a `build/` of
                     // .gitignore, was never watched, and its removal changes nothing served).
                     let was_dir = self.watched.contains(&path);
+                    let held_files =
+                        was_dir && self.with_files.iter().any(|dir| dir.starts_with(&path));
                     let ignored = if was_dir {
                         self.filter.is_ignored(&path, true)
                     } else {
@@ -549,7 +564,7 @@ impl Watching {
                             _ => Seen::Changed,
                         };
                         if was_dir {
-                            pending.add_gone_dir(path);
+                            pending.add_gone_dir(path, held_files);
                         } else {
                             pending.add(path, how);
                         }
@@ -578,6 +593,7 @@ impl Watching {
             // Already gone from the kernel, for a directory deleted: nothing to report.
             let _ = self.watcher.unwatch(watched);
             self.watched.remove(watched);
+            self.with_files.remove(watched);
         }
         !below.is_empty()
     }
