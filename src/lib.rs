@@ -317,9 +317,15 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, rebuilds: &Rebuilds,
             match (last.reach, now.reach) {
                 (Reach::Up, Reach::Down) => unsaid = Some(Instant::now()),
                 // Said at start, before any tab asks: a wrong port or a server not started yet.
-                (Reach::Unknown, Reach::Down) => tracing::warn!(
-                    "upstream {origin} does not answer (yet): tabs get a page that reloads once it does"
-                ),
+                // Tabs are told too: one showing a page of another upstream (an API routed
+                // beside the app that was never started) learns why its requests fail; a tab on
+                // the proxy's own waiting page does not show it.
+                (Reach::Unknown, Reach::Down) => {
+                    tracing::warn!(
+                        "upstream {origin} does not answer (yet): tabs get a page that reloads once it does"
+                    );
+                    hub.upstream_down(&origin, true);
+                }
                 _ => {}
             }
             if now.reach != Reach::Down {

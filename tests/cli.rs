@@ -1585,19 +1585,6 @@ async fn an_upstream_down_for_a_moment_is_no_warning_a_longer_outage_is_told() {
         went.elapsed()
     );
     // The tabs are told, and so is a tab that opens now.
-    async fn told(tab: &mut SseClient) -> serde_json::Value {
-        within("an upstream event", async {
-            loop {
-                let msg = tab.next_message().await.expect("stream open");
-                if msg.event.as_deref() == Some("upstream") {
-                    let data = msg.data.unwrap_or_default();
-                    return serde_json::from_str::<serde_json::Value>(&data).expect("json");
-                }
-                assert_ne!(msg.event.as_deref(), Some("change"), "{msg:?}");
-            }
-        })
-        .await
-    }
     assert_eq!(told(&mut tab).await, serde_json::json!({ "down": [url] }));
     let mut new_tab = SseClient::open(running.addr, &[]).await;
     assert_eq!(
@@ -1610,6 +1597,53 @@ async fn an_upstream_down_for_a_moment_is_no_warning_a_longer_outage_is_told() {
     assert_eq!(
         batch["reason"],
         format!("upstream {url} is back"),
+        "{batch}"
+    );
+}
+
+/// The next `upstream` event on a tab's stream (which upstreams are down), with no change batch
+/// before it.
+async fn told(tab: &mut crate::support::sse::SseClient) -> serde_json::Value {
+    within("an upstream event", async {
+        loop {
+            let msg = tab.next_message().await.expect("stream open");
+            if msg.event.as_deref() == Some("upstream") {
+                let data = msg.data.unwrap_or_default();
+                return serde_json::from_str::<serde_json::Value>(&data).expect("json");
+            }
+            assert_ne!(msg.event.as_deref(), Some("change"), "{msg:?}");
+        }
+    })
+    .await
+}
+
+/// A dev server routed beside the app that has not answered since the proxy started (an API not
+/// started yet) is told to the tabs as down once a request finds it so, where only one that went
+/// down after answering was; and as up, with the reload, once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routed_upstream_down_since_start_is_told_to_the_tabs() {
+    use crate::support::sse::SseClient;
+    use crate::support::{Upstream, dead_addr, get, rebind};
+    let dir = tempdir();
+    let app = Upstream::start().await;
+    let api_addr = dead_addr().await;
+    let api = format!("http://{api_addr}");
+    let running = bin::blocking("hmr-proxy to start", {
+        let dir = dir.path().to_owned();
+        let (app, route) = (app.url(), format!("--route=/api={api}"));
+        move || Running::start(&["--watch", ".", &route, app.as_str()], &[], &dir)
+    })
+    .await;
+    let mut tab = SseClient::open(running.addr, &[]).await;
+    let (code, _, _) = get(&format!("http://{}/api/users", running.addr), &[]).await;
+    assert_eq!(code, 502);
+    assert_eq!(told(&mut tab).await, serde_json::json!({ "down": [api] }));
+    let _api = Upstream::serve(rebind(api_addr).await);
+    assert_eq!(told(&mut tab).await, serde_json::json!({ "down": [] }));
+    let batch = tab.next_batch().await;
+    assert_eq!(
+        batch["reason"],
+        format!("upstream {api} answers"),
         "{batch}"
     );
 }
