@@ -815,6 +815,7 @@ def part_tree(ctx):
     log(f"  generated {shape['files']} files in {shape['dirs']} directories in {shape['generate_s']:.1f}s")
     starts = []
     saves = None
+    removal = None
     for i in range(TREE_STARTS):
         port = free_port()
         t0 = time.monotonic()
@@ -848,12 +849,26 @@ def part_tree(ctx):
             saves = sse_tool(["saves", "--port", str(port), "--touch", target, "--count", "10",
                               "--gap-ms", "300"], timeout=120)
             log(f"  save in the tree: p50 {saves['p50_ms']:.1f} ms, p95 {saves['p95_ms']:.1f} ms")
+            # Half the tree deleted while watched (a clean of generated output, a branch switch):
+            # every file and folder gone is an event, and the batch must still come promptly.
+            tops = sorted(d for d in os.listdir(root) if d.startswith("pkg"))
+            half = tops[: len(tops) // 2]
+            gone_files = sum(len(files) for d in half for _, _, files in os.walk(f"{root}/{d}"))
+            cpu0 = cpu_seconds([p.pid])
+            burst = sse_tool(["burst", "--port", str(port), "--quiet-ms", "3000", "--command",
+                              "rm -rf " + " ".join(f"{root}/{d}" for d in half)], timeout=120)
+            removal = {"files": gone_files, "rm_ms": burst["command_ms"],
+                       "last_batch_ms": burst["last_batch_ms"], "batches": len(burst["batches"]),
+                       "cpu_s": cpu_seconds([p.pid]) - cpu0}
+            log(f"  rm -rf of {gone_files} files: rm took {removal['rm_ms']:.0f} ms, the last batch "
+                f"{removal['last_batch_ms'] or float('nan'):.0f} ms after it, proxy CPU {removal['cpu_s']:.2f} s")
         PROCS.stop(p)
     t = time.monotonic()
     shutil.rmtree(root, ignore_errors=True)
     shape["base"] = base
     return {"shape": shape, "starts": starts, "ready_s_median": median([s["ready_s"] for s in starts]),
-            "saves": saves, "debounce_ms": DEFAULT_DEBOUNCE_MS, "cleanup_s": time.monotonic() - t}
+            "saves": saves, "removal": removal, "debounce_ms": DEFAULT_DEBOUNCE_MS,
+            "cleanup_s": time.monotonic() - t}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1186,6 +1201,11 @@ def render(res):
                  f"(median {fmt(tree['ready_s_median'], 2, ' s')}); RSS {fmt(tree['starts'][-1]['rss_mb'], 1)} MB; "
                  f"a save there: p50 {fmt(sv.get('p50_ms'), 1)} ms, p95 {fmt(sv.get('p95_ms'), 1)} ms "
                  f"(debounce {tree['debounce_ms']} ms).")
+        rm = tree.get("removal")
+        if rm:
+            L[-1] += (f" Half of it deleted while watched (`rm -rf`, {rm['files']:,} files): rm took "
+                      f"{fmt(rm['rm_ms'], 0)} ms, the last of {rm['batches']} batch(es) came "
+                      f"{fmt(rm['last_batch_ms'], 0)} ms after it; proxy CPU {fmt(rm['cpu_s'], 2)} s.")
         L.append("")
     targets = res.get("targets", [])
     if targets:

@@ -8,8 +8,9 @@ Three measurements, each printing one JSON object on stdout when run as a script
           socket is readable with the `change` event (stamped when epoll reports it, with
           EPOLLONESHOT so no client's bytes are read on the hot path), and the proxy's RSS.
   saves   one client; N saves of one file, each timed until its event arrives.
-  burst   one client; runs a shell command (a `git checkout` of many files) and counts the
-          batches and paths that arrive until the stream has been quiet for a while.
+  burst   one client; runs a shell command (a `git checkout` of many files, an `rm -rf`) and
+          counts the batches and paths that arrive until the stream has been quiet for a while,
+          and the time from the command's end to the last batch.
 
 Only the Python standard library is used. Every loop is bounded by a deadline.
 """
@@ -285,15 +286,22 @@ def cmd_burst(a):
     t0 = time.perf_counter()
     subprocess.run(a.command, shell=True, check=True, stdout=subprocess.DEVNULL)
     ran_ms = (time.perf_counter() - t0) * 1000
+    ran = time.perf_counter()
     buf = b""
-    last = time.perf_counter()
+    last = ran
+    last_change = None
     deadline = t0 + 15
-    while time.perf_counter() < deadline and time.perf_counter() - last < a.quiet_ms / 1000:
+    # Quiet counts once a batch has come (a slow watcher's first batch may take longer).
+    while time.perf_counter() < deadline and (
+        last_change is None or time.perf_counter() - last < a.quiet_ms / 1000
+    ):
         for _ in clients.ep.poll(0.05):
             chunk = s.recv(1 << 20)
             if chunk:
                 buf += chunk
                 last = time.perf_counter()
+                if b"event: change" in buf[-len(chunk) - 16:]:
+                    last_change = last
     clients.close()
     batches = []
     for block in buf.decode("utf-8", "replace").split("\n\n"):
@@ -303,7 +311,9 @@ def cmd_burst(a):
                 if line.startswith("data: "):
                     msg = json.loads(line[6:])
                     batches.append({"paths": len(msg.get("paths", [])), "reload": msg.get("reload")})
-    print(json.dumps({"command_ms": ran_ms, "batches": batches}))
+    # From the command's end to the last batch's first bytes.
+    last_ms = (last_change - ran) * 1000 if last_change is not None else None
+    print(json.dumps({"command_ms": ran_ms, "batches": batches, "last_batch_ms": last_ms}))
 
 
 def main():

@@ -19,7 +19,7 @@ mod filter;
 mod poll;
 mod unchanged;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -155,8 +155,8 @@ pub fn spawn(
     let mut state = Watching {
         watcher,
         filter,
-        watched: HashSet::new(),
-        with_files: HashSet::new(),
+        watched: BTreeSet::new(),
+        with_files: BTreeSet::new(),
         missing: Vec::new(),
         limit_reported: false,
         own_output_found: false,
@@ -278,18 +278,32 @@ fn touched_now(meta: &std::fs::Metadata) -> bool {
     }
 }
 
+/// The paths of `set` at and below `dir`: one range, since paths order component by component and
+/// a folder's descendants follow it. Every gone path asks (each file of an `rm -rf`), and a look
+/// at every watched directory for each was most of the watcher's time (100,000 files in 5,000
+/// folders deleted: 10 s of CPU before the batch went out).
+fn at_and_below<'a>(
+    set: &'a BTreeSet<PathBuf>,
+    dir: &'a Path,
+) -> impl Iterator<Item = &'a PathBuf> {
+    use std::ops::Bound;
+    set.range::<Path, _>((Bound::Included(dir), Bound::Unbounded))
+        .take_while(move |path| path.starts_with(dir))
+}
+
 /// The watcher and what it knows about the tree.
 struct Watching {
     /// The one watcher; dropped (stopping its thread) when the task ends.
     watcher: Box<dyn Watcher + Send>,
     filter: Filter,
-    /// Directories with a watch, to avoid double registration and to forget removed ones.
-    watched: HashSet<PathBuf>,
+    /// Directories with a watch, to avoid double registration and to forget removed ones. Ordered,
+    /// so that those at and below a path are one range ([`at_and_below`]).
+    watched: BTreeSet<PathBuf>,
     /// Watched directories that have held a file (not ignored) since they were watched. A folder
     /// tree that never held one goes without a batch: a compiler's scratch folder (`rustc`'s
     /// `rustcXXXXXX/raw-dylibs`, made and deleted around every build) was reported by its name,
     /// and a tab with nothing to swap for it reloaded.
-    with_files: HashSet<PathBuf>,
+    with_files: BTreeSet<PathBuf>,
     /// Roots that vanished; re-armed when they exist again.
     missing: Vec<PathBuf>,
     /// The watch-limit error is explained once, not once per directory.
@@ -525,7 +539,7 @@ impl Watching {
                     // .gitignore, was never watched, and its removal changes nothing served).
                     let was_dir = self.watched.contains(&path);
                     let held_files =
-                        was_dir && self.with_files.iter().any(|dir| dir.starts_with(&path));
+                        was_dir && at_and_below(&self.with_files, &path).next().is_some();
                     let ignored = if was_dir {
                         self.filter.is_ignored(&path, true)
                     } else {
@@ -583,12 +597,7 @@ impl Watching {
     /// Drop the watches at and below `dir`: every one, since a tree moved elsewhere keeps its
     /// watches, and its saves were reported under the old paths. True when there were any.
     fn unwatch_below(&mut self, dir: &Path) -> bool {
-        let below: Vec<PathBuf> = self
-            .watched
-            .iter()
-            .filter(|watched| watched.starts_with(dir))
-            .cloned()
-            .collect();
+        let below: Vec<PathBuf> = at_and_below(&self.watched, dir).cloned().collect();
         for watched in &below {
             // Already gone from the kernel, for a directory deleted: nothing to report.
             let _ = self.watcher.unwatch(watched);
@@ -895,6 +904,28 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folders_range_holds_it_and_its_descendants_only() {
+        let set: BTreeSet<PathBuf> = [
+            "/p", "/p/a", "/p/a/b", "/p/a/b/c", "/p/a-b", "/p/a.b", "/p/ab", "/p/a0/x", "/q",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+        let below = |dir: &str| -> Vec<String> {
+            at_and_below(&set, Path::new(dir))
+                .map(|p| p.display().to_string())
+                .collect()
+        };
+        assert_eq!(below("/p/a"), ["/p/a", "/p/a/b", "/p/a/b/c"]);
+        assert_eq!(below("/p/a/"), ["/p/a", "/p/a/b", "/p/a/b/c"]);
+        assert_eq!(below("/p/a/b/c"), ["/p/a/b/c"]);
+        // Not watched itself, with a watched folder below (a root inside an ignored folder).
+        assert_eq!(below("/p/a0"), ["/p/a0/x"]);
+        assert!(below("/p/a/x").is_empty());
+        assert_eq!(below("/p").len(), 8);
+    }
 
     fn batch(paths: &[&str]) -> ChangeBatch {
         ChangeBatch::of(paths)
