@@ -68,6 +68,9 @@ struct UpstreamStatus {
     /// machine), `"connect"` (only a restart that leaves the port closed when the probe
     /// connects), `null` (no tab).
     restart_check: Option<&'static str>,
+    /// The probe waits for a tab to listen (or a request to find the upstream down), with no
+    /// timer running.
+    probe_resting: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -133,6 +136,7 @@ impl Control {
     fn upstream_status(&self, upstream: &Upstream) -> UpstreamStatus {
         let health = self.health.get(upstream.authority.as_str());
         let reach = health.map_or(Reach::Unknown, Health::current);
+        let check = health.map_or(Check::Idle, Health::check);
         UpstreamStatus {
             url: upstream.origin(),
             reachable: match reach {
@@ -140,11 +144,12 @@ impl Control {
                 Reach::Up => Some(true),
                 Reach::Down => Some(false),
             },
-            restart_check: match health.map_or(Check::Idle, Health::check) {
-                Check::Idle => None,
+            restart_check: match check {
+                Check::Idle | Check::Resting => None,
                 Check::Listener => Some("listening socket"),
                 Check::Connect => Some("connect"),
             },
+            probe_resting: check == Check::Resting,
         }
     }
 

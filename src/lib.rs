@@ -243,6 +243,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
             upstream,
             &config.proxy,
             move || clients.listened_within(RELOAD_GRACE),
+            hub.joined(),
             shutdown.clone(),
         );
         reload_when_upstream_returns(&probe, &hub, &rebuilds, upstream.origin());

@@ -190,3 +190,32 @@ async fn a_restart_while_the_tab_reloads_is_seen() {
         "{batch}"
     );
 }
+
+/// With no tab listening the probe rests (it looks for nothing on a timer: an idle proxy does not
+/// wake); a tab that opens wakes it, the upstream's socket is watched again, and a restart then
+/// reloads the tab.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_that_opens_wakes_the_resting_probe() {
+    let addr = support::dead_addr().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let proxy = Proxy::start_in(&root, &[&format!("http://{addr}")]).await;
+    // Down, then up: with no tab, the probe rests once it has seen the upstream up.
+    let upstream = Upstream::serve(support::rebind(addr).await);
+    status_until(&proxy, "the probe to rest", |s| {
+        s["upstream"]["probe_resting"] == true
+    })
+    .await;
+    assert_eq!(
+        status(&proxy).await["upstream"]["restart_check"],
+        serde_json::Value::Null
+    );
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    status_until(&proxy, "the tab to wake the probe", |s| {
+        s["upstream"]["restart_check"] == "listening socket"
+    })
+    .await;
+    let _upstream = restart(upstream, addr).await;
+    let batch = tab.next_batch().await;
+    assert_eq!(batch["reload"], true, "{batch}");
+}

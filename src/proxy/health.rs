@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt as _;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::listeners;
 use super::tls::Tls;
@@ -57,6 +57,8 @@ pub enum Reach {
 pub enum Check {
     /// Not probing: no tab listens.
     Idle,
+    /// Not probing, and asleep until a tab listens or a request finds the upstream down.
+    Resting,
     /// Watching the upstream's listening sockets, and their holders, on this machine.
     Listener,
     /// Connecting: a restart shows only if a connect falls in the gap. Also while down.
@@ -156,12 +158,14 @@ impl Health {
         self.tx.subscribe()
     }
 
-    /// Probe `upstream` while `wanted()` says someone cares or it is not known up.
+    /// Probe `upstream` while `wanted()` says someone cares or it is not known up. `joined` is
+    /// woken when `wanted()` may have turned true (a tab's stream opened).
     pub fn spawn_probe(
         &self,
         upstream: &Upstream,
         settings: &ProxySettings,
         wanted: impl Fn() -> bool + Send + 'static,
+        joined: Arc<Notify>,
         shutdown: Shutdown,
     ) {
         let health = self.clone();
@@ -177,6 +181,7 @@ impl Health {
             let mut tick = tokio::time::interval(PROBE_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut watched = Watched::new(health.subscribe());
+            let mut changes = health.subscribe();
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -185,6 +190,27 @@ impl Health {
                 let up = health.current() == Reach::Up;
                 if up && !wanted() {
                     watched.forget(&health);
+                    // Nothing to look for until a tab listens or a request finds the upstream
+                    // down: asleep till then, where it woke twice a second for nothing (an idle
+                    // proxy left running all day, on a laptop's battery). Armed before the last
+                    // look, so a tab that opens in between is not missed.
+                    let joined = joined.notified();
+                    tokio::pin!(joined);
+                    joined.as_mut().enable();
+                    changes.borrow_and_update();
+                    if !wanted() && health.current() == Reach::Up {
+                        health.set_check(Check::Resting);
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = joined => {}
+                            changed = changes.changed() => {
+                                if changed.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    tick.reset_immediately();
                     continue;
                 }
                 if up && watched.still_up(&health).await {

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::body::Body;
 use crate::config::WatchRoot;
@@ -51,6 +51,8 @@ struct Inner {
     tx: broadcast::Sender<Published>,
     /// Open streams right now (each stream holds a guard).
     clients: AtomicUsize,
+    /// Woken each time a stream opens ([`Hub::joined`]).
+    joined: Arc<Notify>,
     /// Batches published since start.
     batches: AtomicU64,
     heartbeat: Duration,
@@ -121,6 +123,7 @@ impl Hub {
                 }),
                 tx,
                 clients: AtomicUsize::new(0),
+                joined: Arc::new(Notify::new()),
                 batches: AtomicU64::new(0),
                 heartbeat,
                 shutdown,
@@ -250,6 +253,12 @@ impl Hub {
                 .state()
                 .last_left
                 .is_some_and(|left| left.elapsed() < grace)
+    }
+
+    /// Woken (`notify_waiters`) each time a tab's stream opens: what has nothing to do until a tab
+    /// listens (the upstream's probe) waits on it instead of looking on a timer.
+    pub fn joined(&self) -> Arc<Notify> {
+        self.inner.joined.clone()
     }
 
     /// A stream ended.

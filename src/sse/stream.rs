@@ -25,6 +25,7 @@ struct Guard(Hub);
 impl Guard {
     fn new(hub: Hub) -> Guard {
         hub.inner.clients.fetch_add(1, Ordering::Relaxed);
+        hub.inner.joined.notify_waiters();
         Guard(hub)
     }
 }
