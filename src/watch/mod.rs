@@ -375,6 +375,7 @@ impl Watching {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
+            let mut holds_a_file = false;
             for entry in entries.flatten() {
                 let Ok(file_type) = entry.file_type() else {
                     continue;
@@ -385,11 +386,15 @@ impl Watching {
                         stack.push(path);
                     }
                 } else if !self.filter.is_ignored(&path, false) {
-                    self.with_files.insert(dir.clone());
+                    holds_a_file = true;
                     if let Some(found) = found.as_deref_mut() {
                         found.push(path);
                     }
                 }
+            }
+            // Once per folder, not per file: this walk is the start-up's (100,000 files).
+            if holds_a_file {
+                self.with_files.insert(dir);
             }
         }
     }
