@@ -49,14 +49,6 @@ fn assert_mentions(line: &str, needles: &[&str]) {
     }
 }
 
-/// `N` distinct ports that were free a moment ago (all bound at once, then released).
-fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    std::array::from_fn(|i| listeners[i].local_addr().expect("addr").port())
-}
-
 fn write_config(dir: &Path, text: &str) {
     std::fs::write(dir.join("hmr-proxy.toml"), text).expect("write hmr-proxy.toml");
 }
@@ -743,7 +735,7 @@ fn the_home_folder_is_not_watched_by_default() {
 #[test]
 fn an_upstream_on_the_proxys_own_address_is_an_error() {
     let dir = tempdir();
-    let [port] = free_ports::<1>();
+    let [port] = crate::support::ports::unclaimed::<1>();
     let listen = format!("127.0.0.1:{port}");
     for upstream in [format!("http://{listen}"), format!("http://0.0.0.0:{port}")] {
         let out = run_to_exit(&["--listen", &listen, &upstream], &[], dir.path());
@@ -817,7 +809,7 @@ fn listen_precedence_is_flag_over_environment_over_file() {
     ];
     for (in_file, in_env, as_flag, winner) in cases {
         let dir = tempdir();
-        let ports = free_ports::<3>();
+        let ports = crate::support::ports::unclaimed::<3>();
         let addrs = ports.map(|p| format!("127.0.0.1:{p}"));
         if in_file {
             write_config(dir.path(), &format!("listen = \"{}\"\n", addrs[0]));
@@ -951,7 +943,7 @@ fn a_stronger_layers_upstream_or_serve_wins_over_a_weaker_layers_other_one() {
 fn empty_variables_are_not_set() {
     use std::io::{Read, Write};
     let dir = tempdir();
-    let [port] = free_ports::<1>();
+    let [port] = crate::support::ports::unclaimed::<1>();
     write_config(
         dir.path(),
         &format!(
@@ -1465,9 +1457,7 @@ async fn verbose_logs_each_request_in_static_mode() {
 #[tokio::test]
 async fn an_outage_is_logged_once_until_the_upstream_answers() {
     let dir = tempdir();
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let upstream = listener.local_addr().expect("addr");
-    drop(listener);
+    let upstream = crate::support::dead_addr().await;
     let url = format!("http://{upstream}");
     let running = bin::blocking("hmr-proxy to start", {
         let dir = dir.path().to_owned();

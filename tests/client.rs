@@ -56,10 +56,7 @@ fn a_form_sent_while_the_upstream_is_down_arrives_once() {
     if skipped() {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let [port] = crate::support::ports::unclaimed::<1>();
     let site = tempfile::tempdir().expect("tempdir");
     let upstream = format!("http://127.0.0.1:{port}");
     let proxy = Running::start(&[&upstream, "--watch", "."], &[], site.path());

@@ -213,15 +213,6 @@ fn collect(
     })
 }
 
-/// A port nothing listens on right now (bound, read, released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .expect("local addr")
-        .port()
-}
-
 /// A dev server we did not write, listening on 127.0.0.1.
 struct DevServer {
     port: u16,
@@ -283,7 +274,7 @@ fn python(interpreter: &str, cwd: &Path) -> Command {
 
 /// `python3 -m http.server` serving `dir`.
 async fn http_server(dir: &Path) -> DevServer {
-    let port = free_port();
+    let [port] = crate::support::ports::unclaimed::<1>();
     let mut cmd = python("python3", dir);
     cmd.args([
         "-m",
@@ -298,7 +289,7 @@ async fn http_server(dir: &Path) -> DevServer {
 
 /// `flask --app app run` in `dir` (Flask's development server).
 async fn flask(dir: &Path) -> DevServer {
-    let port = free_port();
+    let [port] = crate::support::ports::unclaimed::<1>();
     let mut cmd = python(&python_with_flask(), dir);
     cmd.args(["-m", "flask", "--app", "app", "run", "--host", "127.0.0.1"])
         .args(["--port", &port.to_string()]);
@@ -539,7 +530,7 @@ async fn php_builtin_server() {
     let tmp = tempfile::tempdir().unwrap();
     let docroot = tmp.path().join("public");
     copy_tree(&fixtures().join("php"), &docroot);
-    let port = free_port();
+    let [port] = crate::support::ports::unclaimed::<1>();
     let mut cmd = Command::new("php");
     // OPcache (on in Debian's php-cli for the built-in server) rechecks a script's mtime at most
     // every 2 s, so a reload right after a save would get the old page: check on every request.
@@ -708,7 +699,7 @@ async fn vite_dev_server_and_its_own_hmr() {
     let template = templates.join("base.html");
     std::fs::write(&template, "<main>layout v1</main>\n").unwrap();
 
-    let port = free_port();
+    let [port] = crate::support::ports::unclaimed::<1>();
     let mut cmd = Command::new("node");
     cmd.arg(&vite)
         .arg(&web)

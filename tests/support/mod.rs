@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod bin;
+pub mod ports;
 pub mod sse;
 pub mod upstream;
 
@@ -167,8 +168,8 @@ pub async fn rebind(addr: SocketAddr) -> TcpListener {
     .await
 }
 
-/// An address on which nothing listens (bound, then released).
+/// An address on which nothing listens, and which no other test is given (see [`ports`]).
 pub async fn dead_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    listener.local_addr().expect("addr")
+    let [port] = ports::unclaimed::<1>();
+    SocketAddr::from(([127, 0, 0, 1], port))
 }

@@ -1,0 +1,50 @@
+//! Ports for a server a test starts later (a dev server, the proxy's binary, a browser test's
+//! upstream): free now, and not handed to anyone else meanwhile.
+//!
+//! A port from binding port 0 and letting go is back in the kernel's ephemeral range, where the
+//! next test's `bind(…:0)` (or an outgoing connection's local end) may take it before the server
+//! starts, which then fails with `EADDRINUSE`, or the proxy finds another test's server there.
+//! Ports below the ephemeral range are never handed out that way, so one that binds now stays free
+//! for this test: the others take theirs from the counter below, one at a time.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+/// How far below the ephemeral range the ports are taken from.
+const SPAN: u16 = 8_000;
+
+/// `N` distinct ports on 127.0.0.1 that nothing listens on and no other test in this process
+/// will be given.
+pub fn unclaimed<const N: usize>() -> [u16; N] {
+    std::array::from_fn(|_| one())
+}
+
+fn one() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let (low, span) = below_ephemeral();
+    // Start apart per process, so two test runs on one machine seldom meet.
+    let start = (std::process::id() % u32::from(span)) as u16;
+    for _ in 0..span {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = low + (start.wrapping_add(step) % span);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{}", low + span);
+}
+
+/// The first port and the count of the range just below the ephemeral one (Linux's
+/// `ip_local_port_range`, 32768 by default).
+fn below_ephemeral() -> (u16, u16) {
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let span = SPAN.min(first_ephemeral.saturating_sub(1_024));
+    assert!(
+        span > 100,
+        "the ephemeral range starts at {first_ephemeral}: no room below it"
+    );
+    (first_ephemeral - span, span)
+}
