@@ -28,7 +28,9 @@
 //! - [`etag`]: `If-None-Match` and `If-Match` against the version the proxy holds.
 //! - [`healthcheck`]: `--health-check`, the client side of a container health check.
 //! - [`open_browser`]: `--open`, the proxy's page opened in the browser once it listens.
+//! - [`allocator`]: the binary's allocator wrapper that moves large blocks off a page's start.
 
+pub mod allocator;
 pub mod body;
 pub mod cli;
 pub mod client;
