@@ -14,7 +14,7 @@
 //!
 //! This is the crate's only `unsafe`: [`GlobalAlloc`] is an unsafe trait. Each block keeps the
 //! layout it was asked for, so the shift is found again from the layout alone (no header to read),
-//! and the pointer handed out is always the inner allocator's pointer plus [`SHIFT`].
+//! and a moved block's pointer is always the inner allocator's pointer plus [`SHIFT`].
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout};
@@ -126,10 +126,15 @@ mod tests {
     /// shows (the system allocator would crash or leak silently).
     struct Counted {
         live: std::sync::Mutex<Vec<(usize, Layout)>>,
+        /// Out of memory: every allocation fails.
+        full: std::sync::atomic::AtomicBool,
     }
 
     unsafe impl GlobalAlloc for Counted {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if self.full.load(std::sync::atomic::Ordering::Relaxed) {
+                return std::ptr::null_mut();
+            }
             let ptr = unsafe { System.alloc(layout) };
             self.live.lock().unwrap().push((ptr as usize, layout));
             ptr
@@ -151,6 +156,7 @@ mod tests {
     fn counted() -> OffPageStart<Counted> {
         OffPageStart(Counted {
             live: std::sync::Mutex::new(Vec::new()),
+            full: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -229,6 +235,37 @@ mod tests {
                     assert!(live(&alloc).is_empty(), "{from} → {to} at {align} leaked");
                 }
             }
+        }
+    }
+
+    /// Out of memory, every path returns null and a block that was to grow stays as it was.
+    #[test]
+    fn out_of_memory_is_null_and_leaves_the_old_block_whole() {
+        let alloc = counted();
+        for (from, to) in [(LARGE, 2 * LARGE), (100, LARGE), (LARGE, 100), (100, 200)] {
+            let layout = Layout::from_size_align(from, 8).unwrap();
+            unsafe {
+                let ptr = alloc.alloc(layout);
+                ptr.write_bytes(0xa5, from);
+                alloc
+                    .0
+                    .full
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                assert!(alloc.alloc(layout).is_null());
+                assert!(alloc.alloc_zeroed(layout).is_null());
+                assert!(alloc.realloc(ptr, layout, to).is_null(), "{from} → {to}");
+                alloc
+                    .0
+                    .full
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                assert!(
+                    std::slice::from_raw_parts(ptr, from)
+                        .iter()
+                        .all(|&b| b == 0xa5)
+                );
+                alloc.dealloc(ptr, layout);
+            }
+            assert!(live(&alloc).is_empty(), "{from} → {to} leaked");
         }
     }
 
