@@ -488,6 +488,67 @@ async fn upstream_down_gives_a_helpful_502_then_recovers() {
     assert_eq!(body, "upstream saw /back");
 }
 
+/// A dev server down on a port in the kernel's ephemeral range (where one on a random port
+/// lives): Linux gives the proxy's connections to it each port of that range in turn, in time
+/// the dev server's own, and that connection "succeeds" with itself (TCP's simultaneous open).
+/// It must count as refused like the others: it read its own request back as the answer (a 502
+/// "answered with a response hmr-proxy cannot read") and held the port the dev server was about
+/// to listen on. Enough requests to walk the whole range once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_to_a_down_upstream_that_meets_itself_counts_as_refused() {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    let Some((low, high)) = range.as_deref().and_then(|text| {
+        let mut bounds = text.split_whitespace().map(|n| n.parse::<u16>().ok());
+        Some((bounds.next()??, bounds.next()??))
+    }) else {
+        eprintln!("skipped: no Linux ephemeral port range here");
+        return;
+    };
+    // connect() walks the ports of the range's first parity first; binding port 0 prefers the
+    // other parity, so another test seldom takes this one meanwhile.
+    let port = (low..=high)
+        .rev()
+        .filter(|p| (p - low) % 2 == 0)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port in the ephemeral range");
+    let walk = usize::from(high - low) / 2 + 1;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let proxy = Proxy::start_in(dir.path(), &[&url]).await;
+    let refused = format!("hmr-proxy: nothing is listening at {url} (connection refused)\n");
+
+    let client = support::client();
+    let callers = 4;
+    let each = (walk + 2_000).div_ceil(callers);
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let (client, target, refused) = (client.clone(), proxy.url("/api"), refused.clone());
+            tokio::spawn(async move {
+                for _ in 0..each {
+                    let req = http::Request::get(&target)
+                        .header("accept", "application/json")
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    let res = client.request(req).await.expect("the proxy answers");
+                    let status = res.status();
+                    let body = res.into_body().collect().await.unwrap().to_bytes();
+                    if status != 502 || body != refused.as_bytes() {
+                        return Some(format!("{status}: {}", String::from_utf8_lossy(&body)));
+                    }
+                }
+                None
+            })
+        })
+        .collect();
+    for task in tasks {
+        let odd = within("the requests", task).await.unwrap();
+        assert_eq!(
+            odd, None,
+            "a request to the down upstream was answered otherwise"
+        );
+    }
+}
+
 /// A dev server that counts the requests reaching it and answers each with `200 here`; a
 /// connection that sends nothing (a connect that only looks) is no request.
 struct Counting {

@@ -17,6 +17,9 @@
 //! [`PROMPT_ACKS_AT_READ`] reads. Not for every response that spans reads: on 100 KB pages at one
 //! connection, which often take two, that cost 10–20 % of the requests per second (`bench/ab`,
 //! six rounds).
+//!
+//! Every connection the proxy opens to an upstream ([`connect`] for the probes, [`Connector`] for
+//! requests) refuses one that met itself (see [`met_itself`]).
 
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -52,6 +55,33 @@ impl LargeBody {
     }
 }
 
+/// Whether `stream` is connected to itself. With nothing listening on a port of this machine
+/// that lies in the kernel's ephemeral range (32768–60999 on Linux, where a dev server on a
+/// random port lives), a connect to it may be given that very port as its own end, and then
+/// "succeeds" (TCP's simultaneous open) with no server at all: the probe would take a down
+/// upstream for one that answers, and a request would read itself back as the response, while
+/// the socket holds the port the dev server is about to listen on.
+pub fn met_itself(stream: &TcpStream) -> bool {
+    matches!((stream.local_addr(), stream.peer_addr()), (Ok(local), Ok(peer)) if local == peer)
+}
+
+/// The error for a connection that met itself: nothing listens there, as with a refusal.
+fn refused_itself() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionRefused,
+        "nothing listens there (the connection met itself)",
+    )
+}
+
+/// A TCP connection to `addr`, refused when it met itself ([`met_itself`]).
+pub async fn connect(addr: impl tokio::net::ToSocketAddrs) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr).await?;
+    if met_itself(&stream) {
+        return Err(refused_itself());
+    }
+    Ok(stream)
+}
+
 /// Connects like the `HttpConnector` it wraps (which must not insist on `http`: the connector
 /// sees each URI's scheme), runs the TLS handshake for an `https` URI, and hands out
 /// [`UpstreamIo`].
@@ -82,6 +112,9 @@ impl tower::Service<http::Uri> for Connector {
         let connecting = self.tcp.call(uri);
         Box::pin(async move {
             let tcp = connecting.await?;
+            if met_itself(tcp.inner()) {
+                return Err(refused_itself().into());
+            }
             let io = match tls {
                 None => Stream::Plain(tcp),
                 Some((tls, host)) => Stream::Tls(Box::new(TokioIo::new(
@@ -228,6 +261,31 @@ mod tests {
     use http_body_util::{BodyExt as _, Empty};
 
     use super::*;
+
+    /// A socket bound to a port and connected to that same port meets itself, as a connect to a
+    /// port nothing listens on may when the kernel hands it that port; one that reached a
+    /// listener does not.
+    #[tokio::test]
+    async fn a_connection_that_met_itself_is_told_from_one_that_reached_a_listener() {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .expect("bind");
+        let own = socket.local_addr().expect("own address");
+        let itself = socket
+            .connect(own)
+            .await
+            .expect("simultaneous open with itself");
+        assert!(met_itself(&itself));
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let reached = connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        assert!(!met_itself(&reached));
+    }
 
     /// An upstream that answers every request on its one connection with `len` bytes.
     fn upstream(len: usize) -> std::net::SocketAddr {

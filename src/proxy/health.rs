@@ -216,7 +216,7 @@ impl Health {
                 if up && watched.still_up(&health).await {
                     continue;
                 }
-                let connect = tokio::net::TcpStream::connect(authority.as_str());
+                let connect = super::connector::connect(authority.as_str());
                 match tokio::time::timeout(timeout, connect).await {
                     Ok(Ok(stream)) => {
                         let peer = stream.peer_addr().ok();
@@ -273,7 +273,7 @@ impl Back {
 /// exchange needs both, and neither reaches the app. The connection is closed without a
 /// request.
 pub async fn accepts(authority: &str, tls: Option<(&Tls, &str)>) -> bool {
-    let connect = tokio::net::TcpStream::connect(authority);
+    let connect = super::connector::connect(authority);
     let Ok(Ok(stream)) = tokio::time::timeout(BACK_TIMEOUT, connect).await else {
         return false;
     };

@@ -661,7 +661,7 @@ async fn tried_localhost(port: u16) -> Tried {
             continue;
         }
         let there = SocketAddr::new(ip, port);
-        let connect = tokio::net::TcpStream::connect(there);
+        let connect = connector::connect(there);
         if let Ok(Ok(_)) = tokio::time::timeout(OTHER_LOOPBACK_TIMEOUT, connect).await {
             elsewhere = Some(there);
             break;

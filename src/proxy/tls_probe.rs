@@ -59,7 +59,7 @@ impl TlsProbe {
 async fn probe(authority: &str, connect_timeout: Duration) -> bool {
     let exchange = async {
         let mut stream =
-            tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(authority))
+            tokio::time::timeout(connect_timeout, super::connector::connect(authority))
                 .await
                 .ok()?
                 .ok()?;
