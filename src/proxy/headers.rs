@@ -599,10 +599,27 @@ pub fn prepare_response(
     plain: impl Fn() -> bool,
     htmx: bool,
 ) {
+    // Which of the fields below are there, in one look at the names: most responses carry none
+    // of them, and each lookup hashes its name (six a response, ~700 instructions of the ~52k a
+    // proxied script costs, callgrind).
+    let mut present = [false; REWRITTEN.len()];
+    for name in headers.keys() {
+        if let Some(i) = REWRITTEN.iter().position(|field| field == name) {
+            present[i] = true;
+        }
+    }
+    let [
+        transfer_encoding,
+        location,
+        content_location,
+        refresh,
+        link,
+        set_cookie,
+    ] = present;
     // A response framed by `Transfer-Encoding` that also carries `Content-Length` (a buggy dev
     // server) was read as chunked; passed on, the length would cut the body short (RFC 9112,
     // 6.3: a proxy must remove it). The body goes out in its own framing.
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if transfer_encoding {
         headers.remove(header::CONTENT_LENGTH);
     }
     strip_hop_by_hop(headers);
@@ -610,7 +627,12 @@ pub fn prepare_response(
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, upgrade.clone());
     }
-    for name in [header::LOCATION, header::CONTENT_LOCATION, REFRESH] {
+    let urls = [
+        (header::LOCATION, location),
+        (header::CONTENT_LOCATION, content_location),
+        (REFRESH, refresh),
+    ];
+    for (name, _) in urls.into_iter().filter(|(_, there)| *there) {
         let Some(value) = headers.get(&name).and_then(|v| v.to_str().ok()) else {
             continue;
         };
@@ -625,12 +647,12 @@ pub fn prepare_response(
     }
     // Preload hints (`Link: <http://localhost:8000/app.css>; rel=preload`, Rails and Laravel
     // send them) fetched the upstream's copy, which the page's re-pointed link never used.
-    if headers.contains_key(header::LINK) {
+    if link {
         rewrite_each(headers, header::LINK, |link| {
             origins.rewrite_link(link, &proxy_origin())
         });
     }
-    if headers.contains_key(header::SET_COOKIE) {
+    if set_cookie {
         let plain = plain();
         rewrite_each(headers, header::SET_COOKIE, |cookie| {
             names.rewrite_cookie(cookie, plain)
@@ -655,6 +677,17 @@ pub fn prepare_response(
         }
     }
 }
+
+/// The response fields [`prepare_response`] acts on when they are there, in the order it names
+/// them.
+static REWRITTEN: [HeaderName; 6] = [
+    header::TRANSFER_ENCODING,
+    header::LOCATION,
+    header::CONTENT_LOCATION,
+    REFRESH,
+    header::LINK,
+    header::SET_COOKIE,
+];
 
 /// The response headers in which htmx takes a URL to go to or to show.
 static HTMX_URLS: [HeaderName; 4] = [
