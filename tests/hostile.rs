@@ -1454,6 +1454,15 @@ async fn clients_leaving_mid_download_or_mid_stream_free_everything() {
     let proxy = start_binary(&[&upstream.url()], dir.path()).await;
     let pid = proxy.pid();
     assert_eq!(status_json(proxy.addr).await["clients"], 0);
+    // The probe's first look at the upstream finds the holder of its socket in `/proc`, with a
+    // connection and two folders open; on a busy machine that lasts long enough to pass for
+    // settled, and the count came out three high. Counted once the probe rests (no event says so).
+    within("the probe to rest", async {
+        while status_json(proxy.addr).await["upstream"]["probe_resting"] != true {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     let baseline = settled_fds(pid).await;
 
     // Mid-download: a 1 GiB body, the client leaves after the first MiB.
