@@ -1243,7 +1243,11 @@ def main():
         log(f"warning: the file-descriptor limit is {fd_limit}; fan-out above {fd_limit - 1024} clients will fail")
 
     work = tempfile.mkdtemp(prefix="hmr-bench-")
-    atexit.register(lambda: shutil.rmtree(work, ignore_errors=True))
+    if os.environ.get("BENCH_KEEP") == "1":
+        # Every process's log is there (hmr-proxy's as `<configuration>.log`).
+        atexit.register(lambda: log(f"bench: kept {work}"))
+    else:
+        atexit.register(lambda: shutil.rmtree(work, ignore_errors=True))
     www = f"{work}/www"
     started = time.monotonic()
     res = {"machine": machine(), "settings": {
