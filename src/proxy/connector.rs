@@ -65,21 +65,25 @@ pub fn met_itself(stream: &TcpStream) -> bool {
     matches!((stream.local_addr(), stream.peer_addr()), (Ok(local), Ok(peer)) if local == peer)
 }
 
-/// The error for a connection that met itself: nothing listens there, as with a refusal.
-fn refused_itself() -> io::Error {
-    io::Error::new(
+/// `stream` as it is, or, when it met itself, closed with a reset and the error a refusal gives
+/// (nothing listens there). A reset: closed the usual way it stays in `TIME_WAIT` on the port
+/// for a minute, and the dev server's `bind` fails with "address in use" even with
+/// `SO_REUSEADDR` (measured here).
+fn refuse_itself(stream: TcpStream) -> io::Result<TcpStream> {
+    if !met_itself(&stream) {
+        return Ok(stream);
+    }
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
+    drop(stream);
+    Err(io::Error::new(
         io::ErrorKind::ConnectionRefused,
         "nothing listens there (the connection met itself)",
-    )
+    ))
 }
 
 /// A TCP connection to `addr`, refused when it met itself ([`met_itself`]).
 pub async fn connect(addr: impl tokio::net::ToSocketAddrs) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect(addr).await?;
-    if met_itself(&stream) {
-        return Err(refused_itself());
-    }
-    Ok(stream)
+    refuse_itself(TcpStream::connect(addr).await?)
 }
 
 /// Connects like the `HttpConnector` it wraps (which must not insist on `http`: the connector
@@ -111,10 +115,7 @@ impl tower::Service<http::Uri> for Connector {
             .then(|| (self.tls.clone(), uri.host().unwrap_or_default().to_string()));
         let connecting = self.tcp.call(uri);
         Box::pin(async move {
-            let tcp = connecting.await?;
-            if met_itself(tcp.inner()) {
-                return Err(refused_itself().into());
-            }
+            let tcp = TokioIo::new(refuse_itself(connecting.await?.into_inner())?);
             let io = match tls {
                 None => Stream::Plain(tcp),
                 Some((tls, host)) => Stream::Tls(Box::new(TokioIo::new(

@@ -88,12 +88,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Hop {
     // Look before removing: each removal hashes its name, a message carries one or two of the
     // eight (fields named in `Connection` need `Connection`, itself one of them), and this runs
     // twice for every proxied request.
-    let mut present = [false; HOP_COUNT];
-    for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
-            present[i] = true;
-        }
-    }
+    let present = present(headers, &HOP_BY_HOP);
     if !present.contains(&true) {
         return hop;
     }
@@ -143,6 +138,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) -> Hop {
         headers.remove(name);
     }
     hop
+}
+
+/// Which of `names` `headers` holds, in one pass over its names (each lookup would hash).
+fn present<const N: usize>(headers: &HeaderMap, names: &[HeaderName; N]) -> [bool; N] {
+    let mut present = [false; N];
+    for name in headers.keys() {
+        if let Some(i) = names.iter().position(|wanted| wanted == name) {
+            present[i] = true;
+        }
+    }
+    present
 }
 
 /// Facts about one incoming request needed to rewrite its headers for the upstream.
@@ -602,12 +608,6 @@ pub fn prepare_response(
     // Which of the fields below are there, in one look at the names: most responses carry none
     // of them, and each lookup hashes its name (six a response, ~700 instructions of the ~52k a
     // proxied script costs, callgrind).
-    let mut present = [false; REWRITTEN.len()];
-    for name in headers.keys() {
-        if let Some(i) = REWRITTEN.iter().position(|field| field == name) {
-            present[i] = true;
-        }
-    }
     let [
         transfer_encoding,
         location,
@@ -615,7 +615,7 @@ pub fn prepare_response(
         refresh,
         link,
         set_cookie,
-    ] = present;
+    ] = present(headers, &REWRITTEN);
     // A response framed by `Transfer-Encoding` that also carries `Content-Length` (a buggy dev
     // server) was read as chunked; passed on, the length would cut the body short (RFC 9112,
     // 6.3: a proxy must remove it). The body goes out in its own framing.
@@ -678,8 +678,8 @@ pub fn prepare_response(
     }
 }
 
-/// The response fields [`prepare_response`] acts on when they are there, in the order it names
-/// them.
+/// The response fields [`prepare_response`] acts on when they are there, in the order its
+/// `let [transfer_encoding, location, …]` names them (change both together).
 static REWRITTEN: [HeaderName; 6] = [
     header::TRANSFER_ENCODING,
     header::LOCATION,

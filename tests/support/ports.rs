@@ -34,13 +34,16 @@ fn one() -> u16 {
     panic!("no free port in {low}..{}", low + span);
 }
 
-/// The first port and the count of the range just below the ephemeral one (Linux's
-/// `ip_local_port_range`, 32768 by default).
+/// Linux's ephemeral port range (`ip_local_port_range`), first and last; `None` elsewhere.
+pub fn ephemeral_range() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut bounds = text.split_whitespace().map(|n| n.parse::<u16>().ok());
+    Some((bounds.next()??, bounds.next()??))
+}
+
+/// The first port and the count of the range just below the ephemeral one (32768 by default).
 fn below_ephemeral() -> (u16, u16) {
-    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32_768);
+    let first_ephemeral = ephemeral_range().map_or(32_768, |(first, _)| first);
     let span = SPAN.min(first_ephemeral.saturating_sub(1_024));
     assert!(
         span > 100,
