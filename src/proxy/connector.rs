@@ -61,7 +61,7 @@ impl LargeBody {
 /// "succeeds" (TCP's simultaneous open) with no server at all: the probe would take a down
 /// upstream for one that answers, and a request would read itself back as the response, while
 /// the socket holds the port the dev server is about to listen on.
-pub fn met_itself(stream: &TcpStream) -> bool {
+fn met_itself(stream: &TcpStream) -> bool {
     matches!((stream.local_addr(), stream.peer_addr()), (Ok(local), Ok(peer)) if local == peer)
 }
 
