@@ -46,6 +46,7 @@ fn encode(c: &mut Criterion) {
             urls: &urls,
             reload: false,
             reason: None,
+            restart: None,
             served: false,
             spa: false,
         };

@@ -156,6 +156,8 @@ function start(selfUrl) {
   const fetched = fetchRecord();
   /** This page answers a form sent with POST: it reloads with a GET (see reloadWithGet). */
   const answersPost = pageAnswersPost();
+  /** The newest dev server comeback this page was served after (see pageRestart). */
+  const restart = pageRestart();
   let reloading = false;
   /**
    * A navigation to another document under way (see watchDepartures): `at`, when it began
@@ -819,6 +821,14 @@ function start(selfUrl) {
         // (`unlisted`): a reload, whatever they are. Only the named can be fetched again.
         await refreshFetched(batch.urls);
         reload(`${listed(batch.paths, 5, batch.unlisted || 0)} changed`);
+        return;
+      }
+      if (batch.restart && restart !== null && batch.restart <= restart) {
+        // The reload for a dev server's comeback, and this page is that server's already: the
+        // proxy answered it after it saw the server back. Its position is older (read when its
+        // request came in), so the reload came replayed, and loaded the page a second time
+        // (after the waiting page reloaded itself the moment the server took connections).
+        log(`${batch.reason}: this page was served since, no reload`);
         return;
       }
       remember(documentKey('reloaded'), since);
@@ -2556,11 +2566,25 @@ function recall(key) {
  * the browser hides Server-Timing from the page.
  */
 function pagePosition() {
+  return pageMetric('hmr');
+}
+
+/**
+ * The newest comeback of a dev server when the proxy answered with this document
+ * (`hmr-restart;desc=<mark>` in its `Server-Timing` header): a reload for that comeback, or an
+ * earlier one, is behind the page (see apply). Null where the page does not say.
+ */
+function pageRestart() {
+  return pageMetric('hmr-restart');
+}
+
+/** The positive whole number in this document's `Server-Timing` metric `name`, else null. */
+function pageMetric(name) {
   try {
     const [navigation] = performance.getEntriesByType('navigation');
-    const metric = navigation?.serverTiming?.find((entry) => entry.name === 'hmr');
-    const id = Number(metric?.description);
-    return metric && Number.isSafeInteger(id) && id > 0 ? id : null;
+    const metric = navigation?.serverTiming?.find((entry) => entry.name === name);
+    const n = Number(metric?.description);
+    return metric && Number.isSafeInteger(n) && n > 0 ? n : null;
   } catch {
     return null;
   }

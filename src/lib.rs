@@ -239,7 +239,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) {
     let batches = watch::spawn(&config.watch, shutdown.clone());
     let mut health = std::collections::HashMap::new();
     for upstream in &upstreams {
-        let probe = Health::new();
+        let probe = Health::new(hub.restarts());
         let clients = hub.clone();
         probe.spawn_probe(
             upstream,
@@ -335,7 +335,7 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, rebuilds: &Rebuilds,
                 // Said to the tabs before the reload that follows, so none shows it on.
                 hub.upstream_down(&origin, false);
             }
-            if now.comebacks != last.comebacks {
+            if now.comeback != last.comeback {
                 // One line for the event and what it does (tabs showing the waiting page reload).
                 let what = match last.reach {
                     Reach::Down if unsaid.take().is_some() => "restarted",
@@ -361,7 +361,7 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, rebuilds: &Rebuilds,
                     // What came meanwhile is this reload's too.
                     now = *seen.borrow_and_update();
                 }
-                hub.publish_reload(&match &held {
+                let why = match &held {
                     Some(batch) => {
                         format!(
                             "upstream {origin} {what} after {} changed",
@@ -369,7 +369,9 @@ fn reload_when_upstream_returns(health: &Health, hub: &Hub, rebuilds: &Rebuilds,
                         )
                     }
                     None => format!("upstream {origin} {what}"),
-                });
+                };
+                // Pages served since the comeback was seen are the new server's: they skip it.
+                hub.publish_restart(&why, now.comeback);
                 crash_loop.reloaded(Instant::now(), hub.batches_sent());
             }
             answered |= now.reach == Reach::Up;

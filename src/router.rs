@@ -108,7 +108,7 @@ impl Router {
                 health
                     .get(upstream.authority.as_str())
                     .cloned()
-                    .unwrap_or_default(),
+                    .unwrap_or_else(|| Health::new(hub.restarts())),
             )
         };
         let routes = config

@@ -50,7 +50,9 @@ fn chromium_in_front_of_an_upstream() {
 
 /// A form posted while the dev server is down gets the proxy's waiting page, which reloads by
 /// itself once the server is back, and the form reaches the server once (it reached it twice:
-/// the page's poll and the injected client both reloaded it). See `tests/browser/waiting.mjs`.
+/// the page's poll and the injected client both reloaded it); a page the server that came back
+/// answered is not reloaded for its comeback (see `sse::Restarts`). See
+/// `tests/browser/waiting.mjs`.
 #[test]
 fn a_form_sent_while_the_upstream_is_down_arrives_once() {
     if skipped() {

@@ -109,8 +109,12 @@ pub struct Injector {
 const POSITION_METRIC: &str = "hmr;desc=";
 static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
-/// The `Server-Timing` metric of a page that answers a POST (see [`add_position`]).
+/// The `Server-Timing` metric of a page that answers a POST (see [`Injector::add_position`]).
 const POST_METRIC: &str = "hmr-post";
+
+/// The `Server-Timing` metric that tells a page's client the newest upstream comeback when the
+/// page was answered: `hmr-restart;desc=<mark>` (see `sse::Restarts`).
+const RESTART_METRIC: &str = "hmr-restart;desc=";
 
 impl Injector {
     pub fn new(enabled: bool) -> Self {
@@ -175,7 +179,7 @@ impl Injector {
             Err(untouched) => return self.fragment(facts, untouched),
         };
         if facts.method == Method::HEAD {
-            return rewritten(facts, parts, body, plan);
+            return self.rewritten(facts, parts, body, plan);
         }
         let mut body = decode::decode(body, plan.coding, &facts.method, &facts.uri);
         if plan.coding != Coding::Identity {
@@ -184,7 +188,7 @@ impl Injector {
                 Err(err) => return self.apply_now(facts, unreadable_page(facts, &*err)),
             };
         }
-        rewritten(facts, parts, body, plan)
+        self.rewritten(facts, parts, body, plan)
     }
 
     /// An HTML answer to a request that is not a page (see [`decide::fragment`]), decoded and
@@ -219,7 +223,7 @@ impl Injector {
     /// wait.
     fn apply_now(&self, facts: &RequestFacts, page: Response<Body>) -> Response<Body> {
         match self.plan(facts, page) {
-            Ok((parts, body, plan)) => rewritten(facts, parts, body, plan),
+            Ok((parts, body, plan)) => self.rewritten(facts, parts, body, plan),
             Err(untouched) => untouched,
         }
     }
@@ -240,7 +244,7 @@ impl Injector {
             // the page for as old as when it was first served. A copy that is a rewritten page
             // (asked for with the marked validator it was given) keeps it marked.
             let (mut parts, body) = response.into_parts();
-            add_position(facts, &mut parts.headers, &parts.extensions);
+            self.add_position(facts, &mut parts.headers, &parts.extensions);
             let mut response = Response::from_parts(parts, body);
             if facts.holds_rewritten {
                 mark_etag(response.headers_mut());
@@ -297,61 +301,86 @@ impl Injector {
     }
 }
 
-/// The response with its headers fixed for the rewritten page and its (decoded) body rewritten;
-/// for `HEAD`, the headers alone, as the `GET` would have them.
-fn rewritten(
-    facts: &RequestFacts,
-    mut parts: http::response::Parts,
-    body: Body,
-    plan: decide::Plan,
-) -> Response<Body> {
-    let mut csp = csp::Csp::new(facts.host.as_ref());
-    if plan.xml {
-        csp.xml_document();
+impl Injector {
+    /// The response with its headers fixed for the rewritten page and its (decoded) body
+    /// rewritten; for `HEAD`, the headers alone, as the `GET` would have them.
+    fn rewritten(
+        &self,
+        facts: &RequestFacts,
+        mut parts: http::response::Parts,
+        body: Body,
+        plan: decide::Plan,
+    ) -> Response<Body> {
+        let mut csp = csp::Csp::new(facts.host.as_ref());
+        if plan.xml {
+            csp.xml_document();
+        }
+        csp.edit_headers(&mut parts.headers);
+        for_rewritten_body(&mut parts.headers);
+        self.add_position(facts, &mut parts.headers, &parts.extensions);
+        // A HEAD's too: the proxy's edits of a rewritten page's headers are the GET's.
+        parts.extensions.insert(Rewritten);
+        if facts.method == Method::HEAD {
+            return Response::from_parts(parts, body);
+        }
+        let body = rewrite::rewrite_page(body, plan.charset, csp, facts.navigation);
+        Response::from_parts(parts, body)
     }
-    csp.edit_headers(&mut parts.headers);
-    for_rewritten_body(&mut parts.headers);
-    add_position(facts, &mut parts.headers, &parts.extensions);
-    // A HEAD's too: the proxy's edits of a rewritten page's headers are the GET's.
-    parts.extensions.insert(Rewritten);
-    if facts.method == Method::HEAD {
-        return Response::from_parts(parts, body);
+
+    /// Say in the page's headers where the change batches stood when it was requested (see
+    /// [`Injector::facts`]), the newest upstream comeback when it was answered (`hmr-restart`,
+    /// see `sse::Restarts`), and whether it answers a form sent with POST (`hmr-post`): its
+    /// client then reloads it with a GET, where `location.reload()` sent the form again with
+    /// every save (and with every restart of the dev server), a duplicate row or mail each time.
+    fn add_position(
+        &self,
+        facts: &RequestFacts,
+        headers: &mut HeaderMap,
+        extensions: &http::Extensions,
+    ) {
+        // Not on the proxy's own page for a POST the dev server never got (it was down): that
+        // page's reload must send the form, which a GET would lose.
+        if facts.method == Method::POST && extensions.get::<StandIn>().is_none() {
+            headers.append(&SERVER_TIMING, HeaderValue::from_static(POST_METRIC));
+        }
+        thread_local! {
+            static POSITION: Metric = const { std::cell::RefCell::new(None) };
+            static RESTART: Metric = const { std::cell::RefCell::new(None) };
+        }
+        let (Some(since), Some(position)) = (facts.since, &self.position) else {
+            return;
+        };
+        // Appended: dev servers and their debug toolbars send their own metrics.
+        if let Some(value) = metric(&POSITION, POSITION_METRIC, since) {
+            headers.append(&SERVER_TIMING, value);
+        }
+        // Read now, not when the request came in: a comeback seen while the upstream rendered
+        // this page (its answer may be how it was seen) is behind the page.
+        if let Some(value) = metric(&RESTART, RESTART_METRIC, position.restart()) {
+            headers.append(&SERVER_TIMING, value);
+        }
     }
-    let body = rewrite::rewrite_page(body, plan.charset, csp, facts.navigation);
-    Response::from_parts(parts, body)
 }
 
-/// Say in the page's headers where the change batches stood when it was requested (see
-/// [`Injector::facts`]), and whether it answers a form sent with POST (`hmr-post`): its client
-/// then reloads it with a GET, where `location.reload()` sent the form again with every save
-/// (and with every restart of the dev server), a duplicate row or mail each time.
-fn add_position(facts: &RequestFacts, headers: &mut HeaderMap, extensions: &http::Extensions) {
-    // Not on the proxy's own page for a POST the dev server never got (it was down): that
-    // page's reload must send the form, which a GET would lose.
-    if facts.method == Method::POST && extensions.get::<StandIn>().is_none() {
-        headers.append(&SERVER_TIMING, HeaderValue::from_static(POST_METRIC));
-    }
-    // The value changes with each batch, not each page: each thread keeps the last one built
-    // (formatting it cost ~1,300 instructions a page, 2 % of a proxied page's).
-    thread_local! {
-        static LAST: std::cell::RefCell<Option<(u64, HeaderValue)>> =
-            const { std::cell::RefCell::new(None) };
-    }
-    let Some(since) = facts.since else {
-        return;
-    };
-    let value = LAST.with_borrow_mut(|last| match last {
-        Some((id, value)) if *id == since => Some(value.clone()),
+/// A thread's last `Server-Timing` value of one metric, and the number in it.
+type Metric = std::cell::RefCell<Option<(u64, HeaderValue)>>;
+
+/// `<prefix><n>` as a header value. The number changes with each batch or comeback, not each
+/// page: each thread keeps the last one built (formatting it cost ~1,300 instructions a page,
+/// 2 % of a proxied page's).
+fn metric(
+    last: &'static std::thread::LocalKey<Metric>,
+    prefix: &str,
+    n: u64,
+) -> Option<HeaderValue> {
+    last.with_borrow_mut(|last| match last {
+        Some((built, value)) if *built == n => Some(value.clone()),
         _ => {
-            let value = HeaderValue::from_str(&format!("{POSITION_METRIC}{since}")).ok()?;
-            *last = Some((since, value.clone()));
+            let value = HeaderValue::from_str(&format!("{prefix}{n}")).ok()?;
+            *last = Some((n, value.clone()));
             Some(value)
         }
-    });
-    if let Some(value) = value {
-        // Appended: dev servers and their debug toolbars send their own metrics.
-        headers.append(&SERVER_TIMING, value);
-    }
+    })
 }
 
 /// The 502 page for a compressed page that could not be read before its first byte: bytes that

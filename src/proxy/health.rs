@@ -29,6 +29,7 @@ use super::listeners;
 use super::tls::Tls;
 use crate::config::{ProxySettings, Upstream};
 use crate::shutdown::Shutdown;
+use crate::sse::Restarts;
 
 /// How often the probe runs when it runs: a backend restart is noticed within half a second,
 /// and a connect every half second costs a dev server nothing measurable.
@@ -69,10 +70,11 @@ pub enum Check {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seen {
     pub reach: Reach,
-    /// Times a server came back (down, then up) or took over from another (a new listening
-    /// socket while up). Counted, not only read off `reach`: an observer that wakes late sees
-    /// up, down and up again as up.
-    pub comebacks: u64,
+    /// The mark of the last time a server came back (down, then up) or took over from another
+    /// (a new listening socket while up), from the proxy's [`Restarts`]; 0 before the first.
+    /// Kept, not only read off `reach`: an observer that wakes late sees up, down and up again as
+    /// up, and a new mark as a comeback.
+    pub comeback: u64,
     pub check: Check,
 }
 
@@ -83,24 +85,21 @@ pub struct Health {
     /// A request has been answered since [`Health::take_answered`] last looked: the server
     /// serves pages, so a restart now is no crash on the page's request.
     answered: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Default for Health {
-    fn default() -> Self {
-        Health::new()
-    }
+    /// Where comebacks are marked: shared by every upstream's, and read by every page.
+    restarts: Restarts,
 }
 
 impl Health {
-    pub fn new() -> Health {
+    pub fn new(restarts: Restarts) -> Health {
         let seen = Seen {
             reach: Reach::Unknown,
-            comebacks: 0,
+            comeback: 0,
             check: Check::Idle,
         };
         Health {
             tx: Arc::new(watch::channel(seen).0),
             answered: Arc::default(),
+            restarts,
         }
     }
 
@@ -126,7 +125,9 @@ impl Health {
         self.tx.send_if_modified(|seen| {
             let changed = seen.reach != reach;
             if seen.reach == Reach::Down && reach == Reach::Up {
-                seen.comebacks += 1;
+                // Marked before the request that found it back is answered: that page is past
+                // this comeback (see `Restarts`).
+                seen.comeback = self.restarts.mark();
             }
             seen.reach = reach;
             changed
@@ -135,7 +136,8 @@ impl Health {
 
     /// A new server took over while the upstream stayed up.
     fn report_restart(&self) {
-        self.tx.send_modify(|seen| seen.comebacks += 1);
+        self.tx
+            .send_modify(|seen| seen.comeback = self.restarts.mark());
     }
 
     /// Say how restarts are told apart, without waking observers.
@@ -470,7 +472,8 @@ mod tests {
 
     #[test]
     fn a_comeback_counts_even_when_the_observer_wakes_after_it() {
-        let health = Health::new();
+        let restarts = Restarts::default();
+        let health = Health::new(restarts.clone());
         health.report(true);
         let mut seen = health.subscribe();
         let before = *seen.borrow_and_update();
@@ -478,12 +481,17 @@ mod tests {
         health.report(true);
         let after = *seen.borrow_and_update();
         assert_eq!(after.reach, Reach::Up);
-        assert_eq!(after.comebacks, before.comebacks + 1);
+        assert_eq!(after.comeback, restarts.latest());
+        assert!(after.comeback > before.comeback);
         // Up at start is no comeback; neither is a second report of the same.
-        let fresh = Health::new();
+        let fresh = Health::new(restarts.clone());
         fresh.report(true);
         fresh.report(true);
-        assert_eq!(fresh.subscribe().borrow().comebacks, 0);
+        assert_eq!(fresh.subscribe().borrow().comeback, 0);
+        // Marks are shared: another upstream's comeback comes after this one's.
+        fresh.report(false);
+        fresh.report(true);
+        assert!(fresh.subscribe().borrow().comeback > after.comeback);
     }
 
     #[test]

@@ -61,6 +61,8 @@ struct Inner {
     instance: String,
     /// The newest batch id, read without the lock by every page request ([`Position`]).
     latest: Arc<AtomicU64>,
+    /// The upstreams' comebacks, marked by their probes and read by every page ([`Position`]).
+    restarts: Restarts,
     /// For each of [`FRAMEWORKS`], whether its dev server was seen behind the proxy, and the hint
     /// about it said ([`Hub::framework_seen`]).
     frameworks: [AtomicU8; FRAMEWORKS.len()],
@@ -78,13 +80,47 @@ const SEEN: u8 = 1;
 const SAID: u8 = 2;
 
 /// Where the batches stand, for pages: a page served now reflects every batch published so far,
-/// so its client starts after the newest one (the injector says which in the page's headers).
-/// Cheap to clone; reading it takes no lock.
+/// so its client starts after the newest one (the injector says which in the page's headers),
+/// and was served after every upstream comeback seen so far ([`Restarts`]). Cheap to clone;
+/// reading it takes no lock.
 #[derive(Clone, Debug)]
-pub struct Position(Arc<AtomicU64>);
+pub struct Position {
+    latest: Arc<AtomicU64>,
+    restarts: Restarts,
+}
 
 impl Position {
     /// The id of the newest batch published (the stream's `last` when none has been).
+    pub fn latest(&self) -> u64 {
+        self.latest.load(Ordering::Acquire)
+    }
+
+    /// The mark of the newest upstream comeback seen (see [`Restarts`]).
+    pub fn restart(&self) -> u64 {
+        self.restarts.latest()
+    }
+}
+
+/// Upstream comebacks (a dev server answering again after it was down, or a new one in the old
+/// one's place), numbered in the order the proxy sees them, across all upstreams. The reload a
+/// comeback sends carries its mark (`"restart"`), and a page says the newest mark when its
+/// response left (`Server-Timing: hmr-restart;desc=<mark>`): a page served after the comeback
+/// was seen is the new server's, and its client skips that reload. Its position (the newest
+/// batch) is read when its request comes in and the reload is published a moment after the
+/// comeback is seen, so a page asked for in between (the waiting page reloading itself the
+/// moment it sees the server back) got the reload replayed and was loaded twice. Numbered from
+/// the boot time in milliseconds, as batch ids are, so a page from an earlier run of the proxy
+/// never holds a newer mark. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Restarts(Arc<AtomicU64>);
+
+impl Restarts {
+    /// Number a comeback seen now.
+    pub fn mark(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The newest comeback's mark.
     pub fn latest(&self) -> u64 {
         self.0.load(Ordering::Acquire)
     }
@@ -129,6 +165,7 @@ impl Hub {
                 shutdown,
                 instance: format!("{boot_ms:x}"),
                 latest: Arc::new(AtomicU64::new(boot_ms - 1)),
+                restarts: Restarts(Arc::new(AtomicU64::new(boot_ms))),
                 frameworks: [const { AtomicU8::new(UNSEEN) }; FRAMEWORKS.len()],
                 roots: OnceLock::new(),
                 served: OnceLock::new(),
@@ -236,7 +273,15 @@ impl Hub {
 
     /// Where the batches stand, for the injector.
     pub fn position(&self) -> Position {
-        Position(self.inner.latest.clone())
+        Position {
+            latest: self.inner.latest.clone(),
+            restarts: self.inner.restarts.clone(),
+        }
+    }
+
+    /// Where the upstreams' probes mark comebacks (see [`Restarts`]).
+    pub fn restarts(&self) -> Restarts {
+        self.inner.restarts.clone()
     }
 
     /// Number of open `/changes` streams.
@@ -273,7 +318,7 @@ impl Hub {
 
     /// Publish a batch to every tab; returns its id.
     pub fn publish(&self, batch: &ChangeBatch) -> u64 {
-        let (id, streams) = self.send(batch, batch.reason.as_deref());
+        let (id, streams) = self.send(batch, batch.reason.as_deref(), None);
         log_batch(batch, streams, "", |c| self.folder_named(c));
         for (framework, state) in FRAMEWORKS.iter().zip(&self.inner.frameworks) {
             if state.load(Ordering::Relaxed) == SEEN
@@ -296,9 +341,19 @@ impl Hub {
         id
     }
 
-    /// Publish a full reload for `why` (`upstream … restarted`), logged as one line with it, and
+    /// Publish a full reload for `why` (`POST /__hmr/reload`), logged as one line with it, and
     /// said in the tabs' consoles.
     pub fn publish_reload(&self, why: &str) -> u64 {
+        self.reload(why, None)
+    }
+
+    /// Publish the full reload for an upstream's comeback (`upstream … restarted`) marked
+    /// `restart` (see [`Restarts`]): pages served after it skip it.
+    pub fn publish_restart(&self, why: &str, restart: u64) -> u64 {
+        self.reload(why, Some(restart))
+    }
+
+    fn reload(&self, why: &str, restart: Option<u64>) -> u64 {
         let (id, streams) = self.send(
             &ChangeBatch {
                 changes: Vec::new(),
@@ -306,6 +361,7 @@ impl Hub {
                 reason: None,
             },
             Some(why),
+            restart,
         );
         tracing::info!("{why}: full reload → {}", browsers(streams));
         id
@@ -335,7 +391,7 @@ impl Hub {
         if batch.changes.is_empty() {
             return self.publish_reload(by);
         }
-        let (id, streams) = self.send(batch, None);
+        let (id, streams) = self.send(batch, None, None);
         // Logged by URL, as the caller named them and the tabs match them: they are not files,
         // and a watched folder's name before one (`templates/abs/x.css`) named none that exists.
         let as_urls = ChangeBatch {
@@ -355,7 +411,12 @@ impl Hub {
     }
 
     /// Publish without logging; returns the batch's id and the streams it went to.
-    fn send(&self, batch: &ChangeBatch, reason: Option<&str>) -> (u64, usize) {
+    fn send(
+        &self,
+        batch: &ChangeBatch,
+        reason: Option<&str>,
+        restart: Option<u64>,
+    ) -> (u64, usize) {
         let paths: Vec<String> = batch.changes.iter().map(|c| c.path.clone()).collect();
         let urls: Vec<String> = batch.changes.iter().map(|c| c.url.clone()).collect();
         let mut state = self.state();
@@ -367,6 +428,7 @@ impl Hub {
             urls: &urls,
             reload: batch.reload,
             reason,
+            restart,
             served: self.all_served(batch),
             spa: self.inner.served.get().is_some_and(|(_, spa)| *spa),
         });
@@ -402,6 +464,7 @@ impl Hub {
             urls: &[],
             reload: true,
             reason: Some("this page missed changes"),
+            restart: None,
             served: false,
             spa: false,
         })

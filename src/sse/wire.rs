@@ -2,9 +2,9 @@
 //!
 //! Owns SSE framing and the JSON payload shared with `client/` (documented in `client/README.md`).
 //! Each batch is one `change` event carrying `{"id","paths","urls","reload"}` (and `"reason"` for
-//! a reload that names no file, `"served"` for files served as they are, `"spa"` with them under
-//! `--spa`), followed by one
-//! plain `data:` message per path holding the path as a JSON string, so the smallest possible
+//! a reload that names no file, `"restart"` for the reload of an upstream's comeback, `"served"`
+//! for files served as they are, `"spa"` with them under `--spa`), followed by one plain `data:`
+//! message per path holding the path as a JSON string, so the smallest possible
 //! client (`onmessage` + `JSON.parse`) works too. A batch of more than [`LISTED_AT_MOST`] files
 //! lists only the first of them, counts the rest in `"unlisted"` and is a reload: a deletion of
 //! 20,000 files sent 2.2 MB to every tab, which only reloaded. A stream opens with a `hello` event
@@ -37,6 +37,9 @@ pub struct Message<'a> {
     /// Why a batch that names no file reloads (`upstream http://localhost:8000 restarted`,
     /// `POST /__hmr/reload`), for the tab's console.
     pub reason: Option<&'a str>,
+    /// The reload for an upstream's comeback: that comeback's mark (`sse::Restarts`), which a
+    /// page served after it holds too, and skips the reload for.
+    pub restart: Option<u64>,
     /// Every file of the batch is one the proxy serves from its folder as it is (no upstream):
     /// nothing else makes a page, so a file no page fetched changes none.
     pub served: bool,
@@ -82,6 +85,8 @@ struct Sent<'a> {
     reload: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restart: Option<u64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     served: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -106,6 +111,7 @@ pub fn batch(message: &Message<'_>) -> Bytes {
         // Whatever the files left out are, the page cannot be patched for them.
         reload: message.reload || unlisted > 0,
         reason: message.reason,
+        restart: message.restart,
         // Said of every file of the batch, and the page cannot tell which it fetched of those
         // not listed: a reload, like any other.
         served: message.served && unlisted == 0,
@@ -137,6 +143,7 @@ mod tests {
             urls: &urls,
             reload: false,
             reason: None,
+            restart: None,
             served: false,
             spa: false,
         });
@@ -163,6 +170,7 @@ mod tests {
                 urls: &urls,
                 reload: false,
                 reason: None,
+                restart: None,
                 served: true,
                 spa: false,
             });

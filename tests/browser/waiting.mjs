@@ -9,7 +9,11 @@
 // injected client when the proxy sees the server answer. Each alone reloads it once; both used to
 // reload it twice, and a page that answered a POST sent the form twice. The server holds the
 // resent POST's answer for a while, so that both have come round while the first reload waits:
-// without the shared mark, the second POST is certain, not a race. Exits 0, or 1 with what
+// without the shared mark, the second POST is certain, not a race. When the server is back after
+// the note, it holds its answer to the page until the proxy has published its reload for the
+// comeback: a page its own poll reloaded first (the waiting page) was asked for before that
+// reload, and has it replayed; it must stay, as it was served by the server that came back (it
+// reloaded a second time, a rare failure of this test before). Exits 0, or 1 with what
 // happened. Every wait is on an event, bounded by WAIT_MS.
 
 import http from 'node:http';
@@ -28,9 +32,12 @@ const HOLD_MS = 4_000;
 
 let posts = 0;
 
-/** The dev server: a form, and a POST handler that counts and (once back) answers late. */
-function serve(holdMs) {
-  const server = http.createServer((req, res) => {
+/**
+ * The dev server: a form, and a POST handler that counts and (once back) answers late. With
+ * `pagesAfter` (a promise), the form is answered once it settles.
+ */
+function serve(holdMs, pagesAfter = null) {
+  const server = http.createServer(async (req, res) => {
     if (req.method === 'POST') {
       posts += 1;
       req.resume();
@@ -41,6 +48,7 @@ function serve(holdMs) {
       );
       return;
     }
+    await pagesAfter;
     res.writeHead(200, { 'content-type': 'text/html' }).end(
       '<!doctype html><html><head><title>form</title></head><body>' +
         '<form method="post" action="/submit"><input name="q" value="1"><button>send</button></form>' +
@@ -48,6 +56,64 @@ function serve(holdMs) {
     );
   });
   return new Promise((resolve) => server.listen(Number(port), '127.0.0.1', () => resolve(server)));
+}
+
+/**
+ * Listen to the proxy's change stream as a tab does; resolves, once it is open, to a promise of
+ * the next reload for a dev server's comeback (`{id, restart}`), after which it closes.
+ */
+async function nextComeback() {
+  const closed = new AbortController();
+  const res = await fetch(`${origin}/changes`, {
+    headers: { accept: 'text/event-stream' },
+    signal: closed.signal,
+  });
+  assert.equal(res.status, 200);
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  const batch = (async () => {
+    let text = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error('the change stream ended before a comeback');
+      text += value;
+      let end;
+      while ((end = text.indexOf('\n\n')) >= 0) {
+        const event = text.slice(0, end).split('\n');
+        text = text.slice(end + 2);
+        if (!event.includes('event: change')) continue;
+        const data = JSON.parse(event.find((line) => line.startsWith('data: ')).slice(6));
+        if (data.reload && data.restart) {
+          closed.abort();
+          return data;
+        }
+      }
+    }
+  })();
+  // Seen by whoever awaits it; this one only keeps an early failure from going unhandled.
+  batch.catch(() => {});
+  return { batch };
+}
+
+/** How many documents `page` has asked for from now on (reloads included), as a function. */
+function countLoads(page) {
+  let n = 0;
+  page.on('request', (r) => {
+    if (r.isNavigationRequest() && r.frame() === page.mainFrame()) n += 1;
+  });
+  return () => n;
+}
+
+/**
+ * Once `page` has taken in the batch `id` (from its position, replayed, or live), it has acted
+ * on it: `page` did not reload for it, and `loads` (see countLoads) counts one document.
+ */
+async function loadedOnce(page, loads, id, what) {
+  const verdict = await page.waitForFunction((reload) => {
+    const state = window[Symbol.for('hmr-proxy')]?.state;
+    return state?.lastId >= reload && (window.hmrReloading ? 'reloading' : 'stayed');
+  }, id);
+  assert.equal(await verdict.jsonValue(), 'stayed', `${what} reloads for batch ${id}`);
+  assert.equal(loads(), 1, `${what} was loaded ${loads()} times`);
 }
 
 function stop(server) {
@@ -64,7 +130,7 @@ const transcript = [];
 let server = null;
 try {
   server = await serve(0);
-  const page = await browser.newPage();
+  const page = await (await browser.newContext()).newPage();
   page.setDefaultTimeout(WAIT_MS);
   page.on('console', (m) => transcript.push(`[console] ${m.text()}`));
   page.on('request', (r) => transcript.push(`[request] ${r.method()} ${r.url()}`));
@@ -102,10 +168,24 @@ try {
       assert.equal(await tab.$('#hmr-proxy-down'), null, 'no note on the waiting page');
     }
     const reloaded = tab.waitForEvent('load');
-    server = await serve(0);
+    const loads = countLoads(tab);
+    // A page asked for the moment the server is back, before the proxy's probe (every 500 ms)
+    // sees it, and answered after its reload was published, which it gets replayed.
+    const late = role === 'leader' ? await tab.context().newPage() : null;
+    late?.on('console', (m) => transcript.push(`[late console] ${m.text()}`));
+    const lateLoads = late && countLoads(late);
+    const comeback = await nextComeback();
+    server = await serve(0, comeback.batch);
+    const lateLoaded = late?.goto(`${origin}/form`);
     await reloaded;
-    await tab.waitForFunction(() => window.__hmrProxy === true);
+    const { id } = await comeback.batch;
+    await loadedOnce(tab, loads, id, 'the reloaded page');
     assert.equal(await tab.$('#hmr-proxy-down'), null, 'the reloaded page has no note');
+    if (late) {
+      await lateLoaded;
+      await loadedOnce(late, lateLoads, id, 'a page served after the comeback');
+      await late.close();
+    }
     console.log(`ok note while down (${role})`);
   }
   await noLocks.close();
