@@ -10,11 +10,12 @@
 // reload it twice, and a page that answered a POST sent the form twice. The server holds the
 // resent POST's answer for a while, so that both have come round while the first reload waits:
 // without the shared mark, the second POST is certain, not a race. When the server is back after
-// the note, it holds its answer to the page until the proxy has published its reload for the
-// comeback: a page its own poll reloaded first (the waiting page) was asked for before that
-// reload, and has it replayed; it must stay, as it was served by the server that came back (it
-// reloaded a second time, a rare failure of this test before). Exits 0, or 1 with what
-// happened. Every wait is on an event, bounded by WAIT_MS.
+// the note, a second tab asks for the page at once, and the server holds its answer until the
+// proxy has published its reload for the comeback: the page was asked for before that reload
+// (its position is older) and gets it replayed, yet it must stay, as the server that came back
+// served it. (The waiting page, reloading itself the moment its poll saw the server, was
+// loaded twice that way: a rare failure of this test before.) Exits 0, or 1 with what happened.
+// Every wait is on an event, bounded by WAIT_MS.
 
 import http from 'node:http';
 import assert from 'node:assert/strict';
