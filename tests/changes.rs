@@ -1395,9 +1395,11 @@ async fn an_upstream_that_restarts_triggers_one_reload() {
 
 /// A page the upstream answered after the proxy saw it come back is past that comeback's reload:
 /// its `hmr-restart` metric is at least the reload's `restart` mark, and its client skips the
-/// reload; a page answered before (the waiting page, while it was down) is behind it. Its
-/// position could not tell (read as its request came in, before the reload was published): the
-/// waiting page that reloaded itself the moment the server took connections was loaded twice.
+/// reload; a page answered before is behind it. Its position could not tell (read as its
+/// request came in, before the reload was published): the waiting page that reloaded itself the
+/// moment the server took connections was loaded twice. The proxy's own page in a server's
+/// stead says no comeback: no server that came back served it, and a form cut off by the
+/// restart is sent again by the reload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_answered_after_a_comeback_is_past_its_reload() {
     let upstream = Upstream::start().await;
@@ -1407,37 +1409,28 @@ async fn a_page_answered_after_a_comeback_is_past_its_reload() {
     let proxy = Proxy::start_in(&root, &[&url]).await;
     let mut tab = SseClient::open(proxy.addr, &[]).await;
     let page = [("sec-fetch-dest", "document"), ("accept", "text/html")];
-    let restart = |headers: &http::HeaderMap| -> u64 {
-        headers
-            .get_all("server-timing")
-            .iter()
-            .find_map(|v| {
-                v.to_str()
-                    .ok()?
-                    .strip_prefix("hmr-restart;desc=")?
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("no hmr-restart metric: {headers:?}"))
+    let restart = |headers: &http::HeaderMap| -> Option<u64> {
+        headers.get_all("server-timing").iter().find_map(|v| {
+            let metric = v.to_str().ok()?.strip_prefix("hmr-restart;desc=")?;
+            metric.parse().ok()
+        })
     };
-    within("the probe to see the upstream", async {
-        while upstream_status(&proxy).await["reachable"] != true {
+    let (status, headers, _) = get(&proxy.url("/document"), &page).await;
+    assert_eq!(status, 200);
+    let first = restart(&headers).unwrap_or_else(|| panic!("no hmr-restart: {headers:?}"));
+
+    upstream.stop().await;
+    within("the proxy to see the upstream go", async {
+        while upstream_status(&proxy).await["reachable"] != false {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
-    // Stopped before any request, which would leave a pooled connection its task still serves.
-    upstream.stop().await;
-    // Refused: the waiting page, and the upstream is down from then on.
-    let (status, headers, _) = get(&proxy.url("/document"), &page).await;
-    assert_eq!(status, 502);
-    let waiting = restart(&headers);
     let listener = support::rebind(addr).await;
     let _back = Upstream::serve(listener);
-    // Answered: by the server that came back, whether the probe saw it first or this request.
     let (status, headers, _) = get(&proxy.url("/document"), &page).await;
     assert_eq!(status, 200);
-    let after = restart(&headers);
+    let after = restart(&headers).unwrap_or_else(|| panic!("no hmr-restart: {headers:?}"));
     let batch = tab.next_batch().await;
     assert_eq!(batch["reload"], true);
     let reason = batch["reason"].as_str().unwrap_or_default();
@@ -1446,13 +1439,19 @@ async fn a_page_answered_after_a_comeback_is_past_its_reload() {
         .as_u64()
         .unwrap_or_else(|| panic!("no restart mark: {batch}"));
     assert!(
-        mark > waiting,
-        "the waiting page ({waiting}) is behind the comeback ({mark})"
+        mark > first,
+        "a page from before ({first}) is behind the comeback ({mark})"
     );
     assert!(
         after >= mark,
         "answered after the comeback: {after} is behind {mark}"
     );
+
+    let dead = format!("http://{}", support::dead_addr().await);
+    let stood_in = Proxy::start_in(&root, &[&dead]).await;
+    let (status, headers, _) = get(&stood_in.url("/document"), &page).await;
+    assert_eq!(status, 502);
+    assert_eq!(restart(&headers), None, "the waiting page: {headers:?}");
     drop(dir);
 }
 

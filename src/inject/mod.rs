@@ -355,8 +355,12 @@ impl Injector {
             headers.append(&SERVER_TIMING, value);
         }
         // Read now, not when the request came in: a comeback seen while the upstream rendered
-        // this page (its answer may be how it was seen) is behind the page.
-        if let Some(value) = metric(&RESTART, RESTART_METRIC, position.restart()) {
+        // this page (its answer may be how it was seen) is behind the page. Not on the proxy's
+        // own page in the upstream's stead: the server that came back never served it, and a
+        // form cut off by the restart is sent again by that comeback's reload.
+        if extensions.get::<StandIn>().is_none()
+            && let Some(value) = metric(&RESTART, RESTART_METRIC, position.restart())
+        {
             headers.append(&SERVER_TIMING, value);
         }
     }
