@@ -1395,11 +1395,11 @@ async fn an_upstream_that_restarts_triggers_one_reload() {
 
 /// A page the upstream answered after the proxy saw it come back is past that comeback's reload:
 /// its `hmr-restart` metric is at least the reload's `restart` mark, and its client skips the
-/// reload; a page answered before is behind it. Its position could not tell (read as its
-/// request came in, before the reload was published): the waiting page that reloaded itself the
-/// moment the server took connections was loaded twice. The proxy's own page in a server's
-/// stead says no comeback: no server that came back served it, and a form cut off by the
-/// restart is sent again by the reload.
+/// reload. Its position could not tell: read as its request came in, it is older than the
+/// reload, which its client gets replayed (the waiting page that reloaded itself the moment the
+/// server took connections was loaded twice). The page here is held by the server until the
+/// reload is out. The proxy's own pages say no comeback: no server that came back served them,
+/// and a form cut off by the restart is sent again by the reload.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_answered_after_a_comeback_is_past_its_reload() {
     let upstream = Upstream::start().await;
@@ -1409,16 +1409,23 @@ async fn a_page_answered_after_a_comeback_is_past_its_reload() {
     let proxy = Proxy::start_in(&root, &[&url]).await;
     let mut tab = SseClient::open(proxy.addr, &[]).await;
     let page = [("sec-fetch-dest", "document"), ("accept", "text/html")];
-    let restart = |headers: &http::HeaderMap| -> Option<u64> {
+    let metric = |headers: &http::HeaderMap, name: &str| -> Option<u64> {
         headers.get_all("server-timing").iter().find_map(|v| {
-            let metric = v.to_str().ok()?.strip_prefix("hmr-restart;desc=")?;
-            metric.parse().ok()
+            let value = v
+                .to_str()
+                .ok()?
+                .strip_prefix(name)?
+                .strip_prefix(";desc=")?;
+            value.parse().ok()
         })
     };
-    let (status, headers, _) = get(&proxy.url("/document"), &page).await;
-    assert_eq!(status, 200);
-    let first = restart(&headers).unwrap_or_else(|| panic!("no hmr-restart: {headers:?}"));
-
+    within("the probe to see the upstream", async {
+        while upstream_status(&proxy).await["reachable"] != true {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // No page before: its pooled connection would outlive the server (its task serves it on).
     upstream.stop().await;
     within("the proxy to see the upstream go", async {
         while upstream_status(&proxy).await["reachable"] != false {
@@ -1426,32 +1433,51 @@ async fn a_page_answered_after_a_comeback_is_past_its_reload() {
         }
     })
     .await;
-    let listener = support::rebind(addr).await;
-    let _back = Upstream::serve(listener);
-    let (status, headers, _) = get(&proxy.url("/document"), &page).await;
-    assert_eq!(status, 200);
-    let after = restart(&headers).unwrap_or_else(|| panic!("no hmr-restart: {headers:?}"));
+    let back = Upstream::serve(support::rebind(addr).await);
+    let slow = proxy.url("/slow/document");
+    let held = tokio::spawn(async move { get(&slow, &page).await });
+    back.wait_for_requests("slow", 1).await;
+    // Held unanswered: the probe's connect is what sees the server back.
     let batch = tab.next_batch().await;
     assert_eq!(batch["reload"], true);
     let reason = batch["reason"].as_str().unwrap_or_default();
     assert!(reason.starts_with(&format!("upstream {url} ")), "{batch}");
-    let mark = batch["restart"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no restart mark: {batch}"));
+    let (id, mark) = (batch["id"].as_u64(), batch["restart"].as_u64());
+    let (Some(id), Some(mark)) = (id, mark) else {
+        panic!("no id or restart mark: {batch}");
+    };
+    back.release("slow");
+    let (status, headers, _) = held.await.expect("the held request");
+    assert_eq!(status, 200);
+    let since = metric(&headers, "hmr").unwrap_or_else(|| panic!("no hmr: {headers:?}"));
+    let after = metric(&headers, "hmr-restart").unwrap_or_else(|| panic!("{headers:?}"));
     assert!(
-        mark > first,
-        "a page from before ({first}) is behind the comeback ({mark})"
+        since < id,
+        "asked for before the reload: position {since}, reload {id}"
     );
     assert!(
         after >= mark,
         "answered after the comeback: {after} is behind {mark}"
     );
 
+    // The proxy's own pages: for a server that is not there, and for one that did not answer.
     let dead = format!("http://{}", support::dead_addr().await);
     let stood_in = Proxy::start_in(&root, &[&dead]).await;
     let (status, headers, _) = get(&stood_in.url("/document"), &page).await;
     assert_eq!(status, 502);
-    assert_eq!(restart(&headers), None, "the waiting page: {headers:?}");
+    assert_eq!(
+        metric(&headers, "hmr-restart"),
+        None,
+        "the waiting page: {headers:?}"
+    );
+    let impatient = Proxy::start_in(&root, &[&url, "--response-timeout", "300ms"]).await;
+    let (status, headers, _) = get(&impatient.url("/hang"), &page).await;
+    assert_eq!(status, 504);
+    assert_eq!(
+        metric(&headers, "hmr-restart"),
+        None,
+        "a timeout's page: {headers:?}"
+    );
     drop(dir);
 }
 

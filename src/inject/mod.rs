@@ -97,6 +97,13 @@ pub struct Rewritten;
 #[derive(Debug, Clone, Copy)]
 pub struct StandIn;
 
+/// In the extensions of every page the proxy made for want of a usable answer (the upstream
+/// could not be reached, cut the exchange off, timed out, or sent a page that could not be
+/// read): no server that came back served it, so it names no comeback (`hmr-restart`) and the
+/// comeback's reload reaches it.
+#[derive(Debug, Clone, Copy)]
+pub struct Unanswered;
+
 /// Puts the client tag into pages. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Injector {
@@ -356,9 +363,9 @@ impl Injector {
         }
         // Read now, not when the request came in: a comeback seen while the upstream rendered
         // this page (its answer may be how it was seen) is behind the page. Not on the proxy's
-        // own page in the upstream's stead: the server that came back never served it, and a
-        // form cut off by the restart is sent again by that comeback's reload.
-        if extensions.get::<StandIn>().is_none()
+        // own pages: no server that came back served them, and a form cut off by the restart is
+        // sent again by that comeback's reload.
+        if extensions.get::<Unanswered>().is_none()
             && let Some(value) = metric(&RESTART, RESTART_METRIC, position.restart())
         {
             headers.append(&SERVER_TIMING, value);
@@ -400,14 +407,16 @@ fn unreadable_page(
     } else {
         "The dev server's connection broke off before the page's first byte; check its log."
     };
-    body::html(
+    let mut page = body::html(
         StatusCode::BAD_GATEWAY,
         format!(
             "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>502 Bad Gateway</title></head>\n\
              <body><h1>502 Bad Gateway</h1><p>The upstream's page <code>{path}</code> could not be \
              read: {why}.</p><p>{hint} This tab reloads on the next save.</p></body></html>\n"
         ),
-    )
+    );
+    page.extensions_mut().insert(Unanswered);
+    page
 }
 
 /// Whether `response` is a navigation's answer with no `Content-Type` at all (a bare Node

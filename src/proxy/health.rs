@@ -1,9 +1,10 @@
 //! Whether the upstream answers, learned from real requests and from a light probe.
 //!
-//! Owns [`Health`] (the last known reachability and how many restarts were seen, observable) and
-//! the probe task. Requests report their outcome for free; while tabs are listening, or while the
-//! upstream is down, the probe notices a restart even when no request is in flight, so `lib` can
-//! send a reload when a rebuilt backend comes back. Where the upstream listens on this machine
+//! Owns [`Health`] (the last known reachability and the mark of the last restart seen, from the
+//! proxy's `sse::Restarts`, observable) and the probe task. Requests report their outcome for
+//! free; while tabs are listening, or while the upstream is down, the probe notices a restart
+//! even when no request is in flight, so `lib` can send a reload when a rebuilt backend comes
+//! back. Where the upstream listens on this machine
 //! the probe watches its listening sockets and the processes holding them (`listeners`):
 //! nothing reaches the server, a restart quicker than the interval still shows as a new socket,
 //! and a reloader that keeps its socket and hands it to each new worker shows as a new holder.
@@ -311,7 +312,7 @@ struct Watched {
     all_there: Instant,
     lost: Option<u32>,
     /// Wakes when reachability changes behind the probe's back (a request failed): the sockets
-    /// seen may then be a gone server's, and its comeback is counted already.
+    /// seen may then be a gone server's, and its comeback is marked already.
     seen: watch::Receiver<Seen>,
 }
 

@@ -457,6 +457,7 @@ pub fn response(failure: &Failure, upstream: &str, wants_html: bool) -> Response
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     res.headers_mut()
         .insert(MARKER, HeaderValue::from_static("1"));
+    res.extensions_mut().insert(crate::inject::Unanswered);
     // Only where the request never reached the dev server: a POST it may have taken (cut off,
     // timed out) is better reloaded with a GET than sent again.
     if failure.is_outage() && !matches!(failure, Failure::Closed { .. }) {

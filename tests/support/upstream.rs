@@ -9,6 +9,7 @@
 //! - `/redirect`: 302 to `<upstream's origin>/target`; `/cookie`: a cookie with `Domain=<upstream host>`.
 //! - `/hop`: a response carrying hop-by-hop headers.
 //! - `/slow`: answers only after [`Upstream::release`]("slow"); [`Upstream::wait_for_requests`] sees it arrive.
+//!   `/slow/document` likewise, with the `/document` page.
 //! - `/status/N`: that status (with a body unless the status forbids one).
 //! - `/trailers`: a chunked body with a `x-checksum` trailer.
 //! - `/cached`: a response with its own `Cache-Control`.
@@ -38,6 +39,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// `/document`'s page.
+const DOCUMENT: &str =
+    "<!DOCTYPE html><html><head><title>page</title></head><body>page</body></html>";
 
 /// The TLS upstream's count of handshakes that ended, however (for [`Upstream::arrived`] and
 /// [`Upstream::wait_for_requests`]).
@@ -372,12 +377,7 @@ async fn route(
             res
         }
         ["document"] => {
-            let mut res = respond(
-                200,
-                full(
-                    "<!DOCTYPE html><html><head><title>page</title></head><body>page</body></html>",
-                ),
-            );
+            let mut res = respond(200, full(DOCUMENT));
             res.headers_mut()
                 .insert("content-type", HeaderValue::from_static("text/html"));
             res
@@ -435,6 +435,14 @@ async fn route(
             gates.arrive("slow");
             gates.get("slow").notified().await;
             respond(200, full("finished"))
+        }
+        ["slow", "document"] => {
+            gates.arrive("slow");
+            gates.get("slow").notified().await;
+            let mut res = respond(200, full(DOCUMENT));
+            res.headers_mut()
+                .insert("content-type", HeaderValue::from_static("text/html"));
+            res
         }
         ["status", code] => {
             let code: u16 = code.parse().unwrap_or(500);
