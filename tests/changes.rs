@@ -1368,22 +1368,12 @@ async fn an_upstream_that_restarts_triggers_one_reload() {
     let url = upstream.url();
     let proxy = Proxy::start_in(&root, &[&url]).await;
     let mut tab = SseClient::open(proxy.addr, &[]).await;
-    let reachable = |proxy_url: String| async move {
-        let (_, _, body) = get(&proxy_url, &[]).await;
-        let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        status["upstream"]["reachable"].clone()
-    };
     let (status, _, _) = get(&proxy.url("/"), &[]).await;
     assert_eq!(status, 200);
-    assert_eq!(reachable(proxy.url("/__hmr/status")).await, true);
+    assert_eq!(upstream_status(&proxy).await["reachable"], true);
 
     drop(upstream);
-    within("the proxy to see the upstream go", async {
-        while reachable(proxy.url("/__hmr/status")).await != false {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    until_reachable(&proxy, false).await;
     let listener = support::rebind(addr).await;
     let _back = Upstream::serve(listener);
     let batch = tab.next_batch().await;
@@ -1419,20 +1409,10 @@ async fn a_page_answered_after_a_comeback_is_past_its_reload() {
             value.parse().ok()
         })
     };
-    within("the probe to see the upstream", async {
-        while upstream_status(&proxy).await["reachable"] != true {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    until_reachable(&proxy, true).await;
     // No page before: its pooled connection would outlive the server (its task serves it on).
     upstream.stop().await;
-    within("the proxy to see the upstream go", async {
-        while upstream_status(&proxy).await["reachable"] != false {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    until_reachable(&proxy, false).await;
     let back = Upstream::serve(support::rebind(addr).await);
     let slow = proxy.url("/slow/document");
     let held = tokio::spawn(async move { get(&slow, &page).await });
@@ -1486,6 +1466,16 @@ async fn upstream_status(proxy: &Proxy) -> serde_json::Value {
     let (_, _, body) = get(&proxy.url("/__hmr/status"), &[]).await;
     let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
     status["upstream"].clone()
+}
+
+/// Until `/__hmr/status` says the upstream is reachable (`up`) or not: no event says so.
+async fn until_reachable(proxy: &Proxy, up: bool) {
+    within("the proxy to see the upstream come or go", async {
+        while upstream_status(proxy).await["reachable"] != up {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
 }
 
 /// A proxy in front of the upstream at `url` with a tab open, once it watches the upstream's
