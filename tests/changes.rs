@@ -1399,16 +1399,7 @@ async fn a_page_answered_after_a_comeback_is_past_its_reload() {
     let proxy = Proxy::start_in(&root, &[&url]).await;
     let mut tab = SseClient::open(proxy.addr, &[]).await;
     let page = [("sec-fetch-dest", "document"), ("accept", "text/html")];
-    let metric = |headers: &http::HeaderMap, name: &str| -> Option<u64> {
-        headers.get_all("server-timing").iter().find_map(|v| {
-            let value = v
-                .to_str()
-                .ok()?
-                .strip_prefix(name)?
-                .strip_prefix(";desc=")?;
-            value.parse().ok()
-        })
-    };
+    let metric = support::server_timing;
     until_reachable(&proxy, true).await;
     // No page before: its pooled connection would outlive the server (its task serves it on).
     upstream.stop().await;
@@ -1642,13 +1633,7 @@ async fn pages_say_where_the_batches_stood_when_they_were_served() {
     let proxy = serve(&root, &[]).await;
     let mut tab = SseClient::open(proxy.addr, &[]).await;
     let page = [("sec-fetch-dest", "document"), ("accept", "text/html")];
-    let position = |headers: &http::HeaderMap| -> Option<u64> {
-        headers
-            .get_all("server-timing")
-            .iter()
-            .filter_map(|v| v.to_str().ok()?.strip_prefix("hmr;desc=")?.parse().ok())
-            .next()
-    };
+    let position = |headers: &http::HeaderMap| support::server_timing(headers, "hmr");
     let (status, headers, _) = get(&proxy.url("/"), &page).await;
     assert_eq!(status, 200);
     let first = position(&headers).unwrap_or_else(|| panic!("no position: {headers:?}"));

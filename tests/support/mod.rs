@@ -105,6 +105,23 @@ pub fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
+/// The number of the `Server-Timing` metric `name` (`name;desc=N`), in whichever field and
+/// place of its list it comes.
+pub fn server_timing(headers: &http::HeaderMap, name: &str) -> Option<u64> {
+    headers
+        .get_all("server-timing")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|m| {
+            m.trim()
+                .strip_prefix(name)?
+                .strip_prefix(";desc=")?
+                .parse()
+                .ok()
+        })
+}
+
 /// GET `url` with extra headers; returns status, headers and the whole body.
 pub async fn get(
     url: &str,
