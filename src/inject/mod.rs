@@ -306,9 +306,7 @@ impl Injector {
             }
         }
     }
-}
 
-impl Injector {
     /// The response with its headers fixed for the rewritten page and its (decoded) body
     /// rewritten; for `HEAD`, the headers alone, as the `GET` would have them.
     fn rewritten(

@@ -4,8 +4,8 @@
 //! proxy's `sse::Restarts`, observable) and the probe task. Requests report their outcome for
 //! free; while tabs are listening, or while the upstream is down, the probe notices a restart
 //! even when no request is in flight, so `lib` can send a reload when a rebuilt backend comes
-//! back. Where the upstream listens on this machine
-//! the probe watches its listening sockets and the processes holding them (`listeners`):
+//! back. Where the upstream listens on this machine the probe watches its listening sockets and
+//! the processes holding them (`listeners`):
 //! nothing reaches the server, a restart quicker than the interval still shows as a new socket,
 //! and a reloader that keeps its socket and hands it to each new worker shows as a new holder.
 //! Elsewhere it connects every [`PROBE_INTERVAL`] and sends no HTTP (dev servers would log it);
