@@ -2,9 +2,11 @@
 //! one batch per save or burst, atomic saves, ignores, URL prefixes, polling, replay, lagging
 //! tabs, many tabs, heartbeats, the control endpoint, and the upstream coming back.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::bin::Running;
 use crate::support::sse::{SseClient, paths};
 use crate::support::{self, Proxy, Upstream, get, read_until, within};
 
@@ -1370,10 +1372,10 @@ async fn an_upstream_that_restarts_triggers_one_reload() {
     let mut tab = SseClient::open(proxy.addr, &[]).await;
     let (status, _, _) = get(&proxy.url("/"), &[]).await;
     assert_eq!(status, 200);
-    assert_eq!(upstream_status(&proxy).await["reachable"], true);
+    assert_eq!(upstream_status(proxy.addr).await["reachable"], true);
 
     drop(upstream);
-    until_reachable(&proxy, false).await;
+    until_reachable(proxy.addr, false).await;
     let listener = support::rebind(addr).await;
     let _back = Upstream::serve(listener);
     let batch = tab.next_batch().await;
@@ -1400,10 +1402,10 @@ async fn a_page_answered_after_a_comeback_is_past_its_reload() {
     let mut tab = SseClient::open(proxy.addr, &[]).await;
     let page = [("sec-fetch-dest", "document"), ("accept", "text/html")];
     let metric = support::server_timing;
-    until_reachable(&proxy, true).await;
+    until_reachable(proxy.addr, true).await;
     // No page before: its pooled connection would outlive the server (its task serves it on).
     upstream.stop().await;
-    until_reachable(&proxy, false).await;
+    until_reachable(proxy.addr, false).await;
     let back = Upstream::serve(support::rebind(addr).await);
     let slow = proxy.url("/slow/document");
     let held = tokio::spawn(async move { get(&slow, &page).await });
@@ -1452,15 +1454,60 @@ async fn a_page_answered_after_a_comeback_is_past_its_reload() {
     drop(dir);
 }
 
+/// A page the old server was still sending when a new one took its address (a graceful
+/// takeover: the old process finishes its requests) is behind that comeback: it names an older
+/// one, so its tab takes the comeback's reload. The mark is read when the upstream's answer
+/// came in, not when the proxy's went out (after a compressed page's first decoded bytes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_the_old_server_finishes_after_a_comeback_is_behind_it() {
+    let upstream = Upstream::start().await;
+    let addr = upstream.addr;
+    let (dir, root) = project();
+    let url = upstream.url();
+    // The binary, for its log: the line that says the upstream's head is in.
+    let proxy = Running::start(&["-v", &url], &[], &root);
+    let mut tab = SseClient::open(proxy.addr, &[]).await;
+    until_reachable(proxy.addr, true).await;
+    let page = [("sec-fetch-dest", "document"), ("accept", "text/html")];
+    let slow = proxy.url("/slow/gzip");
+    let held = tokio::spawn(async move { get(&slow, &page).await });
+    upstream.wait_for_requests("slow", 1).await;
+    tokio::task::block_in_place(|| proxy.wait_for_log("GET /slow/gzip → 200"));
+    // The old server stops listening and finishes the page only once a new one is back.
+    let finish = upstream.gate("slow");
+    upstream.stop().await;
+    until_reachable(proxy.addr, false).await;
+    let _back = Upstream::serve(support::rebind(addr).await);
+    let batch = tab.next_batch().await;
+    assert_eq!(batch["reload"], true, "{batch}");
+    let Some(mark) = batch["restart"].as_u64() else {
+        panic!("no restart mark: {batch}");
+    };
+    finish.notify_one();
+    let (status, headers, body) = held.await.expect("the held request");
+    assert_eq!(status, 200);
+    assert!(
+        String::from_utf8_lossy(&body).contains("<title>page</title>"),
+        "{body:?}"
+    );
+    let answered = support::server_timing(&headers, "hmr-restart")
+        .unwrap_or_else(|| panic!("no hmr-restart: {headers:?}"));
+    assert!(
+        answered < mark,
+        "answered before the comeback: {answered} is not behind {mark}"
+    );
+    drop(dir);
+}
+
 /// The upstream's status as `/__hmr/status` gives it.
-async fn upstream_status(proxy: &Proxy) -> serde_json::Value {
-    let (_, _, body) = get(&proxy.url("/__hmr/status"), &[]).await;
+async fn upstream_status(proxy: SocketAddr) -> serde_json::Value {
+    let (_, _, body) = get(&format!("http://{proxy}/__hmr/status"), &[]).await;
     let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
     status["upstream"].clone()
 }
 
 /// Until `/__hmr/status` says the upstream is reachable (`up`) or not: no event says so.
-async fn until_reachable(proxy: &Proxy, up: bool) {
+async fn until_reachable(proxy: SocketAddr, up: bool) {
     within("the proxy to see the upstream come or go", async {
         while upstream_status(proxy).await["reachable"] != up {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1478,7 +1525,7 @@ async fn watching_the_upstream(url: &str) -> (tempfile::TempDir, PathBuf, Proxy,
     let (status, _, _) = get(&proxy.url("/"), &[]).await;
     assert_eq!(status, 200);
     within("the proxy to watch the upstream's socket", async {
-        while upstream_status(&proxy).await["restart_check"] != "listening socket" {
+        while upstream_status(proxy.addr).await["restart_check"] != "listening socket" {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
@@ -1499,7 +1546,7 @@ async fn an_upstream_that_restarts_between_two_probes_triggers_a_reload() {
     let _back = Upstream::serve(listener);
     let batch = tab.next_batch().await;
     assert_eq!(batch["reload"], true);
-    assert_eq!(upstream_status(&proxy).await["reachable"], true);
+    assert_eq!(upstream_status(proxy.addr).await["reachable"], true);
 }
 
 /// A listening socket on `addr` that shares the port with others (`SO_REUSEPORT`), as each
@@ -1610,7 +1657,7 @@ async fn a_tab_open_on_a_local_upstream_costs_it_no_connections() {
     // probe connected four times.
     tokio::time::sleep(hmr_proxy::proxy::health::PROBE_INTERVAL * 4).await;
     assert_eq!(upstream.connections(), before);
-    assert_eq!(upstream_status(&proxy).await["reachable"], true);
+    assert_eq!(upstream_status(proxy.addr).await["reachable"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -176,17 +176,20 @@ impl Injector {
     /// connection. The wait is for decoded bytes, not rewritten ones, which a head that streams
     /// slowly would hold back. An uncompressed page needs no wait: it is passed on as it comes.
     pub async fn apply(&self, facts: &RequestFacts, response: Response<Body>) -> Response<Body> {
+        // Before any wait for the page's first bytes: a server that came back while this one
+        // was still sending it did not answer it.
+        let comeback = self.comeback(facts, &response);
         let response = if self.enabled && untyped_page(facts, &response) {
             sniffed(response).await
         } else {
             response
         };
-        let (parts, body, plan) = match self.plan(facts, response) {
+        let (parts, body, plan) = match self.plan(facts, response, comeback) {
             Ok(planned) => planned,
             Err(untouched) => return self.fragment(facts, untouched),
         };
         if facts.method == Method::HEAD {
-            return self.rewritten(facts, parts, body, plan);
+            return self.rewritten(facts, parts, body, plan, comeback);
         }
         let mut body = decode::decode(body, plan.coding, &facts.method, &facts.uri);
         if plan.coding != Coding::Identity {
@@ -195,7 +198,19 @@ impl Injector {
                 Err(err) => return self.apply_now(facts, unreadable_page(facts, &*err)),
             };
         }
-        self.rewritten(facts, parts, body, plan)
+        self.rewritten(facts, parts, body, plan, comeback)
+    }
+
+    /// The newest upstream comeback as the upstream's answer came in, for a page's
+    /// `hmr-restart` (see `sse::Restarts`): a comeback seen while the upstream rendered the page
+    /// (its answer may be how it was seen) is behind the page. `None` on the proxy's own pages
+    /// ([`Unanswered`]): no server that came back served them, and a form cut off by the restart
+    /// is sent again by that comeback's reload.
+    fn comeback(&self, facts: &RequestFacts, response: &Response<Body>) -> Option<u64> {
+        if facts.since.is_none() || response.extensions().get::<Unanswered>().is_some() {
+            return None;
+        }
+        self.position.as_ref().map(Position::restart)
     }
 
     /// An HTML answer to a request that is not a page (see [`decide::fragment`]), decoded and
@@ -227,10 +242,10 @@ impl Injector {
     }
 
     /// [`Injector::apply`] for a page that is not compressed (the proxy's own), which needs no
-    /// wait.
+    /// wait and names no comeback.
     fn apply_now(&self, facts: &RequestFacts, page: Response<Body>) -> Response<Body> {
-        match self.plan(facts, page) {
-            Ok((parts, body, plan)) => self.rewritten(facts, parts, body, plan),
+        match self.plan(facts, page, None) {
+            Ok((parts, body, plan)) => self.rewritten(facts, parts, body, plan, None),
             Err(untouched) => untouched,
         }
     }
@@ -241,6 +256,7 @@ impl Injector {
         &self,
         facts: &RequestFacts,
         mut response: Response<Body>,
+        comeback: Option<u64>,
     ) -> Result<(http::response::Parts, Body, decide::Plan), Response<Body>> {
         if !self.enabled {
             return Err(response);
@@ -251,7 +267,7 @@ impl Injector {
             // the page for as old as when it was first served. A copy that is a rewritten page
             // (asked for with the marked validator it was given) keeps it marked.
             let (mut parts, body) = response.into_parts();
-            self.add_position(facts, &mut parts.headers, &parts.extensions);
+            self.add_position(facts, &mut parts.headers, &parts.extensions, comeback);
             let mut response = Response::from_parts(parts, body);
             if facts.holds_rewritten {
                 mark_etag(response.headers_mut());
@@ -315,6 +331,7 @@ impl Injector {
         mut parts: http::response::Parts,
         body: Body,
         plan: decide::Plan,
+        comeback: Option<u64>,
     ) -> Response<Body> {
         let mut csp = csp::Csp::new(facts.host.as_ref());
         if plan.xml {
@@ -322,7 +339,7 @@ impl Injector {
         }
         csp.edit_headers(&mut parts.headers);
         for_rewritten_body(&mut parts.headers);
-        self.add_position(facts, &mut parts.headers, &parts.extensions);
+        self.add_position(facts, &mut parts.headers, &parts.extensions, comeback);
         // A HEAD's too: the proxy's edits of a rewritten page's headers are the GET's.
         parts.extensions.insert(Rewritten);
         if facts.method == Method::HEAD {
@@ -334,7 +351,7 @@ impl Injector {
 
     /// Say in the page's headers where the change batches stood when it was requested (see
     /// [`Injector::facts`]), the newest upstream comeback when it was answered (`hmr-restart`,
-    /// see `sse::Restarts`), and whether it answers a form sent with POST (`hmr-post`): its
+    /// see [`Injector::comeback`]), and whether it answers a form sent with POST (`hmr-post`): its
     /// client then reloads it with a GET, where `location.reload()` sent the form again with
     /// every save (and with every restart of the dev server), a duplicate row or mail each time.
     fn add_position(
@@ -342,25 +359,18 @@ impl Injector {
         facts: &RequestFacts,
         headers: &mut HeaderMap,
         extensions: &http::Extensions,
+        comeback: Option<u64>,
     ) {
         // Not on the proxy's own page for a POST the dev server never got (it was down): that
         // page's reload must send the form, which a GET would lose.
         if facts.method == Method::POST && extensions.get::<StandIn>().is_none() {
             headers.append(&SERVER_TIMING, HeaderValue::from_static(POST_METRIC));
         }
-        let (Some(since), Some(position)) = (facts.since, &self.position) else {
+        let Some(since) = facts.since else {
             return;
         };
-        // Read now, not when the request came in: a comeback seen while the upstream rendered
-        // this page (its answer may be how it was seen) is behind the page. Not on the proxy's
-        // own pages: no server that came back served them, and a form cut off by the restart is
-        // sent again by that comeback's reload.
-        let restart = extensions
-            .get::<Unanswered>()
-            .is_none()
-            .then(|| position.restart());
         // Appended: dev servers and their debug toolbars send their own metrics.
-        if let Some(value) = metrics(since, restart) {
+        if let Some(value) = metrics(since, comeback) {
             headers.append(&SERVER_TIMING, value);
         }
     }

@@ -9,7 +9,9 @@
 //! - `/redirect`: 302 to `<upstream's origin>/target`; `/cookie`: a cookie with `Domain=<upstream host>`.
 //! - `/hop`: a response carrying hop-by-hop headers.
 //! - `/slow`: answers only after [`Upstream::release`]("slow"); [`Upstream::wait_for_requests`] sees it arrive.
-//!   `/slow/document` likewise, with the `/document` page.
+//!   `/slow/document` likewise, with the `/document` page. `/slow/gzip`: that page gzip-encoded,
+//!   its head sent at once and its body only after the release (a page the server is still
+//!   sending).
 //! - `/status/N`: that status (with a body unless the status forbids one).
 //! - `/trailers`: a chunked body with a `x-checksum` trailer.
 //! - `/cached`: a response with its own `Cache-Control`.
@@ -190,6 +192,12 @@ impl Upstream {
     /// Let the route waiting on gate `name` continue (stores a permit if none waits yet).
     pub fn release(&self, name: &str) {
         self.gates.get(name).notify_one();
+    }
+
+    /// Gate `name` itself, to release after [`Upstream::stop`]: a stopped upstream's
+    /// connections serve on, as an old server finishes its requests while a new one listens.
+    pub fn gate(&self, name: &str) -> Arc<Notify> {
+        self.gates.get(name)
     }
 }
 
@@ -442,6 +450,23 @@ async fn route(
             let mut res = respond(200, full(DOCUMENT));
             res.headers_mut()
                 .insert("content-type", HeaderValue::from_static("text/html"));
+            res
+        }
+        ["slow", "gzip"] => {
+            use std::io::Write as _;
+            gates.arrive("slow");
+            let gate = gates.get("slow");
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(DOCUMENT.as_bytes()).expect("gzip");
+            let page = Bytes::from(gz.finish().expect("gzip"));
+            let body = futures_util::stream::once(async move {
+                gate.notified().await;
+                Ok::<_, std::io::Error>(Frame::data(page))
+            });
+            let mut res = respond(200, StreamBody::new(body).boxed_unsync());
+            let h = res.headers_mut();
+            h.insert("content-type", HeaderValue::from_static("text/html"));
+            h.insert("content-encoding", HeaderValue::from_static("gzip"));
             res
         }
         ["status", code] => {
