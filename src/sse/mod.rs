@@ -106,9 +106,9 @@ impl Position {
 /// comeback sends carries its mark (`"restart"`), and a page says the newest mark when the
 /// upstream's answer came in (`Server-Timing: hmr-restart;desc=<mark>`): a page answered after
 /// the comeback was seen is the new server's, and its client skips that reload; one the old
-/// server was still sending (a takeover) names an older mark and takes it. Its position (the newest
-/// batch) is read when its request comes in and the reload is published a moment after the
-/// comeback is seen, so a page asked for in between (the waiting page reloading itself the
+/// server was still sending (a takeover) names an older mark and takes it. Its position (the
+/// newest batch) is read when its request comes in and the reload is published a moment after
+/// the comeback is seen, so a page asked for in between (the waiting page reloading itself the
 /// moment it sees the server back) got the reload replayed and was loaded twice. Numbered from
 /// the boot time in milliseconds, as batch ids are, so a page from an earlier run of the proxy
 /// never holds a newer mark. Cheap to clone.
