@@ -544,8 +544,23 @@ async fn a_connection_to_a_down_upstream_that_meets_itself_counts_as_refused() {
             "a request to the down upstream was answered otherwise"
         );
     }
-    // The dev server can start on its port at once.
-    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the dev server's port is free");
+    // The dev server can start on its port at once: none of the proxy's connections that met
+    // themselves holds it (closed normally, one stays in `TIME_WAIT` for a minute). Read from
+    // the kernel's table, not by binding the port: other tests' connections take ports of this
+    // range as their own end, and one may hold this one right now. Until none, for a few
+    // seconds (well short of `TIME_WAIT`'s minute): the proxy's probe of the down upstream may be
+    // between such a connect and its reset.
+    let none = async {
+        while support::ports::self_connections(port).is_some_and(|n| n > 0) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(5), none)
+        .await
+        .is_err()
+    {
+        panic!("connections that met themselves still hold port {port}");
+    }
 }
 
 /// A dev server that counts the requests reaching it and answers each with `200 here`; a

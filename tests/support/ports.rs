@@ -51,3 +51,21 @@ fn below_ephemeral() -> (u16, u16) {
     );
     (first_ephemeral - span, span)
 }
+
+/// How many sockets on 127.0.0.1:`port` are connected to themselves (TCP's simultaneous open:
+/// an outgoing connection that was given the port it dials), in any state, `TIME_WAIT` included,
+/// from the kernel's table (`/proc/net/tcp`); `None` where there is none to read.
+pub fn self_connections(port: u16) -> Option<usize> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let end = format!("0100007F:{port:04X}");
+    Some(
+        table
+            .lines()
+            .skip(1)
+            .filter(|line| {
+                let mut fields = line.split_whitespace().skip(1);
+                fields.next() == Some(end.as_str()) && fields.next() == Some(end.as_str())
+            })
+            .count(),
+    )
+}
