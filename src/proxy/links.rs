@@ -71,8 +71,9 @@ pub struct Links {
     /// The bytes they are made of, in either case: a chunk that ends in any other byte (`>`, a
     /// newline, a quote: nearly every chunk) ends in no unfinished URL, at the cost of one look.
     alphabet: [bool; 256],
-    /// `textarea`, for [`Fields`]: in lower case, as pages write it (one pass over every chunk
-    /// of every page; a `<TEXTAREA>` has its URLs re-pointed, as before there were fields).
+    /// `textarea`, for [`Fields`]: in lower case, as pages write it (a pass over the chunks of a
+    /// page that has a URL to re-point; a `<TEXTAREA>` has its URLs re-pointed, as before there
+    /// were fields).
     textarea: memmem::Finder<'static>,
 }
 
@@ -88,14 +89,26 @@ const SEAM: usize = TEXTAREA.len() + 2;
 /// Address field, a post's `<img src>` in its editor's textarea). Per page, across its chunks.
 #[derive(Default)]
 pub(crate) struct Fields {
-    /// Inside a `<textarea>` at the end of what went out.
+    /// Inside a `<textarea>` at the end of what was searched for one.
     in_textarea: bool,
-    /// The last bytes that went out (zeros before the page's first), for a tag name cut by a
+    /// The last bytes searched (zeros before the page's first), for a tag name cut by a
     /// chunk's end.
     seam: [u8; SEAM],
     /// A tag that went out unfinished (from its `<`), for an attribute cut from its tag.
     open_tag: Vec<u8>,
+    /// What went out since the last search for `textarea` (in order, at most [`UNSEARCHED`]
+    /// bytes): a chunk with no URL to re-point needs no search, only the chunks after it that
+    /// have one do, so most pages (relative links only) are searched once, for `:port`, not
+    /// twice. These are the same `Bytes` that went to the tab, not copies.
+    unsearched: Vec<Bytes>,
+    /// Their length.
+    unsearched_len: usize,
 }
+
+/// How much of a page [`Fields`] leaves unsearched for `textarea` before it searches it anyway:
+/// what it keeps alive of a page with no URL to re-point, whose chunks would otherwise be freed
+/// once written. Larger than nearly every page a dev server sends.
+const UNSEARCHED: usize = 256 * 1024;
 
 /// How a found URL begins, which decides what replaces it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -214,7 +227,7 @@ impl Links {
     /// slashes may have gone out with the last chunk.
     fn rewrite(
         &self,
-        data: &[u8],
+        data: &Bytes,
         prev: Option<u8>,
         last: bool,
         origin: &mut Origin,
@@ -241,7 +254,7 @@ impl Links {
         }
         edits.retain(|edit| edit.end <= hold);
         edits.sort_by_key(|edit| edit.start);
-        self.keep_fields(data, hold, fields, &mut edits);
+        self.keep_fields(data, hold, last, fields, &mut edits);
         if edits.is_empty() {
             return (None, data.len() - hold);
         }
@@ -282,17 +295,80 @@ impl Links {
 
     /// Drop the `edits` (sorted) that fall in a form field's text, and carry [`Fields`] past
     /// `data[..hold]`, the part that goes out now (the rest comes again with the next chunk).
-    fn keep_fields(&self, data: &[u8], hold: usize, fields: &mut Fields, edits: &mut Vec<Edit>) {
+    fn keep_fields(
+        &self,
+        data: &Bytes,
+        hold: usize,
+        last: bool,
+        fields: &mut Fields,
+        edits: &mut Vec<Edit>,
+    ) {
         let out = &data[..hold];
+        if edits.is_empty() {
+            // Whether this part opens or closes a textarea matters only to a URL after it.
+            if !last && hold > 0 {
+                fields.unsearched.push(data.slice(..hold));
+                fields.unsearched_len += hold;
+                if fields.unsearched_len > UNSEARCHED {
+                    self.search_unsearched(fields);
+                }
+            }
+        } else {
+            self.search_unsearched(fields);
+            let marks = self.textarea_marks(out, &mut fields.seam);
+            let mut next = marks.iter().peekable();
+            let mut inside = fields.in_textarea;
+            edits.retain(|edit| {
+                while let Some(&(_, opens)) = next.next_if(|(at, _)| *at <= edit.start) {
+                    inside = opens;
+                }
+                !inside && !in_value_attribute(&fields.open_tag, out, edit.start)
+            });
+            fields.in_textarea = marks.last().map_or(fields.in_textarea, |&(_, opens)| opens);
+        }
+        match memchr::memrchr2(b'<', b'>', out) {
+            Some(lt) if out[lt] == b'<' => {
+                fields.open_tag.clear();
+                fields.open_tag.extend_from_slice(&out[lt..]);
+            }
+            Some(_) => fields.open_tag.clear(),
+            None if !fields.open_tag.is_empty() => fields.open_tag.extend_from_slice(out),
+            None => {}
+        }
+        if fields.open_tag.len() > MAX_HELD {
+            // Not a tag this long: a `<` in a script's text. No field, as for a tag unseen.
+            fields.open_tag.clear();
+        }
+    }
+
+    /// Search what went out unsearched for `textarea`, in order, to know whether it left the
+    /// page inside one.
+    fn search_unsearched(&self, fields: &mut Fields) {
+        let Fields {
+            in_textarea,
+            seam,
+            unsearched,
+            unsearched_len,
+            ..
+        } = fields;
+        for chunk in unsearched.drain(..) {
+            let marks = self.textarea_marks(&chunk, seam);
+            *in_textarea = marks.last().map_or(*in_textarea, |&(_, opens)| opens);
+        }
+        *unsearched_len = 0;
+    }
+
+    /// Where a `<textarea` or `</textarea` tag name ends in `out` (in order), and whether it
+    /// opens one; `seam` holds the bytes searched before `out` (for a name cut by a chunk's
+    /// end) and is carried past it.
+    fn textarea_marks(&self, out: &[u8], seam: &mut [u8; SEAM]) -> Vec<(usize, bool)> {
         let name = TEXTAREA.len();
-        // Where a `<textarea` or `</textarea` tag name ends, and whether it opens one.
         let mut marks: Vec<(usize, bool)> = Vec::new();
         let mut mark = |end: usize, one: Option<u8>, two: Option<u8>| match (one, two) {
             (Some(b'/'), Some(b'<')) => marks.push((end, false)),
             (Some(b'<'), _) => marks.push((end, true)),
             _ => {}
         };
-        let seam = &fields.seam;
         let before = |at: usize, back: usize| match at.checked_sub(back) {
             Some(i) => out[i],
             None => seam[SEAM - (back - at)],
@@ -311,34 +387,13 @@ impl Links {
             }
         }
         marks.sort_unstable();
-        let mut next = marks.iter().peekable();
-        let mut inside = fields.in_textarea;
-        edits.retain(|edit| {
-            while let Some(&(_, opens)) = next.next_if(|(at, _)| *at <= edit.start) {
-                inside = opens;
-            }
-            !inside && !in_value_attribute(&fields.open_tag, out, edit.start)
-        });
-        fields.in_textarea = marks.last().map_or(fields.in_textarea, |&(_, opens)| opens);
-        match memchr::memrchr2(b'<', b'>', out) {
-            Some(lt) if out[lt] == b'<' => {
-                fields.open_tag.clear();
-                fields.open_tag.extend_from_slice(&out[lt..]);
-            }
-            Some(_) => fields.open_tag.clear(),
-            None if !fields.open_tag.is_empty() => fields.open_tag.extend_from_slice(out),
-            None => {}
-        }
-        if fields.open_tag.len() > MAX_HELD {
-            // Not a tag this long: a `<` in a script's text. No field, as for a tag unseen.
-            fields.open_tag.clear();
-        }
         if out.len() >= SEAM {
-            fields.seam.copy_from_slice(&out[out.len() - SEAM..]);
+            seam.copy_from_slice(&out[out.len() - SEAM..]);
         } else {
-            fields.seam.copy_within(out.len().., 0);
-            fields.seam[SEAM - out.len()..].copy_from_slice(out);
+            seam.copy_within(out.len().., 0);
+            seam[SEAM - out.len()..].copy_from_slice(out);
         }
+        marks
     }
 
     /// Where the end of `data` starts something that may become a URL on an upstream once the
@@ -704,7 +759,7 @@ mod tests {
     /// The whole page at once: what each chunking must come to.
     fn whole(links: &Links, page: &str) -> String {
         let (out, held) = links.rewrite(
-            page.as_bytes(),
+            &Bytes::copy_from_slice(page.as_bytes()),
             None,
             true,
             &mut origin(),
@@ -989,6 +1044,52 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A `<textarea>` opened in chunks with no URL to re-point (searched only once a URL comes)
+    /// still keeps the URLs in it, wherever the page is cut; the link after it changes.
+    #[test]
+    fn a_textarea_opened_before_any_url_keeps_its_urls_at_every_cut() {
+        let links = Arc::new(links(&[], "localhost:8000", false));
+        let page = "<p>notes</p><textarea name=content>draft, see \
+                    http://localhost:8000/kept</textarea><a href=http://localhost:8000/h>";
+        let want = whole(&links, page);
+        assert!(want.contains("localhost:8000/kept"), "{want}");
+        assert!(want.contains("localhost:3000/h"), "{want}");
+        for cut in 0..=page.len() {
+            assert_eq!(pieces(&links, page, &[cut]), want, "cut at {cut}");
+            for second in cut..=page.len() {
+                assert_eq!(
+                    pieces(&links, page, &[cut, second]),
+                    want,
+                    "cuts {cut}, {second}"
+                );
+            }
+        }
+    }
+
+    /// A long page with no URL is searched for `textarea` once more than [`UNSEARCHED`] bytes
+    /// went out unsearched: what it keeps of the page stays bounded, and a textarea opened far
+    /// back still counts.
+    #[test]
+    fn what_is_left_unsearched_stays_bounded() {
+        let links = Arc::new(links(&[], "localhost:8000", false));
+        let mut body = fed(&links);
+        let mut out = Vec::new();
+        let filler = Bytes::from(" ".repeat(16 * 1024));
+        out.extend_from_slice(&body.feed(Bytes::from_static(b"<textarea>"), false));
+        for _ in 0..2 * UNSEARCHED / filler.len() {
+            out.extend_from_slice(&body.feed(filler.clone(), false));
+            assert!(body.fields.unsearched_len <= UNSEARCHED);
+        }
+        let end = b"http://localhost:8000/kept</textarea><a href=http://localhost:8000/h>";
+        out.extend_from_slice(&body.feed(Bytes::from_static(end), false));
+        out.extend_from_slice(&body.feed(Bytes::new(), true));
+        let tail = String::from_utf8_lossy(&out[out.len() - end.len()..]);
+        assert_eq!(
+            tail,
+            "http://localhost:8000/kept</textarea><a href=http://localhost:3000/h>"
+        );
     }
 
     /// A `<` further back than a tag can be (a script's `a < b`) starts no field, whether the
