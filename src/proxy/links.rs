@@ -97,7 +97,7 @@ pub(crate) struct Fields {
     /// A tag that went out unfinished (from its `<`), for an attribute cut from its tag.
     open_tag: Vec<u8>,
     /// What went out since the last search for `textarea` (in order, at most [`UNSEARCHED`]
-    /// bytes): a chunk with no URL to re-point needs no search, only the chunks after it that
+    /// bytes in [`UNSEARCHED_CHUNKS`] chunks): a chunk with no URL to re-point needs no search, only the chunks after it that
     /// have one do, so most pages (relative links only) are searched once, for `:port`, not
     /// twice. These are the same `Bytes` that went to the tab, not copies.
     unsearched: Vec<Bytes>,
@@ -109,6 +109,11 @@ pub(crate) struct Fields {
 /// what it keeps alive of a page with no URL to re-point, whose chunks would otherwise be freed
 /// once written. Larger than nearly every page a dev server sends.
 const UNSEARCHED: usize = 256 * 1024;
+
+/// How many chunks [`Fields`] leaves unsearched at most. A chunk is a slice of the buffer it was
+/// read into, which it keeps alive whole (hyper's read buffers are 8 KiB and more): a page that
+/// streams in small pieces would otherwise hold on to many times its own size.
+const UNSEARCHED_CHUNKS: usize = 16;
 
 /// How a found URL begins, which decides what replaces it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -309,7 +314,9 @@ impl Links {
             if !last && hold > 0 {
                 fields.unsearched.push(data.slice(..hold));
                 fields.unsearched_len += hold;
-                if fields.unsearched_len > UNSEARCHED {
+                if fields.unsearched_len > UNSEARCHED
+                    || fields.unsearched.len() >= UNSEARCHED_CHUNKS
+                {
                     self.search_unsearched(fields);
                 }
             }
@@ -1068,28 +1075,31 @@ mod tests {
         }
     }
 
-    /// A long page with no URL is searched for `textarea` once more than [`UNSEARCHED`] bytes
-    /// went out unsearched: what it keeps of the page stays bounded, and a textarea opened far
-    /// back still counts.
+    /// A long page with no URL is searched for `textarea` once more than [`UNSEARCHED`] bytes,
+    /// or [`UNSEARCHED_CHUNKS`] chunks, went out unsearched: what it keeps of the page stays
+    /// bounded, in large chunks and in small ones, and a textarea opened far back still counts.
     #[test]
     fn what_is_left_unsearched_stays_bounded() {
         let links = Arc::new(links(&[], "localhost:8000", false));
-        let mut body = fed(&links);
-        let mut out = Vec::new();
-        let filler = Bytes::from(" ".repeat(16 * 1024));
-        out.extend_from_slice(&body.feed(Bytes::from_static(b"<textarea>"), false));
-        for _ in 0..2 * UNSEARCHED / filler.len() {
-            out.extend_from_slice(&body.feed(filler.clone(), false));
-            assert!(body.fields.unsearched_len <= UNSEARCHED);
+        for (size, chunks) in [(64 * 1024, 8), (100, 200)] {
+            let mut body = fed(&links);
+            let mut out = Vec::new();
+            let filler = Bytes::from(" ".repeat(size));
+            out.extend_from_slice(&body.feed(Bytes::from_static(b"<textarea>"), false));
+            for _ in 0..chunks {
+                out.extend_from_slice(&body.feed(filler.clone(), false));
+                assert!(body.fields.unsearched_len <= UNSEARCHED, "{size}");
+                assert!(body.fields.unsearched.len() < UNSEARCHED_CHUNKS, "{size}");
+            }
+            let end = b"http://localhost:8000/kept</textarea><a href=http://localhost:8000/h>";
+            out.extend_from_slice(&body.feed(Bytes::from_static(end), false));
+            out.extend_from_slice(&body.feed(Bytes::new(), true));
+            let tail = String::from_utf8_lossy(&out[out.len() - end.len()..]);
+            assert_eq!(
+                tail, "http://localhost:8000/kept</textarea><a href=http://localhost:3000/h>",
+                "{size}"
+            );
         }
-        let end = b"http://localhost:8000/kept</textarea><a href=http://localhost:8000/h>";
-        out.extend_from_slice(&body.feed(Bytes::from_static(end), false));
-        out.extend_from_slice(&body.feed(Bytes::new(), true));
-        let tail = String::from_utf8_lossy(&out[out.len() - end.len()..]);
-        assert_eq!(
-            tail,
-            "http://localhost:8000/kept</textarea><a href=http://localhost:3000/h>"
-        );
     }
 
     /// A `<` further back than a tag can be (a script's `a < b`) starts no field, whether the
