@@ -1075,6 +1075,32 @@ mod tests {
         }
     }
 
+    /// A page fed one byte a chunk: many chunks with no URL left unsearched, searches forced
+    /// by the chunk bound with a tag name cut across them, tails held; the same page comes out.
+    #[test]
+    fn a_page_fed_a_byte_at_a_time_keeps_its_fields() {
+        let links = Arc::new(links(&[], "localhost:8000", false));
+        let page = "<a href=\"http://localhost:8000/a\">a</a><p>a field:</p>\
+                    <textarea name=content>notes <img src=\"http://localhost:8000/e.png\">\
+                    </textarea><p>more text, then a link:</p><a href=http://localhost:8000/h>\
+                    <textarea>http://localhost:8000/g</textarea><img src=http://localhost:8000/i>";
+        let want = whole(&links, page);
+        for kept in ["8000/e.png", "8000/g<"] {
+            assert!(
+                want.contains(&format!("localhost:{kept}")),
+                "{kept} in {want}"
+            );
+        }
+        for changed in ["3000/a", "3000/h", "3000/i"] {
+            assert!(
+                want.contains(&format!("localhost:{changed}")),
+                "{changed} in {want}"
+            );
+        }
+        let cuts: Vec<usize> = (1..page.len()).collect();
+        assert_eq!(pieces(&links, page, &cuts), want);
+    }
+
     /// A long page with no URL is searched for `textarea` once more than [`UNSEARCHED`] bytes,
     /// or [`UNSEARCHED_CHUNKS`] chunks, went out unsearched: what it keeps of the page stays
     /// bounded, in large chunks and in small ones, and a textarea opened far back still counts.
