@@ -97,12 +97,18 @@ pub(crate) struct Fields {
     /// A tag that went out unfinished (from its `<`), for an attribute cut from its tag.
     open_tag: Vec<u8>,
     /// What went out since the last search for `textarea` (in order, at most [`UNSEARCHED`]
-    /// bytes in [`UNSEARCHED_CHUNKS`] chunks): a chunk with no URL to re-point needs no search, only the chunks after it that
-    /// have one do, so most pages (relative links only) are searched once, for `:port`, not
-    /// twice. These are the same `Bytes` that went to the tab, not copies.
+    /// bytes in [`UNSEARCHED_CHUNKS`] chunks): a chunk with no URL to re-point needs no search,
+    /// only the chunks after it that have one do, so most pages (relative links only) are
+    /// searched once, for `:port`, not twice. These are the same `Bytes` that went to the tab,
+    /// not copies.
     unsearched: Vec<Bytes>,
-    /// Their length.
-    unsearched_len: usize,
+}
+
+impl Fields {
+    /// How many bytes [`Fields::unsearched`] holds.
+    fn unsearched_len(&self) -> usize {
+        self.unsearched.iter().map(Bytes::len).sum()
+    }
 }
 
 /// How much of a page [`Fields`] leaves unsearched for `textarea` before it searches it anyway:
@@ -313,8 +319,7 @@ impl Links {
             // Whether this part opens or closes a textarea matters only to a URL after it.
             if !last && hold > 0 {
                 fields.unsearched.push(data.slice(..hold));
-                fields.unsearched_len += hold;
-                if fields.unsearched_len > UNSEARCHED
+                if fields.unsearched_len() > UNSEARCHED
                     || fields.unsearched.len() >= UNSEARCHED_CHUNKS
                 {
                     self.search_unsearched(fields);
@@ -355,14 +360,12 @@ impl Links {
             in_textarea,
             seam,
             unsearched,
-            unsearched_len,
             ..
         } = fields;
         for chunk in unsearched.drain(..) {
             let marks = self.textarea_marks(&chunk, seam);
             *in_textarea = marks.last().map_or(*in_textarea, |&(_, opens)| opens);
         }
-        *unsearched_len = 0;
     }
 
     /// Where a `<textarea` or `</textarea` tag name ends in `out` (in order), and whether it
@@ -1114,7 +1117,7 @@ mod tests {
             out.extend_from_slice(&body.feed(Bytes::from_static(b"<textarea>"), false));
             for _ in 0..chunks {
                 out.extend_from_slice(&body.feed(filler.clone(), false));
-                assert!(body.fields.unsearched_len <= UNSEARCHED, "{size}");
+                assert!(body.fields.unsearched_len() <= UNSEARCHED, "{size}");
                 assert!(body.fields.unsearched.len() < UNSEARCHED_CHUNKS, "{size}");
             }
             let end = b"http://localhost:8000/kept</textarea><a href=http://localhost:8000/h>";

@@ -247,6 +247,14 @@ fn in_frames(bytes: &[u8], size: usize) -> Body {
     StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
 }
 
+/// `text` gzip-encoded, as a framework's compression middleware sends it.
+fn gzipped(text: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
 /// A page that links to the upstream itself (at `origin`, listening on `port`) in every spelling
 /// and form, as a framework that builds absolute URLs from `Host` writes it.
 fn links_page(origin: &str, port: u16) -> String {
@@ -410,11 +418,7 @@ async fn route(
         ["links", "gzip"] => {
             // The same page compressed, with a strong validator, as a fragment a framework's
             // compression middleware sends to htmx or Turbo.
-            use std::io::Write as _;
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            gz.write_all(links_page(origin, me.port()).as_bytes())
-                .expect("gzip");
-            let mut res = respond(200, full(gz.finish().expect("gzip")));
+            let mut res = respond(200, full(gzipped(links_page(origin, me.port()).as_bytes())));
             let h = res.headers_mut();
             h.insert("content-type", HeaderValue::from_static("text/html"));
             h.insert("content-encoding", HeaderValue::from_static("gzip"));
@@ -453,12 +457,9 @@ async fn route(
             res
         }
         ["slow", "gzip"] => {
-            use std::io::Write as _;
             gates.arrive("slow");
             let gate = gates.get("slow");
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            gz.write_all(DOCUMENT.as_bytes()).expect("gzip");
-            let page = Bytes::from(gz.finish().expect("gzip"));
+            let page = Bytes::from(gzipped(DOCUMENT.as_bytes()));
             let body = futures_util::stream::once(async move {
                 gate.notified().await;
                 Ok::<_, std::io::Error>(Frame::data(page))
